@@ -1,0 +1,417 @@
+//! The conformance suite every [`Storage`] adapter must pass (feature `conformance`).
+//!
+//! Use [`conformance_suite!`](crate::conformance_suite) in a test module with an async function
+//! that returns a [`Fixture`]; it expands to one `#[tokio::test]` per case. Every case works under
+//! its own random prefix, so stores on a shared bucket can run the cases in parallel.
+//! Capabilities are asserted, never skipped: a store that lacks one must answer `Unsupported`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use crate::error::ErrorKind;
+use crate::storage::{Storage, StorageExt};
+use crate::types::{Checksum, GetRange, LockMode, Metadata, PutOptions, Retention};
+
+/// A store under test and whatever must live as long as it (a temp dir, a server handle).
+pub struct Fixture {
+    /// The store.
+    pub store: Arc<dyn Storage>,
+    /// Dropped after the case.
+    pub guard: Box<dyn Any + Send>,
+}
+
+impl Fixture {
+    /// A fixture with nothing to keep alive.
+    pub fn new(store: Arc<dyn Storage>) -> Self {
+        Fixture { store, guard: Box::new(()) }
+    }
+}
+
+/// Expands to one test per conformance case for the store `setup().await` returns.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($setup:path) => {
+        $crate::conformance_suite!(@cases $setup;
+            round_trip_sizes, ranged_reads, list_paginates, prefix_boundaries, overwrite,
+            if_not_exists, aborted_writer_leaves_nothing, dropped_writer_leaves_nothing,
+            missing_keys_are_not_found, concurrent_writers, awkward_keys, metadata_round_trip,
+            unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
+            invalid_keys_are_rejected, receipts_match_content);
+    };
+    (@cases $setup:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $setup().await;
+                $crate::conformance::$case(&*fixture.store).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+/// Deterministic, non-repeating test bytes.
+pub fn pattern(len: usize, seed: u64) -> Bytes {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v.into()
+}
+
+fn case_prefix(name: &str) -> String {
+    format!("conformance/{name}-{:08x}", rand::random::<u32>())
+}
+
+/// The part size the store declares, or 1 MiB for single-stream stores.
+fn part_size(store: &dyn Storage) -> usize {
+    store.capabilities().part_size.unwrap_or(1 << 20) as usize
+}
+
+/// Writes `data` in uneven chunks, so writers must re-assemble parts.
+async fn put_chunked(store: &dyn Storage, key: &str, data: &Bytes, options: PutOptions) {
+    let mut w = store.writer(key, options).await.expect("writer");
+    let mut rest = data.clone();
+    let mut n = 0;
+    while !rest.is_empty() {
+        let sizes = [7919usize, 1, 65_536, 300_007];
+        let take = sizes[n % sizes.len()].min(rest.len());
+        n += 1;
+        w.write(rest.split_to(take)).await.expect("write");
+    }
+    let receipt = w.finish().await.expect("finish");
+    assert_eq!(receipt.size, data.len() as u64, "{key}: receipt size");
+}
+
+async fn read_all(store: &dyn Storage, key: &str, range: Option<GetRange>) -> Bytes {
+    let got = store.get(key, range).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
+    let chunks: Vec<Bytes> = got.stream.try_collect().await.expect("read stream");
+    chunks.concat().into()
+}
+
+async fn keys_under(store: &dyn Storage, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = store
+        .list_all(prefix)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn assert_kind<T: std::fmt::Debug>(res: crate::Result<T>, kind: ErrorKind, what: &str) {
+    match res {
+        Err(e) => assert_eq!(e.kind(), kind, "{what}: {e}"),
+        Ok(v) => panic!("{what}: expected {kind}, got Ok({v:?})"),
+    }
+}
+
+/// Objects of 0 B, 1 B, part size - 1, part size, part size + 1 and several parts round-trip.
+pub async fn round_trip_sizes(store: &dyn Storage) {
+    let p = case_prefix("sizes");
+    let ps = part_size(store);
+    for (i, len) in [0, 1, ps - 1, ps, ps + 1, 3 * ps + 17].into_iter().enumerate() {
+        let key = format!("{p}/obj-{len}");
+        let data = pattern(len, i as u64);
+        put_chunked(store, &key, &data, PutOptions::default()).await;
+        let meta = store.head(&key).await.expect("head");
+        assert_eq!(meta.size, len as u64, "{key}: head size");
+        assert_eq!(read_all(store, &key, None).await, data, "{key}: content");
+    }
+    assert_eq!(keys_under(store, &p).await.len(), 6);
+}
+
+/// Ranged reads return exactly the requested bytes; out-of-range reads fail.
+pub async fn ranged_reads(store: &dyn Storage) {
+    let key = format!("{}/ranged", case_prefix("range"));
+    let data = pattern(100_003, 9);
+    store.put_bytes(&key, data.clone(), PutOptions::default()).await.expect("put");
+    for (start, end) in [(0u64, 1u64), (10, 20), (0, 100_003), (50_000, 100_003), (99_999, 100_002)] {
+        let got = read_all(store, &key, Some(GetRange::Bounded(start..end))).await;
+        assert_eq!(got, data.slice(start as usize..end as usize), "range {start}..{end}");
+    }
+    let got = read_all(store, &key, Some(GetRange::From(100_000))).await;
+    assert_eq!(got, data.slice(100_000..));
+    assert!(
+        store.get(&key, Some(GetRange::Bounded(100_000..200_000))).await.is_err(),
+        "a range past the end must fail"
+    );
+}
+
+/// Listing more than 1,000 keys goes through pagination and returns each key exactly once.
+pub async fn list_paginates(store: &dyn Storage) {
+    let p = case_prefix("paging");
+    let n = 1_005;
+    stream::iter(0..n)
+        .map(|i| {
+            let key = format!("{p}/k{i:05}");
+            async move { store.put_bytes(&key, Bytes::from(format!("{i}")), PutOptions::default()).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("puts");
+    let keys = keys_under(store, &p).await;
+    assert_eq!(keys.len(), n, "every key listed once");
+    let want: Vec<String> = (0..n).map(|i| format!("{p}/k{i:05}")).collect();
+    assert_eq!(keys, want);
+    let metas = store.list_all(&p).await.expect("list");
+    assert!(metas.iter().all(|m| m.size >= 1), "listing carries sizes");
+}
+
+/// A prefix matches whole segments: `a/b` lists `a/b/...`, never `a/bc`.
+pub async fn prefix_boundaries(store: &dyn Storage) {
+    let p = case_prefix("prefix");
+    // No key is both an object and a "directory" (`a/b` and `a/b/1`): file stores cannot hold that.
+    for k in ["a/b/1", "a/b/c/2", "a/bc/3", "a/b.x", "ab/4"] {
+        store
+            .put_bytes(&format!("{p}/{k}"), Bytes::from_static(b"x"), PutOptions::default())
+            .await
+            .expect("put");
+    }
+    let strip = |v: Vec<String>| -> Vec<String> {
+        v.into_iter().map(|k| k[p.len() + 1..].to_string()).collect()
+    };
+    assert_eq!(strip(keys_under(store, &format!("{p}/a/b")).await), ["a/b/1", "a/b/c/2"]);
+    assert_eq!(strip(keys_under(store, &format!("{p}/a/b/")).await), ["a/b/1", "a/b/c/2"]);
+    assert_eq!(
+        strip(keys_under(store, &format!("{p}/a")).await),
+        ["a/b.x", "a/b/1", "a/b/c/2", "a/bc/3"]
+    );
+    assert_eq!(keys_under(store, &format!("{p}/nothing-here")).await, Vec::<String>::new());
+}
+
+/// Writing a key again replaces it.
+pub async fn overwrite(store: &dyn Storage) {
+    let key = format!("{}/obj", case_prefix("overwrite"));
+    store.put_bytes(&key, pattern(5000, 1), PutOptions::default()).await.expect("put 1");
+    let second = pattern(1234, 2);
+    store.put_bytes(&key, second.clone(), PutOptions::default()).await.expect("put 2");
+    assert_eq!(store.head(&key).await.expect("head").size, 1234);
+    assert_eq!(read_all(store, &key, None).await, second);
+}
+
+/// A create-only write fails with `AlreadyExists` on a taken key and leaves the object alone.
+pub async fn if_not_exists(store: &dyn Storage) {
+    let key = format!("{}/obj", case_prefix("ifnotexists"));
+    let first = pattern(100, 1);
+    store.put_bytes(&key, first.clone(), PutOptions::create_new()).await.expect("first create");
+    let res = store.put_bytes(&key, pattern(200, 2), PutOptions::create_new()).await;
+    assert_kind(res, ErrorKind::AlreadyExists, "second create-only put");
+    assert_eq!(read_all(store, &key, None).await, first, "the original is untouched");
+}
+
+/// An aborted writer leaves no object, not even after several parts.
+pub async fn aborted_writer_leaves_nothing(store: &dyn Storage) {
+    let p = case_prefix("abort");
+    let key = format!("{p}/obj");
+    let mut w = store.writer(&key, PutOptions::default()).await.expect("writer");
+    w.write(pattern(part_size(store) * 2 + 5, 3)).await.expect("write");
+    w.abort().await.expect("abort");
+    assert_kind(store.head(&key).await, ErrorKind::NotFound, "head after abort");
+    assert!(keys_under(store, &p).await.is_empty(), "nothing listed after abort");
+}
+
+/// A writer dropped without `finish` leaves no object.
+pub async fn dropped_writer_leaves_nothing(store: &dyn Storage) {
+    let p = case_prefix("drop");
+    let key = format!("{p}/obj");
+    {
+        let mut w = store.writer(&key, PutOptions::default()).await.expect("writer");
+        w.write(pattern(part_size(store) + 5, 4)).await.expect("write");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_kind(store.head(&key).await, ErrorKind::NotFound, "head after drop");
+    assert!(keys_under(store, &p).await.is_empty(), "nothing listed after drop");
+}
+
+/// head, get and delete of a missing key answer `NotFound`.
+pub async fn missing_keys_are_not_found(store: &dyn Storage) {
+    let key = format!("{}/missing", case_prefix("missing"));
+    assert_kind(store.head(&key).await, ErrorKind::NotFound, "head");
+    assert_kind(store.get(&key, None).await.map(|g| g.meta), ErrorKind::NotFound, "get");
+    assert_kind(store.delete(&key).await, ErrorKind::NotFound, "delete");
+}
+
+/// Writers to different keys can interleave.
+pub async fn concurrent_writers(store: &dyn Storage) {
+    let p = case_prefix("concurrent");
+    let ps = part_size(store);
+    let datas: Vec<Bytes> = (0..6).map(|i| pattern(ps + 1000 * i, 100 + i as u64)).collect();
+    let mut writers = Vec::new();
+    for i in 0..datas.len() {
+        writers.push(store.writer(&format!("{p}/w{i}"), PutOptions::default()).await.expect("writer"));
+    }
+    // Interleave: a slice of each in turn.
+    let step = 50_000;
+    let mut offset = 0;
+    loop {
+        let mut any = false;
+        for (w, d) in writers.iter_mut().zip(&datas) {
+            if offset < d.len() {
+                w.write(d.slice(offset..(offset + step).min(d.len()))).await.expect("write");
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+        offset += step;
+    }
+    futures::future::try_join_all(writers.into_iter().map(|w| w.finish())).await.expect("finish");
+    for (i, d) in datas.iter().enumerate() {
+        assert_eq!(&read_all(store, &format!("{p}/w{i}"), None).await, d, "writer {i}");
+    }
+}
+
+/// Keys with spaces, unicode, `+`, `%` and deep paths round-trip and list exactly.
+pub async fn awkward_keys(store: &dyn Storage) {
+    let p = case_prefix("keys");
+    let names = [
+        "with space.tar.gz",
+        "ünïcödé/日本語.age",
+        "plus+sign",
+        "percent%20not-escaped%2F",
+        "deep/a/b/c/d/e/f/g/h.txt",
+        "quote'and\"double",
+        "tilde~and=equals&amp",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let key = format!("{p}/{n}");
+        let data = pattern(10 + i, i as u64);
+        store.put_bytes(&key, data.clone(), PutOptions::default()).await.expect(n);
+        assert_eq!(read_all(store, &key, None).await, data, "{n}");
+        assert_eq!(store.head(&key).await.expect(n).key, key, "head key of {n}");
+    }
+    let mut want: Vec<String> = names.iter().map(|n| format!("{p}/{n}")).collect();
+    want.sort();
+    assert_eq!(keys_under(store, &p).await, want);
+}
+
+/// User metadata round-trips where the store keeps it, and is refused where it does not.
+pub async fn metadata_round_trip(store: &dyn Storage) {
+    let key = format!("{}/obj", case_prefix("metadata"));
+    let mut md = Metadata::new();
+    md.insert("offsite-sha256".into(), "ab".repeat(32));
+    md.insert("archive".into(), "app-backup-20261126_020000.tar.gz".into());
+    let opts = PutOptions { metadata: md.clone(), ..PutOptions::default() };
+    if store.capabilities().metadata {
+        store.put_bytes(&key, pattern(10, 1), opts).await.expect("put");
+        assert_eq!(store.head(&key).await.expect("head").metadata, md);
+        // An overwrite without metadata clears it.
+        store.put_bytes(&key, pattern(10, 1), PutOptions::default()).await.expect("put");
+        assert!(store.head(&key).await.expect("head").metadata.is_empty());
+    } else {
+        assert_kind(store.put_bytes(&key, pattern(10, 1), opts).await, ErrorKind::Unsupported, "metadata");
+    }
+}
+
+/// Declared-missing capabilities answer `Unsupported` and leave nothing behind.
+pub async fn unsupported_operations_answer_unsupported(store: &dyn Storage) {
+    let p = case_prefix("unsupported");
+    let caps = store.capabilities();
+    let key = format!("{p}/obj");
+    if !caps.retention {
+        let opts = PutOptions {
+            retention: Some(Retention {
+                mode: LockMode::Governance,
+                retain_until: chrono::Utc::now() + chrono::Duration::days(1),
+            }),
+            ..PutOptions::default()
+        };
+        assert_kind(store.put_bytes(&key, pattern(10, 1), opts).await, ErrorKind::Unsupported, "retention");
+    }
+    if !caps.storage_classes {
+        let opts = PutOptions { storage_class: Some("COLD".into()), ..PutOptions::default() };
+        assert_kind(store.put_bytes(&key, pattern(10, 1), opts).await, ErrorKind::Unsupported, "storage class");
+    }
+    if !caps.server_side_copy {
+        store.put_bytes(&key, pattern(10, 1), PutOptions::default()).await.expect("put");
+        assert_kind(
+            store.copy(&key, &format!("{p}/copy"), PutOptions::default()).await,
+            ErrorKind::Unsupported,
+            "copy",
+        );
+        assert_kind(store.head(&format!("{p}/copy")).await, ErrorKind::NotFound, "no copy made");
+    } else {
+        assert!(keys_under(store, &p).await.is_empty(), "refused puts left nothing");
+    }
+}
+
+/// Server-side copy produces an identical object (when the store has it).
+pub async fn copy_within_store(store: &dyn Storage) {
+    if !store.capabilities().server_side_copy {
+        return unsupported_operations_answer_unsupported(store).await;
+    }
+    let p = case_prefix("copy");
+    let data = pattern(part_size(store) + 3, 5);
+    store.put_bytes(&format!("{p}/src"), data.clone(), PutOptions::default()).await.expect("put");
+    let r = store
+        .copy(&format!("{p}/src"), &format!("{p}/dst/copy"), PutOptions::default())
+        .await
+        .expect("copy");
+    assert_eq!(r.size, data.len() as u64);
+    assert_eq!(read_all(store, &format!("{p}/dst/copy"), None).await, data);
+    assert_kind(
+        store.copy(&format!("{p}/src"), &format!("{p}/dst/copy"), PutOptions::create_new()).await,
+        ErrorKind::AlreadyExists,
+        "create-only copy onto a taken key",
+    );
+    assert_kind(
+        store.copy(&format!("{p}/missing"), &format!("{p}/x"), PutOptions::default()).await,
+        ErrorKind::NotFound,
+        "copy of a missing key",
+    );
+}
+
+/// Delete removes the object from head, get and list.
+pub async fn delete_removes(store: &dyn Storage) {
+    let p = case_prefix("delete");
+    let key = format!("{p}/d/obj");
+    store.put_bytes(&key, pattern(10, 1), PutOptions::default()).await.expect("put");
+    store.put_bytes(&format!("{p}/keep"), pattern(10, 1), PutOptions::default()).await.expect("put");
+    store.delete(&key).await.expect("delete");
+    assert_kind(store.head(&key).await, ErrorKind::NotFound, "head after delete");
+    assert_eq!(keys_under(store, &p).await, [format!("{p}/keep")]);
+}
+
+/// Keys that cannot be stored faithfully are refused up front with `InvalidConfig`.
+pub async fn invalid_keys_are_rejected(store: &dyn Storage) {
+    for key in ["", "/abs", "a//b", "a/../b", "trailing/"] {
+        assert_kind(store.head(key).await, ErrorKind::InvalidConfig, key);
+        assert_kind(
+            store.writer(key, PutOptions::default()).await.map(|_| ()),
+            ErrorKind::InvalidConfig,
+            key,
+        );
+    }
+}
+
+/// A receipt's checksum, when present, matches the bytes; `head` reports the same one.
+pub async fn receipts_match_content(store: &dyn Storage) {
+    let key = format!("{}/obj", case_prefix("receipt"));
+    let data = pattern(part_size(store) * 2 + 99, 6);
+    let mut w = store.writer(&key, PutOptions::default()).await.expect("writer");
+    w.write(data.clone()).await.expect("write");
+    let receipt = w.finish().await.expect("finish");
+    assert_eq!(receipt.size, data.len() as u64);
+    if let Some(Checksum::Sha256(hex)) = &receipt.checksum {
+        assert_eq!(hex, &hex::encode(Sha256::digest(&data)));
+    }
+    if store.capabilities().checksum_on_head {
+        let head = store.head(&key).await.expect("head");
+        assert!(head.checksum.is_some(), "checksum_on_head stores report a checksum");
+        assert_eq!(head.checksum, receipt.checksum, "head and receipt agree");
+    }
+}

@@ -1,0 +1,256 @@
+//! The one error type every store returns.
+//!
+//! An error names what happened ([`ErrorKind`]), where (provider, operation, key), and whether
+//! trying again can help ([`Error::is_retryable`]). The retry wrapper in [`crate::retry`] reads
+//! only that flag; adapters decide it once, where they map their SDK's errors.
+
+use std::fmt;
+
+/// What went wrong, independent of the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The object, bucket or container does not exist.
+    NotFound,
+    /// A create-only write found the key already taken.
+    AlreadyExists,
+    /// A conditional request's precondition did not hold.
+    PreconditionFailed,
+    /// The credentials are valid but not allowed to do this.
+    PermissionDenied,
+    /// No usable credentials, or they expired.
+    Unauthenticated,
+    /// The provider asked us to slow down.
+    RateLimited,
+    /// The object is under a retention lock or legal hold and cannot be changed or deleted.
+    Locked,
+    /// This store cannot do this operation at all (see [`crate::Capabilities`]).
+    Unsupported,
+    /// The store's configuration or URL is wrong; retrying cannot help.
+    InvalidConfig,
+    /// The data read back does not match what was written or recorded.
+    Corrupt,
+    /// A network or server failure that may pass.
+    Transient,
+    /// Anything else, including local I/O errors such as a full disk.
+    Other,
+}
+
+impl ErrorKind {
+    /// Whether an error of this kind is worth retrying by default.
+    pub fn default_retryable(self) -> bool {
+        matches!(self, ErrorKind::RateLimited | ErrorKind::Transient)
+    }
+
+    /// A short lowercase name, stable for `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::AlreadyExists => "already-exists",
+            ErrorKind::PreconditionFailed => "precondition-failed",
+            ErrorKind::PermissionDenied => "permission-denied",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::RateLimited => "rate-limited",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::InvalidConfig => "invalid-config",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The operation that failed, for messages and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Opening a store from its URL.
+    Open,
+    /// [`crate::Storage::head`].
+    Head,
+    /// [`crate::Storage::get`].
+    Get,
+    /// [`crate::Storage::writer`] and the writer's methods.
+    Put,
+    /// [`crate::Storage::list`].
+    List,
+    /// [`crate::Storage::delete`].
+    Delete,
+    /// [`crate::Storage::copy`].
+    Copy,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Open => "open",
+            Operation::Head => "head",
+            Operation::Get => "get",
+            Operation::Put => "put",
+            Operation::List => "list",
+            Operation::Delete => "delete",
+            Operation::Copy => "copy",
+        })
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from a store: kind, provider, operation, key, a message, and what to try next.
+///
+/// Messages never carry secrets: adapters build them from names (bucket, key, region), never
+/// from credentials or signed URLs.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    provider: &'static str,
+    operation: Operation,
+    key: Option<String>,
+    message: String,
+    hint: Option<String>,
+    retryable: bool,
+    source: Option<Source>,
+}
+
+/// Result with the storage [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error; retryable when the kind is ([`ErrorKind::default_retryable`]).
+    pub fn new(
+        kind: ErrorKind,
+        provider: &'static str,
+        operation: Operation,
+        message: impl Into<String>,
+    ) -> Self {
+        Error {
+            kind,
+            provider,
+            operation,
+            key: None,
+            message: message.into(),
+            hint: None,
+            retryable: kind.default_retryable(),
+            source: None,
+        }
+    }
+
+    /// Names the key (or bucket path) the operation was on.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds the guidance sentence: what the user should try next.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Overrides whether retrying can help.
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Maps a local I/O error to a kind (used by the local store and the spool).
+    pub fn from_io(
+        err: std::io::Error,
+        provider: &'static str,
+        operation: Operation,
+        what: impl fmt::Display,
+    ) -> Self {
+        use std::io::ErrorKind as Io;
+        let (kind, hint) = match err.kind() {
+            Io::NotFound => (ErrorKind::NotFound, None),
+            Io::AlreadyExists => (ErrorKind::AlreadyExists, None),
+            Io::PermissionDenied => (
+                ErrorKind::PermissionDenied,
+                Some("check the directory's owner and mode, or run as a user that may write there"),
+            ),
+            Io::StorageFull => (
+                ErrorKind::Other,
+                Some("the disk is full: free space or choose another destination; nothing partial was kept"),
+            ),
+            Io::Interrupted | Io::TimedOut | Io::WouldBlock => (ErrorKind::Transient, None),
+            Io::ReadOnlyFilesystem => (
+                ErrorKind::PermissionDenied,
+                Some("the file system is mounted read-only: choose a writable destination"),
+            ),
+            _ => (ErrorKind::Other, None),
+        };
+        let mut e = Error::new(kind, provider, operation, format!("{what}: {err}"));
+        if let Some(h) = hint {
+            e = e.with_hint(h);
+        }
+        e.with_source(err)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// Which provider reported it (`file`, `memory`, `s3`, `gcs`, `azure`).
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+    /// Which operation failed.
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+    /// The key it was about, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+    /// The guidance sentence, if any.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+    /// The message without provider, key or hint.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+    /// Shorthand for `kind() == NotFound`.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.provider, self.operation)?;
+        if let Some(key) = &self.key {
+            write!(f, " {key:?}")?;
+        }
+        write!(f, " failed ({}): {}", self.kind, self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}

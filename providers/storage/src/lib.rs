@@ -1,0 +1,33 @@
+//! The offsite storage contract.
+//!
+//! [`Storage`] is the one object-safe async trait every object store implements (local disk,
+//! memory, S3, GCS, Azure). This crate holds it with everything adapters share and no cloud SDK:
+//! the error type with its retryable flag and the one [`RetryPolicy`], the [`MultipartWriter`]
+//! that gives every multipart adapter bounded memory and back-pressure, URL parsing
+//! ([`Location`]), and two complete stores, [`LocalStore`] (`file://`) and [`MemoryStore`]
+//! (`memory://`). With the `conformance` feature, [`conformance`] is the suite every adapter must
+//! pass.
+
+mod error;
+mod local;
+mod location;
+mod memory;
+mod multipart;
+mod retry;
+mod storage;
+mod types;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Error, ErrorKind, Operation, Result};
+pub use local::LocalStore;
+pub use location::{Location, Scheme};
+pub use memory::MemoryStore;
+pub use multipart::{part_size_for, MultipartUpload, MultipartWriter, Part, PartLimits, PartReceipt};
+pub use retry::RetryPolicy;
+pub use storage::{ByteStream, GetResult, ListStream, ObjectWriter, Storage, StorageExt};
+pub use types::{
+    join_key, key_under_prefix, validate_key, Capabilities, Checksum, GetRange, LockMode, Metadata,
+    ObjectMeta, PutOptions, Receipt, Retention,
+};

@@ -1,0 +1,329 @@
+//! Store locations as URLs: `file:///var/backups/app`, `s3://bucket/prefix?region=us-east-1`,
+//! `gs://bucket/prefix`, `az://account/container/prefix`, `memory://name/prefix`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, ErrorKind, Operation, Result};
+
+/// Which kind of store a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// `file://`: a directory on this machine.
+    File,
+    /// `memory://`: an in-process store (tests).
+    Memory,
+    /// `s3://`: Amazon S3 and S3-compatible stores.
+    S3,
+    /// `gs://`: Google Cloud Storage.
+    Gcs,
+    /// `az://`: Azure Blob Storage.
+    Azure,
+}
+
+impl Scheme {
+    /// The URL scheme as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::File => "file",
+            Scheme::Memory => "memory",
+            Scheme::S3 => "s3",
+            Scheme::Gcs => "gs",
+            Scheme::Azure => "az",
+        }
+    }
+
+    /// Whether copies here count as off site by default (every remote store does).
+    pub fn offsite_by_default(self) -> bool {
+        matches!(self, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed store URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The kind of store.
+    pub scheme: Scheme,
+    /// Bucket (S3, GCS), account (Azure) or store name (memory); empty for `file://`.
+    pub bucket: String,
+    /// Azure only: the container.
+    pub container: Option<String>,
+    /// `file://` only: the directory.
+    pub path: Option<PathBuf>,
+    /// The key prefix inside the bucket or container, without leading or trailing `/`.
+    pub prefix: String,
+    /// Query parameters (`region`, `endpoint`, ...), for the adapter to interpret.
+    pub query: BTreeMap<String, String>,
+    original: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+fn invalid(url: &str, why: impl fmt::Display, hint: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        "url",
+        Operation::Open,
+        format!("cannot use {url:?} as a location: {why}"),
+    )
+    .with_hint(hint.to_string())
+}
+
+const EXAMPLES: &str = "write file:///var/backups/app, s3://bucket/prefix?region=us-east-1, \
+                        gs://bucket/prefix, az://account/container/prefix or memory://name";
+
+impl Location {
+    /// Parses a location URL. A plain absolute path (`/var/backups`) is taken as `file://`.
+    pub fn parse(input: &str) -> Result<Location> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(invalid(input, "it is empty", EXAMPLES));
+        }
+        if input.starts_with('/') {
+            return Self::parse(&format!("file://{input}"));
+        }
+        let Some((scheme, rest)) = input.split_once("://") else {
+            return Err(invalid(input, "it has no scheme", EXAMPLES));
+        };
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "file" => Scheme::File,
+            "memory" => Scheme::Memory,
+            "s3" => Scheme::S3,
+            "gs" | "gcs" => Scheme::Gcs,
+            "az" | "azure" => Scheme::Azure,
+            other => {
+                return Err(invalid(
+                    input,
+                    format!("unknown scheme {other:?}"),
+                    "offsite knows file://, s3://, gs://, az:// and memory://",
+                ))
+            }
+        };
+        if rest.contains('#') {
+            return Err(invalid(input, "it has a fragment ('#')", "remove the '#...' part"));
+        }
+        let (path_part, query_part) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        let mut query = BTreeMap::new();
+        if let Some(q) = query_part {
+            for pair in q.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let k = decode(input, k)?;
+                if k.contains("secret") || k.contains("key") || k == "sig" || k == "password" {
+                    let redacted = format!("{}?...", &input[..input.find('?').unwrap_or(input.len())]);
+                    return Err(invalid(
+                        &redacted,
+                        format!("query parameter {k:?} looks like a credential"),
+                        "credentials come from the provider's standard chain (environment, profile, \
+                         workload identity), never from a URL that ends up in logs and manifests",
+                    ));
+                }
+                query.insert(k, decode(input, v)?);
+            }
+        }
+        let mut loc = Location {
+            scheme,
+            bucket: String::new(),
+            container: None,
+            path: None,
+            prefix: String::new(),
+            query,
+            original: input.to_string(),
+        };
+        match scheme {
+            Scheme::File => {
+                let (host, path) = match path_part.find('/') {
+                    Some(i) => (&path_part[..i], &path_part[i..]),
+                    None => (path_part, ""),
+                };
+                if !host.is_empty() && host != "localhost" {
+                    return Err(invalid(
+                        input,
+                        format!("file URLs name a local path, but this one has the host {host:?}"),
+                        "write file:///absolute/path (three slashes)",
+                    ));
+                }
+                let path = decode(input, path)?;
+                if path.is_empty() {
+                    return Err(invalid(input, "it has no path", "write file:///absolute/path"));
+                }
+                if path.split('/').any(|s| s == "..") {
+                    return Err(invalid(input, "'..' is not allowed in a location", "write the absolute path"));
+                }
+                loc.path = Some(PathBuf::from(path));
+            }
+            Scheme::Memory | Scheme::S3 | Scheme::Gcs => {
+                let (bucket, prefix) = path_part.split_once('/').unwrap_or((path_part, ""));
+                if bucket.is_empty() {
+                    return Err(invalid(
+                        input,
+                        "the bucket name is missing",
+                        &format!("write {}://BUCKET/prefix", scheme.as_str()),
+                    ));
+                }
+                if matches!(scheme, Scheme::S3 | Scheme::Gcs) {
+                    check_bucket_name(input, bucket)?;
+                }
+                loc.bucket = bucket.to_string();
+                loc.prefix = clean_prefix(input, &decode(input, prefix)?)?;
+            }
+            Scheme::Azure => {
+                let mut it = path_part.splitn(3, '/');
+                let account = it.next().unwrap_or("");
+                let container = it.next().unwrap_or("");
+                if account.is_empty() || container.is_empty() {
+                    return Err(invalid(
+                        input,
+                        "Azure locations need an account and a container",
+                        "write az://ACCOUNT/CONTAINER/prefix",
+                    ));
+                }
+                loc.bucket = account.to_string();
+                loc.container = Some(container.to_string());
+                loc.prefix = clean_prefix(input, &decode(input, it.next().unwrap_or(""))?)?;
+            }
+        }
+        Ok(loc)
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// A copy with `sub` added under the prefix (the policy's `prefix`, `--prefix`).
+    pub fn join_prefix(&self, sub: &str) -> Result<Location> {
+        let sub = clean_prefix(&self.original, sub)?;
+        if sub.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut loc = self.clone();
+        match loc.scheme {
+            Scheme::File => {
+                let p = loc.path.take().unwrap_or_default().join(&sub);
+                loc.path = Some(p);
+            }
+            _ => {
+                loc.prefix = if loc.prefix.is_empty() {
+                    sub.clone()
+                } else {
+                    format!("{}/{sub}", loc.prefix)
+                };
+            }
+        }
+        let (base, query) = match self.original.split_once('?') {
+            Some((b, q)) => (b.trim_end_matches('/').to_string(), Some(q)),
+            None => (self.original.trim_end_matches('/').to_string(), None),
+        };
+        loc.original = match query {
+            Some(q) => format!("{base}/{sub}?{q}"),
+            None => format!("{base}/{sub}"),
+        };
+        Ok(loc)
+    }
+}
+
+fn decode(url: &str, s: &str) -> Result<String> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| invalid(url, "a percent-escape does not decode to UTF-8", "fix the %XX escapes"))
+}
+
+fn clean_prefix(url: &str, prefix: &str) -> Result<String> {
+    let p = prefix.trim_matches('/');
+    if p.split('/').any(|s| s == "." || s == "..") {
+        return Err(invalid(url, "'.' and '..' are not allowed in a prefix", "write the prefix plainly"));
+    }
+    if p.contains("//") {
+        return Err(invalid(url, "the prefix has an empty segment ('//')", "remove the doubled '/'"));
+    }
+    Ok(p.to_string())
+}
+
+fn check_bucket_name(url: &str, bucket: &str) -> Result<()> {
+    let ok_chars = bucket
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
+    if !(3..=222).contains(&bucket.len()) || !ok_chars {
+        return Err(invalid(
+            url,
+            format!("{bucket:?} is not a valid bucket name"),
+            "bucket names are 3-63 characters of lowercase letters, digits, '-' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_scheme() {
+        let l = Location::parse("file:///var/backups/app").unwrap();
+        assert_eq!(l.scheme, Scheme::File);
+        assert_eq!(l.path.as_deref(), Some(std::path::Path::new("/var/backups/app")));
+
+        let l = Location::parse("/tmp/x y").unwrap();
+        assert_eq!(l.path.as_deref(), Some(std::path::Path::new("/tmp/x y")));
+
+        let l = Location::parse("s3://acme-backups/app/db?region=us-east-1").unwrap();
+        assert_eq!((l.scheme, l.bucket.as_str(), l.prefix.as_str()), (Scheme::S3, "acme-backups", "app/db"));
+        assert_eq!(l.query.get("region").map(String::as_str), Some("us-east-1"));
+
+        let l = Location::parse("gs://acme-dr").unwrap();
+        assert_eq!((l.scheme, l.prefix.as_str()), (Scheme::Gcs, ""));
+
+        let l = Location::parse("az://acct/cont/a/b/").unwrap();
+        assert_eq!(l.container.as_deref(), Some("cont"));
+        assert_eq!(l.prefix, "a/b");
+
+        let l = Location::parse("memory://t1/p").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("t1", "p"));
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let cases = [
+            ("", "it is empty"),
+            ("backups", "no scheme"),
+            ("ftp://x/y", "unknown scheme \"ftp\""),
+            ("s3:///prefix", "bucket name is missing"),
+            ("s3://Bad_Bucket!/x", "not a valid bucket name"),
+            ("az://acct", "need an account and a container"),
+            ("file://host/x", "has the host \"host\""),
+            ("s3://bucket/a/../b", "'.' and '..'"),
+            ("s3://bucket/x?secret_key=abc", "looks like a credential"),
+        ];
+        for (url, want) in cases {
+            let e = Location::parse(url).unwrap_err().to_string();
+            assert!(e.contains(want), "{url:?}: {e}");
+            assert!(!e.contains("abc\""), "secret echoed: {e}");
+        }
+    }
+
+    #[test]
+    fn join_prefix_adds_a_segment() {
+        let l = Location::parse("s3://bkt/base?region=x").unwrap().join_prefix("app").unwrap();
+        assert_eq!(l.prefix, "base/app");
+        assert_eq!(l.as_str(), "s3://bkt/base/app?region=x");
+        let l = Location::parse("file:///tmp/x/").unwrap().join_prefix("/app/").unwrap();
+        assert_eq!(l.path.as_deref(), Some(std::path::Path::new("/tmp/x/app")));
+    }
+}

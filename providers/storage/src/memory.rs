@@ -1,0 +1,333 @@
+//! `MemoryStore`: a complete store in process memory (`memory://name`), for tests and dry runs.
+//!
+//! It writes through the shared [`MultipartWriter`], so the conformance suite exercises the same
+//! buffering, concurrency and abort paths the cloud adapters use. Stores opened with the same
+//! name in one process share their objects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::multipart::{MultipartUpload, MultipartWriter, Part, PartReceipt};
+use crate::retry::RetryPolicy;
+use crate::storage::{GetResult, ListStream, ObjectWriter, Storage};
+use crate::types::{
+    key_under_prefix, validate_key, Capabilities, Checksum, GetRange, ObjectMeta, PutOptions,
+    Receipt,
+};
+
+const PROVIDER: &str = "memory";
+const PAGE: usize = 1000;
+
+#[derive(Debug, Clone)]
+struct Object {
+    data: Bytes,
+    meta: ObjectMeta,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    objects: BTreeMap<String, Object>,
+    /// Open uploads: id -> parts received so far.
+    uploads: HashMap<u64, BTreeMap<u32, Bytes>>,
+}
+
+/// An in-memory store.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    url: String,
+    part_size: u64,
+    state: Arc<Mutex<State>>,
+}
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<Mutex<State>>>> {
+    static REG: OnceLock<Mutex<HashMap<String, Arc<Mutex<State>>>>> = OnceLock::new();
+    REG.get_or_init(Default::default)
+}
+
+impl MemoryStore {
+    /// Default part size of the store's multipart writer.
+    pub const DEFAULT_PART_SIZE: u64 = 1 << 20;
+
+    /// The store named `name` in this process (created empty on first use).
+    pub fn named(name: &str) -> Self {
+        let state = registry()
+            .lock()
+            .expect("memory registry poisoned")
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        MemoryStore {
+            url: format!("memory://{name}"),
+            part_size: Self::DEFAULT_PART_SIZE,
+            state,
+        }
+    }
+
+    /// A fresh store nobody else shares.
+    pub fn new() -> Self {
+        let n: u64 = rand::random();
+        Self::named(&format!("anon-{n:016x}"))
+    }
+
+    /// Uses `part_size`-byte parts (small sizes make multipart paths cheap to test).
+    pub fn with_part_size(mut self, part_size: u64) -> Self {
+        self.part_size = part_size.max(1);
+        self
+    }
+
+    /// Number of multipart uploads started and neither completed nor aborted.
+    pub fn open_uploads(&self) -> usize {
+        self.lock().uploads.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("memory store poisoned")
+    }
+
+    fn not_found(op: Operation, key: &str) -> Error {
+        Error::new(ErrorKind::NotFound, PROVIDER, op, "no such object").with_key(key)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn store_object(
+    state: &mut State,
+    key: &str,
+    data: Bytes,
+    options: &PutOptions,
+) -> Result<Receipt> {
+    if options.if_not_exists && state.objects.contains_key(key) {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            PROVIDER,
+            Operation::Put,
+            "an object with this key already exists",
+        )
+        .with_key(key));
+    }
+    let checksum = Checksum::Sha256(hex::encode(Sha256::digest(&data)));
+    let mut meta = ObjectMeta::new(key, data.len() as u64);
+    meta.last_modified = Some(Utc::now());
+    meta.checksum = Some(checksum.clone());
+    meta.metadata = options.metadata.clone();
+    meta.etag = Some(format!("\"{}\"", &checksum.to_string()[7..39]));
+    let receipt = Receipt::new(key, meta.size, Some(checksum));
+    state.objects.insert(key.to_string(), Object { data, meta });
+    Ok(receipt)
+}
+
+fn check_options(options: &PutOptions, key: &str, op: Operation) -> Result<()> {
+    if options.retention.is_some() || options.storage_class.is_some() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            PROVIDER,
+            op,
+            "memory stores have no retention locks or storage classes",
+        )
+        .with_key(key));
+    }
+    Ok(())
+}
+
+struct MemoryUpload {
+    store: MemoryStore,
+    id: u64,
+    key: String,
+    options: PutOptions,
+}
+
+#[async_trait]
+impl MultipartUpload for MemoryUpload {
+    async fn put_part(&self, part: Part) -> Result<PartReceipt> {
+        let mut st = self.store.lock();
+        let parts = st.uploads.get_mut(&self.id).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, PROVIDER, Operation::Put, "no such upload")
+                .with_key(self.key.clone())
+        })?;
+        let size = part.data.len() as u64;
+        parts.insert(part.number, part.data);
+        Ok(PartReceipt {
+            number: part.number,
+            size,
+            sha256: part.sha256,
+            token: None,
+        })
+    }
+
+    async fn complete(&self, parts: Vec<PartReceipt>) -> Result<Receipt> {
+        let mut st = self.store.lock();
+        let stored = st.uploads.remove(&self.id).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, PROVIDER, Operation::Put, "no such upload")
+                .with_key(self.key.clone())
+        })?;
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.size as usize).sum());
+        for (i, p) in parts.iter().enumerate() {
+            let chunk = stored.get(&p.number).filter(|_| p.number as usize == i + 1);
+            let Some(chunk) = chunk else {
+                return Err(Error::new(
+                    ErrorKind::Other,
+                    PROVIDER,
+                    Operation::Put,
+                    format!("part {} is missing or out of order", p.number),
+                )
+                .with_key(self.key.clone()));
+            };
+            data.extend_from_slice(chunk);
+        }
+        store_object(&mut st, &self.key, data.into(), &self.options)
+    }
+
+    async fn abort(&self) -> Result<()> {
+        self.store.lock().uploads.remove(&self.id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server_side_copy: true,
+            retention: false,
+            storage_classes: false,
+            metadata: true,
+            checksum_on_head: true,
+            part_size: Some(self.part_size),
+            local: false,
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        validate_key(key, PROVIDER, Operation::Head)?;
+        let st = self.lock();
+        st.objects
+            .get(key)
+            .map(|o| o.meta.clone())
+            .ok_or_else(|| Self::not_found(Operation::Head, key))
+    }
+
+    async fn get(&self, key: &str, range: Option<GetRange>) -> Result<GetResult> {
+        validate_key(key, PROVIDER, Operation::Get)?;
+        let obj = self
+            .lock()
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Self::not_found(Operation::Get, key))?;
+        let range = range.unwrap_or(GetRange::From(0)).resolve(obj.meta.size, PROVIDER, key)?;
+        let mut data = obj.data.slice(range.start as usize..range.end as usize);
+        let chunk = self.part_size.max(1) as usize;
+        let chunks = std::iter::from_fn(move || {
+            (!data.is_empty()).then(|| {
+                let n = chunk.min(data.len());
+                Ok(data.split_to(n))
+            })
+        });
+        Ok(GetResult {
+            meta: obj.meta,
+            range,
+            stream: stream::iter(chunks).boxed(),
+        })
+    }
+
+    async fn writer(&self, key: &str, options: PutOptions) -> Result<Box<dyn ObjectWriter>> {
+        validate_key(key, PROVIDER, Operation::Put)?;
+        check_options(&options, key, Operation::Put)?;
+        let id: u64 = rand::random();
+        self.lock().uploads.insert(id, BTreeMap::new());
+        let upload = MemoryUpload {
+            store: self.clone(),
+            id,
+            key: key.to_string(),
+            options,
+        };
+        Ok(Box::new(MultipartWriter::new(
+            PROVIDER,
+            key,
+            Arc::new(upload),
+            self.part_size,
+            4,
+            RetryPolicy::default(),
+        )))
+    }
+
+    fn list(&self, prefix: &str) -> ListStream<'_> {
+        let prefix = prefix.trim_matches('/').to_string();
+        // Pages of PAGE keys, each read under the lock on its own, like a paged API.
+        stream::try_unfold(Some(String::new()), move |after| {
+            let prefix = prefix.clone();
+            async move {
+                let Some(after) = after else { return Ok(None) };
+                let st = self.lock();
+                let page: Vec<ObjectMeta> = st
+                    .objects
+                    .range::<String, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .filter(|(k, _)| key_under_prefix(k, &prefix))
+                    .take(PAGE)
+                    .map(|(_, o)| {
+                        let mut m = o.meta.clone();
+                        m.checksum = None;
+                        m
+                    })
+                    .collect();
+                if page.is_empty() {
+                    return Ok(None);
+                }
+                let next = (page.len() == PAGE).then(|| page[PAGE - 1].key.clone());
+                Ok(Some((page, next)))
+            }
+        })
+        .map(|page: Result<Vec<ObjectMeta>>| match page {
+            Ok(p) => stream::iter(p.into_iter().map(Ok)).left_stream(),
+            Err(e) => stream::once(async move { Err(e) }).right_stream(),
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        validate_key(key, PROVIDER, Operation::Delete)?;
+        self.lock()
+            .objects
+            .remove(key)
+            .map(|_| ())
+            .ok_or_else(|| Self::not_found(Operation::Delete, key))
+    }
+
+    async fn copy(&self, from: &str, to: &str, options: PutOptions) -> Result<Receipt> {
+        validate_key(from, PROVIDER, Operation::Copy)?;
+        validate_key(to, PROVIDER, Operation::Copy)?;
+        check_options(&options, to, Operation::Copy)?;
+        let mut st = self.lock();
+        let src = st
+            .objects
+            .get(from)
+            .cloned()
+            .ok_or_else(|| Self::not_found(Operation::Copy, from))?;
+        let mut options = options;
+        if options.metadata.is_empty() {
+            options.metadata = src.meta.metadata.clone();
+        }
+        store_object(&mut st, to, src.data, &options)
+    }
+}
