@@ -46,6 +46,34 @@ impl LocalStore {
         &self.root
     }
 
+    /// The file a key is stored in (the key must be valid).
+    pub fn path_for(&self, key: &str) -> Result<PathBuf> {
+        self.path_of(key, Operation::Put)
+    }
+
+    /// Publishes an existing file as the object `key` by renaming it into place, with the same
+    /// guarantees as a writer's `finish` (the file is fsynced first, the directory after). The
+    /// file must be on the same file system, best in the key's directory; push uses this to
+    /// turn its spool into the local copy without writing the bytes twice.
+    pub async fn adopt(&self, file: &Path, key: &str) -> Result<Receipt> {
+        let dest = self.path_of(key, Operation::Put)?;
+        let src = file.to_path_buf();
+        let k = key.to_string();
+        blocking(move || {
+            let f = std::fs::File::open(&src)?;
+            f.sync_all()?;
+            let size = f.metadata()?.len();
+            drop(f);
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            publish(&src, &dest, false, &Metadata::new())?;
+            Ok(Receipt::new(k, size, None))
+        })
+        .await
+        .map_err(|e| self.io_err(Operation::Put, key, e))
+    }
+
     fn path_of(&self, key: &str, op: Operation) -> Result<PathBuf> {
         validate_key(key, PROVIDER, op)?;
         Ok(self.root.join(key))

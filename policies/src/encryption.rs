@@ -1,0 +1,172 @@
+//! age recipients: parsing keys given on the command line, in a policy or in a recipients file.
+//!
+//! Only public keys are handled here. Identities (secret keys) never appear in a policy.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Why a recipient could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipientError {
+    /// A key did not parse.
+    #[error("{origin}: {key_excerpt:?} is not an age recipient: {why}; expected an `age1...` X25519 public key or an `ssh-ed25519 ...` / `ssh-rsa ...` public key line")]
+    Invalid {
+        /// Where the key came from (`--recipient`, `recipients.txt line 3`).
+        origin: String,
+        /// The first characters of what was given (public data, but kept short).
+        key_excerpt: String,
+        /// What the parser said.
+        why: String,
+    },
+    /// A secret key was given where a public key belongs.
+    #[error("{origin}: this is a secret key (an identity), not a recipient; give its public key instead (`age-keygen -y KEYFILE` or `offsite keygen` prints it) and keep the secret key out of command lines and policy files")]
+    SecretKey {
+        /// Where it came from.
+        origin: String,
+    },
+    /// The recipients file could not be read.
+    #[error("cannot read recipients file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The recipients file held no key.
+    #[error("recipients file {path} holds no recipient (only blank lines and comments)")]
+    EmptyFile {
+        /// The file.
+        path: String,
+    },
+}
+
+/// One age recipient.
+#[derive(Clone)]
+pub enum Recipient {
+    /// A native X25519 recipient, `age1...`.
+    X25519(age::x25519::Recipient),
+    /// An SSH public key (`ssh-ed25519` or `ssh-rsa`).
+    Ssh(age::ssh::Recipient),
+}
+
+impl Recipient {
+    /// Parses one key; `origin` says where it came from, for the error message.
+    pub fn parse(s: &str, origin: &str) -> Result<Recipient, RecipientError> {
+        let s = s.trim();
+        if s.starts_with("AGE-SECRET-KEY-") || s.contains("PRIVATE KEY") {
+            return Err(RecipientError::SecretKey { origin: origin.to_string() });
+        }
+        let invalid = |why: String| RecipientError::Invalid {
+            origin: origin.to_string(),
+            key_excerpt: s.chars().take(24).collect(),
+            why,
+        };
+        if s.starts_with("age1") {
+            return age::x25519::Recipient::from_str(s).map(Recipient::X25519).map_err(|e| invalid(e.to_string()));
+        }
+        if s.starts_with("ssh-") {
+            return age::ssh::Recipient::from_str(s)
+                .map(Recipient::Ssh)
+                .map_err(|e| invalid(format!("{e:?}")));
+        }
+        Err(invalid("unknown key type".into()))
+    }
+
+    /// The key as age expects it.
+    pub fn as_age(&self) -> &dyn age::Recipient {
+        match self {
+            Recipient::X25519(r) => r,
+            Recipient::Ssh(r) => r,
+        }
+    }
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Recipient::X25519(r) => write!(f, "{r}"),
+            Recipient::Ssh(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Recipient({self})")
+    }
+}
+
+impl PartialEq for Recipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+/// Reads a recipients file: one key per line, `#` comments and blank lines ignored (the format
+/// of `age -R`).
+pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, RecipientError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RecipientError::File {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        out.push(Recipient::parse(line, &format!("{} line {}", path.display(), i + 1))?);
+    }
+    if out.is_empty() {
+        return Err(RecipientError::EmptyFile { path: path.display().to_string() });
+    }
+    Ok(out)
+}
+
+/// Removes repeated recipients, keeping the first of each.
+pub fn dedup(recipients: Vec<Recipient>) -> Vec<Recipient> {
+    let mut seen = std::collections::HashSet::new();
+    recipients.into_iter().filter(|r| seen.insert(r.to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN alice@rust";
+
+    #[test]
+    fn parses_x25519_and_ssh() {
+        let id = age::x25519::Identity::generate();
+        let pk = id.to_public().to_string();
+        assert_eq!(Recipient::parse(&pk, "test").unwrap().to_string(), pk);
+        assert!(matches!(Recipient::parse(ED25519, "test").unwrap(), Recipient::Ssh(_)));
+    }
+
+    #[test]
+    fn errors_name_the_origin_and_the_fix() {
+        let e = Recipient::parse("age1notakey", "--recipient").unwrap_err().to_string();
+        assert!(e.starts_with("--recipient: \"age1notakey\" is not an age recipient"), "{e}");
+        assert!(e.contains("expected an `age1...`"), "{e}");
+        let e = Recipient::parse("AGE-SECRET-KEY-1QQQ", "policy").unwrap_err().to_string();
+        assert!(e.contains("secret key"), "{e}");
+        assert!(!e.contains("QQQ"), "secret echoed: {e}");
+    }
+
+    #[test]
+    fn recipients_file_skips_comments_and_reports_lines() {
+        let dir = std::env::temp_dir().join(format!("offsite-rcpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pk = age::x25519::Identity::generate().to_public().to_string();
+        let f = dir.join("r.txt");
+        std::fs::write(&f, format!("# team keys\n\n{pk}\n{ED25519}\n")).unwrap();
+        assert_eq!(read_recipients_file(&f).unwrap().len(), 2);
+        std::fs::write(&f, format!("{pk}\nbogus\n")).unwrap();
+        let e = read_recipients_file(&f).unwrap_err().to_string();
+        assert!(e.contains("r.txt line 2"), "{e}");
+        std::fs::write(&f, "# nothing\n").unwrap();
+        assert!(matches!(read_recipients_file(&f), Err(RecipientError::EmptyFile { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,321 @@
+//! How an archive lies on a store: the data object, its manifest (the commit point) and the
+//! verification record, and how an archive's creation time is read from its name.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use offsite_storage::Checksum;
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+/// Suffix of the encrypted data object.
+pub const AGE_SUFFIX: &str = ".age";
+/// Suffix of the manifest.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+/// Suffix of the last deep-verification record.
+pub const VERIFIED_SUFFIX: &str = ".verified.json";
+
+/// The keys of one archive under a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveKeys {
+    /// The data object.
+    pub object: String,
+    /// The manifest, written last.
+    pub manifest: String,
+    /// The verification record.
+    pub verified: String,
+}
+
+impl ArchiveKeys {
+    /// Keys for archive `name` (no `/`) under `prefix` ("" for the store's root).
+    pub fn new(prefix: &str, name: &str, encrypted: bool) -> Self {
+        let base = offsite_storage::join_key(prefix, name);
+        ArchiveKeys {
+            object: if encrypted { format!("{base}{AGE_SUFFIX}") } else { base.clone() },
+            manifest: format!("{base}{MANIFEST_SUFFIX}"),
+            verified: format!("{base}{VERIFIED_SUFFIX}"),
+        }
+    }
+}
+
+/// Size and SHA-256 of a byte stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// Bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+}
+
+/// The stored object's size, SHA-256, and what its provider reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Stored {
+    /// The object's key relative to the destination.
+    pub key: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 of the stored bytes (the ciphertext when encrypted), lowercase hex.
+    pub sha256: String,
+    /// The whole-object checksum the provider reports, when it computes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_checksum: Option<Checksum>,
+    /// Storage class or access tier asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+/// Encryption details: the scheme and the public keys it was made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// Always `age` (v1 format).
+    pub scheme: String,
+    /// Public keys only.
+    pub recipients: Vec<String>,
+}
+
+/// Where the creation time came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CreatedFrom {
+    /// A timestamp in the archive's name.
+    Name,
+    /// The source file's modification time.
+    Mtime,
+    /// The time of the push (stdin without a timestamp in `--name`).
+    PushTime,
+}
+
+/// The manifest: written after the data object is complete, it is the commit point. A data
+/// object without a manifest is an incomplete upload and never counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The archive's name (the source file name, or `--name`).
+    pub archive: String,
+    /// When the archive was made (UTC).
+    pub created: DateTime<Utc>,
+    /// Where `created` came from.
+    pub created_from: CreatedFrom,
+    /// The original bytes.
+    pub plaintext: Digest,
+    /// The bytes on the store.
+    pub stored: Stored,
+    /// `None` for an unencrypted push.
+    pub encryption: Option<Encryption>,
+    /// The policy that placed it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The object's retention lock, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<DateTime<Utc>>,
+    /// When this copy was committed.
+    pub pushed: DateTime<Utc>,
+    /// `offsite X.Y.Z`.
+    pub tool: String,
+}
+
+impl Manifest {
+    /// Parses a manifest, refusing formats from the future with a clear message.
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
+        #[derive(Deserialize)]
+        struct Probe {
+            format: Option<u32>,
+        }
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+        match probe.format {
+            Some(f) if f > MANIFEST_FORMAT => {
+                return Err(format!(
+                    "manifest format {f} is newer than this offsite understands ({MANIFEST_FORMAT}); upgrade offsite"
+                ))
+            }
+            None => return Err("no \"format\" field: this is not an offsite manifest".into()),
+            _ => {}
+        }
+        serde_json::from_slice(bytes).map_err(|e| format!("malformed manifest: {e}"))
+    }
+
+    /// Whether the stored object is age-encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
+}
+
+/// The record `verify --deep` and restore drills write beside the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VerifiedRecord {
+    /// When the check ran.
+    pub time: DateTime<Utc>,
+    /// `deep` (downloaded, hashed, decrypted, hashed again).
+    pub depth: String,
+    /// `ok` or `failed`.
+    pub result: String,
+    /// What failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// `offsite X.Y.Z`.
+    pub tool: String,
+}
+
+/// The tool version string recorded in manifests.
+pub fn tool_version() -> String {
+    format!("offsite {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Finds a timestamp in an archive name (UTC unless it says otherwise):
+/// `20261126_020000`, `20261126T020000Z`, `2026-11-26T02:00:00Z`, `2026-11-26_02-00-00`,
+/// `2026-11-26T0200`, or a bare date `2026-11-26` / `20261126` (midnight).
+/// The first digit run that parses wins; a longer form is preferred at the same place.
+pub fn time_from_name(name: &str) -> Option<DateTime<Utc>> {
+    const DATETIME: &[&str] = &[
+        "%Y-%m-%dT%H:%M:%S%.fZ",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H-%M-%S",
+        "%Y-%m-%d_%H-%M-%S",
+        "%Y-%m-%d_%H%M%S",
+        "%Y-%m-%d-%H%M%S",
+        "%Y-%m-%d_%H:%M:%S",
+        "%Y-%m-%dT%H%M%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H%M",
+        "%Y%m%d_%H%M%S",
+        "%Y%m%dT%H%M%SZ",
+        "%Y%m%dT%H%M%S",
+        "%Y%m%d-%H%M%S",
+        "%Y%m%d%H%M%S",
+        "%Y%m%d_%H%M",
+        "%Y%m%dT%H%M",
+    ];
+    const DATE: &[&str] = &["%Y-%m-%d", "%Y%m%d"];
+    let bytes = name.as_bytes();
+    let ends_token = |rest: &str| !rest.as_bytes().first().is_some_and(|b| b.is_ascii_digit());
+    for i in 0..bytes.len() {
+        let at_start = bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit());
+        if !at_start {
+            continue;
+        }
+        let s = &name[i..];
+        for f in DATETIME {
+            if let Ok((dt, rest)) = NaiveDateTime::parse_and_remainder(s, f) {
+                if ends_token(rest) && plausible(dt.date()) {
+                    return Some(dt.and_utc());
+                }
+            }
+        }
+        for f in DATE {
+            if let Ok((d, rest)) = NaiveDate::parse_and_remainder(s, f) {
+                if ends_token(rest) && plausible(d) {
+                    return d.and_hms_opt(0, 0, 0).map(|dt| dt.and_utc());
+                }
+            }
+        }
+    }
+    None
+}
+
+fn plausible(d: NaiveDate) -> bool {
+    use chrono::Datelike;
+    (1990..=2200).contains(&d.year())
+}
+
+/// Parses `--at`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` taken as UTC.
+pub fn parse_time_arg(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        // A bare date means the end of that day: "the state as of 2026-11-20".
+        return Ok(d.and_hms_opt(23, 59, 59).expect("valid time").and_utc());
+    }
+    Err(format!(
+        "{s:?} is not a time: write RFC 3339 (2026-11-20T14:00:00Z) or YYYY-MM-DD[THH:MM] in UTC"
+    ))
+}
+
+/// Checks an archive name: one path segment that a store can hold. An encrypted push refuses a
+/// name that already ends in `.age` (it would be stored as `.age.age`).
+pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the archive name is empty".into());
+    }
+    if name.contains('/') || name.contains('\\') {
+        return Err(format!("archive name {name:?} contains a path separator; give a plain file name"));
+    }
+    if name.starts_with('.') {
+        return Err(format!("archive name {name:?} starts with '.'; hidden names are reserved"));
+    }
+    for suffix in [MANIFEST_SUFFIX, VERIFIED_SUFFIX] {
+        if name.ends_with(suffix) {
+            return Err(format!("archive name {name:?} ends with {suffix}, which offsite uses for its own files"));
+        }
+    }
+    if encrypted && name.ends_with(AGE_SUFFIX) {
+        return Err(format!(
+            "archive name {name:?} already ends with .age; push the unencrypted archive (offsite encrypts it) or use --no-encrypt to store it as it is"
+        ));
+    }
+    offsite_storage::validate_key(name, "archive", offsite_storage::Operation::Put).map_err(|e| e.message().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<DateTime<Utc>> {
+        Some(Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap())
+    }
+
+    #[test]
+    fn times_from_names() {
+        let cases = [
+            ("app-backup-20261126_020000.tar.gz", t(2026, 11, 26, 2, 0, 0)),
+            ("db-2026-11-26T02:00:00Z.sql.gz", t(2026, 11, 26, 2, 0, 0)),
+            ("db_2026-11-26_02-30-15.dump", t(2026, 11, 26, 2, 30, 15)),
+            ("snap-20261126T023000Z", t(2026, 11, 26, 2, 30, 0)),
+            ("weekly-2026-11-26.tar", t(2026, 11, 26, 0, 0, 0)),
+            ("v2-app-20261126.tgz", t(2026, 11, 26, 0, 0, 0)),
+            ("app-backup.tar.gz", None),
+            ("build-123456789.tar", None),
+            ("app-20261399_020000.tar", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(time_from_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn at_arguments() {
+        assert_eq!(parse_time_arg("2026-11-20T14:00").ok(), t(2026, 11, 20, 14, 0, 0));
+        assert_eq!(parse_time_arg("2026-11-20T14:00:00+01:00").ok(), t(2026, 11, 20, 13, 0, 0));
+        assert_eq!(parse_time_arg("2026-11-20").ok(), t(2026, 11, 20, 23, 59, 59));
+        assert!(parse_time_arg("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn keys_and_names() {
+        let k = ArchiveKeys::new("app", "a.tar.gz", true);
+        assert_eq!(k.object, "app/a.tar.gz.age");
+        assert_eq!(k.manifest, "app/a.tar.gz.manifest.json");
+        assert_eq!(ArchiveKeys::new("", "a.tar.gz", false).object, "a.tar.gz");
+        assert!(validate_name("x/y", true).is_err());
+        assert!(validate_name("x.age", true).unwrap_err().contains("--no-encrypt"));
+        assert!(validate_name("x.age", false).is_ok());
+        assert!(validate_name("app-backup-20261126_020000.tar.gz", true).is_ok());
+    }
+
+    #[test]
+    fn future_manifest_formats_are_refused_clearly() {
+        let e = Manifest::from_json(br#"{"format": 99}"#).unwrap_err();
+        assert!(e.contains("upgrade offsite"), "{e}");
+        assert!(Manifest::from_json(b"{").unwrap_err().contains("not valid JSON"));
+    }
+}

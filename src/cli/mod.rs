@@ -1,0 +1,122 @@
+//! The command line: one file per subcommand; help, man page and completions come from these
+//! clap definitions.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::{exit, Output, UsageError};
+
+mod completions;
+mod keygen;
+mod ls;
+mod push;
+mod restore;
+mod verify;
+
+/// Get backups off the machine that made them: encrypt with age, place copies on local disk
+/// and cloud stores, verify them, restore them.
+#[derive(Debug, Parser)]
+#[command(name = "offsite", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 success; 1 failed; 2 usage or configuration; \
+3 push stored but a destination failed; 4 verify found a copy missing or corrupt. \
+See README.md for each command's meaning.")]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Encrypt an archive and store it at every destination.
+    Push(push::PushArgs),
+    /// List the archives at a location.
+    Ls(ls::LsArgs),
+    /// Check stored copies: quick (no download) or --deep (download, decrypt, hash).
+    Verify(verify::VerifyArgs),
+    /// Restore an archive from the first healthy copy.
+    Restore(restore::RestoreArgs),
+    /// Make a new age identity (secret key) and print its recipient (public key).
+    Keygen(keygen::KeygenArgs),
+    /// Print shell completions.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Identity selection shared by verify and restore.
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// age identity file (AGE-SECRET-KEY-1... lines, or an unencrypted SSH private key).
+    #[arg(long, short = 'i', env = "OFFSITE_IDENTITY_FILE", value_name = "FILE")]
+    identity: Option<PathBuf>,
+}
+
+/// The program: parse, run, map the outcome to an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let out = Output { json: cli.global.json };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Push(a) => push::run(a, out).await,
+            Command::Ls(a) => ls::run(a, out).await,
+            Command::Verify(a) => verify::run(a, out).await,
+            Command::Restore(a) => restore::run(a, out).await,
+            Command::Keygen(a) => keygen::run(a, out),
+            Command::Completions(a) => completions::completions(a),
+            Command::Man => completions::man(),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = if e.downcast_ref::<UsageError>().is_some() { exit::USAGE } else { exit::FAILED };
+            if out.json {
+                out.print_json(&serde_json::json!({ "error": format!("{e:#}"), "exit": code }));
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// Opens each URL, turning URL errors into usage errors that name the URL.
+fn open_all(urls: &[String], prefix: Option<&str>) -> anyhow::Result<Vec<crate::registry::Opened>> {
+    urls.iter()
+        .map(|u| crate::registry::open(u, prefix).map_err(|e| crate::report::usage(e.to_string())))
+        .collect()
+}

@@ -1,0 +1,93 @@
+//! `offsite restore`: an archive back from the first healthy copy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{ArgGroup, Args};
+
+use super::IdentityArgs;
+use crate::archive::parse_time_arg;
+use crate::engine::identity::Identities;
+use crate::engine::restore::{self, Selector, Target};
+use crate::report::{exit, usage, Output};
+
+/// Arguments of `offsite restore`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["archive", "latest", "at"])))]
+pub struct RestoreArgs {
+    /// Locations, in the order to try them; the first healthy copy wins.
+    #[arg(value_name = "URL", required = true)]
+    urls: Vec<String>,
+    /// The archive's name.
+    #[arg(long, value_name = "NAME")]
+    archive: Option<String>,
+    /// The newest complete archive.
+    #[arg(long)]
+    latest: bool,
+    /// The newest archive created at or before TIME (RFC 3339, or YYYY-MM-DD[THH:MM] in UTC).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Where to write the archive; `-` for standard output.
+    #[arg(short, long, value_name = "PATH|-")]
+    output: String,
+    /// Replace PATH if it exists.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// A sub-prefix under every URL.
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
+    let selector = match (&args.archive, args.latest, &args.at) {
+        (Some(n), _, _) => Selector::Name(n.clone()),
+        (_, true, _) => Selector::Latest,
+        (_, _, Some(t)) => Selector::At(parse_time_arg(t).map_err(|e| usage(format!("--at: {e}")))?),
+        _ => unreachable!("clap requires one of --archive, --latest, --at"),
+    };
+    let target = if args.output == "-" {
+        if out.json {
+            return Err(usage("--json cannot share standard output with -o -; write to a file"));
+        }
+        Target::Stdout
+    } else {
+        Target::File { path: PathBuf::from(&args.output), force: args.force }
+    };
+    let identities = match &args.identity.identity {
+        Some(p) => Some(Arc::new(Identities::load(p).map_err(|e| usage(format!("{e:#}")))?)),
+        None => None,
+    };
+    let locations = super::open_all(&args.urls, args.prefix.as_deref())?;
+    let pb = out.progress(None, "restore");
+    let res = restore::run(&locations, &selector, &target, identities, pb.clone()).await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let report = res?;
+    let fell_back = report.attempts.iter().any(|a| a.result == "failed");
+    if out.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["exit"] = exit::OK.into();
+        out.print_json(&v);
+    } else {
+        for a in report.attempts.iter().filter(|a| a.result != "restored") {
+            eprintln!("warning: {} {}: {}", a.result, a.url, a.detail);
+        }
+        let dest = match &target {
+            Target::Stdout => "standard output".to_string(),
+            Target::File { path, .. } => path.display().to_string(),
+        };
+        eprintln!(
+            "restored {} from {} to {dest}: {} bytes, SHA-256 {} verified{}",
+            report.archive,
+            report.from.as_deref().unwrap_or("?"),
+            report.size.unwrap_or(0),
+            report.sha256.as_deref().unwrap_or(""),
+            if fell_back { " (after falling back past a bad copy)" } else { "" }
+        );
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,115 @@
+//! `offsite verify`: check stored copies.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use super::IdentityArgs;
+use crate::engine::identity::Identities;
+use crate::engine::inventory::scan;
+use crate::engine::verify::{check, CopyReport, Verdict};
+use crate::report::{exit, usage, Output};
+
+/// Arguments of `offsite verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Locations to check.
+    #[arg(value_name = "URL", required = true)]
+    urls: Vec<String>,
+    /// Check only this archive (default: every archive at each location).
+    #[arg(long, value_name = "NAME")]
+    archive: Option<String>,
+    /// Download, hash, decrypt and hash again; records the result beside the manifest.
+    #[arg(long)]
+    deep: bool,
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// A sub-prefix under every URL.
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
+    let locations = super::open_all(&args.urls, args.prefix.as_deref())?;
+    let identities = match (&args.identity.identity, args.deep) {
+        (Some(p), true) => Some(Arc::new(Identities::load(p).map_err(|e| usage(format!("{e:#}")))?)),
+        _ => None,
+    };
+    let mut reports: Vec<CopyReport> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    for loc in &locations {
+        let entries = match scan(loc).await {
+            Ok(e) => e,
+            Err(e) => {
+                let verdict = if e.is_not_found() { Verdict::Missing } else { Verdict::Unchecked };
+                reports.push(CopyReport {
+                    url: loc.url().into(),
+                    archive: args.archive.clone().unwrap_or_default(),
+                    depth: if args.deep { "deep" } else { "quick" },
+                    verdict,
+                    detail: format!("cannot list the location: {e}"),
+                });
+                continue;
+            }
+        };
+        let selected: Vec<_> = entries
+            .iter()
+            .filter(|e| args.archive.as_ref().is_none_or(|a| &e.name == a))
+            .collect();
+        if selected.is_empty() {
+            reports.push(CopyReport {
+                url: loc.url().into(),
+                archive: args.archive.clone().unwrap_or_default(),
+                depth: if args.deep { "deep" } else { "quick" },
+                verdict: Verdict::Missing,
+                detail: match &args.archive {
+                    Some(a) => format!("no archive named {a:?} here"),
+                    None => "no archives here".into(),
+                },
+            });
+            continue;
+        }
+        for entry in selected {
+            if args.deep && identities.is_none() && entry.manifest.as_ref().is_some_and(|m| m.encrypted()) {
+                return Err(usage(
+                    "deep verify of encrypted archives needs the identity: give --identity FILE or set OFFSITE_IDENTITY_FILE",
+                ));
+            }
+            reports.push(check(loc, entry, args.deep, identities.clone()).await);
+        }
+    }
+    let damaged = reports.iter().any(|r| matches!(r.verdict, Verdict::Missing | Verdict::Corrupt));
+    let unchecked = reports.iter().any(|r| r.verdict == Verdict::Unchecked);
+    let code = if damaged {
+        exit::DAMAGED
+    } else if unchecked {
+        exit::FAILED
+    } else {
+        exit::OK
+    };
+    if out.json {
+        out.print_json(&json!({ "copies": reports, "exit": code }));
+    } else {
+        for r in &reports {
+            let word = match r.verdict {
+                Verdict::Ok => "ok",
+                Verdict::Missing => "MISSING",
+                Verdict::Corrupt => "CORRUPT",
+                Verdict::Unchecked => "UNCHECKED",
+                Verdict::Incomplete => "incomplete",
+            };
+            println!("{word:<10} {} {}  ({} verify) {}", r.url, r.archive, r.depth, r.detail);
+            if matches!(r.verdict, Verdict::Missing | Verdict::Corrupt | Verdict::Unchecked) {
+                problems.push(format!("{} {}: {}", r.url, r.archive, r.detail));
+            }
+        }
+        let good = reports.iter().filter(|r| r.verdict == Verdict::Ok).count();
+        println!("{good} of {} copies checked good.", reports.iter().filter(|r| r.verdict != Verdict::Incomplete).count());
+    }
+    for p in problems {
+        eprintln!("error: {p}");
+    }
+    Ok(code)
+}

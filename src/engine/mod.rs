@@ -1,0 +1,9 @@
+//! The engine: runs pushes, verification and restores against stores.
+
+pub mod identity;
+pub mod inventory;
+pub mod push;
+pub mod readback;
+pub mod restore;
+pub mod spool;
+pub mod verify;

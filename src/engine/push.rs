@@ -1,0 +1,734 @@
+//! The push pipeline: read the source once, hash it, encrypt it, hash the ciphertext, write it
+//! to the spool, and stream the spool to every destination at once; then check each receipt
+//! and commit each copy by writing its manifest.
+//!
+//! Two threads share the CPU work: one reads, hashes the plaintext and encrypts; the other
+//! hashes the ciphertext and writes the spool. Destinations read the spool as it grows, each at
+//! its own pace, so a slow destination never holds the others back and memory stays flat: the
+//! disk is the buffer.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use offsite_policies::encryption::Recipient;
+use offsite_storage::{Checksum, ObjectWriter, PutOptions, Receipt, StorageExt};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::inventory::read_manifest;
+use super::spool::{self, DestinationJournal, Journal, Progress, ProgressTx, SpoolTail};
+use crate::archive::{
+    time_from_name, tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, Stored,
+    MANIFEST_FORMAT,
+};
+use crate::registry::{key_prefix, Opened};
+
+/// Bytes per block between the pipeline's threads and per spool read.
+const BLOCK: usize = 1 << 20;
+/// Blocks in flight between the encrypting thread and the spool writer.
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+/// What to push from.
+pub enum Source {
+    /// An opened file and its path.
+    File(File, PathBuf),
+    /// Standard input.
+    Stdin,
+}
+
+/// One push.
+pub struct PushRequest {
+    /// The bytes.
+    pub source: Source,
+    /// The archive's name.
+    pub name: String,
+    /// age recipients; empty for an explicit `--no-encrypt` push.
+    pub recipients: Vec<Recipient>,
+    /// Where to.
+    pub destinations: Vec<Opened>,
+    /// Replace a different archive of the same name.
+    pub overwrite: bool,
+    /// A progress bar over source bytes, on a terminal.
+    pub progress: Option<ProgressBar>,
+}
+
+/// What happened at one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Written and committed now.
+    Stored,
+    /// The same archive (same plaintext SHA-256) was already there.
+    AlreadyStored,
+    /// A different archive of that name is there; not replaced.
+    Refused,
+    /// The copy could not be written; nothing that looks complete was left.
+    Failed,
+}
+
+/// The report for one destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationReport {
+    /// The destination URL.
+    pub url: String,
+    /// What happened.
+    pub status: Status,
+    /// The data object's key.
+    pub key: String,
+    /// What went wrong, or why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The checksum the provider reports, when it computes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_checksum: Option<Checksum>,
+}
+
+/// The report for a whole push.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// The archive.
+    pub archive: String,
+    /// Its creation time.
+    pub created: DateTime<Utc>,
+    /// Where that came from.
+    pub created_from: CreatedFrom,
+    /// Whether it was encrypted.
+    pub encrypted: bool,
+    /// The plaintext digest (absent when reading the source failed).
+    pub plaintext: Option<Digest>,
+    /// The stored bytes' digest.
+    pub stored: Option<Digest>,
+    /// Whether a complete spool from an earlier run was sent again instead of re-encrypting.
+    pub resumed: bool,
+    /// Per destination, in the order given.
+    pub destinations: Vec<DestinationReport>,
+}
+
+impl PushReport {
+    /// Destinations that hold the archive now.
+    pub fn stored_count(&self) -> usize {
+        self.destinations
+            .iter()
+            .filter(|d| matches!(d.status, Status::Stored | Status::AlreadyStored))
+            .count()
+    }
+}
+
+enum Plan {
+    /// Upload to it.
+    Active,
+    /// A manifest is there: compare digests once the source is hashed.
+    Deferred(Box<Manifest>),
+    /// Decided already.
+    Done(Status, String),
+}
+
+/// The time an archive was made: from its name, else the file's mtime, else now.
+pub fn creation_time(name: &str, source: &Source) -> (DateTime<Utc>, CreatedFrom) {
+    if let Some(t) = time_from_name(name) {
+        return (t, CreatedFrom::Name);
+    }
+    if let Source::File(f, _) = source {
+        if let Ok(m) = f.metadata().and_then(|m| m.modified()) {
+            return (DateTime::<Utc>::from(m), CreatedFrom::Mtime);
+        }
+    }
+    (Utc::now(), CreatedFrom::PushTime)
+}
+
+/// Runs one push. Per-destination failures are in the report; an `Err` means nothing could
+/// be attempted (the source could not be read, the spool could not be written).
+pub async fn run(req: PushRequest) -> Result<PushReport> {
+    let encrypted = !req.recipients.is_empty();
+    let (created, created_from) = creation_time(&req.name, &req.source);
+    let keys: Vec<ArchiveKeys> = req
+        .destinations
+        .iter()
+        .map(|d| ArchiveKeys::new(key_prefix(&d.location), &req.name, encrypted))
+        .collect();
+
+    // What is there already?
+    let mut plans = Vec::new();
+    for (dest, k) in req.destinations.iter().zip(&keys) {
+        let plan = match read_manifest(dest.store.as_ref(), &k.manifest).await {
+            Err(e) => Plan::Done(Status::Failed, format!("cannot read {}: {e}", k.manifest)),
+            Ok(None) => Plan::Active,
+            Ok(Some(_)) if req.overwrite => Plan::Active,
+            Ok(Some(Ok(m))) => Plan::Deferred(Box::new(m)),
+            Ok(Some(Err(bad))) => Plan::Done(
+                Status::Refused,
+                format!(
+                    "the manifest {} is unreadable ({bad}); inspect that copy, or pass --overwrite to replace it",
+                    k.manifest
+                ),
+            ),
+        };
+        plans.push(plan);
+    }
+    let urls: Vec<String> = req.destinations.iter().map(|d| d.url().to_string()).collect();
+    let work = spool::work_dir(&req.name, &urls);
+    let recipient_strings: Vec<String> = {
+        let mut v: Vec<String> = req.recipients.iter().map(|r| r.to_string()).collect();
+        v.sort();
+        v
+    };
+    let active: Vec<usize> = (0..plans.len()).filter(|&i| matches!(plans[i], Plan::Active)).collect();
+    let pb = req.progress.clone();
+    let mut source = Some(req.source);
+
+    // A complete spool from an earlier run of this push can be sent again, if the source is
+    // the same bytes and the recipients are the same.
+    let mut reusable_journal = None;
+    let mut hashed_source = None;
+    if let Some(j) = Journal::load(&work) {
+        let reusable = j.complete
+            && j.encrypted == encrypted
+            && j.recipients == recipient_strings
+            && j.stored.as_ref().is_some_and(|s| {
+                std::fs::metadata(&j.spool).map(|m| m.len() == s.size).unwrap_or(false)
+            });
+        if reusable && !active.is_empty() {
+            let (digest, rewound) = hash_source(source.take().expect("source"), pb.clone()).await?;
+            source = rewound;
+            if Some(&digest) == j.plaintext.as_ref() {
+                tracing::info!(spool = %j.spool.display(), "resuming from a complete spool");
+                reusable_journal = Some(j);
+            } else {
+                discard(&j, &work);
+                if source.is_none() {
+                    anyhow::bail!(
+                        "standard input differs from the interrupted push of {:?}, whose spool was discarded; run the push again",
+                        req.name
+                    );
+                }
+                if let Some(pb) = &pb {
+                    pb.set_position(0);
+                }
+            }
+            hashed_source = Some(digest);
+        } else {
+            discard(&j, &work);
+        }
+    }
+
+    let mut reports: Vec<Option<DestinationReport>> = vec![None; plans.len()];
+    let (plaintext, stored, journal) = if active.is_empty() {
+        // Nothing to upload: only the digest decides whether the copies there are this archive.
+        let digest = match hashed_source {
+            Some(d) => d,
+            None => hash_source(source.take().expect("source"), pb.clone()).await?.0,
+        };
+        (Some(digest.clone()), Some(digest), None)
+    } else {
+        let mut journal = match reusable_journal.take() {
+            Some(j) => j,
+            None => Journal {
+                format: 1,
+                archive: req.name.clone(),
+                spool: PathBuf::new(),
+                complete: false,
+                recipients: recipient_strings.clone(),
+                encrypted,
+                created,
+                created_from,
+                plaintext: None,
+                stored: None,
+                destinations: BTreeMap::new(),
+            },
+        };
+        let is_resume = journal.complete;
+        let mut spool_file = None;
+        if !is_resume {
+            // Host the spool in the first local destination that will take it, else the cache.
+            for &i in &active {
+                let Some(local) = &req.destinations[i].local else { continue };
+                let created = local.path_for(&keys[i].object).map_err(anyhow::Error::from).and_then(|p| {
+                    let dir = p.parent().map(PathBuf::from).unwrap_or_default();
+                    std::fs::create_dir_all(&dir)?;
+                    let sp = dir.join(format!(".offsite-spool-{}", req.name));
+                    let f = File::create(&sp)?;
+                    Ok((sp, f))
+                });
+                match created {
+                    Ok((sp, f)) => {
+                        journal.spool = sp;
+                        spool_file = Some(f);
+                        break;
+                    }
+                    Err(e) => {
+                        reports[i] = Some(failed(&req.destinations[i], &keys[i], format!("{e:#}")));
+                    }
+                }
+            }
+            if spool_file.is_none() {
+                std::fs::create_dir_all(&work)
+                    .with_context(|| format!("cannot create the spool directory {}", work.display()))?;
+                let sp = work.join("data.spool");
+                spool_file = Some(
+                    File::create(&sp).with_context(|| format!("cannot create the spool {}", sp.display()))?,
+                );
+                journal.spool = sp;
+            }
+            journal.save(&work)?;
+        }
+        let initial = match (&journal.stored, is_resume) {
+            (Some(s), true) => Progress::Done(s.size),
+            _ => Progress::Writing(0),
+        };
+        let (tx, rx) = spool::progress_channel(initial);
+        let tx = Arc::new(tx);
+
+        // Every active destination gets a reader on the spool, opened now so that the host
+        // destination may rename the spool into place while others still read it.
+        let mut uploads = Vec::new();
+        for &i in &active {
+            if reports[i].is_some() {
+                continue;
+            }
+            let dest = req.destinations[i].clone();
+            let key = keys[i].object.clone();
+            let adopt = dest
+                .local
+                .as_ref()
+                .and_then(|l| l.path_for(&key).ok())
+                .is_some_and(|p| p.parent() == journal.spool.parent() || p == journal.spool);
+            let tail = if adopt { None } else { Some(SpoolTail::open(&journal.spool, rx.clone(), BLOCK)?) };
+            let rx = rx.clone();
+            let spool_path = journal.spool.clone();
+            let size_hint = journal.stored.as_ref().map(|s| s.size);
+            uploads.push(async move {
+                let res = match tail {
+                    Some(tail) => upload(&dest, &key, tail, size_hint).await,
+                    None => adopt_spool(&dest, &key, &spool_path, rx).await,
+                };
+                (i, res)
+            });
+        }
+        let producer = async {
+            if is_resume {
+                return Ok((journal.plaintext.clone().expect("complete"), journal.stored.clone().expect("complete")));
+            }
+            let file = spool_file.take().expect("spool file");
+            let res = produce(source.take().expect("source"), req.recipients.clone(), file, tx.clone(), pb.clone()).await;
+            match &res {
+                Ok((_, s)) => {
+                    tx.send_replace(Progress::Done(s.size));
+                }
+                Err(e) => {
+                    tx.send_replace(Progress::Failed(format!("{e:#}")));
+                }
+            }
+            res
+        };
+        let (produced, results) = futures::join!(producer, futures::future::join_all(uploads));
+        let (plaintext, stored) = match produced {
+            Ok(p) => p,
+            Err(e) => {
+                // An incomplete spool cannot be continued: drop it; every upload was aborted.
+                let _ = std::fs::remove_file(&journal.spool);
+                let _ = std::fs::remove_file(Journal::path(&work));
+                let _ = std::fs::remove_dir(&work);
+                return Err(e);
+            }
+        };
+        journal.complete = true;
+        journal.plaintext = Some(plaintext.clone());
+        journal.stored = Some(stored.clone());
+
+        for (i, res) in results {
+            let dest = &req.destinations[i];
+            let report = match res {
+                Ok(receipt) => {
+                    commit(dest, &keys[i], &req.name, receipt, created, created_from, &plaintext, &stored, &req.recipients)
+                        .await
+                }
+                Err(e) => failed(dest, &keys[i], format!("{e:#}")),
+            };
+            if report.status == Status::Stored {
+                if let Some(local) = &dest.local {
+                    if let Ok(p) = local.path_for(&keys[i].object) {
+                        if p.parent() == journal.spool.parent() {
+                            journal.spool = p;
+                        }
+                    }
+                }
+            }
+            journal.destinations.insert(
+                dest.url().to_string(),
+                DestinationJournal {
+                    state: if report.status == Status::Stored { "stored" } else { "failed" }.into(),
+                    upload: None,
+                },
+            );
+            reports[i] = Some(report);
+        }
+        (Some(plaintext), Some(stored), Some((journal, is_resume)))
+    };
+    let resumed = journal.as_ref().is_some_and(|(_, r)| *r);
+
+    // Destinations that already had a manifest: the same archive, or a different one?
+    for (i, plan) in plans.into_iter().enumerate() {
+        let dest = &req.destinations[i];
+        match plan {
+            Plan::Active => {}
+            Plan::Done(status, message) => {
+                reports[i] = Some(DestinationReport {
+                    url: dest.url().to_string(),
+                    status,
+                    key: keys[i].object.clone(),
+                    message: Some(message),
+                    provider_checksum: None,
+                });
+            }
+            Plan::Deferred(m) => {
+                let same = plaintext.as_ref().is_some_and(|p| p.sha256 == m.plaintext.sha256 && p.size == m.plaintext.size);
+                reports[i] = Some(DestinationReport {
+                    url: dest.url().to_string(),
+                    status: if same { Status::AlreadyStored } else { Status::Refused },
+                    key: m.stored.key.clone(),
+                    message: (!same).then(|| {
+                        format!(
+                            "a different archive named {:?} is already stored here (pushed {}, plaintext SHA-256 {}); pass --overwrite to replace it, or push under another --name",
+                            m.archive,
+                            m.pushed.format("%Y-%m-%dT%H:%M:%SZ"),
+                            &m.plaintext.sha256[..16.min(m.plaintext.sha256.len())]
+                        )
+                    }),
+                    provider_checksum: m.stored.provider_checksum.clone(),
+                });
+            }
+        }
+    }
+    let reports: Vec<DestinationReport> = reports.into_iter().map(|r| r.expect("every destination reported")).collect();
+
+    if let Some((journal, _)) = journal {
+        let all_ok = reports.iter().all(|r| r.status != Status::Failed);
+        let in_work_dir = journal.spool.starts_with(&work);
+        let is_spool_name = journal
+            .spool
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".offsite-spool-"));
+        if all_ok {
+            if in_work_dir || is_spool_name {
+                let _ = std::fs::remove_file(&journal.spool);
+            }
+            let _ = std::fs::remove_file(Journal::path(&work));
+            let _ = std::fs::remove_dir(&work);
+        } else {
+            // Keep the spool and its journal: a rerun sends the same ciphertext again.
+            if let Err(e) = journal.save(&work) {
+                tracing::warn!(error = %e, "could not record the push journal; a rerun will re-encrypt");
+            }
+        }
+    }
+
+    Ok(PushReport {
+        archive: req.name,
+        created,
+        created_from,
+        encrypted,
+        plaintext,
+        stored,
+        resumed,
+        destinations: reports,
+    })
+}
+
+/// Removes an unusable spool (never a spool that became a destination's copy) and its journal.
+fn discard(j: &Journal, work: &std::path::Path) {
+    let spool_name = j.spool.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".offsite-spool-"));
+    if j.spool.starts_with(work) || spool_name {
+        let _ = std::fs::remove_file(&j.spool);
+    }
+    let _ = std::fs::remove_file(Journal::path(work));
+}
+
+fn failed(dest: &Opened, keys: &ArchiveKeys, message: String) -> DestinationReport {
+    DestinationReport {
+        url: dest.url().to_string(),
+        status: Status::Failed,
+        key: keys.object.clone(),
+        message: Some(message),
+        provider_checksum: None,
+    }
+}
+
+/// Streams the spool into one destination's writer.
+async fn upload(dest: &Opened, key: &str, mut tail: SpoolTail, size_hint: Option<u64>) -> Result<Receipt> {
+    let mut options = PutOptions::default();
+    options.size_hint = size_hint;
+    let mut writer: Box<dyn ObjectWriter> = dest.store.writer(key, options).await?;
+    loop {
+        match tail.next().await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = writer.write(chunk).await {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(writer.finish().await?)
+}
+
+/// The spool's host: once the spool is complete, rename it into place as this copy.
+async fn adopt_spool(
+    dest: &Opened,
+    key: &str,
+    spool: &std::path::Path,
+    mut rx: tokio::sync::watch::Receiver<Progress>,
+) -> Result<Receipt> {
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            Progress::Done(_) => break,
+            Progress::Failed(why) => return Err(anyhow!("the spool was not completed: {why}")),
+            Progress::Writing(_) => {
+                if rx.changed().await.is_err() {
+                    return Err(anyhow!("the spool producer stopped without finishing"));
+                }
+            }
+        }
+    }
+    let local = dest.local.as_ref().expect("only local destinations adopt the spool");
+    if local.path_for(key)? == spool {
+        // The spool was renamed into place by an earlier run.
+        let meta = dest.store.head(key).await?;
+        return Ok(Receipt::new(key, meta.size, None));
+    }
+    Ok(local.adopt(spool, key).await?)
+}
+
+/// Checks a finished upload against the spool's digest and writes its manifest.
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    dest: &Opened,
+    keys: &ArchiveKeys,
+    name: &str,
+    receipt: Receipt,
+    created: DateTime<Utc>,
+    created_from: CreatedFrom,
+    plaintext: &Digest,
+    stored: &Digest,
+    recipients: &[Recipient],
+) -> DestinationReport {
+    let mismatch = if receipt.size != stored.size {
+        Some(format!("stored {} bytes, but the spool has {}", receipt.size, stored.size))
+    } else {
+        match &receipt.checksum {
+            Some(Checksum::Sha256(h)) if *h != stored.sha256 => {
+                Some(format!("the store reports SHA-256 {h}, the spool has {}", stored.sha256))
+            }
+            _ => None,
+        }
+    };
+    if let Some(why) = mismatch {
+        // Never leave an object that could be mistaken for this archive: it has no manifest,
+        // and we remove it too.
+        let _ = dest.store.delete(&keys.object).await;
+        return failed(dest, keys, format!("the upload did not arrive intact ({why}); it was removed, push again"));
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        archive: name.to_string(),
+        created,
+        created_from,
+        plaintext: plaintext.clone(),
+        stored: Stored {
+            key: keys.object.rsplit('/').next().unwrap_or(&keys.object).to_string(),
+            size: stored.size,
+            sha256: stored.sha256.clone(),
+            provider_checksum: receipt.checksum.clone(),
+            storage_class: None,
+        },
+        encryption: (!recipients.is_empty()).then(|| Encryption {
+            scheme: "age".into(),
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        }),
+        policy: None,
+        retain_until: None,
+        pushed: Utc::now(),
+        tool: tool_version(),
+    };
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    match dest.store.put_bytes(&keys.manifest, bytes.into(), PutOptions::default()).await {
+        Ok(_) => DestinationReport {
+            url: dest.url().to_string(),
+            status: Status::Stored,
+            key: keys.object.clone(),
+            message: None,
+            provider_checksum: receipt.checksum,
+        },
+        Err(e) => failed(dest, keys, format!("the data was stored but its manifest could not be written, so the copy does not count: {e}")),
+    }
+}
+
+fn open_reader(source: Source) -> Box<dyn Read + Send> {
+    match source {
+        Source::File(f, _) => Box::new(f),
+        Source::Stdin => Box::new(std::io::stdin()),
+    }
+}
+
+/// Hashes the whole source; gives a file back rewound (stdin cannot be read again).
+async fn hash_source(source: Source, pb: Option<ProgressBar>) -> Result<(Digest, Option<Source>)> {
+    use std::io::{Seek, SeekFrom};
+    let what = source_name(&source);
+    tokio::task::spawn_blocking(move || -> std::io::Result<(Digest, Option<Source>)> {
+        let inc = |n| {
+            if let Some(pb) = &pb {
+                pb.inc(n)
+            }
+        };
+        match source {
+            Source::File(mut f, p) => {
+                let d = spool::digest_reader(&mut f, inc)?;
+                f.seek(SeekFrom::Start(0))?;
+                Ok((d, Some(Source::File(f, p))))
+            }
+            Source::Stdin => Ok((spool::digest_reader(std::io::stdin(), inc)?, None)),
+        }
+    })
+    .await?
+    .with_context(|| format!("cannot read {what}"))
+}
+
+fn source_name(source: &Source) -> String {
+    match source {
+        Source::File(_, p) => p.display().to_string(),
+        Source::Stdin => "standard input".into(),
+    }
+}
+
+/// Reads, hashes and encrypts on one thread; hashes and writes the spool on another.
+async fn produce(
+    source: Source,
+    recipients: Vec<Recipient>,
+    spool: File,
+    progress: Arc<ProgressTx>,
+    pb: Option<ProgressBar>,
+) -> Result<(Digest, Digest)> {
+    let what = source_name(&source);
+    let encrypted = !recipients.is_empty();
+    let (tx, rx) = sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+    let reader = tokio::task::spawn_blocking(move || read_and_encrypt(open_reader(source), &recipients, tx, pb));
+    let writer = tokio::task::spawn_blocking(move || write_spool(rx, spool, &progress, encrypted));
+    let (r, w) = futures::join!(reader, writer);
+    let r = r.context("the reading thread panicked")?;
+    let w = w.context("the spool thread panicked")?;
+    match (r, w) {
+        (Ok(plain), Ok(stored)) => {
+            let stored = if encrypted { stored } else { plain.clone() };
+            Ok((plain, stored))
+        }
+        // The spool failing (disk full) closes the channel under the reader: report the cause.
+        (_, Err(e)) => Err(anyhow::Error::new(e).context("cannot write the spool")),
+        (Err(e), Ok(_)) => Err(anyhow::Error::new(e).context(format!("cannot read {what}"))),
+    }
+}
+
+/// Sends blocks of [`BLOCK`] bytes to the spool thread.
+struct ChannelWriter {
+    tx: SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        self.tx
+            .send(block)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the spool writer stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(BLOCK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == BLOCK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_and_encrypt(
+    mut source: Box<dyn Read + Send>,
+    recipients: &[Recipient],
+    tx: SyncSender<Vec<u8>>,
+    pb: Option<ProgressBar>,
+) -> std::io::Result<Digest> {
+    let sink = ChannelWriter { tx, buf: Vec::with_capacity(BLOCK) };
+    enum Out {
+        Age(age::stream::StreamWriter<ChannelWriter>),
+        Plain(ChannelWriter),
+    }
+    let mut out = if recipients.is_empty() {
+        Out::Plain(sink)
+    } else {
+        let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age()))
+            .map_err(|e| std::io::Error::other(format!("cannot encrypt to these recipients: {e}")))?;
+        Out::Age(enc.wrap_output(sink)?)
+    };
+    let mut h = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; BLOCK];
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        size += n as u64;
+        match &mut out {
+            Out::Age(w) => w.write_all(&buf[..n])?,
+            Out::Plain(w) => w.write_all(&buf[..n])?,
+        }
+        if let Some(pb) = &pb {
+            pb.inc(n as u64);
+        }
+    }
+    let mut sink = match out {
+        Out::Age(w) => w.finish()?,
+        Out::Plain(w) => w,
+    };
+    sink.send()?;
+    Ok(Digest { size, sha256: hex::encode(h.finalize()) })
+}
+
+fn write_spool(rx: Receiver<Vec<u8>>, mut file: File, progress: &ProgressTx, hash: bool) -> std::io::Result<Digest> {
+    let mut h = hash.then(Sha256::new);
+    let mut size = 0u64;
+    for block in rx {
+        if let Some(h) = &mut h {
+            h.update(&block);
+        }
+        file.write_all(&block)?;
+        size += block.len() as u64;
+        progress.send_replace(Progress::Writing(size));
+    }
+    file.sync_all()?;
+    Ok(Digest { size, sha256: h.map(|h| hex::encode(h.finalize())).unwrap_or_default() })
+}

@@ -1,0 +1,253 @@
+//! Restore: choose the archive (by name, newest, or newest at a time), then take the first
+//! healthy copy in the order the locations were given, checking everything while streaming.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use super::identity::Identities;
+use super::inventory::{scan, Entry, State};
+use super::readback::{read_copy, Proven, ReadbackError};
+use crate::registry::{key_prefix, Opened};
+use crate::report::{time, usage};
+
+/// Which archive.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    /// By name.
+    Name(String),
+    /// The newest complete archive.
+    Latest,
+    /// The newest complete archive created at or before this time.
+    At(DateTime<Utc>),
+}
+
+/// Where the plaintext goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A file, written to a temporary name and renamed when every check passed.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Replace it if it exists.
+        force: bool,
+    },
+    /// Standard output.
+    Stdout,
+}
+
+/// One attempt at one location.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// The location.
+    pub url: String,
+    /// `restored`, `skipped` or `failed`.
+    pub result: &'static str,
+    /// Why.
+    pub detail: String,
+}
+
+/// The outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The archive chosen.
+    pub archive: String,
+    /// Its creation time.
+    pub created: Option<DateTime<Utc>>,
+    /// The location it came from, if any.
+    pub from: Option<String>,
+    /// The plaintext restored.
+    pub size: Option<u64>,
+    /// Its SHA-256.
+    pub sha256: Option<String>,
+    /// Every location tried, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Scans the locations and picks the archive the selector names.
+pub async fn choose(locations: &[Opened], selector: &Selector) -> Result<(String, Vec<Option<Vec<Entry>>>, Vec<Attempt>)> {
+    let mut scans = Vec::new();
+    let mut attempts = Vec::new();
+    for loc in locations {
+        match scan(loc).await {
+            Ok(entries) => scans.push(Some(entries)),
+            Err(e) => {
+                attempts.push(Attempt { url: loc.url().into(), result: "failed", detail: format!("cannot list: {e}") });
+                scans.push(None);
+            }
+        }
+    }
+    let complete = || {
+        scans
+            .iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.state == State::Complete)
+            .filter_map(|e| e.created().map(|c| (c, e.name.clone())))
+    };
+    let name = match selector {
+        Selector::Name(n) => n.clone(),
+        Selector::Latest => complete()
+            .max()
+            .map(|(_, n)| n)
+            .ok_or_else(|| anyhow!("no complete archive at any location ({})", urls(locations)))?,
+        Selector::At(t) => match complete().filter(|(c, _)| c <= t).max() {
+            Some((_, n)) => n,
+            None => {
+                return Err(match complete().min() {
+                    Some((c, n)) => usage(format!(
+                        "--at {} is earlier than every archive; the oldest is {n} created {}",
+                        time(t),
+                        time(&c)
+                    )),
+                    None => anyhow!("no complete archive at any location ({})", urls(locations)),
+                })
+            }
+        },
+    };
+    Ok((name, scans, attempts))
+}
+
+fn urls(locations: &[Opened]) -> String {
+    locations.iter().map(|l| l.url()).collect::<Vec<_>>().join(", ")
+}
+
+/// Restores `selector` to `target` from the first healthy copy.
+pub async fn run(
+    locations: &[Opened],
+    selector: &Selector,
+    target: &Target,
+    identities: Option<Arc<Identities>>,
+    pb: Option<ProgressBar>,
+) -> Result<RestoreReport> {
+    let (name, scans, mut attempts) = choose(locations, selector).await?;
+    let mut report = RestoreReport {
+        archive: name.clone(),
+        created: None,
+        from: None,
+        size: None,
+        sha256: None,
+        attempts: Vec::new(),
+    };
+    if let Target::File { path, force: false } = target {
+        if path.exists() {
+            return Err(usage(format!(
+                "{} already exists; restore never overwrites a file unless --force is given",
+                path.display()
+            )));
+        }
+    }
+    let mut wrote_to_stdout = false;
+    for (loc, entries) in locations.iter().zip(&scans) {
+        let Some(entries) = entries else { continue };
+        let Some(entry) = entries.iter().find(|e| e.name == name) else {
+            attempts.push(Attempt { url: loc.url().into(), result: "skipped", detail: format!("no archive named {name}") });
+            continue;
+        };
+        let manifest = match (&entry.manifest, entry.state) {
+            (Some(m), State::Complete) => m,
+            _ => {
+                attempts.push(Attempt {
+                    url: loc.url().into(),
+                    result: "skipped",
+                    detail: format!("the copy is {}", entry.state.as_str()),
+                });
+                continue;
+            }
+        };
+        report.created = Some(manifest.created);
+        if manifest.encrypted() && identities.is_none() {
+            return Err(usage(format!(
+                "{name} is encrypted (for {}); give --identity FILE or set OFFSITE_IDENTITY_FILE",
+                manifest.encryption.as_ref().map(|e| e.recipients.join(", ")).unwrap_or_default()
+            )));
+        }
+        let object_key = offsite_storage::join_key(key_prefix(&loc.location), &manifest.stored.key);
+        if let Some(pb) = &pb {
+            pb.set_position(0);
+            pb.set_length(manifest.plaintext.size);
+        }
+        let res = match target {
+            Target::Stdout => {
+                wrote_to_stdout = true;
+                read_copy(loc, &object_key, manifest, identities.clone(), std::io::stdout(), pb.clone())
+                    .await
+                    .map(|(p, _)| p)
+            }
+            Target::File { path, .. } => restore_to_file(loc, &object_key, manifest, identities.clone(), path, pb.clone()).await,
+        };
+        match res {
+            Ok(proven) => {
+                attempts.push(Attempt {
+                    url: loc.url().into(),
+                    result: "restored",
+                    detail: format!("{} bytes, SHA-256 {} matches the manifest", proven.plaintext.size, proven.plaintext.sha256),
+                });
+                report.from = Some(loc.url().into());
+                report.size = Some(proven.plaintext.size);
+                report.sha256 = Some(proven.plaintext.sha256);
+                report.attempts = attempts;
+                return Ok(report);
+            }
+            Err(ReadbackError::Output(m)) => return Err(anyhow!("{m}")),
+            Err(e) => {
+                attempts.push(Attempt { url: loc.url().into(), result: "failed", detail: e.to_string() });
+                if wrote_to_stdout {
+                    // Bytes may already be on stdout: another copy cannot be appended to them.
+                    report.attempts = attempts;
+                    return Err(anyhow!(
+                        "{e}; part of the archive may already have been written to standard output, discard it and restore to a file (-o PATH) to fall back to the next copy"
+                    ));
+                }
+            }
+        }
+    }
+    report.attempts = attempts;
+    let tried: Vec<String> = report.attempts.iter().map(|a| format!("{}: {}", a.url, a.detail)).collect();
+    Err(anyhow!("no healthy copy of {name}:\n  {}", tried.join("\n  ")))
+}
+
+async fn restore_to_file(
+    loc: &Opened,
+    object_key: &str,
+    manifest: &crate::archive::Manifest,
+    identities: Option<Arc<Identities>>,
+    path: &Path,
+    pb: Option<ProgressBar>,
+) -> Result<Proven, ReadbackError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.offsite-restore-{:08x}", rand_tag()));
+    let file = std::fs::File::create(&tmp)
+        .with_context(|| format!("cannot create {} (is the directory there and writable?)", tmp.display()))
+        .map_err(|e| ReadbackError::Output(format!("{e:#}")))?;
+    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let res = read_copy(loc, object_key, manifest, identities, writer, pb).await;
+    let finish = |res: Result<(Proven, std::io::BufWriter<std::fs::File>), ReadbackError>| -> Result<Proven, ReadbackError> {
+        let (proven, mut w) = res?;
+        let out = |e: std::io::Error| ReadbackError::Output(format!("cannot write {}: {e}", path.display()));
+        w.flush().map_err(out)?;
+        let f = w.into_inner().map_err(|e| out(e.into_error()))?;
+        f.sync_all().map_err(out)?;
+        std::fs::rename(&tmp, path).map_err(out)?;
+        Ok(proven)
+    };
+    let result = finish(res);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn rand_tag() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() ^ std::process::id()).unwrap_or(0)
+}

@@ -1,0 +1,224 @@
+//! The spool and its journal (DESIGN.md, "Resume, retries and the spool").
+//!
+//! age draws a fresh file key for every encryption, so only stable ciphertext can be resumed.
+//! Push therefore writes the encrypted stream once, to a spool file on local disk, and every
+//! destination reads its bytes from the spool, while it is being written and afterwards. The
+//! spool is the local destination's own copy when one is being written (it is renamed into
+//! place at the end), else a file under the cache directory, removed on success.
+//!
+//! The journal, always under the cache directory and keyed by archive name and destination
+//! set, records where the spool is, whether it completed (with the plaintext and ciphertext
+//! digests, since a resuming push cannot decrypt the spool and stdin cannot be read twice), and
+//! per destination what has been done. A rerun finds a complete spool through it and sends the
+//! same ciphertext again instead of re-encrypting; an incomplete spool is discarded.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
+
+use crate::archive::{CreatedFrom, Digest};
+
+/// Journal format version.
+const JOURNAL_FORMAT: u32 = 1;
+
+/// The cache directory: `$OFFSITE_CACHE_DIR`, else `$XDG_CACHE_HOME/offsite`, else
+/// `~/.cache/offsite`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("OFFSITE_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("offsite");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("offsite")
+}
+
+/// The per-push working directory in the cache: archive name plus a hash of the destinations.
+pub fn work_dir(name: &str, destination_urls: &[String]) -> PathBuf {
+    let mut urls = destination_urls.to_vec();
+    urls.sort();
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    for u in &urls {
+        h.update([0]);
+        h.update(u.as_bytes());
+    }
+    let tag = hex::encode(&h.finalize()[..6]);
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .take(80)
+        .collect();
+    cache_dir().join("spool").join(format!("{safe}-{tag}"))
+}
+
+/// What the journal records of one destination.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct DestinationJournal {
+    /// `pending`, `stored` or `failed`.
+    pub state: String,
+    /// The adapter's resume state (upload id, session URL, block ids), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<serde_json::Value>,
+}
+
+/// The journal beside a push's spool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Journal {
+    /// [`JOURNAL_FORMAT`].
+    pub format: u32,
+    /// The archive.
+    pub archive: String,
+    /// Where the spool file is now.
+    pub spool: PathBuf,
+    /// Whether the spool holds the whole stream.
+    pub complete: bool,
+    /// The recipients the spool was encrypted for (empty: not encrypted).
+    pub recipients: Vec<String>,
+    /// Whether the spool is age ciphertext.
+    pub encrypted: bool,
+    /// The archive's creation time.
+    pub created: DateTime<Utc>,
+    /// Where the creation time came from.
+    pub created_from: CreatedFrom,
+    /// Plaintext digest, once complete.
+    pub plaintext: Option<Digest>,
+    /// Spool (stored bytes) digest, once complete.
+    pub stored: Option<Digest>,
+    /// Per destination URL.
+    pub destinations: BTreeMap<String, DestinationJournal>,
+}
+
+impl Journal {
+    /// The journal's file in a work directory.
+    pub fn path(work_dir: &Path) -> PathBuf {
+        work_dir.join("journal.json")
+    }
+
+    /// Reads a journal; `None` when there is none or it cannot be used (then it is ignored).
+    pub fn load(work_dir: &Path) -> Option<Journal> {
+        let bytes = std::fs::read(Self::path(work_dir)).ok()?;
+        match serde_json::from_slice::<Journal>(&bytes) {
+            Ok(j) if j.format == JOURNAL_FORMAT => Some(j),
+            _ => {
+                tracing::warn!(dir = %work_dir.display(), "ignoring an unreadable push journal");
+                None
+            }
+        }
+    }
+
+    /// Writes the journal atomically (temp file, fsync, rename).
+    pub fn save(&self, work_dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(work_dir)
+            .with_context(|| format!("cannot create the spool directory {}", work_dir.display()))?;
+        let tmp = work_dir.join(".journal.json.tmp");
+        let bytes = serde_json::to_vec_pretty(self)?;
+        let write = || -> std::io::Result<()> {
+            let f = File::create(&tmp)?;
+            f.write_all_at(&bytes, 0)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, Self::path(work_dir))
+        };
+        write().with_context(|| format!("cannot write the push journal in {}", work_dir.display()))
+    }
+}
+
+/// How far the spool has been written, shared with every destination's reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Bytes written so far; more are coming.
+    Writing(u64),
+    /// The spool is complete and fsynced with this many bytes.
+    Done(u64),
+    /// Producing the spool failed; readers stop.
+    Failed(String),
+}
+
+/// The producer's handle on the progress every reader watches.
+pub type ProgressTx = watch::Sender<Progress>;
+
+/// A new progress channel.
+pub fn progress_channel(initial: Progress) -> (ProgressTx, watch::Receiver<Progress>) {
+    watch::channel(initial)
+}
+
+/// Reads a spool from the start while it is being written, in chunks, waiting for the producer
+/// when it catches up. It holds its own file handle, so the spool may be renamed meanwhile.
+pub struct SpoolTail {
+    file: Arc<File>,
+    offset: u64,
+    rx: watch::Receiver<Progress>,
+    chunk: u64,
+}
+
+impl SpoolTail {
+    /// Opens `path` for tailing.
+    pub fn open(path: &Path, rx: watch::Receiver<Progress>, chunk: usize) -> Result<SpoolTail> {
+        let file = File::open(path).with_context(|| format!("cannot open the spool {}", path.display()))?;
+        Ok(SpoolTail { file: Arc::new(file), offset: 0, rx, chunk: chunk as u64 })
+    }
+
+    /// The next chunk, `None` at the end of a complete spool.
+    pub async fn next(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let state = self.rx.borrow_and_update().clone();
+            let (available, done) = match state {
+                Progress::Writing(n) => (n, false),
+                Progress::Done(n) => (n, true),
+                Progress::Failed(why) => bail!("the spool was not completed: {why}"),
+            };
+            if self.offset < available {
+                let len = (available - self.offset).min(self.chunk) as usize;
+                let file = Arc::clone(&self.file);
+                let offset = self.offset;
+                let buf = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    let mut buf = vec![0u8; len];
+                    file.read_exact_at(&mut buf, offset)?;
+                    Ok(buf)
+                })
+                .await
+                .context("spool reader task failed")?
+                .context("cannot read the spool")?;
+                self.offset += len as u64;
+                return Ok(Some(Bytes::from(buf)));
+            }
+            if done {
+                return Ok(None);
+            }
+            if self.rx.changed().await.is_err() {
+                bail!("the spool producer stopped without finishing");
+            }
+        }
+    }
+}
+
+/// Hashes a whole file or stream (used when resuming, to prove the source is the same).
+pub fn digest_reader(mut r: impl std::io::Read, on_bytes: impl Fn(u64)) -> std::io::Result<Digest> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        size += n as u64;
+        on_bytes(n as u64);
+    }
+    Ok(Digest { size, sha256: hex::encode(h.finalize()) })
+}

@@ -1,0 +1,157 @@
+//! Verification: quick (manifest, object present, size, the provider's checksum or, on local
+//! disk, a re-hash) and deep (download, hash, decrypt, hash again, record the result).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::TryStreamExt;
+use offsite_storage::{PutOptions, StorageExt};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::identity::Identities;
+use super::inventory::{Entry, State};
+use super::readback::{read_copy, ReadbackError};
+use crate::archive::{tool_version, ArchiveKeys, VerifiedRecord};
+use crate::registry::{key_prefix, Opened};
+
+/// The verdict on one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Checked good.
+    Ok,
+    /// The data object or manifest is gone.
+    Missing,
+    /// The bytes or the manifest are damaged.
+    Corrupt,
+    /// Could not be checked (network, permission, key).
+    Unchecked,
+    /// An upload that never committed; it does not count as a copy.
+    Incomplete,
+}
+
+/// One checked copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// The location.
+    pub url: String,
+    /// The archive.
+    pub archive: String,
+    /// `quick` or `deep`.
+    pub depth: &'static str,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What was compared, or what went wrong.
+    pub detail: String,
+}
+
+/// Checks one entry of a location's inventory.
+pub async fn check(loc: &Opened, entry: &Entry, deep: bool, identities: Option<Arc<Identities>>) -> CopyReport {
+    let depth = if deep { "deep" } else { "quick" };
+    let report = |verdict, detail: String| CopyReport {
+        url: loc.url().to_string(),
+        archive: entry.name.clone(),
+        depth,
+        verdict,
+        detail,
+    };
+    let manifest = match (entry.state, &entry.manifest) {
+        (State::Incomplete, _) => {
+            return report(Verdict::Incomplete, "data without a manifest: an upload that never completed; it does not count (push again)".into())
+        }
+        (State::BadManifest, _) => {
+            return report(
+                Verdict::Corrupt,
+                format!("the manifest is unreadable: {}", entry.manifest_error.clone().unwrap_or_default()),
+            )
+        }
+        (_, None) => return report(Verdict::Corrupt, "no manifest".into()),
+        (State::MissingData, Some(m)) => {
+            return report(Verdict::Missing, format!("the manifest is here but the data object {} is missing", m.stored.key))
+        }
+        (State::Complete, Some(m)) => m,
+    };
+    let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());
+    let object_key = offsite_storage::join_key(key_prefix(&loc.location), &manifest.stored.key);
+
+    if deep {
+        if manifest.encrypted() && identities.is_none() {
+            return report(Verdict::Unchecked, "encrypted: deep verify needs --identity".into());
+        }
+        let res = read_copy(loc, &object_key, manifest, identities, std::io::sink(), None).await;
+        let (verdict, detail) = match res {
+            Ok((proven, _)) => (
+                Verdict::Ok,
+                format!(
+                    "downloaded {} bytes, SHA-256 matches; decrypted {} bytes, SHA-256 matches",
+                    proven.stored.size, proven.plaintext.size
+                ),
+            ),
+            Err(ReadbackError::Corrupt(m)) => (Verdict::Corrupt, m),
+            Err(e) => (Verdict::Unchecked, e.to_string()),
+        };
+        if matches!(verdict, Verdict::Ok | Verdict::Corrupt) {
+            let record = VerifiedRecord {
+                time: Utc::now(),
+                depth: "deep".into(),
+                result: if verdict == Verdict::Ok { "ok" } else { "failed" }.into(),
+                detail: (verdict != Verdict::Ok).then(|| detail.clone()),
+                tool: tool_version(),
+            };
+            let bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
+            if let Err(e) = loc.store.put_bytes(&keys.verified, bytes.into(), PutOptions::default()).await {
+                tracing::warn!(error = %e, "could not record the verification result");
+            }
+        }
+        return report(verdict, detail);
+    }
+
+    let head = match loc.store.head(&object_key).await {
+        Ok(h) => h,
+        Err(e) if e.is_not_found() => return report(Verdict::Missing, format!("the data object {object_key} is missing")),
+        Err(e) => return report(Verdict::Unchecked, e.to_string()),
+    };
+    if head.size != manifest.stored.size {
+        return report(
+            Verdict::Corrupt,
+            format!("{} bytes stored but the manifest records {} (truncated or replaced)", head.size, manifest.stored.size),
+        );
+    }
+    match (&head.checksum, &manifest.stored.provider_checksum) {
+        (Some(now), Some(then)) if now == then => {
+            report(Verdict::Ok, format!("size and the provider's checksum ({now}) match the manifest"))
+        }
+        (Some(now), Some(then)) => report(
+            Verdict::Corrupt,
+            format!("the provider reports {now} but the manifest recorded {then}"),
+        ),
+        _ if loc.store.capabilities().local => {
+            // Local disk: re-hashing costs no egress, so quick verify proves the bytes.
+            match hash_object(loc, &object_key).await {
+                Ok(h) if h == manifest.stored.sha256 => report(Verdict::Ok, "size and SHA-256 of the stored bytes match the manifest".into()),
+                Ok(h) => report(
+                    Verdict::Corrupt,
+                    format!("the stored bytes hash to {h} but the manifest records {} (damaged on disk)", manifest.stored.sha256),
+                ),
+                Err(e) => report(Verdict::Unchecked, e.to_string()),
+            }
+        }
+        _ => report(
+            Verdict::Ok,
+            "size matches the manifest; this provider reports no whole-object checksum, so only --deep proves the bytes".into(),
+        ),
+    }
+}
+
+async fn hash_object(loc: &Opened, key: &str) -> offsite_storage::Result<String> {
+    let got = loc.store.get(key, None).await?;
+    let h = got
+        .stream
+        .try_fold(Sha256::new(), |mut h, chunk| async move {
+            h.update(&chunk);
+            Ok(h)
+        })
+        .await?;
+    Ok(hex::encode(h.finalize()))
+}

@@ -1,0 +1,11 @@
+//! offsite: gets backups off the machine that made them and keeps them safe.
+//!
+//! The binary's pieces: [`cli`] (one file per subcommand), [`engine`] (push, verify, restore
+//! against stores), [`archive`] (the layout of an archive on a store), [`registry`] (URL to
+//! store) and [`report`] (text and `--json` output, exit codes).
+
+pub mod archive;
+pub mod cli;
+pub mod engine;
+pub mod registry;
+pub mod report;

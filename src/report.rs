@@ -1,0 +1,89 @@
+//! Output: human text or `--json`, progress bars on terminals only, and exit codes.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Exit codes (DESIGN.md "Exit codes"); meanings per command are in README.md.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command failed (push: stored nowhere; verify: could not check; restore: no healthy copy).
+    pub const FAILED: u8 = 1;
+    /// Usage or configuration error.
+    pub const USAGE: u8 = 2;
+    /// Partly done (push: stored, but a destination failed).
+    pub const PARTIAL: u8 = 3;
+    /// A copy is missing or corrupt (verify).
+    pub const DAMAGED: u8 = 4;
+}
+
+/// A usage or configuration error: exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Shorthand for a usage error.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// How to talk to the user.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// Print one JSON document on stdout instead of text.
+    pub json: bool,
+}
+
+impl Output {
+    /// A byte progress bar on stderr, only when stderr is a terminal and output is not JSON.
+    pub fn progress(&self, len: Option<u64>, what: &str) -> Option<ProgressBar> {
+        if self.json || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let pb = match len {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        };
+        let style = ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template");
+        pb.set_style(style);
+        pb.set_message(what.to_string());
+        Some(pb)
+    }
+
+    /// Prints a JSON value on stdout.
+    pub fn print_json(&self, value: &serde_json::Value) {
+        println!("{}", serde_json::to_string_pretty(value).expect("json"));
+    }
+}
+
+/// `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A UTC time as `2026-11-26T02:00:00Z`.
+pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
