@@ -30,7 +30,11 @@ impl ArchiveKeys {
     pub fn new(prefix: &str, name: &str, encrypted: bool) -> Self {
         let base = offsite_storage::join_key(prefix, name);
         ArchiveKeys {
-            object: if encrypted { format!("{base}{AGE_SUFFIX}") } else { base.clone() },
+            object: if encrypted {
+                format!("{base}{AGE_SUFFIX}")
+            } else {
+                base.clone()
+            },
             manifest: format!("{base}{MANIFEST_SUFFIX}"),
             verified: format!("{base}{VERIFIED_SUFFIX}"),
         }
@@ -123,7 +127,8 @@ impl Manifest {
         struct Probe {
             format: Option<u32>,
         }
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+        let probe: Probe =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
         match probe.format {
             Some(f) if f > MANIFEST_FORMAT => {
                 return Err(format!(
@@ -226,7 +231,12 @@ pub fn parse_time_arg(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for f in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Ok(t.and_utc());
         }
@@ -247,14 +257,20 @@ pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
         return Err("the archive name is empty".into());
     }
     if name.contains('/') || name.contains('\\') {
-        return Err(format!("archive name {name:?} contains a path separator; give a plain file name"));
+        return Err(format!(
+            "archive name {name:?} contains a path separator; give a plain file name"
+        ));
     }
     if name.starts_with('.') {
-        return Err(format!("archive name {name:?} starts with '.'; hidden names are reserved"));
+        return Err(format!(
+            "archive name {name:?} starts with '.'; hidden names are reserved"
+        ));
     }
     for suffix in [MANIFEST_SUFFIX, VERIFIED_SUFFIX] {
         if name.ends_with(suffix) {
-            return Err(format!("archive name {name:?} ends with {suffix}, which offsite uses for its own files"));
+            return Err(format!(
+                "archive name {name:?} ends with {suffix}, which offsite uses for its own files"
+            ));
         }
     }
     if encrypted && name.ends_with(AGE_SUFFIX) {
@@ -262,7 +278,8 @@ pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
             "archive name {name:?} already ends with .age; push the unencrypted archive (offsite encrypts it) or use --no-encrypt to store it as it is"
         ));
     }
-    offsite_storage::validate_key(name, "archive", offsite_storage::Operation::Put).map_err(|e| e.message().to_string())
+    offsite_storage::validate_key(name, "archive", offsite_storage::Operation::Put)
+        .map_err(|e| e.message().to_string())
 }
 
 #[cfg(test)]
@@ -277,7 +294,10 @@ mod tests {
     #[test]
     fn times_from_names() {
         let cases = [
-            ("app-backup-20261126_020000.tar.gz", t(2026, 11, 26, 2, 0, 0)),
+            (
+                "app-backup-20261126_020000.tar.gz",
+                t(2026, 11, 26, 2, 0, 0),
+            ),
             ("db-2026-11-26T02:00:00Z.sql.gz", t(2026, 11, 26, 2, 0, 0)),
             ("db_2026-11-26_02-30-15.dump", t(2026, 11, 26, 2, 30, 15)),
             ("snap-20261126T023000Z", t(2026, 11, 26, 2, 30, 0)),
@@ -294,10 +314,21 @@ mod tests {
 
     #[test]
     fn at_arguments() {
-        assert_eq!(parse_time_arg("2026-11-20T14:00").ok(), t(2026, 11, 20, 14, 0, 0));
-        assert_eq!(parse_time_arg("2026-11-20T14:00:00+01:00").ok(), t(2026, 11, 20, 13, 0, 0));
-        assert_eq!(parse_time_arg("2026-11-20").ok(), t(2026, 11, 20, 23, 59, 59));
-        assert!(parse_time_arg("yesterday").unwrap_err().contains("RFC 3339"));
+        assert_eq!(
+            parse_time_arg("2026-11-20T14:00").ok(),
+            t(2026, 11, 20, 14, 0, 0)
+        );
+        assert_eq!(
+            parse_time_arg("2026-11-20T14:00:00+01:00").ok(),
+            t(2026, 11, 20, 13, 0, 0)
+        );
+        assert_eq!(
+            parse_time_arg("2026-11-20").ok(),
+            t(2026, 11, 20, 23, 59, 59)
+        );
+        assert!(parse_time_arg("yesterday")
+            .unwrap_err()
+            .contains("RFC 3339"));
     }
 
     #[test]
@@ -307,7 +338,9 @@ mod tests {
         assert_eq!(k.manifest, "app/a.tar.gz.manifest.json");
         assert_eq!(ArchiveKeys::new("", "a.tar.gz", false).object, "a.tar.gz");
         assert!(validate_name("x/y", true).is_err());
-        assert!(validate_name("x.age", true).unwrap_err().contains("--no-encrypt"));
+        assert!(validate_name("x.age", true)
+            .unwrap_err()
+            .contains("--no-encrypt"));
         assert!(validate_name("x.age", false).is_ok());
         assert!(validate_name("app-backup-20261126_020000.tar.gz", true).is_ok());
     }
@@ -316,6 +349,8 @@ mod tests {
     fn future_manifest_formats_are_refused_clearly() {
         let e = Manifest::from_json(br#"{"format": 99}"#).unwrap_err();
         assert!(e.contains("upgrade offsite"), "{e}");
-        assert!(Manifest::from_json(b"{").unwrap_err().contains("not valid JSON"));
+        assert!(Manifest::from_json(b"{")
+            .unwrap_err()
+            .contains("not valid JSON"));
     }
 }

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use offsite_storage::{Error, ErrorKind, LocalStore, Location, MemoryStore, Operation, Scheme, Storage};
+use offsite_storage::{
+    Error, ErrorKind, LocalStore, Location, MemoryStore, Operation, Scheme, Storage,
+};
 
 /// An opened destination or source.
 #[derive(Debug, Clone)]
@@ -38,21 +40,34 @@ pub fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
         Scheme::File => {
             let path = location.path.clone().unwrap_or_default();
             let local = Arc::new(LocalStore::new(path));
-            Ok(Opened { location, store: local.clone(), local: Some(local) })
+            Ok(Opened {
+                location,
+                store: local.clone(),
+                local: Some(local),
+            })
         }
         Scheme::Memory => {
             // The memory store's "prefix" is applied by the engine through the location.
             let store = Arc::new(MemoryStore::named(&location.bucket));
-            Ok(Opened { location, store, local: None })
+            Ok(Opened {
+                location,
+                store,
+                local: None,
+            })
         }
         Scheme::S3 | Scheme::Gcs | Scheme::Azure => Err(Error::new(
             ErrorKind::Unsupported,
             "registry",
             Operation::Open,
-            format!("{}:// locations are not supported by this version of offsite", location.scheme),
+            format!(
+                "{}:// locations are not supported by this version of offsite",
+                location.scheme
+            ),
         )
         .with_key(location.as_str())
-        .with_hint("use a file:// destination for now; cloud providers arrive as separate features")),
+        .with_hint(
+            "use a file:// destination for now; cloud providers arrive as separate features",
+        )),
     }
 }
 

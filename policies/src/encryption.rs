@@ -55,7 +55,9 @@ impl Recipient {
     pub fn parse(s: &str, origin: &str) -> Result<Recipient, RecipientError> {
         let s = s.trim();
         if s.starts_with("AGE-SECRET-KEY-") || s.contains("PRIVATE KEY") {
-            return Err(RecipientError::SecretKey { origin: origin.to_string() });
+            return Err(RecipientError::SecretKey {
+                origin: origin.to_string(),
+            });
         }
         let invalid = |why: String| RecipientError::Invalid {
             origin: origin.to_string(),
@@ -63,7 +65,9 @@ impl Recipient {
             why,
         };
         if s.starts_with("age1") {
-            return age::x25519::Recipient::from_str(s).map(Recipient::X25519).map_err(|e| invalid(e.to_string()));
+            return age::x25519::Recipient::from_str(s)
+                .map(Recipient::X25519)
+                .map_err(|e| invalid(e.to_string()));
         }
         if s.starts_with("ssh-") {
             return age::ssh::Recipient::from_str(s)
@@ -116,10 +120,15 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, RecipientErro
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        out.push(Recipient::parse(line, &format!("{} line {}", path.display(), i + 1))?);
+        out.push(Recipient::parse(
+            line,
+            &format!("{} line {}", path.display(), i + 1),
+        )?);
     }
     if out.is_empty() {
-        return Err(RecipientError::EmptyFile { path: path.display().to_string() });
+        return Err(RecipientError::EmptyFile {
+            path: path.display().to_string(),
+        });
     }
     Ok(out)
 }
@@ -127,7 +136,10 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, RecipientErro
 /// Removes repeated recipients, keeping the first of each.
 pub fn dedup(recipients: Vec<Recipient>) -> Vec<Recipient> {
     let mut seen = std::collections::HashSet::new();
-    recipients.into_iter().filter(|r| seen.insert(r.to_string())).collect()
+    recipients
+        .into_iter()
+        .filter(|r| seen.insert(r.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -141,15 +153,25 @@ mod tests {
         let id = age::x25519::Identity::generate();
         let pk = id.to_public().to_string();
         assert_eq!(Recipient::parse(&pk, "test").unwrap().to_string(), pk);
-        assert!(matches!(Recipient::parse(ED25519, "test").unwrap(), Recipient::Ssh(_)));
+        assert!(matches!(
+            Recipient::parse(ED25519, "test").unwrap(),
+            Recipient::Ssh(_)
+        ));
     }
 
     #[test]
     fn errors_name_the_origin_and_the_fix() {
-        let e = Recipient::parse("age1notakey", "--recipient").unwrap_err().to_string();
-        assert!(e.starts_with("--recipient: \"age1notakey\" is not an age recipient"), "{e}");
+        let e = Recipient::parse("age1notakey", "--recipient")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--recipient: \"age1notakey\" is not an age recipient"),
+            "{e}"
+        );
         assert!(e.contains("expected an `age1...`"), "{e}");
-        let e = Recipient::parse("AGE-SECRET-KEY-1QQQ", "policy").unwrap_err().to_string();
+        let e = Recipient::parse("AGE-SECRET-KEY-1QQQ", "policy")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("secret key"), "{e}");
         assert!(!e.contains("QQQ"), "secret echoed: {e}");
     }
@@ -166,7 +188,10 @@ mod tests {
         let e = read_recipients_file(&f).unwrap_err().to_string();
         assert!(e.contains("r.txt line 2"), "{e}");
         std::fs::write(&f, "# nothing\n").unwrap();
-        assert!(matches!(read_recipients_file(&f), Err(RecipientError::EmptyFile { .. })));
+        assert!(matches!(
+            read_recipients_file(&f),
+            Err(RecipientError::EmptyFile { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

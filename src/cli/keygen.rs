@@ -40,7 +40,8 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
                     )),
                     _ => anyhow::Error::new(e).context(format!("cannot create {}", path.display())),
                 })?;
-            f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            f.write_all(text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
             f.sync_all()?;
             if out.json {
                 out.print_json(&serde_json::json!({ "recipient": public, "identity_file": path }));
@@ -52,7 +53,9 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
         }
         None => {
             if out.json {
-                return Err(usage("keygen --json needs -o FILE: the secret key is not printed into JSON"));
+                return Err(usage(
+                    "keygen --json needs -o FILE: the secret key is not printed into JSON",
+                ));
             }
             print!("{text}");
             eprintln!("Public key: {public}");

@@ -20,7 +20,9 @@ pub struct LsArgs {
 
 pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     let loc = super::open_all(std::slice::from_ref(&args.url), args.prefix.as_deref())?.remove(0);
-    let entries = scan(&loc).await.map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
+    let entries = scan(&loc)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
     if out.json {
         let items: Vec<_> = entries
             .iter()
@@ -43,19 +45,37 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
         println!("no archives at {}", loc.url());
         return Ok(exit::OK);
     }
-    println!("{:<21} {:>10} {:>10} {:<9} {:<12} NAME", "CREATED", "SIZE", "STORED", "ENCRYPTED", "STATE");
+    println!(
+        "{:<21} {:>10} {:>10} {:<9} {:<12} NAME",
+        "CREATED", "SIZE", "STORED", "ENCRYPTED", "STATE"
+    );
     for e in &entries {
         let created = e.created().map(|t| time(&t)).unwrap_or_else(|| "-".into());
-        let size = e.manifest.as_ref().map(|m| human_bytes(m.plaintext.size)).unwrap_or_else(|| "-".into());
-        let stored = e.object.as_ref().map(|o| human_bytes(o.size)).unwrap_or_else(|| "-".into());
+        let size = e
+            .manifest
+            .as_ref()
+            .map(|m| human_bytes(m.plaintext.size))
+            .unwrap_or_else(|| "-".into());
+        let stored = e
+            .object
+            .as_ref()
+            .map(|o| human_bytes(o.size))
+            .unwrap_or_else(|| "-".into());
         let enc = match e.manifest.as_ref().map(|m| m.encrypted()) {
             Some(true) => "age",
             Some(false) => "no",
             None => "?",
         };
-        println!("{created:<21} {size:>10} {stored:>10} {enc:<9} {:<12} {}", e.state.as_str(), e.name);
+        println!(
+            "{created:<21} {size:>10} {stored:>10} {enc:<9} {:<12} {}",
+            e.state.as_str(),
+            e.name
+        );
     }
-    let incomplete = entries.iter().filter(|e| e.state == State::Incomplete).count();
+    let incomplete = entries
+        .iter()
+        .filter(|e| e.state == State::Incomplete)
+        .count();
     if incomplete > 0 {
         println!("{incomplete} incomplete upload(s): data without a manifest never counts as a copy; push again to complete.");
     }

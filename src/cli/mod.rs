@@ -18,10 +18,17 @@ mod verify;
 /// Get backups off the machine that made them: encrypt with age, place copies on local disk
 /// and cloud stores, verify them, restore them.
 #[derive(Debug, Parser)]
-#[command(name = "offsite", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 success; 1 failed; 2 usage or configuration; \
+#[command(
+    name = "offsite",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 success; 1 failed; 2 usage or configuration; \
 3 push stored but a destination failed; 4 verify found a copy missing or corrupt. \
-See README.md for each command's meaning.")]
+See README.md for each command's meaning."
+)]
 pub struct Cli {
     #[command(flatten)]
     global: Global,
@@ -70,8 +77,13 @@ pub struct IdentityArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
-    let out = Output { json: cli.global.json };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let out = Output {
+        json: cli.global.json,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -92,7 +104,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.downcast_ref::<UsageError>().is_some() { exit::USAGE } else { exit::FAILED };
+            let code = if e.downcast_ref::<UsageError>().is_some() {
+                exit::USAGE
+            } else {
+                exit::FAILED
+            };
             if out.json {
                 out.print_json(&serde_json::json!({ "error": format!("{e:#}"), "exit": code }));
             }
@@ -111,7 +127,11 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Opens each URL, turning URL errors into usage errors that name the URL.

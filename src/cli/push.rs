@@ -57,16 +57,17 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
     }
 
     let (source, name, len) = if args.source == "-" {
-        let name = args
-            .name
-            .clone()
-            .ok_or_else(|| usage("reading standard input needs --name NAME (the archive's name on the stores)"))?;
+        let name = args.name.clone().ok_or_else(|| {
+            usage("reading standard input needs --name NAME (the archive's name on the stores)")
+        })?;
         (Source::Stdin, name, None)
     } else {
         let path = PathBuf::from(&args.source);
         let file = std::fs::File::open(&path).map_err(|e| {
             let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "it does not exist; check the path the backup job wrote".to_string(),
+                std::io::ErrorKind::NotFound => {
+                    "it does not exist; check the path the backup job wrote".to_string()
+                }
                 std::io::ErrorKind::PermissionDenied => {
                     "permission denied; run offsite as a user that can read it".to_string()
                 }
@@ -86,7 +87,12 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
             None => path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .ok_or_else(|| usage(format!("{} has no usable file name; give --name", path.display())))?
+                .ok_or_else(|| {
+                    usage(format!(
+                        "{} has no usable file name; give --name",
+                        path.display()
+                    ))
+                })?
                 .to_string(),
         };
         (Source::File(file, path), name, Some(md.len()))
@@ -130,13 +136,25 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         v["exit"] = code.into();
         out.print_json(&v);
     } else {
-        let size = report.plaintext.as_ref().map(|d| human_bytes(d.size)).unwrap_or_default();
-        let how = if report.encrypted { "encrypted with age" } else { "unencrypted" };
+        let size = report
+            .plaintext
+            .as_ref()
+            .map(|d| human_bytes(d.size))
+            .unwrap_or_default();
+        let how = if report.encrypted {
+            "encrypted with age"
+        } else {
+            "unencrypted"
+        };
         println!(
             "{} ({size}, created {}, {how}){}",
             report.archive,
             time(&report.created),
-            if report.resumed { ", resumed from the spool of an earlier run" } else { "" }
+            if report.resumed {
+                ", resumed from the spool of an earlier run"
+            } else {
+                ""
+            }
         );
         for d in &report.destinations {
             let word = match d.status {
@@ -152,8 +170,16 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         }
         println!("{held} of {total} destinations hold the archive.");
     }
-    for d in report.destinations.iter().filter(|d| matches!(d.status, Status::Failed | Status::Refused)) {
-        eprintln!("error: {}: {}", d.url, d.message.as_deref().unwrap_or("failed"));
+    for d in report
+        .destinations
+        .iter()
+        .filter(|d| matches!(d.status, Status::Failed | Status::Refused))
+    {
+        eprintln!(
+            "error: {}: {}",
+            d.url,
+            d.message.as_deref().unwrap_or("failed")
+        );
     }
     Ok(code)
 }

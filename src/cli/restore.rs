@@ -45,19 +45,28 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
     let selector = match (&args.archive, args.latest, &args.at) {
         (Some(n), _, _) => Selector::Name(n.clone()),
         (_, true, _) => Selector::Latest,
-        (_, _, Some(t)) => Selector::At(parse_time_arg(t).map_err(|e| usage(format!("--at: {e}")))?),
+        (_, _, Some(t)) => {
+            Selector::At(parse_time_arg(t).map_err(|e| usage(format!("--at: {e}")))?)
+        }
         _ => unreachable!("clap requires one of --archive, --latest, --at"),
     };
     let target = if args.output == "-" {
         if out.json {
-            return Err(usage("--json cannot share standard output with -o -; write to a file"));
+            return Err(usage(
+                "--json cannot share standard output with -o -; write to a file",
+            ));
         }
         Target::Stdout
     } else {
-        Target::File { path: PathBuf::from(&args.output), force: args.force }
+        Target::File {
+            path: PathBuf::from(&args.output),
+            force: args.force,
+        }
     };
     let identities = match &args.identity.identity {
-        Some(p) => Some(Arc::new(Identities::load(p).map_err(|e| usage(format!("{e:#}")))?)),
+        Some(p) => Some(Arc::new(
+            Identities::load(p).map_err(|e| usage(format!("{e:#}")))?,
+        )),
         None => None,
     };
     let locations = super::open_all(&args.urls, args.prefix.as_deref())?;
@@ -86,7 +95,11 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
             report.from.as_deref().unwrap_or("?"),
             report.size.unwrap_or(0),
             report.sha256.as_deref().unwrap_or(""),
-            if fell_back { " (after falling back past a bad copy)" } else { "" }
+            if fell_back {
+                " (after falling back past a bad copy)"
+            } else {
+                ""
+            }
         );
     }
     Ok(exit::OK)

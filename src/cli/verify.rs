@@ -34,7 +34,9 @@ pub struct VerifyArgs {
 pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
     let locations = super::open_all(&args.urls, args.prefix.as_deref())?;
     let identities = match (&args.identity.identity, args.deep) {
-        (Some(p), true) => Some(Arc::new(Identities::load(p).map_err(|e| usage(format!("{e:#}")))?)),
+        (Some(p), true) => Some(Arc::new(
+            Identities::load(p).map_err(|e| usage(format!("{e:#}")))?,
+        )),
         _ => None,
     };
     let mut reports: Vec<CopyReport> = Vec::new();
@@ -43,7 +45,11 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         let entries = match scan(loc).await {
             Ok(e) => e,
             Err(e) => {
-                let verdict = if e.is_not_found() { Verdict::Missing } else { Verdict::Unchecked };
+                let verdict = if e.is_not_found() {
+                    Verdict::Missing
+                } else {
+                    Verdict::Unchecked
+                };
                 reports.push(CopyReport {
                     url: loc.url().into(),
                     archive: args.archive.clone().unwrap_or_default(),
@@ -72,7 +78,10 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             continue;
         }
         for entry in selected {
-            if args.deep && identities.is_none() && entry.manifest.as_ref().is_some_and(|m| m.encrypted()) {
+            if args.deep
+                && identities.is_none()
+                && entry.manifest.as_ref().is_some_and(|m| m.encrypted())
+            {
                 return Err(usage(
                     "deep verify of encrypted archives needs the identity: give --identity FILE or set OFFSITE_IDENTITY_FILE",
                 ));
@@ -80,7 +89,9 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             reports.push(check(loc, entry, args.deep, identities.clone()).await);
         }
     }
-    let damaged = reports.iter().any(|r| matches!(r.verdict, Verdict::Missing | Verdict::Corrupt));
+    let damaged = reports
+        .iter()
+        .any(|r| matches!(r.verdict, Verdict::Missing | Verdict::Corrupt));
     let unchecked = reports.iter().any(|r| r.verdict == Verdict::Unchecked);
     let code = if damaged {
         exit::DAMAGED
@@ -100,13 +111,25 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
                 Verdict::Unchecked => "UNCHECKED",
                 Verdict::Incomplete => "incomplete",
             };
-            println!("{word:<10} {} {}  ({} verify) {}", r.url, r.archive, r.depth, r.detail);
-            if matches!(r.verdict, Verdict::Missing | Verdict::Corrupt | Verdict::Unchecked) {
+            println!(
+                "{word:<10} {} {}  ({} verify) {}",
+                r.url, r.archive, r.depth, r.detail
+            );
+            if matches!(
+                r.verdict,
+                Verdict::Missing | Verdict::Corrupt | Verdict::Unchecked
+            ) {
                 problems.push(format!("{} {}: {}", r.url, r.archive, r.detail));
             }
         }
         let good = reports.iter().filter(|r| r.verdict == Verdict::Ok).count();
-        println!("{good} of {} copies checked good.", reports.iter().filter(|r| r.verdict != Verdict::Incomplete).count());
+        println!(
+            "{good} of {} copies checked good.",
+            reports
+                .iter()
+                .filter(|r| r.verdict != Verdict::Incomplete)
+                .count()
+        );
     }
     for p in problems {
         eprintln!("error: {p}");

@@ -37,8 +37,16 @@ impl Identities {
         let mut keys: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         let mut publics = Vec::new();
         if text.contains("-----BEGIN") {
-            let id = age::ssh::Identity::from_buffer(BufReader::new(text.as_bytes()), Some(path.display().to_string()))
-                .with_context(|| format!("identity file {} holds an SSH key offsite cannot read", path.display()))?;
+            let id = age::ssh::Identity::from_buffer(
+                BufReader::new(text.as_bytes()),
+                Some(path.display().to_string()),
+            )
+            .with_context(|| {
+                format!(
+                    "identity file {} holds an SSH key offsite cannot read",
+                    path.display()
+                )
+            })?;
             match id {
                 age::ssh::Identity::Unencrypted(_) => {}
                 age::ssh::Identity::Encrypted(_) => bail!(
@@ -69,7 +77,11 @@ impl Identities {
         if keys.is_empty() {
             bail!("identity file {} holds no identity", path.display());
         }
-        Ok(Identities { path: path.to_path_buf(), keys, publics })
+        Ok(Identities {
+            path: path.to_path_buf(),
+            keys,
+            publics,
+        })
     }
 
     /// For age's decryptor.

@@ -80,7 +80,9 @@ pub async fn scan(loc: &Opened) -> offsite_storage::Result<Vec<Entry>> {
     let mut objects = BTreeMap::new();
     let mut verified = BTreeMap::new();
     for meta in listed {
-        let Some(rel) = relative(&meta.key, &prefix) else { continue };
+        let Some(rel) = relative(&meta.key, &prefix) else {
+            continue;
+        };
         if rel.contains('/') {
             continue;
         }
@@ -103,8 +105,16 @@ pub async fn scan(loc: &Opened) -> offsite_storage::Result<Vec<Entry>> {
             Err(e) => return Err(e),
         };
         let object_name = match &manifest {
-            Some(m) => m.stored.key.rsplit('/').next().unwrap_or_default().to_string(),
-            None if objects.contains_key(&format!("{name}{AGE_SUFFIX}")) => format!("{name}{AGE_SUFFIX}"),
+            Some(m) => m
+                .stored
+                .key
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            None if objects.contains_key(&format!("{name}{AGE_SUFFIX}")) => {
+                format!("{name}{AGE_SUFFIX}")
+            }
             None => name.clone(),
         };
         let object = objects.remove(&object_name);
@@ -133,7 +143,11 @@ pub async fn scan(loc: &Opened) -> offsite_storage::Result<Vec<Entry>> {
             state: State::Incomplete,
         });
     }
-    out.sort_by(|a, b| a.created().cmp(&b.created()).then_with(|| a.name.cmp(&b.name)));
+    out.sort_by(|a, b| {
+        a.created()
+            .cmp(&b.created())
+            .then_with(|| a.name.cmp(&b.name))
+    });
     Ok(out)
 }
 

@@ -172,14 +172,20 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         };
         plans.push(plan);
     }
-    let urls: Vec<String> = req.destinations.iter().map(|d| d.url().to_string()).collect();
+    let urls: Vec<String> = req
+        .destinations
+        .iter()
+        .map(|d| d.url().to_string())
+        .collect();
     let work = spool::work_dir(&req.name, &urls);
     let recipient_strings: Vec<String> = {
         let mut v: Vec<String> = req.recipients.iter().map(|r| r.to_string()).collect();
         v.sort();
         v
     };
-    let active: Vec<usize> = (0..plans.len()).filter(|&i| matches!(plans[i], Plan::Active)).collect();
+    let active: Vec<usize> = (0..plans.len())
+        .filter(|&i| matches!(plans[i], Plan::Active))
+        .collect();
     let pb = req.progress.clone();
     let mut source = Some(req.source);
 
@@ -192,7 +198,9 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             && j.encrypted == encrypted
             && j.recipients == recipient_strings
             && j.stored.as_ref().is_some_and(|s| {
-                std::fs::metadata(&j.spool).map(|m| m.len() == s.size).unwrap_or(false)
+                std::fs::metadata(&j.spool)
+                    .map(|m| m.len() == s.size)
+                    .unwrap_or(false)
             });
         if reusable && !active.is_empty() {
             let (digest, rewound) = hash_source(source.take().expect("source"), pb.clone()).await?;
@@ -223,7 +231,11 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         // Nothing to upload: only the digest decides whether the copies there are this archive.
         let digest = match hashed_source {
             Some(d) => d,
-            None => hash_source(source.take().expect("source"), pb.clone()).await?.0,
+            None => {
+                hash_source(source.take().expect("source"), pb.clone())
+                    .await?
+                    .0
+            }
         };
         (Some(digest.clone()), Some(digest), None)
     } else {
@@ -246,36 +258,14 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         let is_resume = journal.complete;
         let mut spool_file = None;
         if !is_resume {
-            // Host the spool in the first local destination that will take it, else the cache.
-            for &i in &active {
-                let Some(local) = &req.destinations[i].local else { continue };
-                let created = local.path_for(&keys[i].object).map_err(anyhow::Error::from).and_then(|p| {
-                    let dir = p.parent().map(PathBuf::from).unwrap_or_default();
-                    std::fs::create_dir_all(&dir)?;
-                    let sp = dir.join(format!(".offsite-spool-{}", req.name));
-                    let f = File::create(&sp)?;
-                    Ok((sp, f))
-                });
-                match created {
-                    Ok((sp, f)) => {
-                        journal.spool = sp;
-                        spool_file = Some(f);
-                        break;
-                    }
-                    Err(e) => {
-                        reports[i] = Some(failed(&req.destinations[i], &keys[i], format!("{e:#}")));
-                    }
-                }
-            }
-            if spool_file.is_none() {
-                std::fs::create_dir_all(&work)
-                    .with_context(|| format!("cannot create the spool directory {}", work.display()))?;
-                let sp = work.join("data.spool");
-                spool_file = Some(
-                    File::create(&sp).with_context(|| format!("cannot create the spool {}", sp.display()))?,
-                );
-                journal.spool = sp;
-            }
+            std::fs::create_dir_all(&work)
+                .with_context(|| format!("cannot create the spool directory {}", work.display()))?;
+            let sp = work.join("data.spool");
+            spool_file = Some(
+                File::create(&sp)
+                    .with_context(|| format!("cannot create the spool {}", sp.display()))?,
+            );
+            journal.spool = sp;
             journal.save(&work)?;
         }
         let initial = match (&journal.stored, is_resume) {
@@ -288,35 +278,59 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         // Every active destination gets a reader on the spool, opened now so that the host
         // destination may rename the spool into place while others still read it.
         let mut uploads = Vec::new();
+        let mut linked = false;
         for &i in &active {
             if reports[i].is_some() {
                 continue;
             }
             let dest = req.destinations[i].clone();
             let key = keys[i].object.clone();
-            let adopt = dest
-                .local
-                .as_ref()
-                .and_then(|l| l.path_for(&key).ok())
-                .is_some_and(|p| p.parent() == journal.spool.parent() || p == journal.spool);
-            let tail = if adopt { None } else { Some(SpoolTail::open(&journal.spool, rx.clone(), BLOCK)?) };
+            // The first local destination on the spool's file system takes the spool by hard
+            // link: the bytes are written once, and a full destination disk fails only itself.
+            // Only one: hard-linked copies would be one file, not two copies.
+            let link = match local_dir(&dest, &key) {
+                Ok(Some(dir)) if !linked && same_device(&dir, &work) => {
+                    linked = true;
+                    true
+                }
+                Ok(_) => false,
+                Err(e) => {
+                    reports[i] = Some(failed(&dest, &keys[i], format!("{e:#}")));
+                    continue;
+                }
+            };
+            let tail = if link {
+                None
+            } else {
+                Some(SpoolTail::open(&journal.spool, rx.clone(), BLOCK)?)
+            };
             let rx = rx.clone();
             let spool_path = journal.spool.clone();
             let size_hint = journal.stored.as_ref().map(|s| s.size);
             uploads.push(async move {
                 let res = match tail {
                     Some(tail) => upload(&dest, &key, tail, size_hint).await,
-                    None => adopt_spool(&dest, &key, &spool_path, rx).await,
+                    None => link_spool(&dest, &key, &spool_path, rx).await,
                 };
                 (i, res)
             });
         }
         let producer = async {
             if is_resume {
-                return Ok((journal.plaintext.clone().expect("complete"), journal.stored.clone().expect("complete")));
+                return Ok((
+                    journal.plaintext.clone().expect("complete"),
+                    journal.stored.clone().expect("complete"),
+                ));
             }
             let file = spool_file.take().expect("spool file");
-            let res = produce(source.take().expect("source"), req.recipients.clone(), file, tx.clone(), pb.clone()).await;
+            let res = produce(
+                source.take().expect("source"),
+                req.recipients.clone(),
+                file,
+                tx.clone(),
+                pb.clone(),
+            )
+            .await;
             match &res {
                 Ok((_, s)) => {
                     tx.send_replace(Progress::Done(s.size));
@@ -346,24 +360,30 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             let dest = &req.destinations[i];
             let report = match res {
                 Ok(receipt) => {
-                    commit(dest, &keys[i], &req.name, receipt, created, created_from, &plaintext, &stored, &req.recipients)
-                        .await
+                    commit(
+                        dest,
+                        &keys[i],
+                        &req.name,
+                        receipt,
+                        created,
+                        created_from,
+                        &plaintext,
+                        &stored,
+                        &req.recipients,
+                    )
+                    .await
                 }
                 Err(e) => failed(dest, &keys[i], format!("{e:#}")),
             };
-            if report.status == Status::Stored {
-                if let Some(local) = &dest.local {
-                    if let Ok(p) = local.path_for(&keys[i].object) {
-                        if p.parent() == journal.spool.parent() {
-                            journal.spool = p;
-                        }
-                    }
-                }
-            }
             journal.destinations.insert(
                 dest.url().to_string(),
                 DestinationJournal {
-                    state: if report.status == Status::Stored { "stored" } else { "failed" }.into(),
+                    state: if report.status == Status::Stored {
+                        "stored"
+                    } else {
+                        "failed"
+                    }
+                    .into(),
                     upload: None,
                 },
             );
@@ -388,7 +408,9 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 });
             }
             Plan::Deferred(m) => {
-                let same = plaintext.as_ref().is_some_and(|p| p.sha256 == m.plaintext.sha256 && p.size == m.plaintext.size);
+                let same = plaintext
+                    .as_ref()
+                    .is_some_and(|p| p.sha256 == m.plaintext.sha256 && p.size == m.plaintext.size);
                 reports[i] = Some(DestinationReport {
                     url: dest.url().to_string(),
                     status: if same { Status::AlreadyStored } else { Status::Refused },
@@ -406,19 +428,15 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             }
         }
     }
-    let reports: Vec<DestinationReport> = reports.into_iter().map(|r| r.expect("every destination reported")).collect();
+    let reports: Vec<DestinationReport> = reports
+        .into_iter()
+        .map(|r| r.expect("every destination reported"))
+        .collect();
 
     if let Some((journal, _)) = journal {
         let all_ok = reports.iter().all(|r| r.status != Status::Failed);
-        let in_work_dir = journal.spool.starts_with(&work);
-        let is_spool_name = journal
-            .spool
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".offsite-spool-"));
         if all_ok {
-            if in_work_dir || is_spool_name {
-                let _ = std::fs::remove_file(&journal.spool);
-            }
+            let _ = std::fs::remove_file(&journal.spool);
             let _ = std::fs::remove_file(Journal::path(&work));
             let _ = std::fs::remove_dir(&work);
         } else {
@@ -441,13 +459,31 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
     })
 }
 
-/// Removes an unusable spool (never a spool that became a destination's copy) and its journal.
+/// Removes an unusable spool and its journal.
 fn discard(j: &Journal, work: &std::path::Path) {
-    let spool_name = j.spool.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".offsite-spool-"));
-    if j.spool.starts_with(work) || spool_name {
+    if j.spool.starts_with(work) {
         let _ = std::fs::remove_file(&j.spool);
     }
     let _ = std::fs::remove_file(Journal::path(work));
+}
+
+/// The directory a local destination writes `key` into, created now; `None` for remote stores.
+fn local_dir(dest: &Opened, key: &str) -> Result<Option<PathBuf>> {
+    let Some(local) = &dest.local else {
+        return Ok(None);
+    };
+    let path = local.path_for(key)?;
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(Some(dir))
+}
+
+fn same_device(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev(),
+        _ => false,
+    }
 }
 
 fn failed(dest: &Opened, keys: &ArchiveKeys, message: String) -> DestinationReport {
@@ -461,7 +497,12 @@ fn failed(dest: &Opened, keys: &ArchiveKeys, message: String) -> DestinationRepo
 }
 
 /// Streams the spool into one destination's writer.
-async fn upload(dest: &Opened, key: &str, mut tail: SpoolTail, size_hint: Option<u64>) -> Result<Receipt> {
+async fn upload(
+    dest: &Opened,
+    key: &str,
+    mut tail: SpoolTail,
+    size_hint: Option<u64>,
+) -> Result<Receipt> {
     let mut options = PutOptions::default();
     options.size_hint = size_hint;
     let mut writer: Box<dyn ObjectWriter> = dest.store.writer(key, options).await?;
@@ -483,8 +524,9 @@ async fn upload(dest: &Opened, key: &str, mut tail: SpoolTail, size_hint: Option
     Ok(writer.finish().await?)
 }
 
-/// The spool's host: once the spool is complete, rename it into place as this copy.
-async fn adopt_spool(
+/// A local destination on the spool's file system: once the spool is complete, hard-link it
+/// into place as this copy.
+async fn link_spool(
     dest: &Opened,
     key: &str,
     spool: &std::path::Path,
@@ -502,13 +544,11 @@ async fn adopt_spool(
             }
         }
     }
-    let local = dest.local.as_ref().expect("only local destinations adopt the spool");
-    if local.path_for(key)? == spool {
-        // The spool was renamed into place by an earlier run.
-        let meta = dest.store.head(key).await?;
-        return Ok(Receipt::new(key, meta.size, None));
-    }
-    Ok(local.adopt(spool, key).await?)
+    let local = dest
+        .local
+        .as_ref()
+        .expect("only local destinations link the spool");
+    Ok(local.link_from(spool, key).await?)
 }
 
 /// Checks a finished upload against the spool's digest and writes its manifest.
@@ -525,12 +565,16 @@ async fn commit(
     recipients: &[Recipient],
 ) -> DestinationReport {
     let mismatch = if receipt.size != stored.size {
-        Some(format!("stored {} bytes, but the spool has {}", receipt.size, stored.size))
+        Some(format!(
+            "stored {} bytes, but the spool has {}",
+            receipt.size, stored.size
+        ))
     } else {
         match &receipt.checksum {
-            Some(Checksum::Sha256(h)) if *h != stored.sha256 => {
-                Some(format!("the store reports SHA-256 {h}, the spool has {}", stored.sha256))
-            }
+            Some(Checksum::Sha256(h)) if *h != stored.sha256 => Some(format!(
+                "the store reports SHA-256 {h}, the spool has {}",
+                stored.sha256
+            )),
             _ => None,
         }
     };
@@ -538,7 +582,11 @@ async fn commit(
         // Never leave an object that could be mistaken for this archive: it has no manifest,
         // and we remove it too.
         let _ = dest.store.delete(&keys.object).await;
-        return failed(dest, keys, format!("the upload did not arrive intact ({why}); it was removed, push again"));
+        return failed(
+            dest,
+            keys,
+            format!("the upload did not arrive intact ({why}); it was removed, push again"),
+        );
     }
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -547,7 +595,12 @@ async fn commit(
         created_from,
         plaintext: plaintext.clone(),
         stored: Stored {
-            key: keys.object.rsplit('/').next().unwrap_or(&keys.object).to_string(),
+            key: keys
+                .object
+                .rsplit('/')
+                .next()
+                .unwrap_or(&keys.object)
+                .to_string(),
             size: stored.size,
             sha256: stored.sha256.clone(),
             provider_checksum: receipt.checksum.clone(),
@@ -623,7 +676,9 @@ async fn produce(
     let what = source_name(&source);
     let encrypted = !recipients.is_empty();
     let (tx, rx) = sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
-    let reader = tokio::task::spawn_blocking(move || read_and_encrypt(open_reader(source), &recipients, tx, pb));
+    let reader = tokio::task::spawn_blocking(move || {
+        read_and_encrypt(open_reader(source), &recipients, tx, pb)
+    });
     let writer = tokio::task::spawn_blocking(move || write_spool(rx, spool, &progress, encrypted));
     let (r, w) = futures::join!(reader, writer);
     let r = r.context("the reading thread panicked")?;
@@ -651,9 +706,9 @@ impl ChannelWriter {
             return Ok(());
         }
         let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
-        self.tx
-            .send(block)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the spool writer stopped"))
+        self.tx.send(block).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the spool writer stopped")
+        })
     }
 }
 
@@ -678,7 +733,10 @@ fn read_and_encrypt(
     tx: SyncSender<Vec<u8>>,
     pb: Option<ProgressBar>,
 ) -> std::io::Result<Digest> {
-    let sink = ChannelWriter { tx, buf: Vec::with_capacity(BLOCK) };
+    let sink = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(BLOCK),
+    };
     enum Out {
         Age(age::stream::StreamWriter<ChannelWriter>),
         Plain(ChannelWriter),
@@ -686,8 +744,9 @@ fn read_and_encrypt(
     let mut out = if recipients.is_empty() {
         Out::Plain(sink)
     } else {
-        let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age()))
-            .map_err(|e| std::io::Error::other(format!("cannot encrypt to these recipients: {e}")))?;
+        let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age())).map_err(
+            |e| std::io::Error::other(format!("cannot encrypt to these recipients: {e}")),
+        )?;
         Out::Age(enc.wrap_output(sink)?)
     };
     let mut h = Sha256::new();
@@ -715,10 +774,18 @@ fn read_and_encrypt(
         Out::Plain(w) => w,
     };
     sink.send()?;
-    Ok(Digest { size, sha256: hex::encode(h.finalize()) })
+    Ok(Digest {
+        size,
+        sha256: hex::encode(h.finalize()),
+    })
 }
 
-fn write_spool(rx: Receiver<Vec<u8>>, mut file: File, progress: &ProgressTx, hash: bool) -> std::io::Result<Digest> {
+fn write_spool(
+    rx: Receiver<Vec<u8>>,
+    mut file: File,
+    progress: &ProgressTx,
+    hash: bool,
+) -> std::io::Result<Digest> {
     let mut h = hash.then(Sha256::new);
     let mut size = 0u64;
     for block in rx {
@@ -730,5 +797,8 @@ fn write_spool(rx: Receiver<Vec<u8>>, mut file: File, progress: &ProgressTx, has
         progress.send_replace(Progress::Writing(size));
     }
     file.sync_all()?;
-    Ok(Digest { size, sha256: h.map(|h| hex::encode(h.finalize())).unwrap_or_default() })
+    Ok(Digest {
+        size,
+        sha256: h.map(|h| hex::encode(h.finalize())).unwrap_or_default(),
+    })
 }

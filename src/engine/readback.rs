@@ -120,17 +120,37 @@ pub async fn read_copy<W: Write + Send + 'static>(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
     let hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
     let store_error = Arc::new(Mutex::new(None));
-    let reader = ChannelReader { rx, current: Bytes::new(), hash: hash.clone(), store_error: store_error.clone() };
+    let reader = ChannelReader {
+        rx,
+        current: Bytes::new(),
+        hash: hash.clone(),
+        store_error: store_error.clone(),
+    };
     let encrypted = manifest.encrypted();
-    let recipients = manifest.encryption.as_ref().map(|e| e.recipients.join(", ")).unwrap_or_default();
+    let recipients = manifest
+        .encryption
+        .as_ref()
+        .map(|e| e.recipients.join(", "))
+        .unwrap_or_default();
     let name = manifest.archive.clone();
     let decode = tokio::task::spawn_blocking(move || -> Result<(Digest, W), ReadbackError> {
-        let mut out = HashingWriter { inner: sink, hash: Sha256::new(), size: 0 };
+        let mut out = HashingWriter {
+            inner: sink,
+            hash: Sha256::new(),
+            size: 0,
+        };
         let mut reader = reader;
         let copied = if encrypted {
             let ids = identities.expect("identities are required for encrypted copies");
-            let dec = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(1 << 20, &mut reader))
-                .map_err(|e| ReadbackError::Corrupt(format!("not a readable age file ({e}): the header is damaged")))?;
+            let dec = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(
+                1 << 20,
+                &mut reader,
+            ))
+            .map_err(|e| {
+                ReadbackError::Corrupt(format!(
+                    "not a readable age file ({e}): the header is damaged"
+                ))
+            })?;
             let mut plain = match dec.decrypt(ids.as_age()) {
                 Ok(p) => p,
                 Err(age::DecryptError::NoMatchingKeys) => {
@@ -150,8 +170,12 @@ pub async fn read_copy<W: Write + Send + 'static>(
         // Read whatever follows the age stream too, so the stored hash covers every byte.
         std::io::copy(&mut reader, &mut std::io::sink())
             .map_err(|e| ReadbackError::Corrupt(format!("reading past the end: {e}")))?;
-        out.flush().map_err(|e| ReadbackError::Output(format!("cannot write the restored data: {e}")))?;
-        let digest = Digest { size: out.size, sha256: hex::encode(out.hash.finalize()) };
+        out.flush()
+            .map_err(|e| ReadbackError::Output(format!("cannot write the restored data: {e}")))?;
+        let digest = Digest {
+            size: out.size,
+            sha256: hex::encode(out.hash.finalize()),
+        };
         Ok((digest, out.inner))
     });
     let mut stream = got.stream;
@@ -165,17 +189,28 @@ pub async fn read_copy<W: Write + Send + 'static>(
         }
     };
     let ((), decoded) = futures::join!(feed, decode);
-    let decoded = decoded.map_err(|e| ReadbackError::Unreachable(format!("reader task failed: {e}")))?;
+    let decoded =
+        decoded.map_err(|e| ReadbackError::Unreachable(format!("reader task failed: {e}")))?;
     if let Some(e) = store_error.lock().expect("poisoned").take() {
-        return Err(ReadbackError::Unreachable(format!("{url}: reading {object_key} failed: {e}")));
+        return Err(ReadbackError::Unreachable(format!(
+            "{url}: reading {object_key} failed: {e}"
+        )));
     }
     let (plaintext, sink) = decoded.map_err(|e| match e {
         ReadbackError::Corrupt(m) => ReadbackError::Corrupt(format!("{url}: {object_key}: {m}")),
         other => other,
     })?;
     let (h, n) = std::mem::replace(&mut *hash.lock().expect("poisoned"), (Sha256::new(), 0));
-    let stored = Digest { size: n, sha256: hex::encode(h.finalize()) };
-    if stored != (Digest { size: manifest.stored.size, sha256: manifest.stored.sha256.clone() }) {
+    let stored = Digest {
+        size: n,
+        sha256: hex::encode(h.finalize()),
+    };
+    if stored
+        != (Digest {
+            size: manifest.stored.size,
+            sha256: manifest.stored.sha256.clone(),
+        })
+    {
         return Err(ReadbackError::Corrupt(format!(
             "{url}: {object_key}: stored bytes hash to {} ({} bytes) but the manifest records {} ({} bytes)",
             stored.sha256, stored.size, manifest.stored.sha256, manifest.stored.size
@@ -190,7 +225,11 @@ pub async fn read_copy<W: Write + Send + 'static>(
     Ok((Proven { stored, plaintext }, sink))
 }
 
-fn copy_plain<R: Read, W: Write>(r: &mut R, w: &mut HashingWriter<W>, pb: &Option<ProgressBar>) -> Result<(), ReadbackError> {
+fn copy_plain<R: Read, W: Write>(
+    r: &mut R,
+    w: &mut HashingWriter<W>,
+    pb: &Option<ProgressBar>,
+) -> Result<(), ReadbackError> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match r.read(&mut buf) {
@@ -204,7 +243,8 @@ fn copy_plain<R: Read, W: Write>(r: &mut R, w: &mut HashingWriter<W>, pb: &Optio
                 )))
             }
         };
-        w.write_all(&buf[..n]).map_err(|e| ReadbackError::Output(format!("cannot write the restored data: {e}")))?;
+        w.write_all(&buf[..n])
+            .map_err(|e| ReadbackError::Output(format!("cannot write the restored data: {e}")))?;
         if let Some(pb) = pb {
             pb.inc(n as u64);
         }

@@ -70,14 +70,21 @@ pub struct RestoreReport {
 }
 
 /// Scans the locations and picks the archive the selector names.
-pub async fn choose(locations: &[Opened], selector: &Selector) -> Result<(String, Vec<Option<Vec<Entry>>>, Vec<Attempt>)> {
+pub async fn choose(
+    locations: &[Opened],
+    selector: &Selector,
+) -> Result<(String, Vec<Option<Vec<Entry>>>, Vec<Attempt>)> {
     let mut scans = Vec::new();
     let mut attempts = Vec::new();
     for loc in locations {
         match scan(loc).await {
             Ok(entries) => scans.push(Some(entries)),
             Err(e) => {
-                attempts.push(Attempt { url: loc.url().into(), result: "failed", detail: format!("cannot list: {e}") });
+                attempts.push(Attempt {
+                    url: loc.url().into(),
+                    result: "failed",
+                    detail: format!("cannot list: {e}"),
+                });
                 scans.push(None);
             }
         }
@@ -114,7 +121,11 @@ pub async fn choose(locations: &[Opened], selector: &Selector) -> Result<(String
 }
 
 fn urls(locations: &[Opened]) -> String {
-    locations.iter().map(|l| l.url()).collect::<Vec<_>>().join(", ")
+    locations
+        .iter()
+        .map(|l| l.url())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Restores `selector` to `target` from the first healthy copy.
@@ -146,7 +157,11 @@ pub async fn run(
     for (loc, entries) in locations.iter().zip(&scans) {
         let Some(entries) = entries else { continue };
         let Some(entry) = entries.iter().find(|e| e.name == name) else {
-            attempts.push(Attempt { url: loc.url().into(), result: "skipped", detail: format!("no archive named {name}") });
+            attempts.push(Attempt {
+                url: loc.url().into(),
+                result: "skipped",
+                detail: format!("no archive named {name}"),
+            });
             continue;
         };
         let manifest = match (&entry.manifest, entry.state) {
@@ -164,7 +179,11 @@ pub async fn run(
         if manifest.encrypted() && identities.is_none() {
             return Err(usage(format!(
                 "{name} is encrypted (for {}); give --identity FILE or set OFFSITE_IDENTITY_FILE",
-                manifest.encryption.as_ref().map(|e| e.recipients.join(", ")).unwrap_or_default()
+                manifest
+                    .encryption
+                    .as_ref()
+                    .map(|e| e.recipients.join(", "))
+                    .unwrap_or_default()
             )));
         }
         let object_key = offsite_storage::join_key(key_prefix(&loc.location), &manifest.stored.key);
@@ -175,18 +194,38 @@ pub async fn run(
         let res = match target {
             Target::Stdout => {
                 wrote_to_stdout = true;
-                read_copy(loc, &object_key, manifest, identities.clone(), std::io::stdout(), pb.clone())
-                    .await
-                    .map(|(p, _)| p)
+                read_copy(
+                    loc,
+                    &object_key,
+                    manifest,
+                    identities.clone(),
+                    std::io::stdout(),
+                    pb.clone(),
+                )
+                .await
+                .map(|(p, _)| p)
             }
-            Target::File { path, .. } => restore_to_file(loc, &object_key, manifest, identities.clone(), path, pb.clone()).await,
+            Target::File { path, .. } => {
+                restore_to_file(
+                    loc,
+                    &object_key,
+                    manifest,
+                    identities.clone(),
+                    path,
+                    pb.clone(),
+                )
+                .await
+            }
         };
         match res {
             Ok(proven) => {
                 attempts.push(Attempt {
                     url: loc.url().into(),
                     result: "restored",
-                    detail: format!("{} bytes, SHA-256 {} matches the manifest", proven.plaintext.size, proven.plaintext.sha256),
+                    detail: format!(
+                        "{} bytes, SHA-256 {} matches the manifest",
+                        proven.plaintext.size, proven.plaintext.sha256
+                    ),
                 });
                 report.from = Some(loc.url().into());
                 report.size = Some(proven.plaintext.size);
@@ -196,7 +235,11 @@ pub async fn run(
             }
             Err(ReadbackError::Output(m)) => return Err(anyhow!("{m}")),
             Err(e) => {
-                attempts.push(Attempt { url: loc.url().into(), result: "failed", detail: e.to_string() });
+                attempts.push(Attempt {
+                    url: loc.url().into(),
+                    result: "failed",
+                    detail: e.to_string(),
+                });
                 if wrote_to_stdout {
                     // Bytes may already be on stdout: another copy cannot be appended to them.
                     report.attempts = attempts;
@@ -208,8 +251,15 @@ pub async fn run(
         }
     }
     report.attempts = attempts;
-    let tried: Vec<String> = report.attempts.iter().map(|a| format!("{}: {}", a.url, a.detail)).collect();
-    Err(anyhow!("no healthy copy of {name}:\n  {}", tried.join("\n  ")))
+    let tried: Vec<String> = report
+        .attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.url, a.detail))
+        .collect();
+    Err(anyhow!(
+        "no healthy copy of {name}:\n  {}",
+        tried.join("\n  ")
+    ))
 }
 
 async fn restore_to_file(
@@ -224,10 +274,18 @@ async fn restore_to_file(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.offsite-restore-{:08x}", rand_tag()));
     let file = std::fs::File::create(&tmp)
-        .with_context(|| format!("cannot create {} (is the directory there and writable?)", tmp.display()))
+        .with_context(|| {
+            format!(
+                "cannot create {} (is the directory there and writable?)",
+                tmp.display()
+            )
+        })
         .map_err(|e| ReadbackError::Output(format!("{e:#}")))?;
     let writer = std::io::BufWriter::with_capacity(1 << 20, file);
     let res = read_copy(loc, object_key, manifest, identities, writer, pb).await;
@@ -249,5 +307,8 @@ async fn restore_to_file(
 
 fn rand_tag() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() ^ std::process::id()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ std::process::id())
+        .unwrap_or(0)
 }

@@ -39,7 +39,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("offsite");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("offsite")
 }
 
@@ -56,7 +58,13 @@ pub fn work_dir(name: &str, destination_urls: &[String]) -> PathBuf {
     let tag = hex::encode(&h.finalize()[..6]);
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     cache_dir().join("spool").join(format!("{safe}-{tag}"))
@@ -166,8 +174,14 @@ pub struct SpoolTail {
 impl SpoolTail {
     /// Opens `path` for tailing.
     pub fn open(path: &Path, rx: watch::Receiver<Progress>, chunk: usize) -> Result<SpoolTail> {
-        let file = File::open(path).with_context(|| format!("cannot open the spool {}", path.display()))?;
-        Ok(SpoolTail { file: Arc::new(file), offset: 0, rx, chunk: chunk as u64 })
+        let file = File::open(path)
+            .with_context(|| format!("cannot open the spool {}", path.display()))?;
+        Ok(SpoolTail {
+            file: Arc::new(file),
+            offset: 0,
+            rx,
+            chunk: chunk as u64,
+        })
     }
 
     /// The next chunk, `None` at the end of a complete spool.
@@ -220,5 +234,8 @@ pub fn digest_reader(mut r: impl std::io::Read, on_bytes: impl Fn(u64)) -> std::
         size += n as u64;
         on_bytes(n as u64);
     }
-    Ok(Digest { size, sha256: hex::encode(h.finalize()) })
+    Ok(Digest {
+        size,
+        sha256: hex::encode(h.finalize()),
+    })
 }

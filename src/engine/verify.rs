@@ -47,7 +47,12 @@ pub struct CopyReport {
 }
 
 /// Checks one entry of a location's inventory.
-pub async fn check(loc: &Opened, entry: &Entry, deep: bool, identities: Option<Arc<Identities>>) -> CopyReport {
+pub async fn check(
+    loc: &Opened,
+    entry: &Entry,
+    deep: bool,
+    identities: Option<Arc<Identities>>,
+) -> CopyReport {
     let depth = if deep { "deep" } else { "quick" };
     let report = |verdict, detail: String| CopyReport {
         url: loc.url().to_string(),
@@ -77,9 +82,20 @@ pub async fn check(loc: &Opened, entry: &Entry, deep: bool, identities: Option<A
 
     if deep {
         if manifest.encrypted() && identities.is_none() {
-            return report(Verdict::Unchecked, "encrypted: deep verify needs --identity".into());
+            return report(
+                Verdict::Unchecked,
+                "encrypted: deep verify needs --identity".into(),
+            );
         }
-        let res = read_copy(loc, &object_key, manifest, identities, std::io::sink(), None).await;
+        let res = read_copy(
+            loc,
+            &object_key,
+            manifest,
+            identities,
+            std::io::sink(),
+            None,
+        )
+        .await;
         let (verdict, detail) = match res {
             Ok((proven, _)) => (
                 Verdict::Ok,
@@ -95,12 +111,21 @@ pub async fn check(loc: &Opened, entry: &Entry, deep: bool, identities: Option<A
             let record = VerifiedRecord {
                 time: Utc::now(),
                 depth: "deep".into(),
-                result: if verdict == Verdict::Ok { "ok" } else { "failed" }.into(),
+                result: if verdict == Verdict::Ok {
+                    "ok"
+                } else {
+                    "failed"
+                }
+                .into(),
                 detail: (verdict != Verdict::Ok).then(|| detail.clone()),
                 tool: tool_version(),
             };
             let bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
-            if let Err(e) = loc.store.put_bytes(&keys.verified, bytes.into(), PutOptions::default()).await {
+            if let Err(e) = loc
+                .store
+                .put_bytes(&keys.verified, bytes.into(), PutOptions::default())
+                .await
+            {
                 tracing::warn!(error = %e, "could not record the verification result");
             }
         }
@@ -109,13 +134,21 @@ pub async fn check(loc: &Opened, entry: &Entry, deep: bool, identities: Option<A
 
     let head = match loc.store.head(&object_key).await {
         Ok(h) => h,
-        Err(e) if e.is_not_found() => return report(Verdict::Missing, format!("the data object {object_key} is missing")),
+        Err(e) if e.is_not_found() => {
+            return report(
+                Verdict::Missing,
+                format!("the data object {object_key} is missing"),
+            )
+        }
         Err(e) => return report(Verdict::Unchecked, e.to_string()),
     };
     if head.size != manifest.stored.size {
         return report(
             Verdict::Corrupt,
-            format!("{} bytes stored but the manifest records {} (truncated or replaced)", head.size, manifest.stored.size),
+            format!(
+                "{} bytes stored but the manifest records {} (truncated or replaced)",
+                head.size, manifest.stored.size
+            ),
         );
     }
     match (&head.checksum, &manifest.stored.provider_checksum) {

@@ -1,1 +1,8 @@
+//! End-to-end tests of the `offsite` binary: real files, real age, real exit codes.
+//! One test binary for the whole suite (DESIGN.md: every test binary links everything).
 
+mod common;
+mod interop;
+mod push;
+mod restore;
+mod verify;

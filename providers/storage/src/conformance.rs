@@ -27,7 +27,10 @@ pub struct Fixture {
 impl Fixture {
     /// A fixture with nothing to keep alive.
     pub fn new(store: Arc<dyn Storage>) -> Self {
-        Fixture { store, guard: Box::new(()) }
+        Fixture {
+            store,
+            guard: Box::new(()),
+        }
     }
 }
 
@@ -93,7 +96,10 @@ async fn put_chunked(store: &dyn Storage, key: &str, data: &Bytes, options: PutO
 }
 
 async fn read_all(store: &dyn Storage, key: &str, range: Option<GetRange>) -> Bytes {
-    let got = store.get(key, range).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
+    let got = store
+        .get(key, range)
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e}"));
     let chunks: Vec<Bytes> = got.stream.try_collect().await.expect("read stream");
     chunks.concat().into()
 }
@@ -121,7 +127,10 @@ fn assert_kind<T: std::fmt::Debug>(res: crate::Result<T>, kind: ErrorKind, what:
 pub async fn round_trip_sizes(store: &dyn Storage) {
     let p = case_prefix("sizes");
     let ps = part_size(store);
-    for (i, len) in [0, 1, ps - 1, ps, ps + 1, 3 * ps + 17].into_iter().enumerate() {
+    for (i, len) in [0, 1, ps - 1, ps, ps + 1, 3 * ps + 17]
+        .into_iter()
+        .enumerate()
+    {
         let key = format!("{p}/obj-{len}");
         let data = pattern(len, i as u64);
         put_chunked(store, &key, &data, PutOptions::default()).await;
@@ -136,15 +145,31 @@ pub async fn round_trip_sizes(store: &dyn Storage) {
 pub async fn ranged_reads(store: &dyn Storage) {
     let key = format!("{}/ranged", case_prefix("range"));
     let data = pattern(100_003, 9);
-    store.put_bytes(&key, data.clone(), PutOptions::default()).await.expect("put");
-    for (start, end) in [(0u64, 1u64), (10, 20), (0, 100_003), (50_000, 100_003), (99_999, 100_002)] {
+    store
+        .put_bytes(&key, data.clone(), PutOptions::default())
+        .await
+        .expect("put");
+    for (start, end) in [
+        (0u64, 1u64),
+        (10, 20),
+        (0, 100_003),
+        (50_000, 100_003),
+        (99_999, 100_002),
+    ] {
         let got = read_all(store, &key, Some(GetRange::Bounded(start..end))).await;
-        assert_eq!(got, data.slice(start as usize..end as usize), "range {start}..{end}");
+        assert_eq!(
+            got,
+            data.slice(start as usize..end as usize),
+            "range {start}..{end}"
+        );
     }
     let got = read_all(store, &key, Some(GetRange::From(100_000))).await;
     assert_eq!(got, data.slice(100_000..));
     assert!(
-        store.get(&key, Some(GetRange::Bounded(100_000..200_000))).await.is_err(),
+        store
+            .get(&key, Some(GetRange::Bounded(100_000..200_000)))
+            .await
+            .is_err(),
         "a range past the end must fail"
     );
 }
@@ -156,7 +181,11 @@ pub async fn list_paginates(store: &dyn Storage) {
     stream::iter(0..n)
         .map(|i| {
             let key = format!("{p}/k{i:05}");
-            async move { store.put_bytes(&key, Bytes::from(format!("{i}")), PutOptions::default()).await }
+            async move {
+                store
+                    .put_bytes(&key, Bytes::from(format!("{i}")), PutOptions::default())
+                    .await
+            }
         })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
@@ -176,28 +205,49 @@ pub async fn prefix_boundaries(store: &dyn Storage) {
     // No key is both an object and a "directory" (`a/b` and `a/b/1`): file stores cannot hold that.
     for k in ["a/b/1", "a/b/c/2", "a/bc/3", "a/b.x", "ab/4"] {
         store
-            .put_bytes(&format!("{p}/{k}"), Bytes::from_static(b"x"), PutOptions::default())
+            .put_bytes(
+                &format!("{p}/{k}"),
+                Bytes::from_static(b"x"),
+                PutOptions::default(),
+            )
             .await
             .expect("put");
     }
     let strip = |v: Vec<String>| -> Vec<String> {
-        v.into_iter().map(|k| k[p.len() + 1..].to_string()).collect()
+        v.into_iter()
+            .map(|k| k[p.len() + 1..].to_string())
+            .collect()
     };
-    assert_eq!(strip(keys_under(store, &format!("{p}/a/b")).await), ["a/b/1", "a/b/c/2"]);
-    assert_eq!(strip(keys_under(store, &format!("{p}/a/b/")).await), ["a/b/1", "a/b/c/2"]);
+    assert_eq!(
+        strip(keys_under(store, &format!("{p}/a/b")).await),
+        ["a/b/1", "a/b/c/2"]
+    );
+    assert_eq!(
+        strip(keys_under(store, &format!("{p}/a/b/")).await),
+        ["a/b/1", "a/b/c/2"]
+    );
     assert_eq!(
         strip(keys_under(store, &format!("{p}/a")).await),
         ["a/b.x", "a/b/1", "a/b/c/2", "a/bc/3"]
     );
-    assert_eq!(keys_under(store, &format!("{p}/nothing-here")).await, Vec::<String>::new());
+    assert_eq!(
+        keys_under(store, &format!("{p}/nothing-here")).await,
+        Vec::<String>::new()
+    );
 }
 
 /// Writing a key again replaces it.
 pub async fn overwrite(store: &dyn Storage) {
     let key = format!("{}/obj", case_prefix("overwrite"));
-    store.put_bytes(&key, pattern(5000, 1), PutOptions::default()).await.expect("put 1");
+    store
+        .put_bytes(&key, pattern(5000, 1), PutOptions::default())
+        .await
+        .expect("put 1");
     let second = pattern(1234, 2);
-    store.put_bytes(&key, second.clone(), PutOptions::default()).await.expect("put 2");
+    store
+        .put_bytes(&key, second.clone(), PutOptions::default())
+        .await
+        .expect("put 2");
     assert_eq!(store.head(&key).await.expect("head").size, 1234);
     assert_eq!(read_all(store, &key, None).await, second);
 }
@@ -206,21 +256,42 @@ pub async fn overwrite(store: &dyn Storage) {
 pub async fn if_not_exists(store: &dyn Storage) {
     let key = format!("{}/obj", case_prefix("ifnotexists"));
     let first = pattern(100, 1);
-    store.put_bytes(&key, first.clone(), PutOptions::create_new()).await.expect("first create");
-    let res = store.put_bytes(&key, pattern(200, 2), PutOptions::create_new()).await;
+    store
+        .put_bytes(&key, first.clone(), PutOptions::create_new())
+        .await
+        .expect("first create");
+    let res = store
+        .put_bytes(&key, pattern(200, 2), PutOptions::create_new())
+        .await;
     assert_kind(res, ErrorKind::AlreadyExists, "second create-only put");
-    assert_eq!(read_all(store, &key, None).await, first, "the original is untouched");
+    assert_eq!(
+        read_all(store, &key, None).await,
+        first,
+        "the original is untouched"
+    );
 }
 
 /// An aborted writer leaves no object, not even after several parts.
 pub async fn aborted_writer_leaves_nothing(store: &dyn Storage) {
     let p = case_prefix("abort");
     let key = format!("{p}/obj");
-    let mut w = store.writer(&key, PutOptions::default()).await.expect("writer");
-    w.write(pattern(part_size(store) * 2 + 5, 3)).await.expect("write");
+    let mut w = store
+        .writer(&key, PutOptions::default())
+        .await
+        .expect("writer");
+    w.write(pattern(part_size(store) * 2 + 5, 3))
+        .await
+        .expect("write");
     w.abort().await.expect("abort");
-    assert_kind(store.head(&key).await, ErrorKind::NotFound, "head after abort");
-    assert!(keys_under(store, &p).await.is_empty(), "nothing listed after abort");
+    assert_kind(
+        store.head(&key).await,
+        ErrorKind::NotFound,
+        "head after abort",
+    );
+    assert!(
+        keys_under(store, &p).await.is_empty(),
+        "nothing listed after abort"
+    );
 }
 
 /// A writer dropped without `finish` leaves no object.
@@ -228,19 +299,35 @@ pub async fn dropped_writer_leaves_nothing(store: &dyn Storage) {
     let p = case_prefix("drop");
     let key = format!("{p}/obj");
     {
-        let mut w = store.writer(&key, PutOptions::default()).await.expect("writer");
-        w.write(pattern(part_size(store) + 5, 4)).await.expect("write");
+        let mut w = store
+            .writer(&key, PutOptions::default())
+            .await
+            .expect("writer");
+        w.write(pattern(part_size(store) + 5, 4))
+            .await
+            .expect("write");
     }
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_kind(store.head(&key).await, ErrorKind::NotFound, "head after drop");
-    assert!(keys_under(store, &p).await.is_empty(), "nothing listed after drop");
+    assert_kind(
+        store.head(&key).await,
+        ErrorKind::NotFound,
+        "head after drop",
+    );
+    assert!(
+        keys_under(store, &p).await.is_empty(),
+        "nothing listed after drop"
+    );
 }
 
 /// head, get and delete of a missing key answer `NotFound`.
 pub async fn missing_keys_are_not_found(store: &dyn Storage) {
     let key = format!("{}/missing", case_prefix("missing"));
     assert_kind(store.head(&key).await, ErrorKind::NotFound, "head");
-    assert_kind(store.get(&key, None).await.map(|g| g.meta), ErrorKind::NotFound, "get");
+    assert_kind(
+        store.get(&key, None).await.map(|g| g.meta),
+        ErrorKind::NotFound,
+        "get",
+    );
     assert_kind(store.delete(&key).await, ErrorKind::NotFound, "delete");
 }
 
@@ -248,10 +335,17 @@ pub async fn missing_keys_are_not_found(store: &dyn Storage) {
 pub async fn concurrent_writers(store: &dyn Storage) {
     let p = case_prefix("concurrent");
     let ps = part_size(store);
-    let datas: Vec<Bytes> = (0..6).map(|i| pattern(ps + 1000 * i, 100 + i as u64)).collect();
+    let datas: Vec<Bytes> = (0..6)
+        .map(|i| pattern(ps + 1000 * i, 100 + i as u64))
+        .collect();
     let mut writers = Vec::new();
     for i in 0..datas.len() {
-        writers.push(store.writer(&format!("{p}/w{i}"), PutOptions::default()).await.expect("writer"));
+        writers.push(
+            store
+                .writer(&format!("{p}/w{i}"), PutOptions::default())
+                .await
+                .expect("writer"),
+        );
     }
     // Interleave: a slice of each in turn.
     let step = 50_000;
@@ -260,7 +354,9 @@ pub async fn concurrent_writers(store: &dyn Storage) {
         let mut any = false;
         for (w, d) in writers.iter_mut().zip(&datas) {
             if offset < d.len() {
-                w.write(d.slice(offset..(offset + step).min(d.len()))).await.expect("write");
+                w.write(d.slice(offset..(offset + step).min(d.len())))
+                    .await
+                    .expect("write");
                 any = true;
             }
         }
@@ -269,9 +365,15 @@ pub async fn concurrent_writers(store: &dyn Storage) {
         }
         offset += step;
     }
-    futures::future::try_join_all(writers.into_iter().map(|w| w.finish())).await.expect("finish");
+    futures::future::try_join_all(writers.into_iter().map(|w| w.finish()))
+        .await
+        .expect("finish");
     for (i, d) in datas.iter().enumerate() {
-        assert_eq!(&read_all(store, &format!("{p}/w{i}"), None).await, d, "writer {i}");
+        assert_eq!(
+            &read_all(store, &format!("{p}/w{i}"), None).await,
+            d,
+            "writer {i}"
+        );
     }
 }
 
@@ -290,7 +392,10 @@ pub async fn awkward_keys(store: &dyn Storage) {
     for (i, n) in names.iter().enumerate() {
         let key = format!("{p}/{n}");
         let data = pattern(10 + i, i as u64);
-        store.put_bytes(&key, data.clone(), PutOptions::default()).await.expect(n);
+        store
+            .put_bytes(&key, data.clone(), PutOptions::default())
+            .await
+            .expect(n);
         assert_eq!(read_all(store, &key, None).await, data, "{n}");
         assert_eq!(store.head(&key).await.expect(n).key, key, "head key of {n}");
     }
@@ -305,15 +410,28 @@ pub async fn metadata_round_trip(store: &dyn Storage) {
     let mut md = Metadata::new();
     md.insert("offsite-sha256".into(), "ab".repeat(32));
     md.insert("archive".into(), "app-backup-20261126_020000.tar.gz".into());
-    let opts = PutOptions { metadata: md.clone(), ..PutOptions::default() };
+    let opts = PutOptions {
+        metadata: md.clone(),
+        ..PutOptions::default()
+    };
     if store.capabilities().metadata {
-        store.put_bytes(&key, pattern(10, 1), opts).await.expect("put");
+        store
+            .put_bytes(&key, pattern(10, 1), opts)
+            .await
+            .expect("put");
         assert_eq!(store.head(&key).await.expect("head").metadata, md);
         // An overwrite without metadata clears it.
-        store.put_bytes(&key, pattern(10, 1), PutOptions::default()).await.expect("put");
+        store
+            .put_bytes(&key, pattern(10, 1), PutOptions::default())
+            .await
+            .expect("put");
         assert!(store.head(&key).await.expect("head").metadata.is_empty());
     } else {
-        assert_kind(store.put_bytes(&key, pattern(10, 1), opts).await, ErrorKind::Unsupported, "metadata");
+        assert_kind(
+            store.put_bytes(&key, pattern(10, 1), opts).await,
+            ErrorKind::Unsupported,
+            "metadata",
+        );
     }
 }
 
@@ -330,22 +448,45 @@ pub async fn unsupported_operations_answer_unsupported(store: &dyn Storage) {
             }),
             ..PutOptions::default()
         };
-        assert_kind(store.put_bytes(&key, pattern(10, 1), opts).await, ErrorKind::Unsupported, "retention");
+        assert_kind(
+            store.put_bytes(&key, pattern(10, 1), opts).await,
+            ErrorKind::Unsupported,
+            "retention",
+        );
     }
     if !caps.storage_classes {
-        let opts = PutOptions { storage_class: Some("COLD".into()), ..PutOptions::default() };
-        assert_kind(store.put_bytes(&key, pattern(10, 1), opts).await, ErrorKind::Unsupported, "storage class");
+        let opts = PutOptions {
+            storage_class: Some("COLD".into()),
+            ..PutOptions::default()
+        };
+        assert_kind(
+            store.put_bytes(&key, pattern(10, 1), opts).await,
+            ErrorKind::Unsupported,
+            "storage class",
+        );
     }
     if !caps.server_side_copy {
-        store.put_bytes(&key, pattern(10, 1), PutOptions::default()).await.expect("put");
+        store
+            .put_bytes(&key, pattern(10, 1), PutOptions::default())
+            .await
+            .expect("put");
         assert_kind(
-            store.copy(&key, &format!("{p}/copy"), PutOptions::default()).await,
+            store
+                .copy(&key, &format!("{p}/copy"), PutOptions::default())
+                .await,
             ErrorKind::Unsupported,
             "copy",
         );
-        assert_kind(store.head(&format!("{p}/copy")).await, ErrorKind::NotFound, "no copy made");
+        assert_kind(
+            store.head(&format!("{p}/copy")).await,
+            ErrorKind::NotFound,
+            "no copy made",
+        );
     } else {
-        assert!(keys_under(store, &p).await.is_empty(), "refused puts left nothing");
+        assert!(
+            keys_under(store, &p).await.is_empty(),
+            "refused puts left nothing"
+        );
     }
 }
 
@@ -356,20 +497,39 @@ pub async fn copy_within_store(store: &dyn Storage) {
     }
     let p = case_prefix("copy");
     let data = pattern(part_size(store) + 3, 5);
-    store.put_bytes(&format!("{p}/src"), data.clone(), PutOptions::default()).await.expect("put");
+    store
+        .put_bytes(&format!("{p}/src"), data.clone(), PutOptions::default())
+        .await
+        .expect("put");
     let r = store
-        .copy(&format!("{p}/src"), &format!("{p}/dst/copy"), PutOptions::default())
+        .copy(
+            &format!("{p}/src"),
+            &format!("{p}/dst/copy"),
+            PutOptions::default(),
+        )
         .await
         .expect("copy");
     assert_eq!(r.size, data.len() as u64);
     assert_eq!(read_all(store, &format!("{p}/dst/copy"), None).await, data);
     assert_kind(
-        store.copy(&format!("{p}/src"), &format!("{p}/dst/copy"), PutOptions::create_new()).await,
+        store
+            .copy(
+                &format!("{p}/src"),
+                &format!("{p}/dst/copy"),
+                PutOptions::create_new(),
+            )
+            .await,
         ErrorKind::AlreadyExists,
         "create-only copy onto a taken key",
     );
     assert_kind(
-        store.copy(&format!("{p}/missing"), &format!("{p}/x"), PutOptions::default()).await,
+        store
+            .copy(
+                &format!("{p}/missing"),
+                &format!("{p}/x"),
+                PutOptions::default(),
+            )
+            .await,
         ErrorKind::NotFound,
         "copy of a missing key",
     );
@@ -379,10 +539,20 @@ pub async fn copy_within_store(store: &dyn Storage) {
 pub async fn delete_removes(store: &dyn Storage) {
     let p = case_prefix("delete");
     let key = format!("{p}/d/obj");
-    store.put_bytes(&key, pattern(10, 1), PutOptions::default()).await.expect("put");
-    store.put_bytes(&format!("{p}/keep"), pattern(10, 1), PutOptions::default()).await.expect("put");
+    store
+        .put_bytes(&key, pattern(10, 1), PutOptions::default())
+        .await
+        .expect("put");
+    store
+        .put_bytes(&format!("{p}/keep"), pattern(10, 1), PutOptions::default())
+        .await
+        .expect("put");
     store.delete(&key).await.expect("delete");
-    assert_kind(store.head(&key).await, ErrorKind::NotFound, "head after delete");
+    assert_kind(
+        store.head(&key).await,
+        ErrorKind::NotFound,
+        "head after delete",
+    );
     assert_eq!(keys_under(store, &p).await, [format!("{p}/keep")]);
 }
 
@@ -402,7 +572,10 @@ pub async fn invalid_keys_are_rejected(store: &dyn Storage) {
 pub async fn receipts_match_content(store: &dyn Storage) {
     let key = format!("{}/obj", case_prefix("receipt"));
     let data = pattern(part_size(store) * 2 + 99, 6);
-    let mut w = store.writer(&key, PutOptions::default()).await.expect("writer");
+    let mut w = store
+        .writer(&key, PutOptions::default())
+        .await
+        .expect("writer");
     w.write(data.clone()).await.expect("write");
     let receipt = w.finish().await.expect("finish");
     assert_eq!(receipt.size, data.len() as u64);
@@ -411,7 +584,10 @@ pub async fn receipts_match_content(store: &dyn Storage) {
     }
     if store.capabilities().checksum_on_head {
         let head = store.head(&key).await.expect("head");
-        assert!(head.checksum.is_some(), "checksum_on_head stores report a checksum");
+        assert!(
+            head.checksum.is_some(),
+            "checksum_on_head stores report a checksum"
+        );
         assert_eq!(head.checksum, receipt.checksum, "head and receipt agree");
     }
 }

@@ -24,7 +24,9 @@ pub use error::{Error, ErrorKind, Operation, Result};
 pub use local::LocalStore;
 pub use location::{Location, Scheme};
 pub use memory::MemoryStore;
-pub use multipart::{part_size_for, MultipartUpload, MultipartWriter, Part, PartLimits, PartReceipt};
+pub use multipart::{
+    part_size_for, MultipartUpload, MultipartWriter, Part, PartLimits, PartReceipt,
+};
 pub use retry::RetryPolicy;
 pub use storage::{ByteStream, GetResult, ListStream, ObjectWriter, Storage, StorageExt};
 pub use types::{

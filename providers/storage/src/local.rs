@@ -51,11 +51,11 @@ impl LocalStore {
         self.path_of(key, Operation::Put)
     }
 
-    /// Publishes an existing file as the object `key` by renaming it into place, with the same
-    /// guarantees as a writer's `finish` (the file is fsynced first, the directory after). The
-    /// file must be on the same file system, best in the key's directory; push uses this to
-    /// turn its spool into the local copy without writing the bytes twice.
-    pub async fn adopt(&self, file: &Path, key: &str) -> Result<Receipt> {
+    /// Publishes an existing file as the object `key` by hard-linking it into place, with the
+    /// same guarantees as a writer's `finish` (the file is fsynced first, the directory after).
+    /// The file must be on the same file system and must not change afterwards; push uses this
+    /// to make its spool the local copy without writing the bytes twice.
+    pub async fn link_from(&self, file: &Path, key: &str) -> Result<Receipt> {
         let dest = self.path_of(key, Operation::Put)?;
         let src = file.to_path_buf();
         let k = key.to_string();
@@ -67,8 +67,13 @@ impl LocalStore {
             if let Some(dir) = dest.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            publish(&src, &dest, false, &Metadata::new())?;
-            Ok(Receipt::new(k, size, None))
+            let tmp = tmp_path(&dest);
+            std::fs::hard_link(&src, &tmp)?;
+            let res = publish(&tmp, &dest, false, &Metadata::new());
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res.map(|()| Receipt::new(k, size, None))
         })
         .await
         .map_err(|e| self.io_err(Operation::Put, key, e))
@@ -86,12 +91,18 @@ impl LocalStore {
 }
 
 fn meta_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!("{META_PREFIX}{name}.json"))
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tag: u64 = rand::random();
     path.with_file_name(format!("{TMP_PREFIX}{tag:016x}-{name}"))
 }
@@ -112,7 +123,12 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// Moves a finished temporary file into place: rename (replacing) or, for create-only writes,
 /// hard link (which fails with `AlreadyExists` atomically) then unlink the temporary name.
 /// Then writes or clears the metadata sidecar and fsyncs the directory.
-fn publish(tmp: &Path, dest: &Path, if_not_exists: bool, metadata: &Metadata) -> std::io::Result<()> {
+fn publish(
+    tmp: &Path,
+    dest: &Path,
+    if_not_exists: bool,
+    metadata: &Metadata,
+) -> std::io::Result<()> {
     if if_not_exists {
         std::fs::hard_link(tmp, dest)?;
         std::fs::remove_file(tmp)?;
@@ -163,7 +179,9 @@ fn unsupported_options(opts: &PutOptions, key: &str) -> Result<()> {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking file task panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking file task panicked")
 }
 
 #[async_trait]
@@ -219,7 +237,9 @@ impl Storage for LocalStore {
         })
         .await;
         let (mut file, meta) = opened.map_err(|e| self.io_err(Operation::Get, key, e))?;
-        let range = range.unwrap_or(GetRange::From(0)).resolve(meta.size, PROVIDER, key)?;
+        let range = range
+            .unwrap_or(GetRange::From(0))
+            .resolve(meta.size, PROVIDER, key)?;
         if range.start > 0 {
             file.seek(SeekFrom::Start(range.start))
                 .map_err(|e| self.io_err(Operation::Get, key, e))?;
@@ -253,7 +273,11 @@ impl Storage for LocalStore {
                 }
             }
         });
-        Ok(GetResult { meta, range, stream: stream.boxed() })
+        Ok(GetResult {
+            meta,
+            range,
+            stream: stream.boxed(),
+        })
     }
 
     async fn writer(&self, key: &str, options: PutOptions) -> Result<Box<dyn ObjectWriter>> {
@@ -265,7 +289,10 @@ impl Storage for LocalStore {
             if let Some(dir) = d.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&t)
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&t)
         })
         .await
         .map_err(|e| self.io_err(Operation::Put, key, e))?;
@@ -284,14 +311,23 @@ impl Storage for LocalStore {
     fn list(&self, prefix: &str) -> ListStream<'_> {
         let prefix = prefix.trim_matches('/').to_string();
         let root = self.root.clone();
-        let start = if prefix.is_empty() { root.clone() } else { root.join(&prefix) };
+        let start = if prefix.is_empty() {
+            root.clone()
+        } else {
+            root.join(&prefix)
+        };
         struct Walk {
             root: PathBuf,
             prefix: String,
             dirs: Vec<PathBuf>,
             first: bool,
         }
-        let walk = Walk { root, prefix, dirs: vec![start], first: true };
+        let walk = Walk {
+            root,
+            prefix,
+            dirs: vec![start],
+            first: true,
+        };
         stream::try_unfold(walk, |mut walk| async move {
             // One directory per step: a lazy listing, a page per directory.
             while let Some(dir) = walk.dirs.pop() {
@@ -443,8 +479,13 @@ struct LocalWriter {
 
 impl LocalWriter {
     fn closed(&self) -> Error {
-        Error::new(ErrorKind::Other, PROVIDER, Operation::Put, "the writer already failed")
-            .with_key(self.key.clone())
+        Error::new(
+            ErrorKind::Other,
+            PROVIDER,
+            Operation::Put,
+            "the writer already failed",
+        )
+        .with_key(self.key.clone())
     }
 }
 

@@ -113,7 +113,11 @@ impl Location {
             }
         };
         if rest.contains('#') {
-            return Err(invalid(input, "it has a fragment ('#')", "remove the '#...' part"));
+            return Err(invalid(
+                input,
+                "it has a fragment ('#')",
+                "remove the '#...' part",
+            ));
         }
         let (path_part, query_part) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -125,7 +129,8 @@ impl Location {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 let k = decode(input, k)?;
                 if k.contains("secret") || k.contains("key") || k == "sig" || k == "password" {
-                    let redacted = format!("{}?...", &input[..input.find('?').unwrap_or(input.len())]);
+                    let redacted =
+                        format!("{}?...", &input[..input.find('?').unwrap_or(input.len())]);
                     return Err(invalid(
                         &redacted,
                         format!("query parameter {k:?} looks like a credential"),
@@ -160,10 +165,18 @@ impl Location {
                 }
                 let path = decode(input, path)?;
                 if path.is_empty() {
-                    return Err(invalid(input, "it has no path", "write file:///absolute/path"));
+                    return Err(invalid(
+                        input,
+                        "it has no path",
+                        "write file:///absolute/path",
+                    ));
                 }
                 if path.split('/').any(|s| s == "..") {
-                    return Err(invalid(input, "'..' is not allowed in a location", "write the absolute path"));
+                    return Err(invalid(
+                        input,
+                        "'..' is not allowed in a location",
+                        "write the absolute path",
+                    ));
                 }
                 loc.path = Some(PathBuf::from(path));
             }
@@ -242,16 +255,30 @@ fn decode(url: &str, s: &str) -> Result<String> {
     percent_decode_str(s)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| invalid(url, "a percent-escape does not decode to UTF-8", "fix the %XX escapes"))
+        .map_err(|_| {
+            invalid(
+                url,
+                "a percent-escape does not decode to UTF-8",
+                "fix the %XX escapes",
+            )
+        })
 }
 
 fn clean_prefix(url: &str, prefix: &str) -> Result<String> {
     let p = prefix.trim_matches('/');
     if p.split('/').any(|s| s == "." || s == "..") {
-        return Err(invalid(url, "'.' and '..' are not allowed in a prefix", "write the prefix plainly"));
+        return Err(invalid(
+            url,
+            "'.' and '..' are not allowed in a prefix",
+            "write the prefix plainly",
+        ));
     }
     if p.contains("//") {
-        return Err(invalid(url, "the prefix has an empty segment ('//')", "remove the doubled '/'"));
+        return Err(invalid(
+            url,
+            "the prefix has an empty segment ('//')",
+            "remove the doubled '/'",
+        ));
     }
     Ok(p.to_string())
 }
@@ -278,13 +305,19 @@ mod tests {
     fn parses_each_scheme() {
         let l = Location::parse("file:///var/backups/app").unwrap();
         assert_eq!(l.scheme, Scheme::File);
-        assert_eq!(l.path.as_deref(), Some(std::path::Path::new("/var/backups/app")));
+        assert_eq!(
+            l.path.as_deref(),
+            Some(std::path::Path::new("/var/backups/app"))
+        );
 
         let l = Location::parse("/tmp/x y").unwrap();
         assert_eq!(l.path.as_deref(), Some(std::path::Path::new("/tmp/x y")));
 
         let l = Location::parse("s3://acme-backups/app/db?region=us-east-1").unwrap();
-        assert_eq!((l.scheme, l.bucket.as_str(), l.prefix.as_str()), (Scheme::S3, "acme-backups", "app/db"));
+        assert_eq!(
+            (l.scheme, l.bucket.as_str(), l.prefix.as_str()),
+            (Scheme::S3, "acme-backups", "app/db")
+        );
         assert_eq!(l.query.get("region").map(String::as_str), Some("us-east-1"));
 
         let l = Location::parse("gs://acme-dr").unwrap();
@@ -320,10 +353,16 @@ mod tests {
 
     #[test]
     fn join_prefix_adds_a_segment() {
-        let l = Location::parse("s3://bkt/base?region=x").unwrap().join_prefix("app").unwrap();
+        let l = Location::parse("s3://bkt/base?region=x")
+            .unwrap()
+            .join_prefix("app")
+            .unwrap();
         assert_eq!(l.prefix, "base/app");
         assert_eq!(l.as_str(), "s3://bkt/base/app?region=x");
-        let l = Location::parse("file:///tmp/x/").unwrap().join_prefix("/app/").unwrap();
+        let l = Location::parse("file:///tmp/x/")
+            .unwrap()
+            .join_prefix("/app/")
+            .unwrap();
         assert_eq!(l.path.as_deref(), Some(std::path::Path::new("/tmp/x/app")));
     }
 }

@@ -153,8 +153,13 @@ impl MultipartUpload for MemoryUpload {
     async fn put_part(&self, part: Part) -> Result<PartReceipt> {
         let mut st = self.store.lock();
         let parts = st.uploads.get_mut(&self.id).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, PROVIDER, Operation::Put, "no such upload")
-                .with_key(self.key.clone())
+            Error::new(
+                ErrorKind::NotFound,
+                PROVIDER,
+                Operation::Put,
+                "no such upload",
+            )
+            .with_key(self.key.clone())
         })?;
         let size = part.data.len() as u64;
         parts.insert(part.number, part.data);
@@ -169,8 +174,13 @@ impl MultipartUpload for MemoryUpload {
     async fn complete(&self, parts: Vec<PartReceipt>) -> Result<Receipt> {
         let mut st = self.store.lock();
         let stored = st.uploads.remove(&self.id).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, PROVIDER, Operation::Put, "no such upload")
-                .with_key(self.key.clone())
+            Error::new(
+                ErrorKind::NotFound,
+                PROVIDER,
+                Operation::Put,
+                "no such upload",
+            )
+            .with_key(self.key.clone())
         })?;
         let mut data = Vec::with_capacity(parts.iter().map(|p| p.size as usize).sum());
         for (i, p) in parts.iter().enumerate() {
@@ -234,7 +244,9 @@ impl Storage for MemoryStore {
             .get(key)
             .cloned()
             .ok_or_else(|| Self::not_found(Operation::Get, key))?;
-        let range = range.unwrap_or(GetRange::From(0)).resolve(obj.meta.size, PROVIDER, key)?;
+        let range = range
+            .unwrap_or(GetRange::From(0))
+            .resolve(obj.meta.size, PROVIDER, key)?;
         let mut data = obj.data.slice(range.start as usize..range.end as usize);
         let chunk = self.part_size.max(1) as usize;
         let chunks = std::iter::from_fn(move || {
@@ -281,7 +293,10 @@ impl Storage for MemoryStore {
                 let st = self.lock();
                 let page: Vec<ObjectMeta> = st
                     .objects
-                    .range::<String, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .range::<String, _>((
+                        std::ops::Bound::Excluded(after),
+                        std::ops::Bound::Unbounded,
+                    ))
                     .filter(|(k, _)| key_under_prefix(k, &prefix))
                     .take(PAGE)
                     .map(|(_, o)| {

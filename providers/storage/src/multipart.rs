@@ -147,11 +147,20 @@ impl MultipartWriter {
         }
         let number = self.next_part;
         self.next_part = self.next_part.checked_add(1).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidConfig, self.provider, Operation::Put, "too many parts")
-                .with_key(self.key.clone())
+            Error::new(
+                ErrorKind::InvalidConfig,
+                self.provider,
+                Operation::Put,
+                "too many parts",
+            )
+            .with_key(self.key.clone())
         })?;
         let sha256: [u8; 32] = Sha256::digest(&data).into();
-        let part = Part { number, data, sha256 };
+        let part = Part {
+            number,
+            data,
+            sha256,
+        };
         let upload = Arc::clone(&self.upload);
         let retry = self.retry;
         self.in_flight.push(Box::pin(async move {

@@ -42,9 +42,10 @@ impl RetryPolicy {
     /// `[0, min(max_delay, base_delay * 2^(attempt-1))]` ("full jitter"), so many clients that
     /// failed together do not retry together.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX));
+        let exp = self.base_delay.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
         let cap = exp.min(self.max_delay);
         let millis = cap.as_millis().min(u128::from(u64::MAX)) as u64;
         Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
@@ -93,7 +94,12 @@ mod tests {
         let out = fast()
             .run(|| async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(Error::new(ErrorKind::Transient, "test", Operation::Put, "reset"))
+                    Err(Error::new(
+                        ErrorKind::Transient,
+                        "test",
+                        Operation::Put,
+                        "reset",
+                    ))
                 } else {
                     Ok(7)
                 }
@@ -110,7 +116,12 @@ mod tests {
         let err = fast()
             .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err::<(), _>(Error::new(ErrorKind::PermissionDenied, "test", Operation::Put, "no"))
+                Err::<(), _>(Error::new(
+                    ErrorKind::PermissionDenied,
+                    "test",
+                    Operation::Put,
+                    "no",
+                ))
             })
             .await
             .unwrap_err();
@@ -124,7 +135,12 @@ mod tests {
         let err = fast()
             .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err::<(), _>(Error::new(ErrorKind::RateLimited, "test", Operation::Get, "slow down"))
+                Err::<(), _>(Error::new(
+                    ErrorKind::RateLimited,
+                    "test",
+                    Operation::Get,
+                    "slow down",
+                ))
             })
             .await
             .unwrap_err();

@@ -208,7 +208,10 @@ impl GetRange {
                 ErrorKind::InvalidConfig,
                 provider,
                 Operation::Get,
-                format!("range {}..{} is outside the object's {size} bytes", r.start, r.end),
+                format!(
+                    "range {}..{} is outside the object's {size} bytes",
+                    r.start, r.end
+                ),
             )
             .with_key(key));
         }
@@ -249,7 +252,9 @@ pub fn validate_key(key: &str, provider: &'static str, op: Operation) -> Result<
             "" => return bad("it has an empty path segment (leading, trailing or double '/')"),
             "." | ".." => return bad("'.' and '..' segments are not allowed"),
             s if s.starts_with(".offsite-") => {
-                return bad("segments starting with '.offsite-' are reserved for offsite's own files")
+                return bad(
+                    "segments starting with '.offsite-' are reserved for offsite's own files",
+                )
             }
             _ => {}
         }
@@ -274,7 +279,8 @@ pub fn key_under_prefix(key: &str, prefix: &str) -> bool {
     if p.is_empty() {
         return true;
     }
-    key.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+    key.strip_prefix(p)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -292,11 +298,31 @@ mod tests {
 
     #[test]
     fn keys_are_validated() {
-        for bad in ["", "/a", "a/", "a//b", "a/../b", "./a", "a/.offsite-tmp-x", "a\0b"] {
-            assert!(validate_key(bad, "test", Operation::Put).is_err(), "{bad:?}");
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a/../b",
+            "./a",
+            "a/.offsite-tmp-x",
+            "a\0b",
+        ] {
+            assert!(
+                validate_key(bad, "test", Operation::Put).is_err(),
+                "{bad:?}"
+            );
         }
-        for good in ["a", "a b/c+d%20e/ünï.tar.gz", "x/.hidden", "deep/a/b/c/d/e/f"] {
-            assert!(validate_key(good, "test", Operation::Put).is_ok(), "{good:?}");
+        for good in [
+            "a",
+            "a b/c+d%20e/ünï.tar.gz",
+            "x/.hidden",
+            "deep/a/b/c/d/e/f",
+        ] {
+            assert!(
+                validate_key(good, "test", Operation::Put).is_ok(),
+                "{good:?}"
+            );
         }
     }
 
@@ -307,7 +333,10 @@ mod tests {
             serde_json::to_string(&c).unwrap(),
             r#"{"algorithm":"sha256","value":"ab"}"#
         );
-        let c = Checksum::Sha256Composite { hex: "ab".into(), parts: 3 };
+        let c = Checksum::Sha256Composite {
+            hex: "ab".into(),
+            parts: 3,
+        };
         let back: Checksum = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
     }

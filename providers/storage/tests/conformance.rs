@@ -11,7 +11,10 @@ mod local {
     async fn setup() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::new(dir.path().join("store"));
-        Fixture { store: Arc::new(store), guard: Box::new(dir) }
+        Fixture {
+            store: Arc::new(store),
+            guard: Box::new(dir),
+        }
     }
 
     offsite_storage::conformance_suite!(setup);
@@ -35,12 +38,16 @@ mod memory {
         use offsite_storage::{PutOptions, Storage};
         let store = MemoryStore::new().with_part_size(1024);
         let mut w = store.writer("a", PutOptions::default()).await.unwrap();
-        w.write(offsite_storage::conformance::pattern(5000, 1)).await.unwrap();
+        w.write(offsite_storage::conformance::pattern(5000, 1))
+            .await
+            .unwrap();
         assert_eq!(store.open_uploads(), 1);
         w.abort().await.unwrap();
         assert_eq!(store.open_uploads(), 0);
         let mut w = store.writer("b", PutOptions::default()).await.unwrap();
-        w.write(offsite_storage::conformance::pattern(5000, 1)).await.unwrap();
+        w.write(offsite_storage::conformance::pattern(5000, 1))
+            .await
+            .unwrap();
         drop(w);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(store.open_uploads(), 0);

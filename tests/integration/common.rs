@@ -1,0 +1,130 @@
+//! Shared fixtures: a sandbox directory with a cache dir, a key pair, sample archives.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub recipient: String,
+    pub key: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("key.txt");
+        let out = Command::cargo_bin("offsite")
+            .unwrap()
+            .args(["keygen", "-o"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recipient = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(recipient.starts_with("age1"), "{recipient}");
+        Sandbox {
+            dir,
+            recipient,
+            key,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn url(&self, rel: &str) -> String {
+        format!("file://{}", self.path(rel).display())
+    }
+
+    /// The offsite command with a private cache dir and no inherited identity.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("offsite").unwrap();
+        c.env("OFFSITE_CACHE_DIR", self.path("cache"))
+            .env_remove("OFFSITE_IDENTITY_FILE")
+            .env_remove("RUST_LOG")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// The same, as a std command (for stdin pipes and kills).
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("offsite"));
+        c.env("OFFSITE_CACHE_DIR", self.path("cache"))
+            .env_remove("OFFSITE_IDENTITY_FILE")
+            .env_remove("RUST_LOG")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// Writes `len` pseudo-random bytes to `name` in the sandbox.
+    pub fn archive(&self, name: &str, len: usize, seed: u64) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, offsite_storage::conformance::pattern(len, seed)).unwrap();
+        p
+    }
+
+    pub fn push(&self, file: &Path, dests: &[&str]) -> std::process::Output {
+        let mut c = self.cmd();
+        c.arg("push").arg(file).args(["-r", &self.recipient]);
+        for d in dests {
+            c.args(["--to", &self.url(d)]);
+        }
+        c.output().unwrap()
+    }
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn code(o: &std::process::Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+/// Asserts an exit code and prints both streams when it is wrong.
+#[track_caller]
+pub fn assert_code(o: &std::process::Output, want: i32) {
+    assert_eq!(
+        code(o),
+        want,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+pub const NAME: &str = "app-backup-20261126_020000.tar.gz";
+
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+pub fn manifest(dir: &Path, name: &str) -> serde_json::Value {
+    let p = dir.join(format!("{name}.manifest.json"));
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+/// Visible (non-hidden) files in a directory, sorted.
+pub fn visible_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(_) => vec![],
+    };
+    v.sort();
+    v
+}

@@ -1,0 +1,537 @@
+//! `offsite push`: placement, re-push rules, bad input, failures that leave nothing behind.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::common::*;
+
+#[test]
+fn push_stores_object_and_manifest_at_every_destination() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 3_000_001, 1);
+    let o = sb.push(&src, &["a", "b", "c"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("3 of 3 destinations hold the archive."),
+        "{}",
+        stdout(&o)
+    );
+    for d in ["a", "b", "c"] {
+        let dir = sb.path(d);
+        assert_eq!(
+            visible_files(&dir),
+            [format!("{NAME}.age"), format!("{NAME}.manifest.json")]
+        );
+        let m = manifest(&dir, NAME);
+        assert_eq!(m["plaintext"]["sha256"], sha256_file(&src));
+        assert_eq!(m["plaintext"]["size"], 3_000_001);
+        assert_eq!(
+            m["stored"]["sha256"],
+            sha256_file(&dir.join(format!("{NAME}.age")))
+        );
+        assert_eq!(m["created"], "2026-11-26T02:00:00Z");
+        assert_eq!(m["created-from"], "name");
+        assert_eq!(m["encryption"]["recipients"][0], sb.recipient.as_str());
+        // No spool or temporary file is left behind, hidden or not.
+        let all: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(all.len(), 2, "only the object and its manifest in {d}");
+    }
+    // Independent files (never hard links of one another), holding the same ciphertext:
+    // one encryption, fanned out.
+    use std::os::unix::fs::MetadataExt;
+    let inode = |d: &str| {
+        std::fs::metadata(sb.path(d).join(format!("{NAME}.age")))
+            .unwrap()
+            .ino()
+    };
+    assert!(inode("a") != inode("b") && inode("b") != inode("c") && inode("a") != inode("c"));
+    assert_eq!(
+        sha256_file(&sb.path("a").join(format!("{NAME}.age"))),
+        sha256_file(&sb.path("c").join(format!("{NAME}.age")))
+    );
+    // The cache spool directory is cleaned up on success.
+    assert!(visible_files(&sb.path("cache/spool")).is_empty());
+}
+
+#[test]
+fn creation_time_falls_back_to_mtime() {
+    let sb = Sandbox::new();
+    let src = sb.archive("nightly.tar", 10, 1);
+    let o = sb.push(&src, &["a"]);
+    assert_code(&o, 0);
+    assert_eq!(
+        manifest(&sb.path("a"), "nightly.tar")["created-from"],
+        "mtime"
+    );
+}
+
+#[test]
+fn prefix_adds_a_sub_directory() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100, 1);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args([
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+            "--prefix",
+            "app/db",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(sb.path("a/app/db").join(format!("{NAME}.age")).exists());
+}
+
+#[test]
+fn repush_of_the_same_archive_is_already_stored_and_a_different_one_is_refused() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 5000, 1);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let before = sha256_file(&sb.path("a").join(format!("{NAME}.age")));
+
+    let o = sb.push(&src, &["a", "b"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("already stored"), "{}", stdout(&o));
+    assert_eq!(
+        sha256_file(&sb.path("a").join(format!("{NAME}.age"))),
+        before,
+        "not re-uploaded"
+    );
+    assert!(sb.path("b").join(format!("{NAME}.manifest.json")).exists());
+
+    sb.archive(NAME, 5000, 2);
+    let o = sb.push(&src, &["a"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("a different archive named"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    assert_eq!(
+        sha256_file(&sb.path("a").join(format!("{NAME}.age"))),
+        before,
+        "untouched"
+    );
+
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &sb.url("a"), "--overwrite"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        manifest(&sb.path("a"), NAME)["plaintext"]["sha256"],
+        sha256_file(&src)
+    );
+}
+
+#[test]
+fn push_refuses_without_recipients_unless_no_encrypt() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100, 1);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["--to", &sb.url("a")])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("no recipients: push encrypts by default"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--no-encrypt"), "{}", stderr(&o));
+    assert!(!sb.path("a").exists());
+
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["--to", &sb.url("a"), "--no-encrypt"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        std::fs::read(sb.path("a").join(NAME)).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    let m = manifest(&sb.path("a"), NAME);
+    assert!(m["encryption"].is_null());
+    assert_eq!(m["stored"]["sha256"], m["plaintext"]["sha256"]);
+}
+
+#[test]
+fn bad_recipients_are_named() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100, 1);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["--to", &sb.url("a"), "-r", "age1bogus"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("--recipient: \"age1bogus\" is not an age recipient"),
+        "{}",
+        stderr(&o)
+    );
+    let secret = std::fs::read_to_string(&sb.key).unwrap();
+    let secret_line = secret
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["--to", &sb.url("a"), "-r", secret_line])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("this is a secret key"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains(&secret_line[15..]),
+        "the secret must not be echoed"
+    );
+}
+
+#[test]
+fn missing_source_and_directory_source_are_usage_errors() {
+    let sb = Sandbox::new();
+    let o = sb
+        .cmd()
+        .args([
+            "push",
+            "nope.tar.gz",
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert_eq!(
+        stderr(&o).trim(),
+        "error: cannot read the source nope.tar.gz: it does not exist; check the path the backup job wrote"
+    );
+    std::fs::create_dir(sb.path("d")).unwrap();
+    let o = sb
+        .cmd()
+        .args(["push", "d", "-r", &sb.recipient, "--to", &sb.url("a")])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is a directory; offsite pushes archive files"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_destination_urls_are_usage_errors() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100, 1);
+    for (url, want) in [
+        ("backups", "it has no scheme"),
+        ("ftp://host/x", "unknown scheme \"ftp\""),
+        ("s3://UPPER/x", "not a valid bucket name"),
+    ] {
+        let o = sb
+            .cmd()
+            .arg("push")
+            .arg(&src)
+            .args(["-r", &sb.recipient, "--to", url])
+            .output()
+            .unwrap();
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(want), "{url}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn an_unwritable_destination_fails_alone_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 200_000, 1);
+    // A path below a regular file cannot be created, even by root.
+    std::fs::write(sb.path("blocker"), b"x").unwrap();
+    let o = sb.push(&src, &["blocker/sub", "good"]);
+    assert_code(&o, 3);
+    assert!(
+        stdout(&o).contains("1 of 2 destinations hold the archive."),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("blocker/sub"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).to_lowercase().contains("not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(sb
+        .path("good")
+        .join(format!("{NAME}.manifest.json"))
+        .exists());
+
+    let o = sb.push(&src, &["blocker/sub"]);
+    assert_code(&o, 1);
+}
+
+#[test]
+fn a_full_disk_fails_the_push_and_leaves_no_object_that_looks_complete() {
+    let sb = Sandbox::new();
+    let mnt = sb.path("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "this test needs to mount a 1 MiB tmpfs (run as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let src = sb.archive(NAME, 3 << 20, 1);
+    let o = sb.push(&src, &["small", "good"]);
+    assert_code(&o, 3);
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        visible_files(&mnt).is_empty(),
+        "nothing visible on the full disk: {:?}",
+        visible_files(&mnt)
+    );
+    assert_eq!(
+        std::fs::read_dir(&mnt).unwrap().count(),
+        0,
+        "no temporary files left either"
+    );
+    assert!(sb
+        .path("good")
+        .join(format!("{NAME}.manifest.json"))
+        .exists());
+
+    // The only destination full: stored nowhere, and the spool is gone.
+    let o = sb.push(&src, &["small"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0);
+}
+
+#[test]
+fn stdin_push_needs_a_name_and_then_works() {
+    let sb = Sandbox::new();
+    let o = sb
+        .cmd()
+        .args(["push", "-", "-r", &sb.recipient, "--to", &sb.url("a")])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("needs --name NAME"), "{}", stderr(&o));
+
+    let data = offsite_storage::conformance::pattern(2_500_000, 7);
+    let mut child = sb
+        .std_cmd()
+        .args([
+            "push",
+            "-",
+            "--name",
+            "db-2026-11-26T03:00:00Z.sql",
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    let m = manifest(&sb.path("a"), "db-2026-11-26T03:00:00Z.sql");
+    assert_eq!(m["plaintext"]["size"], 2_500_000);
+    assert_eq!(m["created"], "2026-11-26T03:00:00Z");
+}
+
+#[test]
+fn a_killed_push_leaves_nothing_that_looks_complete_and_a_rerun_completes() {
+    let sb = Sandbox::new();
+    let mut child = sb
+        .std_cmd()
+        .args([
+            "push",
+            "-",
+            "--name",
+            NAME,
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(&offsite_storage::conformance::pattern(4 << 20, 3))
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(stdin);
+    assert!(
+        visible_files(&sb.path("a")).is_empty(),
+        "{:?}",
+        visible_files(&sb.path("a"))
+    );
+    let o = sb.cmd().args(["ls", &sb.url("a")]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("no archives"), "{}", stdout(&o));
+
+    let src = sb.archive(NAME, 4 << 20, 3);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    assert_eq!(visible_files(&sb.path("a")).len(), 2);
+    let all = std::fs::read_dir(sb.path("a")).unwrap().count();
+    assert_eq!(all, 2, "the dead run's spool was cleaned up");
+}
+
+#[test]
+fn a_failed_destination_is_resumed_from_the_spool_without_re_encrypting() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1_000_000, 1);
+    std::fs::write(sb.path("late"), b"not yet a directory").unwrap();
+    let o = sb.push(&src, &["a", "late"]);
+    assert_code(&o, 3);
+    let first = sha256_file(&sb.path("a").join(format!("{NAME}.age")));
+
+    std::fs::remove_file(sb.path("late")).unwrap();
+    let o = sb.push(&src, &["a", "late"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("resumed from the spool of an earlier run"),
+        "{}",
+        stdout(&o)
+    );
+    // The same ciphertext: it was sent again, not encrypted again.
+    assert_eq!(
+        sha256_file(&sb.path("late").join(format!("{NAME}.age"))),
+        first
+    );
+    assert!(
+        visible_files(&sb.path("cache/spool")).is_empty(),
+        "journal removed after success"
+    );
+}
+
+#[test]
+fn json_report_carries_each_destination() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100, 1);
+    let o = sb
+        .cmd()
+        .arg("--json")
+        .arg("push")
+        .arg(&src)
+        .args([
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+            "--to",
+            "memory://t",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["exit"], 0);
+    assert_eq!(v["destinations"][0]["status"], "stored");
+    assert_eq!(v["destinations"][1]["url"], "memory://t");
+    assert_eq!(v["plaintext"]["size"], 100);
+}
+
+#[test]
+fn help_man_and_completions_come_from_one_definition() {
+    let sb = Sandbox::new();
+    let o = sb.cmd().arg("--help").output().unwrap();
+    assert_code(&o, 0);
+    for cmd in [
+        "push",
+        "ls",
+        "verify",
+        "restore",
+        "keygen",
+        "completions",
+        "man",
+    ] {
+        assert!(stdout(&o).contains(cmd), "help lists {cmd}");
+    }
+    let o = sb.cmd().args(["completions", "bash"]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("--recipients-file"));
+    let o = sb.cmd().arg("man").output().unwrap();
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).starts_with(".ie") || stdout(&o).contains(".TH"),
+        "roff output"
+    );
+}
+
+#[test]
+fn keygen_never_overwrites_a_key() {
+    let sb = Sandbox::new();
+    let o = sb
+        .cmd()
+        .arg("keygen")
+        .arg("-o")
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("already exists; offsite never overwrites a key file"),
+        "{}",
+        stderr(&o)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sb.key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
