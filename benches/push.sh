@@ -14,8 +14,8 @@
 #                     beside the 1x one, to show memory does not grow with size  (default 1)
 #   FLAT_RUNS         repetitions for the 2x flat check                           (default 1)
 #   BENCH_DIR         work directory (input, key, stores); created if missing.
-#                     Default: a fresh `mktemp -d` under /tmp. Either way, the files this
-#                     script makes in it are removed on exit.
+#                     Default: a fresh `mktemp -d` under /tmp, removed on exit. If set, the
+#                     script works in BENCH_DIR/offsite-bench and removes only that on exit.
 #   CARGO_TARGET_DIR  cargo target directory        (default $HOME/.cache/offsite/target)
 #
 # Needs: cargo, /usr/bin/time (Debian package `time`), age, openssl; `time` and `age` are
@@ -69,10 +69,9 @@ OFFSITE=$CARGO_TARGET_DIR/release/offsite
 # --- work dir ----------------------------------------------------------------------------------
 if [[ -n ${BENCH_DIR:-} ]]; then
     mkdir -p "$BENCH_DIR"
-    WORK=$(cd "$BENCH_DIR" && pwd)
-    # Only our own files, not a directory someone handed us.
-    cleanup() { rm -rf "${WORK:?}/bench"; }
-    WORK=$WORK/bench
+    # Only our own subdirectory, not a directory someone handed us.
+    WORK=$(cd "$BENCH_DIR" && pwd)/offsite-bench
+    cleanup() { rm -rf "${WORK:?}"; }
     rm -rf "$WORK"
     mkdir "$WORK"
 else

@@ -102,7 +102,9 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
     {
         let mut seen = std::collections::HashSet::new();
         for d in &destinations {
-            if !seen.insert(d.url().to_string()) {
+            // file:///x and file:///x/ are one directory.
+            let id = d.local_root().map(|p| p.display().to_string()).unwrap_or_else(|| d.url().to_string());
+            if !seen.insert(id) {
                 return Err(usage(format!("destination {} is given twice", d.url())));
             }
         }

@@ -85,7 +85,7 @@ pub struct DestinationJournal {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct Journal {
-    /// [`JOURNAL_FORMAT`].
+    /// The journal format version (1).
     pub format: u32,
     /// The archive.
     pub archive: String,

@@ -5,7 +5,7 @@
 //! the error type with its retryable flag and the one [`RetryPolicy`], the [`MultipartWriter`]
 //! that gives every multipart adapter bounded memory and back-pressure, URL parsing
 //! ([`Location`]), and two complete stores, [`LocalStore`] (`file://`) and [`MemoryStore`]
-//! (`memory://`). With the `conformance` feature, [`conformance`] is the suite every adapter must
+//! (`memory://`). With the `conformance` feature, the `conformance` module is the suite every adapter must
 //! pass.
 
 mod error;
