@@ -31,7 +31,7 @@ impl Opened {
 }
 
 /// Opens `url`, with `prefix` (from `--prefix` or a policy) added under its path.
-pub fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
+pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
     let mut location = Location::parse(url)?;
     if let Some(p) = prefix {
         location = location.join_prefix(p)?;
@@ -55,27 +55,32 @@ pub fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 local: None,
             })
         }
-        Scheme::S3 | Scheme::Gcs | Scheme::Azure => Err(Error::new(
+        #[cfg(feature = "s3")]
+        Scheme::S3 => {
+            let cfg = offsite_s3::S3Config::from_location(&location)?;
+            let store = Arc::new(offsite_s3::S3Store::open(cfg, location.as_str()).await);
+            Ok(Opened { location, store, local: None })
+        }
+        scheme => Err(Error::new(
             ErrorKind::Unsupported,
             "registry",
             Operation::Open,
-            format!(
-                "{}:// locations are not supported by this version of offsite",
-                location.scheme
-            ),
+            format!("{scheme}:// locations are not supported by this build of offsite"),
         )
         .with_key(location.as_str())
-        .with_hint(
-            "use a file:// destination for now; cloud providers arrive as separate features",
-        )),
+        .with_hint(if scheme == Scheme::S3 {
+            "this build was made without the `s3` feature; rebuild with default features"
+        } else {
+            "this version supports file:// and s3://; gs:// and az:// are not in it yet"
+        })),
     }
 }
 
-/// The key prefix inside the store that the location names (empty for `file://`, whose path
-/// is the store root).
+/// The key prefix inside the store that the location names: empty where the store itself is
+/// rooted at the location's prefix (`file://`, `s3://`), the prefix for `memory://`.
 pub fn key_prefix(location: &Location) -> &str {
     match location.scheme {
-        Scheme::File => "",
-        _ => &location.prefix,
+        Scheme::Memory => &location.prefix,
+        _ => "",
     }
 }

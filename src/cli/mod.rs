@@ -135,8 +135,10 @@ fn init_logging(verbose: u8) {
 }
 
 /// Opens each URL, turning URL errors into usage errors that name the URL.
-fn open_all(urls: &[String], prefix: Option<&str>) -> anyhow::Result<Vec<crate::registry::Opened>> {
-    urls.iter()
-        .map(|u| crate::registry::open(u, prefix).map_err(|e| crate::report::usage(e.to_string())))
-        .collect()
+async fn open_all(urls: &[String], prefix: Option<&str>) -> anyhow::Result<Vec<crate::registry::Opened>> {
+    let mut out = Vec::new();
+    for u in urls {
+        out.push(crate::registry::open(u, prefix).await.map_err(|e| crate::report::usage(e.to_string()))?);
+    }
+    Ok(out)
 }

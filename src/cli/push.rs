@@ -98,7 +98,7 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         (Source::File(file, path), name, Some(md.len()))
     };
     validate_name(&name, !recipients.is_empty()).map_err(usage)?;
-    let destinations = super::open_all(&args.to, args.prefix.as_deref())?;
+    let destinations = super::open_all(&args.to, args.prefix.as_deref()).await?;
     {
         let mut seen = std::collections::HashSet::new();
         for d in &destinations {

@@ -69,7 +69,7 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         )),
         None => None,
     };
-    let locations = super::open_all(&args.urls, args.prefix.as_deref())?;
+    let locations = super::open_all(&args.urls, args.prefix.as_deref()).await?;
     let pb = out.progress(None, "restore");
     let res = restore::run(&locations, &selector, &target, identities, pb.clone()).await;
     if let Some(pb) = pb {

@@ -32,7 +32,7 @@ pub struct VerifyArgs {
 }
 
 pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
-    let locations = super::open_all(&args.urls, args.prefix.as_deref())?;
+    let locations = super::open_all(&args.urls, args.prefix.as_deref()).await?;
     let identities = match (&args.identity.identity, args.deep) {
         (Some(p), true) => Some(Arc::new(
             Identities::load(p).map_err(|e| usage(format!("{e:#}")))?,

@@ -128,3 +128,26 @@ pub fn visible_files(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// An emulator endpoint started by tests/run; fails (never skips) when it is not there.
+pub fn emulator(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: this test needs the emulators that tests/run starts (run tests/run, or eval \"$(tests/emulators/start.sh DIR)\")")
+    })
+}
+
+/// Static credentials for the loopback emulators (test values, not secrets).
+pub const S3S_ACCESS: &str = "offsite-test";
+pub const S3S_SECRET: &str = "offsite-test-secret";
+
+/// A bucket name unique to one test.
+pub fn bucket(tag: &str) -> String {
+    format!("t-{tag}-{:08x}", rand_u32())
+}
+
+pub fn rand_u32() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    t ^ (std::process::id() << 16) ^ N.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
+}

@@ -5,4 +5,5 @@ mod common;
 mod interop;
 mod push;
 mod restore;
+mod s3;
 mod verify;

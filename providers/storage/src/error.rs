@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Locked,
     /// This store cannot do this operation at all (see [`crate::Capabilities`]).
     Unsupported,
+    /// The object is in an archive tier (S3 Glacier, Azure Archive) and must be restored or
+    /// rehydrated before it can be read.
+    Archived,
     /// The store's configuration or URL is wrong; retrying cannot help.
     InvalidConfig,
     /// The data read back does not match what was written or recorded.
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate-limited",
             ErrorKind::Locked => "locked",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Archived => "archived",
             ErrorKind::InvalidConfig => "invalid-config",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Transient => "transient",

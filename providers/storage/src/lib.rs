@@ -25,7 +25,7 @@ pub use local::LocalStore;
 pub use location::{Location, Scheme};
 pub use memory::MemoryStore;
 pub use multipart::{
-    part_size_for, MultipartUpload, MultipartWriter, Part, PartLimits, PartReceipt,
+    composite_sha256, part_size_for, Multipart, MultipartWriter, Part, PartLimits, PartReceipt,
 };
 pub use retry::RetryPolicy;
 pub use storage::{ByteStream, GetResult, ListStream, ObjectWriter, Storage, StorageExt};

@@ -435,6 +435,20 @@ impl Storage for LocalStore {
         .map_err(|e| self.io_err(Operation::Delete, key, e))
     }
 
+    async fn thaw(&self, key: &str, _days: u32) -> Result<()> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            PROVIDER,
+            Operation::Get,
+            "nothing is ever archived here, so there is nothing to thaw",
+        )
+        .with_key(key))
+    }
+
+    fn multipart(&self) -> Option<std::sync::Arc<dyn crate::Multipart>> {
+        None
+    }
+
     async fn copy(&self, from: &str, to: &str, options: PutOptions) -> Result<Receipt> {
         let src = self.path_of(from, Operation::Copy)?;
         let dest = self.path_of(to, Operation::Copy)?;

@@ -128,7 +128,7 @@ impl Location {
             for pair in q.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 let k = decode(input, k)?;
-                if k.contains("secret") || k.contains("key") || k == "sig" || k == "password" {
+                if looks_like_credential(&k) {
                     let redacted =
                         format!("{}?...", &input[..input.find('?').unwrap_or(input.len())]);
                     return Err(invalid(
@@ -251,6 +251,14 @@ impl Location {
     }
 }
 
+/// Query parameters that would put a credential into a URL (which ends up in logs and manifests).
+/// Names of keys (`sse-kms-key`) are fine; key material is not.
+fn looks_like_credential(k: &str) -> bool {
+    let k = k.to_ascii_lowercase().replace('_', "-");
+    ["secret", "password", "token", "credential", "signature"].iter().any(|w| k.contains(w))
+        || ["sig", "key", "access-key", "account-key", "access-key-id", "shared-key", "sas"].contains(&k.as_str())
+}
+
 fn decode(url: &str, s: &str) -> Result<String> {
     percent_decode_str(s)
         .decode_utf8()
@@ -320,6 +328,9 @@ mod tests {
         );
         assert_eq!(l.query.get("region").map(String::as_str), Some("us-east-1"));
 
+        let l = Location::parse("s3://bkt/p?sse-kms-key=alias/backups").unwrap();
+        assert_eq!(l.query.get("sse-kms-key").map(String::as_str), Some("alias/backups"));
+
         let l = Location::parse("gs://acme-dr").unwrap();
         assert_eq!((l.scheme, l.prefix.as_str()), (Scheme::Gcs, ""));
 
@@ -343,6 +354,7 @@ mod tests {
             ("file://host/x", "has the host \"host\""),
             ("s3://bucket/a/../b", "'.' and '..'"),
             ("s3://bucket/x?secret_key=abc", "looks like a credential"),
+            ("s3://bucket/x?access-key=abc", "looks like a credential"),
         ];
         for (url, want) in cases {
             let e = Location::parse(url).unwrap_err().to_string();

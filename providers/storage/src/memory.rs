@@ -14,7 +14,7 @@ use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::multipart::{MultipartUpload, MultipartWriter, Part, PartReceipt};
+use crate::multipart::{Multipart, MultipartWriter, Part, PartLimits, PartReceipt};
 use crate::retry::RetryPolicy;
 use crate::storage::{GetResult, ListStream, ObjectWriter, Storage};
 use crate::types::{
@@ -34,8 +34,8 @@ struct Object {
 #[derive(Debug, Default)]
 struct State {
     objects: BTreeMap<String, Object>,
-    /// Open uploads: id -> parts received so far.
-    uploads: HashMap<u64, BTreeMap<u32, Bytes>>,
+    /// Open uploads: id -> (key, parts received so far).
+    uploads: HashMap<u64, (String, BTreeMap<u32, Bytes>)>,
 }
 
 /// An in-memory store.
@@ -141,68 +141,98 @@ fn check_options(options: &PutOptions, key: &str, op: Operation) -> Result<()> {
     Ok(())
 }
 
-struct MemoryUpload {
-    store: MemoryStore,
-    id: u64,
-    key: String,
-    options: PutOptions,
+fn no_upload(key: &str) -> Error {
+    Error::new(ErrorKind::NotFound, PROVIDER, Operation::Put, "no such multipart upload").with_key(key)
 }
 
 #[async_trait]
-impl MultipartUpload for MemoryUpload {
-    async fn put_part(&self, part: Part) -> Result<PartReceipt> {
-        let mut st = self.store.lock();
-        let parts = st.uploads.get_mut(&self.id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                PROVIDER,
-                Operation::Put,
-                "no such upload",
-            )
-            .with_key(self.key.clone())
-        })?;
-        let size = part.data.len() as u64;
-        parts.insert(part.number, part.data);
-        Ok(PartReceipt {
-            number: part.number,
-            size,
-            sha256: part.sha256,
-            token: None,
-        })
+impl Multipart for MemoryStore {
+    fn limits(&self) -> PartLimits {
+        PartLimits {
+            min_part_size: 1,
+            max_part_size: u64::MAX,
+            max_parts: 10_000,
+        }
     }
 
-    async fn complete(&self, parts: Vec<PartReceipt>) -> Result<Receipt> {
-        let mut st = self.store.lock();
-        let stored = st.uploads.remove(&self.id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                PROVIDER,
-                Operation::Put,
-                "no such upload",
-            )
-            .with_key(self.key.clone())
-        })?;
+    async fn create_upload(&self, key: &str, options: &PutOptions) -> Result<String> {
+        validate_key(key, PROVIDER, Operation::Put)?;
+        check_options(options, key, Operation::Put)?;
+        let id: u64 = rand::random();
+        self.lock().uploads.insert(id, (key.to_string(), BTreeMap::new()));
+        Ok(format!("{id:016x}"))
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, part: Part) -> Result<PartReceipt> {
+        let mut st = self.lock();
+        let (k, parts) = upload(&mut st, upload_id).ok_or_else(|| no_upload(key))?;
+        if k != key {
+            return Err(no_upload(key));
+        }
+        let size = part.data.len() as u64;
+        parts.insert(part.number, part.data);
+        Ok(PartReceipt { number: part.number, size, sha256: part.sha256, token: None })
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartReceipt>> {
+        let mut st = self.lock();
+        let (_, parts) = upload(&mut st, upload_id).ok_or_else(|| no_upload(key))?;
+        Ok(parts
+            .iter()
+            .map(|(n, d)| PartReceipt {
+                number: *n,
+                size: d.len() as u64,
+                sha256: Sha256::digest(d).into(),
+                token: None,
+            })
+            .collect())
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<PartReceipt>,
+        options: &PutOptions,
+    ) -> Result<Receipt> {
+        let mut st = self.lock();
+        let id = u64::from_str_radix(upload_id, 16).map_err(|_| no_upload(key))?;
+        let (_, stored) = st.uploads.remove(&id).ok_or_else(|| no_upload(key))?;
         let mut data = Vec::with_capacity(parts.iter().map(|p| p.size as usize).sum());
         for (i, p) in parts.iter().enumerate() {
-            let chunk = stored.get(&p.number).filter(|_| p.number as usize == i + 1);
+            let chunk = stored
+                .get(&p.number)
+                .filter(|c| p.number as usize == i + 1 && Sha256::digest(c).as_slice() == p.sha256);
             let Some(chunk) = chunk else {
                 return Err(Error::new(
-                    ErrorKind::Other,
+                    ErrorKind::Corrupt,
                     PROVIDER,
                     Operation::Put,
-                    format!("part {} is missing or out of order", p.number),
+                    format!("part {} is missing, out of order or does not match its checksum", p.number),
                 )
-                .with_key(self.key.clone()));
+                .with_key(key));
             };
             data.extend_from_slice(chunk);
         }
-        store_object(&mut st, &self.key, data.into(), &self.options)
+        store_object(&mut st, key, data.into(), options)
     }
 
-    async fn abort(&self) -> Result<()> {
-        self.store.lock().uploads.remove(&self.id);
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        let id = u64::from_str_radix(upload_id, 16).map_err(|_| no_upload(key))?;
+        self.lock().uploads.remove(&id);
         Ok(())
     }
+
+    async fn put_whole(&self, key: &str, part: Part, options: &PutOptions) -> Result<Receipt> {
+        validate_key(key, PROVIDER, Operation::Put)?;
+        check_options(options, key, Operation::Put)?;
+        store_object(&mut self.lock(), key, part.data, options)
+    }
+}
+
+fn upload<'a>(st: &'a mut State, upload_id: &str) -> Option<&'a mut (String, BTreeMap<u32, Bytes>)> {
+    let id = u64::from_str_radix(upload_id, 16).ok()?;
+    st.uploads.get_mut(&id)
 }
 
 #[async_trait]
@@ -265,22 +295,29 @@ impl Storage for MemoryStore {
     async fn writer(&self, key: &str, options: PutOptions) -> Result<Box<dyn ObjectWriter>> {
         validate_key(key, PROVIDER, Operation::Put)?;
         check_options(&options, key, Operation::Put)?;
-        let id: u64 = rand::random();
-        self.lock().uploads.insert(id, BTreeMap::new());
-        let upload = MemoryUpload {
-            store: self.clone(),
-            id,
-            key: key.to_string(),
-            options,
-        };
         Ok(Box::new(MultipartWriter::new(
             PROVIDER,
             key,
-            Arc::new(upload),
+            Arc::new(self.clone()),
+            options,
             self.part_size,
             4,
             RetryPolicy::default(),
         )))
+    }
+
+    async fn thaw(&self, key: &str, _days: u32) -> Result<()> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            PROVIDER,
+            Operation::Get,
+            "nothing is ever archived here, so there is nothing to thaw",
+        )
+        .with_key(key))
+    }
+
+    fn multipart(&self) -> Option<Arc<dyn Multipart>> {
+        Some(Arc::new(self.clone()))
     }
 
     fn list(&self, prefix: &str) -> ListStream<'_> {

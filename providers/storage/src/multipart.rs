@@ -1,5 +1,5 @@
 //! The shared multipart writer: adapters implement the three primitives of
-//! [`MultipartUpload`]; [`MultipartWriter`] does the buffering, the concurrency, the retries of
+//! [`Multipart`]; [`MultipartWriter`] does the buffering, the concurrency, the retries of
 //! single parts and the clean-up.
 //!
 //! Peak memory is `part_size * (concurrency + 1)`: one part filling, at most `concurrency` in
@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::retry::RetryPolicy;
 use crate::storage::ObjectWriter;
-use crate::types::Receipt;
+use crate::types::{PutOptions, Receipt};
 
-/// One part handed to [`MultipartUpload::put_part`].
+/// One part handed to [`Multipart::upload_part`].
 #[derive(Clone)]
 pub struct Part {
     /// 1-based part number, in object order.
@@ -28,6 +28,14 @@ pub struct Part {
     pub data: Bytes,
     /// SHA-256 of `data`, for providers that take per-part checksums.
     pub sha256: [u8; 32],
+}
+
+impl Part {
+    /// A part with its SHA-256 computed.
+    pub fn new(number: u32, data: Bytes) -> Part {
+        let sha256 = Sha256::digest(&data).into();
+        Part { number, data, sha256 }
+    }
 }
 
 impl std::fmt::Debug for Part {
@@ -52,16 +60,43 @@ pub struct PartReceipt {
     pub token: Option<String>,
 }
 
-/// The primitives of one in-progress multipart upload. Implementations must make `put_part`
-/// idempotent per part number (a retry replaces the part), since the writer retries it.
+/// A provider's multipart primitives, addressed by upload id so that an upload can outlive the
+/// process that started it: push records the id in its journal, and a rerun lists the parts the
+/// provider already has ([`Multipart::list_parts`]) and sends only the missing ones.
+///
+/// `upload_part` must be idempotent per part number (a retry replaces the part).
 #[async_trait]
-pub trait MultipartUpload: Send + Sync {
-    /// Uploads one part.
-    async fn put_part(&self, part: Part) -> Result<PartReceipt>;
-    /// Publishes the object from the parts, given in part-number order.
-    async fn complete(&self, parts: Vec<PartReceipt>) -> Result<Receipt>;
-    /// Discards the upload and every part.
-    async fn abort(&self) -> Result<()>;
+pub trait Multipart: Send + Sync {
+    /// The provider's part limits.
+    fn limits(&self) -> PartLimits;
+    /// Starts an upload; returns its id.
+    async fn create_upload(&self, key: &str, options: &PutOptions) -> Result<String>;
+    /// Uploads one part, sending its SHA-256 so the provider rejects a corrupted transfer.
+    async fn upload_part(&self, key: &str, upload_id: &str, part: Part) -> Result<PartReceipt>;
+    /// The parts the provider holds for an upload, with their SHA-256 (parts stored without a
+    /// checksum are left out, so they are sent again). `NotFound` when the upload is gone.
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartReceipt>>;
+    /// Publishes the object from the parts, in part-number order.
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<PartReceipt>,
+        options: &PutOptions,
+    ) -> Result<Receipt>;
+    /// Discards an upload and its parts.
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Stores a small object in one request (no upload to clean up).
+    async fn put_whole(&self, key: &str, part: Part, options: &PutOptions) -> Result<Receipt>;
+}
+
+/// The composite SHA-256 S3 reports for a multipart object: SHA-256 over the parts' digests.
+pub fn composite_sha256(parts: &[PartReceipt]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.sha256);
+    }
+    h.finalize().into()
 }
 
 /// Provider part-count and part-size limits, for [`part_size_for`].
@@ -89,11 +124,14 @@ pub fn part_size_for(size_hint: Option<u64>, preferred: u64, limits: PartLimits)
     size.min(limits.max_part_size)
 }
 
-/// An [`ObjectWriter`] over any [`MultipartUpload`].
+/// An [`ObjectWriter`] over any [`Multipart`] provider. The upload is created when the first
+/// full part is ready; an object smaller than one part is sent in a single request.
 pub struct MultipartWriter {
     provider: &'static str,
     key: String,
-    upload: Arc<dyn MultipartUpload>,
+    store: Arc<dyn Multipart>,
+    options: PutOptions,
+    upload_id: Option<String>,
     part_size: usize,
     concurrency: usize,
     retry: RetryPolicy,
@@ -120,7 +158,8 @@ impl MultipartWriter {
     pub fn new(
         provider: &'static str,
         key: impl Into<String>,
-        upload: Arc<dyn MultipartUpload>,
+        store: Arc<dyn Multipart>,
+        options: PutOptions,
         part_size: u64,
         concurrency: usize,
         retry: RetryPolicy,
@@ -129,7 +168,9 @@ impl MultipartWriter {
         MultipartWriter {
             provider,
             key: key.into(),
-            upload,
+            store,
+            options,
+            upload_id: None,
             part_size,
             concurrency: concurrency.max(1),
             retry,
@@ -142,29 +183,26 @@ impl MultipartWriter {
     }
 
     async fn submit(&mut self, data: Bytes) -> Result<()> {
+        if self.upload_id.is_none() {
+            let (store, key, options) = (&self.store, &self.key, &self.options);
+            let id = self.retry.run(|| store.create_upload(key, options)).await?;
+            self.upload_id = Some(id);
+        }
         while self.in_flight.len() >= self.concurrency {
             self.reap_one().await?;
         }
         let number = self.next_part;
         self.next_part = self.next_part.checked_add(1).ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidConfig,
-                self.provider,
-                Operation::Put,
-                "too many parts",
-            )
-            .with_key(self.key.clone())
+            Error::new(ErrorKind::InvalidConfig, self.provider, Operation::Put, "too many parts")
+                .with_key(self.key.clone())
         })?;
-        let sha256: [u8; 32] = Sha256::digest(&data).into();
-        let part = Part {
-            number,
-            data,
-            sha256,
-        };
-        let upload = Arc::clone(&self.upload);
+        let part = Part::new(number, data);
+        let store = Arc::clone(&self.store);
         let retry = self.retry;
+        let key = self.key.clone();
+        let id = self.upload_id.clone().expect("created above");
         self.in_flight.push(Box::pin(async move {
-            retry.run(|| upload.put_part(part.clone())).await
+            retry.run(|| store.upload_part(&key, &id, part.clone())).await
         }));
         Ok(())
     }
@@ -176,10 +214,17 @@ impl MultipartWriter {
         Ok(())
     }
 
-    async fn fail(&mut self, err: Error) -> Error {
+    async fn abort_upload(&mut self) -> Result<()> {
         self.closed = true;
         self.in_flight = FuturesUnordered::new();
-        if let Err(abort_err) = self.upload.abort().await {
+        match self.upload_id.take() {
+            Some(id) => self.store.abort_upload(&self.key, &id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn fail(&mut self, err: Error) -> Error {
+        if let Err(abort_err) = self.abort_upload().await {
             tracing::warn!(error = %abort_err, key = %self.key, "abort after a failed upload also failed");
         }
         err
@@ -230,8 +275,14 @@ impl ObjectWriter for MultipartWriter {
             )
             .with_key(self.key.clone()));
         }
-        // An empty object is one empty part.
-        if !self.buffer.is_empty() || self.next_part == 1 {
+        if self.upload_id.is_none() {
+            // Smaller than one part: one request, nothing to clean up.
+            self.closed = true;
+            let part = Part::new(1, self.buffer.split().freeze());
+            let (store, key, options) = (&self.store, &self.key, &self.options);
+            return self.retry.run(|| store.put_whole(key, part.clone(), options)).await;
+        }
+        if !self.buffer.is_empty() {
             let part = self.buffer.split().freeze();
             if let Err(e) = self.submit(part).await {
                 return Err(self.fail(e).await);
@@ -244,35 +295,32 @@ impl ObjectWriter for MultipartWriter {
         }
         let mut parts = std::mem::take(&mut self.done);
         parts.sort_by_key(|p| p.number);
-        self.closed = true;
-        match self.upload.complete(parts).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                let _ = self.upload.abort().await;
-                Err(e)
+        let id = self.upload_id.clone().expect("created");
+        match self.store.complete_upload(&self.key, &id, parts, &self.options).await {
+            Ok(r) => {
+                self.closed = true;
+                self.upload_id = None;
+                Ok(r)
             }
+            Err(e) => Err(self.fail(e).await),
         }
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
-        self.closed = true;
-        self.in_flight = FuturesUnordered::new();
-        self.upload.abort().await
+        self.abort_upload().await
     }
 }
 
 impl Drop for MultipartWriter {
     fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        // Dropped without finish or abort: clean up in the background, best effort.
         self.in_flight = FuturesUnordered::new();
-        let upload = Arc::clone(&self.upload);
+        let Some(id) = self.upload_id.take() else { return };
+        // Dropped without finish or abort: clean up in the background, best effort.
+        let store = Arc::clone(&self.store);
         let key = std::mem::take(&mut self.key);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = upload.abort().await {
+                if let Err(e) = store.abort_upload(&key, &id).await {
                     tracing::warn!(error = %e, %key, "abort of a dropped upload failed");
                 }
             });

@@ -91,6 +91,15 @@ pub trait Storage: Send + Sync + Debug {
     /// Copies an object inside the store without moving its bytes through this process, or
     /// answers `Unsupported`.
     async fn copy(&self, from: &str, to: &str, options: PutOptions) -> Result<Receipt>;
+
+    /// The store's multipart primitives, for uploads that must survive the process (push's
+    /// resume after a crash); `None` for stores that write one stream (local files).
+    fn multipart(&self) -> Option<std::sync::Arc<dyn crate::Multipart>>;
+
+    /// Asks an archive tier (S3 Glacier, Azure Archive) to make the object readable again for
+    /// `days` days; returns at once, the provider takes minutes to hours. `Unsupported` where
+    /// nothing is ever archived.
+    async fn thaw(&self, key: &str, days: u32) -> Result<()>;
 }
 
 /// Writes one object; see the [`Storage`] contract for what each step guarantees.

@@ -48,6 +48,21 @@ impl fmt::Display for Checksum {
     }
 }
 
+impl Checksum {
+    /// Whether two reports carry the same digest. A SHA-256 value compares equal whether or not
+    /// it is marked composite: some S3-compatible servers report a composite checksum without
+    /// saying so.
+    pub fn same_value(&self, other: &Checksum) -> bool {
+        match (self, other) {
+            (
+                Checksum::Sha256(a) | Checksum::Sha256Composite { hex: a, .. },
+                Checksum::Sha256(b) | Checksum::Sha256Composite { hex: b, .. },
+            ) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        }
+    }
+}
+
 /// Retention lock modes (S3 Object Lock names; Azure and GCS map onto them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -167,7 +182,8 @@ impl Receipt {
 }
 
 /// What a store can do; callers check this instead of discovering gaps by failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Default` is a store that can do none of the optional things.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
     /// `copy` works without moving the bytes through this process.

@@ -1,0 +1,109 @@
+//! SDK errors to the storage error kinds, in one place, by error code and HTTP status (never by
+//! matching message strings).
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use offsite_storage::{Error, ErrorKind, Operation};
+
+/// Where a request went, for messages.
+pub(crate) struct Ctx<'a> {
+    pub bucket: &'a str,
+    pub region: &'a str,
+    pub key: &'a str,
+}
+
+pub(crate) fn map<E>(err: SdkError<E, HttpResponse>, op: Operation, ctx: &Ctx<'_>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_string);
+    let message = err.message().map(str::to_string).unwrap_or_default();
+    let (bucket, region) = (ctx.bucket, ctx.region);
+    let (kind, hint): (ErrorKind, Option<String>) = match (&err, code.as_deref(), status) {
+        (SdkError::ConstructionFailure(_), _, _) => (ErrorKind::InvalidConfig, None),
+        (SdkError::TimeoutError(_), _, _) => (ErrorKind::Transient, Some("the request timed out".into())),
+        (SdkError::DispatchFailure(_), _, _) => (
+            ErrorKind::Transient,
+            Some("cannot reach the S3 endpoint; check the network, the endpoint URL and the region".into()),
+        ),
+        (_, Some("NoSuchBucket"), _) => (
+            ErrorKind::NotFound,
+            Some(format!("bucket {bucket:?} does not exist in region {region}; create it or fix the URL")),
+        ),
+        (_, Some("NoSuchKey" | "NotFound" | "NoSuchVersion"), _) | (_, None, Some(404)) => (ErrorKind::NotFound, None),
+        (_, Some("NoSuchUpload"), _) => (
+            ErrorKind::NotFound,
+            Some("the multipart upload is gone (completed, aborted, or expired by a lifecycle rule)".into()),
+        ),
+        (_, Some("ExpiredToken" | "TokenRefreshRequired" | "RequestExpired"), _) => (
+            ErrorKind::Unauthenticated,
+            Some("the AWS credentials have expired; refresh them (aws sso login, a new session token) and run again".into()),
+        ),
+        (_, Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "MissingSecurityHeader"), _) => (
+            ErrorKind::Unauthenticated,
+            Some("the AWS credentials were not accepted; check AWS_ACCESS_KEY_ID / AWS_PROFILE and the secret".into()),
+        ),
+        (_, Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem"), _) | (_, None, Some(403)) => (
+            ErrorKind::PermissionDenied,
+            Some(format!("the credentials may not do this on bucket {bucket:?}; check the IAM policy and bucket policy")),
+        ),
+        (_, Some("PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException"), _)
+        | (_, None, Some(301)) => (
+            ErrorKind::InvalidConfig,
+            Some(format!("bucket {bucket:?} is not in region {region}; add ?region=THE-BUCKET'S-REGION to the URL")),
+        ),
+        (_, Some("InvalidObjectState"), _) => (
+            ErrorKind::Archived,
+            Some("the object is in an archive storage class (GLACIER or DEEP_ARCHIVE) and must be restored first; run the restore again with --thaw to request it, then once more when S3 has restored it (minutes to 48 hours)".into()),
+        ),
+        (_, Some("PreconditionFailed"), _) | (_, None, Some(412)) => (ErrorKind::PreconditionFailed, None),
+        (_, Some("ConditionalRequestConflict"), _) | (_, None, Some(409)) => (ErrorKind::PreconditionFailed, None),
+        (_, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequests"), _)
+        | (_, None, Some(429 | 503)) => (ErrorKind::RateLimited, None),
+        (_, Some("BadDigest" | "InvalidDigest" | "XAmzContentSHA256Mismatch"), _) => (
+            ErrorKind::Corrupt,
+            Some("the server received different bytes than were sent; the part is sent again from the spool".into()),
+        ),
+        (_, Some("InvalidStorageClass"), _) => (
+            ErrorKind::InvalidConfig,
+            Some("this server does not accept that storage class; change or remove storage-class".into()),
+        ),
+        (_, Some("InvalidRequest" | "InvalidArgument"), _) => (ErrorKind::InvalidConfig, None),
+        (_, Some("InternalError" | "ServiceUnavailable" | "RequestTimeout"), _) => (ErrorKind::Transient, None),
+        (_, _, Some(s)) if s >= 500 => (ErrorKind::Transient, None),
+        _ => (ErrorKind::Other, None),
+    };
+    let what = match (&code, status) {
+        (Some(c), _) if message.is_empty() => c.clone(),
+        (Some(c), _) => format!("{c}: {message}"),
+        (None, Some(s)) => format!("HTTP {s}"),
+        (None, None) => DisplayErrorContext(&err).to_string(),
+    };
+    let mut e = Error::new(kind, "s3", op, format!("s3://{bucket}: {what}"))
+        .with_key(ctx.key)
+        .with_source(err);
+    if kind == ErrorKind::Corrupt {
+        e = e.retryable(true);
+    }
+    if let Some(h) = hint {
+        e = e.with_hint(h);
+    }
+    e
+}
+
+/// The SDK's full error chain as one line (for dispatch and timeout failures, whose cause is
+/// deep in the chain).
+struct DisplayErrorContext<'a, E>(&'a E);
+
+impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs pinned emulator versions under ~/.cache/offsite/tools (reused between runs on one
+# machine, rebuilt on a new one). Prints nothing on success but what it installs.
+set -euo pipefail
+
+MOTO_VERSION=5.2.5
+S3S_FS_VERSION=0.17.0
+
+tools="${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}"
+mkdir -p "$tools"
+
+# moto (S3 with versioning, Object Lock, storage classes, restore) in its own venv.
+moto_venv="$tools/moto-$MOTO_VERSION"
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "installing moto $MOTO_VERSION into $moto_venv"
+  rm -rf "$moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# s3s-fs (a fast disk-backed S3 that verifies checksums), built once per version.
+s3s_root="$tools/s3s-fs-$S3S_FS_VERSION"
+if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
+  echo "building s3s-fs $S3S_FS_VERSION into $s3s_root (a few minutes, once)"
+  # Its own target dir, so it never shares a lock with the project's build.
+  CARGO_TARGET_DIR="$tools/s3s-fs-target" cargo install -q --locked s3s-fs --version "=$S3S_FS_VERSION" \
+    --features binary --ignore-rust-version --root "$s3s_root" ||
+  CARGO_TARGET_DIR="$tools/s3s-fs-target" cargo install -q s3s-fs --version "=$S3S_FS_VERSION" \
+    --features binary --ignore-rust-version --root "$s3s_root"
+  rm -rf "$tools/s3s-fs-target"
+fi

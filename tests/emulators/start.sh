@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Starts the emulators on free loopback ports and prints `export` lines for the tests:
+#   eval "$(tests/emulators/start.sh DIR)"     (tests/run does this, and stops them at the end)
+# DIR holds their data and logs; the PIDs are written to DIR/pids.
+set -euo pipefail
+dir="$1"
+tools="${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}"
+mkdir -p "$dir"
+: > "$dir/pids"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() {
+  local url="$1" name="$2" log="$3"
+  for _ in $(seq 1 200); do
+    if curl -s -o /dev/null "$url"; then return 0; fi
+    sleep 0.1
+  done
+  echo "$name did not start; its log:" >&2; cat "$log" >&2; exit 1
+}
+
+moto_port=$(free_port)
+"$tools"/moto-*/bin/moto_server -H 127.0.0.1 -p "$moto_port" > "$dir/moto.log" 2>&1 &
+echo $! >> "$dir/pids"
+wait_http "http://127.0.0.1:$moto_port/moto-api/" moto "$dir/moto.log"
+
+s3s_port=$(free_port)
+mkdir -p "$dir/s3s-data"
+# Test credentials for a loopback-only server, not secrets.
+"$tools"/s3s-fs-*/bin/s3s-fs --host 127.0.0.1 --port "$s3s_port" \
+  --access-key offsite-test --secret-key offsite-test-secret "$dir/s3s-data" > "$dir/s3s.log" 2>&1 &
+echo $! >> "$dir/pids"
+wait_http "http://127.0.0.1:$s3s_port/" s3s-fs "$dir/s3s.log"
+
+echo "export OFFSITE_TEST_MOTO=http://127.0.0.1:$moto_port"
+echo "export OFFSITE_TEST_S3S=http://127.0.0.1:$s3s_port"
+echo "export OFFSITE_TEST_S3S_DIR=$dir/s3s-data"

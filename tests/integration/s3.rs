@@ -1,0 +1,58 @@
+//! The S3 adapter against real emulators: the conformance suite on moto and on s3s-fs.
+
+use std::sync::Arc;
+
+use offsite_s3::{S3Config, S3Store};
+use offsite_storage::conformance::Fixture;
+use offsite_storage::Location;
+
+use crate::common::*;
+
+/// A store on a fresh bucket of the emulator at `endpoint_var`.
+pub async fn store(endpoint_var: &str, bucket: &str, prefix: &str, object_lock: bool) -> S3Store {
+    let endpoint = emulator(endpoint_var);
+    let url = format!("s3://{bucket}/{prefix}?region=us-east-1&endpoint={endpoint}");
+    let cfg = S3Config::from_location(&Location::parse(&url).unwrap()).unwrap();
+    let s = S3Store::open_with_static_credentials(cfg, &url, S3S_ACCESS, S3S_SECRET).await;
+    s.create_bucket(object_lock).await.expect("create bucket");
+    s
+}
+
+mod moto {
+    use super::*;
+
+    async fn setup() -> Fixture {
+        Fixture::new(Arc::new(store("OFFSITE_TEST_MOTO", "conformance", "suite", false).await))
+    }
+
+    // Every case but multipart_upload_survives_the_writer: moto 5.2 answers ListParts with a
+    // <ListPartsResponse> root the SDK cannot parse (and keeps no part checksums), so resuming
+    // by ListParts is proven on s3s-fs below.
+    offsite_storage::conformance_suite!(@cases setup;
+        round_trip_sizes, ranged_reads, list_paginates, prefix_boundaries, overwrite,
+        if_not_exists, aborted_writer_leaves_nothing, dropped_writer_leaves_nothing,
+        missing_keys_are_not_found, concurrent_writers, awkward_keys, metadata_round_trip,
+        unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
+        invalid_keys_are_rejected, receipts_match_content, aborted_multipart_upload_is_gone);
+
+    #[tokio::test]
+    async fn moto_list_parts_is_still_unparseable() {
+        // Pins the reason for the exclusion above: when moto fixes ListParts this fails, and
+        // the case goes back into the suite.
+        let s = store("OFFSITE_TEST_MOTO", "conformance", "listparts", false).await;
+        let mp = offsite_storage::Storage::multipart(&s).unwrap();
+        let id = mp.create_upload("k", &offsite_storage::PutOptions::default()).await.unwrap();
+        assert!(mp.list_parts("k", &id).await.is_err());
+        mp.abort_upload("k", &id).await.unwrap();
+    }
+}
+
+mod s3s_fs {
+    use super::*;
+
+    async fn setup() -> Fixture {
+        Fixture::new(Arc::new(store("OFFSITE_TEST_S3S", "conformance", "suite", false).await))
+    }
+
+    offsite_storage::conformance_suite!(setup);
+}
