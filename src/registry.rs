@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use offsite_storage::{
-    Error, ErrorKind, LocalStore, Location, MemoryStore, Operation, Scheme, Storage,
+    Error, ErrorKind, LocalStore, Location, LockMode, MemoryStore, Operation, Retention, Scheme,
+    Storage,
 };
 
 /// An opened destination or source.
@@ -14,8 +16,79 @@ pub struct Opened {
     pub location: Location,
     /// The store, rooted at the location's prefix.
     pub store: Arc<dyn Storage>,
-    /// For `file://`: the concrete store, so push can place its spool there.
+    /// For `file://`: the concrete store, so push can link its spool into it.
     pub local: Option<Arc<LocalStore>>,
+    /// Placement options from the URL's query.
+    pub options: DestinationOptions,
+}
+
+/// Per-destination placement options, written in the URL's query so that a push needs no
+/// policy file: `?storage-class=GLACIER_IR&lock=compliance&lock-days=7`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestinationOptions {
+    /// Storage class or access tier of the data object (the manifest stays in the default
+    /// class, so that listing and verifying never wait for a thaw).
+    pub storage_class: Option<String>,
+    /// A retention lock on the data object and its manifest alike.
+    pub lock: Option<LockMode>,
+    /// How long the lock lasts, in days from the archive's creation (or from now, for an
+    /// archive older than that).
+    pub lock_days: Option<u32>,
+}
+
+impl DestinationOptions {
+    fn from_location(loc: &Location) -> Result<DestinationOptions, Error> {
+        let bad = |msg: String, hint: &str| {
+            Error::new(ErrorKind::InvalidConfig, "url", Operation::Open, msg)
+                .with_key(loc.as_str())
+                .with_hint(hint.to_string())
+        };
+        let mut o = DestinationOptions::default();
+        if let Some(c) = loc.query.get("storage-class") {
+            o.storage_class = Some(c.clone());
+        }
+        if let Some(l) = loc.query.get("lock") {
+            o.lock = Some(match l.to_ascii_lowercase().as_str() {
+                "governance" => LockMode::Governance,
+                "compliance" => LockMode::Compliance,
+                _ => {
+                    return Err(bad(
+                        format!("lock={l:?} is not a lock mode"),
+                        "write lock=governance or lock=compliance",
+                    ))
+                }
+            });
+        }
+        if let Some(d) = loc.query.get("lock-days") {
+            o.lock_days = Some(d.parse().ok().filter(|d| *d > 0).ok_or_else(|| {
+                bad(
+                    format!("lock-days={d:?} is not a positive number of days"),
+                    "write lock-days=7",
+                )
+            })?);
+        }
+        match (o.lock, o.lock_days) {
+            (Some(_), None) => Err(bad(
+                "lock needs lock-days".into(),
+                "add lock-days=N (how long copies stay immutable)",
+            )),
+            (None, Some(_)) => Err(bad(
+                "lock-days needs lock".into(),
+                "add lock=governance or lock=compliance",
+            )),
+            _ => Ok(o),
+        }
+    }
+
+    /// The retention for an archive created at `created`.
+    pub fn retention(&self, created: DateTime<Utc>) -> Option<Retention> {
+        let (mode, days) = (self.lock?, self.lock_days?);
+        let from = created.max(Utc::now());
+        Some(Retention {
+            mode,
+            retain_until: from + chrono::Duration::days(i64::from(days)),
+        })
+    }
 }
 
 impl Opened {
@@ -36,6 +109,7 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
     if let Some(p) = prefix {
         location = location.join_prefix(p)?;
     }
+    let options = DestinationOptions::from_location(&location)?;
     match location.scheme {
         Scheme::File => {
             let path = location.path.clone().unwrap_or_default();
@@ -44,6 +118,7 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 location,
                 store: local.clone(),
                 local: Some(local),
+                options,
             })
         }
         Scheme::Memory => {
@@ -53,13 +128,19 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 location,
                 store,
                 local: None,
+                options,
             })
         }
         #[cfg(feature = "s3")]
         Scheme::S3 => {
             let cfg = offsite_s3::S3Config::from_location(&location)?;
             let store = Arc::new(offsite_s3::S3Store::open(cfg, location.as_str()).await);
-            Ok(Opened { location, store, local: None })
+            Ok(Opened {
+                location,
+                store,
+                local: None,
+                options,
+            })
         }
         scheme => Err(Error::new(
             ErrorKind::Unsupported,

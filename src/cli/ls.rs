@@ -19,7 +19,9 @@ pub struct LsArgs {
 }
 
 pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
-    let loc = super::open_all(std::slice::from_ref(&args.url), args.prefix.as_deref()).await?.remove(0);
+    let loc = super::open_all(std::slice::from_ref(&args.url), args.prefix.as_deref())
+        .await?
+        .remove(0);
     let entries = scan(&loc)
         .await
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;

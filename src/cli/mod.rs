@@ -135,10 +135,17 @@ fn init_logging(verbose: u8) {
 }
 
 /// Opens each URL, turning URL errors into usage errors that name the URL.
-async fn open_all(urls: &[String], prefix: Option<&str>) -> anyhow::Result<Vec<crate::registry::Opened>> {
+async fn open_all(
+    urls: &[String],
+    prefix: Option<&str>,
+) -> anyhow::Result<Vec<crate::registry::Opened>> {
     let mut out = Vec::new();
     for u in urls {
-        out.push(crate::registry::open(u, prefix).await.map_err(|e| crate::report::usage(e.to_string()))?);
+        out.push(
+            crate::registry::open(u, prefix)
+                .await
+                .map_err(|e| crate::report::usage(e.to_string()))?,
+        );
     }
     Ok(out)
 }

@@ -103,7 +103,10 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         let mut seen = std::collections::HashSet::new();
         for d in &destinations {
             // file:///x and file:///x/ are one directory.
-            let id = d.local_root().map(|p| p.display().to_string()).unwrap_or_else(|| d.url().to_string());
+            let id = d
+                .local_root()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| d.url().to_string());
             if !seen.insert(id) {
                 return Err(usage(format!("destination {} is given twice", d.url())));
             }
@@ -168,6 +171,12 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
             println!("  {word:<15} {}  {}", d.url, d.key);
             if let Some(m) = &d.message {
                 println!("  {:<15} {m}", "");
+            }
+            if let Some((reused, total)) = d.resumed_parts {
+                println!(
+                    "  {:<15} resumed the earlier upload: {reused} of {total} parts were already on the server",
+                    ""
+                );
             }
         }
         println!("{held} of {total} destinations hold the archive.");

@@ -23,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::inventory::read_manifest;
-use super::spool::{self, DestinationJournal, Journal, Progress, ProgressTx, SpoolTail};
+use super::spool::{self, Journal, Progress, ProgressTx, SpoolTail};
 use crate::archive::{
     time_from_name, tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, Stored,
     MANIFEST_FORMAT,
@@ -88,6 +88,9 @@ pub struct DestinationReport {
     /// The checksum the provider reports, when it computes one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_checksum: Option<Checksum>,
+    /// For a resumed multipart upload: parts found already on the server, of all parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_parts: Option<(u32, u32)>,
 }
 
 /// The report for a whole push.
@@ -187,6 +190,10 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         .filter(|&i| matches!(plans[i], Plan::Active))
         .collect();
     let pb = req.progress.clone();
+    let source_len = match &req.source {
+        Source::File(f, _) => f.metadata().ok().map(|m| m.len()),
+        Source::Stdin => None,
+    };
     let mut source = Some(req.source);
 
     // A complete spool from an earlier run of this push can be sent again, if the source is
@@ -202,14 +209,15 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                     .map(|m| m.len() == s.size)
                     .unwrap_or(false)
             });
-        if reusable && !active.is_empty() {
+        let reusable = reusable && !active.is_empty();
+        if reusable {
             let (digest, rewound) = hash_source(source.take().expect("source"), pb.clone()).await?;
             source = rewound;
             if Some(&digest) == j.plaintext.as_ref() {
                 tracing::info!(spool = %j.spool.display(), "resuming from a complete spool");
                 reusable_journal = Some(j);
             } else {
-                discard(&j, &work);
+                discard(&j, &work, &req.destinations, &keys).await;
                 if source.is_none() {
                     anyhow::bail!(
                         "standard input differs from the interrupted push of {:?}, whose spool was discarded; run the push again",
@@ -222,7 +230,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             }
             hashed_source = Some(digest);
         } else {
-            discard(&j, &work);
+            discard(&j, &work, &req.destinations, &keys).await;
         }
     }
 
@@ -274,6 +282,17 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         };
         let (tx, rx) = spool::progress_channel(initial);
         let tx = Arc::new(tx);
+        let priors: BTreeMap<String, UploadState> = journal
+            .destinations
+            .iter()
+            .filter_map(|(url, d)| {
+                Some((url.clone(), serde_json::from_value(d.upload.clone()?).ok()?))
+            })
+            .collect();
+        let shared = JournalHandle {
+            journal: Arc::new(std::sync::Mutex::new(journal.clone())),
+            work: work.clone(),
+        };
 
         // Every active destination gets a reader on the spool, opened now so that the host
         // destination may rename the spool into place while others still read it.
@@ -299,18 +318,30 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                     continue;
                 }
             };
-            let tail = if link {
+            let multipart = if link { None } else { dest.store.multipart() };
+            let tail = if link || multipart.is_some() {
                 None
             } else {
                 Some(SpoolTail::open(&journal.spool, rx.clone(), BLOCK)?)
             };
             let rx = rx.clone();
             let spool_path = journal.spool.clone();
-            let size_hint = journal.stored.as_ref().map(|s| s.size);
+            let mut options = PutOptions::default();
+            options.size_hint = journal.stored.as_ref().map(|s| s.size).or(source_len);
+            options.storage_class = dest.options.storage_class.clone();
+            options.retention = dest.options.retention(created);
+            let prior = priors.get(dest.url()).cloned();
+            let shared = shared.clone();
             uploads.push(async move {
-                let res = match tail {
-                    Some(tail) => upload(&dest, &key, tail, size_hint).await,
-                    None => link_spool(&dest, &key, &spool_path, rx).await,
+                let res = match (tail, multipart) {
+                    (Some(tail), _) => upload(&dest, &key, tail, options).await.map(|r| (r, None)),
+                    (None, Some(mp)) => {
+                        upload_parts(&dest, &key, mp, &spool_path, rx, options, prior, &shared)
+                            .await
+                    }
+                    (None, None) => link_spool(&dest, &key, &spool_path, rx)
+                        .await
+                        .map(|r| (r, None)),
                 };
                 (i, res)
             });
@@ -342,10 +373,12 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             res
         };
         let (produced, results) = futures::join!(producer, futures::future::join_all(uploads));
+        let mut journal = shared.journal.lock().expect("journal lock").clone();
         let (plaintext, stored) = match produced {
             Ok(p) => p,
             Err(e) => {
-                // An incomplete spool cannot be continued: drop it; every upload was aborted.
+                // An incomplete spool cannot be continued: drop it; the uploads that read it
+                // aborted themselves.
                 let _ = std::fs::remove_file(&journal.spool);
                 let _ = std::fs::remove_file(Journal::path(&work));
                 let _ = std::fs::remove_dir(&work);
@@ -359,8 +392,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         for (i, res) in results {
             let dest = &req.destinations[i];
             let report = match res {
-                Ok(receipt) => {
-                    commit(
+                Ok((receipt, resumed_parts)) => {
+                    let mut r = commit(
                         dest,
                         &keys[i],
                         &req.name,
@@ -371,22 +404,25 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                         &stored,
                         &req.recipients,
                     )
-                    .await
+                    .await;
+                    r.resumed_parts = resumed_parts;
+                    r
                 }
                 Err(e) => failed(dest, &keys[i], format!("{e:#}")),
             };
-            journal.destinations.insert(
-                dest.url().to_string(),
-                DestinationJournal {
-                    state: if report.status == Status::Stored {
-                        "stored"
-                    } else {
-                        "failed"
-                    }
-                    .into(),
-                    upload: None,
-                },
-            );
+            let entry = journal
+                .destinations
+                .entry(dest.url().to_string())
+                .or_default();
+            entry.state = if report.status == Status::Stored {
+                "stored"
+            } else {
+                "failed"
+            }
+            .into();
+            if report.status == Status::Stored {
+                entry.upload = None;
+            }
             reports[i] = Some(report);
         }
         (Some(plaintext), Some(stored), Some((journal, is_resume)))
@@ -405,6 +441,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                     key: keys[i].object.clone(),
                     message: Some(message),
                     provider_checksum: None,
+                    resumed_parts: None,
                 });
             }
             Plan::Deferred(m) => {
@@ -424,6 +461,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                         )
                     }),
                     provider_checksum: m.stored.provider_checksum.clone(),
+                    resumed_parts: None,
                 });
             }
         }
@@ -459,12 +497,217 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
     })
 }
 
-/// Removes an unusable spool and its journal.
-fn discard(j: &Journal, work: &std::path::Path) {
+/// Removes an unusable spool and its journal, and aborts the uploads it recorded (their parts
+/// hold ciphertext that will never be sent again, and the provider bills for them).
+async fn discard(
+    j: &Journal,
+    work: &std::path::Path,
+    destinations: &[Opened],
+    keys: &[ArchiveKeys],
+) {
+    for (url, d) in &j.destinations {
+        let Some(state) = d
+            .upload
+            .clone()
+            .and_then(|u| serde_json::from_value::<UploadState>(u).ok())
+        else {
+            continue;
+        };
+        let Some(i) = destinations.iter().position(|x| x.url() == url) else {
+            continue;
+        };
+        if let Some(mp) = destinations[i].store.multipart() {
+            if let Err(e) = mp.abort_upload(&keys[i].object, &state.id).await {
+                tracing::warn!(error = %e, %url, "could not abort the earlier run's upload");
+            }
+        }
+    }
     if j.spool.starts_with(work) {
         let _ = std::fs::remove_file(&j.spool);
     }
     let _ = std::fs::remove_file(Journal::path(work));
+}
+
+/// What the journal keeps of one multipart upload, so that a rerun can resume it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct UploadState {
+    id: String,
+    part_size: u64,
+}
+
+/// The journal, shared by the uploads that record their ids in it as they start.
+#[derive(Clone)]
+struct JournalHandle {
+    journal: Arc<std::sync::Mutex<Journal>>,
+    work: PathBuf,
+}
+
+impl JournalHandle {
+    fn record_upload(&self, url: &str, state: &UploadState) {
+        let mut j = self.journal.lock().expect("journal lock");
+        let entry = j.destinations.entry(url.to_string()).or_default();
+        entry.state = "uploading".into();
+        entry.upload = serde_json::to_value(state).ok();
+        if let Err(e) = j.save(&self.work) {
+            tracing::warn!(error = %e, "could not record the upload id; a rerun will start this upload over");
+        }
+    }
+}
+
+/// Uploads the spool to a multipart store part by part, each part read from the spool once it
+/// is written. The upload id goes into the journal first, so that a push killed at any point
+/// after can resume: the rerun lists the parts the provider holds, checks each against the
+/// spool's bytes, and sends only the missing or different ones.
+#[allow(clippy::too_many_arguments)]
+async fn upload_parts(
+    dest: &Opened,
+    key: &str,
+    mp: Arc<dyn offsite_storage::Multipart>,
+    spool: &std::path::Path,
+    mut rx: tokio::sync::watch::Receiver<Progress>,
+    options: PutOptions,
+    prior: Option<UploadState>,
+    journal: &JournalHandle,
+) -> Result<(Receipt, Option<(u32, u32)>)> {
+    use std::collections::HashMap;
+
+    let limits = mp.limits();
+    let preferred = dest
+        .store
+        .capabilities()
+        .part_size
+        .unwrap_or(limits.min_part_size);
+    let mut existing: HashMap<u32, offsite_storage::PartReceipt> = HashMap::new();
+    let mut resumable = None;
+    if let Some(p) = prior {
+        match mp.list_parts(key, &p.id).await {
+            Ok(parts) => {
+                existing = parts.into_iter().map(|x| (x.number, x)).collect();
+                resumable = Some(p);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the earlier upload cannot be resumed; starting it over")
+            }
+        }
+    }
+    let resuming = resumable.is_some();
+    let state = match resumable {
+        Some(p) => p,
+        None => {
+            let part_size = offsite_storage::part_size_for(options.size_hint, preferred, limits);
+            let retry = offsite_storage::RetryPolicy::default();
+            let id = retry.run(|| mp.create_upload(key, &options)).await?;
+            let s = UploadState { id, part_size };
+            journal.record_upload(dest.url(), &s);
+            s
+        }
+    };
+    let result = send_parts(&mp, key, spool, &mut rx, &state, &existing).await;
+    match result {
+        Ok((parts, reused)) => {
+            let total = parts.len() as u32;
+            let receipt = mp.complete_upload(key, &state.id, parts, &options).await?;
+            Ok((receipt, resuming.then_some((reused, total))))
+        }
+        Err(e) => {
+            // Keep the upload for a rerun when the spool is complete (the journal has its id);
+            // an incomplete spool can never be continued, so its upload is aborted.
+            if matches!(*rx.borrow(), Progress::Failed(_)) {
+                let _ = mp.abort_upload(key, &state.id).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn send_parts(
+    mp: &Arc<dyn offsite_storage::Multipart>,
+    key: &str,
+    spool: &std::path::Path,
+    rx: &mut tokio::sync::watch::Receiver<Progress>,
+    state: &UploadState,
+    existing: &std::collections::HashMap<u32, offsite_storage::PartReceipt>,
+) -> Result<(Vec<offsite_storage::PartReceipt>, u32)> {
+    use futures::StreamExt;
+    use std::os::unix::fs::FileExt;
+
+    const IN_FLIGHT: usize = 4;
+    let file = Arc::new(
+        File::open(spool).with_context(|| format!("cannot open the spool {}", spool.display()))?,
+    );
+    let ps = state.part_size.max(1);
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut done = Vec::new();
+    let mut reused = 0u32;
+    let mut number = 1u32;
+    loop {
+        let start = u64::from(number - 1) * ps;
+        let end = loop {
+            let p = rx.borrow_and_update().clone();
+            match p {
+                Progress::Writing(n) if n >= start + ps => break start + ps,
+                Progress::Done(total) => break total.min(start + ps),
+                Progress::Failed(why) => anyhow::bail!("the spool was not completed: {why}"),
+                Progress::Writing(_) => {
+                    // Let the parts in flight finish while waiting for the spool.
+                    tokio::select! {
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                anyhow::bail!("the spool producer stopped without finishing");
+                            }
+                        }
+                        Some(r) = in_flight.next(), if !in_flight.is_empty() => {
+                            let r: Result<offsite_storage::PartReceipt> = r;
+                            done.push(r?);
+                        }
+                    }
+                }
+            }
+        };
+        if end <= start && number > 1 {
+            break;
+        }
+        let len = (end - start) as usize;
+        let f = Arc::clone(&file);
+        let data = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut buf = vec![0u8; len];
+            f.read_exact_at(&mut buf, start)?;
+            Ok(buf)
+        })
+        .await?
+        .context("cannot read the spool")?;
+        let part = offsite_storage::Part::new(number, data.into());
+        match existing.get(&number) {
+            Some(x) if x.sha256 == part.sha256 && x.size == len as u64 => {
+                done.push(x.clone());
+                reused += 1;
+            }
+            _ => {
+                while in_flight.len() >= IN_FLIGHT {
+                    if let Some(r) = in_flight.next().await {
+                        done.push(r?);
+                    }
+                }
+                let (mp, key, id) = (Arc::clone(mp), key.to_string(), state.id.clone());
+                in_flight.push(async move {
+                    let retry = offsite_storage::RetryPolicy::default();
+                    Ok(retry
+                        .run(|| mp.upload_part(&key, &id, part.clone()))
+                        .await?)
+                });
+            }
+        }
+        if end < start + ps {
+            break;
+        }
+        number += 1;
+    }
+    while let Some(r) = in_flight.next().await {
+        done.push(r?);
+    }
+    done.sort_by_key(|p| p.number);
+    Ok((done, reused))
 }
 
 /// The directory a local destination writes `key` into, created now; `None` for remote stores.
@@ -493,6 +736,7 @@ fn failed(dest: &Opened, keys: &ArchiveKeys, message: String) -> DestinationRepo
         key: keys.object.clone(),
         message: Some(message),
         provider_checksum: None,
+        resumed_parts: None,
     }
 }
 
@@ -501,10 +745,8 @@ async fn upload(
     dest: &Opened,
     key: &str,
     mut tail: SpoolTail,
-    size_hint: Option<u64>,
+    options: PutOptions,
 ) -> Result<Receipt> {
-    let mut options = PutOptions::default();
-    options.size_hint = size_hint;
     let mut writer: Box<dyn ObjectWriter> = dest.store.writer(key, options).await?;
     loop {
         match tail.next().await {
@@ -588,6 +830,7 @@ async fn commit(
             format!("the upload did not arrive intact ({why}); it was removed, push again"),
         );
     }
+    let retention = dest.options.retention(created);
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         archive: name.to_string(),
@@ -604,25 +847,29 @@ async fn commit(
             size: stored.size,
             sha256: stored.sha256.clone(),
             provider_checksum: receipt.checksum.clone(),
-            storage_class: None,
+            storage_class: dest.options.storage_class.clone(),
         },
         encryption: (!recipients.is_empty()).then(|| Encryption {
             scheme: "age".into(),
             recipients: recipients.iter().map(|r| r.to_string()).collect(),
         }),
         policy: None,
-        retain_until: None,
+        retain_until: retention.map(|r| r.retain_until),
         pushed: Utc::now(),
         tool: tool_version(),
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    match dest.store.put_bytes(&keys.manifest, bytes.into(), PutOptions::default()).await {
+    // The manifest carries the same lock as its data: an immutable copy must keep counting.
+    let mut manifest_options = PutOptions::default();
+    manifest_options.retention = retention;
+    match dest.store.put_bytes(&keys.manifest, bytes.into(), manifest_options).await {
         Ok(_) => DestinationReport {
             url: dest.url().to_string(),
             status: Status::Stored,
             key: keys.object.clone(),
             message: None,
             provider_checksum: receipt.checksum,
+            resumed_parts: None,
         },
         Err(e) => failed(dest, keys, format!("the data was stored but its manifest could not be written, so the copy does not count: {e}")),
     }

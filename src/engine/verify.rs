@@ -152,7 +152,7 @@ pub async fn check(
         );
     }
     match (&head.checksum, &manifest.stored.provider_checksum) {
-        (Some(now), Some(then)) if now == then => {
+        (Some(now), Some(then)) if now.same_value(then) => {
             report(Verdict::Ok, format!("size and the provider's checksum ({now}) match the manifest"))
         }
         (Some(now), Some(then)) => report(

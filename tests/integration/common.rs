@@ -148,6 +148,9 @@ pub fn bucket(tag: &str) -> String {
 pub fn rand_u32() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     t ^ (std::process::id() << 16) ^ N.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
 }

@@ -22,7 +22,9 @@ mod moto {
     use super::*;
 
     async fn setup() -> Fixture {
-        Fixture::new(Arc::new(store("OFFSITE_TEST_MOTO", "conformance", "suite", false).await))
+        Fixture::new(Arc::new(
+            store("OFFSITE_TEST_MOTO", "conformance", "suite", false).await,
+        ))
     }
 
     // Every case but multipart_upload_survives_the_writer: moto 5.2 answers ListParts with a
@@ -41,7 +43,10 @@ mod moto {
         // the case goes back into the suite.
         let s = store("OFFSITE_TEST_MOTO", "conformance", "listparts", false).await;
         let mp = offsite_storage::Storage::multipart(&s).unwrap();
-        let id = mp.create_upload("k", &offsite_storage::PutOptions::default()).await.unwrap();
+        let id = mp
+            .create_upload("k", &offsite_storage::PutOptions::default())
+            .await
+            .unwrap();
         assert!(mp.list_parts("k", &id).await.is_err());
         mp.abort_upload("k", &id).await.unwrap();
     }
@@ -51,7 +56,9 @@ mod s3s_fs {
     use super::*;
 
     async fn setup() -> Fixture {
-        Fixture::new(Arc::new(store("OFFSITE_TEST_S3S", "conformance", "suite", false).await))
+        Fixture::new(Arc::new(
+            store("OFFSITE_TEST_S3S", "conformance", "suite", false).await,
+        ))
     }
 
     offsite_storage::conformance_suite!(setup);

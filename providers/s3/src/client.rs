@@ -12,10 +12,15 @@ pub async fn build(cfg: &S3Config) -> (Client, String) {
 }
 
 /// The same, with fixed credentials instead of the chain (emulators, tests).
-pub async fn build_with(cfg: &S3Config, creds: Option<aws_sdk_s3::config::Credentials>) -> (Client, String) {
+pub async fn build_with(
+    cfg: &S3Config,
+    creds: Option<aws_sdk_s3::config::Credentials>,
+) -> (Client, String) {
     // rustls on ring: no aws-lc C build (see ../shared/TESTING.md).
     let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
     if let Some(r) = &cfg.region {
@@ -28,7 +33,10 @@ pub async fn build_with(cfg: &S3Config, creds: Option<aws_sdk_s3::config::Creden
         loader = loader.credentials_provider(c);
     }
     let sdk = loader.load().await;
-    let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
     let path_style = cfg.path_style.unwrap_or(sdk.endpoint_url().is_some());
     let conf = aws_sdk_s3::config::Builder::from(&sdk)
         .region(Region::new(region.clone()))

@@ -42,7 +42,10 @@ impl S3Config {
                 .with_hint(hint.to_string())
         };
         if loc.scheme != Scheme::S3 {
-            return Err(bad(format!("{} is not an s3:// location", loc.as_str()), "write s3://bucket/prefix"));
+            return Err(bad(
+                format!("{} is not an s3:// location", loc.as_str()),
+                "write s3://bucket/prefix",
+            ));
         }
         let mut cfg = S3Config {
             bucket: loc.bucket.clone(),
@@ -126,7 +129,9 @@ mod tests {
             ("s3://bkt/a?part-size-mib=1", "not a size S3 accepts"),
             ("s3://bkt/a?path-style=maybe", "not true or false"),
         ] {
-            let e = S3Config::from_location(&Location::parse(url).unwrap()).unwrap_err().to_string();
+            let e = S3Config::from_location(&Location::parse(url).unwrap())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{url}: {e}");
         }
     }

@@ -60,7 +60,10 @@ pub struct S3Store {
 
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Store").field("url", &self.inner.url).field("region", &self.inner.region).finish()
+        f.debug_struct("S3Store")
+            .field("url", &self.inner.url)
+            .field("region", &self.inner.region)
+            .finish()
     }
 }
 
@@ -69,17 +72,35 @@ impl S3Store {
     pub async fn open(cfg: S3Config, url: &str) -> S3Store {
         let (client, region) = crate::client::build(&cfg).await;
         S3Store {
-            inner: Arc::new(Inner { client, cfg, region, url: url.to_string(), retry: RetryPolicy::default() }),
+            inner: Arc::new(Inner {
+                client,
+                cfg,
+                region,
+                url: url.to_string(),
+                retry: RetryPolicy::default(),
+            }),
         }
     }
 
     /// Opens a location with fixed credentials, for emulators and tests; production uses
     /// [`S3Store::open`] and the default chain.
-    pub async fn open_with_static_credentials(cfg: S3Config, url: &str, access_key: &str, secret: &str) -> S3Store {
-        let creds = aws_sdk_s3::config::Credentials::new(access_key, secret, None, None, "offsite-static");
+    pub async fn open_with_static_credentials(
+        cfg: S3Config,
+        url: &str,
+        access_key: &str,
+        secret: &str,
+    ) -> S3Store {
+        let creds =
+            aws_sdk_s3::config::Credentials::new(access_key, secret, None, None, "offsite-static");
         let (client, region) = crate::client::build_with(&cfg, Some(creds)).await;
         S3Store {
-            inner: Arc::new(Inner { client, cfg, region, url: url.to_string(), retry: RetryPolicy::default() }),
+            inner: Arc::new(Inner {
+                client,
+                cfg,
+                region,
+                url: url.to_string(),
+                retry: RetryPolicy::default(),
+            }),
         }
     }
 
@@ -94,13 +115,22 @@ impl S3Store {
         if i.region != "us-east-1" {
             req = req.create_bucket_configuration(
                 aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(i.region.as_str()))
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                        i.region.as_str(),
+                    ))
                     .build(),
             );
         }
         match req.send().await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(map(e, Operation::Open, &i.ctx(""))),
         }
     }
@@ -113,7 +143,11 @@ impl S3Store {
 
 impl Inner {
     fn ctx<'a>(&'a self, key: &'a str) -> Ctx<'a> {
-        Ctx { bucket: &self.cfg.bucket, region: &self.region, key }
+        Ctx {
+            bucket: &self.cfg.bucket,
+            region: &self.region,
+            key,
+        }
     }
 
     fn check_key(&self, key: &str, op: Operation) -> offsite_storage::Result<String> {
@@ -121,7 +155,11 @@ impl Inner {
         Ok(self.cfg.full_key(key))
     }
 
-    fn storage_class(&self, opts: &PutOptions, key: &str) -> offsite_storage::Result<Option<StorageClass>> {
+    fn storage_class(
+        &self,
+        opts: &PutOptions,
+        key: &str,
+    ) -> offsite_storage::Result<Option<StorageClass>> {
         match &opts.storage_class {
             None => Ok(None),
             Some(c) if CLASSES.contains(&c.as_str()) => Ok(Some(StorageClass::from(c.as_str()))),
@@ -171,7 +209,9 @@ macro_rules! put_options {
     ($req:expr, $inner:expr, $opts:expr, $key:expr) => {{
         let mut req = $req.set_storage_class($inner.storage_class($opts, $key)?);
         if let Some(k) = &$inner.cfg.sse_kms_key {
-            req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
         }
         if let Some(r) = &$opts.retention {
             req = req
@@ -194,7 +234,11 @@ impl Multipart for Inner {
         LIMITS
     }
 
-    async fn create_upload(&self, key: &str, options: &PutOptions) -> offsite_storage::Result<String> {
+    async fn create_upload(
+        &self,
+        key: &str,
+        options: &PutOptions,
+    ) -> offsite_storage::Result<String> {
         let full = self.check_key(key, Operation::Put)?;
         let req = self
             .client
@@ -203,13 +247,27 @@ impl Multipart for Inner {
             .key(&full)
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
         let req = put_options!(req, self, options, key);
-        let out = req.send().await.map_err(|e| map(e, Operation::Put, &self.ctx(key)))?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::Put, &self.ctx(key)))?;
         out.upload_id().map(str::to_string).ok_or_else(|| {
-            Error::new(ErrorKind::Other, PROVIDER, Operation::Put, "CreateMultipartUpload returned no upload id").with_key(key)
+            Error::new(
+                ErrorKind::Other,
+                PROVIDER,
+                Operation::Put,
+                "CreateMultipartUpload returned no upload id",
+            )
+            .with_key(key)
         })
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, part: Part) -> offsite_storage::Result<PartReceipt> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: Part,
+    ) -> offsite_storage::Result<PartReceipt> {
         let full = self.cfg.full_key(key);
         let size = part.data.len() as u64;
         let out = self
@@ -233,7 +291,10 @@ impl Multipart for Inner {
                     ErrorKind::Corrupt,
                     PROVIDER,
                     Operation::Put,
-                    format!("part {} was stored with a different SHA-256 than was read", part.number),
+                    format!(
+                        "part {} was stored with a different SHA-256 than was read",
+                        part.number
+                    ),
                 )
                 .with_key(key)
                 .retryable(true));
@@ -247,7 +308,11 @@ impl Multipart for Inner {
         })
     }
 
-    async fn list_parts(&self, key: &str, upload_id: &str) -> offsite_storage::Result<Vec<PartReceipt>> {
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> offsite_storage::Result<Vec<PartReceipt>> {
         let full = self.cfg.full_key(key);
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
@@ -335,7 +400,10 @@ impl Multipart for Inner {
             let b64 = v.split('-').next().unwrap_or(v);
             let raw = B64.decode(b64).ok()?;
             if raw == ours {
-                Some(Checksum::Sha256Composite { hex: hex::encode(raw), parts: parts.len() as u32 })
+                Some(Checksum::Sha256Composite {
+                    hex: hex::encode(raw),
+                    parts: parts.len() as u32,
+                })
             } else {
                 sha256_checksum(v, out.checksum_type())
             }
@@ -345,9 +413,10 @@ impl Multipart for Inner {
         let checksum = match checksum {
             Some(c) => Some(c),
             None => head(self, key).await?.checksum.map(|c| match c {
-                Checksum::Sha256(h) if h == hex::encode(ours) => {
-                    Checksum::Sha256Composite { hex: h, parts: parts.len() as u32 }
-                }
+                Checksum::Sha256(h) if h == hex::encode(ours) => Checksum::Sha256Composite {
+                    hex: h,
+                    parts: parts.len() as u32,
+                },
                 other => other,
             }),
         };
@@ -380,7 +449,12 @@ impl Multipart for Inner {
         }
     }
 
-    async fn put_whole(&self, key: &str, part: Part, options: &PutOptions) -> offsite_storage::Result<Receipt> {
+    async fn put_whole(
+        &self,
+        key: &str,
+        part: Part,
+        options: &PutOptions,
+    ) -> offsite_storage::Result<Receipt> {
         let full = self.check_key(key, Operation::Put)?;
         let size = part.data.len() as u64;
         let req = self
@@ -418,7 +492,13 @@ impl Multipart for Inner {
 }
 
 fn already_exists(key: &str) -> Error {
-    Error::new(ErrorKind::AlreadyExists, PROVIDER, Operation::Put, "an object with this key already exists").with_key(key)
+    Error::new(
+        ErrorKind::AlreadyExists,
+        PROVIDER,
+        Operation::Put,
+        "an object with this key already exists",
+    )
+    .with_key(key)
 }
 
 async fn exists(inner: &Inner, key: &str) -> offsite_storage::Result<bool> {
@@ -451,13 +531,29 @@ async fn head(inner: &Inner, key: &str) -> offsite_storage::Result<ObjectMeta> {
     m.checksum = out
         .checksum_sha256()
         .and_then(|v| sha256_checksum(v, out.checksum_type()))
-        .or_else(|| out.checksum_crc64_nvme().map(|v| Checksum::Crc64Nvme(v.to_string())));
-    m.metadata = out.metadata().cloned().unwrap_or_default().into_iter().collect();
+        .or_else(|| {
+            out.checksum_crc64_nvme()
+                .map(|v| Checksum::Crc64Nvme(v.to_string()))
+        });
+    m.metadata = out
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     m.storage_class = out.storage_class().map(|c| c.as_str().to_string());
-    m.version = out.version_id().filter(|v| *v != "null").map(str::to_string);
-    if let (Some(mode), Some(until)) = (out.object_lock_mode(), out.object_lock_retain_until_date()) {
+    m.version = out
+        .version_id()
+        .filter(|v| *v != "null")
+        .map(str::to_string);
+    if let (Some(mode), Some(until)) = (out.object_lock_mode(), out.object_lock_retain_until_date())
+    {
         if let Some(retain_until) = from_smithy_time(until) {
-            let mode = if *mode == ObjectLockMode::Compliance { LockMode::Compliance } else { LockMode::Governance };
+            let mode = if *mode == ObjectLockMode::Compliance {
+                LockMode::Compliance
+            } else {
+                LockMode::Governance
+            };
             m.retention = Some(Retention { mode, retain_until });
         }
     }
@@ -496,14 +592,30 @@ impl Storage for S3Store {
             None => (None, None),
             Some(GetRange::From(s)) => (Some(format!("bytes={s}-")), None),
             Some(GetRange::Bounded(r)) if r.start > r.end => {
-                return Err(Error::new(ErrorKind::InvalidConfig, PROVIDER, Operation::Get, "range end before start").with_key(key))
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    PROVIDER,
+                    Operation::Get,
+                    "range end before start",
+                )
+                .with_key(key))
             }
             Some(GetRange::Bounded(r)) if r.start == r.end => {
                 let meta = head(i, key).await?;
-                let r = range.clone().expect("some").resolve(meta.size, PROVIDER, key)?;
-                return Ok(GetResult { meta, range: r, stream: stream::empty().boxed() });
+                let r = range
+                    .clone()
+                    .expect("some")
+                    .resolve(meta.size, PROVIDER, key)?;
+                return Ok(GetResult {
+                    meta,
+                    range: r,
+                    stream: stream::empty().boxed(),
+                });
             }
-            Some(GetRange::Bounded(r)) => (Some(format!("bytes={}-{}", r.start, r.end - 1)), Some(r.end - r.start)),
+            Some(GetRange::Bounded(r)) => (
+                Some(format!("bytes={}-{}", r.start, r.end - 1)),
+                Some(r.end - r.start),
+            ),
         };
         let out = i
             .retry
@@ -518,7 +630,13 @@ impl Storage for S3Store {
                     .map_err(|e| {
                         let e = map(e, Operation::Get, &i.ctx(key));
                         if e.message().contains("InvalidRange") {
-                            Error::new(ErrorKind::InvalidConfig, PROVIDER, Operation::Get, "range outside the object").with_key(key)
+                            Error::new(
+                                ErrorKind::InvalidConfig,
+                                PROVIDER,
+                                Operation::Get,
+                                "range outside the object",
+                            )
+                            .with_key(key)
                         } else {
                             e
                         }
@@ -530,7 +648,11 @@ impl Storage for S3Store {
         let (start, total) = match out.content_range().and_then(|c| c.strip_prefix("bytes ")) {
             Some(cr) => {
                 let (span, total) = cr.split_once('/').unwrap_or((cr, "0"));
-                let start = span.split('-').next().and_then(|s| s.parse().ok()).unwrap_or(0u64);
+                let start = span
+                    .split('-')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0u64);
                 (start, total.parse().unwrap_or(start + len))
             }
             None => (0, len),
@@ -547,9 +669,17 @@ impl Storage for S3Store {
         let mut meta = ObjectMeta::new(key, total);
         meta.last_modified = out.last_modified().and_then(from_smithy_time);
         meta.etag = out.e_tag().map(str::to_string);
-        meta.metadata = out.metadata().cloned().unwrap_or_default().into_iter().collect();
+        meta.metadata = out
+            .metadata()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         meta.storage_class = out.storage_class().map(|c| c.as_str().to_string());
-        meta.version = out.version_id().filter(|v| *v != "null").map(str::to_string);
+        meta.version = out
+            .version_id()
+            .filter(|v| *v != "null")
+            .map(str::to_string);
         let ctx_key = key.to_string();
         let bucket = i.cfg.bucket.clone();
         let body = stream::try_unfold(out.body, move |mut body| {
@@ -569,10 +699,18 @@ impl Storage for S3Store {
                 }
             }
         });
-        Ok(GetResult { meta, range: start..start + len, stream: body.boxed() })
+        Ok(GetResult {
+            meta,
+            range: start..start + len,
+            stream: body.boxed(),
+        })
     }
 
-    async fn writer(&self, key: &str, options: PutOptions) -> offsite_storage::Result<Box<dyn ObjectWriter>> {
+    async fn writer(
+        &self,
+        key: &str,
+        options: PutOptions,
+    ) -> offsite_storage::Result<Box<dyn ObjectWriter>> {
         self.inner.check_key(key, Operation::Put)?;
         self.inner.storage_class(&options, key)?;
         let part_size = part_size_for(options.size_hint, self.inner.cfg.part_size, LIMITS);
@@ -632,10 +770,12 @@ impl Storage for S3Store {
                 Ok(Some((items, next)))
             }
         })
-        .map(|page: offsite_storage::Result<Vec<ObjectMeta>>| match page {
-            Ok(items) => stream::iter(items.into_iter().map(Ok)).left_stream(),
-            Err(e) => stream::once(async move { Err(e) }).right_stream(),
-        })
+        .map(
+            |page: offsite_storage::Result<Vec<ObjectMeta>>| match page {
+                Ok(items) => stream::iter(items.into_iter().map(Ok)).left_stream(),
+                Err(e) => stream::once(async move { Err(e) }).right_stream(),
+            },
+        )
         .flatten()
         .boxed()
     }
@@ -659,26 +799,35 @@ impl Storage for S3Store {
             Err(e) => {
                 let e = map(e, Operation::Delete, &i.ctx(key));
                 match (&meta.retention, e.kind()) {
-                    (Some(r), ErrorKind::PermissionDenied) if r.retain_until > Utc::now() => Err(Error::new(
-                        ErrorKind::Locked,
-                        PROVIDER,
-                        Operation::Delete,
-                        format!(
-                            "s3://{}: the object is under a {:?} lock until {}",
-                            i.cfg.bucket,
-                            r.mode,
-                            r.retain_until.format("%Y-%m-%dT%H:%M:%SZ")
-                        ),
-                    )
-                    .with_key(key)
-                    .with_hint("it cannot be deleted before then; that is what the lock is for")),
+                    (Some(r), ErrorKind::PermissionDenied) if r.retain_until > Utc::now() => {
+                        Err(Error::new(
+                            ErrorKind::Locked,
+                            PROVIDER,
+                            Operation::Delete,
+                            format!(
+                                "s3://{}: the object is under a {:?} lock until {}",
+                                i.cfg.bucket,
+                                r.mode,
+                                r.retain_until.format("%Y-%m-%dT%H:%M:%SZ")
+                            ),
+                        )
+                        .with_key(key)
+                        .with_hint(
+                            "it cannot be deleted before then; that is what the lock is for",
+                        ))
+                    }
                     _ => Err(e),
                 }
             }
         }
     }
 
-    async fn copy(&self, from: &str, to: &str, options: PutOptions) -> offsite_storage::Result<Receipt> {
+    async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        options: PutOptions,
+    ) -> offsite_storage::Result<Receipt> {
         let i = &self.inner;
         let src = i.check_key(from, Operation::Copy)?;
         let dst = i.check_key(to, Operation::Copy)?;
@@ -702,15 +851,23 @@ impl Storage for S3Store {
             }
         }
         if let Some(r) = &options.retention {
-            req = req.object_lock_mode(lock_mode(r.mode)).object_lock_retain_until_date(to_smithy_time(&r.retain_until));
+            req = req
+                .object_lock_mode(lock_mode(r.mode))
+                .object_lock_retain_until_date(to_smithy_time(&r.retain_until));
         }
         if let Some(k) = &i.cfg.sse_kms_key {
-            req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
         }
-        let out = req.send().await.map_err(|e| map(e, Operation::Copy, &i.ctx(from)))?;
-        let checksum = out
-            .copy_object_result()
-            .and_then(|r| r.checksum_sha256().and_then(|v| sha256_checksum(v, r.checksum_type())));
+        let out = req
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::Copy, &i.ctx(from)))?;
+        let checksum = out.copy_object_result().and_then(|r| {
+            r.checksum_sha256()
+                .and_then(|v| sha256_checksum(v, r.checksum_type()))
+        });
         let mut r = Receipt::new(to, source.size, checksum);
         r.version = out.version_id().map(str::to_string);
         Ok(r)
@@ -725,11 +882,24 @@ impl Storage for S3Store {
         let full = i.check_key(key, Operation::Get)?;
         let req = RestoreRequest::builder()
             .days(days.max(1) as i32)
-            .glacier_job_parameters(GlacierJobParameters::builder().tier(Tier::Standard).build().map_err(|e| {
-                Error::new(ErrorKind::Other, PROVIDER, Operation::Get, e.to_string())
-            })?)
+            .glacier_job_parameters(
+                GlacierJobParameters::builder()
+                    .tier(Tier::Standard)
+                    .build()
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Other, PROVIDER, Operation::Get, e.to_string())
+                    })?,
+            )
             .build();
-        match i.client.restore_object().bucket(&i.cfg.bucket).key(&full).restore_request(req).send().await {
+        match i
+            .client
+            .restore_object()
+            .bucket(&i.cfg.bucket)
+            .key(&full)
+            .restore_request(req)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(()),
             Err(e) => Err(map(e, Operation::Get, &i.ctx(key))),
@@ -742,7 +912,9 @@ fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

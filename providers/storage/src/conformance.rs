@@ -589,7 +589,10 @@ pub async fn receipts_match_content(store: &dyn Storage) {
             head.checksum.is_some(),
             "checksum_on_head stores report a checksum"
         );
-        let (h, r) = (head.checksum.unwrap(), receipt.checksum.expect("a receipt checksum"));
+        let (h, r) = (
+            head.checksum.unwrap(),
+            receipt.checksum.expect("a receipt checksum"),
+        );
         assert!(h.same_value(&r), "head {h} and receipt {r} agree");
     }
 }
@@ -598,28 +601,53 @@ pub async fn receipts_match_content(store: &dyn Storage) {
 /// does after a crash), the missing one sent, completed.
 pub async fn multipart_upload_survives_the_writer(store: &dyn Storage) {
     let Some(mp) = store.multipart() else {
-        assert!(store.capabilities().part_size.is_none(), "stores with parts expose multipart");
+        assert!(
+            store.capabilities().part_size.is_none(),
+            "stores with parts expose multipart"
+        );
         return;
     };
     let key = format!("{}/obj", case_prefix("resume"));
     let ps = mp.limits().min_part_size.max(part_size(store) as u64) as usize;
     let data = pattern(ps * 2 + 1000, 11);
     let parts: Vec<crate::Part> = (0..3)
-        .map(|i| crate::Part::new(i as u32 + 1, data.slice(i * ps..((i + 1) * ps).min(data.len()))))
+        .map(|i| {
+            crate::Part::new(
+                i as u32 + 1,
+                data.slice(i * ps..((i + 1) * ps).min(data.len())),
+            )
+        })
         .collect();
     let opts = PutOptions::default();
     let id = mp.create_upload(&key, &opts).await.expect("create");
-    mp.upload_part(&key, &id, parts[0].clone()).await.expect("part 1");
-    mp.upload_part(&key, &id, parts[2].clone()).await.expect("part 3");
-    assert_kind(store.head(&key).await, ErrorKind::NotFound, "nothing visible before complete");
+    mp.upload_part(&key, &id, parts[0].clone())
+        .await
+        .expect("part 1");
+    mp.upload_part(&key, &id, parts[2].clone())
+        .await
+        .expect("part 3");
+    assert_kind(
+        store.head(&key).await,
+        ErrorKind::NotFound,
+        "nothing visible before complete",
+    );
     let mut listed = mp.list_parts(&key, &id).await.expect("list parts");
     listed.sort_by_key(|p| p.number);
     assert_eq!(listed.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 3]);
-    assert_eq!(listed[0].sha256, parts[0].sha256, "listed parts carry their SHA-256");
+    assert_eq!(
+        listed[0].sha256, parts[0].sha256,
+        "listed parts carry their SHA-256"
+    );
     assert_eq!(listed[1].size, parts[2].data.len() as u64);
-    let second = mp.upload_part(&key, &id, parts[1].clone()).await.expect("part 2");
+    let second = mp
+        .upload_part(&key, &id, parts[1].clone())
+        .await
+        .expect("part 2");
     let all = vec![listed[0].clone(), second, listed[1].clone()];
-    let receipt = mp.complete_upload(&key, &id, all, &opts).await.expect("complete");
+    let receipt = mp
+        .complete_upload(&key, &id, all, &opts)
+        .await
+        .expect("complete");
     assert_eq!(receipt.size, data.len() as u64);
     assert_eq!(read_all(store, &key, None).await, data);
 }
@@ -634,7 +662,20 @@ pub async fn aborted_multipart_upload_is_gone(store: &dyn Storage) {
     let r = mp.upload_part(&key, &id, part).await.expect("part");
     mp.abort_upload(&key, &id).await.expect("abort");
     // Some servers answer an empty list for an aborted upload, others NoSuchUpload.
-    assert!(mp.list_parts(&key, &id).await.map(|p| p.is_empty()).unwrap_or(true), "no parts after abort");
-    assert!(mp.complete_upload(&key, &id, vec![r], &opts).await.is_err(), "complete after abort");
-    assert_kind(store.head(&key).await, ErrorKind::NotFound, "nothing visible");
+    assert!(
+        mp.list_parts(&key, &id)
+            .await
+            .map(|p| p.is_empty())
+            .unwrap_or(true),
+        "no parts after abort"
+    );
+    assert!(
+        mp.complete_upload(&key, &id, vec![r], &opts).await.is_err(),
+        "complete after abort"
+    );
+    assert_kind(
+        store.head(&key).await,
+        ErrorKind::NotFound,
+        "nothing visible",
+    );
 }

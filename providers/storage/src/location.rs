@@ -255,8 +255,19 @@ impl Location {
 /// Names of keys (`sse-kms-key`) are fine; key material is not.
 fn looks_like_credential(k: &str) -> bool {
     let k = k.to_ascii_lowercase().replace('_', "-");
-    ["secret", "password", "token", "credential", "signature"].iter().any(|w| k.contains(w))
-        || ["sig", "key", "access-key", "account-key", "access-key-id", "shared-key", "sas"].contains(&k.as_str())
+    ["secret", "password", "token", "credential", "signature"]
+        .iter()
+        .any(|w| k.contains(w))
+        || [
+            "sig",
+            "key",
+            "access-key",
+            "account-key",
+            "access-key-id",
+            "shared-key",
+            "sas",
+        ]
+        .contains(&k.as_str())
 }
 
 fn decode(url: &str, s: &str) -> Result<String> {
@@ -329,7 +340,10 @@ mod tests {
         assert_eq!(l.query.get("region").map(String::as_str), Some("us-east-1"));
 
         let l = Location::parse("s3://bkt/p?sse-kms-key=alias/backups").unwrap();
-        assert_eq!(l.query.get("sse-kms-key").map(String::as_str), Some("alias/backups"));
+        assert_eq!(
+            l.query.get("sse-kms-key").map(String::as_str),
+            Some("alias/backups")
+        );
 
         let l = Location::parse("gs://acme-dr").unwrap();
         assert_eq!((l.scheme, l.prefix.as_str()), (Scheme::Gcs, ""));

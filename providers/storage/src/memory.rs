@@ -142,7 +142,13 @@ fn check_options(options: &PutOptions, key: &str, op: Operation) -> Result<()> {
 }
 
 fn no_upload(key: &str) -> Error {
-    Error::new(ErrorKind::NotFound, PROVIDER, Operation::Put, "no such multipart upload").with_key(key)
+    Error::new(
+        ErrorKind::NotFound,
+        PROVIDER,
+        Operation::Put,
+        "no such multipart upload",
+    )
+    .with_key(key)
 }
 
 #[async_trait]
@@ -159,7 +165,9 @@ impl Multipart for MemoryStore {
         validate_key(key, PROVIDER, Operation::Put)?;
         check_options(options, key, Operation::Put)?;
         let id: u64 = rand::random();
-        self.lock().uploads.insert(id, (key.to_string(), BTreeMap::new()));
+        self.lock()
+            .uploads
+            .insert(id, (key.to_string(), BTreeMap::new()));
         Ok(format!("{id:016x}"))
     }
 
@@ -171,7 +179,12 @@ impl Multipart for MemoryStore {
         }
         let size = part.data.len() as u64;
         parts.insert(part.number, part.data);
-        Ok(PartReceipt { number: part.number, size, sha256: part.sha256, token: None })
+        Ok(PartReceipt {
+            number: part.number,
+            size,
+            sha256: part.sha256,
+            token: None,
+        })
     }
 
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartReceipt>> {
@@ -208,7 +221,10 @@ impl Multipart for MemoryStore {
                     ErrorKind::Corrupt,
                     PROVIDER,
                     Operation::Put,
-                    format!("part {} is missing, out of order or does not match its checksum", p.number),
+                    format!(
+                        "part {} is missing, out of order or does not match its checksum",
+                        p.number
+                    ),
                 )
                 .with_key(key));
             };
@@ -230,7 +246,10 @@ impl Multipart for MemoryStore {
     }
 }
 
-fn upload<'a>(st: &'a mut State, upload_id: &str) -> Option<&'a mut (String, BTreeMap<u32, Bytes>)> {
+fn upload<'a>(
+    st: &'a mut State,
+    upload_id: &str,
+) -> Option<&'a mut (String, BTreeMap<u32, Bytes>)> {
     let id = u64::from_str_radix(upload_id, 16).ok()?;
     st.uploads.get_mut(&id)
 }

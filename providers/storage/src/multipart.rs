@@ -34,7 +34,11 @@ impl Part {
     /// A part with its SHA-256 computed.
     pub fn new(number: u32, data: Bytes) -> Part {
         let sha256 = Sha256::digest(&data).into();
-        Part { number, data, sha256 }
+        Part {
+            number,
+            data,
+            sha256,
+        }
     }
 }
 
@@ -193,8 +197,13 @@ impl MultipartWriter {
         }
         let number = self.next_part;
         self.next_part = self.next_part.checked_add(1).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidConfig, self.provider, Operation::Put, "too many parts")
-                .with_key(self.key.clone())
+            Error::new(
+                ErrorKind::InvalidConfig,
+                self.provider,
+                Operation::Put,
+                "too many parts",
+            )
+            .with_key(self.key.clone())
         })?;
         let part = Part::new(number, data);
         let store = Arc::clone(&self.store);
@@ -202,7 +211,9 @@ impl MultipartWriter {
         let key = self.key.clone();
         let id = self.upload_id.clone().expect("created above");
         self.in_flight.push(Box::pin(async move {
-            retry.run(|| store.upload_part(&key, &id, part.clone())).await
+            retry
+                .run(|| store.upload_part(&key, &id, part.clone()))
+                .await
         }));
         Ok(())
     }
@@ -280,7 +291,10 @@ impl ObjectWriter for MultipartWriter {
             self.closed = true;
             let part = Part::new(1, self.buffer.split().freeze());
             let (store, key, options) = (&self.store, &self.key, &self.options);
-            return self.retry.run(|| store.put_whole(key, part.clone(), options)).await;
+            return self
+                .retry
+                .run(|| store.put_whole(key, part.clone(), options))
+                .await;
         }
         if !self.buffer.is_empty() {
             let part = self.buffer.split().freeze();
@@ -296,7 +310,11 @@ impl ObjectWriter for MultipartWriter {
         let mut parts = std::mem::take(&mut self.done);
         parts.sort_by_key(|p| p.number);
         let id = self.upload_id.clone().expect("created");
-        match self.store.complete_upload(&self.key, &id, parts, &self.options).await {
+        match self
+            .store
+            .complete_upload(&self.key, &id, parts, &self.options)
+            .await
+        {
             Ok(r) => {
                 self.closed = true;
                 self.upload_id = None;
@@ -314,7 +332,9 @@ impl ObjectWriter for MultipartWriter {
 impl Drop for MultipartWriter {
     fn drop(&mut self) {
         self.in_flight = FuturesUnordered::new();
-        let Some(id) = self.upload_id.take() else { return };
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
         // Dropped without finish or abort: clean up in the background, best effort.
         let store = Arc::clone(&self.store);
         let key = std::mem::take(&mut self.key);
