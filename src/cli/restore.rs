@@ -34,6 +34,13 @@ pub struct RestoreArgs {
     /// Replace PATH if it exists.
     #[arg(long)]
     force: bool,
+    /// When a copy is in an archive storage class (S3 GLACIER / DEEP_ARCHIVE), ask the provider
+    /// to restore it (RestoreObject) so that a later run can read it.
+    #[arg(long)]
+    thaw: bool,
+    /// How many days a thawed copy stays readable.
+    #[arg(long, value_name = "DAYS", default_value_t = 3, requires = "thaw")]
+    thaw_days: u32,
     #[command(flatten)]
     identity: IdentityArgs,
     /// A sub-prefix under every URL.
@@ -71,7 +78,8 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
     };
     let locations = super::open_all(&args.urls, args.prefix.as_deref()).await?;
     let pb = out.progress(None, "restore");
-    let res = restore::run(&locations, &selector, &target, identities, pb.clone()).await;
+    let thaw = args.thaw.then_some(args.thaw_days);
+    let res = restore::run(&locations, &selector, &target, identities, thaw, pb.clone()).await;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }

@@ -363,7 +363,9 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             )
             .await;
             match &res {
-                Ok((_, s)) => {
+                Ok((p, s)) => {
+                    // Recorded before anyone is told: a kill from here on can resume.
+                    shared.mark_complete(p, s);
                     tx.send_replace(Progress::Done(s.size));
                 }
                 Err(e) => {
@@ -544,6 +546,16 @@ struct JournalHandle {
 }
 
 impl JournalHandle {
+    fn mark_complete(&self, plaintext: &Digest, stored: &Digest) {
+        let mut j = self.journal.lock().expect("journal lock");
+        j.complete = true;
+        j.plaintext = Some(plaintext.clone());
+        j.stored = Some(stored.clone());
+        if let Err(e) = j.save(&self.work) {
+            tracing::warn!(error = %e, "could not record the complete spool; a rerun will re-encrypt");
+        }
+    }
+
     fn record_upload(&self, url: &str, state: &UploadState) {
         let mut j = self.journal.lock().expect("journal lock");
         let entry = j.destinations.entry(url.to_string()).or_default();
@@ -592,11 +604,21 @@ async fn upload_parts(
         }
     }
     let resuming = resumable.is_some();
+    let retry = offsite_storage::RetryPolicy::default();
     let state = match resumable {
         Some(p) => p,
         None => {
             let part_size = offsite_storage::part_size_for(options.size_hint, preferred, limits);
-            let retry = offsite_storage::RetryPolicy::default();
+            // An archive that fits in one part goes in one request: no upload to track.
+            let (available, done) = wait_for(&mut rx, part_size + 1).await?;
+            if done && available <= part_size {
+                let data = read_spool(spool, 0, available as usize).await?;
+                let part = offsite_storage::Part::new(1, data.into());
+                let receipt = retry
+                    .run(|| mp.put_whole(key, part.clone(), &options))
+                    .await?;
+                return Ok((receipt, None));
+            }
             let id = retry.run(|| mp.create_upload(key, &options)).await?;
             let s = UploadState { id, part_size };
             journal.record_upload(dest.url(), &s);
@@ -619,6 +641,40 @@ async fn upload_parts(
             Err(e)
         }
     }
+}
+
+/// Waits until the spool holds at least `want` bytes or is complete; returns the bytes
+/// available and whether the spool is complete.
+async fn wait_for(
+    rx: &mut tokio::sync::watch::Receiver<Progress>,
+    want: u64,
+) -> Result<(u64, bool)> {
+    loop {
+        let p = rx.borrow_and_update().clone();
+        match p {
+            Progress::Writing(n) if n >= want => return Ok((n, false)),
+            Progress::Done(n) => return Ok((n, true)),
+            Progress::Failed(why) => anyhow::bail!("the spool was not completed: {why}"),
+            Progress::Writing(_) => {
+                if rx.changed().await.is_err() {
+                    anyhow::bail!("the spool producer stopped without finishing");
+                }
+            }
+        }
+    }
+}
+
+async fn read_spool(spool: &std::path::Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let path = spool.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let f = File::open(&path)?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    })
+    .await?
+    .with_context(|| format!("cannot read the spool {}", spool.display()))
 }
 
 async fn send_parts(

@@ -25,6 +25,8 @@ pub enum ReadbackError {
     Unreachable(String),
     /// Writing the plaintext failed (disk full at the restore target).
     Output(String),
+    /// The copy is in an archive tier and must be thawed before it can be read.
+    Archived(String),
 }
 
 impl std::fmt::Display for ReadbackError {
@@ -33,7 +35,8 @@ impl std::fmt::Display for ReadbackError {
             ReadbackError::Corrupt(m)
             | ReadbackError::WrongKey(m)
             | ReadbackError::Unreachable(m)
-            | ReadbackError::Output(m) => f.write_str(m),
+            | ReadbackError::Output(m)
+            | ReadbackError::Archived(m) => f.write_str(m),
         }
     }
 }
@@ -107,6 +110,8 @@ pub async fn read_copy<W: Write + Send + 'static>(
     let got = loc.store.get(object_key, None).await.map_err(|e| {
         if e.is_not_found() {
             ReadbackError::Corrupt(format!("{url}: the data object {object_key} is missing"))
+        } else if e.kind() == offsite_storage::ErrorKind::Archived {
+            ReadbackError::Archived(format!("{url}: {e}"))
         } else {
             ReadbackError::Unreachable(format!("{url}: {e}"))
         }

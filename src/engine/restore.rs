@@ -134,6 +134,7 @@ pub async fn run(
     selector: &Selector,
     target: &Target,
     identities: Option<Arc<Identities>>,
+    thaw_days: Option<u32>,
     pb: Option<ProgressBar>,
 ) -> Result<RestoreReport> {
     let (name, scans, mut attempts) = choose(locations, selector).await?;
@@ -234,6 +235,22 @@ pub async fn run(
                 return Ok(report);
             }
             Err(ReadbackError::Output(m)) => return Err(anyhow!("{m}")),
+            Err(ReadbackError::Archived(m)) => {
+                let detail = match thaw_days {
+                    Some(days) => match loc.store.thaw(&object_key, days).await {
+                        Ok(()) => format!(
+                            "thaw requested: the copy is in an archive storage class and will be readable for {days} day(s) once the provider has restored it (minutes to 48 hours); run this restore again then"
+                        ),
+                        Err(e) => format!("{m}; requesting the thaw failed: {e}"),
+                    },
+                    None => m,
+                };
+                attempts.push(Attempt {
+                    url: loc.url().into(),
+                    result: "failed",
+                    detail,
+                });
+            }
             Err(e) => {
                 attempts.push(Attempt {
                     url: loc.url().into(),

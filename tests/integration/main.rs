@@ -3,7 +3,9 @@
 
 mod common;
 mod interop;
+mod proxy;
 mod push;
 mod restore;
 mod s3;
+mod s3_cli;
 mod verify;

@@ -1,0 +1,470 @@
+//! push, ls, verify and restore on s3:// end to end, against moto and s3s-fs; resume after
+//! SIGKILL; Object Lock; storage classes and Glacier; error messages.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use offsite_storage::{ErrorKind, Storage};
+
+use crate::common::*;
+use crate::proxy::Proxy;
+
+/// A bucket on an emulator and the URL offsite takes for it.
+struct Bucket {
+    url: String,
+    store: offsite_s3::S3Store,
+}
+
+async fn bucket_on(var: &str, tag: &str, object_lock: bool, query: &str) -> Bucket {
+    let name = bucket(tag);
+    let store = crate::s3::store(var, &name, "app", object_lock).await;
+    let endpoint = emulator(var);
+    let sep = if query.is_empty() { "" } else { "&" };
+    Bucket {
+        url: format!("s3://{name}/app?endpoint={endpoint}{sep}{query}"),
+        store,
+    }
+}
+
+impl Sandbox {
+    fn s3_cmd(&self) -> assert_cmd::Command {
+        let mut c = self.cmd();
+        c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
+        c
+    }
+
+    fn s3_std_cmd(&self) -> std::process::Command {
+        let mut c = self.std_cmd();
+        c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
+        c
+    }
+}
+
+async fn round_trip(var: &str) {
+    let sb = Sandbox::new();
+    let b = bucket_on(var, "rt", false, "").await;
+    let src = sb.archive(NAME, 12 << 20, 5);
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args([
+            "-r",
+            &sb.recipient,
+            "--to",
+            &b.url,
+            "--to",
+            &sb.url("local"),
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let m: serde_json::Value = serde_json::from_slice(
+        &futures::executor::block_on(offsite_storage::StorageExt::get_bytes(
+            &b.store,
+            &format!("{NAME}.manifest.json"),
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["plaintext"]["sha256"], sha256_file(&src));
+    assert!(
+        m["stored"]["provider-checksum"]["algorithm"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256"),
+        "{m}"
+    );
+
+    let o = sb.s3_cmd().args(["ls", &b.url]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("complete     app-backup-20261126_020000.tar.gz"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = sb.s3_cmd().args(["verify", &b.url]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("provider's checksum"), "{}", stdout(&o));
+    let o = sb
+        .s3_cmd()
+        .args(["verify", "--deep", &b.url, "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+
+    let o = sb
+        .s3_cmd()
+        .args(["restore", &b.url, "--latest", "-o", "back", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_ls_verify_restore_on_moto() {
+    round_trip("OFFSITE_TEST_MOTO").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_ls_verify_restore_on_s3s_fs() {
+    round_trip("OFFSITE_TEST_S3S").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_s3_copy_is_caught_by_quick_verify_and_restore_falls_back() {
+    let sb = Sandbox::new();
+    let b = bucket_on("OFFSITE_TEST_MOTO", "damaged", false, "").await;
+    let src = sb.archive(NAME, 300_000, 5);
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args([
+            "-r",
+            &sb.recipient,
+            "--to",
+            &b.url,
+            "--to",
+            &sb.url("local"),
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    // Replace the object with other bytes of the same size, as bit rot or a bad actor would.
+    let key = format!("{NAME}.age");
+    let size = b.store.head(&key).await.unwrap().size as usize;
+    offsite_storage::StorageExt::put_bytes(
+        &b.store,
+        &key,
+        offsite_storage::conformance::pattern(size, 99),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let o = sb.s3_cmd().args(["verify", &b.url]).output().unwrap();
+    assert_code(&o, 4);
+    assert!(stdout(&o).contains("CORRUPT"), "{}", stdout(&o));
+    let o = sb
+        .s3_cmd()
+        .args([
+            "restore",
+            &b.url,
+            &sb.url("local"),
+            "--latest",
+            "-o",
+            "back",
+            "-i",
+        ])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("warning: failed"), "{}", stderr(&o));
+    assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_killed_mid_upload_resumes_and_sends_only_missing_parts() {
+    let sb = Sandbox::new();
+    let name = bucket("resume");
+    let store = crate::s3::store("OFFSITE_TEST_S3S", &name, "app", false).await;
+    // Slow the upload down so that the kill lands between parts.
+    let proxy = Proxy::start(&emulator("OFFSITE_TEST_S3S"));
+    proxy
+        .throttle
+        .store(8 << 20, std::sync::atomic::Ordering::Relaxed);
+    let url = format!(
+        "s3://{name}/app?endpoint={}&part-size-mib=5",
+        proxy.endpoint
+    );
+    let src = sb.archive(NAME, 40 << 20, 8);
+    let mut child = sb
+        .s3_std_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once the first parts have gone through: four are in flight at once, so the first
+    // four complete after about 20 MiB.
+    let start = Instant::now();
+    while proxy.forwarded() < (26 << 20) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "upload did not progress"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        store.head(&format!("{NAME}.age")).await.is_err(),
+        "no object before completion"
+    );
+    assert!(
+        store.head(&format!("{NAME}.manifest.json")).await.is_err(),
+        "no manifest"
+    );
+
+    proxy
+        .throttle
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    // The dead client's socket buffers still drain through the proxy; wait until they have.
+    let mut before = proxy.forwarded();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = proxy.forwarded();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("resumed from the spool of an earlier run"),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains("parts were already on the server"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let reused: u32 = line
+        .split("upload: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reused >= 1, "{line}");
+    // Only the missing parts crossed the wire again.
+    let resent = proxy.forwarded() - before;
+    assert!(
+        resent < (40 << 20) - (u64::from(reused) * (5 << 20)) + (4 << 20),
+        "resent {resent} bytes: {line}"
+    );
+
+    let o = sb
+        .s3_cmd()
+        .args(["restore", &url, "--latest", "-o", "back", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_dying_mid_upload_leaves_no_object_that_looks_complete() {
+    let sb = Sandbox::new();
+    let name = bucket("dying");
+    let store = crate::s3::store("OFFSITE_TEST_S3S", &name, "app", false).await;
+    let proxy = Proxy::start(&emulator("OFFSITE_TEST_S3S"));
+    proxy
+        .cut_after
+        .store(7 << 20, std::sync::atomic::Ordering::Relaxed);
+    let url = format!(
+        "s3://{name}/app?endpoint={}&part-size-mib=5",
+        proxy.endpoint
+    );
+    let src = sb.archive(NAME, 20 << 20, 8);
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url, "--to", &sb.url("local")])
+        .output()
+        .unwrap();
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains(&url), "{}", stderr(&o));
+    assert!(store.head(&format!("{NAME}.age")).await.is_err());
+    assert!(store.head(&format!("{NAME}.manifest.json")).await.is_err());
+    assert!(sb
+        .path("local")
+        .join(format!("{NAME}.manifest.json"))
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_lock_covers_data_and_manifest_and_deletes_are_refused() {
+    let sb = Sandbox::new();
+    // One part (PutObject): moto ignores lock headers on CreateMultipartUpload, which AWS honours.
+    let b = bucket_on(
+        "OFFSITE_TEST_MOTO",
+        "lock",
+        true,
+        "lock=governance&lock-days=3",
+    )
+    .await;
+    let src = sb.archive(NAME, 100_000, 5);
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &b.url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
+        let h = b.store.head(&key).await.unwrap();
+        let r = h.retention.unwrap_or_else(|| panic!("{key} has no lock"));
+        assert_eq!(r.mode, offsite_storage::LockMode::Governance);
+        let days = (r.retain_until - chrono::Utc::now()).num_hours();
+        assert!((70..=73).contains(&days), "{key}: {days} hours");
+        let e = b.store.delete(&key).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+        assert!(e.to_string().contains("lock until"), "{e}");
+        b.store.head(&key).await.expect("still there");
+    }
+    let m: serde_json::Value = serde_json::from_slice(
+        &offsite_storage::StorageExt::get_bytes(&b.store, &format!("{NAME}.manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(m["retain-until"].is_string(), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_class_is_set_on_data_and_glacier_restore_explains_and_thaws() {
+    let sb = Sandbox::new();
+    let ia = bucket_on(
+        "OFFSITE_TEST_MOTO",
+        "ia",
+        false,
+        "storage-class=STANDARD_IA",
+    )
+    .await;
+    let src = sb.archive(NAME, 50_000, 5);
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &ia.url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        ia.store
+            .head(&format!("{NAME}.age"))
+            .await
+            .unwrap()
+            .storage_class
+            .as_deref(),
+        Some("STANDARD_IA")
+    );
+    assert_ne!(
+        ia.store
+            .head(&format!("{NAME}.manifest.json"))
+            .await
+            .unwrap()
+            .storage_class
+            .as_deref(),
+        Some("STANDARD_IA")
+    );
+
+    let g = bucket_on(
+        "OFFSITE_TEST_MOTO",
+        "glacier",
+        false,
+        "storage-class=GLACIER",
+    )
+    .await;
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &g.url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let o = sb
+        .s3_cmd()
+        .args(["restore", &g.url, "--latest", "-o", "back", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("archive storage class"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--thaw"), "{}", stderr(&o));
+    let o = sb
+        .s3_cmd()
+        .args(["restore", &g.url, "--latest", "-o", "back", "--thaw", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("thaw requested"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_errors_name_the_bucket_and_the_fix() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 5);
+    let endpoint = emulator("OFFSITE_TEST_S3S");
+    // moto answers NoSuchBucket as S3 does (s3s-fs creates buckets on the fly).
+    let moto = emulator("OFFSITE_TEST_MOTO");
+    let url = format!("s3://no-such-bucket-here/app?endpoint={moto}");
+    let _ = endpoint;
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("bucket \"no-such-bucket-here\" does not exist in region us-east-1"),
+        "{}",
+        stderr(&o)
+    );
+
+    let b = bucket_on("OFFSITE_TEST_S3S", "creds", false, "").await;
+    let o = sb
+        .s3_cmd()
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &b.url])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("credentials were not accepted"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("wrong-secret"),
+        "the secret must never be printed"
+    );
+}
