@@ -1089,16 +1089,37 @@ fn write_spool(
     progress: &ProgressTx,
     hash: bool,
 ) -> std::io::Result<Digest> {
+    // Write-back runs beside the writing: a helper thread flushes what is written so far every
+    // SYNC_EVERY bytes, so that the final fsync has little left to wait for.
+    const SYNC_EVERY: u64 = 64 << 20;
+    let (sync_tx, sync_rx) = sync_channel::<()>(1);
+    let syncer = {
+        let f = file.try_clone()?;
+        std::thread::spawn(move || {
+            for () in sync_rx {
+                let _ = f.sync_data();
+            }
+        })
+    };
     let mut h = hash.then(Sha256::new);
     let mut size = 0u64;
+    let mut since_sync = 0u64;
     for block in rx {
         if let Some(h) = &mut h {
             h.update(&block);
         }
         file.write_all(&block)?;
         size += block.len() as u64;
+        since_sync += block.len() as u64;
+        if since_sync >= SYNC_EVERY {
+            // Never waits: a flush already queued covers this one too.
+            let _ = sync_tx.try_send(());
+            since_sync = 0;
+        }
         progress.send_replace(Progress::Writing(size));
     }
+    drop(sync_tx);
+    let _ = syncer.join();
     file.sync_all()?;
     Ok(Digest {
         size,

@@ -53,7 +53,6 @@ pub struct Proven {
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
     current: Bytes,
-    hash: Arc<Mutex<(Sha256, u64)>>,
     store_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -71,9 +70,6 @@ impl Read for ChannelReader {
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
-        let mut h = self.hash.lock().expect("poisoned");
-        h.0.update(&buf[..n]);
-        h.1 += n as u64;
         Ok(n)
     }
 }
@@ -128,7 +124,6 @@ pub async fn read_copy<W: Write + Send + 'static>(
     let reader = ChannelReader {
         rx,
         current: Bytes::new(),
-        hash: hash.clone(),
         store_error: store_error.clone(),
     };
     let encrypted = manifest.encrypted();
@@ -183,9 +178,17 @@ pub async fn read_copy<W: Write + Send + 'static>(
         };
         Ok((digest, out.inner))
     });
+    // The stored bytes are hashed on the feeding side, the plaintext on the decrypting side:
+    // two cores, one pass.
     let mut stream = got.stream;
+    let feed_hash = hash.clone();
     let feed = async move {
         while let Some(item) = stream.next().await {
+            if let Ok(chunk) = &item {
+                let mut h = feed_hash.lock().expect("poisoned");
+                h.0.update(chunk);
+                h.1 += chunk.len() as u64;
+            }
             let item = item.map_err(|e| e.to_string());
             let stop = item.is_err();
             if tx.send(item).await.is_err() || stop {
