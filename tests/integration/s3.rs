@@ -63,3 +63,46 @@ mod s3s_fs {
 
     offsite_storage::conformance_suite!(setup);
 }
+
+/// Server-side copy between buckets in two regions, by CopyObject and, above the threshold,
+/// by UploadPartCopy (the threshold is lowered so that a 12 MiB object takes that path).
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_between_buckets_and_regions_server_side() {
+    use offsite_storage::StorageExt;
+    let src = store("OFFSITE_TEST_MOTO", &bucket("east"), "a", false).await;
+    let endpoint = emulator("OFFSITE_TEST_MOTO");
+    let west_name = bucket("west");
+    let url = format!("s3://{west_name}/b?region=eu-west-1&endpoint={endpoint}");
+    let cfg = S3Config::from_location(&Location::parse(&url).unwrap()).unwrap();
+    let west = S3Store::open_with_static_credentials(cfg, &url, S3S_ACCESS, S3S_SECRET)
+        .await
+        .with_copy_part_threshold(5 << 20);
+    west.create_bucket(false).await.unwrap();
+    assert_eq!(west.region(), "eu-west-1");
+
+    let small = offsite_storage::conformance::pattern(1000, 1);
+    let big = offsite_storage::conformance::pattern(12 << 20, 2);
+    src.put_bytes("small", small.clone(), Default::default())
+        .await
+        .unwrap();
+    src.put_bytes("big", big.clone(), Default::default())
+        .await
+        .unwrap();
+    let r = west
+        .copy_from(&src, "small", "copied/small", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(r.size, 1000);
+    let r = west
+        .copy_from(&src, "big", "copied/big", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(r.size, 12 << 20);
+    assert_eq!(west.get_bytes("copied/small").await.unwrap(), small);
+    assert_eq!(west.get_bytes("copied/big").await.unwrap(), big);
+    let e = west
+        .copy_from(&src, "missing", "x", Default::default())
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+}

@@ -50,7 +50,13 @@ struct Inner {
     region: String,
     url: String,
     retry: RetryPolicy,
+    /// Objects larger than this are copied part by part (UploadPartCopy); CopyObject takes at
+    /// most 5 GiB.
+    copy_part_threshold: u64,
 }
+
+/// CopyObject's limit.
+const COPY_OBJECT_MAX: u64 = 5 << 30;
 
 /// A bucket and prefix on S3 or an S3-compatible server.
 #[derive(Clone)]
@@ -78,6 +84,7 @@ impl S3Store {
                 region,
                 url: url.to_string(),
                 retry: RetryPolicy::default(),
+                copy_part_threshold: COPY_OBJECT_MAX,
             }),
         }
     }
@@ -100,8 +107,40 @@ impl S3Store {
                 region,
                 url: url.to_string(),
                 retry: RetryPolicy::default(),
+                copy_part_threshold: COPY_OBJECT_MAX,
             }),
         }
+    }
+
+    /// Copies objects larger than `bytes` part by part instead of with one CopyObject (tests
+    /// use a small value to exercise UploadPartCopy without 5 GiB objects).
+    pub fn with_copy_part_threshold(mut self, bytes: u64) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("configure before sharing the store");
+        inner.copy_part_threshold = bytes.clamp(LIMITS.min_part_size, COPY_OBJECT_MAX);
+        self
+    }
+
+    /// Server-side copy from another bucket (possibly in another region, on the same
+    /// provider): CopyObject up to 5 GiB, UploadPartCopy above. The bytes never pass through
+    /// this process.
+    pub async fn copy_from(
+        &self,
+        source: &S3Store,
+        from: &str,
+        to: &str,
+        options: PutOptions,
+    ) -> offsite_storage::Result<Receipt> {
+        let src_full = source.inner.check_key(from, Operation::Copy)?;
+        let size = head(&source.inner, from).await?.size;
+        copy_between(
+            &self.inner,
+            &source.inner.cfg.bucket,
+            &src_full,
+            size,
+            to,
+            options,
+        )
+        .await
     }
 
     /// Creates the bucket (tests and first-time setup); with `object_lock` the bucket is
@@ -830,47 +869,8 @@ impl Storage for S3Store {
     ) -> offsite_storage::Result<Receipt> {
         let i = &self.inner;
         let src = i.check_key(from, Operation::Copy)?;
-        let dst = i.check_key(to, Operation::Copy)?;
-        let source = head(i, from).await?;
-        if options.if_not_exists && exists(i, to).await? {
-            return Err(already_exists(to));
-        }
-        let copy_source = format!("{}/{}", i.cfg.bucket, encode_key(&src));
-        let mut req = i
-            .client
-            .copy_object()
-            .bucket(&i.cfg.bucket)
-            .key(&dst)
-            .copy_source(copy_source)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .set_storage_class(i.storage_class(&options, to)?);
-        if !options.metadata.is_empty() {
-            req = req.metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace);
-            for (k, v) in &options.metadata {
-                req = req.metadata(k, v);
-            }
-        }
-        if let Some(r) = &options.retention {
-            req = req
-                .object_lock_mode(lock_mode(r.mode))
-                .object_lock_retain_until_date(to_smithy_time(&r.retain_until));
-        }
-        if let Some(k) = &i.cfg.sse_kms_key {
-            req = req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(k);
-        }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| map(e, Operation::Copy, &i.ctx(from)))?;
-        let checksum = out.copy_object_result().and_then(|r| {
-            r.checksum_sha256()
-                .and_then(|v| sha256_checksum(v, r.checksum_type()))
-        });
-        let mut r = Receipt::new(to, source.size, checksum);
-        r.version = out.version_id().map(str::to_string);
-        Ok(r)
+        let size = head(i, from).await?.size;
+        copy_between(i, &i.cfg.bucket, &src, size, to, options).await
     }
 
     fn multipart(&self) -> Option<Arc<dyn Multipart>> {
@@ -903,6 +903,160 @@ impl Storage for S3Store {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(()),
             Err(e) => Err(map(e, Operation::Get, &i.ctx(key))),
+        }
+    }
+}
+
+/// Copies `src_bucket/src_full` (of `size` bytes) to `to` in `dst`'s bucket, server-side.
+async fn copy_between(
+    dst: &Inner,
+    src_bucket: &str,
+    src_full: &str,
+    size: u64,
+    to: &str,
+    options: PutOptions,
+) -> offsite_storage::Result<Receipt> {
+    let dst_full = dst.check_key(to, Operation::Copy)?;
+    if options.if_not_exists && exists(dst, to).await? {
+        return Err(already_exists(to));
+    }
+    let copy_source = format!("{src_bucket}/{}", encode_key(src_full));
+    let class = dst.storage_class(&options, to)?;
+    if size > dst.copy_part_threshold {
+        return copy_in_parts(dst, &copy_source, size, to, &dst_full, &options).await;
+    }
+    let mut req = dst
+        .client
+        .copy_object()
+        .bucket(&dst.cfg.bucket)
+        .key(&dst_full)
+        .copy_source(&copy_source)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .set_storage_class(class);
+    if !options.metadata.is_empty() {
+        req = req.metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace);
+        for (k, v) in &options.metadata {
+            req = req.metadata(k, v);
+        }
+    }
+    if let Some(r) = &options.retention {
+        req = req
+            .object_lock_mode(lock_mode(r.mode))
+            .object_lock_retain_until_date(to_smithy_time(&r.retain_until));
+    }
+    if let Some(k) = &dst.cfg.sse_kms_key {
+        req = req
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(k);
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))?;
+    let checksum = out.copy_object_result().and_then(|r| {
+        r.checksum_sha256()
+            .and_then(|v| sha256_checksum(v, r.checksum_type()))
+    });
+    let mut r = Receipt::new(to, size, checksum);
+    r.version = out.version_id().map(str::to_string);
+    Ok(r)
+}
+
+/// UploadPartCopy for objects above the CopyObject limit.
+async fn copy_in_parts(
+    dst: &Inner,
+    copy_source: &str,
+    size: u64,
+    to: &str,
+    dst_full: &str,
+    options: &PutOptions,
+) -> offsite_storage::Result<Receipt> {
+    let part = part_size_for(Some(size), dst.copy_part_threshold.min(512 << 20), LIMITS);
+    let req = dst
+        .client
+        .create_multipart_upload()
+        .bucket(&dst.cfg.bucket)
+        .key(dst_full);
+    let req = put_options!(req, dst, options, to);
+    let created = req
+        .send()
+        .await
+        .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))?;
+    let id = created.upload_id().unwrap_or_default().to_string();
+    let abort = || async {
+        let _ = dst
+            .client
+            .abort_multipart_upload()
+            .bucket(&dst.cfg.bucket)
+            .key(dst_full)
+            .upload_id(&id)
+            .send()
+            .await;
+    };
+    let mut parts = Vec::new();
+    let mut start = 0u64;
+    let mut number = 1i32;
+    while start < size {
+        let end = (start + part).min(size) - 1;
+        let res = dst
+            .retry
+            .run(|| async {
+                dst.client
+                    .upload_part_copy()
+                    .bucket(&dst.cfg.bucket)
+                    .key(dst_full)
+                    .upload_id(&id)
+                    .part_number(number)
+                    .copy_source(copy_source)
+                    .copy_source_range(format!("bytes={start}-{end}"))
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))
+            })
+            .await;
+        let out = match res {
+            Ok(o) => o,
+            Err(e) => {
+                abort().await;
+                return Err(e);
+            }
+        };
+        let etag = out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .map(str::to_string);
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(etag)
+                .build(),
+        );
+        start = end + 1;
+        number += 1;
+    }
+    let out = dst
+        .client
+        .complete_multipart_upload()
+        .bucket(&dst.cfg.bucket)
+        .key(dst_full)
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await;
+    match out {
+        Ok(out) => {
+            let mut r = Receipt::new(to, size, None);
+            r.etag = out.e_tag().map(str::to_string);
+            r.version = out.version_id().map(str::to_string);
+            Ok(r)
+        }
+        Err(e) => {
+            abort().await;
+            Err(map(e, Operation::Copy, &dst.ctx(to)))
         }
     }
 }
