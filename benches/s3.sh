@@ -160,7 +160,13 @@ export AWS_ACCESS_KEY_ID=offsite-test AWS_SECRET_ACCESS_KEY=offsite-test-secret 
 export AWS_PAGER=""
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_SESSION_TOKEN
 aws_() { "$AWS" --endpoint-url "$EP" "$@"; }
-RCLONE_REMOTE=":s3,provider=Other,env_auth=true,endpoint=$EP,force_path_style=true,region=us-east-1"
+# rclone's remote from RCLONE_CONFIG_* (an on-the-fly `:s3,endpoint=http://...` connection string
+# would need quoting around the URL's colon); no config file is read or written.
+export RCLONE_CONFIG_OFFSITEBENCH_TYPE=s3 RCLONE_CONFIG_OFFSITEBENCH_PROVIDER=Other \
+    RCLONE_CONFIG_OFFSITEBENCH_ENV_AUTH=true RCLONE_CONFIG_OFFSITEBENCH_ENDPOINT=$EP \
+    RCLONE_CONFIG_OFFSITEBENCH_FORCE_PATH_STYLE=true RCLONE_CONFIG_OFFSITEBENCH_REGION=us-east-1
+export RCLONE_CONFIG=/dev/null
+RCLONE_REMOTE=offsitebench
 
 # --- input and key -----------------------------------------------------------------------------
 log "work dir $WORK; making $SIZE_MIB MiB of random data"
@@ -306,7 +312,7 @@ printf '%-62s %10s %12s %14s\n' "-------" "------" "----------" "------------"
 declare -A DESC=(
     [push]="offsite push FILE --to s3://B/app?endpoint=.. -r R"
     [aws-cp]="aws s3 cp FILE s3://B/x                 (no encryption)"
-    [rclone]="rclone copy FILE :s3,...:B/rc           (no encryption)"
+    [rclone]="rclone copy FILE offsitebench:B/rc      (no encryption)"
     [restore]="offsite restore s3://B/app --latest -o OUT -i key"
     [aws-age-d]="aws s3 cp s3://B/app/NAME.age - | age -d -i key > OUT2"
 )

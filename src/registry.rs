@@ -142,6 +142,17 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 options,
             })
         }
+        #[cfg(feature = "gcs")]
+        Scheme::Gcs => {
+            let cfg = offsite_gcs::GcsConfig::from_location(&location)?;
+            let store = Arc::new(offsite_gcs::GcsStore::open(cfg, location.as_str()).await?);
+            Ok(Opened {
+                location,
+                store,
+                local: None,
+                options,
+            })
+        }
         scheme => Err(Error::new(
             ErrorKind::Unsupported,
             "registry",
@@ -149,10 +160,11 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
             format!("{scheme}:// locations are not supported by this build of offsite"),
         )
         .with_key(location.as_str())
-        .with_hint(if scheme == Scheme::S3 {
-            "this build was made without the `s3` feature; rebuild with default features"
-        } else {
-            "this version supports file:// and s3://; gs:// and az:// are not in it yet"
+        .with_hint(match scheme {
+            Scheme::S3 | Scheme::Gcs => {
+                "this build was made without that provider's feature; rebuild with default features"
+            }
+            _ => "this version supports file://, s3:// and gs://; az:// is not in it yet",
         })),
     }
 }

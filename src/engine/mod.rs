@@ -6,4 +6,5 @@ pub mod push;
 pub mod readback;
 pub mod restore;
 pub mod spool;
+mod uploads;
 pub mod verify;

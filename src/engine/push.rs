@@ -24,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::inventory::read_manifest;
 use super::spool::{self, Journal, Progress, ProgressTx, SpoolTail};
+use super::uploads;
 use crate::archive::{
     time_from_name, tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, Stored,
     MANIFEST_FORMAT,
@@ -282,14 +283,12 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         };
         let (tx, rx) = spool::progress_channel(initial);
         let tx = Arc::new(tx);
-        let priors: BTreeMap<String, UploadState> = journal
+        let priors: BTreeMap<String, serde_json::Value> = journal
             .destinations
             .iter()
-            .filter_map(|(url, d)| {
-                Some((url.clone(), serde_json::from_value(d.upload.clone()?).ok()?))
-            })
+            .filter_map(|(url, d)| Some((url.clone(), d.upload.clone()?)))
             .collect();
-        let shared = JournalHandle {
+        let shared = uploads::JournalHandle {
             journal: Arc::new(std::sync::Mutex::new(journal.clone())),
             work: work.clone(),
         };
@@ -319,7 +318,12 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 }
             };
             let multipart = if link { None } else { dest.store.multipart() };
-            let tail = if link || multipart.is_some() {
+            let sequential = if link || multipart.is_some() {
+                None
+            } else {
+                dest.store.sequential()
+            };
+            let tail = if link || multipart.is_some() || sequential.is_some() {
                 None
             } else {
                 Some(SpoolTail::open(&journal.spool, rx.clone(), BLOCK)?)
@@ -333,13 +337,39 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             let prior = priors.get(dest.url()).cloned();
             let shared = shared.clone();
             uploads.push(async move {
-                let res = match (tail, multipart) {
-                    (Some(tail), _) => upload(&dest, &key, tail, options).await.map(|r| (r, None)),
-                    (None, Some(mp)) => {
-                        upload_parts(&dest, &key, mp, &spool_path, rx, options, prior, &shared)
-                            .await
+                let res = match (tail, multipart, sequential) {
+                    (Some(tail), _, _) => {
+                        upload(&dest, &key, tail, options).await.map(|r| (r, None))
                     }
-                    (None, None) => link_spool(&dest, &key, &spool_path, rx)
+                    (None, Some(mp), _) => {
+                        let prior = prior.and_then(|v| serde_json::from_value(v).ok());
+                        uploads::upload_parts(
+                            &dest,
+                            &key,
+                            mp,
+                            &spool_path,
+                            rx,
+                            options,
+                            prior,
+                            &shared,
+                        )
+                        .await
+                    }
+                    (None, None, Some(seq)) => {
+                        let prior = prior.and_then(|v| serde_json::from_value(v).ok());
+                        uploads::upload_session(
+                            &dest,
+                            &key,
+                            seq,
+                            &spool_path,
+                            rx,
+                            options,
+                            prior,
+                            &shared,
+                        )
+                        .await
+                    }
+                    (None, None, None) => link_spool(&dest, &key, &spool_path, rx)
                         .await
                         .map(|r| (r, None)),
                 };
@@ -508,262 +538,35 @@ async fn discard(
     keys: &[ArchiveKeys],
 ) {
     for (url, d) in &j.destinations {
-        let Some(state) = d
-            .upload
-            .clone()
-            .and_then(|u| serde_json::from_value::<UploadState>(u).ok())
-        else {
+        let Some(record) = d.upload.clone() else {
             continue;
         };
         let Some(i) = destinations.iter().position(|x| x.url() == url) else {
             continue;
         };
-        if let Some(mp) = destinations[i].store.multipart() {
-            if let Err(e) = mp.abort_upload(&keys[i].object, &state.id).await {
-                tracing::warn!(error = %e, %url, "could not abort the earlier run's upload");
-            }
+        let store = &destinations[i].store;
+        let key = &keys[i].object;
+        let res = if let (Some(mp), Ok(u)) = (
+            store.multipart(),
+            serde_json::from_value::<uploads::UploadState>(record.clone()),
+        ) {
+            mp.abort_upload(key, &u.id).await
+        } else if let (Some(seq), Ok(s)) = (
+            store.sequential(),
+            serde_json::from_value::<uploads::SessionRecord>(record),
+        ) {
+            seq.cancel_session(key, s.url()).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = res {
+            tracing::warn!(error = %e, %url, "could not abort the earlier run's upload");
         }
     }
     if j.spool.starts_with(work) {
         let _ = std::fs::remove_file(&j.spool);
     }
     let _ = std::fs::remove_file(Journal::path(work));
-}
-
-/// What the journal keeps of one multipart upload, so that a rerun can resume it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct UploadState {
-    id: String,
-    part_size: u64,
-}
-
-/// The journal, shared by the uploads that record their ids in it as they start.
-#[derive(Clone)]
-struct JournalHandle {
-    journal: Arc<std::sync::Mutex<Journal>>,
-    work: PathBuf,
-}
-
-impl JournalHandle {
-    fn mark_complete(&self, plaintext: &Digest, stored: &Digest) {
-        let mut j = self.journal.lock().expect("journal lock");
-        j.complete = true;
-        j.plaintext = Some(plaintext.clone());
-        j.stored = Some(stored.clone());
-        if let Err(e) = j.save(&self.work) {
-            tracing::warn!(error = %e, "could not record the complete spool; a rerun will re-encrypt");
-        }
-    }
-
-    fn record_upload(&self, url: &str, state: &UploadState) {
-        let mut j = self.journal.lock().expect("journal lock");
-        let entry = j.destinations.entry(url.to_string()).or_default();
-        entry.state = "uploading".into();
-        entry.upload = serde_json::to_value(state).ok();
-        if let Err(e) = j.save(&self.work) {
-            tracing::warn!(error = %e, "could not record the upload id; a rerun will start this upload over");
-        }
-    }
-}
-
-/// Uploads the spool to a multipart store part by part, each part read from the spool once it
-/// is written. The upload id goes into the journal first, so that a push killed at any point
-/// after can resume: the rerun lists the parts the provider holds, checks each against the
-/// spool's bytes, and sends only the missing or different ones.
-#[allow(clippy::too_many_arguments)]
-async fn upload_parts(
-    dest: &Opened,
-    key: &str,
-    mp: Arc<dyn offsite_storage::Multipart>,
-    spool: &std::path::Path,
-    mut rx: tokio::sync::watch::Receiver<Progress>,
-    options: PutOptions,
-    prior: Option<UploadState>,
-    journal: &JournalHandle,
-) -> Result<(Receipt, Option<(u32, u32)>)> {
-    use std::collections::HashMap;
-
-    let limits = mp.limits();
-    let preferred = dest
-        .store
-        .capabilities()
-        .part_size
-        .unwrap_or(limits.min_part_size);
-    let mut existing: HashMap<u32, offsite_storage::PartReceipt> = HashMap::new();
-    let mut resumable = None;
-    if let Some(p) = prior {
-        match mp.list_parts(key, &p.id).await {
-            Ok(parts) => {
-                existing = parts.into_iter().map(|x| (x.number, x)).collect();
-                resumable = Some(p);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the earlier upload cannot be resumed; starting it over")
-            }
-        }
-    }
-    let resuming = resumable.is_some();
-    let retry = offsite_storage::RetryPolicy::default();
-    let state = match resumable {
-        Some(p) => p,
-        None => {
-            let part_size = offsite_storage::part_size_for(options.size_hint, preferred, limits);
-            // An archive that fits in one part goes in one request: no upload to track.
-            let (available, done) = wait_for(&mut rx, part_size + 1).await?;
-            if done && available <= part_size {
-                let data = read_spool(spool, 0, available as usize).await?;
-                let part = offsite_storage::Part::new(1, data.into());
-                let receipt = retry
-                    .run(|| mp.put_whole(key, part.clone(), &options))
-                    .await?;
-                return Ok((receipt, None));
-            }
-            let id = retry.run(|| mp.create_upload(key, &options)).await?;
-            let s = UploadState { id, part_size };
-            journal.record_upload(dest.url(), &s);
-            s
-        }
-    };
-    let result = send_parts(&mp, key, spool, &mut rx, &state, &existing).await;
-    match result {
-        Ok((parts, reused)) => {
-            let total = parts.len() as u32;
-            let receipt = mp.complete_upload(key, &state.id, parts, &options).await?;
-            Ok((receipt, resuming.then_some((reused, total))))
-        }
-        Err(e) => {
-            // Keep the upload for a rerun when the spool is complete (the journal has its id);
-            // an incomplete spool can never be continued, so its upload is aborted.
-            if matches!(*rx.borrow(), Progress::Failed(_)) {
-                let _ = mp.abort_upload(key, &state.id).await;
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Waits until the spool holds at least `want` bytes or is complete; returns the bytes
-/// available and whether the spool is complete.
-async fn wait_for(
-    rx: &mut tokio::sync::watch::Receiver<Progress>,
-    want: u64,
-) -> Result<(u64, bool)> {
-    loop {
-        let p = rx.borrow_and_update().clone();
-        match p {
-            Progress::Writing(n) if n >= want => return Ok((n, false)),
-            Progress::Done(n) => return Ok((n, true)),
-            Progress::Failed(why) => anyhow::bail!("the spool was not completed: {why}"),
-            Progress::Writing(_) => {
-                if rx.changed().await.is_err() {
-                    anyhow::bail!("the spool producer stopped without finishing");
-                }
-            }
-        }
-    }
-}
-
-async fn read_spool(spool: &std::path::Path, offset: u64, len: usize) -> Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let path = spool.to_path_buf();
-    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let f = File::open(&path)?;
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
-    })
-    .await?
-    .with_context(|| format!("cannot read the spool {}", spool.display()))
-}
-
-async fn send_parts(
-    mp: &Arc<dyn offsite_storage::Multipart>,
-    key: &str,
-    spool: &std::path::Path,
-    rx: &mut tokio::sync::watch::Receiver<Progress>,
-    state: &UploadState,
-    existing: &std::collections::HashMap<u32, offsite_storage::PartReceipt>,
-) -> Result<(Vec<offsite_storage::PartReceipt>, u32)> {
-    use futures::StreamExt;
-    use std::os::unix::fs::FileExt;
-
-    const IN_FLIGHT: usize = 4;
-    let file = Arc::new(
-        File::open(spool).with_context(|| format!("cannot open the spool {}", spool.display()))?,
-    );
-    let ps = state.part_size.max(1);
-    let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut done = Vec::new();
-    let mut reused = 0u32;
-    let mut number = 1u32;
-    loop {
-        let start = u64::from(number - 1) * ps;
-        let end = loop {
-            let p = rx.borrow_and_update().clone();
-            match p {
-                Progress::Writing(n) if n >= start + ps => break start + ps,
-                Progress::Done(total) => break total.min(start + ps),
-                Progress::Failed(why) => anyhow::bail!("the spool was not completed: {why}"),
-                Progress::Writing(_) => {
-                    // Let the parts in flight finish while waiting for the spool.
-                    tokio::select! {
-                        changed = rx.changed() => {
-                            if changed.is_err() {
-                                anyhow::bail!("the spool producer stopped without finishing");
-                            }
-                        }
-                        Some(r) = in_flight.next(), if !in_flight.is_empty() => {
-                            let r: Result<offsite_storage::PartReceipt> = r;
-                            done.push(r?);
-                        }
-                    }
-                }
-            }
-        };
-        if end <= start && number > 1 {
-            break;
-        }
-        let len = (end - start) as usize;
-        let f = Arc::clone(&file);
-        let data = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; len];
-            f.read_exact_at(&mut buf, start)?;
-            Ok(buf)
-        })
-        .await?
-        .context("cannot read the spool")?;
-        let part = offsite_storage::Part::new(number, data.into());
-        match existing.get(&number) {
-            Some(x) if x.sha256 == part.sha256 && x.size == len as u64 => {
-                done.push(x.clone());
-                reused += 1;
-            }
-            _ => {
-                while in_flight.len() >= IN_FLIGHT {
-                    if let Some(r) = in_flight.next().await {
-                        done.push(r?);
-                    }
-                }
-                let (mp, key, id) = (Arc::clone(mp), key.to_string(), state.id.clone());
-                in_flight.push(async move {
-                    let retry = offsite_storage::RetryPolicy::default();
-                    Ok(retry
-                        .run(|| mp.upload_part(&key, &id, part.clone()))
-                        .await?)
-                });
-            }
-        }
-        if end < start + ps {
-            break;
-        }
-        number += 1;
-    }
-    while let Some(r) = in_flight.next().await {
-        done.push(r?);
-    }
-    done.sort_by_key(|p| p.number);
-    Ok((done, reused))
 }
 
 /// The directory a local destination writes `key` into, created now; `None` for remote stores.

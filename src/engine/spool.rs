@@ -134,7 +134,14 @@ impl Journal {
         let tmp = work_dir.join(".journal.json.tmp");
         let bytes = serde_json::to_vec_pretty(self)?;
         let write = || -> std::io::Result<()> {
-            let f = File::create(&tmp)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Private: it may hold a resumable session URL, which authenticates uploads.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all_at(&bytes, 0)?;
             f.sync_all()?;
             std::fs::rename(&tmp, Self::path(work_dir))

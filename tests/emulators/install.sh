@@ -5,6 +5,7 @@ set -euo pipefail
 
 MOTO_VERSION=5.2.5
 S3S_FS_VERSION=0.17.0
+GCS_EMULATOR_VERSION=2026.7.19
 
 tools="${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}"
 mkdir -p "$tools"
@@ -16,6 +17,16 @@ if [ ! -x "$moto_venv/bin/moto_server" ]; then
   rm -rf "$moto_venv"
   python3 -m venv "$moto_venv"
   "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# gcp-storage-emulator (GCS JSON API) in its own venv; start.sh runs it through our wrapper
+# gcs_emulator.py, which patches its gaps (see the top of that file).
+gcs_venv="$tools/gcp-storage-emulator-$GCS_EMULATOR_VERSION"
+if [ ! -x "$gcs_venv/bin/gcp-storage-emulator" ]; then
+  echo "installing gcp-storage-emulator $GCS_EMULATOR_VERSION into $gcs_venv"
+  rm -rf "$gcs_venv"
+  python3 -m venv "$gcs_venv"
+  "$gcs_venv/bin/pip" install -q --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
 fi
 
 # s3s-fs (a fast disk-backed S3 that verifies checksums), built once per version.

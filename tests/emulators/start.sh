@@ -3,6 +3,7 @@
 #   eval "$(tests/emulators/start.sh DIR)"     (tests/run does this, and stops them at the end)
 # DIR holds their data and logs; the PIDs are written to DIR/pids.
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 dir="$1"
 tools="${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}"
 mkdir -p "$dir"
@@ -31,6 +32,15 @@ mkdir -p "$dir/s3s-data"
 echo $! >> "$dir/pids"
 wait_http "http://127.0.0.1:$s3s_port/" s3s-fs "$dir/s3s.log"
 
+# gcp-storage-emulator through our launcher, which patches its gaps (see gcs_emulator.py).
+gcs_port=$(free_port)
+gcs_python=$(ls -d "$tools"/gcp-storage-emulator-*/bin/python | sort -V | tail -n 1)
+"$gcs_python" "$here/gcs_emulator.py" --host 127.0.0.1 --port "$gcs_port" \
+  > "$dir/gcs.log" 2>&1 &
+echo $! >> "$dir/pids"
+wait_http "http://127.0.0.1:$gcs_port/" gcs-emulator "$dir/gcs.log"
+
 echo "export OFFSITE_TEST_MOTO=http://127.0.0.1:$moto_port"
 echo "export OFFSITE_TEST_S3S=http://127.0.0.1:$s3s_port"
 echo "export OFFSITE_TEST_S3S_DIR=$dir/s3s-data"
+echo "export OFFSITE_TEST_GCS=http://127.0.0.1:$gcs_port"

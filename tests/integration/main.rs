@@ -2,6 +2,7 @@
 //! One test binary for the whole suite (DESIGN.md: every test binary links everything).
 
 mod common;
+mod gcs;
 mod interop;
 mod proxy;
 mod push;

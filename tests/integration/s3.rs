@@ -35,7 +35,8 @@ mod moto {
         if_not_exists, aborted_writer_leaves_nothing, dropped_writer_leaves_nothing,
         missing_keys_are_not_found, concurrent_writers, awkward_keys, metadata_round_trip,
         unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
-        invalid_keys_are_rejected, receipts_match_content, aborted_multipart_upload_is_gone);
+        invalid_keys_are_rejected, receipts_match_content, aborted_multipart_upload_is_gone,
+        sequential_session_survives_the_writer, cancelled_session_leaves_nothing);
 
     #[tokio::test]
     async fn moto_list_parts_is_still_unparseable() {

@@ -873,6 +873,10 @@ impl Storage for S3Store {
         copy_between(i, &i.cfg.bucket, &src, size, to, options).await
     }
 
+    fn sequential(&self) -> Option<std::sync::Arc<dyn offsite_storage::Sequential>> {
+        None
+    }
+
     fn multipart(&self) -> Option<Arc<dyn Multipart>> {
         Some(self.inner.clone())
     }

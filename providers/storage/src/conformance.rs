@@ -44,7 +44,8 @@ macro_rules! conformance_suite {
             missing_keys_are_not_found, concurrent_writers, awkward_keys, metadata_round_trip,
             unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
             invalid_keys_are_rejected, receipts_match_content, multipart_upload_survives_the_writer,
-            aborted_multipart_upload_is_gone);
+            aborted_multipart_upload_is_gone, sequential_session_survives_the_writer,
+            cancelled_session_leaves_nothing);
     };
     (@cases $setup:path; $($case:ident),* $(,)?) => {
         $(
@@ -602,8 +603,8 @@ pub async fn receipts_match_content(store: &dyn Storage) {
 pub async fn multipart_upload_survives_the_writer(store: &dyn Storage) {
     let Some(mp) = store.multipart() else {
         assert!(
-            store.capabilities().part_size.is_none(),
-            "stores with parts expose multipart"
+            store.capabilities().part_size.is_none() || store.sequential().is_some(),
+            "stores with parts expose multipart or sequential uploads"
         );
         return;
     };
@@ -672,6 +673,92 @@ pub async fn aborted_multipart_upload_is_gone(store: &dyn Storage) {
     assert!(
         mp.complete_upload(&key, &id, vec![r], &opts).await.is_err(),
         "complete after abort"
+    );
+    assert_kind(
+        store.head(&key).await,
+        ErrorKind::NotFound,
+        "nothing visible",
+    );
+}
+
+/// A sequential session addressed by its id: a chunk sent, the state asked (as a resuming push
+/// does after a crash), the rest sent with the whole-object digests, the object complete.
+pub async fn sequential_session_survives_the_writer(store: &dyn Storage) {
+    let Some(seq) = store.sequential() else {
+        return;
+    };
+    let key = format!("{}/obj", case_prefix("session"));
+    let g = seq.granularity() as usize;
+    let data = pattern(g * 2 + 777, 12);
+    let opts = PutOptions::default();
+    let id = seq.start_session(&key, &opts).await.expect("start");
+    assert_eq!(
+        seq.session_state(&key, &id).await.expect("state"),
+        crate::SessionState::Persisted(0)
+    );
+    let st = seq
+        .put_chunk(&key, &id, 0, data.slice(..g * 2), None)
+        .await
+        .expect("chunk 1");
+    assert_eq!(st, crate::SessionState::Persisted((g * 2) as u64));
+    assert_eq!(
+        seq.session_state(&key, &id).await.expect("state"),
+        crate::SessionState::Persisted((g * 2) as u64)
+    );
+    assert_kind(
+        store.head(&key).await,
+        ErrorKind::NotFound,
+        "nothing visible before the last chunk",
+    );
+    let mut d = seq.digest();
+    d.update(&data);
+    let last = Some((data.len() as u64, d.finish()));
+    let st = seq
+        .put_chunk(&key, &id, (g * 2) as u64, data.slice(g * 2..), last)
+        .await
+        .expect("last chunk");
+    let crate::SessionState::Complete(receipt) = st else {
+        panic!("not complete: {st:?}")
+    };
+    assert_eq!(receipt.size, data.len() as u64);
+    assert_eq!(read_all(store, &key, None).await, data);
+    // Wrong digests on the final chunk: the provider refuses the object.
+    let bad_key = format!("{}/bad", case_prefix("session"));
+    let id = seq.start_session(&bad_key, &opts).await.expect("start");
+    let mut d = seq.digest();
+    d.update(b"something else");
+    let res = seq
+        .put_chunk(&bad_key, &id, 0, pattern(1000, 1), Some((1000, d.finish())))
+        .await;
+    assert!(
+        res.is_err(),
+        "a final chunk whose digests do not match must be refused"
+    );
+    assert_kind(
+        store.head(&bad_key).await,
+        ErrorKind::NotFound,
+        "refused object not visible",
+    );
+}
+
+/// A cancelled session is gone and leaves nothing.
+pub async fn cancelled_session_leaves_nothing(store: &dyn Storage) {
+    let Some(seq) = store.sequential() else {
+        return;
+    };
+    let key = format!("{}/obj", case_prefix("cancel"));
+    let g = seq.granularity() as usize;
+    let id = seq
+        .start_session(&key, &PutOptions::default())
+        .await
+        .expect("start");
+    seq.put_chunk(&key, &id, 0, pattern(g, 1), None)
+        .await
+        .expect("chunk");
+    seq.cancel_session(&key, &id).await.expect("cancel");
+    assert!(
+        seq.session_state(&key, &id).await.is_err(),
+        "state of a cancelled session"
     );
     assert_kind(
         store.head(&key).await,

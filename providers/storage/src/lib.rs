@@ -14,6 +14,7 @@ mod location;
 mod memory;
 mod multipart;
 mod retry;
+mod sequential;
 mod storage;
 mod types;
 
@@ -28,6 +29,7 @@ pub use multipart::{
     composite_sha256, part_size_for, Multipart, MultipartWriter, Part, PartLimits, PartReceipt,
 };
 pub use retry::RetryPolicy;
+pub use sequential::{ObjectDigest, Sequential, SessionState};
 pub use storage::{ByteStream, GetResult, ListStream, ObjectWriter, Storage, StorageExt};
 pub use types::{
     join_key, key_under_prefix, validate_key, Capabilities, Checksum, GetRange, LockMode, Metadata,

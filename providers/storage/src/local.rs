@@ -445,6 +445,10 @@ impl Storage for LocalStore {
         .with_key(key))
     }
 
+    fn sequential(&self) -> Option<std::sync::Arc<dyn crate::Sequential>> {
+        None
+    }
+
     fn multipart(&self) -> Option<std::sync::Arc<dyn crate::Multipart>> {
         None
     }

@@ -335,6 +335,10 @@ impl Storage for MemoryStore {
         .with_key(key))
     }
 
+    fn sequential(&self) -> Option<std::sync::Arc<dyn crate::Sequential>> {
+        None
+    }
+
     fn multipart(&self) -> Option<Arc<dyn Multipart>> {
         Some(Arc::new(self.clone()))
     }

@@ -96,6 +96,10 @@ pub trait Storage: Send + Sync + Debug {
     /// resume after a crash); `None` for stores that write one stream (local files).
     fn multipart(&self) -> Option<std::sync::Arc<dyn crate::Multipart>>;
 
+    /// The store's resumable sequential sessions (GCS), for uploads that must survive the
+    /// process; `None` where uploads are multipart or one stream.
+    fn sequential(&self) -> Option<std::sync::Arc<dyn crate::Sequential>>;
+
     /// Asks an archive tier (S3 Glacier, Azure Archive) to make the object readable again for
     /// `days` days; returns at once, the provider takes minutes to hours. `Unsupported` where
     /// nothing is ever archived.

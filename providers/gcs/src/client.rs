@@ -1,0 +1,54 @@
+//! The only file that builds clients: `gcloud-storage` for reads, lists, deletes and rewrites,
+//! and a plain HTTP client (with the same token) for the JSON API calls that crate lacks.
+
+use std::sync::Arc;
+
+use gcloud_storage::client::google_cloud_auth;
+use gcloud_storage::client::{Client, ClientConfig};
+use token_source::{TokenSource, TokenSourceProvider};
+
+use crate::config::GcsConfig;
+
+/// Everything a store needs to talk to GCS.
+pub struct Clients {
+    /// The crate's client.
+    pub storage: Client,
+    /// For upload sessions, retention and object metadata.
+    pub http: reqwest::Client,
+    /// Bearer tokens; `None` against an emulator.
+    pub token: Option<Arc<dyn TokenSource>>,
+    /// `https://storage.googleapis.com` or the emulator.
+    pub base: String,
+}
+
+/// Builds the clients: anonymous against an endpoint, else application default credentials.
+pub async fn build(cfg: &GcsConfig) -> Result<Clients, String> {
+    let base = cfg.base();
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut config = ClientConfig {
+        storage_endpoint: base.clone(),
+        ..ClientConfig::default()
+    };
+    let token = if cfg.endpoint.is_some() {
+        config = config.anonymous();
+        None
+    } else {
+        let auth = google_cloud_auth::project::Config::default()
+            .with_scopes(&["https://www.googleapis.com/auth/devstorage.full_control"]);
+        let provider = google_cloud_auth::token::DefaultTokenSourceProvider::new(auth)
+            .await
+            .map_err(|e| format!("no Google credentials found ({e}); run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or run with a workload identity"))?;
+        let ts = provider.token_source();
+        config.token_source_provider = Some(Box::new(provider));
+        Some(ts)
+    };
+    Ok(Clients {
+        storage: Client::new(config),
+        http,
+        token,
+        base,
+    })
+}
