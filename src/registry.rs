@@ -34,6 +34,8 @@ pub struct DestinationOptions {
     /// How long the lock lasts, in days from the archive's creation (or from now, for an
     /// archive older than that).
     pub lock_days: Option<u32>,
+    /// A legal hold on the data object and its manifest (`legal-hold=true`).
+    pub legal_hold: bool,
 }
 
 impl DestinationOptions {
@@ -66,6 +68,30 @@ impl DestinationOptions {
                     "write lock-days=7",
                 )
             })?);
+        }
+        if let Some(h) = loc.query.get("legal-hold") {
+            o.legal_hold = match h.as_str() {
+                "true" | "1" | "" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(bad(
+                        format!("legal-hold={h:?} is not true or false"),
+                        "write legal-hold=true",
+                    ))
+                }
+            };
+        }
+        if let Some(h) = loc.query.get("legal-hold") {
+            o.legal_hold = match h.as_str() {
+                "true" | "1" | "" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(bad(
+                        format!("legal-hold={h:?} is not true or false"),
+                        "write legal-hold=true",
+                    ))
+                }
+            };
         }
         match (o.lock, o.lock_days) {
             (Some(_), None) => Err(bad(

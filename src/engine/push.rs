@@ -334,6 +334,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             options.size_hint = journal.stored.as_ref().map(|s| s.size).or(source_len);
             options.storage_class = dest.options.storage_class.clone();
             options.retention = dest.options.retention(created);
+            options.legal_hold = dest.options.legal_hold;
+            options.legal_hold = dest.options.legal_hold;
             let prior = priors.get(dest.url()).cloned();
             let shared = shared.clone();
             uploads.push(async move {
@@ -721,6 +723,8 @@ async fn commit(
     // The manifest carries the same lock as its data: an immutable copy must keep counting.
     let mut manifest_options = PutOptions::default();
     manifest_options.retention = retention;
+    manifest_options.legal_hold = dest.options.legal_hold;
+    manifest_options.legal_hold = dest.options.legal_hold;
     match dest.store.put_bytes(&keys.manifest, bytes.into(), manifest_options).await {
         Ok(_) => DestinationReport {
             url: dest.url().to_string(),

@@ -4,6 +4,7 @@
 set -euo pipefail
 
 MOTO_VERSION=5.2.5
+AZURITE_VERSION=3.35.0
 S3S_FS_VERSION=0.17.0
 GCS_EMULATOR_VERSION=2026.7.19
 
@@ -27,6 +28,15 @@ if [ ! -x "$gcs_venv/bin/gcp-storage-emulator" ]; then
   rm -rf "$gcs_venv"
   python3 -m venv "$gcs_venv"
   "$gcs_venv/bin/pip" install -q --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+fi
+
+# Azurite (Azure Blob), from npm into its own prefix.
+azurite_root="$tools/azurite-$AZURITE_VERSION"
+if [ ! -x "$azurite_root/node_modules/.bin/azurite-blob" ]; then
+  echo "installing azurite $AZURITE_VERSION into $azurite_root"
+  rm -rf "$azurite_root"
+  mkdir -p "$azurite_root"
+  npm install --silent --no-audit --no-fund --prefix "$azurite_root" "azurite@$AZURITE_VERSION" >/dev/null
 fi
 
 # s3s-fs (a fast disk-backed S3 that verifies checksums), built once per version.

@@ -40,7 +40,18 @@ gcs_python=$(ls -d "$tools"/gcp-storage-emulator-*/bin/python | sort -V | tail -
 echo $! >> "$dir/pids"
 wait_http "http://127.0.0.1:$gcs_port/" gcs-emulator "$dir/gcs.log"
 
+# Azurite: --loose and --skipApiVersionCheck because the new SDK sends an API version Azurite
+# does not know; --disableTelemetry because it phones home by default.
+azurite_port=$(free_port)
+mkdir -p "$dir/azurite"
+azurite_bin=$(ls -d "$tools"/azurite-*/node_modules/.bin/azurite-blob | sort -V | tail -n 1)
+"$azurite_bin" --blobHost 127.0.0.1 --blobPort "$azurite_port" --location "$dir/azurite" \
+  --loose --skipApiVersionCheck --disableTelemetry > "$dir/azurite.log" 2>&1 &
+echo $! >> "$dir/pids"
+wait_http "http://127.0.0.1:$azurite_port/devstoreaccount1?comp=list" azurite "$dir/azurite.log"
+
 echo "export OFFSITE_TEST_MOTO=http://127.0.0.1:$moto_port"
 echo "export OFFSITE_TEST_S3S=http://127.0.0.1:$s3s_port"
 echo "export OFFSITE_TEST_S3S_DIR=$dir/s3s-data"
 echo "export OFFSITE_TEST_GCS=http://127.0.0.1:$gcs_port"
+echo "export OFFSITE_TEST_AZURITE=http://127.0.0.1:$azurite_port/devstoreaccount1"

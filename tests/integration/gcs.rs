@@ -304,3 +304,45 @@ async fn retention_and_hold_requests_match_the_json_api_reference_on_a_local_ser
     assert_eq!(seen[1].0, "PATCH");
     assert_eq!(seen[1].2, serde_json::json!({"temporaryHold": true}));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hold_on_gcs_keeps_data_and_manifest_and_missing_buckets_are_named() {
+    let sb = Sandbox::new();
+    let name = bucket("hold");
+    let s = store(&name, "app").await;
+    let url = format!(
+        "gs://{name}/app?endpoint={}&legal-hold=true",
+        emulator("OFFSITE_TEST_GCS")
+    );
+    let src = sb.archive(NAME, 10_000, 5);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
+        assert!(s.head(&key).await.unwrap().legal_hold, "{key} held");
+        let e = s.delete(&key).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+    }
+    let url = format!(
+        "gs://no-such-bucket-here/app?endpoint={}",
+        emulator("OFFSITE_TEST_GCS")
+    );
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("bucket \"no-such-bucket-here\" does not exist"),
+        "{}",
+        stderr(&o)
+    );
+}

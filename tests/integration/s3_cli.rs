@@ -468,3 +468,24 @@ async fn s3_errors_name_the_bucket_and_the_fix() {
         "the secret must never be printed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legal_hold_keeps_data_and_manifest() {
+    let sb = Sandbox::new();
+    let b = bucket_on("OFFSITE_TEST_MOTO", "hold", true, "legal-hold=true").await;
+    let src = sb.archive(NAME, 10_000, 5);
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &b.url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
+        assert!(b.store.head(&key).await.unwrap().legal_hold, "{key} held");
+        let e = b.store.delete(&key).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+        assert!(e.to_string().contains("legal hold"), "{e}");
+    }
+}

@@ -21,7 +21,13 @@ pub struct GcsConfig {
     pub chunk_size: u64,
 }
 
-const ENGINE_KEYS: &[&str] = &["storage-class", "lock", "lock-days", "offsite"];
+const ENGINE_KEYS: &[&str] = &[
+    "storage-class",
+    "lock",
+    "lock-days",
+    "legal-hold",
+    "offsite",
+];
 
 impl GcsConfig {
     /// Reads a `gs://bucket/prefix?...` location.

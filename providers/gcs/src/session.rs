@@ -93,6 +93,8 @@ pub(crate) fn meta_from_json(key: &str, o: &Value) -> ObjectMeta {
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
     }
+    m.legal_hold =
+        o["temporaryHold"].as_bool() == Some(true) || o["eventBasedHold"].as_bool() == Some(true);
     if let Some(until) = time(&o["retention"]["retainUntilTime"]) {
         let mode = if o["retention"]["mode"].as_str() == Some("Locked") {
             LockMode::Compliance
@@ -206,6 +208,9 @@ impl Inner {
         }
         if let Some(ct) = &options.content_type {
             o["contentType"] = json!(ct);
+        }
+        if options.legal_hold {
+            o["temporaryHold"] = json!(true);
         }
         if let Some(r) = &options.retention {
             o["retention"] = json!({

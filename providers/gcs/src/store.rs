@@ -349,6 +349,13 @@ impl Storage for GcsStore {
         i.clients.storage.delete_object(&req).await.map_err(|e| {
             let e = from_crate(e, Operation::Delete, &i.ctx(key));
             match (&meta.retention, e.kind()) {
+                (_, ErrorKind::PermissionDenied) if meta.legal_hold => Error::new(
+                    ErrorKind::Locked,
+                    PROVIDER,
+                    Operation::Delete,
+                    format!("gs://{}: the object is under a hold", i.cfg.bucket),
+                )
+                .with_key(key),
                 (Some(r), ErrorKind::PermissionDenied) if r.retain_until > chrono::Utc::now() => {
                     Error::new(
                         ErrorKind::Locked,

@@ -31,7 +31,13 @@ pub struct S3Config {
 
 /// Query parameters that belong to the engine (per-destination placement options), not to
 /// the adapter; accepted here and ignored.
-const ENGINE_KEYS: &[&str] = &["storage-class", "lock", "lock-days", "offsite"];
+const ENGINE_KEYS: &[&str] = &[
+    "storage-class",
+    "lock",
+    "lock-days",
+    "legal-hold",
+    "offsite",
+];
 
 impl S3Config {
     /// Reads an `s3://bucket/prefix?...` location.

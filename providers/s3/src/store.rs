@@ -257,6 +257,10 @@ macro_rules! put_options {
                 .object_lock_mode(lock_mode(r.mode))
                 .object_lock_retain_until_date(to_smithy_time(&r.retain_until));
         }
+        if $opts.legal_hold {
+            req =
+                req.object_lock_legal_hold_status(aws_sdk_s3::types::ObjectLockLegalHoldStatus::On);
+        }
         for (k, v) in &$opts.metadata {
             req = req.metadata(k, v);
         }
@@ -585,6 +589,8 @@ async fn head(inner: &Inner, key: &str) -> offsite_storage::Result<ObjectMeta> {
         .version_id()
         .filter(|v| *v != "null")
         .map(str::to_string);
+    m.legal_hold = out.object_lock_legal_hold_status()
+        == Some(&aws_sdk_s3::types::ObjectLockLegalHoldStatus::On);
     if let (Some(mode), Some(until)) = (out.object_lock_mode(), out.object_lock_retain_until_date())
     {
         if let Some(retain_until) = from_smithy_time(until) {
@@ -837,6 +843,16 @@ impl Storage for S3Store {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = map(e, Operation::Delete, &i.ctx(key));
+                if meta.legal_hold && e.kind() == ErrorKind::PermissionDenied {
+                    return Err(Error::new(
+                        ErrorKind::Locked,
+                        PROVIDER,
+                        Operation::Delete,
+                        format!("s3://{}: the object is under a legal hold", i.cfg.bucket),
+                    )
+                    .with_key(key)
+                    .with_hint("it cannot be deleted until the hold is released"));
+                }
                 match (&meta.retention, e.kind()) {
                     (Some(r), ErrorKind::PermissionDenied) if r.retain_until > Utc::now() => {
                         Err(Error::new(

@@ -161,8 +161,8 @@ fn object_meta(key: &str, md: &std::fs::Metadata) -> ObjectMeta {
 }
 
 fn unsupported_options(opts: &PutOptions, key: &str) -> Result<()> {
-    let what = if opts.retention.is_some() {
-        "retention locks"
+    let what = if opts.retention.is_some() || opts.legal_hold {
+        "retention locks or legal holds"
     } else if opts.storage_class.is_some() {
         "storage classes"
     } else {

@@ -129,7 +129,7 @@ fn store_object(
 }
 
 fn check_options(options: &PutOptions, key: &str, op: Operation) -> Result<()> {
-    if options.retention.is_some() || options.storage_class.is_some() {
+    if options.retention.is_some() || options.legal_hold || options.storage_class.is_some() {
         return Err(Error::new(
             ErrorKind::Unsupported,
             PROVIDER,

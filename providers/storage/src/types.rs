@@ -103,6 +103,8 @@ pub struct ObjectMeta {
     pub storage_class: Option<String>,
     /// An active retention lock, when the provider reports one.
     pub retention: Option<Retention>,
+    /// Whether a legal hold is on (filled by `head`).
+    pub legal_hold: bool,
     /// The version id on versioned stores.
     pub version: Option<String>,
 }
@@ -119,6 +121,7 @@ impl ObjectMeta {
             metadata: Metadata::new(),
             storage_class: None,
             retention: None,
+            legal_hold: false,
             version: None,
         }
     }
@@ -134,6 +137,9 @@ pub struct PutOptions {
     pub storage_class: Option<String>,
     /// A retention lock for the object.
     pub retention: Option<Retention>,
+    /// A legal hold (S3 Object Lock legal hold, GCS temporary hold, Azure legal hold): no
+    /// deletion until it is released, whatever the retention.
+    pub legal_hold: bool,
     /// User metadata.
     pub metadata: Metadata,
     /// The expected size, when known; multipart writers size their parts from it.
