@@ -179,6 +179,13 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 options,
             })
         }
+        #[cfg(feature = "azure")]
+        Scheme::Azure => {
+            let cfg = offsite_azure::AzureConfig::from_location(&location)?;
+            let store = Arc::new(offsite_azure::AzureStore::open(cfg, location.as_str())?);
+            Ok(Opened { location, store, local: None, options })
+        }
+        #[allow(unreachable_patterns)]
         scheme => Err(Error::new(
             ErrorKind::Unsupported,
             "registry",
@@ -186,12 +193,9 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
             format!("{scheme}:// locations are not supported by this build of offsite"),
         )
         .with_key(location.as_str())
-        .with_hint(match scheme {
-            Scheme::S3 | Scheme::Gcs => {
-                "this build was made without that provider's feature; rebuild with default features"
-            }
-            _ => "this version supports file://, s3:// and gs://; az:// is not in it yet",
-        })),
+        .with_hint(
+            "this build was made without that provider's cargo feature; rebuild with default features",
+        )),
     }
 }
 

@@ -1,1 +1,22 @@
-//! Azure
+//! The Azure Blob Storage adapter for the offsite Storage contract (block blobs).
+//!
+//! Archives are staged as blocks with a per-block MD5 (Azure refuses a corrupted block) and
+//! committed by one block list; each block id carries the upload's id, the block's number and
+//! its SHA-256, so a killed push resumes by reading the uncommitted block list and re-sends
+//! only the blocks that are missing or differ from the spool. Azure computes no whole-blob hash
+//! for a block list: quick verify compares size (and Content-MD5 for single-shot uploads) and
+//! says so; `--deep` proves the bytes.
+//!
+//! Authentication, in this order: `AZURE_STORAGE_CONNECTION_STRING` (account key or SAS),
+//! `AZURE_STORAGE_KEY` (shared key, signed by [`SharedKeyPolicy`]), `AZURE_STORAGE_SAS_TOKEN`,
+//! else Microsoft Entra ID through `azure_identity` (workload identity, managed identity,
+//! developer tools).
+
+mod auth;
+mod config;
+mod error;
+mod store;
+
+pub use auth::{string_to_sign, SharedKeyPolicy};
+pub use config::{AzureAuth, AzureConfig};
+pub use store::AzureStore;

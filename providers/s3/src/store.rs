@@ -469,6 +469,10 @@ impl Multipart for Inner {
         Ok(r)
     }
 
+    fn abort_discards_parts(&self) -> bool {
+        true
+    }
+
     async fn abort_upload(&self, key: &str, upload_id: &str) -> offsite_storage::Result<()> {
         let full = self.cfg.full_key(key);
         match self

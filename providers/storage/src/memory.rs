@@ -233,6 +233,10 @@ impl Multipart for MemoryStore {
         store_object(&mut st, key, data.into(), options)
     }
 
+    fn abort_discards_parts(&self) -> bool {
+        true
+    }
+
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
         let id = u64::from_str_radix(upload_id, 16).map_err(|_| no_upload(key))?;
         self.lock().uploads.remove(&id);

@@ -88,6 +88,10 @@ pub trait Multipart: Send + Sync {
         parts: Vec<PartReceipt>,
         options: &PutOptions,
     ) -> Result<Receipt>;
+    /// Whether `abort_upload` removes the parts from the server. Where it cannot (Azure keeps
+    /// uncommitted blocks until it drops them after a week), parts stay listable, though never
+    /// visible as an object.
+    fn abort_discards_parts(&self) -> bool;
     /// Discards an upload and its parts.
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Stores a small object in one request (no upload to clean up).

@@ -1,0 +1,228 @@
+//! What an `az://account/container/prefix` location configures, and which credentials apply.
+
+use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
+
+/// Default block size.
+pub const DEFAULT_BLOCK: u64 = 8 << 20;
+
+/// How requests are authorized. `Debug` never shows a key or a SAS.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AzureAuth {
+    /// Shared key (HMAC-SHA256 over the canonical request), base64 account key.
+    SharedKey {
+        /// The account key, base64.
+        key: String,
+    },
+    /// A SAS token appended to every URL.
+    Sas {
+        /// The query string, without `?`.
+        token: String,
+    },
+    /// Microsoft Entra ID tokens (https only).
+    EntraId,
+}
+
+impl std::fmt::Debug for AzureAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method())
+    }
+}
+
+impl AzureAuth {
+    /// The method's name, for messages ("auth failed with ...").
+    pub fn method(&self) -> &'static str {
+        match self {
+            AzureAuth::SharedKey { .. } => "shared key",
+            AzureAuth::Sas { .. } => "SAS token",
+            AzureAuth::EntraId => "Microsoft Entra ID",
+        }
+    }
+}
+
+/// An Azure location's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureConfig {
+    /// The storage account.
+    pub account: String,
+    /// The container.
+    pub container: String,
+    /// The blob name prefix.
+    pub prefix: String,
+    /// The blob endpoint, `https://ACCOUNT.blob.core.windows.net` unless a connection string,
+    /// `?endpoint=` or `AZURE_STORAGE_BLOB_ENDPOINT` says otherwise (Azurite:
+    /// `http://127.0.0.1:10000/devstoreaccount1`).
+    pub endpoint: String,
+    /// How to authorize.
+    pub auth: AzureAuth,
+    /// Block size (`?block-size-mib=`).
+    pub block_size: u64,
+    /// Blocks in flight per upload.
+    pub concurrency: usize,
+}
+
+const ENGINE_KEYS: &[&str] = &[
+    "storage-class",
+    "lock",
+    "lock-days",
+    "legal-hold",
+    "offsite",
+];
+
+/// The parts of a connection string offsite uses.
+fn parse_connection_string(
+    cs: &str,
+) -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    let (mut account, mut key, mut endpoint, mut sas) = (None, None, None, None);
+    for part in cs.split(';').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        match k.trim() {
+            "AccountName" => account = Some(v.to_string()),
+            "AccountKey" => key = Some(v.to_string()),
+            "BlobEndpoint" => endpoint = Some(v.trim_end_matches('/').to_string()),
+            "SharedAccessSignature" => sas = Some(v.trim_start_matches('?').to_string()),
+            _ => {}
+        }
+    }
+    (account, key, endpoint, sas)
+}
+
+impl AzureConfig {
+    /// Reads a location and the environment's credentials.
+    pub fn from_location(loc: &Location) -> Result<AzureConfig> {
+        Self::from_location_with(loc, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// The same with an explicit environment (tests).
+    pub fn from_location_with(
+        loc: &Location,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<AzureConfig> {
+        let bad = |msg: String, hint: &str| {
+            Error::new(ErrorKind::InvalidConfig, "azure", Operation::Open, msg)
+                .with_key(loc.as_str())
+                .with_hint(hint.to_string())
+        };
+        if loc.scheme != Scheme::Azure {
+            return Err(bad(
+                format!("{} is not an az:// location", loc.as_str()),
+                "write az://account/container/prefix",
+            ));
+        }
+        let account = loc.bucket.clone();
+        let mut endpoint = env("AZURE_STORAGE_BLOB_ENDPOINT");
+        let mut auth = None;
+        if let Some(cs) = env("AZURE_STORAGE_CONNECTION_STRING") {
+            let (acct, key, ep, sas) = parse_connection_string(&cs);
+            if acct.as_deref().is_some_and(|a| a == account) || acct.is_none() {
+                if let Some(ep) = ep {
+                    endpoint = Some(ep);
+                }
+                auth = match (key, sas) {
+                    (Some(key), _) => Some(AzureAuth::SharedKey { key }),
+                    (None, Some(token)) => Some(AzureAuth::Sas { token }),
+                    _ => None,
+                };
+            }
+        }
+        if auth.is_none() {
+            auth = env("AZURE_STORAGE_KEY")
+                .map(|key| AzureAuth::SharedKey { key })
+                .or_else(|| {
+                    env("AZURE_STORAGE_SAS_TOKEN").map(|t| AzureAuth::Sas {
+                        token: t.trim_start_matches('?').to_string(),
+                    })
+                });
+        }
+        let mut cfg = AzureConfig {
+            account: account.clone(),
+            container: loc.container.clone().unwrap_or_default(),
+            prefix: loc.prefix.clone(),
+            endpoint: endpoint
+                .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net")),
+            auth: auth.unwrap_or(AzureAuth::EntraId),
+            block_size: DEFAULT_BLOCK,
+            concurrency: 4,
+        };
+        for (k, v) in &loc.query {
+            match k.as_str() {
+                "endpoint" => cfg.endpoint = v.trim_end_matches('/').to_string(),
+                "block-size-mib" => {
+                    let mib: u64 = v.parse().ok().filter(|m| (1..=4000).contains(m)).ok_or_else(|| {
+                        bad(format!("block-size-mib={v:?} is out of range"), "give a whole number of MiB from 1 to 4000")
+                    })?;
+                    cfg.block_size = mib << 20;
+                }
+                k if ENGINE_KEYS.contains(&k) => {}
+                other => {
+                    return Err(bad(
+                        format!("unknown parameter {other:?} in an az:// location"),
+                        "az:// takes endpoint, block-size-mib, storage-class, lock, lock-days, legal-hold",
+                    ))
+                }
+            }
+        }
+        if cfg.auth == AzureAuth::EntraId && cfg.endpoint.starts_with("http://") {
+            return Err(bad(
+                "Microsoft Entra ID tokens are only sent over https, and the endpoint is http".into(),
+                "set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY for an emulator, or use an https endpoint",
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The blob name of a store-relative key.
+    pub fn full_key(&self, key: &str) -> String {
+        offsite_storage::join_key(&self.prefix, key)
+    }
+
+    /// The store-relative key of a blob name under the prefix.
+    pub fn relative_key<'a>(&self, full: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            return Some(full);
+        }
+        full.strip_prefix(&self.prefix)?.strip_prefix('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AZURITE: &str = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;";
+
+    #[test]
+    fn connection_string_gives_endpoint_and_key() {
+        let loc = Location::parse("az://devstoreaccount1/backups/app").unwrap();
+        let c = AzureConfig::from_location_with(&loc, |k| {
+            (k == "AZURE_STORAGE_CONNECTION_STRING").then(|| AZURITE.to_string())
+        })
+        .unwrap();
+        assert_eq!(c.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(c.auth, AzureAuth::SharedKey { key: "a2V5".into() });
+        assert!(
+            !format!("{c:?}").contains("a2V5"),
+            "the key never shows in Debug"
+        );
+        assert_eq!(c.full_key("x"), "app/x");
+    }
+
+    #[test]
+    fn entra_id_needs_https() {
+        let loc = Location::parse("az://acct/c?endpoint=http://127.0.0.1:1").unwrap();
+        let e = AzureConfig::from_location_with(&loc, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only sent over https"), "{e}");
+        let loc = Location::parse("az://acct/c").unwrap();
+        let c = AzureConfig::from_location_with(&loc, |_| None).unwrap();
+        assert_eq!(c.endpoint, "https://acct.blob.core.windows.net");
+        assert_eq!(c.auth, AzureAuth::EntraId);
+    }
+}

@@ -1,0 +1,86 @@
+//! Azure errors to the storage error kinds, in one place, by HTTP status and the service's
+//! `x-ms-error-code` (never by matching message text).
+
+use offsite_storage::{Error, ErrorKind, Operation};
+
+/// Where a request went, for messages.
+pub(crate) struct Ctx<'a> {
+    pub account: &'a str,
+    pub container: &'a str,
+    pub key: &'a str,
+    pub auth: &'a str,
+}
+
+pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error {
+    use azure_core::error::ErrorKind as K;
+    let (status, code) = match err.kind() {
+        K::HttpResponse {
+            status, error_code, ..
+        } => (Some(u16::from(*status)), error_code.clone()),
+        _ => (None, None),
+    };
+    let (account, container) = (ctx.account, ctx.container);
+    let (kind, hint): (ErrorKind, Option<String>) = match (status, code.as_deref()) {
+        (_, Some("ContainerNotFound")) => (
+            ErrorKind::NotFound,
+            Some(format!("container {container:?} does not exist in account {account:?}; create it or fix the URL")),
+        ),
+        (_, Some("BlobNotFound")) | (Some(404), _) => (ErrorKind::NotFound, None),
+        (_, Some("AuthenticationFailed" | "InvalidAuthenticationInfo" | "NoAuthenticationInformation")) | (Some(401), _) => (
+            ErrorKind::Unauthenticated,
+            Some(format!(
+                "authentication with {} failed; check AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN, or the Entra ID login",
+                ctx.auth
+            )),
+        ),
+        (_, Some("BlobArchived")) => (
+            ErrorKind::Archived,
+            Some("the blob is in the Archive tier and must be rehydrated first; run the restore again with --thaw to start that (hours), then once more".into()),
+        ),
+        (_, Some("BlobImmutableDueToPolicy" | "BlobImmutableDueToLegalHold" | "ImmutabilityPolicyDeleteOnLockedPolicy")) => (
+            ErrorKind::Locked,
+            Some("the blob is under an immutability policy or legal hold and cannot be changed before it expires".into()),
+        ),
+        (_, Some("BlobAlreadyExists")) => (ErrorKind::AlreadyExists, None),
+        (_, Some("ConditionNotMet")) | (Some(412), _) => (ErrorKind::PreconditionFailed, None),
+        (_, Some("Md5Mismatch" | "Crc64Mismatch" | "InvalidMd5")) => (
+            ErrorKind::Corrupt,
+            Some("the service received different bytes than were sent; the block is sent again from the spool".into()),
+        ),
+        (_, Some("ServerBusy" | "OperationTimedOut")) | (Some(429 | 503), _) => (ErrorKind::RateLimited, None),
+        (_, Some("AuthorizationFailure" | "AuthorizationPermissionMismatch" | "InsufficientAccountPermissions")) | (Some(403), _) => (
+            ErrorKind::PermissionDenied,
+            Some(format!(
+                "the {} credentials were refused or may not do this on container {container:?}; check the key, the SAS's permissions and expiry, or the role assignment",
+                ctx.auth
+            )),
+        ),
+        (_, Some("InvalidBlobTier" | "InvalidHeaderValue" | "InvalidQueryParameterValue")) | (Some(400), _) => (ErrorKind::InvalidConfig, None),
+        (Some(s), _) if s >= 500 => (ErrorKind::Transient, None),
+        (None, _) if matches!(err.kind(), K::Io | K::Connection) => (
+            ErrorKind::Transient,
+            Some("cannot reach the Azure endpoint; check the network and the endpoint URL".into()),
+        ),
+        _ => (ErrorKind::Other, None),
+    };
+    let what = match (&code, status) {
+        (Some(c), _) => c.clone(),
+        (None, Some(s)) => format!("HTTP {s}"),
+        (None, None) => err.to_string(),
+    };
+    let mut e = Error::new(
+        kind,
+        "azure",
+        op,
+        format!("az://{account}/{container}: {what}"),
+    )
+    .with_key(ctx.key)
+    .with_source(err);
+    if kind == ErrorKind::Corrupt {
+        e = e.retryable(true);
+    }
+    if let Some(h) = hint {
+        e = e.with_hint(h);
+    }
+    e
+}
