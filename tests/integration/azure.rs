@@ -3,16 +3,14 @@
 //! immutability-policy and legal-hold requests (which Azurite does not implement) checked
 //! against a local HTTP server for their documented REST shape.
 
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use offsite_azure::{AzureConfig, AzureStore};
 use offsite_storage::conformance::Fixture;
 use offsite_storage::{Location, Storage, StorageExt};
 
 use crate::common::*;
-use crate::proxy::Proxy;
+use crate::proxy::{kill_mid_upload, rerun_resumed, Proxy, RecordingServer};
 
 /// Azurite's published development account and key (Azurite README); not a secret.
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -122,69 +120,29 @@ async fn an_azure_push_killed_mid_upload_reuses_the_staged_blocks() {
     let container = bucket("resume");
     let s = store(&container, "app").await;
     let proxy = Proxy::start(&emulator("OFFSITE_TEST_AZURITE").replace("/devstoreaccount1", ""));
-    proxy
-        .throttle
-        .store(8 << 20, std::sync::atomic::Ordering::Relaxed);
     let endpoint = format!("{}/{AZURITE_ACCOUNT}", proxy.endpoint);
     let url = format!("az://{AZURITE_ACCOUNT}/{container}/app?block-size-mib=4");
     let src = sb.archive(NAME, 40 << 20, 8);
-    let mut child = sb
-        .std_cmd()
-        .env(
-            "AZURE_STORAGE_CONNECTION_STRING",
-            connection_string(&endpoint),
-        )
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while proxy.forwarded() < (20 << 20) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "upload did not progress"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut push = sb.std_cmd();
+    push.env(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        connection_string(&endpoint),
+    )
+    .arg("push")
+    .arg(&src)
+    .args(["-r", &sb.recipient, "--to", &url]);
+    kill_mid_upload(&proxy, push, 20 << 20);
     assert!(
         s.head(&format!("{NAME}.age")).await.is_err(),
         "nothing visible before the block list"
     );
-    proxy
-        .throttle
-        .store(0, std::sync::atomic::Ordering::Relaxed);
-    let o = sb
-        .az_cmd(&endpoint)
+    let mut again = sb.az_cmd(&endpoint);
+    again
         .arg("push")
         .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
-    assert_code(&o, 0);
-    let out = stdout(&o);
-    assert!(
-        out.contains("resumed from the spool of an earlier run"),
-        "{out}"
-    );
-    let line = out
-        .lines()
-        .find(|l| l.contains("parts were already on the server"))
-        .unwrap_or_else(|| panic!("{out}"));
-    let reused: u32 = line
-        .split("upload: ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(reused >= 2, "{line}");
+        .args(["-r", &sb.recipient, "--to", &url]);
+    let (reused, _) = rerun_resumed(&proxy, again);
+    assert!(reused >= 2, "{reused} blocks reused");
     let o = sb
         .az_cmd(&endpoint)
         .args(["restore", &url, "--latest", "-o", "back", "-i"])
@@ -244,40 +202,8 @@ async fn azure_errors_name_the_container_and_the_auth_method() {
 /// ?comp=legalhold` with `x-ms-legal-hold: true`), both signed with Shared Key.
 #[tokio::test(flavor = "multi_thread")]
 async fn immutability_and_legal_hold_requests_match_the_rest_reference_on_a_local_server() {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!(
-        "http://{}/{AZURITE_ACCOUNT}",
-        listener.local_addr().unwrap()
-    );
-    let seen = Arc::new(std::sync::Mutex::new(
-        Vec::<(String, Vec<(String, String)>)>::new(),
-    ));
-    let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut headers = Vec::new();
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.trim_end().split_once(':') {
-                    headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-                }
-            }
-            seen2
-                .lock()
-                .unwrap()
-                .push((line.trim().to_string(), headers));
-            write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-ms-request-id: 1\r\nConnection: close\r\n\r\n").unwrap();
-        }
-    });
+    let server = RecordingServer::start("");
+    let endpoint = format!("{}/{AZURITE_ACCOUNT}", server.endpoint);
     let url = format!("az://{AZURITE_ACCOUNT}/backups/app");
     let cs = connection_string(&endpoint);
     let cfg = AzureConfig::from_location_with(&Location::parse(&url).unwrap(), |k| {
@@ -298,44 +224,39 @@ async fn immutability_and_legal_hold_requests_match_the_rest_reference_on_a_loca
     .await
     .unwrap();
     s.set_legal_hold("x.age", true).await.unwrap();
-    let seen = seen.lock().unwrap();
-    let header = |i: usize, name: &str| {
-        seen[i]
-            .1
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let seen = server.requests.lock().unwrap();
     assert!(
         seen[0]
-            .0
+            .line
             .starts_with("PUT /devstoreaccount1/backups/app%2Fx.age?comp=immutabilityPolicies"),
         "{}",
-        seen[0].0
+        seen[0].line
     );
     assert_eq!(
-        header(0, "x-ms-immutability-policy-until-date").as_deref(),
+        seen[0].header("x-ms-immutability-policy-until-date"),
         Some("Thu, 03 Dec 2026 02:00:00 GMT")
     );
     // The reference spells the values Unlocked / Locked; the SDK sends them lower-case, which
     // the service accepts.
     assert_eq!(
-        header(0, "x-ms-immutability-policy-mode")
-            .map(|m| m.to_ascii_lowercase())
+        seen[0]
+            .header("x-ms-immutability-policy-mode")
+            .map(str::to_ascii_lowercase)
             .as_deref(),
         Some("unlocked")
     );
-    assert!(header(0, "authorization")
+    assert!(seen[0]
+        .header("authorization")
         .unwrap()
         .starts_with("SharedKey devstoreaccount1:"));
     assert!(
         seen[1]
-            .0
+            .line
             .starts_with("PUT /devstoreaccount1/backups/app%2Fx.age?comp=legalhold"),
         "{}",
-        seen[1].0
+        seen[1].line
     );
-    assert_eq!(header(1, "x-ms-legal-hold").as_deref(), Some("true"));
+    assert_eq!(seen[1].header("x-ms-legal-hold"), Some("true"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,16 +3,14 @@
 //! resume after SIGKILL, retention; and the retention and hold requests checked against a
 //! local HTTP server for their documented JSON API shape.
 
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use offsite_gcs::{GcsConfig, GcsStore};
 use offsite_storage::conformance::Fixture;
 use offsite_storage::{ErrorKind, Location, Storage, StorageExt};
 
 use crate::common::*;
-use crate::proxy::Proxy;
+use crate::proxy::{kill_mid_upload, rerun_resumed, Proxy, RecordingServer};
 
 pub async fn store(bucket: &str, prefix: &str) -> GcsStore {
     let endpoint = emulator("OFFSITE_TEST_GCS");
@@ -109,65 +107,25 @@ async fn a_gcs_push_killed_mid_upload_resumes_from_the_persisted_offset() {
     let name = bucket("resume");
     let s = store(&name, "app").await;
     let proxy = Proxy::start(&emulator("OFFSITE_TEST_GCS"));
-    proxy
-        .throttle
-        .store(8 << 20, std::sync::atomic::Ordering::Relaxed);
     let url = format!("gs://{name}/app?endpoint={}", proxy.endpoint);
     let src = sb.archive(NAME, 40 << 20, 8);
-    let mut child = sb
-        .std_cmd()
-        .arg("push")
+    let mut push = sb.std_cmd();
+    push.arg("push")
         .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Chunks are 8 MiB and sent one after another: past 18 MiB, two are persisted.
-    let start = Instant::now();
-    while proxy.forwarded() < (18 << 20) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "upload did not progress"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+        .args(["-r", &sb.recipient, "--to", &url]);
+    // Chunks are 8 MiB and go one after another: past 18 MiB, two are persisted.
+    kill_mid_upload(&proxy, push, 18 << 20);
     assert!(
         s.head(&format!("{NAME}.age")).await.is_err(),
         "nothing visible before the last chunk"
     );
-    proxy
-        .throttle
-        .store(0, std::sync::atomic::Ordering::Relaxed);
-    let o = sb
-        .cmd()
+    let mut again = sb.cmd();
+    again
         .arg("push")
         .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
-    assert_code(&o, 0);
-    let out = stdout(&o);
-    assert!(
-        out.contains("resumed from the spool of an earlier run"),
-        "{out}"
-    );
-    let line = out
-        .lines()
-        .find(|l| l.contains("parts were already on the server"))
-        .unwrap_or_else(|| panic!("{out}"));
-    let reused: u32 = line
-        .split("upload: ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(reused >= 2, "{line}");
+        .args(["-r", &sb.recipient, "--to", &url]);
+    let (reused, _) = rerun_resumed(&proxy, again);
+    assert!(reused >= 2, "{reused} chunks reused");
     let o = sb
         .cmd()
         .args(["restore", &url, "--latest", "-o", "back", "-i"])
@@ -234,47 +192,9 @@ fn reqwest_free_post(url: &str, body: &str) -> String {
 /// "retainUntilTime": RFC 3339}}`; a temporary hold with `{"temporaryHold": true}`.
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_and_hold_requests_match_the_json_api_reference_on_a_local_server() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(std::sync::Mutex::new(Vec::<(
-        String,
-        String,
-        serde_json::Value,
-    )>::new()));
-    let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut parts = line.split_whitespace();
-            let (method, path) = (
-                parts.next().unwrap_or("").to_string(),
-                parts.next().unwrap_or("").to_string(),
-            );
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).unwrap();
-            let json: serde_json::Value =
-                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            seen2.lock().unwrap().push((method, path, json));
-            let resp = r#"{"name":"app/x","bucket":"bkt","size":"1","generation":"1"}"#;
-            write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{resp}", resp.len()).unwrap();
-        }
-    });
-    let url = format!("gs://bkt/app?endpoint={endpoint}");
+    let server =
+        RecordingServer::start(r#"{"name":"app/x","bucket":"bkt","size":"1","generation":"1"}"#);
+    let url = format!("gs://bkt/app?endpoint={}", server.endpoint);
     let s = GcsStore::open(
         GcsConfig::from_location(&Location::parse(&url).unwrap()).unwrap(),
         &url,
@@ -294,15 +214,27 @@ async fn retention_and_hold_requests_match_the_json_api_reference_on_a_local_ser
     .await
     .unwrap();
     s.set_hold("x", true).await.unwrap();
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen[0].0, "PATCH");
-    assert_eq!(seen[0].1, "/storage/v1/b/bkt/o/app%2Fx");
+    let seen = server.requests.lock().unwrap();
+    let json = |i: usize| serde_json::from_slice::<serde_json::Value>(&seen[i].body).unwrap();
+    assert!(
+        seen[0]
+            .line
+            .starts_with("PATCH /storage/v1/b/bkt/o/app%2Fx "),
+        "{}",
+        seen[0].line
+    );
     assert_eq!(
-        seen[0].2,
+        json(0),
         serde_json::json!({"retention": {"mode": "Locked", "retainUntilTime": "2026-12-03T02:00:00Z"}})
     );
-    assert_eq!(seen[1].0, "PATCH");
-    assert_eq!(seen[1].2, serde_json::json!({"temporaryHold": true}));
+    assert!(
+        seen[1]
+            .line
+            .starts_with("PATCH /storage/v1/b/bkt/o/app%2Fx "),
+        "{}",
+        seen[1].line
+    );
+    assert_eq!(json(1), serde_json::json!({"temporaryHold": true}));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -97,3 +97,134 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, limits: Option<Limits>) {
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+/// SIGKILLs `push` (going through `proxy`, slowed to 8 MiB/s) once `kill_after` bytes have
+/// passed; returns when it is dead and its buffered bytes have drained.
+pub fn kill_mid_upload(proxy: &Proxy, mut push: std::process::Command, kill_after: u64) {
+    proxy.throttle.store(8 << 20, Ordering::Relaxed);
+    let mut child = push
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while proxy.forwarded() < kill_after {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the upload did not progress"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    proxy.throttle.store(0, Ordering::Relaxed);
+    // The dead client's socket buffers still drain through the proxy; wait until they have.
+    let mut seen = proxy.forwarded();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = proxy.forwarded();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+}
+
+/// Runs the push again and checks that it resumed: returns the parts it found on the server
+/// and the bytes it sent through the proxy.
+pub fn rerun_resumed(proxy: &Proxy, mut push: assert_cmd::Command) -> (u32, u64) {
+    let before = proxy.forwarded();
+    let o = push.output().unwrap();
+    crate::common::assert_code(&o, 0);
+    let out = crate::common::stdout(&o);
+    assert!(
+        out.contains("resumed from the spool of an earlier run"),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains("parts were already on the server"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let reused = line
+        .split("upload: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (reused, proxy.forwarded() - before)
+}
+
+/// One request as a [`RecordingServer`] saw it.
+pub struct Recorded {
+    pub line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A local HTTP server that records every request and answers each with `body` (JSON, 200):
+/// for checking requests against a provider's documented REST shape where no emulator
+/// implements the call.
+pub struct RecordingServer {
+    pub endpoint: String,
+    pub requests: Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl RecordingServer {
+    pub fn start(body: &'static str) -> RecordingServer {
+        use std::io::BufRead;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut req_body = vec![0u8; len];
+                reader.read_exact(&mut req_body).unwrap();
+                seen.lock().unwrap().push(Recorded {
+                    line: line.trim().to_string(),
+                    headers,
+                    body: req_body,
+                });
+                write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nx-ms-request-id: 1\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        RecordingServer { endpoint, requests }
+    }
+}

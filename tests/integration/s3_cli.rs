@@ -1,13 +1,10 @@
 //! push, ls, verify and restore on s3:// end to end, against moto and s3s-fs; resume after
 //! SIGKILL; Object Lock; storage classes and Glacier; error messages.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use offsite_storage::{ErrorKind, Storage};
 
 use crate::common::*;
-use crate::proxy::Proxy;
+use crate::proxy::{kill_mid_upload, rerun_resumed, Proxy};
 
 /// A bucket on an emulator and the URL offsite takes for it.
 struct Bucket {
@@ -181,37 +178,18 @@ async fn a_push_killed_mid_upload_resumes_and_sends_only_missing_parts() {
     let sb = Sandbox::new();
     let name = bucket("resume");
     let store = crate::s3::store("OFFSITE_TEST_S3S", &name, "app", false).await;
-    // Slow the upload down so that the kill lands between parts.
     let proxy = Proxy::start(&emulator("OFFSITE_TEST_S3S"));
-    proxy
-        .throttle
-        .store(8 << 20, std::sync::atomic::Ordering::Relaxed);
     let url = format!(
         "s3://{name}/app?endpoint={}&part-size-mib=5",
         proxy.endpoint
     );
     let src = sb.archive(NAME, 40 << 20, 8);
-    let mut child = sb
-        .s3_std_cmd()
-        .arg("push")
+    let mut push = sb.s3_std_cmd();
+    push.arg("push")
         .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill once the first parts have gone through: four are in flight at once, so the first
-    // four complete after about 20 MiB.
-    let start = Instant::now();
-    while proxy.forwarded() < (26 << 20) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "upload did not progress"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+        .args(["-r", &sb.recipient, "--to", &url]);
+    // Three parts are in flight at once: the first ones complete after about 15 MiB.
+    kill_mid_upload(&proxy, push, 26 << 20);
     assert!(
         store.head(&format!("{NAME}.age")).await.is_err(),
         "no object before completion"
@@ -220,54 +198,18 @@ async fn a_push_killed_mid_upload_resumes_and_sends_only_missing_parts() {
         store.head(&format!("{NAME}.manifest.json")).await.is_err(),
         "no manifest"
     );
-
-    proxy
-        .throttle
-        .store(0, std::sync::atomic::Ordering::Relaxed);
-    // The dead client's socket buffers still drain through the proxy; wait until they have.
-    let mut before = proxy.forwarded();
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = proxy.forwarded();
-        if now == before {
-            break;
-        }
-        before = now;
-    }
-    let o = sb
-        .s3_cmd()
+    let mut again = sb.s3_cmd();
+    again
         .arg("push")
         .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
-    assert_code(&o, 0);
-    let out = stdout(&o);
-    assert!(
-        out.contains("resumed from the spool of an earlier run"),
-        "{out}"
-    );
-    let line = out
-        .lines()
-        .find(|l| l.contains("parts were already on the server"))
-        .unwrap_or_else(|| panic!("{out}"));
-    let reused: u32 = line
-        .split("upload: ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(reused >= 1, "{line}");
+        .args(["-r", &sb.recipient, "--to", &url]);
+    let (reused, resent) = rerun_resumed(&proxy, again);
+    assert!(reused >= 1, "{reused} parts reused");
     // Only the missing parts crossed the wire again.
-    let resent = proxy.forwarded() - before;
     assert!(
         resent < (40 << 20) - (u64::from(reused) * (5 << 20)) + (4 << 20),
-        "resent {resent} bytes: {line}"
+        "resent {resent} bytes, {reused} parts reused"
     );
-
     let o = sb
         .s3_cmd()
         .args(["restore", &url, "--latest", "-o", "back", "-i"])

@@ -184,10 +184,7 @@ impl AzureConfig {
 
     /// The store-relative key of a blob name under the prefix.
     pub fn relative_key<'a>(&self, full: &'a str) -> Option<&'a str> {
-        if self.prefix.is_empty() {
-            return Some(full);
-        }
-        full.strip_prefix(&self.prefix)?.strip_prefix('/')
+        offsite_storage::strip_store_prefix(&self.prefix, full)
     }
 }
 

@@ -590,13 +590,7 @@ impl Storage for AzureStore {
 
     fn list(&self, prefix: &str) -> ListStream<'_> {
         let i = &self.inner;
-        let rel = prefix.trim_matches('/');
-        let full = match (i.cfg.prefix.as_str(), rel) {
-            ("", "") => String::new(),
-            ("", r) => format!("{r}/"),
-            (p, "") => format!("{p}/"),
-            (p, r) => format!("{p}/{r}/"),
-        };
+        let full = offsite_storage::listing_prefix(&i.cfg.prefix, prefix);
         let opts = BlobContainerClientListBlobsOptions {
             prefix: (!full.is_empty()).then(|| full.clone()),
             ..Default::default()

@@ -105,10 +105,7 @@ impl S3Config {
 
     /// The store-relative key of a full key, if it lies under the prefix.
     pub fn relative_key<'a>(&self, full: &'a str) -> Option<&'a str> {
-        if self.prefix.is_empty() {
-            return Some(full);
-        }
-        full.strip_prefix(&self.prefix)?.strip_prefix('/')
+        offsite_storage::strip_store_prefix(&self.prefix, full)
     }
 }
 

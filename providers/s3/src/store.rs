@@ -776,14 +776,8 @@ impl Storage for S3Store {
 
     fn list(&self, prefix: &str) -> ListStream<'_> {
         let i = &self.inner;
-        let rel = prefix.trim_matches('/');
-        let full = match (i.cfg.prefix.as_str(), rel) {
-            ("", "") => String::new(),
-            ("", r) => format!("{r}/"),
-            (p, "") => format!("{p}/"),
-            (p, r) => format!("{p}/{r}/"),
-        };
-        stream::try_unfold(Some(None::<String>), move |token| {
+        let full = offsite_storage::listing_prefix(&i.cfg.prefix, prefix);
+        offsite_storage::flatten_pages(stream::try_unfold(Some(None::<String>), move |token| {
             let full = full.clone();
             async move {
                 let Some(token) = token else { return Ok(None) };
@@ -818,15 +812,7 @@ impl Storage for S3Store {
                 };
                 Ok(Some((items, next)))
             }
-        })
-        .map(
-            |page: offsite_storage::Result<Vec<ObjectMeta>>| match page {
-                Ok(items) => stream::iter(items.into_iter().map(Ok)).left_stream(),
-                Err(e) => stream::once(async move { Err(e) }).right_stream(),
-            },
-        )
-        .flatten()
-        .boxed()
+        }))
     }
 
     async fn delete(&self, key: &str) -> offsite_storage::Result<()> {

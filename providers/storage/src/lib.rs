@@ -30,8 +30,10 @@ pub use multipart::{
 };
 pub use retry::RetryPolicy;
 pub use sequential::{ObjectDigest, Sequential, SessionState};
-pub use storage::{ByteStream, GetResult, ListStream, ObjectWriter, Storage, StorageExt};
+pub use storage::{
+    flatten_pages, ByteStream, GetResult, ListStream, ObjectWriter, Storage, StorageExt,
+};
 pub use types::{
-    join_key, key_under_prefix, validate_key, Capabilities, Checksum, GetRange, LockMode, Metadata,
-    ObjectMeta, PutOptions, Receipt, Retention,
+    join_key, key_under_prefix, listing_prefix, strip_store_prefix, validate_key, Capabilities,
+    Checksum, GetRange, LockMode, Metadata, ObjectMeta, PutOptions, Receipt, Retention,
 };

@@ -328,7 +328,7 @@ impl Storage for LocalStore {
             dirs: vec![start],
             first: true,
         };
-        stream::try_unfold(walk, |mut walk| async move {
+        crate::storage::flatten_pages(stream::try_unfold(walk, |mut walk| async move {
             // One directory per step: a lazy listing, a page per directory.
             while let Some(dir) = walk.dirs.pop() {
                 let first = std::mem::replace(&mut walk.first, false);
@@ -393,20 +393,16 @@ impl Storage for LocalStore {
                             walk.root.join(&walk.prefix).display(),
                         );
                         if err.kind() == ErrorKind::NotFound {
-                            err = err.with_hint("check the path; push creates the directory on first use");
+                            err = err.with_hint(
+                                "check the path; push creates the directory on first use",
+                            );
                         }
                         return Err(err);
                     }
                 }
             }
             Ok(None)
-        })
-        .map(|page: Result<Vec<ObjectMeta>>| match page {
-            Ok(files) => stream::iter(files.into_iter().map(Ok)).left_stream(),
-            Err(e) => stream::once(async move { Err(e) }).right_stream(),
-        })
-        .flatten()
-        .boxed()
+        }))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

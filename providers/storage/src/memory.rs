@@ -350,7 +350,7 @@ impl Storage for MemoryStore {
     fn list(&self, prefix: &str) -> ListStream<'_> {
         let prefix = prefix.trim_matches('/').to_string();
         // Pages of PAGE keys, each read under the lock on its own, like a paged API.
-        stream::try_unfold(Some(String::new()), move |after| {
+        crate::storage::flatten_pages(stream::try_unfold(Some(String::new()), move |after| {
             let prefix = prefix.clone();
             async move {
                 let Some(after) = after else { return Ok(None) };
@@ -375,13 +375,7 @@ impl Storage for MemoryStore {
                 let next = (page.len() == PAGE).then(|| page[PAGE - 1].key.clone());
                 Ok(Some((page, next)))
             }
-        })
-        .map(|page: Result<Vec<ObjectMeta>>| match page {
-            Ok(p) => stream::iter(p.into_iter().map(Ok)).left_stream(),
-            Err(e) => stream::once(async move { Err(e) }).right_stream(),
-        })
-        .flatten()
-        .boxed()
+        }))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

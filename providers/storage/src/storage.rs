@@ -149,3 +149,19 @@ pub trait StorageExt: Storage {
 }
 
 impl<T: Storage + ?Sized> StorageExt for T {}
+
+/// Turns a stream of listing pages into the flat stream [`Storage::list`] returns; an error
+/// page ends it.
+pub fn flatten_pages<'a, S>(pages: S) -> ListStream<'a>
+where
+    S: futures::Stream<Item = Result<Vec<ObjectMeta>>> + Send + 'a,
+{
+    use futures::StreamExt;
+    pages
+        .map(|page| match page {
+            Ok(items) => futures::stream::iter(items.into_iter().map(Ok)).left_stream(),
+            Err(e) => futures::stream::once(async move { Err(e) }).right_stream(),
+        })
+        .flatten()
+        .boxed()
+}

@@ -294,6 +294,27 @@ pub fn join_key(prefix: &str, name: &str) -> String {
     }
 }
 
+/// The store-relative key of a provider name under a store prefix (`None` outside it): the
+/// inverse of [`join_key`].
+pub fn strip_store_prefix<'a>(store_prefix: &str, full: &'a str) -> Option<&'a str> {
+    let p = store_prefix.trim_matches('/');
+    if p.is_empty() {
+        return Some(full);
+    }
+    full.strip_prefix(p)?.strip_prefix('/')
+}
+
+/// The provider-side prefix that lists `rel` (segment-wise) under a store prefix: ends in `/`
+/// unless both are empty, so that `a/b` never lists `a/bc`.
+pub fn listing_prefix(store_prefix: &str, rel: &str) -> String {
+    match (store_prefix.trim_matches('/'), rel.trim_matches('/')) {
+        ("", "") => String::new(),
+        ("", r) => format!("{r}/"),
+        (p, "") => format!("{p}/"),
+        (p, r) => format!("{p}/{r}/"),
+    }
+}
+
 /// Whether `key` lies under the listing prefix `prefix`, segment-wise (`a/b` holds `a/b/c`, not
 /// `a/bc`). An empty prefix holds every key.
 pub fn key_under_prefix(key: &str, prefix: &str) -> bool {
@@ -316,6 +337,17 @@ mod tests {
         assert!(!key_under_prefix("a/bc", "a/b"));
         assert!(!key_under_prefix("a/b", "a/b"));
         assert!(key_under_prefix("anything", ""));
+    }
+
+    #[test]
+    fn store_prefixes_map_both_ways() {
+        assert_eq!(strip_store_prefix("app", "app/x/y"), Some("x/y"));
+        assert_eq!(strip_store_prefix("app", "apple/x"), None);
+        assert_eq!(strip_store_prefix("", "x"), Some("x"));
+        assert_eq!(listing_prefix("", ""), "");
+        assert_eq!(listing_prefix("app", ""), "app/");
+        assert_eq!(listing_prefix("", "a/b/"), "a/b/");
+        assert_eq!(listing_prefix("app", "a"), "app/a/");
     }
 
     #[test]
