@@ -250,8 +250,8 @@ pub fn parse_time_arg(s: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
-/// Checks an archive name: one path segment that a store can hold. An encrypted push refuses a
-/// name that already ends in `.age` (it would be stored as `.age.age`).
+/// Checks an archive name: one path segment that a store can hold, not ending in `.age` (an
+/// encrypted archive `X` keeps its data in `X.age`, so an archive named `X.age` could collide).
 pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("the archive name is empty".into());
@@ -273,10 +273,17 @@ pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
             ));
         }
     }
-    if encrypted && name.ends_with(AGE_SUFFIX) {
-        return Err(format!(
-            "archive name {name:?} already ends with .age; push the unencrypted archive (offsite encrypts it) or use --no-encrypt to store it as it is"
-        ));
+    if name.ends_with(AGE_SUFFIX) {
+        return Err(if encrypted {
+            format!(
+                "archive name {name:?} already ends with .age; push the unencrypted archive (offsite encrypts it), or rename the file"
+            )
+        } else {
+            format!(
+                "archive name {name:?} ends with .age, which is where the encrypted archive {:?} keeps its data; rename it (--name) so the two can never share an object",
+                name.trim_end_matches(AGE_SUFFIX)
+            )
+        });
     }
     offsite_storage::validate_key(name, "archive", offsite_storage::Operation::Put)
         .map_err(|e| e.message().to_string())
@@ -340,8 +347,10 @@ mod tests {
         assert!(validate_name("x/y", true).is_err());
         assert!(validate_name("x.age", true)
             .unwrap_err()
-            .contains("--no-encrypt"));
-        assert!(validate_name("x.age", false).is_ok());
+            .contains("offsite encrypts it"));
+        assert!(validate_name("x.age", false)
+            .unwrap_err()
+            .contains("share an object"));
         assert!(validate_name("app-backup-20261126_020000.tar.gz", true).is_ok());
     }
 

@@ -77,6 +77,20 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             });
             continue;
         }
+        if !selected
+            .iter()
+            .any(|e| e.state == crate::engine::inventory::State::Complete)
+        {
+            reports.push(CopyReport {
+                url: loc.url().into(),
+                archive: args.archive.clone().unwrap_or_default(),
+                depth: if args.deep { "deep" } else { "quick" },
+                verdict: Verdict::Missing,
+                detail:
+                    "no complete copy here: only uploads that never committed or damaged manifests"
+                        .into(),
+            });
+        }
         for entry in selected {
             if args.deep
                 && identities.is_none()

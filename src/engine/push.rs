@@ -128,10 +128,26 @@ impl PushReport {
 enum Plan {
     /// Upload to it.
     Active,
-    /// A manifest is there: compare digests once the source is hashed.
+    /// A manifest is there but its data object is gone or the wrong size: upload, and commit
+    /// only if the archive is the one the manifest describes.
+    Repair(Box<Manifest>),
+    /// A complete copy is there: compare digests once the source is hashed.
     Deferred(Box<Manifest>),
     /// Decided already.
     Done(Status, String),
+}
+
+impl Plan {
+    fn uploads(&self) -> bool {
+        matches!(self, Plan::Active | Plan::Repair(_))
+    }
+
+    fn repairs(&self) -> Option<&Manifest> {
+        match self {
+            Plan::Repair(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// The time an archive was made: from its name, else the file's mtime, else now.
@@ -148,7 +164,8 @@ pub fn creation_time(name: &str, source: &Source) -> (DateTime<Utc>, CreatedFrom
 }
 
 /// Runs one push. Per-destination failures are in the report; an `Err` means nothing could
-/// be attempted (the source could not be read, the spool could not be written).
+/// be attempted (the source could not be read, the spool could not be written, another push
+/// of the same archive to the same destinations is running).
 pub async fn run(req: PushRequest) -> Result<PushReport> {
     let encrypted = !req.recipients.is_empty();
     let (created, created_from) = creation_time(&req.name, &req.source);
@@ -157,42 +174,39 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         .iter()
         .map(|d| ArchiveKeys::new(key_prefix(&d.location), &req.name, encrypted))
         .collect();
-
-    // What is there already?
-    let mut plans = Vec::new();
-    for (dest, k) in req.destinations.iter().zip(&keys) {
-        let plan = match read_manifest(dest.store.as_ref(), &k.manifest).await {
-            Err(e) => Plan::Done(Status::Failed, format!("cannot read {}: {e}", k.manifest)),
-            Ok(None) => Plan::Active,
-            Ok(Some(_)) if req.overwrite => Plan::Active,
-            Ok(Some(Ok(m))) => Plan::Deferred(Box::new(m)),
-            Ok(Some(Err(bad))) => Plan::Done(
-                Status::Refused,
-                format!(
-                    "the manifest {} is unreadable ({bad}); inspect that copy, or pass --overwrite to replace it",
-                    k.manifest
-                ),
-            ),
-        };
-        plans.push(plan);
-    }
     let urls: Vec<String> = req
         .destinations
         .iter()
         .map(|d| d.url().to_string())
         .collect();
     let work = spool::work_dir(&req.name, &urls);
+    // One push of an archive to a set of destinations at a time on this machine: a second one
+    // would discard the first one's spool and uploads under it.
+    let _lock = spool::lock_work_dir(&work, &req.name)?;
+
+    // What is there already?
+    let mut plans = Vec::new();
+    for (dest, k) in req.destinations.iter().zip(&keys) {
+        plans.push(plan(dest, k, req.overwrite).await);
+    }
     let recipient_strings: Vec<String> = {
         let mut v: Vec<String> = req.recipients.iter().map(|r| r.to_string()).collect();
         v.sort();
         v
     };
-    let active: Vec<usize> = (0..plans.len())
-        .filter(|&i| matches!(plans[i], Plan::Active))
-        .collect();
+    let active: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].uploads()).collect();
     let pb = req.progress.clone();
-    let source_len = match &req.source {
-        Source::File(f, _) => f.metadata().ok().map(|m| m.len()),
+    // age adds 16 bytes per 64 KiB chunk and a header: an upper bound of the stored size, so
+    // that multipart part sizes are chosen for the ciphertext, not the plaintext.
+    let stored_bound = match &req.source {
+        Source::File(f, _) => f.metadata().ok().map(|m| {
+            let n = m.len();
+            if encrypted {
+                n + (n / 65_536 + 1) * 16 + (64 << 10)
+            } else {
+                n
+            }
+        }),
         Source::Stdin => None,
     };
     let mut source = Some(req.source);
@@ -209,8 +223,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 std::fs::metadata(&j.spool)
                     .map(|m| m.len() == s.size)
                     .unwrap_or(false)
-            });
-        let reusable = reusable && !active.is_empty();
+            })
+            && !active.is_empty();
         if reusable {
             let (digest, rewound) = hash_source(source.take().expect("source"), pb.clone()).await?;
             source = rewound;
@@ -267,13 +281,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         let is_resume = journal.complete;
         let mut spool_file = None;
         if !is_resume {
-            std::fs::create_dir_all(&work)
-                .with_context(|| format!("cannot create the spool directory {}", work.display()))?;
             let sp = work.join("data.spool");
-            spool_file = Some(
-                File::create(&sp)
-                    .with_context(|| format!("cannot create the spool {}", sp.display()))?,
-            );
+            spool_file = Some(spool::create_spool(&sp)?);
             journal.spool = sp;
             journal.save(&work)?;
         }
@@ -283,6 +292,13 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         };
         let (tx, rx) = spool::progress_channel(initial);
         let tx = Arc::new(tx);
+        // The digests, once the spool is complete: each destination commits as soon as its own
+        // upload is done, without waiting for the slower ones.
+        let (digests_tx, digests_rx) =
+            tokio::sync::watch::channel(match (&journal.plaintext, &journal.stored, is_resume) {
+                (Some(p), Some(s), true) => Some((p.clone(), s.clone())),
+                _ => None,
+            });
         let priors: BTreeMap<String, serde_json::Value> = journal
             .destinations
             .iter()
@@ -292,17 +308,19 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             journal: Arc::new(std::sync::Mutex::new(journal.clone())),
             work: work.clone(),
         };
+        let facts = Arc::new(CommitFacts {
+            name: req.name.clone(),
+            created,
+            created_from,
+            recipients: req.recipients.clone(),
+        });
 
-        // Every active destination gets a reader on the spool, opened now so that the host
-        // destination may rename the spool into place while others still read it.
         let mut uploads = Vec::new();
         let mut linked = false;
         for &i in &active {
-            if reports[i].is_some() {
-                continue;
-            }
             let dest = req.destinations[i].clone();
-            let key = keys[i].object.clone();
+            let keys_i = keys[i].clone();
+            let key = keys_i.object.clone();
             // The first local destination on the spool's file system takes the spool by hard
             // link: the bytes are written once, and a full destination disk fails only itself.
             // Only one: hard-linked copies would be one file, not two copies.
@@ -313,7 +331,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 }
                 Ok(_) => false,
                 Err(e) => {
-                    reports[i] = Some(failed(&dest, &keys[i], format!("{e:#}")));
+                    reports[i] = Some(failed(&dest, &keys_i, format!("{e:#}")));
                     continue;
                 }
             };
@@ -331,13 +349,15 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             let rx = rx.clone();
             let spool_path = journal.spool.clone();
             let mut options = PutOptions::default();
-            options.size_hint = journal.stored.as_ref().map(|s| s.size).or(source_len);
+            options.size_hint = journal.stored.as_ref().map(|s| s.size).or(stored_bound);
             options.storage_class = dest.options.storage_class.clone();
             options.retention = dest.options.retention(created);
             options.legal_hold = dest.options.legal_hold;
-            options.legal_hold = dest.options.legal_hold;
             let prior = priors.get(dest.url()).cloned();
             let shared = shared.clone();
+            let mut digests_rx = digests_rx.clone();
+            let facts = facts.clone();
+            let expect = plans[i].repairs().map(|m| m.plaintext.sha256.clone());
             uploads.push(async move {
                 let res = match (tail, multipart, sequential) {
                     (Some(tail), _, _) => {
@@ -375,7 +395,27 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                         .await
                         .map(|r| (r, None)),
                 };
-                (i, res)
+                let report = match res {
+                    Ok((receipt, resumed_parts)) => match wait_digests(&mut digests_rx).await {
+                        Ok((plaintext, stored)) => {
+                            let mut r = commit(
+                                &dest,
+                                &keys_i,
+                                &facts,
+                                receipt,
+                                &plaintext,
+                                &stored,
+                                expect.as_deref(),
+                            )
+                            .await;
+                            r.resumed_parts = resumed_parts;
+                            r
+                        }
+                        Err(e) => failed(&dest, &keys_i, format!("{e:#}")),
+                    },
+                    Err(e) => failed(&dest, &keys_i, format!("{e:#}")),
+                };
+                (i, report)
             });
         }
         let producer = async {
@@ -398,6 +438,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 Ok((p, s)) => {
                     // Recorded before anyone is told: a kill from here on can resume.
                     shared.mark_complete(p, s);
+                    digests_tx.send_replace(Some((p.clone(), s.clone())));
                     tx.send_replace(Progress::Done(s.size));
                 }
                 Err(e) => {
@@ -415,38 +456,16 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 // aborted themselves.
                 let _ = std::fs::remove_file(&journal.spool);
                 let _ = std::fs::remove_file(Journal::path(&work));
-                let _ = std::fs::remove_dir(&work);
                 return Err(e);
             }
         };
         journal.complete = true;
         journal.plaintext = Some(plaintext.clone());
         journal.stored = Some(stored.clone());
-
-        for (i, res) in results {
-            let dest = &req.destinations[i];
-            let report = match res {
-                Ok((receipt, resumed_parts)) => {
-                    let mut r = commit(
-                        dest,
-                        &keys[i],
-                        &req.name,
-                        receipt,
-                        created,
-                        created_from,
-                        &plaintext,
-                        &stored,
-                        &req.recipients,
-                    )
-                    .await;
-                    r.resumed_parts = resumed_parts;
-                    r
-                }
-                Err(e) => failed(dest, &keys[i], format!("{e:#}")),
-            };
+        for (i, report) in results {
             let entry = journal
                 .destinations
-                .entry(dest.url().to_string())
+                .entry(req.destinations[i].url().to_string())
                 .or_default();
             entry.state = if report.status == Status::Stored {
                 "stored"
@@ -467,7 +486,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
     for (i, plan) in plans.into_iter().enumerate() {
         let dest = &req.destinations[i];
         match plan {
-            Plan::Active => {}
+            Plan::Active | Plan::Repair(_) => {}
             Plan::Done(status, message) => {
                 reports[i] = Some(DestinationReport {
                     url: dest.url().to_string(),
@@ -479,24 +498,12 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 });
             }
             Plan::Deferred(m) => {
-                let same = plaintext
-                    .as_ref()
-                    .is_some_and(|p| p.sha256 == m.plaintext.sha256 && p.size == m.plaintext.size);
-                reports[i] = Some(DestinationReport {
-                    url: dest.url().to_string(),
-                    status: if same { Status::AlreadyStored } else { Status::Refused },
-                    key: m.stored.key.clone(),
-                    message: (!same).then(|| {
-                        format!(
-                            "a different archive named {:?} is already stored here (pushed {}, plaintext SHA-256 {}); pass --overwrite to replace it, or push under another --name",
-                            m.archive,
-                            m.pushed.format("%Y-%m-%dT%H:%M:%SZ"),
-                            &m.plaintext.sha256[..16.min(m.plaintext.sha256.len())]
-                        )
-                    }),
-                    provider_checksum: m.stored.provider_checksum.clone(),
-                    resumed_parts: None,
-                });
+                reports[i] = Some(judge_existing(
+                    dest,
+                    &m,
+                    plaintext.as_ref(),
+                    &recipient_strings,
+                ));
             }
         }
     }
@@ -510,7 +517,6 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         if all_ok {
             let _ = std::fs::remove_file(&journal.spool);
             let _ = std::fs::remove_file(Journal::path(&work));
-            let _ = std::fs::remove_dir(&work);
         } else {
             // Keep the spool and its journal: a rerun sends the same ciphertext again.
             if let Err(e) = journal.save(&work) {
@@ -518,6 +524,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             }
         }
     }
+    spool::release_work_dir(&work);
 
     Ok(PushReport {
         archive: req.name,
@@ -529,6 +536,112 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         resumed,
         destinations: reports,
     })
+}
+
+/// What is at a destination before the push, and what to do about it.
+async fn plan(dest: &Opened, k: &ArchiveKeys, overwrite: bool) -> Plan {
+    let manifest = match read_manifest(dest.store.as_ref(), &k.manifest).await {
+        Err(e) => return Plan::Done(Status::Failed, format!("cannot read {}: {e}", k.manifest)),
+        Ok(m) => m,
+    };
+    match manifest {
+        None => Plan::Active,
+        Some(_) if overwrite => {
+            // The old manifest goes first: while the new data replaces the old, no manifest
+            // may describe bytes that are no longer there.
+            match dest.store.delete(&k.manifest).await {
+                Ok(()) => Plan::Active,
+                Err(e) if e.is_not_found() => Plan::Active,
+                Err(e) if e.kind() == offsite_storage::ErrorKind::Locked => Plan::Done(
+                    Status::Refused,
+                    format!("the copy here is locked and cannot be replaced: {e}"),
+                ),
+                Err(e) => Plan::Done(Status::Failed, format!("cannot remove the old manifest {}: {e}", k.manifest)),
+            }
+        }
+        Some(Err(bad)) => Plan::Done(
+            Status::Refused,
+            format!("the manifest {} is unreadable ({bad}); inspect that copy, or pass --overwrite to replace it", k.manifest),
+        ),
+        Some(Ok(m)) => {
+            // A manifest alone is not a copy: the data must be there, whole.
+            let object_key = offsite_storage::join_key(key_prefix(&dest.location), &m.stored.key);
+            match dest.store.head(&object_key).await {
+                Ok(meta) if meta.size == m.stored.size => Plan::Deferred(Box::new(m)),
+                Ok(_) => Plan::Repair(Box::new(m)),
+                Err(e) if e.is_not_found() => Plan::Repair(Box::new(m)),
+                Err(e) => Plan::Done(Status::Failed, format!("cannot check {object_key}: {e}")),
+            }
+        }
+    }
+}
+
+/// The verdict on a destination that already held a complete copy under this name.
+fn judge_existing(
+    dest: &Opened,
+    m: &Manifest,
+    plaintext: Option<&Digest>,
+    recipients: &[String],
+) -> DestinationReport {
+    let same =
+        plaintext.is_some_and(|p| p.sha256 == m.plaintext.sha256 && p.size == m.plaintext.size);
+    let mut theirs: Vec<String> = m
+        .encryption
+        .as_ref()
+        .map(|e| e.recipients.clone())
+        .unwrap_or_default();
+    theirs.sort();
+    let short: String = m.plaintext.sha256.chars().take(16).collect();
+    let (status, message) = if !same {
+        (
+            Status::Refused,
+            Some(format!(
+                "a different archive named {:?} is already stored here (pushed {}, plaintext SHA-256 {short}...); pass --overwrite to replace it, or push under another --name",
+                m.archive,
+                m.pushed.format("%Y-%m-%dT%H:%M:%SZ"),
+            )),
+        )
+    } else if theirs != recipients {
+        (
+            Status::Refused,
+            Some(format!(
+                "this archive is already stored here, but {}; pass --overwrite to store it again for the recipients given now",
+                if theirs.is_empty() { "unencrypted".to_string() } else { format!("encrypted for {}", theirs.join(", ")) }
+            )),
+        )
+    } else {
+        (Status::AlreadyStored, None)
+    };
+    DestinationReport {
+        url: dest.url().to_string(),
+        status,
+        key: m.stored.key.clone(),
+        message,
+        provider_checksum: m.stored.provider_checksum.clone(),
+        resumed_parts: None,
+    }
+}
+
+/// Waits for the spool's digests.
+async fn wait_digests(
+    rx: &mut tokio::sync::watch::Receiver<Option<(Digest, Digest)>>,
+) -> Result<(Digest, Digest)> {
+    loop {
+        if let Some(d) = rx.borrow_and_update().clone() {
+            return Ok(d);
+        }
+        if rx.changed().await.is_err() {
+            anyhow::bail!("the spool was not completed");
+        }
+    }
+}
+
+/// What every manifest of this push shares.
+struct CommitFacts {
+    name: String,
+    created: DateTime<Utc>,
+    created_from: CreatedFrom,
+    recipients: Vec<Recipient>,
 }
 
 /// Removes an unusable spool and its journal, and aborts the uploads it recorded (their parts
@@ -654,19 +767,34 @@ async fn link_spool(
     Ok(local.link_from(spool, key).await?)
 }
 
-/// Checks a finished upload against the spool's digest and writes its manifest.
-#[allow(clippy::too_many_arguments)]
+/// Checks a finished upload against the spool's digest and writes its manifest. `expect` is
+/// the plaintext SHA-256 a repaired copy must have.
 async fn commit(
     dest: &Opened,
     keys: &ArchiveKeys,
-    name: &str,
+    facts: &CommitFacts,
     receipt: Receipt,
-    created: DateTime<Utc>,
-    created_from: CreatedFrom,
     plaintext: &Digest,
     stored: &Digest,
-    recipients: &[Recipient],
+    expect: Option<&str>,
 ) -> DestinationReport {
+    let (name, created, created_from, recipients) = (
+        &facts.name,
+        facts.created,
+        facts.created_from,
+        &facts.recipients,
+    );
+    if expect.is_some_and(|e| e != plaintext.sha256) {
+        let removed = dest.store.delete(&keys.object).await;
+        return DestinationReport {
+            status: Status::Refused,
+            message: Some(format!(
+                "a different archive of this name was stored here and its data is gone; its manifest stays, and the data just sent was {}; pass --overwrite to replace that copy",
+                if removed.is_ok() { "removed" } else { "left without a manifest (it does not count)" }
+            )),
+            ..failed(dest, keys, String::new())
+        };
+    }
     let mismatch = if receipt.size != stored.size {
         Some(format!(
             "stored {} bytes, but the spool has {}",
@@ -683,18 +811,21 @@ async fn commit(
     };
     if let Some(why) = mismatch {
         // Never leave an object that could be mistaken for this archive: it has no manifest,
-        // and we remove it too.
-        let _ = dest.store.delete(&keys.object).await;
+        // and it is removed too where the store allows.
+        let removed = match dest.store.delete(&keys.object).await {
+            Ok(()) => "it was removed",
+            Err(_) => "it has no manifest, so it does not count",
+        };
         return failed(
             dest,
             keys,
-            format!("the upload did not arrive intact ({why}); it was removed, push again"),
+            format!("the upload did not arrive intact ({why}); {removed}; push again"),
         );
     }
     let retention = dest.options.retention(created);
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
-        archive: name.to_string(),
+        archive: name.clone(),
         created,
         created_from,
         plaintext: plaintext.clone(),

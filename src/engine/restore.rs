@@ -154,7 +154,9 @@ pub async fn run(
             )));
         }
     }
-    let mut wrote_to_stdout = false;
+    // Bytes already on stdout cannot be taken back: fall back to the next copy only while
+    // none were written.
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for (loc, entries) in locations.iter().zip(&scans) {
         let Some(entries) = entries else { continue };
         let Some(entry) = entries.iter().find(|e| e.name == name) else {
@@ -194,25 +196,29 @@ pub async fn run(
         }
         let res = match target {
             Target::Stdout => {
-                wrote_to_stdout = true;
+                let out = CountingWriter {
+                    inner: std::io::stdout(),
+                    count: written.clone(),
+                };
                 read_copy(
                     loc,
                     &object_key,
                     manifest,
                     identities.clone(),
-                    std::io::stdout(),
+                    out,
                     pb.clone(),
                 )
                 .await
                 .map(|(p, _)| p)
             }
-            Target::File { path, .. } => {
+            Target::File { path, force } => {
                 restore_to_file(
                     loc,
                     &object_key,
                     manifest,
                     identities.clone(),
                     path,
+                    *force,
                     pb.clone(),
                 )
                 .await
@@ -257,7 +263,7 @@ pub async fn run(
                     result: "failed",
                     detail: e.to_string(),
                 });
-                if wrote_to_stdout {
+                if written.load(std::sync::atomic::Ordering::SeqCst) > 0 {
                     // Bytes may already be on stdout: another copy cannot be appended to them.
                     report.attempts = attempts;
                     return Err(anyhow!(
@@ -285,6 +291,7 @@ async fn restore_to_file(
     manifest: &crate::archive::Manifest,
     identities: Option<Arc<Identities>>,
     path: &Path,
+    force: bool,
     pb: Option<ProgressBar>,
 ) -> Result<Proven, ReadbackError> {
     let dir = match path.parent() {
@@ -296,7 +303,10 @@ async fn restore_to_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.offsite-restore-{:08x}", rand_tag()));
-    let file = std::fs::File::create(&tmp)
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
         .with_context(|| {
             format!(
                 "cannot create {} (is the directory there and writable?)",
@@ -312,7 +322,22 @@ async fn restore_to_file(
         w.flush().map_err(out)?;
         let f = w.into_inner().map_err(|e| out(e.into_error()))?;
         f.sync_all().map_err(out)?;
-        std::fs::rename(&tmp, path).map_err(out)?;
+        if force {
+            std::fs::rename(&tmp, path).map_err(out)?;
+        } else {
+            // Never replace a file that appeared meanwhile: link fails if the name is taken.
+            std::fs::hard_link(&tmp, path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    ReadbackError::Output(format!("{} appeared while restoring; restore never overwrites a file unless --force is given", path.display()))
+                } else {
+                    out(e)
+                }
+            })?;
+            let _ = std::fs::remove_file(&tmp);
+        }
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
         Ok(proven)
     };
     let result = finish(res);
@@ -328,4 +353,23 @@ fn rand_tag() -> u32 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ std::process::id())
         .unwrap_or(0)
+}
+
+/// Counts what reaches stdout, so that restore knows whether it may still fall back.
+struct CountingWriter<W> {
+    inner: W,
+    count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

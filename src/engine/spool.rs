@@ -70,6 +70,64 @@ pub fn work_dir(name: &str, destination_urls: &[String]) -> PathBuf {
     cache_dir().join("spool").join(format!("{safe}-{tag}"))
 }
 
+/// Holds the work directory's lock for as long as it lives.
+pub struct WorkLock {
+    _file: File,
+}
+
+/// Takes the work directory's lock, or fails at once when another push of the same archive to
+/// the same destinations holds it on this machine.
+pub fn lock_work_dir(work: &Path, name: &str) -> Result<WorkLock> {
+    std::fs::create_dir_all(work)
+        .with_context(|| format!("cannot create the spool directory {}", work.display()))?;
+    let path = work.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(WorkLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another push of {name:?} to these destinations is running on this machine (it holds {}); wait for it to finish, or stop it",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// Removes the work directory when nothing is left in it but the lock (called while holding
+/// it, at the end of a push).
+pub fn release_work_dir(work: &Path) {
+    let only_lock = std::fs::read_dir(work)
+        .map(|rd| rd.filter_map(|e| e.ok()).all(|e| e.file_name() == "lock"))
+        .unwrap_or(false);
+    if only_lock {
+        let _ = std::fs::remove_file(work.join("lock"));
+        let _ = std::fs::remove_dir(work);
+    }
+}
+
+/// Creates a fresh spool file, private to the user. An old file of that name is unlinked
+/// first, never truncated: it may be hard-linked as a committed local copy.
+pub fn create_spool(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e)
+                .with_context(|| format!("cannot remove the old spool {}", path.display()))
+        }
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the spool {}", path.display()))
+}
+
 /// What the journal records of one destination.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]

@@ -78,14 +78,27 @@ pub(super) async fn upload_parts(
     let mut existing: HashMap<u32, offsite_storage::PartReceipt> = HashMap::new();
     let mut resumable = None;
     if let Some(p) = prior {
-        match mp.list_parts(key, &p.id).await {
+        let retry = offsite_storage::RetryPolicy::default();
+        match retry.run(|| mp.list_parts(key, &p.id)).await {
             Ok(parts) => {
                 existing = parts.into_iter().map(|x| (x.number, x)).collect();
                 resumable = Some(p);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "the earlier upload cannot be resumed; starting it over")
+            // Gone (completed, aborted, expired): start over. Anything else stops here, so
+            // that the recorded upload is neither orphaned nor duplicated.
+            Err(e) if e.is_not_found() => {
+                tracing::warn!(error = %e, "the earlier upload is gone; starting it over")
             }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // A recorded upload whose parts are too small for the archive (a stdin push, whose size
+    // was unknown) would fail at the part limit again: start it over with parts that fit.
+    if let (Some(p), Progress::Done(total)) = (&resumable, rx.borrow().clone()) {
+        if total.div_ceil(p.part_size.max(1)) > u64::from(limits.max_parts) {
+            let _ = mp.abort_upload(key, &p.id).await;
+            resumable = None;
+            existing.clear();
         }
     }
     let resuming = resumable.is_some();
@@ -110,7 +123,16 @@ pub(super) async fn upload_parts(
             s
         }
     };
-    let result = send_parts(&mp, key, spool, &mut rx, &state, &existing).await;
+    let result = send_parts(
+        &mp,
+        key,
+        spool,
+        &mut rx,
+        &state,
+        &existing,
+        limits.max_parts,
+    )
+    .await;
     match result {
         Ok((parts, reused)) => {
             let total = parts.len() as u32;
@@ -169,6 +191,7 @@ async fn send_parts(
     rx: &mut tokio::sync::watch::Receiver<Progress>,
     state: &UploadState,
     existing: &std::collections::HashMap<u32, offsite_storage::PartReceipt>,
+    max_parts: u32,
 ) -> Result<(Vec<offsite_storage::PartReceipt>, u32)> {
     use futures::StreamExt;
     use std::os::unix::fs::FileExt;
@@ -208,6 +231,12 @@ async fn send_parts(
         };
         if end <= start && number > 1 {
             break;
+        }
+        if number > max_parts {
+            anyhow::bail!(
+                "the archive needs more than {max_parts} parts of {} bytes (its size was not known when the upload started); run the push again: the spool is kept and the next run picks parts that fit",
+                ps
+            );
         }
         let len = (end - start) as usize;
         let f = Arc::clone(&file);
@@ -380,14 +409,19 @@ async fn send_chunks(
                 failures = 0;
             }
             Ok(SessionState::Persisted(n)) => {
-                // The server kept less than was sent: continue from what it has.
+                // The server kept less than was sent: continue from what it has, a bounded
+                // number of times without progress.
+                failures += 1;
+                if failures >= retry.max_attempts {
+                    anyhow::bail!("the server keeps persisting less than was sent (at byte {n}); giving up, run the push again");
+                }
                 offset = n;
                 digest = digest_prefix(seq, spool, offset).await?;
             }
             Err(e) if e.is_retryable() && failures + 1 < retry.max_attempts => {
                 failures += 1;
                 tokio::time::sleep(retry.delay(failures)).await;
-                match seq.session_state(key, session).await? {
+                match retry.run(|| seq.session_state(key, session)).await? {
                     SessionState::Complete(r) => return Ok(r),
                     SessionState::Persisted(n) => {
                         offset = n;

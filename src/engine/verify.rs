@@ -159,6 +159,10 @@ pub async fn check(
             Verdict::Corrupt,
             format!("the provider reports {now} but the manifest recorded {then}"),
         ),
+        (None, Some(then)) if !loc.store.capabilities().local => report(
+            Verdict::Unchecked,
+            format!("the manifest recorded {then} but the provider reports no checksum now (the object was replaced?); run verify --deep"),
+        ),
         _ if loc.store.capabilities().local => {
             // Local disk: re-hashing costs no egress, so quick verify proves the bytes.
             match hash_object(loc, &object_key).await {

@@ -535,3 +535,126 @@ fn keygen_never_overwrites_a_key() {
         0o600
     );
 }
+
+#[test]
+fn a_second_push_of_the_same_archive_waits_for_nobody_and_says_why() {
+    let sb = Sandbox::new();
+    let mut first = sb
+        .std_cmd()
+        .args([
+            "push",
+            "-",
+            "--name",
+            NAME,
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    stdin
+        .write_all(&offsite_storage::conformance::pattern(1 << 20, 3))
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let src = sb.archive(NAME, 1000, 1);
+    let o = sb.push(&src, &["a"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("another push of \"app-backup-20261126_020000.tar.gz\" to these destinations is running"), "{}", stderr(&o));
+    drop(stdin);
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
+fn a_manifest_whose_data_is_gone_is_repaired_not_reported_as_stored() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 50_000, 1);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    std::fs::remove_file(sb.path("a").join(format!("{NAME}.age"))).unwrap();
+    let o = sb.push(&src, &["a"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("  stored "), "{}", stdout(&o));
+    let o = sb.cmd().args(["verify", &sb.url("a")]).output().unwrap();
+    assert_code(&o, 0);
+
+    // The data of a *different* archive of that name is gone: its manifest is not replaced.
+    std::fs::remove_file(sb.path("a").join(format!("{NAME}.age"))).unwrap();
+    sb.archive(NAME, 50_000, 2);
+    let o = sb.push(&src, &["a"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("a different archive of this name was stored here"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !sb.path("a").join(format!("{NAME}.age")).exists(),
+        "the data just sent was removed"
+    );
+}
+
+#[test]
+fn the_same_archive_for_other_recipients_is_not_reported_as_stored() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 1);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let other = sb.path("other.txt");
+    let o = sb
+        .cmd()
+        .arg("keygen")
+        .arg("-o")
+        .arg(&other)
+        .output()
+        .unwrap();
+    let r2 = stdout(&o).trim().to_string();
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &r2, "--to", &sb.url("a")])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("already stored here, but encrypted for"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &r2, "--to", &sb.url("a"), "--overwrite"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        manifest(&sb.path("a"), NAME)["encryption"]["recipients"][0],
+        r2.as_str()
+    );
+}
+
+#[test]
+fn unencrypted_names_ending_in_age_are_refused() {
+    let sb = Sandbox::new();
+    let src = sb.archive("db.sql.age", 10, 1);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["--no-encrypt", "--to", &sb.url("a")])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("so the two can never share an object"),
+        "{}",
+        stderr(&o)
+    );
+}

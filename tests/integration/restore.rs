@@ -238,3 +238,21 @@ fn a_copy_without_manifest_is_never_restored() {
     let o = sb.cmd().args(["ls", &sb.url("a")]).output().unwrap();
     assert!(stdout(&o).contains("incomplete"), "{}", stdout(&o));
 }
+
+#[test]
+fn restore_to_stdout_falls_back_while_nothing_was_written() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100_000, 4);
+    assert_code(&sb.push(&src, &["a", "b"]), 0);
+    let obj = sb.path("a").join(format!("{NAME}.age"));
+    let bytes = std::fs::read(&obj).unwrap();
+    std::fs::write(&obj, &bytes[..bytes.len() - 10]).unwrap();
+    let o = restore(&sb, &["a", "b"], &["--archive", NAME], "-");
+    assert_code(&o, 0);
+    assert_eq!(o.stdout, std::fs::read(&src).unwrap());
+    assert!(
+        stderr(&o).contains("truncated or replaced"),
+        "{}",
+        stderr(&o)
+    );
+}

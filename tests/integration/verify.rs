@@ -185,3 +185,17 @@ fn ls_lists_archives_with_state() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_location_with_only_incomplete_uploads_is_missing() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path("a")).unwrap();
+    std::fs::write(sb.path("a/half.tar.age"), b"partial").unwrap();
+    let o = verify(&sb, &[&sb.url("a")]);
+    assert_code(&o, 4);
+    assert!(
+        stdout(&o).contains("no complete copy here"),
+        "{}",
+        stdout(&o)
+    );
+}
