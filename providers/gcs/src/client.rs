@@ -26,6 +26,8 @@ pub async fn build(cfg: &GcsConfig) -> Result<Clients, String> {
     let base = cfg.base();
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(20))
+        // A stalled connection fails (and is retried) instead of hanging the push forever.
+        .read_timeout(std::time::Duration::from_secs(120))
         .build()
         .map_err(|e| e.to_string())?;
     let mut config = ClientConfig {

@@ -22,7 +22,14 @@ pub async fn build_with(
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    // A stalled connection fails (and is retried) instead of hanging the push forever.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .read_timeout(std::time::Duration::from_secs(120))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(timeouts);
     if let Some(r) = &cfg.region {
         loader = loader.region(Region::new(r.clone()));
     }
