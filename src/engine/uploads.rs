@@ -196,7 +196,9 @@ async fn send_parts(
     use futures::StreamExt;
     use std::os::unix::fs::FileExt;
 
-    const IN_FLIGHT: usize = 4;
+    // Parts held in memory: this many in flight plus the one being read. With 6 MiB parts
+    // that is about 24 MiB per destination, whatever the archive size.
+    const IN_FLIGHT: usize = 3;
     let file = Arc::new(
         File::open(spool).with_context(|| format!("cannot open the spool {}", spool.display()))?,
     );

@@ -3,7 +3,7 @@
 use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
 
 /// Default block size.
-pub const DEFAULT_BLOCK: u64 = 8 << 20;
+pub const DEFAULT_BLOCK: u64 = 4 << 20;
 
 /// How requests are authorized. `Debug` never shows a key or a SAS.
 #[derive(Clone, PartialEq, Eq)]

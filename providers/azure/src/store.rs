@@ -537,8 +537,12 @@ impl Storage for AzureStore {
                 stream: stream::empty().boxed(),
             });
         }
+        // The SDK downloads in ranged partitions, several at once, and holds them to put them
+        // in order: two 4 MiB partitions keep memory flat and the reads streaming.
         let opts = BlobClientDownloadOptions {
             range: Some(HttpRange::new(r.start, r.end - r.start)),
+            parallel: std::num::NonZero::new(2),
+            partition_size: std::num::NonZero::new(4 << 20),
             ..Default::default()
         };
         let out = i

@@ -3,7 +3,7 @@
 use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
 
 /// Default part size: large enough to keep request overhead low, small enough for memory.
-pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
+pub const DEFAULT_PART_SIZE: u64 = 6 << 20;
 /// Parts in flight per upload.
 pub const DEFAULT_CONCURRENCY: usize = 3;
 
