@@ -9,18 +9,16 @@
 # Baselines:
 #   upload    `curl -T FILE` as one simple upload (uploadType=media, plaintext, streamed from the
 #             file), `age -r R FILE | curl -T -` (the same, encrypted on the way, chunked), and
-#             `rclone copy` when rclone can upload to this emulator. A probe at start-up tries it
-#             (a 1 MiB and a 17 MiB file, read back and compared) and, when it fails, prints why
-#             and leaves rclone out of the upload comparison. With Debian's rclone 1.60 it fails
-#             both ways (see the probe's message): below 16 MiB the Go API client sends a
-#             multipart/related upload whose media part has no header lines, which
-#             gcs_emulator.py's multipart splitter mis-reads (it cuts the body at the first
-#             blank line inside the data: objects come out truncated or empty, and rclone
-#             reports "corrupted on transfer: sizes differ"); from 16 MiB it uses a resumable
-#             upload in 16 MiB chunks sent with `X-GUploader-No-308: yes`, i.e. it expects
-#             200 + `X-Http-Status-Code-Override: 308` between chunks as GCS answers, and the
-#             emulator answers a bare 308, which the client rejects ("unexpected 308 response
-#             status code").
+#             `rclone copy` (plaintext) when rclone can upload to this emulator. A probe at
+#             start-up tries it (a 1 MiB and a 17 MiB file, read back and compared) and, when it
+#             fails, prints why and leaves rclone out of the upload comparison. rclone's Go API
+#             client takes two paths, and gcs_emulator.py serves both as GCS does (checked by
+#             gcs_emulator_selftest.py): below 16 MiB one multipart/related upload whose media
+#             part has no header lines (RFC 2046: the body starts right after the part's blank
+#             line); from 16 MiB a resumable session in 16 MiB chunks sent with
+#             `X-GUploader-No-308: yes`, answered 200 + `X-Http-Status-Code-Override: 308`
+#             between chunks (a bare 308 makes the client fail: "unexpected 308 response status
+#             code"). Debian's rclone 1.60 passes the probe against this launcher.
 #   restore   `curl ...?alt=media | age -d` and `rclone cat | age -d` (rclone downloads from the
 #             emulator fine), both of the object offsite pushed.
 #
@@ -243,16 +241,15 @@ else
     for w in "${RCLONE_WHY[@]}"; do RCLONE_NOTE+=("    $w"); done
     if printf '%s\n' "${RCLONE_WHY[@]}" | grep -q 'sizes differ'; then
         RCLONE_NOTE+=("  below 16 MiB rclone (Go API client) sends one multipart/related upload whose media part"
-            "  has no header lines (boundary, CRLF, empty line, data); gcs_emulator.py's"
-            "  parse_multipart_related looks for the blank line ending the part's headers inside the"
-            "  data instead, so it keeps only what follows the first \\r\\n\\r\\n (or \\n\\n) in the"
-            "  file, or nothing: the object is truncated or empty.")
+            "  has no header lines (boundary, CRLF, empty line, data); a stored object of another size"
+            "  means gcs_emulator.py's parse_multipart_related mis-split it (see"
+            "  gcs_emulator_selftest.py, multipart_media_part_without_headers).")
     fi
     if printf '%s\n' "${RCLONE_WHY[@]}" | grep -q 'unexpected 308'; then
         RCLONE_NOTE+=("  from 16 MiB it uses a resumable session and sends each 16 MiB chunk with"
             "  'X-GUploader-No-308: yes', expecting 200 + 'X-Http-Status-Code-Override: 308' between"
-            "  chunks as GCS answers; the emulator answers a bare 308 Resume Incomplete, which the"
-            "  client refuses (\"unexpected 308 response status code\").")
+            "  chunks as GCS answers; a bare 308 Resume Incomplete makes it fail (see"
+            "  gcs_emulator_selftest.py, resumable_upload_no_308).")
     fi
     RCLONE_NOTE+=("  rclone downloads from the emulator work: 'rclone cat | age -d' stays a restore baseline.")
     printf '%s\n' "${RCLONE_NOTE[@]}" >&2
@@ -435,7 +432,9 @@ done
 echo
 echo "notes: offsite encrypts with age and hashes (plaintext and ciphertext SHA-256; CRC32C and"
 echo "  MD5 sent with the last chunk) and uploads a resumable session in chunks; curl uploads"
-echo "  in one request (plaintext, or age's output) and checks nothing. The emulator is"
+echo "  in one request (plaintext, or age's output) and checks nothing; rclone copy uploads"
+echo "  the plaintext in 16 MiB resumable chunks (one multipart request below 16 MiB) and"
+echo "  compares the stored MD5 with its own. The emulator is"
 echo "  Python (its handlers serialized by one lock) holding every object in memory, far"
 echo "  slower than GCS: read the ratios and the client CPU, not the seconds."
 echo "  Peak RSS of a pipeline is its largest process, not the sum (GNU time %M)."

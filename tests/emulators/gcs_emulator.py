@@ -34,15 +34,21 @@ server. Gaps patched, and why:
     emulator answered 400), a chunk starting past the stored end is refused with 400, status
     queries `bytes */*` and `bytes */TOTAL` answer 308 + Range (or complete the upload when
     TOTAL bytes are stored), a finished session answers 200 with the object again (the
-    emulator forgot it: 404), and DELETE on the session cancels it with 499.
+    emulator forgot it: 404), and DELETE on the session cancels it with 499. A request sent
+    with `X-GUploader-No-308: yes` (Google's Go API client, e.g. rclone, sends it on every
+    chunk) gets 200 + `X-Http-Status-Code-Override: 308` (and the Range) instead of a bare
+    308, as from GCS; that client refuses a bare 308 ("unexpected 308 response status code").
   * Object resources: new objects get metageneration 1 (the emulator started multipart and
     copied objects at 2), size is always a string (compose gave a number), crc32c and md5Hash
     are computed (composed objects have no md5Hash, as in GCS), storageClass from the upload
     metadata is kept (default: the bucket's class; unknown classes are refused), user
     metadata, contentEncoding from the query (the emulator stored it as contentType),
     updated/timeCreated, generation strictly increasing, and md5Hash/crc32c given in upload
-    metadata are checked. The data part of a multipart upload is split by hand, byte-exact
-    (the emulator used the email parser and gave text/plain to a part with no Content-Type).
+    metadata are checked. The data part of a multipart upload is split by hand, byte-exact,
+    as RFC 2046 says (the emulator used the email parser and gave text/plain to a part with
+    no Content-Type): a part with no header lines (Go's API client, e.g. rclone, sends the
+    media part so when it has no content type) starts right after its blank line, and its
+    body runs to the CRLF before the next boundary, blank lines in the data included.
   * Holds and retention (not in the emulator at all): temporaryHold, eventBasedHold (and the
     bucket's defaultEventBasedHold), the bucket retentionPolicy (retentionExpirationTime) and
     object retention (`retention`, on buckets created with enableObjectRetention=true; Unlocked
@@ -522,37 +528,79 @@ def store_object(request, storage, bucket_name, name, data, fields, content_type
 # ---------------------------------------------------------------- request bodies
 
 
+def _line_end(raw, pos):
+    """Length of the line break (CRLF, or a bare LF) at raw[pos], else 0."""
+    if raw.startswith(b"\r\n", pos):
+        return 2
+    if raw.startswith(b"\n", pos):
+        return 1
+    return 0
+
+
 def parse_multipart_related(raw, content_type):
     """Splits a multipart upload body into (metadata dict, media bytes, media content type).
 
-    Byte-exact: the media part is exactly what lies between its headers and the CRLF that
-    precedes the closing delimiter.
+    RFC 2046 section 5.1.1: the body is a preamble, then each part introduced by the line
+    `--BOUNDARY` (transport padding allowed before its CRLF), then the part's header lines,
+    CRLF CRLF, and its body; the CRLF that precedes the next `--BOUNDARY` belongs to that
+    delimiter, not to the body; `--BOUNDARY--` closes. A part with no header lines starts with
+    its blank line at once (`--BOUNDARY CRLF CRLF body`, as Go's mime/multipart writes the media
+    part when it has no Content-Type): its body is everything after that CRLF, blank lines in
+    the data included. Byte-exact; bare LF line breaks are tolerated.
     """
     match = re.search(r'boundary="?([^";]+)"?', content_type)
     if not match:
         raise bad_request("multipart body without boundary")
-    delimiter = b"--" + match.group(1).encode("latin-1")
+    dash_boundary = b"--" + match.group(1).encode("latin-1")
+    raw = bytes(raw)
+    # The first delimiter: at the very start, or after the preamble's last line break.
+    if raw.startswith(dash_boundary):
+        pos = len(dash_boundary)
+    else:
+        found = raw.find(b"\n" + dash_boundary)
+        if found < 0:
+            raise bad_request("multipart body without its first boundary")
+        pos = found + 1 + len(dash_boundary)
     parts = []
-    chunks = raw.split(delimiter)
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
+    while True:
+        if raw.startswith(b"--", pos):  # the close delimiter
             break
-        if chunk.startswith(b"\r\n"):
-            chunk = chunk[2:]
-        elif chunk.startswith(b"\n"):
-            chunk = chunk[1:]
-        if chunk.endswith(b"\r\n"):
-            chunk = chunk[:-2]
-        elif chunk.endswith(b"\n"):
-            chunk = chunk[:-1]
-        head, sep, body = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, body = chunk.partition(b"\n\n")
+        while pos < len(raw) and raw[pos] in b" \t":  # transport padding
+            pos += 1
+        eol = _line_end(raw, pos)
+        if not eol:
+            raise bad_request("multipart boundary line not followed by a line break")
+        pos += eol
+        eol = _line_end(raw, pos)
+        if eol:  # no header lines: the body starts after this blank line
+            head, body_start = b"", pos + eol
+        else:
+            ends = [(i, n) for i, n in ((raw.find(b"\r\n\r\n", pos), 4),
+                                        (raw.find(b"\n\n", pos), 2)) if i >= 0]
+            if not ends:
+                raise bad_request("multipart part headers not ended by a blank line")
+            cut, n = min(ends)
+            head, body_start = raw[pos:cut], cut + n
+        # The body ends at the line break before the next delimiter; the search starts at
+        # the line break that ended the headers, so that an empty body written without its
+        # own line break still parses.
+        search_from = max(pos, body_start - (2 if raw.startswith(b"\r\n", body_start - 2)
+                                             else 1))
+        end = raw.find(b"\r\n" + dash_boundary, search_from)
+        if end >= 0:
+            next_pos = end + 2 + len(dash_boundary)
+        else:
+            end = raw.find(b"\n" + dash_boundary, search_from)
+            if end < 0:
+                raise bad_request("multipart body not closed by its boundary")
+            next_pos = end + 1 + len(dash_boundary)
         headers = {}
         for line in head.decode("latin-1").splitlines():
             key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        parts.append((headers, body))
+            if key.strip():
+                headers[key.strip().lower()] = value.strip()
+        parts.append((headers, raw[body_start:end]))  # empty if end < body_start
+        pos = next_pos
     if len(parts) != 2:
         raise bad_request("A multipart upload needs exactly 2 parts, got {}".format(len(parts)))
     try:
@@ -693,8 +741,15 @@ def resumable_start(request, response, storage):
     response.write_file(b"", content_type=None)
 
 
-def resume_incomplete(response, session):
-    response.status = RESUME_INCOMPLETE
+def resume_incomplete(request, response, session):
+    """308 Resume Incomplete with the Range stored so far. A client that sends
+    `X-GUploader-No-308: yes` (Google's Go API client does: to Go's HTTP stack, 308 is a
+    Permanent Redirect) gets, as from GCS, 200 with `X-Http-Status-Code-Override: 308`."""
+    if (request.get_header("X-GUploader-No-308") or "").strip().lower() == "yes":
+        response.status = HTTPStatus.OK
+        response["X-Http-Status-Code-Override"] = "308"
+    else:
+        response.status = RESUME_INCOMPLETE
     stored = len(session["buffer"])
     if stored:
         response["Range"] = "bytes=0-{}".format(stored - 1)
@@ -762,7 +817,7 @@ def upload_chunk(request, response, storage, *args, **kwargs):
                         total, stored
                     )
                 )
-        return resume_incomplete(response, session)
+        return resume_incomplete(request, response, session)
 
     first = int(first)
     last = first + len(data) - 1 if last == "*" else int(last)
@@ -781,7 +836,7 @@ def upload_chunk(request, response, storage, *args, **kwargs):
     session["buffer"] += data[stored - first:]
     if total is not None and len(session["buffer"]) == total:
         return resumable_finish(request, response, storage, upload_id, session)
-    return resume_incomplete(response, session)
+    return resume_incomplete(request, response, session)
 
 
 def upload_cancel(request, response, storage, *args, **kwargs):

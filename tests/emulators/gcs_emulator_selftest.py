@@ -432,6 +432,107 @@ def resumable_finalize_with_empty_put_and_cancel():
 
 
 @check
+def multipart_media_part_without_headers():
+    # Go's API client (rclone) writes the media part with no header lines when it has no
+    # content type: "--B CRLF CRLF data CRLF --B--". The data starts after that blank line,
+    # and blank lines inside it (CRLF CRLF, LF LF, a leading CRLF) are data.
+    boundary = "0d7b5e3cf1a2"
+    url = UPLOAD + "/b/{}/o".format(BUCKET)
+
+    def go_style(meta, data):
+        body = (
+            "--{b}\r\nContent-Type: application/json\r\n\r\n{meta}\r\n--{b}\r\n\r\n"
+        ).format(b=boundary, meta=json.dumps(meta)).encode() + data + \
+            "\r\n--{}--\r\n".format(boundary).encode()
+        return call("POST", url, body,
+                    {"Content-Type": "multipart/related; boundary=" + boundary},
+                    {"alt": "json", "uploadType": "multipart"})
+
+    cases = {
+        "noheaders/blank-lines": b"head\r\n\r\nmiddle\n\nend\r\n",
+        "noheaders/leading-crlf": b"\r\n\r\nstarts with blank lines",
+        "noheaders/binary": bytes(range(256)) * 64 + b"\r\n--" + boundary.encode()[:-1],
+        "noheaders/empty": b"",
+    }
+    for name, data in cases.items():
+        response = go_style({"name": name}, data)
+        expect_status(response, 200, "multipart upload " + name)
+        obj = response.json()
+        expect(obj["size"] == str(len(data)), "{}: size {} != {}".format(
+            name, obj["size"], len(data)))
+        expect(obj["md5Hash"] == md5_b64(data), "{}: md5Hash".format(name))
+        expect(obj["contentType"] == "application/octet-stream",
+               "{}: contentType {}".format(name, obj["contentType"]))
+        expect(download(name).body == data, "{}: round trip".format(name))
+    # The content type in the metadata wins over the (absent) part header.
+    response = go_style({"name": "noheaders/typed", "contentType": "text/x-offsite"}, b"a\n\nb")
+    expect(response.json().get("contentType") == "text/x-offsite", "contentType from metadata")
+    # Transport padding after the boundary, and a preamble before the first one.
+    body = ("preamble\r\n--{b}  \r\n\r\n{{\"name\": \"noheaders/padded\"}}\r\n"
+            "--{b}\t\r\n\r\nx\r\n\r\ny\r\n--{b}--").format(b=boundary).encode()
+    response = call("POST", url, body,
+                    {"Content-Type": 'multipart/related; boundary="{}"'.format(boundary)},
+                    {"uploadType": "multipart"})
+    expect_status(response, 200, "padded multipart upload")
+    expect(download("noheaders/padded").body == b"x\r\n\r\ny", "padded: body")
+    # A body that never reaches its closing boundary is refused, not stored cut short.
+    truncated = "--{b}\r\n\r\n{{}}\r\n--{b}\r\n\r\npartial".format(b=boundary).encode()
+    expect_error(call("POST", url, truncated,
+                      {"Content-Type": "multipart/related; boundary=" + boundary},
+                      {"uploadType": "multipart", "name": "noheaders/truncated"}),
+                 400, "invalid", "unterminated multipart body")
+    expect_status(get_meta("noheaders/truncated"), 404, "nothing stored")
+
+
+@check
+def resumable_upload_no_308():
+    # With X-GUploader-No-308: yes, GCS answers "resume incomplete" as 200 plus
+    # X-Http-Status-Code-Override: 308 (and the Range); Go's client, which POSTs its chunks,
+    # refuses a bare 308.
+    chunk = 256 * KIB
+    payload = bytes((i * 13) % 241 for i in range(2 * chunk + 123))
+    headers = {"X-GUploader-No-308": "yes", "Content-Type": "application/octet-stream"}
+    session = start_resumable("no308/object", {"name": "no308/object"})
+    expect_status(session, 200, "start")
+    location = session.header("Location")
+
+    def send(method, data, content_range):
+        return call(method, location, data, dict(headers, **{"Content-Range": content_range}))
+
+    def incomplete(response, stored, what):
+        expect(response.status == 200, "{}: expected 200, got {}".format(what, response))
+        expect(response.header("X-Http-Status-Code-Override") == "308",
+               "{}: X-Http-Status-Code-Override {}".format(
+                   what, response.header("X-Http-Status-Code-Override")))
+        want = "bytes=0-{}".format(stored - 1) if stored else None
+        expect(response.header("Range") == want, "{}: Range {} != {}".format(
+            what, response.header("Range"), want))
+
+    incomplete(send("PUT", b"", "bytes */*"), 0, "status before any data")
+    incomplete(send("POST", payload[:chunk], "bytes 0-{}/*".format(chunk - 1)), chunk,
+               "chunk 1 (POST)")
+    incomplete(send("PUT", payload[chunk:2 * chunk], "bytes {}-{}/*".format(
+        chunk, 2 * chunk - 1)), 2 * chunk, "chunk 2 (PUT)")
+    incomplete(send("PUT", b"", "bytes */*"), 2 * chunk, "status query")
+    last = send("POST", payload[2 * chunk:], "bytes {}-{}/{}".format(
+        2 * chunk, len(payload) - 1, len(payload)))
+    expect_status(last, 200, "last chunk")
+    expect(last.header("X-Http-Status-Code-Override") is None,
+           "no override on completion: {}".format(last.header("X-Http-Status-Code-Override")))
+    obj = last.json()
+    expect(obj["size"] == str(len(payload)) and obj["md5Hash"] == md5_b64(payload),
+           "object of the whole upload")
+    expect(download("no308/object").body == payload, "content")
+    # Without the header, the same answer is still a bare 308.
+    location = start_resumable("no308/bare").header("Location")
+    bare = call("PUT", location, payload[:chunk],
+                {"Content-Range": "bytes 0-{}/*".format(chunk - 1)})
+    expect(bare.status == 308 and bare.header("X-Http-Status-Code-Override") is None,
+           "without the header: {} {}".format(bare.status,
+                                              bare.header("X-Http-Status-Code-Override")))
+
+
+@check
 def holds_and_retention():
     media_upload("hold/object", b"held")
     url = API + "/b/{}/o/{}".format(BUCKET, q("hold/object"))
