@@ -305,3 +305,35 @@ async fn an_archived_blob_is_explained_and_rehydration_can_be_started() {
     assert!(stderr(&o).contains("thaw requested"), "{}", stderr(&o));
     let _ = s.get_bytes(&format!("{NAME}.manifest.json")).await.unwrap();
 }
+
+#[test]
+fn a_sas_token_never_reaches_an_error_message() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 5);
+    // Nothing listens on this port: the SDK's error carries the request URL, SAS and all.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let url =
+        format!("az://{AZURITE_ACCOUNT}/c/app?endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
+    let o = sb
+        .cmd()
+        .env(
+            "AZURE_STORAGE_SAS_TOKEN",
+            "sv=2025-01-05&sp=rwdl&sig=TOPSECRETSIGNATURE",
+        )
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env_remove("AZURE_STORAGE_KEY")
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!all.contains("TOPSECRETSIGNATURE"), "the SAS leaked: {all}");
+    assert!(
+        all.contains("cannot connect") || all.contains("I/O error") || all.contains("az://"),
+        "{all}"
+    );
+}

@@ -63,10 +63,16 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
         ),
         _ => (ErrorKind::Other, None),
     };
+    // The SDK's error chain can end in the request URL, which carries the SAS token when one
+    // is used: say what happened without it, and attach no source.
     let what = match (&code, status) {
         (Some(c), _) => c.clone(),
         (None, Some(s)) => format!("HTTP {s}"),
-        (None, None) => err.to_string(),
+        (None, None) => match err.kind() {
+            K::Io => "an I/O error on the connection".to_string(),
+            K::Connection => "cannot connect".to_string(),
+            other => format!("{other:?}").chars().take(80).collect(),
+        },
     };
     let mut e = Error::new(
         kind,
@@ -74,8 +80,7 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
         op,
         format!("az://{account}/{container}: {what}"),
     )
-    .with_key(ctx.key)
-    .with_source(err);
+    .with_key(ctx.key);
     if kind == ErrorKind::Corrupt {
         e = e.retryable(true);
     }
@@ -83,4 +88,32 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
         e = e.with_hint(h);
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_errors_carry_no_url_and_no_source() {
+        // What the SDK builds from reqwest: the message ends in the request URL, SAS and all.
+        let sdk = azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Io,
+            "error sending request for url (https://acct.blob.core.windows.net/c/x.age?comp=block&sig=TOPSECRET)",
+        );
+        let ctx = Ctx {
+            account: "acct",
+            container: "c",
+            key: "x.age",
+            auth: "SAS token",
+        };
+        let e = map(sdk, Operation::Put, &ctx);
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(
+            std::error::Error::source(&e).is_none(),
+            "no SDK error chain attached"
+        );
+        assert!(!e.to_string().contains("TOPSECRET"), "{e}");
+        assert!(!format!("{e:?}").contains("TOPSECRET"), "{e:?}");
+    }
 }
