@@ -389,29 +389,7 @@ fn stdin_push_needs_a_name_and_then_works() {
 #[test]
 fn a_killed_push_leaves_nothing_that_looks_complete_and_a_rerun_completes() {
     let sb = Sandbox::new();
-    let mut child = sb
-        .std_cmd()
-        .args([
-            "push",
-            "-",
-            "--name",
-            NAME,
-            "-r",
-            &sb.recipient,
-            "--to",
-            &sb.url("a"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(&offsite_storage::conformance::pattern(4 << 20, 3))
-        .unwrap();
-    stdin.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut child, stdin) = push_from_stdin_in_progress(&sb, 4 << 20);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     drop(stdin);
@@ -539,29 +517,7 @@ fn keygen_never_overwrites_a_key() {
 #[test]
 fn a_second_push_of_the_same_archive_waits_for_nobody_and_says_why() {
     let sb = Sandbox::new();
-    let mut first = sb
-        .std_cmd()
-        .args([
-            "push",
-            "-",
-            "--name",
-            NAME,
-            "-r",
-            &sb.recipient,
-            "--to",
-            &sb.url("a"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = first.stdin.take().unwrap();
-    stdin
-        .write_all(&offsite_storage::conformance::pattern(1 << 20, 3))
-        .unwrap();
-    stdin.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut first, stdin) = push_from_stdin_in_progress(&sb, 1 << 20);
     let src = sb.archive(NAME, 1000, 1);
     let o = sb.push(&src, &["a"]);
     assert_code(&o, 1);
@@ -657,4 +613,36 @@ fn unencrypted_names_ending_in_age_are_refused() {
         "{}",
         stderr(&o)
     );
+}
+
+/// A push of NAME to `a` from stdin, `len` bytes in and waiting for more (the stdin handle
+/// keeps it waiting until dropped).
+fn push_from_stdin_in_progress(
+    sb: &Sandbox,
+    len: usize,
+) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = sb
+        .std_cmd()
+        .args([
+            "push",
+            "-",
+            "--name",
+            NAME,
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(&offsite_storage::conformance::pattern(len, 3))
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (child, stdin)
 }
