@@ -29,123 +29,33 @@
 # push that says "already stored") stops the script with its exit code and stderr.
 
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 SIZE_MIB=${SIZE_MIB:-1024}
 RUNS=${RUNS:-3}
 FLAT_CHECK=${FLAT_CHECK:-1}
 FLAT_RUNS=${FLAT_RUNS:-1}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/offsite/target}
 
-die() { printf 'push.sh: error: %s\n' "$*" >&2; exit 1; }
-log() { printf '==> %s\n' "$*" >&2; }
-
-[[ $SIZE_MIB =~ ^[1-9][0-9]*$ ]] || die "SIZE_MIB must be a positive integer, got '$SIZE_MIB'"
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
-[[ $FLAT_RUNS =~ ^[1-9][0-9]*$ ]] || die "FLAT_RUNS must be a positive integer, got '$FLAT_RUNS'"
-[[ $FLAT_CHECK == 0 || $FLAT_CHECK == 1 ]] || die "FLAT_CHECK must be 0 or 1, got '$FLAT_CHECK'"
-
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+need_posint SIZE_MIB RUNS FLAT_RUNS
+need_01 FLAT_CHECK
 
 # --- tools -------------------------------------------------------------------------------------
-apt_install() {
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    log "installing Debian package(s): $*"
-    "${sudo[@]}" apt-get install -y --no-install-recommends "$@" >/dev/null \
-        || { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y --no-install-recommends "$@" >/dev/null; } \
-        || die "cannot install $*"
-}
-[[ -x /usr/bin/time ]] || apt_install time
-command -v age >/dev/null || apt_install age
-command -v openssl >/dev/null || die "openssl not found"
-command -v cargo >/dev/null || die "cargo not found"
+apt_need time age
+need_cmd openssl
+need_cmd cargo
 
-# --- build -------------------------------------------------------------------------------------
-log "building: nice -n 10 cargo build --release --bin offsite (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-(cd "$REPO" && nice -n 10 cargo build --release --bin offsite)
-OFFSITE=$CARGO_TARGET_DIR/release/offsite
-[[ -x $OFFSITE ]] || die "no binary at $OFFSITE after the build"
-
-# --- work dir ----------------------------------------------------------------------------------
-if [[ -n ${BENCH_DIR:-} ]]; then
-    mkdir -p "$BENCH_DIR"
-    # Only our own subdirectory, not a directory someone handed us.
-    WORK=$(cd "$BENCH_DIR" && pwd)/offsite-bench
-    cleanup() { rm -rf "${WORK:?}"; }
-    rm -rf "$WORK"
-    mkdir "$WORK"
-else
-    WORK=$(mktemp -d /tmp/offsite-bench.XXXXXX)
-    cleanup() { rm -rf "${WORK:?}"; }
-fi
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-export OFFSITE_CACHE_DIR=$WORK/cache
-cd "$WORK"
-
-NAME=input.bin
-INPUT=$WORK/$NAME
+build_offsite
+setup_work offsite-bench
 D1=$WORK/d1 D2=$WORK/d2 D3=$WORK/d3
-LOGS=$WORK/logs
-mkdir -p "$LOGS"
+make_input_and_key
 
-log "work dir $WORK; making $SIZE_MIB MiB of random data"
-head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom >"$INPUT"
-
-log "offsite keygen -o key.txt"
-RECIPIENT=$("$OFFSITE" keygen -o "$WORK/key.txt" 2>"$LOGS/keygen.err") \
-    || { cat "$LOGS/keygen.err" >&2; die "offsite keygen failed"; }
-[[ $RECIPIENT == age1* ]] || die "offsite keygen printed '$RECIPIENT', not an age1... recipient"
-
-# --- measuring ---------------------------------------------------------------------------------
-# measure LABEL PREP CHECK -- CMD...: runs PREP (untimed), `sync`, then CMD under /usr/bin/time,
-# RUNS times (FLAT_RUNS for labels starting with "flat"). CHECK (a function, or `true`) gets the
-# run's stdout file. Records the median wall, median user+sys, and the max RSS over the runs.
-declare -A WALL CPU RSS
-ORDER=()
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-measure() {
-    local label=$1 prep=$2 check=$3; shift 4
-    local runs=$RUNS i rc walls=() cpus=() maxrss=0
-    [[ $label == flat* ]] && runs=$FLAT_RUNS
-    for ((i = 1; i <= runs; i++)); do
-        "$prep"
-        rm -rf "$OFFSITE_CACHE_DIR"
-        sync
-        local out=$LOGS/$label.$i.out err=$LOGS/$label.$i.err tf=$LOGS/$label.$i.time
-        rc=0
-        /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$out" 2>"$err" || rc=$?
-        if ((rc != 0)); then
-            printf '\npush.sh: FAILED (exit %d): %s\n' "$rc" "$*" >&2
-            printf -- '--- stdout ---\n' >&2; cat "$out" >&2
-            printf -- '--- stderr ---\n' >&2; cat "$err" >&2
-            exit "$rc"
-        fi
-        "$check" "$out" "$err" || { printf 'push.sh: check failed for: %s\n' "$*" >&2; cat "$out" "$err" >&2; exit 1; }
-        local wall rss usr sys
-        read -r wall rss usr sys < <(tail -n 1 "$tf")
-        walls+=("$wall")
-        cpus+=("$(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')")
-        ((rss > maxrss)) && maxrss=$rss
-        printf '    %-12s run %d/%d: %6.2f s wall, %6.2f s user, %6.2f s sys, %7.1f MiB RSS\n' \
-            "$label" "$i" "$runs" "$wall" "$usr" "$sys" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" >&2
-    done
-    WALL[$label]=$(printf '%s\n' "${walls[@]}" | median)
-    CPU[$label]=$(printf '%s\n' "${cpus[@]}" | median)
-    RSS[$label]=$(awk -v k="$maxrss" 'BEGIN { printf "%.1f", k / 1024 }')
-    ORDER+=("$label")
-}
-
+# --- measuring (measure in lib.sh) -------------------------------------------------------------
 # Preparations (untimed) and checks.
-prep_none() { :; }
 prep_pipeline() { rm -f "$WORK/out.age"; }
 prep_push() { rm -rf "$D1" "$D2" "$D3"; }
-prep_restore() { rm -f "$WORK/restored"; }
 prep_age_d() { rm -f "$WORK/restored2"; }
-check_ok() { return 0; }
+# Replaces lib.sh's check_push: every run must really store, at every destination.
 check_push() {
-    # Every run must really store, at every destination.
     if grep -q 'already stored\|resumed from the spool' "$1"; then
         echo "push.sh: push did not do the work (already stored / resumed)" >&2; return 1
     fi
@@ -190,18 +100,13 @@ if [[ $FLAT_CHECK == 1 ]]; then
 fi
 
 # --- report ------------------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
-
 echo
 echo "offsite push/restore benchmark"
-echo "  machine:  $(nproc) CPU(s) (nproc), $(uname -srm)"
+machine_line
 echo "  offsite:  $("$OFFSITE" --version 2>&1 | head -n 1) ($OFFSITE)"
 echo "  age:      $(age --version 2>&1 | head -n 1)"
 echo "  openssl:  $(openssl version 2>&1 | head -n 1)"
-echo "  input:    $SIZE_MIB MiB random; $RUNS run(s) per command (median wall/CPU, max RSS); page cache warm"
-echo
-printf '%-62s %10s %12s %14s\n' "command" "wall s" "user+sys s" "peak RSS MiB"
-printf '%-62s %10s %12s %14s\n' "-------" "------" "----------" "------------"
+input_line
 declare -A DESC=(
     [pipeline]="openssl dgst -sha256 FILE && age -r R -o out.age FILE"
     [push-1]="offsite push FILE --to file://D1 -r R"
@@ -210,14 +115,12 @@ declare -A DESC=(
     [age-d]="age -d -i key -o restored2 D1/NAME.age"
     [flat-push-3]="offsite push (2x: $((SIZE_MIB * 2)) MiB) --to file://D1..D3"
 )
-for l in "${ORDER[@]}"; do
-    printf '%-62s %10.2f %12.2f %14.1f\n' "${DESC[$l]}" "${WALL[$l]}" "${CPU[$l]}" "${RSS[$l]}"
-done
+print_table
 echo
 echo "ratios (wall; CPU in brackets):"
-echo "  push-1  / pipeline:  $(ratio "${WALL[push-1]}" "${WALL[pipeline]}")  ($(ratio "${CPU[push-1]}" "${CPU[pipeline]}"))"
-echo "  push-3  / pipeline:  $(ratio "${WALL[push-3]}" "${WALL[pipeline]}")  ($(ratio "${CPU[push-3]}" "${CPU[pipeline]}"))"
-echo "  restore / age -d:    $(ratio "${WALL[restore]}" "${WALL[age-d]}")  ($(ratio "${CPU[restore]}" "${CPU[age-d]}"))"
+echo "  push-1  / pipeline:  $(ratios push-1 pipeline)"
+echo "  push-3  / pipeline:  $(ratios push-3 pipeline)"
+echo "  restore / age -d:    $(ratios restore age-d)"
 if [[ $FLAT_CHECK == 1 ]]; then
     echo
     echo "peak RSS flatness (push-3): ${RSS[push-3]} MiB at $SIZE_MIB MiB  vs  ${RSS[flat-push-3]} MiB at $((SIZE_MIB * 2)) MiB ($(ratio "${RSS[flat-push-3]}" "${RSS[push-3]}"))"
