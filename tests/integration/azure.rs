@@ -63,13 +63,7 @@ async fn push_ls_verify_restore_on_azurite() {
     let s = store(&container, "app").await;
     let url = format!("az://{AZURITE_ACCOUNT}/{container}/app?storage-class=Cool");
     let src = sb.archive(NAME, 20 << 20, 5);
-    let o = sb
-        .az_cmd(&endpoint)
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.az_cmd(&endpoint), &src, &url);
     assert_code(&o, 0);
     assert_eq!(
         s.head(&format!("{NAME}.age"))
@@ -159,13 +153,7 @@ async fn azure_errors_name_the_container_and_the_auth_method() {
     let endpoint = emulator("OFFSITE_TEST_AZURITE");
     let src = sb.archive(NAME, 1000, 5);
     let url = format!("az://{AZURITE_ACCOUNT}/no-such-container/app");
-    let o = sb
-        .az_cmd(&endpoint)
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.az_cmd(&endpoint), &src, &url);
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("container \"no-such-container\" does not exist"),
@@ -267,13 +255,7 @@ async fn an_archived_blob_is_explained_and_rehydration_can_be_started() {
     let s = store(&container, "app").await;
     let url = format!("az://{AZURITE_ACCOUNT}/{container}/app?storage-class=Archive");
     let src = sb.archive(NAME, 10_000, 5);
-    let o = sb
-        .az_cmd(&endpoint)
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.az_cmd(&endpoint), &src, &url);
     assert_code(&o, 0);
     assert_eq!(
         s.head(&format!("{NAME}.age"))

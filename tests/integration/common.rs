@@ -69,6 +69,16 @@ impl Sandbox {
         p
     }
 
+    /// `push FILE -r RECIPIENT --to URL` through `cmd` (which carries the provider's
+    /// environment).
+    pub fn push_via(&self, mut cmd: Command, file: &Path, url: &str) -> std::process::Output {
+        cmd.arg("push")
+            .arg(file)
+            .args(["-r", &self.recipient, "--to", url])
+            .output()
+            .unwrap()
+    }
+
     pub fn push(&self, file: &Path, dests: &[&str]) -> std::process::Output {
         let mut c = self.cmd();
         c.arg("push").arg(file).args(["-r", &self.recipient]);

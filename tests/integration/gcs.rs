@@ -41,13 +41,7 @@ async fn push_ls_verify_restore_on_gcs() {
         emulator("OFFSITE_TEST_GCS")
     );
     let src = sb.archive(NAME, 20 << 20, 5);
-    let o = sb
-        .cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.cmd(), &src, &url);
     assert_code(&o, 0);
     let head = s.head(&format!("{NAME}.age")).await.unwrap();
     assert_eq!(head.storage_class.as_deref(), Some("NEARLINE"));
@@ -152,13 +146,7 @@ async fn object_retention_on_gcs_covers_data_and_manifest_and_refuses_deletes() 
     );
     let url = format!("gs://{name}/app?endpoint={endpoint}&lock=governance&lock-days=2");
     let src = sb.archive(NAME, 100_000, 5);
-    let o = sb
-        .cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.cmd(), &src, &url);
     assert_code(&o, 0);
     let s = store(&name, "app").await;
     for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
@@ -247,13 +235,7 @@ async fn a_hold_on_gcs_keeps_data_and_manifest_and_missing_buckets_are_named() {
         emulator("OFFSITE_TEST_GCS")
     );
     let src = sb.archive(NAME, 10_000, 5);
-    let o = sb
-        .cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.cmd(), &src, &url);
     assert_code(&o, 0);
     for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
         assert!(s.head(&key).await.unwrap().legal_hold, "{key} held");
@@ -264,13 +246,7 @@ async fn a_hold_on_gcs_keeps_data_and_manifest_and_missing_buckets_are_named() {
         "gs://no-such-bucket-here/app?endpoint={}",
         emulator("OFFSITE_TEST_GCS")
     );
-    let o = sb
-        .cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.cmd(), &src, &url);
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("bucket \"no-such-bucket-here\" does not exist"),

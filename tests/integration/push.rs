@@ -254,13 +254,7 @@ fn bad_destination_urls_are_usage_errors() {
         ("ftp://host/x", "unknown scheme \"ftp\""),
         ("s3://UPPER/x", "not a valid bucket name"),
     ] {
-        let o = sb
-            .cmd()
-            .arg("push")
-            .arg(&src)
-            .args(["-r", &sb.recipient, "--to", url])
-            .output()
-            .unwrap();
+        let o = sb.push_via(sb.cmd(), &src, url);
         assert_code(&o, 2);
         assert!(stderr(&o).contains(want), "{url}: {}", stderr(&o));
     }

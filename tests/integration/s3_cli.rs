@@ -263,13 +263,7 @@ async fn object_lock_covers_data_and_manifest_and_deletes_are_refused() {
     )
     .await;
     let src = sb.archive(NAME, 100_000, 5);
-    let o = sb
-        .s3_cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &b.url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.s3_cmd(), &src, &b.url);
     assert_code(&o, 0);
     for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
         let h = b.store.head(&key).await.unwrap();
@@ -302,13 +296,7 @@ async fn storage_class_is_set_on_data_and_glacier_restore_explains_and_thaws() {
     )
     .await;
     let src = sb.archive(NAME, 50_000, 5);
-    let o = sb
-        .s3_cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &ia.url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.s3_cmd(), &src, &ia.url);
     assert_code(&o, 0);
     assert_eq!(
         ia.store
@@ -336,13 +324,7 @@ async fn storage_class_is_set_on_data_and_glacier_restore_explains_and_thaws() {
         "storage-class=GLACIER",
     )
     .await;
-    let o = sb
-        .s3_cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &g.url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.s3_cmd(), &src, &g.url);
     assert_code(&o, 0);
     let o = sb
         .s3_cmd()
@@ -376,13 +358,7 @@ async fn s3_errors_name_the_bucket_and_the_fix() {
     let moto = emulator("OFFSITE_TEST_MOTO");
     let url = format!("s3://no-such-bucket-here/app?endpoint={moto}");
     let _ = endpoint;
-    let o = sb
-        .s3_cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.s3_cmd(), &src, &url);
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("bucket \"no-such-bucket-here\" does not exist in region us-east-1"),
@@ -416,13 +392,7 @@ async fn a_legal_hold_keeps_data_and_manifest() {
     let sb = Sandbox::new();
     let b = bucket_on("OFFSITE_TEST_MOTO", "hold", true, "legal-hold=true").await;
     let src = sb.archive(NAME, 10_000, 5);
-    let o = sb
-        .s3_cmd()
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &b.url])
-        .output()
-        .unwrap();
+    let o = sb.push_via(sb.s3_cmd(), &src, &b.url);
     assert_code(&o, 0);
     for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
         assert!(b.store.head(&key).await.unwrap().legal_hold, "{key} held");

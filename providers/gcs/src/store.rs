@@ -19,7 +19,7 @@ use offsite_storage::{
 use crate::client::{self, Clients};
 use crate::config::GcsConfig;
 use crate::error::{from_crate, from_response, transport};
-use crate::session::{already_exists, meta_from_json, GcsDigest};
+use crate::session::{already_exists, GcsDigest};
 
 const PROVIDER: &str = "gcs";
 
@@ -140,7 +140,19 @@ async fn rewrite(
 ) -> Result<Receipt> {
     let src_full = src.check(from, Operation::Copy)?;
     let dst_full = dst.check(to, Operation::Copy)?;
-    dst.check_class(&options, to)?;
+    if options.storage_class.is_some() || !options.metadata.is_empty() {
+        // Rewrite keeps the source's class and metadata; say so rather than ignore the ask.
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            PROVIDER,
+            Operation::Copy,
+            "a GCS copy keeps the source's storage class and metadata",
+        )
+        .with_key(to)
+        .with_hint(
+            "copy without storage-class or metadata, then change the class with a lifecycle rule",
+        ));
+    }
     src.head_json(from).await?;
     if options.if_not_exists {
         match dst.head_json(to).await {
@@ -174,17 +186,10 @@ async fn rewrite(
         }
         token = out.rewrite_token;
     }
-    let mut meta = dst.head_json(to).await?;
-    if options.storage_class.is_some()
-        || options.retention.is_some()
-        || !options.metadata.is_empty()
-    {
-        // Rewrite keeps the source's class; apply what the destination asked for.
-        if let Some(r) = &options.retention {
-            crate::session::set_retention(dst, to, r).await?;
-        }
-        meta = dst.head_json(to).await?;
+    if let Some(r) = &options.retention {
+        crate::session::set_retention(dst, to, r).await?;
     }
+    let meta = dst.head_json(to).await?;
     let mut r = Receipt::new(to, meta.size, meta.checksum.clone());
     r.version = meta.version;
     Ok(r)
@@ -527,10 +532,4 @@ impl Drop for GcsWriter {
             });
         }
     }
-}
-
-/// Metadata from a JSON object resource (re-exported for the session module's tests).
-#[allow(dead_code)]
-pub(crate) fn meta(key: &str, o: &serde_json::Value) -> ObjectMeta {
-    meta_from_json(key, o)
 }

@@ -400,6 +400,7 @@ impl Multipart for Inner {
         options: &PutOptions,
     ) -> offsite_storage::Result<Receipt> {
         let full = self.cfg.full_key(key);
+        // Checked first as well: some S3-compatible servers ignore If-None-Match.
         if options.if_not_exists && exists(self, key).await? {
             return Err(already_exists(key));
         }
@@ -427,14 +428,10 @@ impl Multipart for Inner {
         if options.if_not_exists {
             req = req.if_none_match("*");
         }
-        let out = req.send().await.map_err(|e| {
-            let e = map(e, Operation::Put, &self.ctx(key));
-            if options.if_not_exists && e.kind() == ErrorKind::PreconditionFailed {
-                already_exists(key)
-            } else {
-                e
-            }
-        })?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.put_error(e, key, options))?;
         let size = parts.iter().map(|p| p.size).sum();
         // What the server reports: the composite of the part digests (AWS, moto) or a digest
         // of the whole object (some S3-compatible servers). Tell them apart by computing ours.
@@ -514,19 +511,16 @@ impl Multipart for Inner {
             .body(ByteStream::from(part.data));
         let mut req = put_options!(req, self, options, key);
         if options.if_not_exists {
+            // Checked first as well: some S3-compatible servers ignore If-None-Match.
             if exists(self, key).await? {
                 return Err(already_exists(key));
             }
             req = req.if_none_match("*");
         }
-        let out = req.send().await.map_err(|e| {
-            let e = map(e, Operation::Put, &self.ctx(key));
-            if options.if_not_exists && e.kind() == ErrorKind::PreconditionFailed {
-                already_exists(key)
-            } else {
-                e
-            }
-        })?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.put_error(e, key, options))?;
         let checksum = out
             .checksum_sha256()
             .and_then(|v| sha256_checksum(v, out.checksum_type()))
@@ -535,6 +529,29 @@ impl Multipart for Inner {
         r.etag = out.e_tag().map(str::to_string);
         r.version = out.version_id().map(str::to_string);
         Ok(r)
+    }
+}
+
+impl Inner {
+    /// A failed write's error; with `if_not_exists`, a failed If-None-Match is `AlreadyExists`.
+    fn put_error<E>(
+        &self,
+        err: aws_sdk_s3::error::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+        key: &str,
+        options: &PutOptions,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let e = map(err, Operation::Put, &self.ctx(key));
+        if options.if_not_exists && e.kind() == ErrorKind::PreconditionFailed {
+            already_exists(key)
+        } else {
+            e
+        }
     }
 }
 
