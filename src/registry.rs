@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use offsite_storage::{
-    Error, ErrorKind, LocalStore, Location, LockMode, MemoryStore, Operation, Retention, Scheme,
-    Storage,
+    Capabilities, Error, ErrorKind, LocalStore, Location, LockMode, MemoryStore, Operation,
+    Retention, Scheme, Storage,
 };
 
 /// An opened destination or source.
@@ -81,18 +81,6 @@ impl DestinationOptions {
                 }
             };
         }
-        if let Some(h) = loc.query.get("legal-hold") {
-            o.legal_hold = match h.as_str() {
-                "true" | "1" | "" => true,
-                "false" | "0" => false,
-                _ => {
-                    return Err(bad(
-                        format!("legal-hold={h:?} is not true or false"),
-                        "write legal-hold=true",
-                    ))
-                }
-            };
-        }
         match (o.lock, o.lock_days) {
             (Some(_), None) => Err(bad(
                 "lock needs lock-days".into(),
@@ -106,14 +94,31 @@ impl DestinationOptions {
         }
     }
 
-    /// The retention for an archive created at `created`.
-    pub fn retention(&self, created: DateTime<Utc>) -> Option<Retention> {
+    /// The retention for an archive created at `created`, pushed at `now`: `lock-days` from
+    /// the creation, or from `now` for an archive already older than that. Computed once per
+    /// archive and destination, for the data object and its manifest alike.
+    pub fn retention_at(&self, created: DateTime<Utc>, now: DateTime<Utc>) -> Option<Retention> {
         let (mode, days) = (self.lock?, self.lock_days?);
-        let from = created.max(Utc::now());
+        let period = chrono::Duration::days(i64::from(days));
+        let from = if created + period < now { now } else { created };
         Some(Retention {
             mode,
-            retain_until: from + chrono::Duration::days(i64::from(days)),
+            retain_until: from + period,
         })
+    }
+
+    /// Refuses options the store cannot honour, before any byte is written: a storage class
+    /// where there are none, a lock or legal hold where objects cannot carry one.
+    pub fn check_against(&self, caps: &Capabilities) -> Result<(), String> {
+        if self.storage_class.is_some() && !caps.storage_classes {
+            return Err(
+                "this store has no storage classes; remove storage-class from its URL".into(),
+            );
+        }
+        if (self.lock.is_some() || self.legal_hold) && !caps.retention {
+            return Err("objects here cannot carry a retention lock or legal hold; remove lock, lock-days and legal-hold from its URL".into());
+        }
+        Ok(())
     }
 }
 

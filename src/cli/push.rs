@@ -110,6 +110,10 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
             if !seen.insert(id) {
                 return Err(usage(format!("destination {} is given twice", d.url())));
             }
+            // Before any byte is written, on every route (the hard-linked spool included).
+            d.options
+                .check_against(&d.store.capabilities())
+                .map_err(|why| usage(format!("destination {}: {why}", d.url())))?;
         }
     }
 

@@ -6,5 +6,4 @@ pub mod push;
 pub mod readback;
 pub mod restore;
 pub mod spool;
-mod uploads;
 pub mod verify;

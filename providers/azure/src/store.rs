@@ -479,10 +479,13 @@ impl Multipart for Inner {
                 .retryable(true));
             }
         }
+        // What Azure reports, or nothing: never our own digest in the provider's place.
         Ok(Receipt::new(
             key,
             size,
-            Some(Checksum::Md5(B64.encode(ours))),
+            out.content_md5
+                .as_ref()
+                .map(|m| Checksum::Md5(B64.encode(m))),
         ))
     }
 }
@@ -516,6 +519,7 @@ impl Storage for AzureStore {
         // Only single-shot uploads carry a Content-MD5; block lists have none.
         c.checksum_on_head = false;
         c.part_size = Some(self.inner.cfg.block_size);
+        c.concurrency = Some(self.inner.cfg.concurrency);
         c
     }
 

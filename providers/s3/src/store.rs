@@ -521,10 +521,11 @@ impl Multipart for Inner {
             .send()
             .await
             .map_err(|e| self.put_error(e, key, options))?;
+        // What the server reports, or nothing: a receipt never carries our own digest as the
+        // provider's (the commit compares it with ours).
         let checksum = out
             .checksum_sha256()
-            .and_then(|v| sha256_checksum(v, out.checksum_type()))
-            .or(Some(Checksum::Sha256(hex::encode(part.sha256))));
+            .and_then(|v| sha256_checksum(v, out.checksum_type()));
         let mut r = Receipt::new(key, size, checksum);
         r.etag = out.e_tag().map(str::to_string);
         r.version = out.version_id().map(str::to_string);
@@ -644,6 +645,7 @@ impl Storage for S3Store {
         c.metadata = true;
         c.checksum_on_head = true;
         c.part_size = Some(self.inner.cfg.part_size);
+        c.concurrency = Some(self.inner.cfg.concurrency);
         c
     }
 

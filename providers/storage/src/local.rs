@@ -202,6 +202,7 @@ impl Storage for LocalStore {
             metadata: true,
             checksum_on_head: false,
             part_size: None,
+            concurrency: None,
             local: true,
         }
     }

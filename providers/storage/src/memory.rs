@@ -276,6 +276,7 @@ impl Storage for MemoryStore {
             metadata: true,
             checksum_on_head: true,
             part_size: Some(self.part_size),
+            concurrency: None,
             local: false,
         }
     }

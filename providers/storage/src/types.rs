@@ -205,6 +205,8 @@ pub struct Capabilities {
     /// Writers upload in parts of this size (the minimum the provider accepts, before growth
     /// for large size hints); `None` when the store writes one stream.
     pub part_size: Option<u64>,
+    /// Parts in flight per upload (`concurrency=`); `None` when the store does not say.
+    pub concurrency: Option<usize>,
     /// The store is on this machine's file system, so reading it costs no egress.
     pub local: bool,
 }

@@ -1,19 +1,216 @@
-//! Resumable uploads from the spool: multipart (S3: parts in parallel, resumed by listing the
-//! parts the provider holds) and sequential sessions (GCS: chunks in order, resumed from the
-//! offset the provider has persisted). Each records its upload id or session in the journal
-//! before sending anything, so that a push killed at any point after can resume.
+//! The transfer stage: one call per destination, [`transfer`], which picks the route from the
+//! store's capabilities: a hard link of the spool (the first local destination on its file
+//! system), resumable multipart parts (S3, Azure blocks), a resumable session (GCS), or a plain
+//! stream into the store's writer. Every route reads the spool while it grows and returns what
+//! the provider answered together with the checksums offsite computed for the same bytes, for
+//! the commit stage to compare.
+//!
+//! The resumable routes record their upload id or session in the journal before sending
+//! anything, so that a push killed at any point after can resume.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use offsite_storage::{PutOptions, Receipt, Sequential, SessionState};
+use anyhow::{anyhow, Context, Result};
+use offsite_storage::{
+    Checksum, Multipart, ObjectWriter, PutOptions, Receipt, Sequential, SessionState,
+};
 use serde::{Deserialize, Serialize};
 
-use super::spool::{Journal, Progress};
 use crate::archive::Digest;
+use crate::engine::spool::{Journal, Progress, SpoolTail};
 use crate::registry::Opened;
+
+/// Bytes per read of the spool for a plain stream.
+const BLOCK: usize = 1 << 20;
+/// Parts in flight per multipart upload when the store does not say.
+const DEFAULT_IN_FLIGHT: usize = 3;
+
+/// How the bytes reach one destination.
+pub(super) enum Route {
+    /// Hard-link the complete spool into a local destination.
+    Link,
+    /// Parts read from the spool, resumable by upload id.
+    Parts(Arc<dyn Multipart>),
+    /// Chunks in order through a resumable session.
+    Session(Arc<dyn Sequential>),
+    /// The store's own writer, fed from the spool.
+    Stream,
+}
+
+impl Route {
+    /// The route for `dest`; `link` when it takes the spool by hard link.
+    pub(super) fn for_destination(dest: &Opened, link: bool) -> Route {
+        if link {
+            Route::Link
+        } else if let Some(mp) = dest.store.multipart() {
+            Route::Parts(mp)
+        } else if let Some(seq) = dest.store.sequential() {
+            Route::Session(seq)
+        } else {
+            Route::Stream
+        }
+    }
+}
+
+/// What a transfer produced: the provider's receipt, and the checksums offsite computed from
+/// the spool in the forms the provider may report (beside the whole-object SHA-256 of the
+/// spool, which the commit stage has already).
+pub(super) struct Transferred {
+    /// What the provider answered.
+    pub(super) receipt: Receipt,
+    /// Checksums computed here over the same bytes and part boundaries.
+    pub(super) computed: Vec<Checksum>,
+    /// For a resumed upload: parts found already on the server, of all parts.
+    pub(super) resumed_parts: Option<(u32, u32)>,
+}
+
+/// Where a transfer reads from and records its progress.
+pub(super) struct SpoolSource {
+    /// The spool file.
+    pub(super) path: PathBuf,
+    /// How far it is written.
+    pub(super) progress: tokio::sync::watch::Receiver<Progress>,
+    /// The journal the resumable routes record their ids in.
+    pub(super) journal: JournalHandle,
+    /// What an earlier run recorded for this destination.
+    pub(super) prior: Option<serde_json::Value>,
+}
+
+/// Sends the spool to `dest` at `key` by `route`.
+pub(super) async fn transfer(
+    dest: &Opened,
+    key: &str,
+    route: Route,
+    source: SpoolSource,
+    options: PutOptions,
+) -> Result<Transferred> {
+    let SpoolSource {
+        path,
+        progress,
+        journal,
+        prior,
+    } = source;
+    match route {
+        Route::Link => Ok(plain(link_spool(dest, key, &path, progress).await?)),
+        Route::Stream => {
+            let tail = SpoolTail::open(&path, progress, BLOCK)?;
+            Ok(plain(stream(dest, key, tail, options).await?))
+        }
+        Route::Parts(mp) => {
+            let prior = prior.and_then(|v| serde_json::from_value(v).ok());
+            upload_parts(dest, key, mp, &path, progress, options, prior, &journal).await
+        }
+        Route::Session(seq) => {
+            let prior = prior.and_then(|v| serde_json::from_value(v).ok());
+            upload_session(dest, key, seq, &path, progress, options, prior, &journal).await
+        }
+    }
+}
+
+fn plain(receipt: Receipt) -> Transferred {
+    Transferred {
+        receipt,
+        computed: Vec::new(),
+        resumed_parts: None,
+    }
+}
+
+/// Aborts an upload an earlier run recorded (its parts hold ciphertext that will never be sent
+/// again, and the provider bills for them).
+pub(super) async fn abort_recorded(dest: &Opened, key: &str, record: serde_json::Value) {
+    let store = &dest.store;
+    let res = if let (Some(mp), Ok(u)) = (
+        store.multipart(),
+        serde_json::from_value::<UploadState>(record.clone()),
+    ) {
+        mp.abort_upload(key, &u.id).await
+    } else if let (Some(seq), Ok(s)) = (
+        store.sequential(),
+        serde_json::from_value::<SessionRecord>(record),
+    ) {
+        seq.cancel_session(key, &s.session).await
+    } else {
+        Ok(())
+    };
+    if let Err(e) = res {
+        tracing::warn!(error = %e, url = %dest.url(), "could not abort the earlier run's upload");
+    }
+}
+
+/// The directory a local destination writes `key` into, created now; `None` for remote stores.
+pub(super) fn local_dir(dest: &Opened, key: &str) -> Result<Option<PathBuf>> {
+    let Some(local) = &dest.local else {
+        return Ok(None);
+    };
+    let path = local.path_for(key)?;
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(Some(dir))
+}
+
+/// Whether two paths are on one file system (so that one can be hard-linked into the other).
+pub(super) fn same_device(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev(),
+        _ => false,
+    }
+}
+
+/// Streams the spool into one destination's writer.
+async fn stream(
+    dest: &Opened,
+    key: &str,
+    mut tail: SpoolTail,
+    options: PutOptions,
+) -> Result<Receipt> {
+    let mut writer: Box<dyn ObjectWriter> = dest.store.writer(key, options).await?;
+    loop {
+        match tail.next().await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = writer.write(chunk).await {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(writer.finish().await?)
+}
+
+/// A local destination on the spool's file system: once the spool is complete, hard-link it
+/// into place as this copy.
+async fn link_spool(
+    dest: &Opened,
+    key: &str,
+    spool: &std::path::Path,
+    mut rx: tokio::sync::watch::Receiver<Progress>,
+) -> Result<Receipt> {
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            Progress::Done(_) => break,
+            Progress::Failed(why) => return Err(anyhow!("the spool was not completed: {why}")),
+            Progress::Writing(_) => {
+                if rx.changed().await.is_err() {
+                    return Err(anyhow!("the spool producer stopped without finishing"));
+                }
+            }
+        }
+    }
+    let local = dest
+        .local
+        .as_ref()
+        .expect("only local destinations link the spool");
+    Ok(local.link_from(spool, key).await?)
+}
 
 /// What the journal keeps of one multipart upload, so that a rerun can resume it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,7 +263,7 @@ pub(super) async fn upload_parts(
     options: PutOptions,
     prior: Option<UploadState>,
     journal: &JournalHandle,
-) -> Result<(Receipt, Option<(u32, u32)>)> {
+) -> Result<Transferred> {
     use std::collections::HashMap;
 
     let limits = mp.limits();
@@ -115,7 +312,21 @@ pub(super) async fn upload_parts(
                 let receipt = retry
                     .run(|| mp.put_whole(key, part.clone(), &options))
                     .await?;
-                return Ok((receipt, None));
+                // One request: the object's SHA-256 is the spool's; its MD5 is computed here for
+                // stores that report one (Azure).
+                let md5 = {
+                    use base64::Engine as _;
+                    use md5::Digest as _;
+                    Checksum::Md5(
+                        base64::engine::general_purpose::STANDARD
+                            .encode(md5::Md5::digest(&part.data)),
+                    )
+                };
+                return Ok(Transferred {
+                    receipt,
+                    computed: vec![md5],
+                    resumed_parts: None,
+                });
             }
             let id = retry.run(|| mp.create_upload(key, &options)).await?;
             let s = UploadState { id, part_size };
@@ -131,13 +342,27 @@ pub(super) async fn upload_parts(
         &state,
         &existing,
         limits.max_parts,
+        dest.store
+            .capabilities()
+            .concurrency
+            .unwrap_or(DEFAULT_IN_FLIGHT),
     )
     .await;
     match result {
         Ok((parts, reused)) => {
             let total = parts.len() as u32;
+            // Computed from the spool's bytes (each part hashed as it was read, a reused part
+            // only when its SHA-256 matched), so it is ours, not the server's.
+            let composite = Checksum::Sha256Composite {
+                hex: hex::encode(offsite_storage::composite_sha256(&parts)),
+                parts: total,
+            };
             let receipt = mp.complete_upload(key, &state.id, parts, &options).await?;
-            Ok((receipt, resuming.then_some((reused, total))))
+            Ok(Transferred {
+                receipt,
+                computed: vec![composite],
+                resumed_parts: resuming.then_some((reused, total)),
+            })
         }
         Err(e) => {
             // Keep the upload for a rerun when the spool is complete (the journal has its id);
@@ -184,6 +409,7 @@ async fn read_spool(spool: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     .with_context(|| format!("cannot read the spool {}", spool.display()))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_parts(
     mp: &Arc<dyn offsite_storage::Multipart>,
     key: &str,
@@ -192,13 +418,14 @@ async fn send_parts(
     state: &UploadState,
     existing: &std::collections::HashMap<u32, offsite_storage::PartReceipt>,
     max_parts: u32,
+    in_flight_max: usize,
 ) -> Result<(Vec<offsite_storage::PartReceipt>, u32)> {
     use futures::StreamExt;
     use std::os::unix::fs::FileExt;
 
-    // Parts held in memory: this many in flight plus the one being read. With 6 MiB parts
-    // that is about 24 MiB per destination, whatever the archive size.
-    const IN_FLIGHT: usize = 3;
+    // Parts held in memory: `in_flight_max` in flight plus the one being read (the store's
+    // `concurrency=`). With 6 MiB parts and 3 in flight that is about 24 MiB per destination,
+    // whatever the archive size.
     let file = Arc::new(
         File::open(spool).with_context(|| format!("cannot open the spool {}", spool.display()))?,
     );
@@ -256,7 +483,7 @@ async fn send_parts(
                 reused += 1;
             }
             _ => {
-                while in_flight.len() >= IN_FLIGHT {
+                while in_flight.len() >= in_flight_max.max(1) {
                     if let Some(r) = in_flight.next().await {
                         done.push(r?);
                     }
@@ -290,12 +517,6 @@ pub(super) struct SessionRecord {
     session: String,
 }
 
-impl SessionRecord {
-    pub(super) fn url(&self) -> &str {
-        &self.session
-    }
-}
-
 /// Hashes the spool's first `len` bytes into a fresh digest (when resuming a session, the
 /// digest must cover what the server already has).
 async fn digest_prefix(
@@ -327,14 +548,22 @@ pub(super) async fn upload_session(
     options: PutOptions,
     prior: Option<SessionRecord>,
     journal: &JournalHandle,
-) -> Result<(Receipt, Option<(u32, u32)>)> {
+) -> Result<Transferred> {
     let chunk = seq.chunk_size().max(seq.granularity());
     let retry = offsite_storage::RetryPolicy::default();
     let mut resumed_from = None;
     let mut record = None;
     if let Some(p) = prior {
         match seq.session_state(key, &p.session).await {
-            Ok(SessionState::Complete(r)) => return Ok((r, Some((1, 1)))),
+            Ok(SessionState::Complete(r)) => {
+                // Finished before the kill: hash what it holds here, for the commit to compare.
+                let computed = digest_prefix(&seq, spool, r.size).await?.finish();
+                return Ok(Transferred {
+                    receipt: r,
+                    computed,
+                    resumed_parts: Some((1, 1)),
+                });
+            }
             Ok(SessionState::Persisted(n)) => {
                 resumed_from = Some(n);
                 record = Some(p);
@@ -363,10 +592,14 @@ pub(super) async fn upload_session(
     )
     .await;
     match result {
-        Ok(receipt) => {
+        Ok((receipt, computed)) => {
             let total = (receipt.size.div_ceil(chunk)).max(1) as u32;
             let reused = resumed_from.map(|n| (n / chunk) as u32);
-            Ok((receipt, reused.map(|r| (r, total))))
+            Ok(Transferred {
+                receipt,
+                computed,
+                resumed_parts: reused.map(|r| (r, total)),
+            })
         }
         Err(e) => {
             if matches!(*rx.borrow(), Progress::Failed(_)) {
@@ -385,7 +618,7 @@ async fn send_chunks(
     rx: &mut tokio::sync::watch::Receiver<Progress>,
     chunk: u64,
     start: u64,
-) -> Result<Receipt> {
+) -> Result<(Receipt, Vec<Checksum>)> {
     let mut offset = start;
     let mut digest = digest_prefix(seq, spool, offset).await?;
     let mut failures = 0u32;
@@ -400,11 +633,18 @@ async fn send_chunks(
             d.update(&data);
             (available, d.finish())
         });
+        let computed = last.as_ref().map(|(_, c)| c.clone());
         match seq
             .put_chunk(key, session, offset, data.clone().into(), last)
             .await
         {
-            Ok(SessionState::Complete(r)) => return Ok(r),
+            Ok(SessionState::Complete(r)) => {
+                let computed = match computed {
+                    Some(c) => c,
+                    None => digest_prefix(seq, spool, r.size).await?.finish(),
+                };
+                return Ok((r, computed));
+            }
             Ok(SessionState::Persisted(n)) if n == end && !is_last => {
                 digest.update(&data);
                 offset = n;
@@ -424,7 +664,10 @@ async fn send_chunks(
                 failures += 1;
                 tokio::time::sleep(retry.delay(failures)).await;
                 match retry.run(|| seq.session_state(key, session)).await? {
-                    SessionState::Complete(r) => return Ok(r),
+                    SessionState::Complete(r) => {
+                        let computed = digest_prefix(seq, spool, r.size).await?.finish();
+                        return Ok((r, computed));
+                    }
                     SessionState::Persisted(n) => {
                         offset = n;
                         digest = digest_prefix(seq, spool, offset).await?;

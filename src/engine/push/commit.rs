@@ -1,0 +1,266 @@
+//! The commit stage: check what a provider answered against what offsite computed from the
+//! spool, and write the manifest that makes the copy count. It is callable on its own: a
+//! replication that streams a copy commits it through the same code.
+
+use chrono::{DateTime, Utc};
+use offsite_policies::encryption::Recipient;
+use offsite_storage::{Checksum, PutOptions, Receipt, Retention, StorageExt};
+
+use super::{DestinationReport, Status};
+use crate::archive::{
+    tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, Stored, MANIFEST_FORMAT,
+};
+use crate::registry::Opened;
+
+/// What every manifest of one archive shares.
+pub struct ArchiveFacts {
+    /// The archive's name.
+    pub name: String,
+    /// Its creation time.
+    pub created: DateTime<Utc>,
+    /// Where that came from.
+    pub created_from: CreatedFrom,
+    /// Who can decrypt it; empty when stored unencrypted.
+    pub recipients: Vec<Recipient>,
+    /// The plaintext's size and SHA-256.
+    pub plaintext: Digest,
+    /// The stored bytes' size and SHA-256.
+    pub stored: Digest,
+}
+
+/// One copy to commit: where, what the provider said, and what was computed locally.
+pub struct Finished<'a> {
+    /// The destination.
+    pub dest: &'a Opened,
+    /// The archive's keys there.
+    pub keys: &'a ArchiveKeys,
+    /// The provider's receipt for the data object.
+    pub receipt: Receipt,
+    /// Checksums offsite computed from the bytes it sent, in the provider's forms (composite
+    /// over the same part boundaries, CRC32C, MD5); the whole SHA-256 is `facts.stored`.
+    pub computed: Vec<Checksum>,
+    /// The lock on the data object, which the manifest gets too.
+    pub retention: Option<Retention>,
+}
+
+/// Why a receipt does not match the spool, or `None` when every form the provider reported
+/// is what offsite computed. A form offsite did not compute is not trusted: `Err` names it, and
+/// the copy is committed without a provider checksum (quick verify then checks the size, and
+/// only deep verify proves the bytes).
+pub fn check_receipt(
+    receipt: &Receipt,
+    stored: &Digest,
+    computed: &[Checksum],
+) -> Result<Option<String>, String> {
+    if receipt.size != stored.size {
+        return Ok(Some(format!(
+            "stored {} bytes, but the spool has {}",
+            receipt.size, stored.size
+        )));
+    }
+    let Some(reported) = &receipt.checksum else {
+        return Ok(None);
+    };
+    let ours = std::iter::once(Checksum::Sha256(stored.sha256.clone()))
+        .chain(computed.iter().cloned())
+        .find(|c| same_form(c, reported));
+    match ours {
+        Some(c) if equal(&c, reported) => Ok(None),
+        Some(c) => Ok(Some(format!(
+            "the store reports {reported}, offsite computed {c}"
+        ))),
+        None => Err(format!(
+            "the store reports {reported}, a form offsite did not compute"
+        )),
+    }
+}
+
+fn same_form(a: &Checksum, b: &Checksum) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+fn equal(a: &Checksum, b: &Checksum) -> bool {
+    match (a, b) {
+        (Checksum::Sha256(x), Checksum::Sha256(y)) => x.eq_ignore_ascii_case(y),
+        (
+            Checksum::Sha256Composite { hex: x, parts: p },
+            Checksum::Sha256Composite { hex: y, parts: q },
+        ) => x.eq_ignore_ascii_case(y) && p == q,
+        (x, y) => x == y,
+    }
+}
+
+/// Checks `done`'s receipt and writes its manifest. A copy that did not arrive intact is
+/// removed where the store allows, and never gets a manifest.
+pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationReport {
+    let Finished {
+        dest,
+        keys,
+        receipt,
+        computed,
+        retention,
+    } = done;
+    let failed = |message: String| DestinationReport::failed(dest, keys, message);
+    let provider_checksum = match check_receipt(&receipt, &facts.stored, &computed) {
+        Ok(None) => receipt.checksum.clone(),
+        Ok(Some(why)) => {
+            // Never leave an object that could be mistaken for this archive: it has no
+            // manifest, and it is removed too where the store allows.
+            let removed = match dest.store.delete(&keys.object).await {
+                Ok(()) => "it was removed",
+                Err(_) => "it has no manifest, so it does not count",
+            };
+            return failed(format!(
+                "the upload did not arrive intact ({why}); {removed}; push again"
+            ));
+        }
+        Err(why) => {
+            tracing::warn!(url = %dest.url(), "{why}; recording no provider checksum for this copy");
+            None
+        }
+    };
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        archive: facts.name.clone(),
+        created: facts.created,
+        created_from: facts.created_from,
+        plaintext: facts.plaintext.clone(),
+        stored: Stored {
+            key: keys
+                .object
+                .rsplit('/')
+                .next()
+                .unwrap_or(&keys.object)
+                .to_string(),
+            size: facts.stored.size,
+            sha256: facts.stored.sha256.clone(),
+            provider_checksum: provider_checksum.clone(),
+            storage_class: dest.options.storage_class.clone(),
+        },
+        encryption: (!facts.recipients.is_empty()).then(|| Encryption {
+            scheme: "age".into(),
+            recipients: facts.recipients.iter().map(|r| r.to_string()).collect(),
+        }),
+        policy: None,
+        retain_until: retention.map(|r| r.retain_until),
+        pushed: Utc::now(),
+        tool: tool_version(),
+    };
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    // The manifest carries the same lock as its data: an immutable copy must keep counting.
+    let mut options = PutOptions::default();
+    options.retention = retention;
+    options.legal_hold = dest.options.legal_hold;
+    match dest.store.put_bytes(&keys.manifest, bytes.into(), options).await {
+        Ok(_) => DestinationReport {
+            stored: Some(facts.stored.clone()),
+            provider_checksum,
+            ..DestinationReport::new(dest, keys, Status::Stored)
+        },
+        Err(e) => failed(format!("the data was stored but its manifest could not be written, so the copy does not count: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored() -> Digest {
+        Digest {
+            size: 3,
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    fn receipt(c: Option<Checksum>) -> Receipt {
+        Receipt::new("k", 3, c)
+    }
+
+    #[test]
+    fn every_reported_form_is_compared_with_ours() {
+        let composite = Checksum::Sha256Composite {
+            hex: "cd".repeat(32),
+            parts: 2,
+        };
+        let ours = [composite.clone()];
+        assert_eq!(check_receipt(&receipt(None), &stored(), &ours), Ok(None));
+        assert_eq!(
+            check_receipt(
+                &receipt(Some(Checksum::Sha256("AB".repeat(32)))),
+                &stored(),
+                &ours
+            ),
+            Ok(None)
+        );
+        assert_eq!(
+            check_receipt(&receipt(Some(composite)), &stored(), &ours),
+            Ok(None)
+        );
+        let wrong_parts = Checksum::Sha256Composite {
+            hex: "cd".repeat(32),
+            parts: 3,
+        };
+        assert!(matches!(
+            check_receipt(&receipt(Some(wrong_parts)), &stored(), &ours),
+            Ok(Some(_))
+        ));
+        let wrong = Checksum::Sha256Composite {
+            hex: "ee".repeat(32),
+            parts: 2,
+        };
+        assert!(matches!(
+            check_receipt(&receipt(Some(wrong)), &stored(), &ours),
+            Ok(Some(_))
+        ));
+        assert!(matches!(
+            check_receipt(
+                &receipt(Some(Checksum::Sha256("00".repeat(32)))),
+                &stored(),
+                &ours
+            ),
+            Ok(Some(_))
+        ));
+    }
+
+    #[test]
+    fn a_composite_we_did_not_compute_and_a_wrong_size_are_not_trusted() {
+        let c = Checksum::Sha256Composite {
+            hex: "cd".repeat(32),
+            parts: 2,
+        };
+        assert!(check_receipt(&receipt(Some(c)), &stored(), &[]).is_err());
+        assert!(check_receipt(
+            &receipt(Some(Checksum::Crc64Nvme("x".into()))),
+            &stored(),
+            &[]
+        )
+        .is_err());
+        let mut short = receipt(None);
+        short.size = 2;
+        assert!(matches!(check_receipt(&short, &stored(), &[]), Ok(Some(_))));
+    }
+
+    #[test]
+    fn crc32c_and_md5_are_compared() {
+        let ours = [
+            Checksum::Crc32c("AAAA".into()),
+            Checksum::Md5("BBBB".into()),
+        ];
+        assert_eq!(
+            check_receipt(
+                &receipt(Some(Checksum::Md5("BBBB".into()))),
+                &stored(),
+                &ours
+            ),
+            Ok(None)
+        );
+        assert!(matches!(
+            check_receipt(
+                &receipt(Some(Checksum::Crc32c("AAAB".into()))),
+                &stored(),
+                &ours
+            ),
+            Ok(Some(_))
+        ));
+    }
+}

@@ -1,0 +1,339 @@
+//! The plan stage: what each destination holds under the archive's name, and what the push
+//! does there. Every destination is decided before a byte moves: a name that holds a different
+//! archive at one destination stops the push at all of them (unless `--overwrite`), so that one
+//! name never means two archives.
+//!
+//! [`survey`] reads (a manifest GET and a HEAD per destination); [`decide`] is pure, so the
+//! rules are tested without a store.
+
+use offsite_storage::{ErrorKind, Retention};
+
+use super::Status;
+use crate::archive::{ArchiveKeys, Digest, Manifest};
+use crate::engine::inventory::read_manifest;
+use crate::registry::{key_prefix, Opened};
+
+/// What a destination holds under the archive's name before the push.
+#[derive(Debug, Clone)]
+pub enum Holding {
+    /// Nothing: no manifest.
+    Nothing,
+    /// A complete copy: a manifest and its data object at the recorded size.
+    Complete(Box<Manifest>),
+    /// A manifest whose data object is gone or the wrong size: not a copy.
+    DataMissing(Box<Manifest>),
+    /// A manifest that does not parse.
+    Unreadable(String),
+    /// The destination could not be read.
+    Unreachable(String),
+}
+
+impl Holding {
+    /// The manifest found there, if it parsed.
+    fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            Holding::Complete(m) | Holding::DataMissing(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Whether deciding what to do here needs the plaintext digest.
+    pub fn needs_digest(&self) -> bool {
+        self.manifest().is_some()
+    }
+}
+
+/// What the push does at one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send the archive and commit it (nothing was there).
+    Upload,
+    /// The manifest is there but its data is not: send the same archive again and commit.
+    Repair,
+    /// `--overwrite`: remove the old manifest first, then send and commit.
+    Replace,
+    /// The same archive for the same recipients is there: nothing to send.
+    Keep(Box<Manifest>),
+    /// Nothing is sent here, and why (refused or failed).
+    Skip(Status, String),
+}
+
+impl Action {
+    /// Whether bytes are sent to this destination.
+    pub fn uploads(&self) -> bool {
+        matches!(self, Action::Upload | Action::Repair | Action::Replace)
+    }
+}
+
+/// One destination with its decided action and the lock its copy gets.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What to do.
+    pub action: Action,
+    /// The lock on the data object and its manifest alike, computed once for the archive.
+    pub retention: Option<Retention>,
+}
+
+/// Reads what `dest` holds under `keys`.
+pub async fn survey(dest: &Opened, keys: &ArchiveKeys) -> Holding {
+    let manifest = match read_manifest(dest.store.as_ref(), &keys.manifest).await {
+        Err(e) => return Holding::Unreachable(format!("cannot read {}: {e}", keys.manifest)),
+        Ok(None) => return Holding::Nothing,
+        Ok(Some(Err(bad))) => return Holding::Unreadable(bad),
+        Ok(Some(Ok(m))) => m,
+    };
+    // A manifest alone is not a copy: the data must be there, whole.
+    let object_key = offsite_storage::join_key(key_prefix(&dest.location), &manifest.stored.key);
+    match dest.store.head(&object_key).await {
+        Ok(meta) if meta.size == manifest.stored.size => Holding::Complete(Box::new(manifest)),
+        Ok(_) => Holding::DataMissing(Box::new(manifest)),
+        Err(e) if e.is_not_found() => Holding::DataMissing(Box::new(manifest)),
+        Err(e) => Holding::Unreachable(format!("cannot check {object_key}: {e}")),
+    }
+}
+
+/// The rules, for every destination at once. `plaintext` is the archive's digest; it is needed
+/// only where a destination holds a manifest (see [`Holding::needs_digest`]) and `overwrite` is
+/// off. `recipients` are sorted.
+pub fn decide(
+    holdings: &[(String, Holding)],
+    plaintext: Option<&Digest>,
+    recipients: &[String],
+    overwrite: bool,
+) -> Vec<Action> {
+    let mut actions: Vec<Action> = holdings
+        .iter()
+        .map(|(_, h)| decide_one(h, plaintext, recipients, overwrite))
+        .collect();
+    // A different archive under this name anywhere: send it nowhere.
+    let conflict = holdings
+        .iter()
+        .zip(&actions)
+        .find(|(_, a)| matches!(a, Action::Skip(Status::Refused, m) if m.starts_with(DIFFERENT)))
+        .map(|((url, _), _)| url.clone());
+    if let Some(url) = conflict {
+        for a in &mut actions {
+            if a.uploads() {
+                *a = Action::Skip(
+                    Status::Refused,
+                    format!("not sent: a different archive of this name is stored at {url} (see there); pass --overwrite to replace it everywhere, or push under another --name"),
+                );
+            }
+        }
+    }
+    actions
+}
+
+const DIFFERENT: &str = "a different archive named";
+
+fn decide_one(
+    holding: &Holding,
+    plaintext: Option<&Digest>,
+    recipients: &[String],
+    overwrite: bool,
+) -> Action {
+    match holding {
+        Holding::Nothing => Action::Upload,
+        Holding::Unreachable(why) => Action::Skip(Status::Failed, why.clone()),
+        Holding::Unreadable(_) | Holding::Complete(_) | Holding::DataMissing(_) if overwrite => {
+            Action::Replace
+        }
+        Holding::Unreadable(bad) => Action::Skip(
+            Status::Refused,
+            format!("the manifest here is unreadable ({bad}); inspect that copy, or pass --overwrite to replace it"),
+        ),
+        Holding::Complete(m) | Holding::DataMissing(m) => {
+            let same =
+                plaintext.is_some_and(|p| p.sha256 == m.plaintext.sha256 && p.size == m.plaintext.size);
+            if !same {
+                let short: String = m.plaintext.sha256.chars().take(16).collect();
+                return Action::Skip(
+                    Status::Refused,
+                    format!(
+                        "{DIFFERENT} {:?} is already stored here (pushed {}, plaintext SHA-256 {short}...){}; pass --overwrite to replace it, or push under another --name",
+                        m.archive,
+                        m.pushed.format("%Y-%m-%dT%H:%M:%SZ"),
+                        if matches!(holding, Holding::DataMissing(_)) { ", its data object gone" } else { "" },
+                    ),
+                );
+            }
+            if matches!(holding, Holding::DataMissing(_)) {
+                return Action::Repair;
+            }
+            let mut theirs: Vec<String> = m
+                .encryption
+                .as_ref()
+                .map(|e| e.recipients.clone())
+                .unwrap_or_default();
+            theirs.sort();
+            if theirs != recipients {
+                return Action::Skip(
+                    Status::Refused,
+                    format!(
+                        "this archive is already stored here, but {}; pass --overwrite to store it again for the recipients given now",
+                        if theirs.is_empty() { "unencrypted".to_string() } else { format!("encrypted for {}", theirs.join(", ")) }
+                    ),
+                );
+            }
+            Action::Keep(m.clone())
+        }
+    }
+}
+
+/// Carries out the part of an action that comes before any byte moves: `Replace` removes the
+/// old manifest first, so that while the new data replaces the old no manifest describes bytes
+/// that are no longer there. A locked copy is never replaced.
+pub async fn prepare(dest: &Opened, keys: &ArchiveKeys, action: Action) -> Action {
+    if action != Action::Replace {
+        return action;
+    }
+    match dest.store.delete(&keys.manifest).await {
+        Ok(()) => Action::Replace,
+        Err(e) if e.is_not_found() => Action::Replace,
+        Err(e) if e.kind() == ErrorKind::Locked => Action::Skip(
+            Status::Refused,
+            format!("the copy here is locked and cannot be replaced: {e}"),
+        ),
+        Err(e) => Action::Skip(
+            Status::Failed,
+            format!("cannot remove the old manifest {}: {e}", keys.manifest),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{CreatedFrom, Encryption, Stored, MANIFEST_FORMAT};
+    use chrono::Utc;
+
+    fn digest(s: &str) -> Digest {
+        Digest {
+            size: 10,
+            sha256: s.repeat(64 / s.len()),
+        }
+    }
+
+    fn manifest(plain: &str, recipients: &[&str]) -> Box<Manifest> {
+        Box::new(Manifest {
+            format: MANIFEST_FORMAT,
+            archive: "a".into(),
+            created: Utc::now(),
+            created_from: CreatedFrom::Name,
+            plaintext: digest(plain),
+            stored: Stored {
+                key: "a.age".into(),
+                size: 20,
+                sha256: "0".repeat(64),
+                provider_checksum: None,
+                storage_class: None,
+            },
+            encryption: Some(Encryption {
+                scheme: "age".into(),
+                recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            }),
+            policy: None,
+            retain_until: None,
+            pushed: Utc::now(),
+            tool: "t".into(),
+        })
+    }
+
+    fn h(list: Vec<Holding>) -> Vec<(String, Holding)> {
+        list.into_iter()
+            .enumerate()
+            .map(|(i, h)| (format!("d{i}"), h))
+            .collect()
+    }
+
+    #[test]
+    fn empty_destinations_upload_and_same_archive_is_kept() {
+        let r = vec!["age1x".to_string()];
+        let a = decide(
+            &h(vec![
+                Holding::Nothing,
+                Holding::Complete(manifest("a", &["age1x"])),
+            ]),
+            Some(&digest("a")),
+            &r,
+            false,
+        );
+        assert_eq!(a[0], Action::Upload);
+        assert!(matches!(a[1], Action::Keep(_)));
+    }
+
+    #[test]
+    fn a_different_archive_anywhere_stops_every_upload() {
+        let r = vec!["age1x".to_string()];
+        let a = decide(
+            &h(vec![
+                Holding::Nothing,
+                Holding::Complete(manifest("b", &["age1x"])),
+                Holding::DataMissing(manifest("a", &["age1x"])),
+            ]),
+            Some(&digest("a")),
+            &r,
+            false,
+        );
+        assert!(
+            matches!(&a[0], Action::Skip(Status::Refused, m) if m.contains("stored at d1")),
+            "{a:?}"
+        );
+        assert!(matches!(&a[1], Action::Skip(Status::Refused, m) if m.starts_with(DIFFERENT)));
+        assert!(matches!(&a[2], Action::Skip(Status::Refused, m) if m.contains("stored at d1")));
+    }
+
+    #[test]
+    fn a_different_archive_whose_data_is_gone_also_conflicts() {
+        let a = decide(
+            &h(vec![
+                Holding::Nothing,
+                Holding::DataMissing(manifest("b", &[])),
+            ]),
+            Some(&digest("a")),
+            &[],
+            false,
+        );
+        assert!(matches!(&a[0], Action::Skip(Status::Refused, _)));
+        assert!(
+            matches!(&a[1], Action::Skip(Status::Refused, m) if m.contains("data object gone"))
+        );
+    }
+
+    #[test]
+    fn overwrite_replaces_whatever_is_there_and_needs_no_digest() {
+        let a = decide(
+            &h(vec![
+                Holding::Complete(manifest("b", &[])),
+                Holding::Unreadable("bad json".into()),
+                Holding::Nothing,
+            ]),
+            None,
+            &[],
+            true,
+        );
+        assert_eq!(a, vec![Action::Replace, Action::Replace, Action::Upload]);
+    }
+
+    #[test]
+    fn other_recipients_and_unreadable_manifests_refuse_only_there() {
+        let r = vec!["age1x".to_string()];
+        let a = decide(
+            &h(vec![
+                Holding::Complete(manifest("a", &["age1y"])),
+                Holding::Unreadable("bad".into()),
+                Holding::Nothing,
+                Holding::Unreachable("down".into()),
+            ]),
+            Some(&digest("a")),
+            &r,
+            false,
+        );
+        assert!(
+            matches!(&a[0], Action::Skip(Status::Refused, m) if m.contains("encrypted for age1y"))
+        );
+        assert!(matches!(&a[1], Action::Skip(Status::Refused, m) if m.contains("unreadable")));
+        assert_eq!(a[2], Action::Upload);
+        assert!(matches!(&a[3], Action::Skip(Status::Failed, _)));
+    }
+}

@@ -1,0 +1,225 @@
+//! The spool stage: read the source once, hash the plaintext, encrypt, hash the ciphertext and
+//! write the spool.
+//!
+//! Two threads share the CPU work: one reads, hashes the plaintext and encrypts; the other
+//! hashes the ciphertext and writes the spool. Destinations read the spool as it grows (see
+//! `transfer`), each at its own pace, so a slow destination never holds the others back and
+//! memory stays flat: the disk is the buffer.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use offsite_policies::encryption::Recipient;
+use sha2::{Digest as _, Sha256};
+
+use super::Source;
+use crate::archive::Digest;
+use crate::engine::spool::{self, Progress, ProgressTx};
+
+/// Bytes per block between the pipeline's threads.
+const BLOCK: usize = 1 << 20;
+/// Blocks in flight between the encrypting thread and the spool writer.
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+fn open_reader(source: Source) -> Box<dyn Read + Send> {
+    match source {
+        Source::File(f, _) => Box::new(f),
+        Source::Stdin => Box::new(std::io::stdin()),
+    }
+}
+
+/// Hashes the whole source; gives a file back rewound (stdin cannot be read again).
+pub(super) async fn hash_source(
+    source: Source,
+    pb: Option<ProgressBar>,
+) -> Result<(Digest, Option<Source>)> {
+    use std::io::{Seek, SeekFrom};
+    let what = source_name(&source);
+    tokio::task::spawn_blocking(move || -> std::io::Result<(Digest, Option<Source>)> {
+        let inc = |n| {
+            if let Some(pb) = &pb {
+                pb.inc(n)
+            }
+        };
+        match source {
+            Source::File(mut f, p) => {
+                let d = spool::digest_reader(&mut f, inc)?;
+                f.seek(SeekFrom::Start(0))?;
+                Ok((d, Some(Source::File(f, p))))
+            }
+            Source::Stdin => Ok((spool::digest_reader(std::io::stdin(), inc)?, None)),
+        }
+    })
+    .await?
+    .with_context(|| format!("cannot read {what}"))
+}
+
+pub(super) fn source_name(source: &Source) -> String {
+    match source {
+        Source::File(_, p) => p.display().to_string(),
+        Source::Stdin => "standard input".into(),
+    }
+}
+
+/// Reads, hashes and encrypts on one thread; hashes and writes the spool on another.
+pub(super) async fn produce(
+    source: Source,
+    recipients: Vec<Recipient>,
+    spool: File,
+    progress: Arc<ProgressTx>,
+    pb: Option<ProgressBar>,
+) -> Result<(Digest, Digest)> {
+    let what = source_name(&source);
+    let encrypted = !recipients.is_empty();
+    let (tx, rx) = sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+    let reader = tokio::task::spawn_blocking(move || {
+        read_and_encrypt(open_reader(source), &recipients, tx, pb)
+    });
+    let writer = tokio::task::spawn_blocking(move || write_spool(rx, spool, &progress, encrypted));
+    let (r, w) = futures::join!(reader, writer);
+    let r = r.context("the reading thread panicked")?;
+    let w = w.context("the spool thread panicked")?;
+    match (r, w) {
+        (Ok(plain), Ok(stored)) => {
+            let stored = if encrypted { stored } else { plain.clone() };
+            Ok((plain, stored))
+        }
+        // The spool failing (disk full) closes the channel under the reader: report the cause.
+        (_, Err(e)) => Err(anyhow::Error::new(e).context("cannot write the spool")),
+        (Err(e), Ok(_)) => Err(anyhow::Error::new(e).context(format!("cannot read {what}"))),
+    }
+}
+
+/// Sends blocks of [`BLOCK`] bytes to the spool thread.
+struct ChannelWriter {
+    tx: SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        self.tx.send(block).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the spool writer stopped")
+        })
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(BLOCK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == BLOCK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_and_encrypt(
+    mut source: Box<dyn Read + Send>,
+    recipients: &[Recipient],
+    tx: SyncSender<Vec<u8>>,
+    pb: Option<ProgressBar>,
+) -> std::io::Result<Digest> {
+    let sink = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(BLOCK),
+    };
+    enum Out {
+        Age(age::stream::StreamWriter<ChannelWriter>),
+        Plain(ChannelWriter),
+    }
+    let mut out = if recipients.is_empty() {
+        Out::Plain(sink)
+    } else {
+        let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age())).map_err(
+            |e| std::io::Error::other(format!("cannot encrypt to these recipients: {e}")),
+        )?;
+        Out::Age(enc.wrap_output(sink)?)
+    };
+    let mut h = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; BLOCK];
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        size += n as u64;
+        match &mut out {
+            Out::Age(w) => w.write_all(&buf[..n])?,
+            Out::Plain(w) => w.write_all(&buf[..n])?,
+        }
+        if let Some(pb) = &pb {
+            pb.inc(n as u64);
+        }
+    }
+    let mut sink = match out {
+        Out::Age(w) => w.finish()?,
+        Out::Plain(w) => w,
+    };
+    sink.send()?;
+    Ok(Digest {
+        size,
+        sha256: hex::encode(h.finalize()),
+    })
+}
+
+fn write_spool(
+    rx: Receiver<Vec<u8>>,
+    mut file: File,
+    progress: &ProgressTx,
+    hash: bool,
+) -> std::io::Result<Digest> {
+    // Write-back runs beside the writing: a helper thread flushes what is written so far every
+    // SYNC_EVERY bytes, so that the final fsync has little left to wait for.
+    const SYNC_EVERY: u64 = 64 << 20;
+    let (sync_tx, sync_rx) = sync_channel::<()>(1);
+    let syncer = {
+        let f = file.try_clone()?;
+        std::thread::spawn(move || {
+            for () in sync_rx {
+                let _ = f.sync_data();
+            }
+        })
+    };
+    let mut h = hash.then(Sha256::new);
+    let mut size = 0u64;
+    let mut since_sync = 0u64;
+    for block in rx {
+        if let Some(h) = &mut h {
+            h.update(&block);
+        }
+        file.write_all(&block)?;
+        size += block.len() as u64;
+        since_sync += block.len() as u64;
+        if since_sync >= SYNC_EVERY {
+            // Never waits: a flush already queued covers this one too.
+            let _ = sync_tx.try_send(());
+            since_sync = 0;
+        }
+        progress.send_replace(Progress::Writing(size));
+    }
+    drop(sync_tx);
+    let _ = syncer.join();
+    file.sync_all()?;
+    Ok(Digest {
+        size,
+        sha256: h.map(|h| hex::encode(h.finalize())).unwrap_or_default(),
+    })
+}
