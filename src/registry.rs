@@ -212,3 +212,51 @@ pub fn key_prefix(location: &Location) -> &str {
         _ => "",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_days_run_from_creation_or_from_now_for_an_older_archive() {
+        let o = DestinationOptions {
+            lock: Some(LockMode::Compliance),
+            lock_days: Some(7),
+            ..Default::default()
+        };
+        let now = Utc::now();
+        let recent = now - chrono::Duration::days(2);
+        let old = now - chrono::Duration::days(30);
+        let r = o.retention_at(recent, now).unwrap();
+        assert_eq!(r.retain_until, recent + chrono::Duration::days(7));
+        assert_eq!(
+            o.retention_at(old, now).unwrap().retain_until,
+            now + chrono::Duration::days(7)
+        );
+        assert!(DestinationOptions::default()
+            .retention_at(recent, now)
+            .is_none());
+    }
+
+    #[test]
+    fn options_a_store_cannot_honour_are_refused() {
+        let caps = Capabilities::default();
+        let class = DestinationOptions {
+            storage_class: Some("GLACIER".into()),
+            ..Default::default()
+        };
+        assert!(class
+            .check_against(&caps)
+            .unwrap_err()
+            .contains("storage-class"));
+        let hold = DestinationOptions {
+            legal_hold: true,
+            ..Default::default()
+        };
+        assert!(hold
+            .check_against(&caps)
+            .unwrap_err()
+            .contains("legal-hold"));
+        assert!(DestinationOptions::default().check_against(&caps).is_ok());
+    }
+}

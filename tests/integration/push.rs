@@ -539,13 +539,13 @@ fn a_manifest_whose_data_is_gone_is_repaired_not_reported_as_stored() {
     let o = sb.push(&src, &["a"]);
     assert_code(&o, 1);
     assert!(
-        stderr(&o).contains("a different archive of this name was stored here"),
+        stderr(&o).contains("a different archive named") && stderr(&o).contains("data object gone"),
         "{}",
         stderr(&o)
     );
     assert!(
         !sb.path("a").join(format!("{NAME}.age")).exists(),
-        "the data just sent was removed"
+        "nothing was sent: the plan refused before a byte moved"
     );
 }
 
@@ -639,4 +639,159 @@ fn push_from_stdin_in_progress(
     stdin.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     (child, stdin)
+}
+
+#[test]
+fn a_different_archive_at_one_destination_stops_the_push_at_all_of_them() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 5000, 1);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let before = sha256_file(&sb.path("a").join(format!("{NAME}.age")));
+
+    // Another archive under the same name: refused at `a`, and not sent to `b` either, so
+    // that one name never means two archives.
+    sb.archive(NAME, 6000, 2);
+    let o = sb.push(&src, &["b", "a"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("a different archive named"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(&format!("is stored at {}", sb.url("a"))),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        visible_files(&sb.path("b")).is_empty(),
+        "{:?}",
+        visible_files(&sb.path("b"))
+    );
+    assert_eq!(
+        sha256_file(&sb.path("a").join(format!("{NAME}.age"))),
+        before
+    );
+
+    // The same from standard input: spooled first, decided, nothing sent.
+    let mut child = sb
+        .std_cmd()
+        .args(["push", "-", "--name", NAME, "-r", &sb.recipient])
+        .args(["--to", &sb.url("b"), "--to", &sb.url("a")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&src).unwrap())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 1);
+    assert!(visible_files(&sb.path("b")).is_empty());
+    assert!(
+        !sb.path("cache").join("spool").exists()
+            || std::fs::read_dir(sb.path("cache").join("spool"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no spool is left behind when nothing was to be sent"
+    );
+
+    // With --overwrite both get the new archive.
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args([
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("b"),
+            "--to",
+            &sb.url("a"),
+        ])
+        .arg("--overwrite")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    for d in ["a", "b"] {
+        assert_eq!(
+            manifest(&sb.path(d), NAME)["plaintext"]["sha256"],
+            sha256_file(&src)
+        );
+    }
+}
+
+#[test]
+fn placement_options_a_local_directory_cannot_honour_are_refused_before_any_byte() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 5000, 1);
+    for q in [
+        "storage-class=GLACIER",
+        "lock=compliance&lock-days=7",
+        "legal-hold=true",
+    ] {
+        let url = format!("{}?{q}", sb.url("a"));
+        let o = sb.push_via(sb.cmd(), &src, &url);
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains("remove"), "{q}: {}", stderr(&o));
+        assert!(
+            !sb.path("a").exists() || visible_files(&sb.path("a")).is_empty(),
+            "{q}"
+        );
+    }
+}
+
+#[test]
+fn json_of_a_push_with_nothing_to_send_reports_the_stored_digest() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 5000, 1);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &sb.url("a"), "--json"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stored = sha256_file(&sb.path("a").join(format!("{NAME}.age")));
+    assert_eq!(v["stored"]["sha256"], stored, "{v}");
+    assert_eq!(v["plaintext"]["sha256"], sha256_file(&src), "{v}");
+    assert_eq!(v["destinations"][0]["status"], "already-stored");
+    assert_eq!(v["destinations"][0]["stored"]["sha256"], stored);
+}
+
+#[test]
+fn a_resumed_stdin_push_keeps_the_creation_time_of_its_first_run() {
+    let sb = Sandbox::new();
+    let data = offsite_storage::conformance::pattern(300_000, 5);
+    let name = "nightly.sql";
+    std::fs::write(sb.path("late"), b"not yet a directory").unwrap();
+    let push = |expect: i32| {
+        let mut child = sb
+            .std_cmd()
+            .args(["push", "-", "--name", name, "-r", &sb.recipient])
+            .args(["--to", &sb.url("a"), "--to", &sb.url("late")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_code(&o, expect);
+    };
+    push(3);
+    // No time in the name: the first run's push time is the archive's creation time.
+    let first = manifest(&sb.path("a"), name)["created"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::remove_file(sb.path("late")).unwrap();
+    push(0);
+    assert_eq!(manifest(&sb.path("late"), name)["created"], first);
 }

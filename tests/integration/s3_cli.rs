@@ -265,9 +265,11 @@ async fn object_lock_covers_data_and_manifest_and_deletes_are_refused() {
     let src = sb.archive(NAME, 100_000, 5);
     let o = sb.push_via(sb.s3_cmd(), &src, &b.url);
     assert_code(&o, 0);
+    let mut untils = Vec::new();
     for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
         let h = b.store.head(&key).await.unwrap();
         let r = h.retention.unwrap_or_else(|| panic!("{key} has no lock"));
+        untils.push(r.retain_until);
         assert_eq!(r.mode, offsite_storage::LockMode::Governance);
         let days = (r.retain_until - chrono::Utc::now()).num_hours();
         assert!((70..=73).contains(&days), "{key}: {days} hours");
@@ -276,6 +278,10 @@ async fn object_lock_covers_data_and_manifest_and_deletes_are_refused() {
         assert!(e.to_string().contains("lock until"), "{e}");
         b.store.head(&key).await.expect("still there");
     }
+    assert_eq!(
+        untils[0], untils[1],
+        "one retain-until for data and manifest"
+    );
     let m: serde_json::Value = serde_json::from_slice(
         &offsite_storage::StorageExt::get_bytes(&b.store, &format!("{NAME}.manifest.json"))
             .await
