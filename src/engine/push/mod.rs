@@ -2,9 +2,9 @@
 //!
 //! 1. **plan** ([`plan`]): what each destination already holds under the archive's name, and
 //!    what to do there; every destination is decided before a byte moves.
-//! 2. **spool** ([`produce`]): reuse a complete spool of an earlier run, or read the source once,
+//! 2. **spool** (`produce`): reuse a complete spool of an earlier run, or read the source once,
 //!    hash it, encrypt it, hash the ciphertext and write the spool.
-//! 3. **transfer** ([`transfer`]): one call per destination, the route chosen by the store's
+//! 3. **transfer** (`transfer`): one call per destination, the route chosen by the store's
 //!    capabilities, each reading the spool as it grows.
 //! 4. **commit** ([`commit`]): check each receipt against what was computed locally and write
 //!    the manifest, as soon as that destination is done.
