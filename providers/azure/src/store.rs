@@ -655,6 +655,17 @@ impl Storage for AzureStore {
         let i = &self.inner;
         let src = i.blob(from, Operation::Copy)?;
         let dst = i.blob(to, Operation::Copy)?;
+        if !options.metadata.is_empty() {
+            // Never dropped silently: say so, as the GCS rewrite does.
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                PROVIDER,
+                Operation::Copy,
+                "Copy Blob keeps the source blob's metadata; offsite cannot set other metadata on a copy",
+            )
+            .with_key(to)
+            .with_hint("copy without metadata, or upload the object instead of copying it"));
+        }
         let source = i.head(from).await?;
         if options.if_not_exists {
             match i.head(to).await {
@@ -666,7 +677,9 @@ impl Storage for AzureStore {
         dst.start_copy_from_url(src.url().to_string(), None)
             .await
             .map_err(|e| map(e, Operation::Copy, &i.ctx(from)))?;
-        // Copy Blob within an account is usually done at once; poll until it is.
+        // Copy Blob within an account is usually done at once; poll until it is, and fail
+        // (never report success) when it is still pending after two minutes.
+        let mut complete = false;
         for _ in 0..600 {
             let props = dst
                 .get_properties(None)
@@ -679,7 +692,10 @@ impl Storage for AzureStore {
                 Some(CopyStatus::Pending) => {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await
                 }
-                Some(CopyStatus::Success) | None => break,
+                Some(CopyStatus::Success) | None => {
+                    complete = true;
+                    break;
+                }
                 Some(other) => {
                     return Err(Error::new(
                         ErrorKind::Other,
@@ -691,10 +707,30 @@ impl Storage for AzureStore {
                 }
             }
         }
+        if !complete {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                PROVIDER,
+                Operation::Copy,
+                "Copy Blob is still pending after 120 s; the copy is not complete",
+            )
+            .with_key(to)
+            .with_hint(
+                "run the copy again later; the destination blob does not count until it completes",
+            )
+            .retryable(true));
+        }
         if let Some(t) = tier(&options, to)? {
             dst.set_tier(t, None::<BlobClientSetTierOptions>)
                 .await
                 .map_err(|e| map(e, Operation::Copy, &i.ctx(to)))?;
+        }
+        // The copy carries the lock and hold asked for, or fails: never dropped silently.
+        if let Some(r) = &options.retention {
+            self.set_immutability(to, r).await?;
+        }
+        if options.legal_hold {
+            self.set_legal_hold(to, true).await?;
         }
         Ok(Receipt::new(to, source.size, source.checksum))
     }
