@@ -491,13 +491,7 @@ impl Multipart for Inner {
 }
 
 fn already_exists(key: &str) -> Error {
-    Error::new(
-        ErrorKind::AlreadyExists,
-        PROVIDER,
-        Operation::Put,
-        "a blob with this key already exists",
-    )
-    .with_key(key)
+    Error::already_exists(PROVIDER, key)
 }
 
 #[async_trait]

@@ -404,13 +404,7 @@ impl Sequential for Inner {
 }
 
 pub(crate) fn already_exists(key: &str) -> Error {
-    Error::new(
-        ErrorKind::AlreadyExists,
-        "gcs",
-        Operation::Put,
-        "an object with this key already exists",
-    )
-    .with_key(key)
+    Error::already_exists("gcs", key)
 }
 
 /// Sets or extends an object's retention (`PATCH` with `retention`); used when a lock must be

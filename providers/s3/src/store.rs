@@ -557,13 +557,7 @@ impl Inner {
 }
 
 fn already_exists(key: &str) -> Error {
-    Error::new(
-        ErrorKind::AlreadyExists,
-        PROVIDER,
-        Operation::Put,
-        "an object with this key already exists",
-    )
-    .with_key(key)
+    Error::already_exists(PROVIDER, key)
 }
 
 async fn exists(inner: &Inner, key: &str) -> offsite_storage::Result<bool> {

@@ -127,6 +127,17 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error of an `if_not_exists` write whose key is taken (every store says it alike).
+    pub fn already_exists(provider: &'static str, key: &str) -> Error {
+        Error::new(
+            ErrorKind::AlreadyExists,
+            provider,
+            Operation::Put,
+            "an object with this key already exists",
+        )
+        .with_key(key)
+    }
+
     /// A new error; retryable when the kind is ([`ErrorKind::default_retryable`]).
     pub fn new(
         kind: ErrorKind,

@@ -109,13 +109,7 @@ fn store_object(
     options: &PutOptions,
 ) -> Result<Receipt> {
     if options.if_not_exists && state.objects.contains_key(key) {
-        return Err(Error::new(
-            ErrorKind::AlreadyExists,
-            PROVIDER,
-            Operation::Put,
-            "an object with this key already exists",
-        )
-        .with_key(key));
+        return Err(Error::already_exists(PROVIDER, key));
     }
     let checksum = Checksum::Sha256(hex::encode(Sha256::digest(&data)));
     let mut meta = ObjectMeta::new(key, data.len() as u64);
