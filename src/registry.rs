@@ -134,8 +134,20 @@ impl Opened {
     }
 }
 
-/// Opens `url`, with `prefix` (from `--prefix` or a policy) added under its path.
+/// Opens `url`, with `prefix` (from `--prefix` or a policy) added under its path. Placement
+/// options the store cannot honour are refused here, for every command and every route.
 pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
+    let opened = open_store(url, prefix).await?;
+    opened
+        .options
+        .check_against(&opened.store.capabilities())
+        .map_err(|why| {
+            Error::new(ErrorKind::InvalidConfig, "url", Operation::Open, why).with_key(opened.url())
+        })?;
+    Ok(opened)
+}
+
+async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
     let mut location = Location::parse(url)?;
     if let Some(p) = prefix {
         location = location.join_prefix(p)?;

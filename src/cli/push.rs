@@ -35,7 +35,8 @@ pub struct PushArgs {
     /// A sub-prefix under every destination URL.
     #[arg(long)]
     prefix: Option<String>,
-    /// Replace a different archive stored under the same name (never a locked one).
+    /// Replace a different archive stored under the same name, at every destination (never a
+    /// locked one). Without it, a different archive at any destination stops the whole push.
     #[arg(long)]
     overwrite: bool,
 }
@@ -110,10 +111,6 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
             if !seen.insert(id) {
                 return Err(usage(format!("destination {} is given twice", d.url())));
             }
-            // Before any byte is written, on every route (the hard-linked spool included).
-            d.options
-                .check_against(&d.store.capabilities())
-                .map_err(|why| usage(format!("destination {}: {why}", d.url())))?;
         }
     }
 

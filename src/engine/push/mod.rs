@@ -185,7 +185,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
     let _lock = spool::lock_work_dir(&work, &name)?;
     let mut recipient_strings: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
     recipient_strings.sort();
-    let mut fresh_time = Some(creation_time(&name, &source));
+    let fresh_time = creation_time(&name, &source);
     let stored_bound = stored_bound(&source, encrypted);
     let mut source = Some(source);
 
@@ -253,7 +253,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
     // and the manifest alike.
     let (created, created_from) = match &reusable {
         Some(j) => (j.created, j.created_from),
-        None => fresh_time.take().expect("computed above"),
+        None => fresh_time,
     };
     let now = Utc::now();
     let retentions: Vec<_> = destinations
@@ -270,7 +270,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             })
             .collect()
     };
-    let mut plan: Option<Vec<Target>> = (!gated).then(|| {
+    let mut decided: Option<Vec<Target>> = (!gated).then(|| {
         targets(plan::decide(
             &holdings,
             plaintext.as_ref(),
@@ -279,12 +279,12 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         ))
     });
 
-    if plan
+    if decided
         .as_ref()
         .is_some_and(|p| !p.iter().any(|t| t.action.uploads()))
     {
         // Nothing to send.
-        let plan = plan.take().expect("decided");
+        let plan = decided.take().expect("decided");
         if let Some(j) = reusable.take() {
             if plan.iter().all(|t| matches!(t.action, Action::Keep(_))) {
                 discard(&j, &work, &destinations, &keys).await;
@@ -397,7 +397,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 Err(e) => Err(format!("{e:#}")),
             };
             let source = SpoolSource {
-                path: shared.journal.lock().expect("journal lock").spool.clone(),
+                path: journal.spool.clone(),
                 progress: rx.clone(),
                 journal: shared.clone(),
                 prior: journal
@@ -461,7 +461,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         transfers
     };
 
-    let (produced, plan, results) = match plan.take() {
+    let (produced, plan, results) = match decided.take() {
         Some(plan) => {
             let transfers = start(&plan);
             let (produced, results) =
