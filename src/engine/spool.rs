@@ -134,9 +134,10 @@ pub fn create_spool(path: &Path) -> Result<File> {
 pub struct DestinationJournal {
     /// `pending`, `stored` or `failed`.
     pub state: String,
-    /// The adapter's resume state (upload id, session URL, block ids), when it has one.
+    /// The resumable upload's state (upload id and part size, or session URL), when it has
+    /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload: Option<serde_json::Value>,
+    pub upload: Option<offsite_storage::UploadRecord>,
 }
 
 /// The journal beside a push's spool.

@@ -3,7 +3,9 @@
 //! [`Storage`] is the one object-safe async trait every object store implements (local disk,
 //! memory, S3, GCS, Azure). This crate holds it with everything adapters share and no cloud SDK:
 //! the error type with its retryable flag and the one [`RetryPolicy`], the [`MultipartWriter`]
-//! that gives every multipart adapter bounded memory and back-pressure, URL parsing
+//! that gives every multipart adapter bounded memory and back-pressure, the resumable
+//! [`upload`] that continues a multipart upload or session after a crash from any
+//! [`RangedSource`], URL parsing
 //! ([`Location`]), and two complete stores, [`LocalStore`] (`file://`) and [`MemoryStore`]
 //! (`memory://`). With the `conformance` feature, the `conformance` module is the suite every adapter must
 //! pass.
@@ -13,6 +15,7 @@ mod local;
 mod location;
 mod memory;
 mod multipart;
+mod resumable;
 mod retry;
 mod sequential;
 mod storage;
@@ -27,6 +30,10 @@ pub use location::{Location, Scheme};
 pub use memory::MemoryStore;
 pub use multipart::{
     composite_sha256, part_size_for, Multipart, MultipartWriter, Part, PartLimits, PartReceipt,
+};
+pub use resumable::{
+    upload, Extent, InFlightBudget, ObjectSource, RangedSource, Upload, UploadRecord, Uploaded,
+    DEFAULT_CONCURRENCY,
 };
 pub use retry::RetryPolicy;
 pub use sequential::{ObjectDigest, Sequential, SessionState};

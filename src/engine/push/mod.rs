@@ -24,7 +24,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use offsite_policies::encryption::Recipient;
-use offsite_storage::{Checksum, PutOptions};
+use offsite_storage::{Checksum, InFlightBudget, PutOptions};
 use serde::Serialize;
 
 use self::commit::{ArchiveFacts, Finished};
@@ -33,6 +33,10 @@ use self::transfer::{JournalHandle, Route, SpoolSource};
 use super::spool::{self, Journal, Progress};
 use crate::archive::{time_from_name, ArchiveKeys, CreatedFrom, Digest};
 use crate::registry::{key_prefix, Opened};
+
+/// Bytes of parts and chunks in memory at once, shared by every destination of a push: peak
+/// memory stays flat whatever the fan-out (a part larger than this goes alone).
+const IN_FLIGHT_BUDGET: u64 = 40 << 20;
 
 /// What to push from.
 pub enum Source {
@@ -374,6 +378,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         res
     };
     let base = Arc::new((name.clone(), created, created_from, recipients.clone()));
+    let budget = InFlightBudget::new(IN_FLIGHT_BUDGET);
     let start = |plan: &[Target]| {
         let mut transfers = Vec::new();
         let mut linked = false;
@@ -404,6 +409,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                     .destinations
                     .get(dest.url())
                     .and_then(|d| d.upload.clone()),
+                budget: budget.clone(),
             };
             let mut options = PutOptions::default();
             options.size_hint = journal.stored.as_ref().map(|s| s.size).or(stored_bound);
