@@ -169,61 +169,11 @@ pub fn tool_version() -> String {
     format!("offsite {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Finds a timestamp in an archive name (UTC unless it says otherwise):
-/// `20261126_020000`, `20261126T020000Z`, `2026-11-26T02:00:00Z`, `2026-11-26_02-00-00`,
-/// `2026-11-26T0200`, or a bare date `2026-11-26` / `20261126` (midnight).
-/// The first digit run that parses wins; a longer form is preferred at the same place.
+/// Finds a timestamp in an archive name (the forms [`timestamp_in_name`] reads).
+///
+/// [`timestamp_in_name`]: offsite_policies::inventory::timestamp_in_name
 pub fn time_from_name(name: &str) -> Option<DateTime<Utc>> {
-    const DATETIME: &[&str] = &[
-        "%Y-%m-%dT%H:%M:%S%.fZ",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H-%M-%S",
-        "%Y-%m-%d_%H-%M-%S",
-        "%Y-%m-%d_%H%M%S",
-        "%Y-%m-%d-%H%M%S",
-        "%Y-%m-%d_%H:%M:%S",
-        "%Y-%m-%dT%H%M%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%dT%H%M",
-        "%Y%m%d_%H%M%S",
-        "%Y%m%dT%H%M%SZ",
-        "%Y%m%dT%H%M%S",
-        "%Y%m%d-%H%M%S",
-        "%Y%m%d%H%M%S",
-        "%Y%m%d_%H%M",
-        "%Y%m%dT%H%M",
-    ];
-    const DATE: &[&str] = &["%Y-%m-%d", "%Y%m%d"];
-    let bytes = name.as_bytes();
-    let ends_token = |rest: &str| !rest.as_bytes().first().is_some_and(|b| b.is_ascii_digit());
-    for i in 0..bytes.len() {
-        let at_start = bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit());
-        if !at_start {
-            continue;
-        }
-        let s = &name[i..];
-        for f in DATETIME {
-            if let Ok((dt, rest)) = NaiveDateTime::parse_and_remainder(s, f) {
-                if ends_token(rest) && plausible(dt.date()) {
-                    return Some(dt.and_utc());
-                }
-            }
-        }
-        for f in DATE {
-            if let Ok((d, rest)) = NaiveDate::parse_and_remainder(s, f) {
-                if ends_token(rest) && plausible(d) {
-                    return d.and_hms_opt(0, 0, 0).map(|dt| dt.and_utc());
-                }
-            }
-        }
-    }
-    None
-}
-
-fn plausible(d: NaiveDate) -> bool {
-    use chrono::Datelike;
-    (1990..=2200).contains(&d.year())
+    offsite_policies::inventory::timestamp_in_name(name).map(|(_, t)| t)
 }
 
 /// Parses `--at`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` taken as UTC.

@@ -31,6 +31,7 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
             .map(|e| {
                 json!({
                     "archive": e.name,
+                    "series": offsite_policies::inventory::series_of(&e.name),
                     "state": e.state,
                     "created": e.created(),
                     "size": e.manifest.as_ref().map(|m| m.plaintext.size),

@@ -172,7 +172,11 @@ fn ls_lists_archives_with_state() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["archives"].as_array().unwrap().len(), 2);
+    let archives = v["archives"].as_array().unwrap();
+    assert_eq!(archives.len(), 2);
+    let series: Vec<_> = archives.iter().map(|a| a["series"].clone()).collect();
+    assert!(series.contains(&"app-backup-*.tar.gz".into()), "{series:?}");
+    assert!(series.contains(&"half-upload.tar".into()), "{series:?}");
     let o = sb
         .cmd()
         .args(["ls", &sb.url("missing-dir")])
