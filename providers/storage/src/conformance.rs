@@ -45,7 +45,8 @@ macro_rules! conformance_suite {
             unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
             invalid_keys_are_rejected, receipts_match_content, multipart_upload_survives_the_writer,
             aborted_multipart_upload_is_gone, sequential_session_survives_the_writer,
-            cancelled_session_leaves_nothing);
+            cancelled_session_leaves_nothing, create_location_is_idempotent,
+            open_uploads_are_listed, versions_are_listed_and_deleted);
     };
     (@cases $setup:path; $($case:ident),* $(,)?) => {
         $(
@@ -773,4 +774,160 @@ pub async fn cancelled_session_leaves_nothing(store: &dyn Storage) {
         ErrorKind::NotFound,
         "nothing visible",
     );
+}
+
+/// Creating the location the store already points into answers "existed" (`Ok(false)`) on a
+/// second call and leaves it usable; a store without the operation says `Unsupported`.
+pub async fn create_location_is_idempotent(store: &dyn Storage) {
+    let opts = crate::CreateOptions::default();
+    if !store.capabilities().create_location {
+        assert_kind(
+            store.create_location(&opts).await,
+            ErrorKind::Unsupported,
+            "create",
+        );
+        return;
+    }
+    store.create_location(&opts).await.expect("first create");
+    assert!(
+        !store.create_location(&opts).await.expect("second create"),
+        "a location that exists is reported as existing"
+    );
+    let key = format!("{}/obj", case_prefix("create"));
+    store
+        .put_bytes(&key, pattern(10, 3), PutOptions::default())
+        .await
+        .expect("put after create");
+}
+
+/// A multipart upload started and not finished is listed under its prefix with its id, and
+/// is gone from the list once aborted.
+pub async fn open_uploads_are_listed(store: &dyn Storage) {
+    let p = case_prefix("uploads");
+    let listed = |prefix: String| async move {
+        store
+            .list_uploads(&prefix)
+            .try_collect::<Vec<_>>()
+            .await
+    };
+    let (true, Some(mp)) = (store.capabilities().list_uploads, store.multipart()) else {
+        assert_kind(listed(p).await, ErrorKind::Unsupported, "list uploads");
+        return;
+    };
+    let key = format!("{p}/obj");
+    let id = mp
+        .create_upload(&key, &PutOptions::default())
+        .await
+        .expect("create upload");
+    let open = listed(p.clone()).await.expect("list uploads");
+    assert!(
+        open.iter().any(|u| u.key == key && u.id == id),
+        "{key} {id} in {open:?}"
+    );
+    let other = listed(format!("{p}-not")).await.expect("list uploads");
+    assert!(!other.iter().any(|u| u.key == key), "prefix is segment-wise");
+    mp.abort_upload(&key, &id).await.expect("abort");
+    let open = listed(p).await.expect("list uploads");
+    assert!(!open.iter().any(|u| u.id == id), "aborted: {open:?}");
+}
+
+/// Versions: after two writes of a key exactly one version is current and has the second
+/// write's size (a versioned location keeps the first too); deleting the current version by id
+/// removes it from the list, and the key then reads as the older version or not at all.
+pub async fn versions_are_listed_and_deleted(store: &dyn Storage) {
+    let p = case_prefix("versions");
+    let key = format!("{p}/obj");
+    if !store.capabilities().versions {
+        assert_kind(
+            store.list_versions(&p).try_collect::<Vec<_>>().await,
+            ErrorKind::Unsupported,
+            "list versions",
+        );
+        assert_kind(
+            store.delete_version(&key, "1").await,
+            ErrorKind::Unsupported,
+            "delete version",
+        );
+        return;
+    }
+    for len in [10, 20] {
+        store
+            .put_bytes(&key, pattern(len, 4), PutOptions::default())
+            .await
+            .expect("put");
+    }
+    let versions: Vec<_> = store
+        .list_versions(&p)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list versions");
+    let of_key: Vec<_> = versions.iter().filter(|v| v.key == key).collect();
+    let latest: Vec<_> = of_key.iter().filter(|v| v.latest).collect();
+    assert_eq!(latest.len(), 1, "one current version: {versions:?}");
+    assert_eq!(latest[0].size, 20);
+    assert!(of_key.len() <= 2, "{versions:?}");
+    let current = latest[0].version.clone();
+    store
+        .delete_version(&key, &current)
+        .await
+        .expect("delete version");
+    let after: Vec<_> = store
+        .list_versions(&p)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list versions");
+    assert!(
+        !after.iter().any(|v| v.version == current && v.key == key),
+        "{after:?}"
+    );
+    match store.head(&key).await {
+        Ok(m) => {
+            assert_eq!(of_key.len(), 2, "only a versioned location has an older one");
+            assert_eq!(m.size, 10, "the older version is current again");
+        }
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+            assert_eq!(of_key.len(), 1, "an older version would be current");
+        }
+    }
+}
+
+/// On a location that holds locks: a retention is extended, never shortened, and a
+/// compliance lock stays compliance. Not part of [`conformance_suite!`](crate::conformance_suite),
+/// whose locations need not hold locks: call it on one that does.
+pub async fn retention_is_extended_never_shortened(store: &dyn Storage) {
+    assert!(
+        store.capabilities().extend_retention,
+        "call this case on a store that extends retention"
+    );
+    let key = format!("{}/obj", case_prefix("extend"));
+    let now = chrono::Utc::now();
+    let day = chrono::Duration::days(1);
+    let lock = |mode, until| Retention {
+        mode,
+        retain_until: until,
+    };
+    let opts = PutOptions {
+        retention: Some(lock(LockMode::Governance, now + day)),
+        ..PutOptions::default()
+    };
+    store
+        .put_bytes(&key, pattern(10, 5), opts)
+        .await
+        .expect("put");
+    let longer = store
+        .extend_retention(&key, lock(LockMode::Governance, now + day * 3))
+        .await
+        .expect("extend");
+    let secs = |t: chrono::DateTime<chrono::Utc>| t.timestamp();
+    assert_eq!(secs(longer.retain_until), secs(now + day * 3));
+    let kept = store
+        .extend_retention(&key, lock(LockMode::Governance, now + day * 2))
+        .await
+        .expect("shorter asks change nothing");
+    assert_eq!(secs(kept.retain_until), secs(now + day * 3));
+    let head = store.head(&key).await.expect("head");
+    let r = head.retention.expect("the lock is reported");
+    assert_eq!(secs(r.retain_until), secs(now + day * 3));
+    assert_kind(store.delete(&key).await, ErrorKind::Locked, "locked delete");
 }

@@ -89,6 +89,14 @@ pub enum Operation {
     Delete,
     /// [`crate::Storage::copy`].
     Copy,
+    /// [`crate::Storage::create_location`].
+    Create,
+    /// [`crate::Storage::list_versions`] and [`crate::Storage::delete_version`].
+    Versions,
+    /// [`crate::Storage::extend_retention`].
+    Retention,
+    /// [`crate::Storage::list_uploads`].
+    Uploads,
 }
 
 impl fmt::Display for Operation {
@@ -101,6 +109,10 @@ impl fmt::Display for Operation {
             Operation::List => "list",
             Operation::Delete => "delete",
             Operation::Copy => "copy",
+            Operation::Create => "create",
+            Operation::Versions => "versions",
+            Operation::Retention => "retention",
+            Operation::Uploads => "uploads",
         })
     }
 }

@@ -38,9 +38,11 @@ pub use resumable::{
 pub use retry::RetryPolicy;
 pub use sequential::{ObjectDigest, Sequential, SessionState};
 pub use storage::{
-    flatten_pages, ByteStream, GetResult, ListStream, ObjectWriter, Storage, StorageExt,
+    extended_retention, flatten_pages, unsupported, ByteStream, GetResult, ListStream,
+    ObjectWriter, Storage, StorageExt, UploadStream, VersionStream,
 };
 pub use types::{
     join_key, key_under_prefix, listing_prefix, strip_store_prefix, validate_key, Capabilities,
-    Checksum, GetRange, LockMode, Metadata, ObjectMeta, PutOptions, Receipt, Retention,
+    Checksum, CreateOptions, GetRange, LockMode, Metadata, ObjectMeta, ObjectVersion, OpenUpload,
+    PutOptions, Receipt, Retention,
 };

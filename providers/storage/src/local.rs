@@ -204,7 +204,30 @@ impl Storage for LocalStore {
             part_size: None,
             concurrency: None,
             local: true,
+            create_location: true,
+            versions: false,
+            extend_retention: false,
+            list_uploads: false,
         }
+    }
+
+    async fn create_location(&self, options: &crate::CreateOptions) -> Result<bool> {
+        if options.versioning || options.object_lock {
+            return Err(crate::unsupported(
+                PROVIDER,
+                Operation::Create,
+                "keep versions or hold locks",
+            )
+            .with_hint("use a cloud destination for versioned or immutable copies"));
+        }
+        let root = self.root.clone();
+        blocking(move || -> std::io::Result<bool> {
+            let existed = root.is_dir();
+            std::fs::create_dir_all(&root)?;
+            Ok(!existed)
+        })
+        .await
+        .map_err(|e| Error::from_io(e, PROVIDER, Operation::Create, self.root.display()))
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {

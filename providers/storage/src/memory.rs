@@ -272,7 +272,35 @@ impl Storage for MemoryStore {
             part_size: Some(self.part_size),
             concurrency: None,
             local: false,
+            create_location: true,
+            versions: false,
+            extend_retention: false,
+            list_uploads: true,
         }
+    }
+
+    async fn create_location(&self, options: &crate::CreateOptions) -> Result<bool> {
+        if options.versioning || options.object_lock {
+            return Err(crate::unsupported(
+                PROVIDER,
+                Operation::Create,
+                "keep versions or hold locks",
+            ));
+        }
+        // A memory store exists from the moment it is opened.
+        Ok(false)
+    }
+
+    fn list_uploads(&self, prefix: &str) -> crate::UploadStream<'_> {
+        let mut open: Vec<crate::OpenUpload> = self
+            .lock()
+            .uploads
+            .iter()
+            .filter(|(_, (key, _))| key_under_prefix(key, prefix))
+            .map(|(id, (key, _))| crate::OpenUpload::new(key.clone(), format!("{id:016x}")))
+            .collect();
+        open.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.id.cmp(&b.id)));
+        Box::pin(stream::iter(open.into_iter().map(Ok)))
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {

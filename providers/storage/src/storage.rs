@@ -6,14 +6,34 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::error::Result;
-use crate::types::{Capabilities, GetRange, ObjectMeta, PutOptions, Receipt};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::types::{
+    Capabilities, CreateOptions, GetRange, ObjectMeta, ObjectVersion, OpenUpload, PutOptions,
+    Receipt, Retention,
+};
 
 /// A stream of bytes read from a store.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
 /// A lazy, paged listing.
 pub type ListStream<'a> = BoxStream<'a, Result<ObjectMeta>>;
+
+/// A lazy, paged listing of object versions.
+pub type VersionStream<'a> = BoxStream<'a, Result<ObjectVersion>>;
+
+/// A lazy, paged listing of open multipart uploads.
+pub type UploadStream<'a> = BoxStream<'a, Result<OpenUpload>>;
+
+/// The error of an operation a store does not have (the trait's default for the optional
+/// operations; see [`Capabilities`]).
+pub fn unsupported(provider: &'static str, operation: Operation, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        provider,
+        operation,
+        format!("{provider} stores cannot {what}"),
+    )
+}
 
 /// The answer to [`Storage::get`]: the object's metadata and its bytes.
 pub struct GetResult {
@@ -104,6 +124,68 @@ pub trait Storage: Send + Sync + Debug {
     /// `days` days; returns at once, the provider takes minutes to hours. `Unsupported` where
     /// nothing is ever archived.
     async fn thaw(&self, key: &str, days: u32) -> Result<()>;
+
+    /// Creates the location the store points into (directory, bucket, container), with
+    /// versioning and locks when asked. Returns `true` when it was created, `false` when it
+    /// existed already and is usable by these credentials; a bucket name taken by someone else
+    /// is `AlreadyExists`. An option the store cannot honour is `Unsupported`, never dropped.
+    async fn create_location(&self, options: &CreateOptions) -> Result<bool> {
+        let _ = options;
+        Err(unsupported(self.provider(), Operation::Create, "create their location"))
+    }
+
+    /// Lists every version of every object under `prefix` (segment-wise), delete markers
+    /// included, lazily; on a location that is not versioned each key has one version.
+    /// `Unsupported` where the provider has no versions ([`Capabilities::versions`]).
+    fn list_versions(&self, prefix: &str) -> VersionStream<'_> {
+        let _ = prefix;
+        let e = unsupported(self.provider(), Operation::Versions, "list object versions");
+        Box::pin(futures::stream::once(async move { Err(e) }))
+    }
+
+    /// Deletes one version of an object (what prune does on a versioned location, where a
+    /// plain delete only adds a marker). Missing is `NotFound`; locked is `Locked`.
+    async fn delete_version(&self, key: &str, version: &str) -> Result<()> {
+        let _ = (key, version);
+        Err(unsupported(self.provider(), Operation::Versions, "delete a version"))
+    }
+
+    /// Extends an object's retention lock to `retention.retain_until`, never shortening it:
+    /// when the lock already runs as long or longer it is left as it is. A compliance lock
+    /// stays compliance. Returns the lock in force afterwards.
+    /// `Unsupported` where [`Capabilities::extend_retention`] is false.
+    async fn extend_retention(&self, key: &str, retention: Retention) -> Result<Retention> {
+        let _ = (key, retention);
+        Err(unsupported(self.provider(), Operation::Retention, "extend a retention lock"))
+    }
+
+    /// Lists the multipart uploads under `prefix` that were started and neither completed nor
+    /// aborted (a crashed push leaves one; providers bill for its parts). `Unsupported` where
+    /// the provider cannot list them ([`Capabilities::list_uploads`]).
+    fn list_uploads(&self, prefix: &str) -> UploadStream<'_> {
+        let _ = prefix;
+        let e = unsupported(self.provider(), Operation::Uploads, "list open uploads");
+        Box::pin(futures::stream::once(async move { Err(e) }))
+    }
+}
+
+/// The retention to keep when `wanted` is asked for an object that has `current`: the later
+/// date, and compliance when either is (a compliance lock is never weakened). `None` when the
+/// current lock already covers what is wanted, so nothing needs changing.
+pub fn extended_retention(current: Option<Retention>, wanted: Retention) -> Option<Retention> {
+    use crate::types::LockMode;
+    match current {
+        Some(c) if c.retain_until >= wanted.retain_until => None,
+        Some(c) => Some(Retention {
+            mode: if c.mode == LockMode::Compliance {
+                LockMode::Compliance
+            } else {
+                wanted.mode
+            },
+            retain_until: wanted.retain_until,
+        }),
+        None => Some(wanted),
+    }
 }
 
 /// Writes one object; see the [`Storage`] contract for what each step guarantees.
@@ -164,4 +246,34 @@ where
         })
         .flatten()
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::LockMode;
+    use chrono::{Duration, Utc};
+
+    #[test]
+    fn retention_is_only_ever_extended() {
+        let now = Utc::now();
+        let lock = |mode, days| Retention {
+            mode,
+            retain_until: now + Duration::days(days),
+        };
+        let gov = LockMode::Governance;
+        let comp = LockMode::Compliance;
+        assert_eq!(extended_retention(None, lock(gov, 2)), Some(lock(gov, 2)));
+        assert_eq!(extended_retention(Some(lock(gov, 3)), lock(gov, 2)), None);
+        assert_eq!(extended_retention(Some(lock(gov, 2)), lock(gov, 2)), None);
+        assert_eq!(
+            extended_retention(Some(lock(comp, 1)), lock(gov, 5)),
+            Some(lock(comp, 5)),
+            "compliance is never weakened"
+        );
+        assert_eq!(
+            extended_retention(Some(lock(gov, 1)), lock(comp, 5)),
+            Some(lock(comp, 5))
+        );
+    }
 }

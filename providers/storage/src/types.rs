@@ -209,6 +209,90 @@ pub struct Capabilities {
     pub concurrency: Option<usize>,
     /// The store is on this machine's file system, so reading it costs no egress.
     pub local: bool,
+    /// [`Storage::create_location`](crate::Storage::create_location) works.
+    pub create_location: bool,
+    /// [`Storage::list_versions`](crate::Storage::list_versions) and
+    /// [`Storage::delete_version`](crate::Storage::delete_version) work (S3 versions, GCS
+    /// generations); on a location without versioning each key has one version.
+    pub versions: bool,
+    /// [`Storage::extend_retention`](crate::Storage::extend_retention) works (needs
+    /// `retention`, and a location that holds locks).
+    pub extend_retention: bool,
+    /// [`Storage::list_uploads`](crate::Storage::list_uploads) works (S3 multipart uploads).
+    pub list_uploads: bool,
+}
+
+/// How to create a location ([`Storage::create_location`](crate::Storage::create_location)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CreateOptions {
+    /// Keep every version of every object (S3 versioning, GCS object versioning, Azure blob
+    /// versioning where the account has it).
+    pub versioning: bool,
+    /// Let objects carry retention locks (S3 Object Lock, which implies versioning; Azure
+    /// version-level immutability; GCS object retention). Stores that cannot turn it on at
+    /// creation answer `Unsupported`.
+    pub object_lock: bool,
+    /// The project to create a GCS bucket in (else the store's configured project).
+    pub project: Option<String>,
+}
+
+/// One version of an object, as [`Storage::list_versions`](crate::Storage::list_versions)
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ObjectVersion {
+    /// The key, relative to the store's prefix.
+    pub key: String,
+    /// The provider's version id (S3 `VersionId`, `null` on a bucket never versioned; GCS
+    /// generation).
+    pub version: String,
+    /// Size in bytes (0 for a delete marker).
+    pub size: u64,
+    /// When this version was written.
+    pub last_modified: Option<DateTime<Utc>>,
+    /// Whether it is the current version of the key.
+    pub latest: bool,
+    /// Whether it is an S3 delete marker rather than data.
+    pub delete_marker: bool,
+}
+
+impl ObjectVersion {
+    /// A version with the given key, id and size, not latest, not a marker.
+    pub fn new(key: impl Into<String>, version: impl Into<String>, size: u64) -> Self {
+        ObjectVersion {
+            key: key.into(),
+            version: version.into(),
+            size,
+            last_modified: None,
+            latest: false,
+            delete_marker: false,
+        }
+    }
+}
+
+/// A multipart upload started and neither completed nor aborted, as
+/// [`Storage::list_uploads`](crate::Storage::list_uploads) lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenUpload {
+    /// The key it will publish, relative to the store's prefix.
+    pub key: String,
+    /// The provider's upload id.
+    pub id: String,
+    /// When it was started.
+    pub started: Option<DateTime<Utc>>,
+}
+
+impl OpenUpload {
+    /// An upload of `key` with id `id`.
+    pub fn new(key: impl Into<String>, id: impl Into<String>) -> Self {
+        OpenUpload {
+            key: key.into(),
+            id: id.into(),
+            started: None,
+        }
+    }
 }
 
 /// A byte range for ranged reads.
