@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::report::{exit, Output, UsageError};
 
 mod completions;
+mod create;
 mod keygen;
 mod ls;
 mod push;
@@ -57,6 +58,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Restore an archive from the first healthy copy.
     Restore(restore::RestoreArgs),
+    /// Create the directory, bucket or container a URL points into.
+    Create(create::CreateArgs),
     /// Make a new age identity (secret key) and print its recipient (public key).
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
             Command::Ls(a) => ls::run(a, out).await,
             Command::Verify(a) => verify::run(a, out).await,
             Command::Restore(a) => restore::run(a, out).await,
+            Command::Create(a) => create::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
             Command::Man => completions::man(),

@@ -468,6 +468,7 @@ fn help_man_and_completions_come_from_one_definition() {
         "ls",
         "verify",
         "restore",
+        "create",
         "keygen",
         "completions",
         "man",
@@ -483,6 +484,28 @@ fn help_man_and_completions_come_from_one_definition() {
         stdout(&o).starts_with(".ie") || stdout(&o).contains(".TH"),
         "roff output"
     );
+}
+
+#[test]
+fn create_makes_a_local_location_once_and_refuses_what_it_cannot_hold() {
+    let sb = Sandbox::new();
+    let url = sb.url("new/dir");
+    let o = sb.cmd().args(["create", &url]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("created file://"), "{}", stdout(&o));
+    assert!(sb.path("new/dir").is_dir());
+    let o = sb.cmd().args(["--json", "create", &url]).output().unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["created"], false);
+    let o = sb
+        .cmd()
+        .args(["create", "--object-lock", &sb.url("locked")])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("cannot keep versions or hold locks"), "{}", stderr(&o));
+    assert!(!sb.path("locked").exists(), "nothing made when refused");
 }
 
 #[test]
