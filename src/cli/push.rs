@@ -39,6 +39,12 @@ pub struct PushArgs {
     /// locked one). Without it, a different archive at any destination stops the whole push.
     #[arg(long)]
     overwrite: bool,
+    /// Send the stream from memory to every destination without writing a spool first (for a
+    /// stdin stream larger than the local disk). Nothing can then be resumed: a destination
+    /// that fails, or a killed push, means pushing again. A name already stored anywhere is
+    /// refused unless --overwrite (the stream cannot be compared before it is read).
+    #[arg(long)]
+    no_spool: bool,
 }
 
 pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
@@ -115,15 +121,19 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
     }
 
     let progress = out.progress(len, &name);
-    let report = push::run(PushRequest {
+    let request = PushRequest {
         source,
         name,
         recipients,
         destinations,
         overwrite: args.overwrite,
         progress: progress.clone(),
-    })
-    .await;
+    };
+    let report = if args.no_spool {
+        push::unspooled::run(request).await
+    } else {
+        push::run(request).await
+    };
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }

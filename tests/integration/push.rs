@@ -504,7 +504,11 @@ fn create_makes_a_local_location_once_and_refuses_what_it_cannot_hold() {
         .output()
         .unwrap();
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("cannot keep versions or hold locks"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot keep versions or hold locks"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!sb.path("locked").exists(), "nothing made when refused");
 }
 
@@ -817,4 +821,88 @@ fn a_resumed_stdin_push_keeps_the_creation_time_of_its_first_run() {
     std::fs::remove_file(sb.path("late")).unwrap();
     push(0);
     assert_eq!(manifest(&sb.path("late"), name)["created"], first);
+}
+
+/// `push - --no-spool` with `-r` to the given destinations, fed `data` on stdin.
+fn push_unspooled(
+    sb: &Sandbox,
+    data: &[u8],
+    dests: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
+    let mut c = sb.cmd();
+    c.args([
+        "push",
+        "-",
+        "--no-spool",
+        "--name",
+        NAME,
+        "-r",
+        &sb.recipient,
+    ]);
+    c.args(extra);
+    for d in dests {
+        c.args(["--to", &sb.url(d)]);
+    }
+    c.write_stdin(data.to_vec()).output().unwrap()
+}
+
+#[test]
+fn no_spool_streams_stdin_to_every_destination_and_says_it_cannot_resume() {
+    let sb = Sandbox::new();
+    let data = offsite_storage::conformance::pattern(3_000_000, 9);
+    let o = push_unspooled(&sb, &data, &["a", "b"], &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("not resumable"), "{}", stdout(&o));
+    assert!(
+        visible_files(&sb.path("cache/spool")).is_empty(),
+        "no spool or journal was written"
+    );
+    for d in ["a", "b"] {
+        let m = manifest(&sb.path(d), NAME);
+        assert_eq!(m["plaintext"]["size"], 3_000_000);
+        let stored = sb.path(d).join(format!("{NAME}.age"));
+        assert_eq!(m["stored"]["sha256"], sha256_file(&stored));
+        let out = sb.path(&format!("restored-{d}"));
+        let o = sb
+            .cmd()
+            .args(["restore", &sb.url(d), "--latest", "-o"])
+            .arg(&out)
+            .arg("-i")
+            .arg(&sb.key)
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        assert_eq!(std::fs::read(&out).unwrap(), data.to_vec());
+    }
+    // Once stored, the same name is refused before a byte is read: the stream cannot be
+    // compared first.
+    let o = push_unspooled(&sb, b"other bytes", &["a"], &[]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("--no-spool cannot tell"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        manifest(&sb.path("a"), NAME)["plaintext"]["size"],
+        3_000_000
+    );
+    let o = push_unspooled(&sb, b"other bytes", &["a"], &["--overwrite"]);
+    assert_code(&o, 0);
+    assert_eq!(manifest(&sb.path("a"), NAME)["plaintext"]["size"], 11);
+}
+
+#[test]
+fn no_spool_keeps_going_when_one_destination_fails() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path("late"), b"not a directory").unwrap();
+    let data = offsite_storage::conformance::pattern(2_500_000, 10);
+    let o = push_unspooled(&sb, &data, &["a", "late"], &[]);
+    assert_code(&o, 3);
+    assert_eq!(
+        manifest(&sb.path("a"), NAME)["plaintext"]["size"],
+        2_500_000
+    );
+    assert!(stderr(&o).contains("late"), "{}", stderr(&o));
 }

@@ -120,6 +120,49 @@ async fn push_ls_verify_restore_on_s3s_fs() {
     round_trip("OFFSITE_TEST_S3S").await;
 }
 
+/// `--no-spool` sends a multipart upload from memory; the copy verifies (deep) and restores.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_spool_push_to_s3_is_multipart_from_memory_and_restores() {
+    let sb = Sandbox::new();
+    let b = bucket_on("OFFSITE_TEST_S3S", "nospool", false, "").await;
+    let data = offsite_storage::conformance::pattern(13 << 20, 6);
+    let o = sb
+        .s3_cmd()
+        .args([
+            "push",
+            "-",
+            "--no-spool",
+            "--name",
+            NAME,
+            "-r",
+            &sb.recipient,
+            "--to",
+            &b.url,
+        ])
+        .write_stdin(data.to_vec())
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("not resumable"), "{}", stdout(&o));
+    let head = b.store.head(&format!("{NAME}.age")).await.unwrap();
+    assert!(head.size > 13 << 20);
+    let o = sb
+        .s3_cmd()
+        .args(["verify", "--deep", &b.url, "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let o = sb
+        .s3_cmd()
+        .args(["restore", &b.url, "--latest", "-o", "back", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(std::fs::read(sb.path("back")).unwrap(), data.to_vec());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_s3_copy_is_caught_by_quick_verify_and_restore_falls_back() {
     let sb = Sandbox::new();

@@ -9,11 +9,15 @@
 //! 4. **commit** ([`commit`]): check each receipt against what was computed locally and write
 //!    the manifest, as soon as that destination is done.
 //! 5. **report**: a [`PushReport`] with a line per destination.
+//!
+//! [`unspooled`] is the `--no-spool` variant: the same plan, commit and report, with the
+//! stream sent from memory instead of a spool.
 
 pub mod commit;
 pub mod plan;
 mod produce;
 mod transfer;
+pub mod unspooled;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -76,9 +76,13 @@ pub(super) async fn produce(
     let what = source_name(&source);
     let encrypted = !recipients.is_empty();
     let (tx, rx) = sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
-    let reader = tokio::task::spawn_blocking(move || {
-        read_and_encrypt(open_reader(source), &recipients, tx, pb)
+    let sink = BlockSink::new(move |block| {
+        tx.send(block).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the spool writer stopped")
+        })
     });
+    let reader =
+        tokio::task::spawn_blocking(move || read_and_encrypt(source, &recipients, sink, pb));
     let writer = tokio::task::spawn_blocking(move || write_spool(rx, spool, &progress, encrypted));
     let (r, w) = futures::join!(reader, writer);
     let r = r.context("the reading thread panicked")?;
@@ -94,25 +98,34 @@ pub(super) async fn produce(
     }
 }
 
-/// Sends blocks of [`BLOCK`] bytes to the spool thread.
-struct ChannelWriter {
-    tx: SyncSender<Vec<u8>>,
+/// The function a [`BlockSink`] hands each full block to.
+type SendBlock = Box<dyn FnMut(Vec<u8>) -> std::io::Result<()> + Send>;
+
+/// Cuts the (encrypted) stream into blocks of [`BLOCK`] bytes and hands each to a function: the
+/// spool thread's channel, or the writers of an unspooled push.
+pub(super) struct BlockSink {
+    send: SendBlock,
     buf: Vec<u8>,
 }
 
-impl ChannelWriter {
+impl BlockSink {
+    pub(super) fn new(send: impl FnMut(Vec<u8>) -> std::io::Result<()> + Send + 'static) -> Self {
+        BlockSink {
+            send: Box::new(send),
+            buf: Vec::with_capacity(BLOCK),
+        }
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
-        self.tx.send(block).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the spool writer stopped")
-        })
+        (self.send)(block)
     }
 }
 
-impl Write for ChannelWriter {
+impl Write for BlockSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let n = data.len().min(BLOCK - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
@@ -127,19 +140,18 @@ impl Write for ChannelWriter {
     }
 }
 
-fn read_and_encrypt(
-    mut source: Box<dyn Read + Send>,
+/// Reads the source, hashes the plaintext and hands the (encrypted) stream to `sink` in blocks;
+/// returns the plaintext digest.
+pub(super) fn read_and_encrypt(
+    source: Source,
     recipients: &[Recipient],
-    tx: SyncSender<Vec<u8>>,
+    sink: BlockSink,
     pb: Option<ProgressBar>,
 ) -> std::io::Result<Digest> {
-    let sink = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(BLOCK),
-    };
+    let mut source = open_reader(source);
     enum Out {
-        Age(age::stream::StreamWriter<ChannelWriter>),
-        Plain(ChannelWriter),
+        Age(age::stream::StreamWriter<BlockSink>),
+        Plain(BlockSink),
     }
     let mut out = if recipients.is_empty() {
         Out::Plain(sink)
