@@ -804,12 +804,8 @@ pub async fn create_location_is_idempotent(store: &dyn Storage) {
 /// is gone from the list once aborted.
 pub async fn open_uploads_are_listed(store: &dyn Storage) {
     let p = case_prefix("uploads");
-    let listed = |prefix: String| async move {
-        store
-            .list_uploads(&prefix)
-            .try_collect::<Vec<_>>()
-            .await
-    };
+    let listed =
+        |prefix: String| async move { store.list_uploads(&prefix).try_collect::<Vec<_>>().await };
     let (true, Some(mp)) = (store.capabilities().list_uploads, store.multipart()) else {
         assert_kind(listed(p).await, ErrorKind::Unsupported, "list uploads");
         return;
@@ -825,7 +821,10 @@ pub async fn open_uploads_are_listed(store: &dyn Storage) {
         "{key} {id} in {open:?}"
     );
     let other = listed(format!("{p}-not")).await.expect("list uploads");
-    assert!(!other.iter().any(|u| u.key == key), "prefix is segment-wise");
+    assert!(
+        !other.iter().any(|u| u.key == key),
+        "prefix is segment-wise"
+    );
     mp.abort_upload(&key, &id).await.expect("abort");
     let open = listed(p).await.expect("list uploads");
     assert!(!open.iter().any(|u| u.id == id), "aborted: {open:?}");
@@ -882,7 +881,11 @@ pub async fn versions_are_listed_and_deleted(store: &dyn Storage) {
     );
     match store.head(&key).await {
         Ok(m) => {
-            assert_eq!(of_key.len(), 2, "only a versioned location has an older one");
+            assert_eq!(
+                of_key.len(),
+                2,
+                "only a versioned location has an older one"
+            );
             assert_eq!(m.size, 10, "the older version is current again");
         }
         Err(e) => {

@@ -131,7 +131,11 @@ pub trait Storage: Send + Sync + Debug {
     /// is `AlreadyExists`. An option the store cannot honour is `Unsupported`, never dropped.
     async fn create_location(&self, options: &CreateOptions) -> Result<bool> {
         let _ = options;
-        Err(unsupported(self.provider(), Operation::Create, "create their location"))
+        Err(unsupported(
+            self.provider(),
+            Operation::Create,
+            "create their location",
+        ))
     }
 
     /// Lists every version of every object under `prefix` (segment-wise), delete markers
@@ -147,7 +151,11 @@ pub trait Storage: Send + Sync + Debug {
     /// plain delete only adds a marker). Missing is `NotFound`; locked is `Locked`.
     async fn delete_version(&self, key: &str, version: &str) -> Result<()> {
         let _ = (key, version);
-        Err(unsupported(self.provider(), Operation::Versions, "delete a version"))
+        Err(unsupported(
+            self.provider(),
+            Operation::Versions,
+            "delete a version",
+        ))
     }
 
     /// Extends an object's retention lock to `retention.retain_until`, never shortening it:
@@ -156,7 +164,11 @@ pub trait Storage: Send + Sync + Debug {
     /// `Unsupported` where [`Capabilities::extend_retention`] is false.
     async fn extend_retention(&self, key: &str, retention: Retention) -> Result<Retention> {
         let _ = (key, retention);
-        Err(unsupported(self.provider(), Operation::Retention, "extend a retention lock"))
+        Err(unsupported(
+            self.provider(),
+            Operation::Retention,
+            "extend a retention lock",
+        ))
     }
 
     /// Lists the multipart uploads under `prefix` that were started and neither completed nor
