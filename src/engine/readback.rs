@@ -41,11 +41,12 @@ impl std::fmt::Display for ReadbackError {
     }
 }
 
-/// The two digests a read-back proved.
+/// The digests a read-back proved.
 #[derive(Debug, Clone)]
 pub struct Proven {
-    /// Of the stored bytes.
-    pub stored: Digest,
+    /// Of the stored bytes, when they were hashed (deep verify) or are the plaintext
+    /// (unencrypted copies).
+    pub stored: Option<Digest>,
     /// Of the plaintext.
     pub plaintext: Digest,
 }
@@ -94,6 +95,11 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Streams the copy at `loc` described by `manifest` through every check into `sink`, and
 /// gives the sink back. Nothing is trusted until this returns `Ok`.
+///
+/// `prove_stored` also hashes the stored (encrypted) bytes against the manifest, which deep
+/// verify records. Restore leaves it off: the size check, age's authentication of every chunk
+/// and the plaintext's SHA-256 already prove the archive, so one hash pass is enough. For an
+/// unencrypted copy the stored bytes are the plaintext and are hashed once either way.
 pub async fn read_copy<W: Write + Send + 'static>(
     loc: &Opened,
     object_key: &str,
@@ -101,6 +107,7 @@ pub async fn read_copy<W: Write + Send + 'static>(
     identities: Option<Arc<Identities>>,
     sink: W,
     pb: Option<ProgressBar>,
+    prove_stored: bool,
 ) -> Result<(Proven, W), ReadbackError> {
     let url = loc.url().to_string();
     let got = loc.store.get(object_key, None).await.map_err(|e| {
@@ -182,9 +189,10 @@ pub async fn read_copy<W: Write + Send + 'static>(
     // two cores, one pass.
     let mut stream = got.stream;
     let feed_hash = hash.clone();
+    let hash_stored = prove_stored && encrypted;
     let feed = async move {
         while let Some(item) = stream.next().await {
-            if let Ok(chunk) = &item {
+            if let (true, Ok(chunk)) = (hash_stored, &item) {
                 let mut h = feed_hash.lock().expect("poisoned");
                 h.0.update(chunk);
                 h.1 += chunk.len() as u64;
@@ -208,27 +216,35 @@ pub async fn read_copy<W: Write + Send + 'static>(
         ReadbackError::Corrupt(m) => ReadbackError::Corrupt(format!("{url}: {object_key}: {m}")),
         other => other,
     })?;
-    let (h, n) = std::mem::replace(&mut *hash.lock().expect("poisoned"), (Sha256::new(), 0));
-    let stored = Digest {
-        size: n,
-        sha256: hex::encode(h.finalize()),
-    };
-    if stored
-        != (Digest {
-            size: manifest.stored.size,
-            sha256: manifest.stored.sha256.clone(),
-        })
-    {
-        return Err(ReadbackError::Corrupt(format!(
-            "{url}: {object_key}: stored bytes hash to {} ({} bytes) but the manifest records {} ({} bytes)",
-            stored.sha256, stored.size, manifest.stored.sha256, manifest.stored.size
-        )));
+    let mut stored = None;
+    if hash_stored {
+        let (h, n) = std::mem::replace(&mut *hash.lock().expect("poisoned"), (Sha256::new(), 0));
+        let digest = Digest {
+            size: n,
+            sha256: hex::encode(h.finalize()),
+        };
+        if digest
+            != (Digest {
+                size: manifest.stored.size,
+                sha256: manifest.stored.sha256.clone(),
+            })
+        {
+            return Err(ReadbackError::Corrupt(format!(
+                "{url}: {object_key}: stored bytes hash to {} ({} bytes) but the manifest records {} ({} bytes)",
+                digest.sha256, digest.size, manifest.stored.sha256, manifest.stored.size
+            )));
+        }
+        stored = Some(digest);
     }
     if plaintext != manifest.plaintext {
         return Err(ReadbackError::Corrupt(format!(
             "{url}: {object_key}: the decrypted archive hashes to {} ({} bytes) but the manifest records {} ({} bytes)",
             plaintext.sha256, plaintext.size, manifest.plaintext.sha256, manifest.plaintext.size
         )));
+    }
+    if !encrypted {
+        // The stored bytes are the plaintext, proven just above.
+        stored = Some(plaintext.clone());
     }
     Ok((Proven { stored, plaintext }, sink))
 }

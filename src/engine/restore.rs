@@ -207,6 +207,7 @@ pub async fn run(
                     identities.clone(),
                     out,
                     pb.clone(),
+                    false,
                 )
                 .await
                 .map(|(p, _)| p)
@@ -315,7 +316,7 @@ async fn restore_to_file(
         })
         .map_err(|e| ReadbackError::Output(format!("{e:#}")))?;
     let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    let res = read_copy(loc, object_key, manifest, identities, writer, pb).await;
+    let res = read_copy(loc, object_key, manifest, identities, writer, pb, false).await;
     let finish = |res: Result<(Proven, std::io::BufWriter<std::fs::File>), ReadbackError>| -> Result<Proven, ReadbackError> {
         let (proven, mut w) = res?;
         let out = |e: std::io::Error| ReadbackError::Output(format!("cannot write {}: {e}", path.display()));

@@ -94,6 +94,7 @@ pub async fn check(
             identities,
             std::io::sink(),
             None,
+            true,
         )
         .await;
         let (verdict, detail) = match res {
@@ -101,7 +102,8 @@ pub async fn check(
                 Verdict::Ok,
                 format!(
                     "downloaded {} bytes, SHA-256 matches; decrypted {} bytes, SHA-256 matches",
-                    proven.stored.size, proven.plaintext.size
+                    proven.stored.map(|d| d.size).unwrap_or_default(),
+                    proven.plaintext.size
                 ),
             ),
             Err(ReadbackError::Corrupt(m)) => (Verdict::Corrupt, m),
