@@ -1,5 +1,6 @@
 //! What an `az://account/container/prefix` location configures, and which credentials apply.
 
+use offsite_storage::adapter::ENGINE_KEYS;
 use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
 
 /// Default block size.
@@ -59,14 +60,6 @@ pub struct AzureConfig {
     /// Blocks in flight per upload.
     pub concurrency: usize,
 }
-
-const ENGINE_KEYS: &[&str] = &[
-    "storage-class",
-    "lock",
-    "lock-days",
-    "legal-hold",
-    "offsite",
-];
 
 /// The parts of a connection string offsite uses.
 fn parse_connection_string(

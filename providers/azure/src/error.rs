@@ -87,6 +87,9 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
     if let Some(h) = hint {
         e = e.with_hint(h);
     }
+    if let Some(c) = code {
+        e = e.with_code(c);
+    }
     e
 }
 
@@ -115,5 +118,27 @@ mod tests {
         );
         assert!(!e.to_string().contains("TOPSECRET"), "{e}");
         assert!(!format!("{e:?}").contains("TOPSECRET"), "{e:?}");
+    }
+
+    #[test]
+    fn the_service_error_code_is_kept_for_decisions() {
+        // create_container tells "already there" from other conflicts by this code.
+        let sdk = azure_core::error::ErrorKind::HttpResponse {
+            status: azure_core::http::StatusCode::Conflict,
+            error_code: Some("ContainerAlreadyExists".into()),
+            raw_response: None,
+        }
+        .into_error();
+        let ctx = Ctx {
+            account: "acct",
+            container: "c",
+            key: "",
+            auth: "shared key",
+        };
+        let e = map(sdk, Operation::Open, &ctx);
+        assert_eq!(e.code(), Some("ContainerAlreadyExists"));
+        assert_eq!(e.message(), "az://acct/c: ContainerAlreadyExists");
+        let io = azure_core::Error::with_message(azure_core::error::ErrorKind::Io, "reset");
+        assert_eq!(map(io, Operation::Open, &ctx).code(), None);
     }
 }

@@ -18,6 +18,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use md5::Digest as _;
+use offsite_storage::adapter;
 use offsite_storage::{
     Capabilities, Checksum, Error, ErrorKind, GetRange, GetResult, ListStream, LockMode, Multipart,
     MultipartWriter, ObjectMeta, ObjectWriter, Operation, Part, PartLimits, PartReceipt,
@@ -122,7 +123,7 @@ impl AzureStore {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = map(e, Operation::Open, &self.inner.ctx(""));
-                if e.message().contains("ContainerAlreadyExists") {
+                if e.code() == Some("ContainerAlreadyExists") {
                     Ok(())
                 } else {
                     Err(e)
@@ -173,21 +174,12 @@ fn policy_mode(m: LockMode) -> ImmutabilityPolicyMode {
 }
 
 fn tier(opts: &PutOptions, key: &str) -> Result<Option<AccessTier>> {
-    match opts.storage_class.as_deref() {
-        None => Ok(None),
-        Some("Hot") => Ok(Some(AccessTier::Hot)),
-        Some("Cool") => Ok(Some(AccessTier::Cool)),
-        Some("Cold") => Ok(Some(AccessTier::Cold)),
-        Some("Archive") => Ok(Some(AccessTier::Archive)),
-        Some(other) => Err(Error::new(
-            ErrorKind::InvalidConfig,
-            PROVIDER,
-            Operation::Put,
-            format!("{other:?} is not an Azure access tier"),
-        )
-        .with_key(key)
-        .with_hint(format!("use one of {}", TIERS.join(", ")))),
-    }
+    let given = opts.storage_class.as_deref();
+    adapter::check_storage_class(PROVIDER, key, given, TIERS, "an Azure access tier")?;
+    Ok(given.map(|t| {
+        let Ok(tier) = t.parse::<AccessTier>();
+        tier
+    }))
 }
 
 impl Inner {
@@ -400,16 +392,7 @@ impl Multipart for Inner {
             .await
             .map_err(|e| {
                 let e = map(e, Operation::Put, &self.ctx(key));
-                if options.if_not_exists
-                    && matches!(
-                        e.kind(),
-                        ErrorKind::PreconditionFailed | ErrorKind::AlreadyExists
-                    )
-                {
-                    already_exists(key)
-                } else {
-                    e
-                }
+                adapter::create_only(e, options.if_not_exists, PROVIDER, key)
             })?;
         // A block list has no server-computed whole-blob hash: only the size can be reported.
         let size = parts.iter().map(|p| p.size).sum();
@@ -455,16 +438,7 @@ impl Multipart for Inner {
             .await
             .map_err(|e| {
                 let e = map(e, Operation::Put, &self.ctx(key));
-                if options.if_not_exists
-                    && matches!(
-                        e.kind(),
-                        ErrorKind::PreconditionFailed | ErrorKind::AlreadyExists
-                    )
-                {
-                    already_exists(key)
-                } else {
-                    e
-                }
+                adapter::create_only(e, options.if_not_exists, PROVIDER, key)
             })?;
         // Put Blob stores the MD5 Azure computed; it must be the one of what was read.
         if let Some(theirs) = &out.content_md5 {
@@ -488,10 +462,6 @@ impl Multipart for Inner {
                 .map(|m| Checksum::Md5(B64.encode(m))),
         ))
     }
-}
-
-fn already_exists(key: &str) -> Error {
-    Error::already_exists(PROVIDER, key)
 }
 
 #[async_trait]
@@ -529,11 +499,7 @@ impl Storage for AzureStore {
             .unwrap_or(GetRange::From(0))
             .resolve(meta.size, PROVIDER, key)?;
         if r.start == r.end {
-            return Ok(GetResult {
-                meta,
-                range: r,
-                stream: stream::empty().boxed(),
-            });
+            return Ok(adapter::empty_get(meta, r));
         }
         // The SDK downloads in ranged partitions, several at once, and holds them to put them
         // in order: two 4 MiB partitions keep memory flat and the reads streaming.
@@ -551,21 +517,11 @@ impl Storage for AzureStore {
                     .map_err(|e| map(e, Operation::Get, &i.ctx(key)))
             })
             .await?;
-        let (account, container, k) = (
-            i.cfg.account.clone(),
-            i.cfg.container.clone(),
-            key.to_string(),
-        );
+        // The SDK's error text can end in the request URL, SAS and all: the helper drops it.
+        let location = format!("az://{}/{}", i.cfg.account, i.cfg.container);
+        let k = key.to_string();
         let body = out.body.map(move |item| {
-            item.map_err(|e| {
-                Error::new(
-                    ErrorKind::Transient,
-                    PROVIDER,
-                    Operation::Get,
-                    format!("az://{account}/{container}: the download broke off: {e}"),
-                )
-                .with_key(k.clone())
-            })
+            item.map_err(|e| adapter::download_broke_off(PROVIDER, &location, &k, &e.to_string()))
         });
         Ok(GetResult {
             meta,
@@ -663,7 +619,7 @@ impl Storage for AzureStore {
         let source = i.head(from).await?;
         if options.if_not_exists {
             match i.head(to).await {
-                Ok(_) => return Err(already_exists(to)),
+                Ok(_) => return Err(Error::already_exists(PROVIDER, to)),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }

@@ -1,5 +1,6 @@
 //! What a `gs://` location configures.
 
+use offsite_storage::adapter::ENGINE_KEYS;
 use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
 
 /// GCS wants every chunk but the last to be a multiple of 256 KiB.
@@ -20,14 +21,6 @@ pub struct GcsConfig {
     /// Resumable upload chunk size (`?chunk-size-mib=`, at least 8).
     pub chunk_size: u64,
 }
-
-const ENGINE_KEYS: &[&str] = &[
-    "storage-class",
-    "lock",
-    "lock-days",
-    "legal-hold",
-    "offsite",
-];
 
 impl GcsConfig {
     /// Reads a `gs://bucket/prefix?...` location.

@@ -59,6 +59,9 @@ pub(crate) fn from_status(
     if let Some(h) = hint {
         e = e.with_hint(h);
     }
+    if let Some(r) = reason {
+        e = e.with_code(r);
+    }
     e
 }
 

@@ -7,6 +7,7 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use md5::Digest as _;
+use offsite_storage::adapter;
 use offsite_storage::{
     Checksum, Error, ErrorKind, LockMode, ObjectDigest, ObjectMeta, Operation, PutOptions, Receipt,
     Result, Retention, Sequential, SessionState,
@@ -292,8 +293,8 @@ impl Sequential for Inner {
             .map_err(|e| transport(&e, Operation::Put, &self.ctx(key)))?;
         if !resp.status().is_success() {
             let e = from_response(resp, Operation::Put, &self.ctx(key)).await;
+            let e = adapter::create_only(e, options.if_not_exists, "gcs", key);
             return Err(match e.kind() {
-                ErrorKind::PreconditionFailed if options.if_not_exists => already_exists(key),
                 ErrorKind::NotFound => e.with_hint(format!(
                     "bucket {:?} does not exist; create it or fix the URL",
                     self.cfg.bucket
@@ -401,10 +402,6 @@ impl Sequential for Inner {
             _ => Err(from_response(resp, Operation::Put, &self.ctx(key)).await),
         }
     }
-}
-
-pub(crate) fn already_exists(key: &str) -> Error {
-    Error::already_exists("gcs", key)
 }
 
 /// Sets or extends an object's retention (`PATCH` with `retention`); used when a lock must be

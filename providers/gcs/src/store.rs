@@ -10,6 +10,7 @@ use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::rewrite::RewriteObjectRequest;
+use offsite_storage::adapter;
 use offsite_storage::{
     Capabilities, Error, ErrorKind, GetRange, GetResult, ListStream, Multipart, ObjectDigest,
     ObjectMeta, ObjectWriter, Operation, PutOptions, Receipt, Result, RetryPolicy, Sequential,
@@ -19,7 +20,7 @@ use offsite_storage::{
 use crate::client::{self, Clients};
 use crate::config::GcsConfig;
 use crate::error::{from_crate, from_response, transport};
-use crate::session::{already_exists, GcsDigest};
+use crate::session::GcsDigest;
 
 const PROVIDER: &str = "gcs";
 
@@ -117,17 +118,13 @@ impl Inner {
     }
 
     fn check_class(&self, options: &PutOptions, key: &str) -> Result<()> {
-        match &options.storage_class {
-            Some(c) if !CLASSES.contains(&c.as_str()) => Err(Error::new(
-                ErrorKind::InvalidConfig,
-                PROVIDER,
-                Operation::Put,
-                format!("{c:?} is not a GCS storage class"),
-            )
-            .with_key(key)
-            .with_hint(format!("use one of {}", CLASSES.join(", ")))),
-            _ => Ok(()),
-        }
+        adapter::check_storage_class(
+            PROVIDER,
+            key,
+            options.storage_class.as_deref(),
+            CLASSES,
+            "a GCS storage class",
+        )
     }
 }
 
@@ -156,7 +153,7 @@ async fn rewrite(
     src.head_json(from).await?;
     if options.if_not_exists {
         match dst.head_json(to).await {
-            Ok(_) => return Err(already_exists(to)),
+            Ok(_) => return Err(Error::already_exists(PROVIDER, to)),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
@@ -230,11 +227,7 @@ impl Storage for GcsStore {
             .unwrap_or(GetRange::From(0))
             .resolve(meta.size, PROVIDER, key)?;
         if r.start == r.end {
-            return Ok(GetResult {
-                meta,
-                range: r,
-                stream: stream::empty().boxed(),
-            });
+            return Ok(adapter::empty_get(meta, r));
         }
         let req = GetObjectRequest {
             bucket: i.cfg.bucket.clone(),
@@ -250,18 +243,10 @@ impl Storage for GcsStore {
             .download_streamed_object(&req, &range_hdr)
             .await
             .map_err(|e| from_crate(e, Operation::Get, &i.ctx(key)))?;
-        let bucket = i.cfg.bucket.clone();
+        let location = format!("gs://{}", i.cfg.bucket);
         let k = key.to_string();
         let stream = body.map(move |item| {
-            item.map_err(|e| {
-                Error::new(
-                    ErrorKind::Transient,
-                    PROVIDER,
-                    Operation::Get,
-                    format!("gs://{bucket}: the download broke off: {e}"),
-                )
-                .with_key(k.clone())
-            })
+            item.map_err(|e| adapter::download_broke_off(PROVIDER, &location, &k, &e.to_string()))
         });
         Ok(GetResult {
             meta,
@@ -341,29 +326,8 @@ impl Storage for GcsStore {
         };
         i.clients.storage.delete_object(&req).await.map_err(|e| {
             let e = from_crate(e, Operation::Delete, &i.ctx(key));
-            match (&meta.retention, e.kind()) {
-                (_, ErrorKind::PermissionDenied) if meta.legal_hold => Error::new(
-                    ErrorKind::Locked,
-                    PROVIDER,
-                    Operation::Delete,
-                    format!("gs://{}: the object is under a hold", i.cfg.bucket),
-                )
-                .with_key(key),
-                (Some(r), ErrorKind::PermissionDenied) if r.retain_until > chrono::Utc::now() => {
-                    Error::new(
-                        ErrorKind::Locked,
-                        PROVIDER,
-                        Operation::Delete,
-                        format!(
-                            "gs://{}: the object is retained until {}",
-                            i.cfg.bucket,
-                            r.retain_until.format("%Y-%m-%dT%H:%M:%SZ")
-                        ),
-                    )
-                    .with_key(key)
-                }
-                _ => e,
-            }
+            let location = format!("gs://{}", i.cfg.bucket);
+            adapter::delete_refused(e, &meta, PROVIDER, &location, key)
         })
     }
 

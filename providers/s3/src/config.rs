@@ -1,5 +1,6 @@
 //! What an `s3://` location configures.
 
+use offsite_storage::adapter::ENGINE_KEYS;
 use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
 
 /// Default part size: large enough to keep request overhead low, small enough for memory.
@@ -28,16 +29,6 @@ pub struct S3Config {
     /// Parts in flight per upload (`?concurrency=`).
     pub concurrency: usize,
 }
-
-/// Query parameters that belong to the engine (per-destination placement options), not to
-/// the adapter; accepted here and ignored.
-const ENGINE_KEYS: &[&str] = &[
-    "storage-class",
-    "lock",
-    "lock-days",
-    "legal-hold",
-    "offsite",
-];
 
 impl S3Config {
     /// Reads an `s3://bucket/prefix?...` location.

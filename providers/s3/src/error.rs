@@ -89,6 +89,9 @@ where
     if let Some(h) = hint {
         e = e.with_hint(h);
     }
+    if let Some(c) = code {
+        e = e.with_code(c);
+    }
     e
 }
 
@@ -105,5 +108,43 @@ impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<'_, E> {
             src = s.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+
+    fn service_error(status: u16, code: &str) -> SdkError<GetObjectError, HttpResponse> {
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("The requested range is not satisfiable")
+            .build();
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        SdkError::service_error(GetObjectError::generic(meta), raw)
+    }
+
+    #[test]
+    fn the_service_error_code_is_kept_for_decisions() {
+        // A ranged get tells a range outside the object from other refusals by this code.
+        let ctx = Ctx {
+            bucket: "bkt",
+            region: "us-east-1",
+            key: "k",
+        };
+        let e = map(service_error(416, "InvalidRange"), Operation::Get, &ctx);
+        assert_eq!(e.code(), Some("InvalidRange"));
+        assert_eq!(
+            e.message(),
+            "s3://bkt: InvalidRange: The requested range is not satisfiable"
+        );
+        let e = map(service_error(404, "NoSuchKey"), Operation::Get, &ctx);
+        assert_eq!(e.code(), Some("NoSuchKey"));
+        assert!(e.is_not_found());
     }
 }

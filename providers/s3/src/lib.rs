@@ -12,7 +12,10 @@
 
 mod client;
 mod config;
+mod copy;
 mod error;
+mod metadata;
+mod multipart;
 mod store;
 
 pub use config::S3Config;

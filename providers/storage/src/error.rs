@@ -130,7 +130,10 @@ pub struct Error {
     operation: Operation,
     key: Option<String>,
     message: String,
-    hint: Option<String>,
+    // `hint` and `code` are boxed, not `String`s, to keep `Error` under clippy's
+    // `result_large_err` bound (128 bytes): every `Result` in the crate carries one.
+    hint: Option<Box<str>>,
+    code: Option<Box<str>>,
     retryable: bool,
     source: Option<Source>,
 }
@@ -164,6 +167,7 @@ impl Error {
             key: None,
             message: message.into(),
             hint: None,
+            code: None,
             retryable: kind.default_retryable(),
             source: None,
         }
@@ -177,7 +181,15 @@ impl Error {
 
     /// Adds the guidance sentence: what the user should try next.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(hint.into().into_boxed_str());
+        self
+    }
+
+    /// Records the provider's own error code (S3 `Code`, Azure `x-ms-error-code`, GCS
+    /// `reason`), so that an adapter decides between two answers of one kind by the code, never
+    /// by the message text. `Display` does not show it.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into().into_boxed_str());
         self
     }
 
@@ -249,6 +261,10 @@ impl Error {
     /// The message without provider, key or hint.
     pub fn message(&self) -> &str {
         &self.message
+    }
+    /// The provider's error code, when the adapter recorded one ([`Error::with_code`]).
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
     }
     /// Whether trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {

@@ -8,8 +8,10 @@
 //! [`RangedSource`], URL parsing
 //! ([`Location`]), and two complete stores, [`LocalStore`] (`file://`) and [`MemoryStore`]
 //! (`memory://`). With the `conformance` feature, the `conformance` module is the suite every adapter must
-//! pass.
+//! pass. The [`adapter`] helpers are what the cloud adapters share: the engine's URL keys, the
+//! storage-class check, create-only writes, lock refusals, empty reads and broken downloads.
 
+pub mod adapter;
 mod error;
 mod local;
 mod location;
