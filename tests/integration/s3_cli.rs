@@ -450,3 +450,27 @@ async fn a_legal_hold_keeps_data_and_manifest() {
         assert!(e.to_string().contains("legal hold"), "{e}");
     }
 }
+
+/// `offsite create --object-lock` makes a bucket that a `lock=` push can use; run again it
+/// says the bucket exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_command_makes_an_object_lock_bucket_for_locked_pushes() {
+    let sb = Sandbox::new();
+    let name = bucket("cli-mk");
+    let endpoint = emulator("OFFSITE_TEST_MOTO");
+    let url = format!("s3://{name}/app?endpoint={endpoint}");
+    let o = sb
+        .s3_cmd()
+        .args(["create", "--object-lock", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("created s3://"), "{}", stdout(&o));
+    let o = sb.s3_cmd().args(["create", &url]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("exists already"), "{}", stdout(&o));
+    let src = sb.archive(NAME, 1000, 2);
+    let locked = format!("{url}&lock=governance&lock-days=1");
+    let o = sb.push_via(sb.s3_cmd(), &src, &locked);
+    assert_code(&o, 0);
+}

@@ -70,6 +70,11 @@ where
             Some("this server does not accept that storage class; change or remove storage-class".into()),
         ),
         (_, Some("InvalidRequest" | "InvalidArgument"), _) => (ErrorKind::InvalidConfig, None),
+        // An S3-compatible server without this operation (501): asking again cannot help.
+        (_, Some("NotImplemented"), _) | (_, None, Some(501)) => (
+            ErrorKind::Unsupported,
+            Some("this S3-compatible server does not implement the operation".into()),
+        ),
         (_, Some("InternalError" | "ServiceUnavailable" | "RequestTimeout"), _) => (ErrorKind::Transient, None),
         (_, _, Some(s)) if s >= 500 => (ErrorKind::Transient, None),
         _ => (ErrorKind::Other, None),

@@ -3,7 +3,9 @@
 //! Multipart uploads carry a SHA-256 per part, so the server rejects a corrupted part; an
 //! upload is addressed by id, so a push killed half-way resumes by listing the parts the server
 //! has. Deletes go by version id, so on Object Lock buckets a lock refusal surfaces as
-//! `Locked` instead of a delete marker hiding data that stays.
+//! `Locked` instead of a delete marker hiding data that stays. Buckets are created with
+//! versioning and Object Lock when asked, versions listed and deleted, retentions extended
+//! (never shortened) and open multipart uploads listed.
 //!
 //! Credentials come only from the AWS default chain (environment, profile, SSO, web identity,
 //! instance metadata). The location's query may set `region`, `endpoint`, `path-style`,
@@ -14,6 +16,7 @@ mod client;
 mod config;
 mod copy;
 mod error;
+mod manage;
 mod metadata;
 mod multipart;
 mod store;

@@ -69,10 +69,17 @@ impl Multipart for Inner {
             .upload_id(upload_id)
             .part_number(part.number as i32)
             .content_length(size as i64)
-            // The SDK computes and sends the part's SHA-256 (servers differ in which form they
-            // keep: TESTING.md); the server checks it, and we check its answer against ours.
+            // The part's SHA-256 as computed when it was read, sent so that the server checks
+            // the bytes against it (servers differ in which form they keep: TESTING.md) and we
+            // check its answer against ours. Given, so the SDK does not hash the part again;
+            // and the payload is not signed (a second SHA-256 of every byte): the signed
+            // checksum header already binds the body, which the server verifies.
+            // (The algorithm is named too: Object Lock uploads require the header.)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(B64.encode(part.sha256))
             .body(ByteStream::from(part.data))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| map(e, Operation::Put, &self.ctx(key)))?;
@@ -255,7 +262,9 @@ impl Multipart for Inner {
             .bucket(&self.cfg.bucket)
             .key(&full)
             .content_length(size as i64)
+            // As for a part: our SHA-256, checked by the server, and no second hash.
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(B64.encode(part.sha256))
             .body(ByteStream::from(part.data));
         let mut req = put_options!(req, self, options, key);
         if options.if_not_exists {
@@ -266,6 +275,8 @@ impl Multipart for Inner {
             req = req.if_none_match("*");
         }
         let out = req
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| self.put_error(e, key, options))?;

@@ -15,6 +15,7 @@ use offsite_storage::{
     MultipartWriter, ObjectMeta, ObjectWriter, Operation, PartLimits, PutOptions, Receipt,
     RetryPolicy, Storage,
 };
+use offsite_storage::{CreateOptions, Retention, UploadStream, VersionStream};
 
 use crate::config::S3Config;
 use crate::copy::copy_between;
@@ -131,34 +132,12 @@ impl S3Store {
     }
 
     /// Creates the bucket (tests and first-time setup); with `object_lock` the bucket is
-    /// versioned with Object Lock enabled.
+    /// versioned with Object Lock enabled. An existing bucket is fine.
     pub async fn create_bucket(&self, object_lock: bool) -> offsite_storage::Result<()> {
-        let i = &self.inner;
-        let mut req = i.client.create_bucket().bucket(&i.cfg.bucket);
-        if object_lock {
-            req = req.object_lock_enabled_for_bucket(true);
-        }
-        if i.region != "us-east-1" {
-            req = req.create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                        i.region.as_str(),
-                    ))
-                    .build(),
-            );
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(map(e, Operation::Open, &i.ctx(""))),
-        }
+        let mut options = CreateOptions::default();
+        options.object_lock = object_lock;
+        options.versioning = object_lock;
+        self.inner.create_location(&options).await.map(|_| ())
     }
 
     /// The bucket's region as the client uses it.
@@ -230,7 +209,35 @@ impl Storage for S3Store {
         c.checksum_on_head = true;
         c.part_size = Some(self.inner.cfg.part_size);
         c.concurrency = Some(self.inner.cfg.concurrency);
+        c.create_location = true;
+        c.versions = true;
+        c.extend_retention = true;
+        c.list_uploads = true;
         c
+    }
+
+    async fn create_location(&self, options: &CreateOptions) -> offsite_storage::Result<bool> {
+        self.inner.create_location(options).await
+    }
+
+    fn list_versions(&self, prefix: &str) -> VersionStream<'_> {
+        self.inner.list_versions(prefix)
+    }
+
+    async fn delete_version(&self, key: &str, version: &str) -> offsite_storage::Result<()> {
+        self.inner.delete_version(key, version).await
+    }
+
+    async fn extend_retention(
+        &self,
+        key: &str,
+        retention: Retention,
+    ) -> offsite_storage::Result<Retention> {
+        self.inner.extend_retention(key, retention).await
+    }
+
+    fn list_uploads(&self, prefix: &str) -> UploadStream<'_> {
+        self.inner.list_uploads(prefix)
     }
 
     async fn head(&self, key: &str) -> offsite_storage::Result<ObjectMeta> {

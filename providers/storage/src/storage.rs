@@ -244,11 +244,12 @@ pub trait StorageExt: Storage {
 
 impl<T: Storage + ?Sized> StorageExt for T {}
 
-/// Turns a stream of listing pages into the flat stream [`Storage::list`] returns; an error
-/// page ends it.
-pub fn flatten_pages<'a, S>(pages: S) -> ListStream<'a>
+/// Turns a stream of listing pages into the flat stream [`Storage::list`] (or
+/// [`Storage::list_versions`], [`Storage::list_uploads`]) returns; an error page ends it.
+pub fn flatten_pages<'a, T, S>(pages: S) -> BoxStream<'a, Result<T>>
 where
-    S: futures::Stream<Item = Result<Vec<ObjectMeta>>> + Send + 'a,
+    T: Send + 'a,
+    S: futures::Stream<Item = Result<Vec<T>>> + Send + 'a,
 {
     use futures::StreamExt;
     pages

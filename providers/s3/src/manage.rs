@@ -1,0 +1,330 @@
+//! Managing the bucket and its objects beyond reads and writes: creating the bucket (with
+//! versioning and Object Lock), listing and deleting versions, extending a retention, listing
+//! open multipart uploads.
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectLockEnabled,
+    ObjectLockRetention, VersioningConfiguration,
+};
+use futures::stream;
+use offsite_storage::{
+    extended_retention, listing_prefix, CreateOptions, Error, ErrorKind, ObjectVersion, OpenUpload,
+    Operation, Retention, UploadStream, VersionStream,
+};
+
+use crate::error::map;
+use crate::metadata::{from_smithy_time, lock_mode, to_smithy_time};
+use crate::store::{head, Inner, PROVIDER};
+
+impl Inner {
+    fn location(&self) -> String {
+        format!("s3://{}", self.cfg.bucket)
+    }
+
+    fn create_error(&self, message: String, hint: &str) -> Error {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            PROVIDER,
+            Operation::Create,
+            message,
+        )
+        .with_key(self.location())
+        .with_hint(hint)
+    }
+
+    /// Whether the bucket exists and these credentials may use it (HeadBucket).
+    async fn bucket_exists(&self) -> offsite_storage::Result<bool> {
+        match self
+            .client
+            .head_bucket()
+            .bucket(&self.cfg.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = map(e, Operation::Create, &self.ctx(""));
+                if e.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Creates the bucket, or checks the one there has what was asked.
+    pub(crate) async fn create_location(
+        &self,
+        options: &CreateOptions,
+    ) -> offsite_storage::Result<bool> {
+        if self.bucket_exists().await? {
+            self.check_existing(options).await?;
+            return Ok(false);
+        }
+        let mut req = self.client.create_bucket().bucket(&self.cfg.bucket);
+        if options.object_lock {
+            req = req.object_lock_enabled_for_bucket(true);
+        }
+        if self.region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => {}
+            // Created meanwhile by these credentials: as if it had been there.
+            Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => {
+                self.check_existing(options).await?;
+                return Ok(false);
+            }
+            Err(e) if e.code() == Some("BucketAlreadyExists") => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    PROVIDER,
+                    Operation::Create,
+                    "the bucket name is taken by another account (bucket names are global)",
+                )
+                .with_key(self.location())
+                .with_hint("choose another bucket name"));
+            }
+            Err(e) => return Err(map(e, Operation::Create, &self.ctx(""))),
+        }
+        if options.versioning && !options.object_lock {
+            self.enable_versioning().await?;
+        }
+        Ok(true)
+    }
+
+    async fn enable_versioning(&self) -> offsite_storage::Result<()> {
+        self.client
+            .put_bucket_versioning()
+            .bucket(&self.cfg.bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map(e, Operation::Create, &self.ctx("")))
+    }
+
+    /// An existing bucket: versioning can be turned on now; Object Lock cannot.
+    async fn check_existing(&self, options: &CreateOptions) -> offsite_storage::Result<()> {
+        if options.object_lock {
+            let lock = self
+                .client
+                .get_object_lock_configuration()
+                .bucket(&self.cfg.bucket)
+                .send()
+                .await;
+            let enabled = match lock {
+                Ok(out) => {
+                    out.object_lock_configuration()
+                        .and_then(|c| c.object_lock_enabled())
+                        == Some(&ObjectLockEnabled::Enabled)
+                }
+                Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => false,
+                Err(e) => return Err(map(e, Operation::Create, &self.ctx(""))),
+            };
+            if !enabled {
+                return Err(self.create_error(
+                    "the bucket exists without Object Lock, and S3 turns it on only when a bucket is created".into(),
+                    "create a new bucket with --object-lock and push there",
+                ));
+            }
+            return Ok(());
+        }
+        if options.versioning {
+            // Idempotent: turning it on again changes nothing.
+            self.enable_versioning().await?;
+        }
+        Ok(())
+    }
+
+    /// ListObjectVersions under `prefix`, versions and delete markers, page by page.
+    pub(crate) fn list_versions(&self, prefix: &str) -> VersionStream<'_> {
+        let full = listing_prefix(&self.cfg.prefix, prefix);
+        offsite_storage::flatten_pages(stream::try_unfold(
+            Some((None::<String>, None::<String>)),
+            move |markers| {
+                let full = full.clone();
+                async move {
+                    let Some((key_marker, version_marker)) = markers else {
+                        return Ok(None);
+                    };
+                    let page = self
+                        .retry
+                        .run(|| async {
+                            self.client
+                                .list_object_versions()
+                                .bucket(&self.cfg.bucket)
+                                .prefix(&full)
+                                .set_key_marker(key_marker.clone())
+                                .set_version_id_marker(version_marker.clone())
+                                .send()
+                                .await
+                                .map_err(|e| map(e, Operation::Versions, &self.ctx(&full)))
+                        })
+                        .await?;
+                    let mut items = Vec::new();
+                    for v in page.versions() {
+                        let Some(key) = v.key().and_then(|k| self.cfg.relative_key(k)) else {
+                            continue;
+                        };
+                        let mut o = ObjectVersion::new(
+                            key,
+                            v.version_id().unwrap_or("null"),
+                            v.size().unwrap_or(0) as u64,
+                        );
+                        o.latest = v.is_latest().unwrap_or(false);
+                        o.last_modified = v.last_modified().and_then(from_smithy_time);
+                        items.push(o);
+                    }
+                    for m in page.delete_markers() {
+                        let Some(key) = m.key().and_then(|k| self.cfg.relative_key(k)) else {
+                            continue;
+                        };
+                        let mut o = ObjectVersion::new(key, m.version_id().unwrap_or("null"), 0);
+                        o.latest = m.is_latest().unwrap_or(false);
+                        o.last_modified = m.last_modified().and_then(from_smithy_time);
+                        o.delete_marker = true;
+                        items.push(o);
+                    }
+                    let next = match page.is_truncated() {
+                        Some(true) => Some((
+                            page.next_key_marker().map(str::to_string),
+                            page.next_version_id_marker().map(str::to_string),
+                        )),
+                        _ => None,
+                    };
+                    Ok(Some((items, next)))
+                }
+            },
+        ))
+    }
+
+    /// DeleteObject of one version; a refusal on a locked version is `Locked`.
+    pub(crate) async fn delete_version(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> offsite_storage::Result<()> {
+        let full = self.check_key(key, Operation::Versions)?;
+        let res = self
+            .client
+            .delete_object()
+            .bucket(&self.cfg.bucket)
+            .key(&full)
+            .version_id(version)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = map(e, Operation::Versions, &self.ctx(key));
+                // Name the lock when that is why (HeadObject of the same version).
+                let meta = self
+                    .client
+                    .head_object()
+                    .bucket(&self.cfg.bucket)
+                    .key(&full)
+                    .version_id(version)
+                    .send()
+                    .await
+                    .map(|out| crate::metadata::meta_from_head(key, &out));
+                match meta {
+                    Ok(m) => Err(offsite_storage::adapter::delete_refused(
+                        e,
+                        &m,
+                        PROVIDER,
+                        &self.location(),
+                        key,
+                    )),
+                    Err(_) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// PutObjectRetention on the current version, only ever later.
+    pub(crate) async fn extend_retention(
+        &self,
+        key: &str,
+        wanted: Retention,
+    ) -> offsite_storage::Result<Retention> {
+        let meta = head(self, key).await?;
+        let Some(new) = extended_retention(meta.retention, wanted) else {
+            return Ok(meta.retention.expect("kept only when there is one"));
+        };
+        let full = self.check_key(key, Operation::Retention)?;
+        self.client
+            .put_object_retention()
+            .bucket(&self.cfg.bucket)
+            .key(&full)
+            .set_version_id(meta.version.clone())
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(lock_mode(new.mode).as_str().into())
+                    .retain_until_date(to_smithy_time(&new.retain_until))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::Retention, &self.ctx(key)))?;
+        Ok(new)
+    }
+
+    /// ListMultipartUploads under `prefix`, page by page.
+    pub(crate) fn list_uploads(&self, prefix: &str) -> UploadStream<'_> {
+        let full = listing_prefix(&self.cfg.prefix, prefix);
+        offsite_storage::flatten_pages(stream::try_unfold(
+            Some((None::<String>, None::<String>)),
+            move |markers| {
+                let full = full.clone();
+                async move {
+                    let Some((key_marker, id_marker)) = markers else {
+                        return Ok(None);
+                    };
+                    let page = self
+                        .retry
+                        .run(|| async {
+                            self.client
+                                .list_multipart_uploads()
+                                .bucket(&self.cfg.bucket)
+                                .prefix(&full)
+                                .set_key_marker(key_marker.clone())
+                                .set_upload_id_marker(id_marker.clone())
+                                .send()
+                                .await
+                                .map_err(|e| map(e, Operation::Uploads, &self.ctx(&full)))
+                        })
+                        .await?;
+                    let items: Vec<OpenUpload> = page
+                        .uploads()
+                        .iter()
+                        .filter_map(|u| {
+                            let key = self.cfg.relative_key(u.key()?)?;
+                            let mut o = OpenUpload::new(key, u.upload_id()?);
+                            o.started = u.initiated().and_then(from_smithy_time);
+                            Some(o)
+                        })
+                        .collect();
+                    let next = match page.is_truncated() {
+                        Some(true) => Some((
+                            page.next_key_marker().map(str::to_string),
+                            page.next_upload_id_marker().map(str::to_string),
+                        )),
+                        _ => None,
+                    };
+                    Ok(Some((items, next)))
+                }
+            },
+        ))
+    }
+}
