@@ -76,14 +76,19 @@ pub(super) async fn produce(
     let what = source_name(&source);
     let encrypted = !recipients.is_empty();
     let (tx, rx) = sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+    // Written blocks come back to be filled again: no fresh memory to fault in per block.
+    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT + 2);
     let sink = BlockSink::new(move |block| {
         tx.send(block).map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the spool writer stopped")
         })
-    });
+    })
+    .recycling(back_rx);
     let reader =
         tokio::task::spawn_blocking(move || read_and_encrypt(source, &recipients, sink, pb));
-    let writer = tokio::task::spawn_blocking(move || write_spool(rx, spool, &progress, encrypted));
+    let writer = tokio::task::spawn_blocking(move || {
+        write_spool(rx, spool, &progress, encrypted, back_tx)
+    });
     let (r, w) = futures::join!(reader, writer);
     let r = r.context("the reading thread panicked")?;
     let w = w.context("the spool thread panicked")?;
@@ -106,6 +111,7 @@ type SendBlock = Box<dyn FnMut(Vec<u8>) -> std::io::Result<()> + Send>;
 pub(super) struct BlockSink {
     send: SendBlock,
     buf: Vec<u8>,
+    recycled: Option<Receiver<Vec<u8>>>,
 }
 
 impl BlockSink {
@@ -113,14 +119,28 @@ impl BlockSink {
         BlockSink {
             send: Box::new(send),
             buf: Vec::with_capacity(BLOCK),
+            recycled: None,
         }
+    }
+
+    /// Fills blocks the consumer hands back through `rx` before allocating new ones.
+    fn recycling(mut self, rx: Receiver<Vec<u8>>) -> Self {
+        self.recycled = Some(rx);
+        self
     }
 
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        let next = match self.recycled.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(BLOCK),
+        };
+        let block = std::mem::replace(&mut self.buf, next);
         (self.send)(block)
     }
 }
@@ -197,6 +217,7 @@ fn write_spool(
     mut file: File,
     progress: &ProgressTx,
     hash: bool,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> std::io::Result<Digest> {
     // Write-back runs beside the writing: a helper thread flushes what is written so far every
     // SYNC_EVERY bytes, so that the final fsync has little left to wait for.
@@ -226,6 +247,8 @@ fn write_spool(
             since_sync = 0;
         }
         progress.send_replace(Progress::Writing(size));
+        // Back to the encrypting thread; dropped if it has enough.
+        let _ = back.try_send(block);
     }
     drop(sync_tx);
     let _ = syncer.join();

@@ -143,11 +143,67 @@ fn plain(receipt: Receipt) -> Transferred {
 }
 
 /// The spool as the resumable upload reads it: by range, waiting for the producer while the
-/// range is not yet written.
+/// range is not yet written. Part buffers are reused once a request has let go of them, so
+/// memory is not zeroed and faulted in again for every part.
 struct GrowingSpool {
     file: Arc<File>,
     path: PathBuf,
     progress: tokio::sync::watch::Receiver<Progress>,
+    pool: Arc<BufferPool>,
+}
+
+/// Buffers handed back by finished requests, for the next parts.
+#[derive(Default)]
+struct BufferPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// Buffers kept for reuse at most (each a part: the in-flight budget bounds how many are
+    /// out at once anyway).
+    const KEEP: usize = 6;
+    /// Larger buffers are not kept: a huge part size should not pin its memory.
+    const KEEP_BYTES: usize = 16 << 20;
+
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut free = self.free.lock().expect("pool lock");
+        let mut buf = match free.iter().position(|b| b.capacity() >= len) {
+            Some(i) => free.swap_remove(i),
+            None => Vec::new(),
+        };
+        drop(free);
+        // A reused buffer of the same size is not written at all; a new one once.
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() > Self::KEEP_BYTES {
+            return;
+        }
+        let mut free = self.free.lock().expect("pool lock");
+        if free.len() < Self::KEEP {
+            free.push(buf);
+        }
+    }
+}
+
+/// A part's bytes that go back to the pool when the last `Bytes` over them is dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
 }
 
 impl GrowingSpool {
@@ -158,6 +214,7 @@ impl GrowingSpool {
             file: Arc::new(file),
             path: path.to_path_buf(),
             progress,
+            pool: Arc::default(),
         })
     }
 
@@ -203,14 +260,16 @@ impl RangedSource for GrowingSpool {
     async fn read_at(&self, offset: u64, len: usize) -> offsite_storage::Result<Bytes> {
         use std::os::unix::fs::FileExt;
         let file = Arc::clone(&self.file);
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; len];
-            file.read_exact_at(&mut buf, offset)?;
-            Ok(buf)
+        let pool = Arc::clone(&self.pool);
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Pooled> {
+            let mut buf = pool.take(len);
+            let read = file.read_exact_at(&mut buf, offset);
+            let part = Pooled { buf, pool };
+            read.map(|()| part)
         })
         .await
         .map_err(|e| self.error(format!("the spool reader task failed: {e}")))?;
-        read.map(Bytes::from)
+        read.map(Bytes::from_owner)
             .map_err(|e| Error::from_io(e, "spool", Operation::Get, self.path.display()))
     }
 }
