@@ -35,7 +35,7 @@ pub(super) async fn run(args: CreateArgs, out: Output) -> Result<u8> {
     options.project = args.project.clone();
     let created = match loc.store.create_location(&options).await {
         Ok(created) => created,
-        Err(e) if e.kind() == ErrorKind::Unsupported => {
+        Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::InvalidConfig) => {
             return Err(usage(format!("cannot create {} as asked: {e}", loc.url())))
         }
         Err(e) => return Err(anyhow::anyhow!("cannot create {}: {e}", loc.url())),

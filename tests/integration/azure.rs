@@ -1,16 +1,18 @@
 //! The Azure adapter on Azurite: the conformance suite, push/ls/verify/restore end to end,
-//! resume after SIGKILL from the uncommitted block list, shared-key errors; and the
-//! immutability-policy and legal-hold requests (which Azurite does not implement) checked
-//! against a local HTTP server for their documented REST shape.
+//! resume after SIGKILL from the uncommitted block list, shared-key errors, container creation;
+//! and the immutability-policy, legal-hold and retention-extension requests (which Azurite does
+//! not implement) checked against a local HTTP server for their documented REST shape.
 
 use std::sync::Arc;
 
 use offsite_azure::{AzureConfig, AzureStore};
 use offsite_storage::conformance::Fixture;
-use offsite_storage::{Location, Storage, StorageExt};
+use offsite_storage::{
+    CreateOptions, ErrorKind, Location, LockMode, Retention, Storage, StorageExt,
+};
 
 use crate::common::*;
-use crate::proxy::{kill_mid_upload, rerun_resumed, Proxy, RecordingServer};
+use crate::proxy::{kill_mid_upload, rerun_resumed, Proxy, Recorded, RecordingServer};
 
 /// Azurite's published development account and key (Azurite README); not a secret.
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -30,7 +32,9 @@ pub async fn store(container: &str, prefix: &str) -> AzureStore {
     })
     .unwrap();
     let s = AzureStore::open(cfg, &url).unwrap();
-    s.create_container().await.expect("create container");
+    s.create_location(&CreateOptions::default())
+        .await
+        .expect("create container");
     s
 }
 
@@ -317,5 +321,199 @@ fn a_sas_token_never_reaches_an_error_message() {
     assert!(
         all.contains("cannot connect") || all.contains("I/O error") || all.contains("az://"),
         "{all}"
+    );
+}
+
+/// `create` on Azure: the container is created, then found; versioning and version-level
+/// immutability, which Create Container cannot ask for, are refused with the `az` command that
+/// turns them on, never dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_location_on_azurite_creates_containers_and_refuses_what_it_cannot_set() {
+    let endpoint = emulator("OFFSITE_TEST_AZURITE");
+    let container = bucket("mk");
+    let url = format!("az://{AZURITE_ACCOUNT}/{container}/app");
+    let cs = connection_string(&endpoint);
+    let cfg = AzureConfig::from_location_with(&Location::parse(&url).unwrap(), |k| {
+        (k == "AZURE_STORAGE_CONNECTION_STRING").then(|| cs.clone())
+    })
+    .unwrap();
+    let s = AzureStore::open(cfg, &url).unwrap();
+    let plain = CreateOptions::default();
+    assert!(s.create_location(&plain).await.unwrap(), "created");
+    assert!(!s.create_location(&plain).await.unwrap(), "exists");
+    let mut versioned = CreateOptions::default();
+    versioned.versioning = true;
+    let e = s.create_location(&versioned).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(
+        e.to_string()
+            .contains("az storage account blob-service-properties update --account-name devstoreaccount1 --enable-versioning true"),
+        "{e}"
+    );
+    let mut locked = CreateOptions::default();
+    locked.versioning = true;
+    locked.object_lock = true;
+    let e = s.create_location(&locked).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "az storage container-rm create --storage-account devstoreaccount1 --name {container} --enable-vlw"
+        )),
+        "{e}"
+    );
+}
+
+/// A local server for one blob under an immutability policy: Get Blob Properties (`HEAD`)
+/// answers with the policy's `x-ms-immutability-policy-until-date` and `-mode` headers; every
+/// other request gets an empty 200. Records every request.
+struct ImmutableBlobServer {
+    endpoint: String,
+    requests: Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl ImmutableBlobServer {
+    fn start(until: &'static str, mode: &'static str) -> ImmutableBlobServer {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                let head = line.starts_with("HEAD ");
+                seen.lock().unwrap().push(Recorded {
+                    line: line.trim().to_string(),
+                    headers,
+                    body,
+                });
+                let extra = if head {
+                    format!("x-ms-blob-type: BlockBlob\r\nx-ms-immutability-policy-until-date: {until}\r\nx-ms-immutability-policy-mode: {mode}\r\n")
+                } else {
+                    String::new()
+                };
+                write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-ms-request-id: 1\r\n{extra}Connection: close\r\n\r\n"
+                )
+                .unwrap();
+            }
+        });
+        ImmutableBlobServer { endpoint, requests }
+    }
+
+    fn store(&self) -> AzureStore {
+        let endpoint = format!("{}/{AZURITE_ACCOUNT}", self.endpoint);
+        let url = format!("az://{AZURITE_ACCOUNT}/backups/app");
+        let cs = connection_string(&endpoint);
+        let cfg = AzureConfig::from_location_with(&Location::parse(&url).unwrap(), |k| {
+            (k == "AZURE_STORAGE_CONNECTION_STRING").then(|| cs.clone())
+        })
+        .unwrap();
+        AzureStore::open(cfg, &url).unwrap()
+    }
+}
+
+/// Follows https://learn.microsoft.com/rest/api/storageservices/get-blob-properties (the policy
+/// in force, in `x-ms-immutability-policy-until-date` and `x-ms-immutability-policy-mode`) and
+/// https://learn.microsoft.com/rest/api/storageservices/set-blob-immutability-policy: extending
+/// reads the policy and sends `PUT ?comp=immutabilityPolicies` only when the new date is later;
+/// a Locked policy is sent back Locked.
+#[tokio::test(flavor = "multi_thread")]
+async fn extend_retention_requests_match_the_rest_reference_on_a_local_server() {
+    let utc = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let gov = |t| Retention {
+        mode: LockMode::Governance,
+        retain_until: utc(t),
+    };
+    let server = ImmutableBlobServer::start("Thu, 03 Dec 2026 02:00:00 GMT", "unlocked");
+    let s = server.store();
+    let kept = s
+        .extend_retention("x.age", gov("2026-12-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(kept, gov("2026-12-03T02:00:00Z"), "the longer policy stays");
+    {
+        let seen = server.requests.lock().unwrap();
+        assert_eq!(seen.len(), 1, "a shorter ask sends no change");
+        assert!(
+            seen[0]
+                .line
+                .starts_with("HEAD /devstoreaccount1/backups/app%2Fx.age "),
+            "{}",
+            seen[0].line
+        );
+    }
+    let longer = s
+        .extend_retention("x.age", gov("2026-12-10T02:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(longer, gov("2026-12-10T02:00:00Z"));
+    {
+        let seen = server.requests.lock().unwrap();
+        assert_eq!(seen.len(), 3, "read, then one PUT");
+        assert!(
+            seen[2]
+                .line
+                .starts_with("PUT /devstoreaccount1/backups/app%2Fx.age?comp=immutabilityPolicies"),
+            "{}",
+            seen[2].line
+        );
+        assert_eq!(
+            seen[2].header("x-ms-immutability-policy-until-date"),
+            Some("Thu, 10 Dec 2026 02:00:00 GMT")
+        );
+        assert_eq!(
+            seen[2]
+                .header("x-ms-immutability-policy-mode")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("unlocked")
+        );
+        assert!(seen[2]
+            .header("authorization")
+            .unwrap()
+            .starts_with("SharedKey devstoreaccount1:"));
+    }
+
+    let server = ImmutableBlobServer::start("Thu, 03 Dec 2026 02:00:00 GMT", "locked");
+    let s = server.store();
+    let r = s
+        .extend_retention("x.age", gov("2026-12-10T02:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(r.mode, LockMode::Compliance, "compliance stays compliance");
+    let seen = server.requests.lock().unwrap();
+    assert_eq!(
+        seen[1]
+            .header("x-ms-immutability-policy-mode")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("locked")
     );
 }

@@ -1,24 +1,57 @@
 //! The GCS adapter: the conformance suite on the emulator (gcp-storage-emulator behind the
 //! project's launcher, tests/emulators/gcs_emulator.py), push/ls/verify/restore end to end,
-//! resume after SIGKILL, retention; and the retention and hold requests checked against a
-//! local HTTP server for their documented JSON API shape.
+//! resume after SIGKILL, bucket creation, retention and its extension; and the bucket insert,
+//! retention and hold requests checked against a local HTTP server for their documented JSON
+//! API shape.
 
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use offsite_gcs::{GcsConfig, GcsStore};
 use offsite_storage::conformance::Fixture;
-use offsite_storage::{ErrorKind, Location, Storage, StorageExt};
+use offsite_storage::{
+    CreateOptions, ErrorKind, Location, LockMode, Retention, Storage, StorageExt,
+};
 
 use crate::common::*;
 use crate::proxy::{kill_mid_upload, rerun_resumed, Proxy, RecordingServer};
 
-pub async fn store(bucket: &str, prefix: &str) -> GcsStore {
+/// A store on the emulator whose bucket has been created (in project `test`) with `options`.
+pub async fn store_with(bucket: &str, prefix: &str, mut options: CreateOptions) -> GcsStore {
     let endpoint = emulator("OFFSITE_TEST_GCS");
     let url = format!("gs://{bucket}/{prefix}?endpoint={endpoint}");
     let cfg = GcsConfig::from_location(&Location::parse(&url).unwrap()).unwrap();
     let s = GcsStore::open(cfg, &url).await.expect("open");
-    s.create_bucket("test").await.expect("create bucket");
+    options.project = Some("test".into());
+    s.create_location(&options).await.expect("create bucket");
     s
+}
+
+pub async fn store(bucket: &str, prefix: &str) -> GcsStore {
+    store_with(bucket, prefix, CreateOptions::default()).await
+}
+
+fn locked() -> CreateOptions {
+    let mut o = CreateOptions::default();
+    o.object_lock = true;
+    o
+}
+
+/// A store on a local recording server (answering `body` to everything).
+async fn recorded_store(server: &RecordingServer) -> GcsStore {
+    let url = format!("gs://bkt/app?endpoint={}", server.endpoint);
+    GcsStore::open(
+        GcsConfig::from_location(&Location::parse(&url).unwrap()).unwrap(),
+        &url,
+    )
+    .await
+    .unwrap()
+}
+
+fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
 }
 
 mod conformance {
@@ -135,20 +168,13 @@ async fn object_retention_on_gcs_covers_data_and_manifest_and_refuses_deletes() 
     let sb = Sandbox::new();
     let name = bucket("lock");
     // A bucket with object retention enabled (the launcher enforces it like GCS).
+    let s = store_with(&name, "app", locked()).await;
     let endpoint = emulator("OFFSITE_TEST_GCS");
-    let http = reqwest_free_post(
-        &format!("{endpoint}/storage/v1/b?project=test&enableObjectRetention=true"),
-        &format!("{{\"name\":\"{name}\"}}"),
-    );
-    assert!(
-        http.starts_with("HTTP/1.1 200") || http.starts_with("HTTP/1.0 200"),
-        "{http}"
-    );
     let url = format!("gs://{name}/app?endpoint={endpoint}&lock=governance&lock-days=2");
     let src = sb.archive(NAME, 100_000, 5);
     let o = sb.push_via(sb.cmd(), &src, &url);
     assert_code(&o, 0);
-    let s = store(&name, "app").await;
+    let versions: Vec<_> = s.list_versions("").try_collect().await.unwrap();
     for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
         let r = s
             .head(&key)
@@ -156,22 +182,174 @@ async fn object_retention_on_gcs_covers_data_and_manifest_and_refuses_deletes() 
             .unwrap()
             .retention
             .unwrap_or_else(|| panic!("{key} not retained"));
-        assert_eq!(r.mode, offsite_storage::LockMode::Governance);
+        assert_eq!(r.mode, LockMode::Governance);
         let e = s.delete(&key).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+        // Deleting the generation itself is refused the same way.
+        let v = versions
+            .iter()
+            .find(|v| v.key == key && v.latest)
+            .unwrap_or_else(|| panic!("{key} in {versions:?}"));
+        let e = s.delete_version(&key, &v.version).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
     }
 }
 
-/// A minimal HTTP POST over a TCP socket (the tests have no HTTP client of their own).
-fn reqwest_free_post(url: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+/// The conformance case for retention extension, on a bucket created with object retention
+/// (the launcher refuses to shorten a lock or delete a locked object, as GCS does).
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_is_extended_never_shortened_on_a_gcs_bucket_with_object_retention() {
+    let s = store_with(&bucket("extend"), "suite", locked()).await;
+    offsite_storage::conformance::retention_is_extended_never_shortened(&s).await;
+}
+
+/// `create` on GCS: a bucket with object retention is created, then found; object retention
+/// asked of a bucket made without it is refused with the way out; versioning is turned on for
+/// an existing bucket; with no project an existing bucket is still reported as existing.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_location_on_gcs_makes_retention_buckets_and_refuses_to_pretend() {
+    let endpoint = emulator("OFFSITE_TEST_GCS");
+    let open = |name: String| {
+        let url = format!("gs://{name}/app?endpoint={endpoint}");
+        async move {
+            let cfg = GcsConfig::from_location(&Location::parse(&url).unwrap()).unwrap();
+            GcsStore::open(cfg, &url).await.unwrap()
+        }
+    };
+    let with_project = |mut o: CreateOptions| {
+        o.project = Some("test".into());
+        o
+    };
+    let s = open(bucket("mk")).await;
+    assert!(
+        s.create_location(&with_project(locked())).await.unwrap(),
+        "created"
+    );
+    assert!(
+        !s.create_location(&with_project(locked())).await.unwrap(),
+        "exists"
+    );
+    assert!(
+        !s.create_location(&locked()).await.unwrap(),
+        "exists, found without a project"
+    );
+
+    let plain = open(bucket("mkplain")).await;
+    assert!(plain
+        .create_location(&with_project(CreateOptions::default()))
+        .await
+        .unwrap());
+    let e = plain
+        .create_location(&with_project(locked()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+    assert!(
+        e.to_string()
+            .contains("create a new bucket with --object-lock"),
+        "{e}"
+    );
+    let mut versioned = CreateOptions::default();
+    versioned.versioning = true;
+    assert!(
+        !plain
+            .create_location(&with_project(versioned))
+            .await
+            .unwrap(),
+        "versioning turned on"
+    );
+}
+
+/// Follows https://cloud.google.com/storage/docs/json_api/v1/buckets/insert: `POST
+/// /storage/v1/b?project=P`, with `enableObjectRetention=true` for object retention, and a body
+/// `{"name": BUCKET, "versioning": {"enabled": true}}`.
+#[tokio::test(flavor = "multi_thread")]
+async fn bucket_insert_requests_match_the_json_api_reference_on_a_local_server() {
+    let server = RecordingServer::start(r#"{"name":"bkt"}"#);
+    let s = recorded_store(&server).await;
+    let mut o = CreateOptions::default();
+    o.versioning = true;
+    o.object_lock = true;
+    o.project = Some("my-project".into());
+    assert!(s.create_location(&o).await.unwrap(), "created");
+    let seen = server.requests.lock().unwrap();
+    assert_eq!(seen.len(), 1, "one request");
+    assert!(
+        seen[0]
+            .line
+            .starts_with("POST /storage/v1/b?project=my-project&enableObjectRetention=true "),
+        "{}",
+        seen[0].line
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&seen[0].body).unwrap(),
+        serde_json::json!({"name": "bkt", "versioning": {"enabled": true}})
+    );
+}
+
+/// Follows https://cloud.google.com/storage/docs/object-lock and the JSON API's objects/get and
+/// objects/patch: the object's retention is read (`GET /storage/v1/b/BUCKET/o/OBJECT`) and, only
+/// when the new date is later, set with `PATCH` and `{"retention": {"mode", "retainUntilTime"}}`;
+/// a `Locked` retention is sent back `Locked` (it can be extended, never weakened).
+#[tokio::test(flavor = "multi_thread")]
+async fn extend_retention_requests_match_the_json_api_reference_on_a_local_server() {
+    let server = RecordingServer::start(
+        r#"{"name":"app/x","bucket":"bkt","size":"1","generation":"1","retention":{"mode":"Unlocked","retainUntilTime":"2026-12-03T02:00:00Z"}}"#,
+    );
+    let s = recorded_store(&server).await;
+    let gov = |t| Retention {
+        mode: LockMode::Governance,
+        retain_until: utc(t),
+    };
+    let kept = s
+        .extend_retention("x", gov("2026-12-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(kept, gov("2026-12-03T02:00:00Z"), "the longer lock stays");
+    {
+        let seen = server.requests.lock().unwrap();
+        assert_eq!(seen.len(), 1, "a shorter ask sends no change");
+        assert!(
+            seen[0].line.starts_with("GET /storage/v1/b/bkt/o/app%2Fx "),
+            "{}",
+            seen[0].line
+        );
+    }
+    let longer = s
+        .extend_retention("x", gov("2026-12-10T02:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(longer, gov("2026-12-10T02:00:00Z"));
+    {
+        let seen = server.requests.lock().unwrap();
+        assert_eq!(seen.len(), 3, "read, then one PATCH");
+        assert!(
+            seen[2]
+                .line
+                .starts_with("PATCH /storage/v1/b/bkt/o/app%2Fx "),
+            "{}",
+            seen[2].line
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&seen[2].body).unwrap(),
+            serde_json::json!({"retention": {"mode": "Unlocked", "retainUntilTime": "2026-12-10T02:00:00Z"}})
+        );
+    }
+
+    let server = RecordingServer::start(
+        r#"{"name":"app/x","bucket":"bkt","size":"1","generation":"1","retention":{"mode":"Locked","retainUntilTime":"2026-12-03T02:00:00Z"}}"#,
+    );
+    let s = recorded_store(&server).await;
+    let r = s
+        .extend_retention("x", gov("2026-12-10T02:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(r.mode, LockMode::Compliance, "compliance stays compliance");
+    let seen = server.requests.lock().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&seen[1].body).unwrap()["retention"]["mode"],
+        "Locked"
+    );
 }
 
 /// Follows https://cloud.google.com/storage/docs/json_api/v1/objects/patch and
@@ -182,21 +360,12 @@ fn reqwest_free_post(url: &str, body: &str) -> String {
 async fn retention_and_hold_requests_match_the_json_api_reference_on_a_local_server() {
     let server =
         RecordingServer::start(r#"{"name":"app/x","bucket":"bkt","size":"1","generation":"1"}"#);
-    let url = format!("gs://bkt/app?endpoint={}", server.endpoint);
-    let s = GcsStore::open(
-        GcsConfig::from_location(&Location::parse(&url).unwrap()).unwrap(),
-        &url,
-    )
-    .await
-    .unwrap();
-    let until = chrono::DateTime::parse_from_rfc3339("2026-12-03T02:00:00Z")
-        .unwrap()
-        .with_timezone(&chrono::Utc);
+    let s = recorded_store(&server).await;
     s.set_retention(
         "x",
-        &offsite_storage::Retention {
-            mode: offsite_storage::LockMode::Compliance,
-            retain_until: until,
+        &Retention {
+            mode: LockMode::Compliance,
+            retain_until: utc("2026-12-03T02:00:00Z"),
         },
     )
     .await

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn the_service_error_code_is_kept_for_decisions() {
-        // create_container tells "already there" from other conflicts by this code.
+        // create_location tells "already there" from other conflicts by this code.
         let sdk = azure_core::error::ErrorKind::HttpResponse {
             status: azure_core::http::StatusCode::Conflict,
             error_code: Some("ContainerAlreadyExists".into()),

@@ -11,6 +11,13 @@
 //! `AZURE_STORAGE_KEY` (shared key, signed by [`SharedKeyPolicy`]), `AZURE_STORAGE_SAS_TOKEN`,
 //! else Microsoft Entra ID through `azure_identity` (workload identity, managed identity,
 //! developer tools).
+//!
+//! `create_location` creates the container. Blob versioning (an account setting) and
+//! version-level immutability (a container made through the management plane) cannot be asked
+//! of Create Container: those options are `Unsupported`, with the `az` command that turns them
+//! on. Retention is extended with Set Blob Immutability Policy. Versions are not listed (Azurite,
+//! which the adapter is tested on, has no blob versions), nor open uploads (uncommitted block
+//! lists have no listing by prefix).
 
 mod auth;
 mod config;

@@ -20,9 +20,9 @@ use futures::stream::{self, StreamExt};
 use md5::Digest as _;
 use offsite_storage::adapter;
 use offsite_storage::{
-    Capabilities, Checksum, Error, ErrorKind, GetRange, GetResult, ListStream, LockMode, Multipart,
-    MultipartWriter, ObjectMeta, ObjectWriter, Operation, Part, PartLimits, PartReceipt,
-    PutOptions, Receipt, Result, Retention, RetryPolicy, Sequential, Storage,
+    Capabilities, Checksum, CreateOptions, Error, ErrorKind, GetRange, GetResult, ListStream,
+    LockMode, Multipart, MultipartWriter, ObjectMeta, ObjectWriter, Operation, Part, PartLimits,
+    PartReceipt, PutOptions, Receipt, Result, Retention, RetryPolicy, Sequential, Storage,
 };
 
 use crate::auth::SharedKeyPolicy;
@@ -117,21 +117,6 @@ impl AzureStore {
         })
     }
 
-    /// Creates the container (tests and first-time setup); an existing one is fine.
-    pub async fn create_container(&self) -> Result<()> {
-        match self.inner.container.create(None).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = map(e, Operation::Open, &self.inner.ctx(""));
-                if e.code() == Some("ContainerAlreadyExists") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
-    }
-
     /// Places or releases a legal hold on a blob (Set Blob Legal Hold).
     pub async fn set_legal_hold(&self, key: &str, hold: bool) -> Result<()> {
         let i = &self.inner;
@@ -145,16 +130,9 @@ impl AzureStore {
     /// Sets a blob's immutability policy (Set Blob Immutability Policy): Unlocked for
     /// governance, Locked for compliance.
     pub async fn set_immutability(&self, key: &str, retention: &Retention) -> Result<()> {
-        let i = &self.inner;
-        let blob = i.blob(key, Operation::Put)?;
-        let opts = azure_storage_blob::models::BlobClientSetImmutabilityPolicyOptions {
-            immutability_policy_mode: Some(policy_mode(retention.mode)),
-            ..Default::default()
-        };
-        blob.set_immutability_policy(&to_offset(&retention.retain_until), Some(opts))
+        self.inner
+            .set_immutability(key, retention, Operation::Put)
             .await
-            .map(|_| ())
-            .map_err(|e| map(e, Operation::Put, &i.ctx(key)))
     }
 }
 
@@ -190,6 +168,24 @@ impl Inner {
             key,
             auth: self.cfg.auth.method(),
         }
+    }
+
+    /// Set Blob Immutability Policy; `op` names the operation in errors.
+    async fn set_immutability(
+        &self,
+        key: &str,
+        retention: &Retention,
+        op: Operation,
+    ) -> Result<()> {
+        let blob = self.blob(key, op)?;
+        let opts = azure_storage_blob::models::BlobClientSetImmutabilityPolicyOptions {
+            immutability_policy_mode: Some(policy_mode(retention.mode)),
+            ..Default::default()
+        };
+        blob.set_immutability_policy(&to_offset(&retention.retain_until), Some(opts))
+            .await
+            .map(|_| ())
+            .map_err(|e| map(e, op, &self.ctx(key)))
     }
 
     fn blob(&self, key: &str, op: Operation) -> Result<azure_storage_blob::BlobClient> {
@@ -484,7 +480,67 @@ impl Storage for AzureStore {
         c.checksum_on_head = false;
         c.part_size = Some(self.inner.cfg.block_size);
         c.concurrency = Some(self.inner.cfg.concurrency);
+        c.create_location = true;
+        c.extend_retention = true;
+        // Blob versions and uncommitted block lists are not listed (see the crate docs).
+        c.versions = false;
+        c.list_uploads = false;
         c
+    }
+
+    async fn create_location(&self, options: &CreateOptions) -> Result<bool> {
+        let i = &self.inner;
+        let location = format!("az://{}/{}", i.cfg.account, i.cfg.container);
+        // Both are settings of the account (versioning) or of a container made through the
+        // management plane (version-level immutability); Create Container cannot ask for them.
+        if options.object_lock {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Create,
+                "create a container with version-level immutability",
+            )
+            .with_key(location)
+            .with_hint(format!(
+                "turn on blob versioning (`az storage account blob-service-properties update --account-name {0} --enable-versioning true`), create the container with version-level immutability (`az storage container-rm create --storage-account {0} --name {1} --enable-vlw`), then run create again without --object-lock",
+                i.cfg.account, i.cfg.container
+            )));
+        }
+        if options.versioning {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Create,
+                "turn on blob versioning, a setting of the storage account",
+            )
+            .with_key(location)
+            .with_hint(format!(
+                "turn it on with `az storage account blob-service-properties update --account-name {} --enable-versioning true`, then run create again without --versioning",
+                i.cfg.account
+            )));
+        }
+        match i.container.create(None).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = map(e, Operation::Create, &i.ctx(""));
+                // Container names are per account: one that exists is these credentials' own.
+                if e.code() == Some("ContainerAlreadyExists") {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn extend_retention(&self, key: &str, retention: Retention) -> Result<Retention> {
+        let current = self.inner.head(key).await?.retention;
+        let Some(extended) = offsite_storage::extended_retention(current, retention) else {
+            // The policy in force already runs as long or longer: nothing is sent.
+            return Ok(current.unwrap_or(retention));
+        };
+        self.inner
+            .set_immutability(key, &extended, Operation::Retention)
+            .await?;
+        Ok(extended)
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {

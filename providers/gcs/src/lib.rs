@@ -10,7 +10,12 @@
 //! Credentials: application default credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's
 //! ADC file, workload identity, the metadata server). `STORAGE_EMULATOR_HOST` (or `?endpoint=`)
 //! points at an emulator and uses no credentials.
+//!
+//! `create_location` inserts the bucket in `CreateOptions::project`, else `GOOGLE_CLOUD_PROJECT`,
+//! with object versioning and object retention when asked (retention only at creation: GCS
+//! cannot turn it on later). Versions are generations; there are no multipart uploads to list.
 
+mod bucket;
 mod client;
 mod config;
 mod error;

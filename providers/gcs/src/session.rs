@@ -60,7 +60,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
@@ -182,7 +182,20 @@ impl Inner {
 
     /// Object metadata, with retention (which `gcloud-storage` does not model).
     pub(crate) async fn head_json(&self, key: &str) -> Result<ObjectMeta> {
-        let rb = self.clients.http.get(self.object_url(key));
+        self.head_generation(key, None).await
+    }
+
+    /// Metadata of one generation of an object (`None`: the live one), or `NotFound`.
+    pub(crate) async fn head_generation(
+        &self,
+        key: &str,
+        generation: Option<i64>,
+    ) -> Result<ObjectMeta> {
+        let mut url = self.object_url(key);
+        if let Some(g) = generation {
+            url.push_str(&format!("?generation={g}"));
+        }
+        let rb = self.clients.http.get(url);
         let resp = self
             .authed(rb, Operation::Head, key)
             .await?
@@ -405,8 +418,13 @@ impl Sequential for Inner {
 }
 
 /// Sets or extends an object's retention (`PATCH` with `retention`); used when a lock must be
-/// extended after the fact.
-pub(crate) async fn set_retention(inner: &Inner, key: &str, retention: &Retention) -> Result<()> {
+/// extended after the fact. `op` names the operation in errors.
+pub(crate) async fn set_retention(
+    inner: &Inner,
+    key: &str,
+    retention: &Retention,
+    op: Operation,
+) -> Result<()> {
     let body = json!({
         "retention": {
             "mode": if retention.mode == LockMode::Compliance { "Locked" } else { "Unlocked" },
@@ -415,13 +433,13 @@ pub(crate) async fn set_retention(inner: &Inner, key: &str, retention: &Retentio
     });
     let rb = inner.clients.http.patch(inner.object_url(key)).json(&body);
     let resp = inner
-        .authed(rb, Operation::Put, key)
+        .authed(rb, op, key)
         .await?
         .send()
         .await
-        .map_err(|e| transport(&e, Operation::Put, &inner.ctx(key)))?;
+        .map_err(|e| transport(&e, op, &inner.ctx(key)))?;
     if !resp.status().is_success() {
-        return Err(from_response(resp, Operation::Put, &inner.ctx(key)).await);
+        return Err(from_response(resp, op, &inner.ctx(key)).await);
     }
     Ok(())
 }

@@ -4,22 +4,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::rewrite::RewriteObjectRequest;
+use gcloud_storage::http::objects::Object;
 use offsite_storage::adapter;
 use offsite_storage::{
-    Capabilities, Error, ErrorKind, GetRange, GetResult, ListStream, Multipart, ObjectDigest,
-    ObjectMeta, ObjectWriter, Operation, PutOptions, Receipt, Result, RetryPolicy, Sequential,
-    SessionState, Storage,
+    Capabilities, CreateOptions, Error, ErrorKind, GetRange, GetResult, ListStream, Multipart,
+    ObjectDigest, ObjectMeta, ObjectVersion, ObjectWriter, Operation, PutOptions, Receipt, Result,
+    Retention, RetryPolicy, Sequential, SessionState, Storage, VersionStream,
 };
 
 use crate::client::{self, Clients};
 use crate::config::GcsConfig;
-use crate::error::{from_crate, from_response, transport};
+use crate::error::from_crate;
 use crate::session::GcsDigest;
 
 const PROVIDER: &str = "gcs";
@@ -64,27 +65,6 @@ impl GcsStore {
         })
     }
 
-    /// Creates the bucket in `project` (tests and first-time setup); an existing bucket is fine.
-    pub async fn create_bucket(&self, project: &str) -> Result<()> {
-        let i = &self.inner;
-        let url = format!("{}/storage/v1/b?project={project}", i.clients.base);
-        let rb = i
-            .clients
-            .http
-            .post(url)
-            .json(&serde_json::json!({ "name": i.cfg.bucket }));
-        let resp = i
-            .authed(rb, Operation::Open, "")
-            .await?
-            .send()
-            .await
-            .map_err(|e| transport(&e, Operation::Open, &i.ctx("")))?;
-        match resp.status().as_u16() {
-            200..=299 | 409 => Ok(()),
-            _ => Err(from_response(resp, Operation::Open, &i.ctx("")).await),
-        }
-    }
-
     /// Server-side copy from another bucket (rewrite, looping until done on large objects).
     pub async fn copy_from(
         &self,
@@ -102,7 +82,7 @@ impl GcsStore {
         key: &str,
         retention: &offsite_storage::Retention,
     ) -> Result<()> {
-        crate::session::set_retention(&self.inner, key, retention).await
+        crate::session::set_retention(&self.inner, key, retention, Operation::Put).await
     }
 
     /// Places or releases a temporary hold.
@@ -184,12 +164,54 @@ async fn rewrite(
         token = out.rewrite_token;
     }
     if let Some(r) = &options.retention {
-        crate::session::set_retention(dst, to, r).await?;
+        crate::session::set_retention(dst, to, r, Operation::Copy).await?;
     }
     let meta = dst.head_json(to).await?;
     let mut r = Receipt::new(to, meta.size, meta.checksum.clone());
     r.version = meta.version;
     Ok(r)
+}
+
+/// The objects under a store-relative prefix (segment-wise), page by page; every generation,
+/// noncurrent ones included, with `versions`.
+fn object_pages<'a>(
+    i: &'a Inner,
+    prefix: &str,
+    versions: bool,
+    op: Operation,
+) -> impl futures::Stream<Item = Result<Vec<Object>>> + Send + 'a {
+    let full = offsite_storage::listing_prefix(&i.cfg.prefix, prefix);
+    stream::try_unfold(Some(None::<String>), move |token| {
+        let full = full.clone();
+        async move {
+            let Some(token) = token else { return Ok(None) };
+            let req = ListObjectsRequest {
+                bucket: i.cfg.bucket.clone(),
+                prefix: (!full.is_empty()).then(|| full.clone()),
+                page_token: token.clone(),
+                versions: versions.then_some(true),
+                ..Default::default()
+            };
+            let page = i
+                .retry
+                .run(|| async {
+                    i.clients
+                        .storage
+                        .list_objects(&req)
+                        .await
+                        .map_err(|e| from_crate(e, op, &i.ctx(&full)))
+                })
+                .await?;
+            let next = page.next_page_token.filter(|t| !t.is_empty()).map(Some);
+            Ok(Some((page.items.unwrap_or_default(), next)))
+        }
+    })
+}
+
+/// When a listed object was last written, to the second.
+fn updated(o: &Object) -> Option<chrono::DateTime<chrono::Utc>> {
+    o.updated
+        .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), 0))
 }
 
 #[async_trait]
@@ -210,7 +232,86 @@ impl Storage for GcsStore {
         c.metadata = true;
         c.checksum_on_head = true;
         c.part_size = Some(self.inner.cfg.chunk_size);
+        c.create_location = true;
+        c.versions = true;
+        c.extend_retention = true;
+        // GCS has resumable sessions, not multipart uploads: nothing to list.
+        c.list_uploads = false;
         c
+    }
+
+    async fn create_location(&self, options: &CreateOptions) -> Result<bool> {
+        self.inner.create_bucket(options).await
+    }
+
+    fn list_versions(&self, prefix: &str) -> VersionStream<'_> {
+        let i = &self.inner;
+        let pages = object_pages(i, prefix, true, Operation::Versions).map_ok(move |objects| {
+            objects
+                .into_iter()
+                .filter_map(|o| {
+                    let key = i.cfg.relative_key(&o.name)?.to_string();
+                    let mut v =
+                        ObjectVersion::new(key, o.generation.to_string(), o.size.max(0) as u64);
+                    v.last_modified = updated(&o);
+                    // A noncurrent generation carries the time it stopped being live.
+                    v.latest = o.time_deleted.is_none();
+                    Some(v)
+                })
+                .collect()
+        });
+        offsite_storage::flatten_pages(pages)
+    }
+
+    async fn delete_version(&self, key: &str, version: &str) -> Result<()> {
+        let i = &self.inner;
+        let full = i.check(key, Operation::Versions)?;
+        let generation: i64 = version.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                PROVIDER,
+                Operation::Versions,
+                format!("{version:?} is not a GCS generation"),
+            )
+            .with_key(key)
+            .with_hint("use a version as list_versions reports it (a generation number)")
+        })?;
+        // What the generation holds decides whether a refusal is a lock (and missing is NotFound).
+        let meta = i
+            .retry
+            .run(|| i.head_generation(key, Some(generation)))
+            .await?;
+        let req = DeleteObjectRequest {
+            bucket: i.cfg.bucket.clone(),
+            object: full,
+            generation: Some(generation),
+            ..Default::default()
+        };
+        i.clients.storage.delete_object(&req).await.map_err(|e| {
+            let e = from_crate(e, Operation::Versions, &i.ctx(key));
+            let location = format!("gs://{}", i.cfg.bucket);
+            adapter::delete_refused(e, &meta, PROVIDER, &location, key)
+        })
+    }
+
+    async fn extend_retention(&self, key: &str, retention: Retention) -> Result<Retention> {
+        let i = &self.inner;
+        i.check(key, Operation::Retention)?;
+        let current = i.retry.run(|| i.head_json(key)).await?.retention;
+        let Some(extended) = offsite_storage::extended_retention(current, retention) else {
+            // The lock in force already runs as long or longer: nothing is sent.
+            return Ok(current.unwrap_or(retention));
+        };
+        match crate::session::set_retention(i, key, &extended, Operation::Retention).await {
+            Ok(()) => Ok(extended),
+            Err(e) if current.is_none() && e.kind() == ErrorKind::InvalidConfig => Err(e.with_hint(
+                format!(
+                    "bucket {:?} may not have object retention, which GCS turns on only when a bucket is created: create one with `offsite create --object-lock`",
+                    i.cfg.bucket
+                ),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
@@ -272,46 +373,20 @@ impl Storage for GcsStore {
 
     fn list(&self, prefix: &str) -> ListStream<'_> {
         let i = &self.inner;
-        let full = offsite_storage::listing_prefix(&i.cfg.prefix, prefix);
-        offsite_storage::flatten_pages(stream::try_unfold(Some(None::<String>), move |token| {
-            let full = full.clone();
-            async move {
-                let Some(token) = token else { return Ok(None) };
-                let req = ListObjectsRequest {
-                    bucket: i.cfg.bucket.clone(),
-                    prefix: (!full.is_empty()).then(|| full.clone()),
-                    page_token: token.clone(),
-                    ..Default::default()
-                };
-                let page = i
-                    .retry
-                    .run(|| async {
-                        i.clients
-                            .storage
-                            .list_objects(&req)
-                            .await
-                            .map_err(|e| from_crate(e, Operation::List, &i.ctx(&full)))
-                    })
-                    .await?;
-                let items: Vec<ObjectMeta> = page
-                    .items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|o| {
-                        let key = i.cfg.relative_key(&o.name)?.to_string();
-                        let mut m = ObjectMeta::new(key, o.size.max(0) as u64);
-                        m.storage_class = o.storage_class.clone();
-                        m.version = Some(o.generation.to_string());
-                        m.last_modified = o
-                            .updated
-                            .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), 0));
-                        Some(m)
-                    })
-                    .collect();
-                let next = page.next_page_token.filter(|t| !t.is_empty()).map(Some);
-                Ok(Some((items, next)))
-            }
-        }))
+        let pages = object_pages(i, prefix, false, Operation::List).map_ok(move |objects| {
+            objects
+                .into_iter()
+                .filter_map(|o| {
+                    let key = i.cfg.relative_key(&o.name)?.to_string();
+                    let mut m = ObjectMeta::new(key, o.size.max(0) as u64);
+                    m.last_modified = updated(&o);
+                    m.storage_class = o.storage_class;
+                    m.version = Some(o.generation.to_string());
+                    Some(m)
+                })
+                .collect()
+        });
+        offsite_storage::flatten_pages(pages)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

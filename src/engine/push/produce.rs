@@ -86,9 +86,8 @@ pub(super) async fn produce(
     .recycling(back_rx);
     let reader =
         tokio::task::spawn_blocking(move || read_and_encrypt(source, &recipients, sink, pb));
-    let writer = tokio::task::spawn_blocking(move || {
-        write_spool(rx, spool, &progress, encrypted, back_tx)
-    });
+    let writer =
+        tokio::task::spawn_blocking(move || write_spool(rx, spool, &progress, encrypted, back_tx));
     let (r, w) = futures::join!(reader, writer);
     let r = r.context("the reading thread panicked")?;
     let w = w.context("the spool thread panicked")?;
