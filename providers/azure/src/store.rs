@@ -557,12 +557,15 @@ impl Storage for AzureStore {
         if r.start == r.end {
             return Ok(adapter::empty_get(meta, r));
         }
-        // The SDK downloads in ranged partitions, several at once, and holds them to put them
-        // in order: two 4 MiB partitions keep memory flat and the reads streaming.
+        // One streamed GET of the whole range: a partition as large as the range makes the
+        // SDK hand back the first response's body as it arrives, instead of ranged partitions
+        // that it buffers to put in order (measured: the partitions cost Azurite four times the
+        // CPU of one stream, and offsite's restore 2.8x `rclone cat`).
+        let whole = usize::try_from(r.end - r.start).unwrap_or(usize::MAX);
         let opts = BlobClientDownloadOptions {
             range: Some(HttpRange::new(r.start, r.end - r.start)),
-            parallel: std::num::NonZero::new(2),
-            partition_size: std::num::NonZero::new(4 << 20),
+            parallel: std::num::NonZero::new(1),
+            partition_size: std::num::NonZero::new(whole),
             ..Default::default()
         };
         let out = i
