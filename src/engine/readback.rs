@@ -191,17 +191,39 @@ pub async fn read_copy<W: Write + Send + 'static>(
     let feed_hash = hash.clone();
     let hash_stored = prove_stored && encrypted;
     let feed = async move {
-        while let Some(item) = stream.next().await {
-            if let (true, Ok(chunk)) = (hash_stored, &item) {
+        // Small network chunks (16 KiB is common) are gathered into blocks of about 1 MiB, so
+        // the decrypting thread is woken once per block, not once per packet.
+        const BLOCK: usize = 1 << 20;
+        let mut pending = bytes::BytesMut::new();
+        let send = |block: Bytes| {
+            if hash_stored {
                 let mut h = feed_hash.lock().expect("poisoned");
-                h.0.update(chunk);
-                h.1 += chunk.len() as u64;
+                h.0.update(&block);
+                h.1 += block.len() as u64;
             }
-            let item = item.map_err(|e| e.to_string());
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
+            tx.send(Ok(block))
+        };
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) if pending.is_empty() && chunk.len() >= BLOCK => {
+                    if send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(chunk) => {
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() >= BLOCK && send(pending.split().freeze()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    return;
+                }
             }
+        }
+        if !pending.is_empty() {
+            let _ = send(pending.freeze()).await;
         }
     };
     let ((), decoded) = futures::join!(feed, decode);
