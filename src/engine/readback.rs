@@ -52,7 +52,9 @@ pub struct Proven {
 }
 
 struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<Bytes>, String>>,
+    /// The batch being read, in reverse order (the next chunk last).
+    batch: Vec<Bytes>,
     current: Bytes,
     store_error: Arc<Mutex<Option<String>>>,
 }
@@ -60,8 +62,15 @@ struct ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if let Some(next) = self.batch.pop() {
+                self.current = next;
+                continue;
+            }
             match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.current = b,
+                Some(Ok(mut batch)) => {
+                    batch.reverse();
+                    self.batch = batch;
+                }
                 Some(Err(e)) => {
                     *self.store_error.lock().expect("poisoned") = Some(e.clone());
                     return Err(std::io::Error::other(e));
@@ -125,11 +134,12 @@ pub async fn read_copy<W: Write + Send + 'static>(
             got.meta.size, manifest.stored.size
         )));
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>, String>>(4);
     let hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
     let store_error = Arc::new(Mutex::new(None));
     let reader = ChannelReader {
         rx,
+        batch: Vec::new(),
         current: Bytes::new(),
         store_error: store_error.clone(),
     };
@@ -191,29 +201,26 @@ pub async fn read_copy<W: Write + Send + 'static>(
     let feed_hash = hash.clone();
     let hash_stored = prove_stored && encrypted;
     let feed = async move {
-        // Small network chunks (16 KiB is common) are gathered into blocks of about 1 MiB, so
-        // the decrypting thread is woken once per block, not once per packet.
-        const BLOCK: usize = 1 << 20;
-        let mut pending = bytes::BytesMut::new();
-        let send = |block: Bytes| {
-            if hash_stored {
-                let mut h = feed_hash.lock().expect("poisoned");
-                h.0.update(&block);
-                h.1 += block.len() as u64;
-            }
-            tx.send(Ok(block))
-        };
+        // Network chunks (often 16 KiB) go to the decrypting thread in batches of about 1 MiB:
+        // one wake-up per batch, not per packet, and no copy.
+        const BATCH: usize = 1 << 20;
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0usize;
         while let Some(item) = stream.next().await {
             match item {
-                Ok(chunk) if pending.is_empty() && chunk.len() >= BLOCK => {
-                    if send(chunk).await.is_err() {
-                        return;
-                    }
-                }
                 Ok(chunk) => {
-                    pending.extend_from_slice(&chunk);
-                    if pending.len() >= BLOCK && send(pending.split().freeze()).await.is_err() {
-                        return;
+                    if hash_stored {
+                        let mut h = feed_hash.lock().expect("poisoned");
+                        h.0.update(&chunk);
+                        h.1 += chunk.len() as u64;
+                    }
+                    batched += chunk.len();
+                    batch.push(chunk);
+                    if batched >= BATCH {
+                        batched = 0;
+                        if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Err(e) => {
@@ -222,8 +229,8 @@ pub async fn read_copy<W: Write + Send + 'static>(
                 }
             }
         }
-        if !pending.is_empty() {
-            let _ = send(pending.freeze()).await;
+        if !batch.is_empty() {
+            let _ = tx.send(Ok(batch)).await;
         }
     };
     let ((), decoded) = futures::join!(feed, decode);
