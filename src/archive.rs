@@ -60,8 +60,14 @@ pub struct Stored {
     pub size: u64,
     /// SHA-256 of the stored bytes (the ciphertext when encrypted), lowercase hex.
     pub sha256: String,
-    /// The whole-object checksum the provider reports, when it computes one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The whole-object checksum the provider reports, when it computes one. A form this
+    /// build does not know (a newer build's) reads as none: quick verify then compares the
+    /// size, and deep verify still proves the bytes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_checksum"
+    )]
     pub provider_checksum: Option<Checksum>,
     /// Storage class or access tier asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +83,12 @@ pub struct Encryption {
     pub recipients: Vec<String>,
 }
 
+/// A provider checksum in a form this build knows, else none (see [`Stored`]).
+fn known_checksum<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Checksum>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+}
+
 /// Where the creation time came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -87,12 +99,20 @@ pub enum CreatedFrom {
     Mtime,
     /// The time of the push (stdin without a timestamp in `--name`).
     PushTime,
+    /// A source a newer build named; the time itself is still `created`.
+    #[serde(other)]
+    Other,
 }
 
 /// The manifest: written after the data object is complete, it is the commit point. A data
 /// object without a manifest is an incomplete upload and never counts.
+///
+/// `format` is the major version. Within it the format only grows: fields a newer build adds
+/// are ignored here (so an older build still reads every manifest of its major version), and a
+/// field is never removed or given another meaning without a new major version, which older
+/// builds refuse with "upgrade offsite".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct Manifest {
     /// [`MANIFEST_FORMAT`].
     pub format: u32,
@@ -311,5 +331,36 @@ mod tests {
         assert!(Manifest::from_json(b"{")
             .unwrap_err()
             .contains("not valid JSON"));
+    }
+
+    #[test]
+    fn fields_a_newer_build_adds_are_ignored_within_the_major_version() {
+        let m = br#"{
+            "format": 1,
+            "archive": "a-20261126.tgz",
+            "created": "2026-11-26T00:00:00Z",
+            "created-from": "a-future-source",
+            "plaintext": {"size": 3, "sha256": "ab", "entropy": 1},
+            "stored": {
+                "key": "a-20261126.tgz.age", "size": 9, "sha256": "cd",
+                "provider-checksum": {"algorithm": "crc32c-composite", "value": "x"},
+                "replica-of": "s3://elsewhere"
+            },
+            "encryption": {"scheme": "age", "recipients": ["age1x"]},
+            "pushed": "2026-11-26T00:01:00Z",
+            "tool": "offsite 9.0.0",
+            "placement": {"copies": 3}
+        }"#;
+        let m = Manifest::from_json(m).unwrap();
+        assert_eq!(m.plaintext.size, 3);
+        assert_eq!(m.created_from, CreatedFrom::Other);
+        assert_eq!(m.stored.provider_checksum, None, "an unknown form reads as none");
+        let known = br#"{"format": 1, "archive": "a", "created": "2026-11-26T00:00:00Z",
+            "created-from": "name", "plaintext": {"size": 1, "sha256": "ab"},
+            "stored": {"key": "a", "size": 1, "sha256": "ab",
+                "provider-checksum": {"algorithm": "sha256", "value": "ab"}},
+            "encryption": null, "pushed": "2026-11-26T00:00:00Z", "tool": "offsite 0.1.0"}"#;
+        let m = Manifest::from_json(known).unwrap();
+        assert_eq!(m.stored.provider_checksum, Some(Checksum::Sha256("ab".into())));
     }
 }
