@@ -54,7 +54,13 @@ impl Recipient {
     /// Parses one key; `origin` says where it came from, for the error message.
     pub fn parse(s: &str, origin: &str) -> Result<Recipient, RecipientError> {
         let s = s.trim();
-        if s.starts_with("AGE-SECRET-KEY-") || s.contains("PRIVATE KEY") {
+        // Case-blind: bech32 keys are valid in either case, so `age-secret-key-1...` is as much
+        // a secret as its upper-case form (and plugin identities start `AGE-PLUGIN-`).
+        let upper = s.to_ascii_uppercase();
+        if upper.starts_with("AGE-SECRET-KEY-")
+            || upper.starts_with("AGE-PLUGIN-")
+            || upper.contains("PRIVATE KEY")
+        {
             return Err(RecipientError::SecretKey {
                 origin: origin.to_string(),
             });
@@ -169,6 +175,14 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("expected an `age1...`"), "{e}");
+        for secret in ["age-secret-key-1qqqsecret", "AGE-PLUGIN-YUBIKEY-1QQQSECRET"] {
+            let e = Recipient::parse(secret, "-r").unwrap_err().to_string();
+            assert!(e.contains("secret key"), "{e}");
+            assert!(
+                !e.to_lowercase().contains("qqqsecret"),
+                "secret echoed: {e}"
+            );
+        }
         let e = Recipient::parse("AGE-SECRET-KEY-1QQQ", "policy")
             .unwrap_err()
             .to_string();

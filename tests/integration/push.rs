@@ -906,3 +906,36 @@ fn no_spool_keeps_going_when_one_destination_fails() {
     );
     assert!(stderr(&o).contains("late"), "{}", stderr(&o));
 }
+
+#[test]
+fn credentials_in_a_url_or_a_secret_key_as_recipient_are_refused_without_echo() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100, 1);
+    for (to, recipient) in [
+        (
+            "s3://AKIAEXAMPLE:wJalrSECRETkey@bucket/app",
+            sb.recipient.clone(),
+        ),
+        (
+            "s3://bucket/app?endpoint=http://user:passSECRET@127.0.0.1:9",
+            sb.recipient.clone(),
+        ),
+        (&*sb.url("a"), "age-secret-key-1qqqqsecretqqqq".to_string()),
+    ] {
+        let o = sb
+            .cmd()
+            .args(["--json", "push"])
+            .arg(&src)
+            .args(["-r", &recipient, "--to", to])
+            .output()
+            .unwrap();
+        assert_code(&o, 2);
+        let all = format!("{}{}", stdout(&o), stderr(&o)).to_lowercase();
+        assert!(
+            !all.contains("wjalrsecretkey") && !all.contains("passsecret"),
+            "{all}"
+        );
+        assert!(!all.contains("qqqqsecretqqqq"), "{all}");
+    }
+    assert!(!sb.path("a").exists(), "nothing was written");
+}

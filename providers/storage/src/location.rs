@@ -82,6 +82,23 @@ fn invalid(url: &str, why: impl fmt::Display, hint: &str) -> Error {
     .with_hint(hint.to_string())
 }
 
+/// The error for credentials written into a URL, naming where without repeating them.
+fn credentials_in_url(scheme: &str, place: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidConfig,
+        "url",
+        Operation::Open,
+        format!(
+            "a {scheme}:// location carries credentials in {place} (not repeated here); they were not used"
+        ),
+    )
+    .with_hint(
+        "remove them from the URL: credentials come from the provider's standard chain \
+         (environment, profile, workload identity), never from a URL that ends up in logs, \
+         reports and manifests; rotate them if this command line was recorded",
+    )
+}
+
 const EXAMPLES: &str = "write file:///var/backups/app, s3://bucket/prefix?region=us-east-1, \
                         gs://bucket/prefix, az://account/container/prefix or memory://name";
 
@@ -98,6 +115,30 @@ impl Location {
         let Some((scheme, rest)) = input.split_once("://") else {
             return Err(invalid(input, "it has no scheme", EXAMPLES));
         };
+        // Credentials in a URL's user part (s3://KEY:SECRET@bucket, endpoint=http://u:p@host)
+        // are refused before anything else looks at the URL, and never echoed: URLs end up in
+        // logs, reports and manifests.
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(credentials_in_url(
+                &scheme.to_ascii_lowercase(),
+                "its user part",
+            ));
+        }
+        if let Some((_, q)) = rest.split_once('?') {
+            for pair in q.split('&') {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                if let Some((_, after)) = v.split_once("://") {
+                    if after.split(['/', '?']).next().unwrap_or("").contains('@') {
+                        return Err(credentials_in_url(
+                            &scheme.to_ascii_lowercase(),
+                            &format!("the user part of its {k:?} parameter"),
+                        ));
+                    }
+                }
+            }
+        }
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "file" => Scheme::File,
             "memory" => Scheme::Memory,
@@ -390,5 +431,30 @@ mod tests {
             .join_prefix("/app/")
             .unwrap();
         assert_eq!(l.path.as_deref(), Some(std::path::Path::new("/tmp/x/app")));
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_refused_and_never_repeated() {
+        for url in [
+            "s3://AKIAEXAMPLE:wJalrSECRET@bucket/app",
+            "ftp://user:hunter2SECRET@host/x",
+            "az://me:SECRETkey@account/container",
+            "s3://bucket/app?endpoint=http://user:passSECRET@127.0.0.1:9000",
+            "s3://bucket/app?endpoint=http%3A%2F%2Fuser%3ApassSECRET%40127.0.0.1",
+        ] {
+            let e = Location::parse(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{url}");
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+            assert!(shown.contains("carries credentials"), "{shown}");
+        }
+        // An @ in a path or a prefix is a name, not credentials.
+        assert!(Location::parse("file:///var/backups/a@b").is_ok());
+        assert!(Location::parse("s3://bucket/team@x/app").is_ok());
     }
 }
