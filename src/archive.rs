@@ -354,13 +354,19 @@ mod tests {
         let m = Manifest::from_json(m).unwrap();
         assert_eq!(m.plaintext.size, 3);
         assert_eq!(m.created_from, CreatedFrom::Other);
-        assert_eq!(m.stored.provider_checksum, None, "an unknown form reads as none");
+        assert_eq!(
+            m.stored.provider_checksum, None,
+            "an unknown form reads as none"
+        );
         let known = br#"{"format": 1, "archive": "a", "created": "2026-11-26T00:00:00Z",
             "created-from": "name", "plaintext": {"size": 1, "sha256": "ab"},
             "stored": {"key": "a", "size": 1, "sha256": "ab",
                 "provider-checksum": {"algorithm": "sha256", "value": "ab"}},
             "encryption": null, "pushed": "2026-11-26T00:00:00Z", "tool": "offsite 0.1.0"}"#;
         let m = Manifest::from_json(known).unwrap();
-        assert_eq!(m.stored.provider_checksum, Some(Checksum::Sha256("ab".into())));
+        assert_eq!(
+            m.stored.provider_checksum,
+            Some(Checksum::Sha256("ab".into()))
+        );
     }
 }
