@@ -138,17 +138,25 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Opens each URL, turning URL errors into usage errors that name the URL.
+/// Opens each URL. A URL or option that is wrong is a usage error (exit 2); a store that cannot
+/// be reached or will not take the credentials (network, auth) is a failure (exit 1), as
+/// DESIGN.md's exit codes say: the command line was right, the world was not.
 async fn open_all(
     urls: &[String],
     prefix: Option<&str>,
 ) -> anyhow::Result<Vec<crate::registry::Opened>> {
+    use offsite_storage::ErrorKind;
     let mut out = Vec::new();
     for u in urls {
         out.push(
             crate::registry::open(u, prefix)
                 .await
-                .map_err(|e| crate::report::usage(e.to_string()))?,
+                .map_err(|e| match e.kind() {
+                    ErrorKind::InvalidConfig | ErrorKind::Unsupported => {
+                        crate::report::usage(e.to_string())
+                    }
+                    _ => anyhow::anyhow!("{e}"),
+                })?,
         );
     }
     Ok(out)

@@ -423,3 +423,28 @@ async fn a_hold_on_gcs_keeps_data_and_manifest_and_missing_buckets_are_named() {
         stderr(&o)
     );
 }
+
+/// A store that cannot be opened for want of credentials is a failure (exit 1) for ls, verify
+/// and restore, not a usage error: the command line was right.
+#[test]
+fn missing_gcs_credentials_are_exit_1_not_a_usage_error() {
+    let sb = Sandbox::new();
+    for args in [
+        vec!["ls", "gs://offsite-no-such/x"],
+        vec!["verify", "gs://offsite-no-such/x"],
+        vec!["restore", "gs://offsite-no-such/x", "--latest", "-o", "out"],
+    ] {
+        let o = sb
+            .cmd()
+            .env_remove("STORAGE_EMULATOR_HOST")
+            .env(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                sb.path("no-such-key.json"),
+            )
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_code(&o, 1);
+        assert!(stderr(&o).contains("unauthenticated"), "{}", stderr(&o));
+    }
+}
