@@ -102,7 +102,7 @@ pub async fn choose(
         Selector::Latest => complete()
             .max()
             .map(|(_, n)| n)
-            .ok_or_else(|| anyhow!("no complete archive at any location ({})", urls(locations)))?,
+            .ok_or_else(|| nothing_complete(locations, &scans, &attempts))?,
         Selector::At(t) => match complete().filter(|(c, _)| c <= t).max() {
             Some((_, n)) => n,
             None => {
@@ -112,7 +112,7 @@ pub async fn choose(
                         time(t),
                         time(&c)
                     )),
-                    None => anyhow!("no complete archive at any location ({})", urls(locations)),
+                    None => nothing_complete(locations, &scans, &attempts),
                 })
             }
         },
@@ -120,12 +120,41 @@ pub async fn choose(
     Ok((name, scans, attempts))
 }
 
-fn urls(locations: &[Opened]) -> String {
-    locations
+/// "No complete archive", with what each location said: a location that could not be listed
+/// (wrong credentials, server down) is not the same as one that holds nothing, and the user
+/// must not be left believing the backups are gone.
+fn nothing_complete(
+    locations: &[Opened],
+    scans: &[Option<Vec<Entry>>],
+    attempts: &[Attempt],
+) -> anyhow::Error {
+    let why: Vec<String> = locations
         .iter()
-        .map(|l| l.url())
-        .collect::<Vec<_>>()
-        .join(", ")
+        .zip(scans)
+        .map(|(loc, scan)| match scan {
+            None => attempts
+                .iter()
+                .find(|a| a.url == loc.url())
+                .map(|a| format!("{}: {}", a.url, a.detail))
+                .unwrap_or_else(|| format!("{}: could not be listed", loc.url())),
+            Some(entries) if entries.is_empty() => format!("{}: no archives there", loc.url()),
+            Some(entries) => format!(
+                "{}: {} archive(s), none complete (see `offsite ls`)",
+                loc.url(),
+                entries.len()
+            ),
+        })
+        .collect();
+    let unreachable = scans.iter().filter(|s| s.is_none()).count();
+    let lead = if unreachable > 0 {
+        format!(
+            "no complete archive found, and {unreachable} of {} location(s) could not be read, so this says nothing about the copies there",
+            locations.len()
+        )
+    } else {
+        "no complete archive at any location".to_string()
+    };
+    anyhow!("{lead}: {}", why.join("; "))
 }
 
 /// Restores `selector` to `target` from the first healthy copy.

@@ -474,3 +474,35 @@ async fn create_command_makes_an_object_lock_bucket_for_locked_pushes() {
     let o = sb.push_via(sb.s3_cmd(), &src, &locked);
     assert_code(&o, 0);
 }
+
+/// Restore with a wrong secret says the location could not be read and why, not merely that
+/// there is no archive (which would make the user believe the backups are gone).
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_with_a_wrong_secret_names_the_cause_per_location() {
+    let sb = Sandbox::new();
+    let b = bucket_on("OFFSITE_TEST_S3S", "wrongkey", false, "").await;
+    let src = sb.archive(NAME, 1000, 3);
+    assert_code(&sb.push_via(sb.s3_cmd(), &src, &b.url), 0);
+    std::fs::create_dir(sb.path("empty")).unwrap();
+    let o = sb
+        .s3_cmd()
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .args([
+            "restore",
+            &b.url,
+            &sb.url("empty"),
+            "--latest",
+            "-o",
+            "x",
+            "-i",
+        ])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("1 of 2 location(s) could not be read"), "{e}");
+    assert!(e.contains("unauthenticated"), "{e}");
+    assert!(e.contains("no archives there"), "{e}");
+    assert!(!e.contains("not-the-secret"), "{e}");
+}
