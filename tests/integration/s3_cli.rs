@@ -506,3 +506,28 @@ async fn restore_with_a_wrong_secret_names_the_cause_per_location() {
     assert!(e.contains("no archives there"), "{e}");
     assert!(!e.contains("not-the-secret"), "{e}");
 }
+
+/// No AWS credentials at all: `Unauthenticated` with the chain's guidance, at once (no
+/// retries, no SDK dump of every provider tried).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_aws_credentials_is_unauthenticated_at_once() {
+    let sb = Sandbox::new();
+    let b = bucket_on("OFFSITE_TEST_S3S", "nocreds", false, "").await;
+    let o = sb
+        .cmd()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", sb.path("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", sb.path("none"))
+        .args(["ls", &b.url])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("(unauthenticated)"), "{e}");
+    assert!(e.contains("set AWS_ACCESS_KEY_ID"), "{e}");
+    assert!(!e.contains("retrying") && !e.contains("Attempted:"), "{e}");
+}

@@ -20,7 +20,13 @@ where
     let code = err.code().map(str::to_string);
     let message = err.message().map(str::to_string).unwrap_or_default();
     let (bucket, region) = (ctx.bucket, ctx.region);
+    let no_credentials = matches!(err, SdkError::DispatchFailure(_)) && credentials_failed(&err);
     let (kind, hint): (ErrorKind, Option<String>) = match (&err, code.as_deref(), status) {
+        // The credential chain found nothing (or failed): not the network, and no retry helps.
+        _ if no_credentials => (
+            ErrorKind::Unauthenticated,
+            Some("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (run `aws sso login` for an SSO profile), or run with a workload identity".into()),
+        ),
         (SdkError::ConstructionFailure(_), _, _) => (ErrorKind::InvalidConfig, None),
         (SdkError::TimeoutError(_), _, _) => (ErrorKind::Transient, Some("the request timed out".into())),
         (SdkError::DispatchFailure(_), _, _) => (
@@ -80,6 +86,7 @@ where
         _ => (ErrorKind::Other, None),
     };
     let what = match (&code, status) {
+        _ if no_credentials => "no usable AWS credentials from the default chain (environment, profile, web identity, container, instance metadata)".to_string(),
         (Some(c), _) if message.is_empty() => c.clone(),
         (Some(c), _) => format!("{c}: {message}"),
         (None, Some(s)) => format!("HTTP {s}"),
@@ -98,6 +105,20 @@ where
         e = e.with_code(c);
     }
     e
+}
+
+/// Whether the request failed because the credential chain gave no credentials.
+fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(s) = src {
+        if s.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// The SDK's full error chain as one line (for dispatch and timeout failures, whose cause is
