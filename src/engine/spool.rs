@@ -305,3 +305,47 @@ pub fn digest_reader(mut r: impl std::io::Read, on_bytes: impl Fn(u64)) -> std::
         sha256: hex::encode(h.finalize()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_keeps_a_session_url_but_debug_never_shows_it() {
+        let mut destinations = BTreeMap::new();
+        destinations.insert(
+            "gs://b/app".to_string(),
+            DestinationJournal {
+                state: "uploading".into(),
+                upload: Some(offsite_storage::UploadRecord::Session {
+                    session: "https://storage.googleapis.com/upload?upload_id=SECRETSESSION".into(),
+                }),
+            },
+        );
+        let j = Journal {
+            format: JOURNAL_FORMAT,
+            archive: "a".into(),
+            spool: PathBuf::from("/tmp/x"),
+            complete: false,
+            recipients: vec![],
+            encrypted: true,
+            created: Utc::now(),
+            created_from: CreatedFrom::PushTime,
+            plaintext: None,
+            stored: None,
+            destinations,
+        };
+        assert!(!format!("{j:?}").contains("SECRETSESSION"));
+        // The file keeps it (mode 0600): a rerun needs it to resume.
+        let dir = tempfile::tempdir().unwrap();
+        j.save(dir.path()).unwrap();
+        let path = Journal::path(dir.path());
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("SECRETSESSION"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "private to the user: {mode:o}");
+        assert_eq!(Journal::load(dir.path()), Some(j));
+    }
+}
