@@ -369,4 +369,42 @@ mod tests {
             Some(Checksum::Sha256("ab".into()))
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_bytes_as_a_manifest_never_panics(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = Manifest::from_json(&b);
+        }
+
+        #[test]
+        fn manifests_round_trip_exactly(
+            name in "[a-z][a-z0-9._-]{0,30}",
+            size in 0u64..u64::MAX / 2,
+            secs in 0i64..4_102_444_800i64,
+            encrypted in proptest::prelude::any::<bool>(),
+        ) {
+            let t = DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
+            let m = Manifest {
+                format: MANIFEST_FORMAT,
+                archive: name.clone(),
+                created: t,
+                created_from: CreatedFrom::Name,
+                plaintext: Digest { size, sha256: "ab".repeat(32) },
+                stored: Stored {
+                    key: format!("{name}.age"),
+                    size: size + 1,
+                    sha256: "cd".repeat(32),
+                    provider_checksum: Some(Checksum::Sha256Composite { hex: "ef".repeat(32), parts: 3 }),
+                    storage_class: None,
+                },
+                encryption: encrypted.then(|| Encryption { scheme: "age".into(), recipients: vec!["age1x".into()] }),
+                policy: None,
+                retain_until: Some(t),
+                pushed: t,
+                tool: tool_version(),
+            };
+            let json = serde_json::to_vec(&m).unwrap();
+            proptest::prop_assert_eq!(Manifest::from_json(&json).unwrap(), m);
+        }
+    }
 }

@@ -208,4 +208,22 @@ mod tests {
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_as_a_recipient_never_panics_nor_echoes_a_secret(
+            s in "(AGE-SECRET-KEY-1|age-secret-key-1|Age-Secret-Key-1|age1|ssh-ed25519 )?[A-Za-z0-9]{0,60}",
+        ) {
+            let secret = s.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-");
+            match Recipient::parse(&s, "-r") {
+                Err(e) if secret => {
+                    let shown = e.to_string();
+                    let tail = &s["age-secret-key-1".len()..];
+                    proptest::prop_assert!(tail.len() < 4 || !shown.contains(tail), "{}", shown);
+                }
+                Ok(_) => proptest::prop_assert!(!secret),
+                Err(_) => {}
+            }
+        }
+    }
 }

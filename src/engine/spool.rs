@@ -348,4 +348,15 @@ mod tests {
         assert_eq!(mode & 0o077, 0, "private to the user: {mode:o}");
         assert_eq!(Journal::load(dir.path()), Some(j));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn loading_any_bytes_as_a_journal_never_panics(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(Journal::path(dir.path()), &b).unwrap();
+            let _ = Journal::load(dir.path());
+        }
+    }
 }

@@ -435,7 +435,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod credential_tests {
+mod parse_tests {
     use super::*;
 
     #[test]
@@ -456,5 +456,35 @@ mod credential_tests {
         // An @ in a path or a prefix is a name, not credentials.
         assert!(Location::parse("file:///var/backups/a@b").is_ok());
         assert!(Location::parse("s3://bucket/team@x/app").is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics(s in "\\PC{0,80}") {
+            let _ = Location::parse(&s);
+        }
+
+        #[test]
+        fn parsing_url_shaped_text_never_panics(
+            scheme in "(s3|gs|az|file|memory|ftp)",
+            rest in "[a-zA-Z0-9@:/?&=%._~+-]{0,60}",
+        ) {
+            let _ = Location::parse(&format!("{scheme}://{rest}"));
+        }
+
+        #[test]
+        fn bucket_and_prefix_round_trip(
+            bucket in "[a-z0-9][a-z0-9-]{2,20}[a-z0-9]",
+            prefix in "([a-z0-9_-]{1,8}/){0,3}[a-z0-9_-]{1,8}",
+        ) {
+            let loc = Location::parse(&format!("s3://{bucket}/{prefix}")).unwrap();
+            proptest::prop_assert_eq!(&loc.bucket, &bucket);
+            proptest::prop_assert_eq!(&loc.prefix, &prefix);
+        }
+
+        #[test]
+        fn key_validation_never_panics(s in "\\PC{0,80}") {
+            let _ = crate::validate_key(&s, "memory", Operation::Put);
+        }
     }
 }
