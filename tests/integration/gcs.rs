@@ -62,6 +62,12 @@ mod conformance {
     }
 
     offsite_storage::conformance_suite!(setup);
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn storage_class_reads_back() {
+        let s = store("conformance", "class").await;
+        offsite_storage::conformance::storage_class_reads_back(&s, "NEARLINE").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -86,6 +86,13 @@ mod s3s_fs {
     }
 }
 
+/// A storage class reads back on moto (s3s-fs has none).
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_class_reads_back_on_moto() {
+    let s = store("OFFSITE_TEST_MOTO", "conformance", "class", false).await;
+    offsite_storage::conformance::storage_class_reads_back(&s, "STANDARD_IA").await;
+}
+
 /// Object Lock on moto: a retention is extended, never shortened (the conformance case that
 /// needs a location holding locks).
 #[tokio::test(flavor = "multi_thread")]

@@ -934,3 +934,44 @@ pub async fn retention_is_extended_never_shortened(store: &dyn Storage) {
     assert_eq!(secs(r.retain_until), secs(now + day * 3));
     assert_kind(store.delete(&key).await, ErrorKind::Locked, "locked delete");
 }
+
+/// A storage class (or access tier) asked for at write time is the one `head` reports, and a
+/// class the provider does not have is refused before anything is stored. Not part of
+/// [`conformance_suite!`](crate::conformance_suite): each provider names a class it has.
+pub async fn storage_class_reads_back(store: &dyn Storage, class: &str) {
+    assert!(
+        store.capabilities().storage_classes,
+        "call this case on a store that takes storage classes"
+    );
+    let p = case_prefix("class");
+    let key = format!("{p}/obj");
+    let opts = PutOptions {
+        storage_class: Some(class.to_string()),
+        ..PutOptions::default()
+    };
+    store
+        .put_bytes(&key, pattern(1000, 6), opts)
+        .await
+        .expect("put with a storage class");
+    let head = store.head(&key).await.expect("head");
+    assert_eq!(
+        head.storage_class.as_deref().map(str::to_ascii_lowercase),
+        Some(class.to_ascii_lowercase()),
+        "{head:?}"
+    );
+    let bad = PutOptions {
+        storage_class: Some("NO_SUCH_CLASS".into()),
+        ..PutOptions::default()
+    };
+    let other = format!("{p}/refused");
+    assert_kind(
+        store.put_bytes(&other, pattern(10, 7), bad).await,
+        ErrorKind::InvalidConfig,
+        "unknown class",
+    );
+    assert_kind(
+        store.head(&other).await,
+        ErrorKind::NotFound,
+        "nothing stored",
+    );
+}
