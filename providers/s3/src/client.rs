@@ -27,9 +27,12 @@ pub async fn build_with(
         .connect_timeout(std::time::Duration::from_secs(20))
         .read_timeout(std::time::Duration::from_secs(120))
         .build();
+    // One retry layer: the SDK's own retries are off, and the adapter retries through
+    // offsite_storage::RetryPolicy (bounded attempts and backoff), idempotent requests only.
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(r) = &cfg.region {
         loader = loader.region(Region::new(r.clone()));
     }

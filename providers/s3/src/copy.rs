@@ -52,10 +52,17 @@ pub(crate) async fn copy_between(
             .server_side_encryption(ServerSideEncryption::AwsKms)
             .ssekms_key_id(k);
     }
-    let out = req
-        .send()
-        .await
-        .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))?;
+    // CopyObject is idempotent (the same source to the same key): retried here, since the
+    // SDK's own retries are off.
+    let out = dst
+        .retry
+        .run(|| async {
+            req.clone()
+                .send()
+                .await
+                .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))
+        })
+        .await?;
     let checksum = out.copy_object_result().and_then(|r| {
         r.checksum_sha256()
             .and_then(|v| sha256_checksum(v, r.checksum_type()))
@@ -81,10 +88,15 @@ async fn copy_in_parts(
         .bucket(&dst.cfg.bucket)
         .key(dst_full);
     let req = put_options!(req, dst, options, to);
-    let created = req
-        .send()
-        .await
-        .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))?;
+    let created = dst
+        .retry
+        .run(|| async {
+            req.clone()
+                .send()
+                .await
+                .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))
+        })
+        .await?;
     let id = created.upload_id().unwrap_or_default().to_string();
     let abort = || async {
         let _ = dst

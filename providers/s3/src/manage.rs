@@ -217,17 +217,21 @@ impl Inner {
     ) -> offsite_storage::Result<()> {
         let full = self.check_key(key, Operation::Versions)?;
         let res = self
-            .client
-            .delete_object()
-            .bucket(&self.cfg.bucket)
-            .key(&full)
-            .version_id(version)
-            .send()
+            .retry
+            .run(|| async {
+                self.client
+                    .delete_object()
+                    .bucket(&self.cfg.bucket)
+                    .key(&full)
+                    .version_id(version)
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Versions, &self.ctx(key)))
+            })
             .await;
         match res {
             Ok(_) => Ok(()),
             Err(e) => {
-                let e = map(e, Operation::Versions, &self.ctx(key));
                 // Name the lock when that is why (HeadObject of the same version).
                 let meta = self
                     .client
@@ -263,20 +267,23 @@ impl Inner {
             return Ok(meta.retention.expect("kept only when there is one"));
         };
         let full = self.check_key(key, Operation::Retention)?;
-        self.client
-            .put_object_retention()
-            .bucket(&self.cfg.bucket)
-            .key(&full)
-            .set_version_id(meta.version.clone())
-            .retention(
-                ObjectLockRetention::builder()
-                    .mode(lock_mode(new.mode).as_str().into())
-                    .retain_until_date(to_smithy_time(&new.retain_until))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| map(e, Operation::Retention, &self.ctx(key)))?;
+        let retention = ObjectLockRetention::builder()
+            .mode(lock_mode(new.mode).as_str().into())
+            .retain_until_date(to_smithy_time(&new.retain_until))
+            .build();
+        self.retry
+            .run(|| async {
+                self.client
+                    .put_object_retention()
+                    .bucket(&self.cfg.bucket)
+                    .key(&full)
+                    .set_version_id(meta.version.clone())
+                    .retention(retention.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Retention, &self.ctx(key)))
+            })
+            .await?;
         Ok(new)
     }
 

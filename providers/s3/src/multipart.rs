@@ -183,10 +183,24 @@ impl Multipart for Inner {
         if options.if_not_exists {
             req = req.if_none_match("*");
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| self.put_error(e, key, options))?;
+        // Retried here (the SDK's own retries are off): a completion that succeeded but whose
+        // answer was lost is NoSuchUpload on the retry, and the object is then checked below.
+        let sent = self
+            .retry
+            .run(|| async {
+                req.clone()
+                    .send()
+                    .await
+                    .map_err(|e| self.put_error(e, key, options))
+            })
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(e) if e.is_not_found() && e.code() == Some("NoSuchUpload") => {
+                return self.completed_before(key, parts, e).await;
+            }
+            Err(e) => return Err(e),
+        };
         let size = parts.iter().map(|p| p.size).sum();
         // What the server reports: the composite of the part digests (AWS, moto) or a digest
         // of the whole object (some S3-compatible servers). Tell them apart by computing ours.
@@ -228,23 +242,23 @@ impl Multipart for Inner {
     async fn abort_upload(&self, key: &str, upload_id: &str) -> offsite_storage::Result<()> {
         let full = self.cfg.full_key(key);
         match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.cfg.bucket)
-            .key(&full)
-            .upload_id(upload_id)
-            .send()
+            .retry
+            .run(|| async {
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.cfg.bucket)
+                    .key(&full)
+                    .upload_id(upload_id)
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Put, &self.ctx(key)))
+            })
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let e = map(e, Operation::Put, &self.ctx(key));
-                if e.kind() == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
+            // Gone already (a retry after an abort whose answer was lost, or expired).
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -293,6 +307,36 @@ impl Multipart for Inner {
 }
 
 impl Inner {
+    /// A retried completion answered NoSuchUpload: the first attempt may have completed the
+    /// object before its answer was lost. It counts only if the object is there with exactly
+    /// the parts' size and composite; else the original error stands.
+    async fn completed_before(
+        &self,
+        key: &str,
+        parts: Vec<PartReceipt>,
+        err: Error,
+    ) -> offsite_storage::Result<Receipt> {
+        let size: u64 = parts.iter().map(|p| p.size).sum();
+        let ours = hex::encode(composite_sha256(&parts));
+        match head(self, key).await {
+            Ok(m)
+                if m.size == size
+                    && m.checksum.as_ref().is_some_and(|c| {
+                        c.same_value(&Checksum::Sha256Composite {
+                            hex: ours.clone(),
+                            parts: parts.len() as u32,
+                        })
+                    }) =>
+            {
+                let mut r = Receipt::new(key, size, m.checksum);
+                r.etag = m.etag;
+                r.version = m.version;
+                Ok(r)
+            }
+            _ => Err(err),
+        }
+    }
+
     /// A failed write's error; with `if_not_exists`, a failed If-None-Match is `AlreadyExists`.
     fn put_error<E>(&self, err: SdkError<E, HttpResponse>, key: &str, options: &PutOptions) -> Error
     where

@@ -410,18 +410,23 @@ impl Storage for S3Store {
         // By version id: on a versioned (Object Lock) bucket a plain delete only adds a delete
         // marker over data that stays, and would hide a lock refusal.
         let meta = head(i, key).await?;
+        // Idempotent by version id: a retry after a delete whose answer was lost succeeds too.
         let res = i
-            .client
-            .delete_object()
-            .bucket(&i.cfg.bucket)
-            .key(&full)
-            .set_version_id(meta.version.clone())
-            .send()
+            .retry
+            .run(|| async {
+                i.client
+                    .delete_object()
+                    .bucket(&i.cfg.bucket)
+                    .key(&full)
+                    .set_version_id(meta.version.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Delete, &i.ctx(key)))
+            })
             .await;
         match res {
             Ok(_) => Ok(()),
             Err(e) => {
-                let e = map(e, Operation::Delete, &i.ctx(key));
                 let location = format!("s3://{}", i.cfg.bucket);
                 Err(adapter::delete_refused(e, &meta, PROVIDER, &location, key))
             }
