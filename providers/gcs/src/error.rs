@@ -85,14 +85,26 @@ pub(crate) fn from_crate(err: gcloud_storage::http::Error, op: Operation, ctx: &
 pub(crate) fn transport(err: &reqwest::Error, op: Operation, ctx: &Ctx<'_>) -> Error {
     // reqwest's Display can include the request URL; a resumable session URL is a credential,
     // so say what happened without it.
-    let what = if err.is_timeout() {
-        "the request timed out"
+    let (what, hint) = if err.is_timeout() {
+        (
+            "the server did not answer in time",
+            "it was retried; if GCS is slow or throttling, run again later (a push resumes where it stopped)",
+        )
     } else if err.is_connect() {
-        "cannot connect to the GCS endpoint"
+        (
+            "cannot connect to the GCS endpoint",
+            "check the network, and the endpoint (endpoint= in the URL, or STORAGE_EMULATOR_HOST) if one is set",
+        )
     } else if err.is_body() || err.is_decode() {
-        "the connection broke off mid-transfer"
+        (
+            "the connection broke off mid-transfer",
+            "it was retried; run again (a push resumes from what GCS has persisted)",
+        )
     } else {
-        "the request failed"
+        (
+            "the request could not be sent",
+            "check the endpoint URL and any HTTPS_PROXY / NO_PROXY settings",
+        )
     };
     Error::new(
         ErrorKind::Transient,
@@ -101,7 +113,7 @@ pub(crate) fn transport(err: &reqwest::Error, op: Operation, ctx: &Ctx<'_>) -> E
         format!("gs://{}: {what}", ctx.bucket),
     )
     .with_key(ctx.key)
-    .with_hint("check the network and the endpoint")
+    .with_hint(hint)
 }
 
 /// Reads a JSON API error response.

@@ -28,7 +28,7 @@ where
             Some("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (run `aws sso login` for an SSO profile), or run with a workload identity".into()),
         ),
         (SdkError::ConstructionFailure(_), _, _) => (ErrorKind::InvalidConfig, None),
-        (SdkError::TimeoutError(_), _, _) => (ErrorKind::Transient, Some("the request timed out".into())),
+        (SdkError::TimeoutError(_), _, _) => (ErrorKind::Transient, Some("the request timed out and was retried; if the server is slow or throttling, run again later (a push resumes where it stopped)".into())),
         (SdkError::DispatchFailure(_), _, _) => (
             ErrorKind::Transient,
             Some("cannot reach the S3 endpoint; check the network, the endpoint URL and the region".into()),
