@@ -134,3 +134,106 @@ fn recipients_file_with_several_keys_lets_each_identity_restore() {
     assert_code(&o, 0);
     assert_eq!(sha256_file(&sb.path("r")), sha256_file(&src));
 }
+
+/// No lock-in: a copy on a store is fetched with a stock client, decrypted with stock `age`,
+/// and both SHA-256s are the manifest's (`curl` runs as README's "Without offsite" shows).
+fn fetch_decrypt_and_check(sb: &Sandbox, curl_args: &[String], manifest_url_args: &[String]) {
+    let fetch = |args: &[String], out: &std::path::Path| {
+        let o = Std::new("curl")
+            .args(["-sS", "--fail", "-o"])
+            .arg(out)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    fetch(curl_args, &sb.path("fetched.age"));
+    fetch(manifest_url_args, &sb.path("fetched.manifest.json"));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sb.path("fetched.manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["stored"]["sha256"], sha256_file(&sb.path("fetched.age")));
+    let o = Std::new("age")
+        .args(["-d", "-i"])
+        .arg(&sb.key)
+        .arg("-o")
+        .arg(sb.path("fetched.plain"))
+        .arg(sb.path("fetched.age"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "age -d: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        m["plaintext"]["sha256"],
+        sha256_file(&sb.path("fetched.plain"))
+    );
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_copy_is_readable_with_curl_and_age() {
+    let sb = Sandbox::new();
+    let name = bucket("lockin");
+    let _store = crate::s3::store("OFFSITE_TEST_S3S", &name, "app", false).await;
+    let ep = emulator("OFFSITE_TEST_S3S");
+    let src = sb.archive(NAME, 7 << 20, 4);
+    let url = format!("s3://{name}/app?endpoint={ep}");
+    let o = sb
+        .cmd()
+        .env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
+        .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let signed = |key: &str| {
+        // curl signs the request; S3 also wants the (empty) payload's SHA-256 in a header.
+        vec![
+            "-H".to_string(),
+            "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .to_string(),
+            "--aws-sigv4".to_string(),
+            "aws:amz:us-east-1:s3".to_string(),
+            "--user".to_string(),
+            format!("{S3S_ACCESS}:{S3S_SECRET}"),
+            format!("{ep}/{name}/app/{key}"),
+        ]
+    };
+    fetch_decrypt_and_check(
+        &sb,
+        &signed(&format!("{NAME}.age")),
+        &signed(&format!("{NAME}.manifest.json")),
+    );
+}
+
+#[cfg(feature = "gcs")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gcs_copy_is_readable_with_curl_and_age() {
+    let sb = Sandbox::new();
+    let name = bucket("lockin");
+    let _store = crate::gcs::store(&name, "app").await;
+    let ep = emulator("OFFSITE_TEST_GCS");
+    let src = sb.archive(NAME, 3 << 20, 5);
+    let url = format!("gs://{name}/app?endpoint={ep}");
+    assert_code(&sb.push_via(sb.cmd(), &src, &url), 0);
+    let media = |key: &str| {
+        vec![format!(
+            "{ep}/download/storage/v1/b/{name}/o/app%2F{}?alt=media",
+            key.replace('/', "%2F")
+        )]
+    };
+    fetch_decrypt_and_check(
+        &sb,
+        &media(&format!("{NAME}.age")),
+        &media(&format!("{NAME}.manifest.json")),
+    );
+}
