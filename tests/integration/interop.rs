@@ -137,6 +137,7 @@ fn recipients_file_with_several_keys_lets_each_identity_restore() {
 
 /// No lock-in: a copy on a store is fetched with a stock client, decrypted with stock `age`,
 /// and both SHA-256s are the manifest's (`curl` runs as README's "Without offsite" shows).
+#[cfg(any(feature = "s3", feature = "gcs"))]
 fn fetch_decrypt_and_check(sb: &Sandbox, curl_args: &[String], manifest_url_args: &[String]) {
     let fetch = |args: &[String], out: &std::path::Path| {
         let o = Std::new("curl")
