@@ -13,11 +13,12 @@ pub struct CreateArgs {
     /// The location (file:///var/backups/app, s3://bucket/app, gs://bucket, az://account/container).
     #[arg(value_name = "URL")]
     url: String,
-    /// Keep every version of every object (S3 versioning).
+    /// Keep every version of every object (S3 versioning, GCS object versioning; on Azure an
+    /// account setting, refused here with the `az` command that sets it).
     #[arg(long)]
     versioning: bool,
-    /// Let objects carry retention locks (S3 Object Lock; implies versioning). Only at creation:
-    /// S3 cannot turn it on for an existing bucket.
+    /// Let objects carry retention locks (S3 Object Lock, which implies versioning; GCS object
+    /// retention). Only at creation: neither can turn it on for an existing bucket.
     #[arg(long)]
     object_lock: bool,
     /// The project a new GCS bucket belongs to (else GOOGLE_CLOUD_PROJECT).
