@@ -111,15 +111,7 @@ impl Inner {
     /// The bucket resource (`buckets.get`).
     async fn bucket_json(&self) -> Result<Value> {
         let rb = self.clients.http.get(self.bucket_url());
-        let resp = self
-            .authed(rb, Operation::Create, "")
-            .await?
-            .send()
-            .await
-            .map_err(|e| transport(&e, Operation::Create, &self.ctx("")))?;
-        if !resp.status().is_success() {
-            return Err(from_response(resp, Operation::Create, &self.ctx("")).await);
-        }
+        let resp = self.call(rb, Operation::Create, "").await?;
         resp.json()
             .await
             .map_err(|e| transport(&e, Operation::Create, &self.ctx("")))
@@ -143,15 +135,7 @@ impl Inner {
                 .http
                 .patch(self.bucket_url())
                 .json(&json!({ "versioning": { "enabled": true } }));
-            let resp = self
-                .authed(rb, Operation::Create, "")
-                .await?
-                .send()
-                .await
-                .map_err(|e| transport(&e, Operation::Create, &self.ctx("")))?;
-            if !resp.status().is_success() {
-                return Err(from_response(resp, Operation::Create, &self.ctx("")).await);
-            }
+            self.call(rb, Operation::Create, "").await?;
         }
         Ok(())
     }

@@ -164,6 +164,26 @@ impl Inner {
         }
     }
 
+    /// Sends an authorized JSON API request whose only answer of interest is success: a
+    /// transport failure or an error status is the mapped error.
+    pub(crate) async fn call(
+        &self,
+        rb: reqwest::RequestBuilder,
+        op: Operation,
+        key: &str,
+    ) -> Result<reqwest::Response> {
+        let resp = self
+            .authed(rb, op, key)
+            .await?
+            .send()
+            .await
+            .map_err(|e| transport(&e, op, &self.ctx(key)))?;
+        if !resp.status().is_success() {
+            return Err(from_response(resp, op, &self.ctx(key)).await);
+        }
+        Ok(resp)
+    }
+
     fn object_url(&self, key: &str) -> String {
         format!(
             "{}/storage/v1/b/{}/o/{}",
@@ -425,16 +445,7 @@ pub(crate) async fn set_retention(
         }
     });
     let rb = inner.clients.http.patch(inner.object_url(key)).json(&body);
-    let resp = inner
-        .authed(rb, op, key)
-        .await?
-        .send()
-        .await
-        .map_err(|e| transport(&e, op, &inner.ctx(key)))?;
-    if !resp.status().is_success() {
-        return Err(from_response(resp, op, &inner.ctx(key)).await);
-    }
-    Ok(())
+    inner.call(rb, op, key).await.map(|_| ())
 }
 
 /// Places or releases a temporary hold (`PATCH` with `temporaryHold`).
@@ -444,14 +455,5 @@ pub(crate) async fn set_hold(inner: &Inner, key: &str, hold: bool) -> Result<()>
         .http
         .patch(inner.object_url(key))
         .json(&json!({ "temporaryHold": hold }));
-    let resp = inner
-        .authed(rb, Operation::Put, key)
-        .await?
-        .send()
-        .await
-        .map_err(|e| transport(&e, Operation::Put, &inner.ctx(key)))?;
-    if !resp.status().is_success() {
-        return Err(from_response(resp, Operation::Put, &inner.ctx(key)).await);
-    }
-    Ok(())
+    inner.call(rb, Operation::Put, key).await.map(|_| ())
 }
