@@ -209,15 +209,7 @@ impl Inner {
             url.push_str(&format!("?generation={g}"));
         }
         let rb = self.clients.http.get(url);
-        let resp = self
-            .authed(rb, Operation::Head, key)
-            .await?
-            .send()
-            .await
-            .map_err(|e| transport(&e, Operation::Head, &self.ctx(key)))?;
-        if !resp.status().is_success() {
-            return Err(from_response(resp, Operation::Head, &self.ctx(key)).await);
-        }
+        let resp = self.call(rb, Operation::Head, key).await?;
         let o: Value = resp
             .json()
             .await
