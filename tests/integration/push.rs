@@ -949,3 +949,26 @@ fn credentials_in_a_url_or_a_secret_key_as_recipient_are_refused_without_echo() 
     }
     assert!(!sb.path("a").exists(), "nothing was written");
 }
+
+#[test]
+fn no_spool_reads_nothing_when_no_destination_can_take_the_stream() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path("late"), b"not a directory").unwrap();
+    let mut c = sb.cmd();
+    c.args([
+        "--json",
+        "push",
+        "-",
+        "--no-spool",
+        "--name",
+        NAME,
+        "-r",
+        &sb.recipient,
+    ]);
+    c.args(["--to", &sb.url("late")]);
+    let o = c.write_stdin(vec![7u8; 100_000]).output().unwrap();
+    assert_code(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["destinations"][0]["status"], "failed", "{v}");
+    assert!(v["plaintext"].is_null(), "the stream was not read: {v}");
+}

@@ -28,11 +28,11 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use offsite_policies::encryption::Recipient;
-use offsite_storage::{Checksum, InFlightBudget, PutOptions};
+use offsite_storage::{Checksum, InFlightBudget};
 use serde::Serialize;
 
 use self::commit::{ArchiveFacts, Finished};
-use self::plan::{Action, Holding, Target};
+use self::plan::{Action, Target};
 use self::transfer::{JournalHandle, Route, SpoolSource};
 use super::spool::{self, Journal, Progress};
 use crate::archive::{time_from_name, ArchiveKeys, CreatedFrom, Digest};
@@ -182,29 +182,19 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         progress: pb,
     } = req;
     let encrypted = !recipients.is_empty();
-    let keys: Vec<ArchiveKeys> = destinations
-        .iter()
-        .map(|d| ArchiveKeys::new(key_prefix(&d.location), &name, encrypted))
-        .collect();
+    let keys = plan::archive_keys(&destinations, &name, encrypted);
     let urls: Vec<String> = destinations.iter().map(|d| d.url().to_string()).collect();
     let work = spool::work_dir(&name, &urls);
     // One push of an archive to a set of destinations at a time on this machine: a second one
     // would discard the first one's spool and uploads under it.
     let _lock = spool::lock_work_dir(&work, &name)?;
-    let mut recipient_strings: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
-    recipient_strings.sort();
+    let recipient_strings = plan::sorted_recipients(&recipients);
     let fresh_time = creation_time(&name, &source);
     let stored_bound = stored_bound(&source, encrypted);
     let mut source = Some(source);
 
     // Plan, part 1: what is there already (read-only, all destinations at once).
-    let holdings: Vec<(String, Holding)> = futures::future::join_all(
-        destinations
-            .iter()
-            .zip(&keys)
-            .map(|(d, k)| async move { (d.url().to_string(), plan::survey(d, k).await) }),
-    )
-    .await;
+    let holdings = plan::survey_all(&destinations, &keys).await;
 
     // Spool, part 1: a complete spool from an earlier run of this push is sent again if the
     // source is the same bytes and the recipients are the same.
@@ -415,11 +405,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                     .and_then(|d| d.upload.clone()),
                 budget: budget.clone(),
             };
-            let mut options = PutOptions::default();
-            options.size_hint = journal.stored.as_ref().map(|s| s.size).or(stored_bound);
-            options.storage_class = dest.options.storage_class.clone();
-            options.retention = retention;
-            options.legal_hold = dest.options.legal_hold;
+            let size_hint = journal.stored.as_ref().map(|s| s.size).or(stored_bound);
+            let options = plan::put_options(&dest, retention, size_hint);
             let mut digests_rx = digests_rx.clone();
             let base = base.clone();
             transfers.push(async move {

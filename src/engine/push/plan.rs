@@ -6,7 +6,8 @@
 //! [`survey`] reads (a manifest GET and a HEAD per destination); [`decide`] is pure, so the
 //! rules are tested without a store.
 
-use offsite_storage::{ErrorKind, Retention};
+use offsite_policies::encryption::Recipient;
+use offsite_storage::{ErrorKind, PutOptions, Retention};
 
 use super::Status;
 use crate::archive::{ArchiveKeys, Digest, Manifest};
@@ -72,6 +73,47 @@ pub struct Target {
     pub action: Action,
     /// The lock on the data object and its manifest alike, computed once for the archive.
     pub retention: Option<Retention>,
+}
+
+/// The archive's keys at each destination.
+pub fn archive_keys(destinations: &[Opened], name: &str, encrypted: bool) -> Vec<ArchiveKeys> {
+    destinations
+        .iter()
+        .map(|d| ArchiveKeys::new(key_prefix(&d.location), name, encrypted))
+        .collect()
+}
+
+/// The recipients as the journal and the manifests record them: strings, sorted.
+pub fn sorted_recipients(recipients: &[Recipient]) -> Vec<String> {
+    let mut v: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// What every destination holds, read at once, with its URL.
+pub async fn survey_all(destinations: &[Opened], keys: &[ArchiveKeys]) -> Vec<(String, Holding)> {
+    futures::future::join_all(
+        destinations
+            .iter()
+            .zip(keys)
+            .map(|(d, k)| async move { (d.url().to_string(), survey(d, k).await) }),
+    )
+    .await
+}
+
+/// The options a copy at `dest` is written with: its placement options, the archive's lock,
+/// and the expected size when known.
+pub fn put_options(
+    dest: &Opened,
+    retention: Option<Retention>,
+    size_hint: Option<u64>,
+) -> PutOptions {
+    let mut options = PutOptions::default();
+    options.size_hint = size_hint;
+    options.storage_class = dest.options.storage_class.clone();
+    options.retention = retention;
+    options.legal_hold = dest.options.legal_hold;
+    options
 }
 
 /// Reads what `dest` holds under `keys`.

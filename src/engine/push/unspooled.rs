@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use chrono::Utc;
-use offsite_storage::{ObjectWriter, PutOptions, Receipt};
+use offsite_storage::{ObjectWriter, Receipt};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, watch};
 
@@ -23,8 +23,7 @@ use super::commit::{self, ArchiveFacts, Finished};
 use super::plan::{self, Action, Target};
 use super::produce::{self, BlockSink};
 use super::{creation_time, report, DestinationReport, PushReport, PushRequest};
-use crate::archive::{ArchiveKeys, Digest};
-use crate::registry::key_prefix;
+use crate::archive::Digest;
 
 /// Blocks queued per destination between the encrypting thread and its writer.
 const QUEUED_BLOCKS: usize = 4;
@@ -44,21 +43,10 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         progress: pb,
     } = req;
     let encrypted = !recipients.is_empty();
-    let keys: Vec<ArchiveKeys> = destinations
-        .iter()
-        .map(|d| ArchiveKeys::new(key_prefix(&d.location), &name, encrypted))
-        .collect();
-    let mut recipient_strings: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
-    recipient_strings.sort();
+    let keys = plan::archive_keys(&destinations, &name, encrypted);
+    let recipient_strings = plan::sorted_recipients(&recipients);
     let (created, created_from) = creation_time(&name, &source);
-
-    let holdings: Vec<_> = futures::future::join_all(
-        destinations
-            .iter()
-            .zip(&keys)
-            .map(|(d, k)| async move { (d.url().to_string(), plan::survey(d, k).await) }),
-    )
-    .await;
+    let holdings = plan::survey_all(&destinations, &keys).await;
     if !overwrite {
         if let Some((url, _)) = holdings.iter().find(|(_, h)| h.needs_digest()) {
             bail!(
@@ -97,10 +85,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             ));
             continue;
         }
-        let mut options = PutOptions::default();
-        options.storage_class = dest.options.storage_class.clone();
-        options.retention = target.retention;
-        options.legal_hold = dest.options.legal_hold;
+        let options = plan::put_options(dest, target.retention, None);
         let writer = match dest.store.writer(&k.object, options).await {
             Ok(w) => w,
             Err(e) => {
@@ -112,8 +97,22 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         senders.push(tx);
         writers.push((i, tokio::spawn(feed(writer, rx, read_all.clone()))));
     }
-    if writers.is_empty() && early.is_empty() && plan.iter().any(|t| t.action.uploads()) {
-        bail!("no destination could be written");
+    if writers.is_empty() {
+        // Nothing will take the stream (every destination refused or failed already): say so
+        // without reading it.
+        return Ok(report(
+            name,
+            created,
+            created_from,
+            encrypted,
+            None,
+            None,
+            false,
+            &destinations,
+            &keys,
+            plan,
+            early,
+        ));
     }
 
     // Read, hash and encrypt on one thread; hash the ciphertext and hand each block to every
