@@ -150,63 +150,67 @@ impl Inner {
     /// ListObjectVersions under `prefix`, versions and delete markers, page by page.
     pub(crate) fn list_versions(&self, prefix: &str) -> VersionStream<'_> {
         let full = listing_prefix(&self.cfg.prefix, prefix);
-        offsite_storage::flatten_pages(stream::try_unfold(
-            Some((None::<String>, None::<String>)),
-            move |markers| {
-                let full = full.clone();
-                async move {
-                    let Some((key_marker, version_marker)) = markers else {
-                        return Ok(None);
-                    };
-                    let page = self
-                        .retry
-                        .run(|| async {
-                            self.client
-                                .list_object_versions()
-                                .bucket(&self.cfg.bucket)
-                                .prefix(&full)
-                                .set_key_marker(key_marker.clone())
-                                .set_version_id_marker(version_marker.clone())
-                                .send()
-                                .await
-                                .map_err(|e| map(e, Operation::Versions, &self.ctx(&full)))
-                        })
-                        .await?;
-                    let mut items = Vec::new();
-                    for v in page.versions() {
-                        let Some(key) = v.key().and_then(|k| self.cfg.relative_key(k)) else {
-                            continue;
-                        };
-                        let mut o = ObjectVersion::new(
-                            key,
-                            v.version_id().unwrap_or("null"),
+        marker_pages(move |key_marker, version_marker| {
+            let full = full.clone();
+            async move {
+                let page = self
+                    .retry
+                    .run(|| async {
+                        self.client
+                            .list_object_versions()
+                            .bucket(&self.cfg.bucket)
+                            .prefix(&full)
+                            .set_key_marker(key_marker.clone())
+                            .set_version_id_marker(version_marker.clone())
+                            .send()
+                            .await
+                            .map_err(|e| map(e, Operation::Versions, &self.ctx(&full)))
+                    })
+                    .await?;
+                let version = |key: Option<&str>, id: Option<&str>, size, latest, at, marker| {
+                    let mut o = ObjectVersion::new(
+                        self.cfg.relative_key(key?)?,
+                        id.unwrap_or("null"),
+                        size,
+                    );
+                    o.latest = latest;
+                    o.last_modified = at;
+                    o.delete_marker = marker;
+                    Some(o)
+                };
+                let mut items: Vec<ObjectVersion> = page
+                    .versions()
+                    .iter()
+                    .filter_map(|v| {
+                        version(
+                            v.key(),
+                            v.version_id(),
                             v.size().unwrap_or(0) as u64,
-                        );
-                        o.latest = v.is_latest().unwrap_or(false);
-                        o.last_modified = v.last_modified().and_then(from_smithy_time);
-                        items.push(o);
-                    }
-                    for m in page.delete_markers() {
-                        let Some(key) = m.key().and_then(|k| self.cfg.relative_key(k)) else {
-                            continue;
-                        };
-                        let mut o = ObjectVersion::new(key, m.version_id().unwrap_or("null"), 0);
-                        o.latest = m.is_latest().unwrap_or(false);
-                        o.last_modified = m.last_modified().and_then(from_smithy_time);
-                        o.delete_marker = true;
-                        items.push(o);
-                    }
-                    let next = match page.is_truncated() {
-                        Some(true) => Some((
-                            page.next_key_marker().map(str::to_string),
-                            page.next_version_id_marker().map(str::to_string),
-                        )),
-                        _ => None,
-                    };
-                    Ok(Some((items, next)))
-                }
-            },
-        ))
+                            v.is_latest().unwrap_or(false),
+                            v.last_modified().and_then(from_smithy_time),
+                            false,
+                        )
+                    })
+                    .collect();
+                items.extend(page.delete_markers().iter().filter_map(|m| {
+                    version(
+                        m.key(),
+                        m.version_id(),
+                        0,
+                        m.is_latest().unwrap_or(false),
+                        m.last_modified().and_then(from_smithy_time),
+                        true,
+                    )
+                }));
+                let next = (page.is_truncated() == Some(true)).then(|| {
+                    (
+                        page.next_key_marker().map(str::to_string),
+                        page.next_version_id_marker().map(str::to_string),
+                    )
+                });
+                Ok((items, next))
+            }
+        })
     }
 
     /// DeleteObject of one version; a refusal on a locked version is `Locked`.
@@ -290,48 +294,70 @@ impl Inner {
     /// ListMultipartUploads under `prefix`, page by page.
     pub(crate) fn list_uploads(&self, prefix: &str) -> UploadStream<'_> {
         let full = listing_prefix(&self.cfg.prefix, prefix);
-        offsite_storage::flatten_pages(stream::try_unfold(
-            Some((None::<String>, None::<String>)),
-            move |markers| {
-                let full = full.clone();
-                async move {
-                    let Some((key_marker, id_marker)) = markers else {
-                        return Ok(None);
-                    };
-                    let page = self
-                        .retry
-                        .run(|| async {
-                            self.client
-                                .list_multipart_uploads()
-                                .bucket(&self.cfg.bucket)
-                                .prefix(&full)
-                                .set_key_marker(key_marker.clone())
-                                .set_upload_id_marker(id_marker.clone())
-                                .send()
-                                .await
-                                .map_err(|e| map(e, Operation::Uploads, &self.ctx(&full)))
-                        })
-                        .await?;
-                    let items: Vec<OpenUpload> = page
-                        .uploads()
-                        .iter()
-                        .filter_map(|u| {
-                            let key = self.cfg.relative_key(u.key()?)?;
-                            let mut o = OpenUpload::new(key, u.upload_id()?);
-                            o.started = u.initiated().and_then(from_smithy_time);
-                            Some(o)
-                        })
-                        .collect();
-                    let next = match page.is_truncated() {
-                        Some(true) => Some((
-                            page.next_key_marker().map(str::to_string),
-                            page.next_upload_id_marker().map(str::to_string),
-                        )),
-                        _ => None,
-                    };
-                    Ok(Some((items, next)))
-                }
-            },
-        ))
+        marker_pages(move |key_marker, id_marker| {
+            let full = full.clone();
+            async move {
+                let page = self
+                    .retry
+                    .run(|| async {
+                        self.client
+                            .list_multipart_uploads()
+                            .bucket(&self.cfg.bucket)
+                            .prefix(&full)
+                            .set_key_marker(key_marker.clone())
+                            .set_upload_id_marker(id_marker.clone())
+                            .send()
+                            .await
+                            .map_err(|e| map(e, Operation::Uploads, &self.ctx(&full)))
+                    })
+                    .await?;
+                let items: Vec<OpenUpload> = page
+                    .uploads()
+                    .iter()
+                    .filter_map(|u| {
+                        let key = self.cfg.relative_key(u.key()?)?;
+                        let mut o = OpenUpload::new(key, u.upload_id()?);
+                        o.started = u.initiated().and_then(from_smithy_time);
+                        Some(o)
+                    })
+                    .collect();
+                let next = (page.is_truncated() == Some(true)).then(|| {
+                    (
+                        page.next_key_marker().map(str::to_string),
+                        page.next_upload_id_marker().map(str::to_string),
+                    )
+                });
+                Ok((items, next))
+            }
+        })
     }
+}
+
+/// The next page's two markers (S3's key marker and version or upload id marker).
+type Markers = (Option<String>, Option<String>);
+
+/// A listing paged by S3's two markers: `fetch` answers one page and the markers of the next,
+/// `None` after the last.
+fn marker_pages<'a, T, F, Fut>(
+    mut fetch: F,
+) -> futures::stream::BoxStream<'a, offsite_storage::Result<T>>
+where
+    T: Send + 'a,
+    F: FnMut(Option<String>, Option<String>) -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = offsite_storage::Result<(Vec<T>, Option<Markers>)>>
+        + Send
+        + 'a,
+{
+    offsite_storage::flatten_pages(stream::try_unfold(
+        Some((None, None)),
+        move |markers: Option<Markers>| {
+            let page = markers.map(|(first, second)| fetch(first, second));
+            async move {
+                match page {
+                    None => Ok(None),
+                    Some(page) => page.await.map(Some),
+                }
+            }
+        },
+    ))
 }
