@@ -380,54 +380,18 @@ struct ImmutableBlobServer {
 
 impl ImmutableBlobServer {
     fn start(until: &'static str, mode: &'static str) -> ImmutableBlobServer {
-        use std::io::{BufRead, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    if h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.trim_end().split_once(':') {
-                        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-                    }
-                }
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0u8; len];
-                reader.read_exact(&mut body).unwrap();
-                let head = line.starts_with("HEAD ");
-                seen.lock().unwrap().push(Recorded {
-                    line: line.trim().to_string(),
-                    headers,
-                    body,
-                });
-                let extra = if head {
-                    format!("x-ms-blob-type: BlockBlob\r\nx-ms-immutability-policy-until-date: {until}\r\nx-ms-immutability-policy-mode: {mode}\r\n")
-                } else {
-                    String::new()
-                };
-                write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-ms-request-id: 1\r\n{extra}Connection: close\r\n\r\n"
-                )
-                .unwrap();
-            }
+        let server = RecordingServer::answering(move |r| {
+            let extra = if r.line.starts_with("HEAD ") {
+                format!("x-ms-blob-type: BlockBlob\r\nx-ms-immutability-policy-until-date: {until}\r\nx-ms-immutability-policy-mode: {mode}\r\n")
+            } else {
+                String::new()
+            };
+            (extra, String::new())
         });
-        ImmutableBlobServer { endpoint, requests }
+        ImmutableBlobServer {
+            endpoint: server.endpoint,
+            requests: server.requests,
+        }
     }
 
     fn store(&self) -> AzureStore {

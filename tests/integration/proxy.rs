@@ -183,6 +183,19 @@ pub struct RecordingServer {
 
 impl RecordingServer {
     pub fn start(body: &'static str) -> RecordingServer {
+        Self::answering(move |_| {
+            (
+                "Content-Type: application/json\r\n".to_string(),
+                body.to_string(),
+            )
+        })
+    }
+
+    /// A server whose answer to each request (extra header lines, each ending in `\r\n`, and a
+    /// body) `answer` decides; always 200.
+    pub fn answering(
+        answer: impl Fn(&Recorded) -> (String, String) + Send + 'static,
+    ) -> RecordingServer {
         use std::io::BufRead;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -212,14 +225,16 @@ impl RecordingServer {
                     .unwrap_or(0);
                 let mut req_body = vec![0u8; len];
                 reader.read_exact(&mut req_body).unwrap();
-                seen.lock().unwrap().push(Recorded {
+                let recorded = Recorded {
                     line: line.trim().to_string(),
                     headers,
                     body: req_body,
-                });
+                };
+                let (extra, body) = answer(&recorded);
+                seen.lock().unwrap().push(recorded);
                 write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nx-ms-request-id: 1\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\nx-ms-request-id: 1\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 )
                 .unwrap();
