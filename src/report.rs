@@ -35,6 +35,46 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
+/// Standard output was closed by its reader (`offsite ls | head -1`): the program ends
+/// quietly with success, as ripgrep does, instead of panicking in `println!`.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// The error of a write to standard output: [`StdoutClosed`] for a closed pipe.
+pub fn stdout_failed(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("cannot write to standard output")
+    }
+}
+
+/// `println!` that returns an error (see [`stdout_failed`]) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::report::stdout_failed)
+    }};
+}
+pub(crate) use outln;
+
+/// `print!` that returns an error instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*).map_err($crate::report::stdout_failed)
+    }};
+}
+pub(crate) use out;
+
 /// How to talk to the user.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -62,8 +102,8 @@ impl Output {
     }
 
     /// Prints a JSON value on stdout.
-    pub fn print_json(&self, value: &serde_json::Value) {
-        println!("{}", serde_json::to_string_pretty(value).expect("json"));
+    pub fn print_json(&self, value: &serde_json::Value) -> anyhow::Result<()> {
+        outln!("{}", serde_json::to_string_pretty(value)?)
     }
 }
 

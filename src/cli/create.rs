@@ -5,7 +5,7 @@ use clap::Args;
 use offsite_storage::{CreateOptions, ErrorKind};
 use serde_json::json;
 
-use crate::report::{exit, usage, Output};
+use crate::report::{exit, outln, usage, Output};
 
 /// Arguments of `offsite create`.
 #[derive(Debug, Args)]
@@ -47,11 +47,11 @@ pub(super) async fn run(args: CreateArgs, out: Output) -> Result<u8> {
             "created": created,
             "versioning": options.versioning,
             "object_lock": options.object_lock,
-        }));
+        }))?;
     } else if created {
-        println!("created {}", loc.url());
+        outln!("created {}", loc.url())?;
     } else {
-        println!("{} exists already; nothing changed", loc.url());
+        outln!("{} exists already; nothing changed", loc.url())?;
     }
     Ok(exit::OK)
 }

@@ -1,19 +1,20 @@
 //! `offsite keygen`: a new age X25519 identity.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use age::secrecy::ExposeSecret;
 use anyhow::Context;
 use clap::Args;
 
-use crate::report::{usage, Output};
+use crate::report::{out, outln, usage, Output};
 
 /// Arguments of `offsite keygen`.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Write the identity to FILE (created with mode 0600; never overwritten) instead of stdout.
+    /// Write the identity to FILE (created with mode 0600, its missing folders with 0700; never
+    /// overwritten) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
@@ -28,6 +29,14 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
     );
     match &args.output {
         Some(path) => {
+            // `-o ~/.config/offsite/key.txt` on a fresh machine: make the folders, private.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+            }
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -44,11 +53,11 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             f.sync_all()?;
             if out.json {
-                out.print_json(&serde_json::json!({ "recipient": public, "identity_file": path }));
+                out.print_json(&serde_json::json!({ "recipient": public, "identity_file": path }))?;
             } else {
                 eprintln!("Identity written to {} (mode 0600). Keep a copy somewhere safe and off this machine:", path.display());
                 eprintln!("without it no archive encrypted to this key can be restored.");
-                println!("{public}");
+                outln!("{public}")?;
             }
         }
         None => {
@@ -57,7 +66,7 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
                     "keygen --json needs -o FILE: the secret key is not printed into JSON",
                 ));
             }
-            print!("{text}");
+            out!("{text}")?;
             eprintln!("Public key: {public}");
         }
     }

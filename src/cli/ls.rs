@@ -5,12 +5,13 @@ use clap::Args;
 use serde_json::json;
 
 use crate::engine::inventory::{scan, State};
-use crate::report::{exit, human_bytes, time, Output};
+use crate::report::{exit, human_bytes, outln, time, Output};
 
 /// Arguments of `offsite ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// The location (file:///var/backups/app, memory://name).
+    /// The location: file:///var/backups/app, s3://bucket/prefix, gs://bucket/prefix,
+    /// az://account/container/prefix or memory://name.
     #[arg(value_name = "URL")]
     url: String,
     /// A sub-prefix under the URL.
@@ -41,17 +42,21 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
                 })
             })
             .collect();
-        out.print_json(&json!({ "url": loc.url(), "archives": items }));
+        out.print_json(&json!({ "url": loc.url(), "archives": items }))?;
         return Ok(exit::OK);
     }
     if entries.is_empty() {
-        println!("no archives at {}", loc.url());
+        outln!("no archives at {}", loc.url())?;
         return Ok(exit::OK);
     }
-    println!(
+    outln!(
         "{:<21} {:>10} {:>10} {:<9} {:<12} NAME",
-        "CREATED", "SIZE", "STORED", "ENCRYPTED", "STATE"
-    );
+        "CREATED",
+        "SIZE",
+        "STORED",
+        "ENCRYPTED",
+        "STATE"
+    )?;
     for e in &entries {
         let created = e.created().map(|t| time(&t)).unwrap_or_else(|| "-".into());
         let size = e
@@ -69,18 +74,18 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
             Some(false) => "no",
             None => "?",
         };
-        println!(
+        outln!(
             "{created:<21} {size:>10} {stored:>10} {enc:<9} {:<12} {}",
             e.state.as_str(),
             e.name
-        );
+        )?;
     }
     let incomplete = entries
         .iter()
         .filter(|e| e.state == State::Incomplete)
         .count();
     if incomplete > 0 {
-        println!("{incomplete} incomplete upload(s): data without a manifest never counts as a copy; push again to complete.");
+        outln!("{incomplete} incomplete upload(s): data without a manifest never counts as a copy; push again to complete.")?;
     }
     Ok(exit::OK)
 }

@@ -64,8 +64,8 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print a man page (roff), or write them all with --dir.
+    Man(completions::ManArgs),
 }
 
 /// Identity selection shared by verify and restore.
@@ -102,11 +102,14 @@ pub fn main() -> ExitCode {
             Command::Create(a) => create::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
-            Command::Man => completions::man(),
+            Command::Man(a) => completions::man(a),
         }
     });
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(e) if e.downcast_ref::<crate::report::StdoutClosed>().is_some() => {
+            ExitCode::from(exit::OK)
+        }
         Err(e) => {
             let code = if e.downcast_ref::<UsageError>().is_some() {
                 exit::USAGE
@@ -114,7 +117,8 @@ pub fn main() -> ExitCode {
                 exit::FAILED
             };
             if out.json {
-                out.print_json(&serde_json::json!({ "error": format!("{e:#}"), "exit": code }));
+                let _ =
+                    out.print_json(&serde_json::json!({ "error": format!("{e:#}"), "exit": code }));
             }
             eprintln!("error: {e:#}");
             ExitCode::from(code)
@@ -131,8 +135,14 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only on a terminal: cron mail and journald get plain lines. NO_COLOR (any
+    // non-empty value, https://no-color.org) turns it off on a terminal too.
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

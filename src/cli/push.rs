@@ -8,7 +8,7 @@ use offsite_policies::encryption::{self, Recipient};
 
 use crate::archive::validate_name;
 use crate::engine::push::{self, PushRequest, Source, Status};
-use crate::report::{exit, human_bytes, time, usage, Output};
+use crate::report::{exit, human_bytes, outln, time, usage, Output};
 
 /// Arguments of `offsite push`.
 #[derive(Debug, Args)]
@@ -16,7 +16,9 @@ pub struct PushArgs {
     /// The archive file, or `-` for standard input (then --name is required).
     #[arg(value_name = "FILE|-")]
     source: String,
-    /// A destination URL (file:///var/backups/app, memory://name); repeat for several.
+    /// A destination URL; repeat for several: file:///var/backups/app (or /var/backups/app),
+    /// s3://bucket/prefix?region=eu-west-1, gs://bucket/prefix, az://account/container/prefix,
+    /// memory://name. Options go in the query (storage-class, lock, endpoint...; README.md).
     #[arg(long = "to", value_name = "URL", required = true)]
     to: Vec<String>,
     /// An age recipient: an `age1...` key, or an `ssh-ed25519` / `ssh-rsa` public key line.
@@ -147,10 +149,26 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
     } else {
         exit::PARTIAL
     };
+    // An empty archive is stored (it may be what the job meant), but never without a word: it
+    // is most often a backup job that failed before writing.
+    let empty = report.plaintext.as_ref().is_some_and(|d| d.size == 0);
+    let warnings: Vec<String> = empty
+        .then(|| {
+            format!(
+                "{} is empty (0 bytes); it was stored as it is, but check the job that wrote it",
+                report.archive
+            )
+        })
+        .into_iter()
+        .collect();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if out.json {
         let mut v = serde_json::to_value(&report)?;
         v["exit"] = code.into();
-        out.print_json(&v);
+        v["warnings"] = warnings.into();
+        out.print_json(&v)?;
     } else {
         let size = report
             .plaintext
@@ -162,7 +180,7 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         } else {
             "unencrypted"
         };
-        println!(
+        outln!(
             "{} ({size}, created {}, {how}){}",
             report.archive,
             time(&report.created),
@@ -171,7 +189,7 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
             } else {
                 ""
             }
-        );
+        )?;
         for d in &report.destinations {
             let word = match d.status {
                 Status::Stored => "stored",
@@ -179,18 +197,18 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
                 Status::Refused => "REFUSED",
                 Status::Failed => "FAILED",
             };
-            println!("  {word:<15} {}  {}", d.url, d.key);
+            outln!("  {word:<15} {}  {}", d.url, d.key)?;
             if let Some(m) = &d.message {
-                println!("  {:<15} {m}", "");
+                outln!("  {:<15} {m}", "")?;
             }
             if let Some((reused, total)) = d.resumed_parts {
-                println!(
+                outln!(
                     "  {:<15} resumed the earlier upload: {reused} of {total} parts were already on the server",
                     ""
-                );
+                )?;
             }
         }
-        println!("{held} of {total} destinations hold the archive.");
+        outln!("{held} of {total} destinations hold the archive.")?;
     }
     for d in report
         .destinations

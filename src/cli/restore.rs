@@ -28,17 +28,19 @@ pub struct RestoreArgs {
     /// The newest archive created at or before TIME (RFC 3339, or YYYY-MM-DD[THH:MM] in UTC).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
-    /// Where to write the archive; `-` for standard output.
+    /// Where to write the archive: a file, an existing directory (the archive is written into
+    /// it under its name), or `-` for standard output.
     #[arg(short, long, value_name = "PATH|-")]
     output: String,
     /// Replace PATH if it exists.
     #[arg(long)]
     force: bool,
-    /// When a copy is in an archive storage class (S3 GLACIER / DEEP_ARCHIVE), ask the provider
-    /// to restore it (RestoreObject) so that a later run can read it.
+    /// When a copy is in an archive tier (S3 GLACIER / DEEP_ARCHIVE, Azure Archive), ask the
+    /// provider to bring it back (S3 RestoreObject; Azure rehydration to Hot) so that a later
+    /// run can read it. GCS reads every class directly and needs no thaw.
     #[arg(long)]
     thaw: bool,
-    /// How many days a thawed copy stays readable.
+    /// How many days a thawed S3 copy stays readable (Azure keeps a rehydrated blob in Hot).
     #[arg(long, value_name = "DAYS", default_value_t = 3, requires = "thaw")]
     thaw_days: u32,
     #[command(flatten)]
@@ -88,14 +90,14 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
     if out.json {
         let mut v = serde_json::to_value(&report)?;
         v["exit"] = exit::OK.into();
-        out.print_json(&v);
+        out.print_json(&v)?;
     } else {
         for a in report.attempts.iter().filter(|a| a.result != "restored") {
             eprintln!("warning: {} {}: {}", a.result, a.url, a.detail);
         }
-        let dest = match &target {
-            Target::Stdout => "standard output".to_string(),
-            Target::File { path, .. } => path.display().to_string(),
+        let dest = match &report.output {
+            None => "standard output".to_string(),
+            Some(path) => path.display().to_string(),
         };
         eprintln!(
             "restored {} from {} to {dest}: {} bytes, SHA-256 {} verified{}",

@@ -10,7 +10,7 @@ use super::IdentityArgs;
 use crate::engine::identity::Identities;
 use crate::engine::inventory::scan;
 use crate::engine::verify::{check, CopyReport, Verdict};
-use crate::report::{exit, usage, Output};
+use crate::report::{exit, outln, usage, Output};
 
 /// Arguments of `offsite verify`.
 #[derive(Debug, Args)]
@@ -40,6 +40,9 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         _ => None,
     };
     let mut reports: Vec<CopyReport> = Vec::new();
+    // Findings about a location as a whole (cannot list it, nothing there): not copies, so
+    // they are not counted as copies, but they decide the exit code as much as a bad copy.
+    let mut places: Vec<CopyReport> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
     for loc in &locations {
         let entries = match scan(loc).await {
@@ -50,7 +53,7 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
                 } else {
                     Verdict::Unchecked
                 };
-                reports.push(CopyReport {
+                places.push(CopyReport {
                     url: loc.url().into(),
                     archive: args.archive.clone().unwrap_or_default(),
                     depth: if args.deep { "deep" } else { "quick" },
@@ -65,7 +68,7 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             .filter(|e| args.archive.as_ref().is_none_or(|a| &e.name == a))
             .collect();
         if selected.is_empty() {
-            reports.push(CopyReport {
+            places.push(CopyReport {
                 url: loc.url().into(),
                 archive: args.archive.clone().unwrap_or_default(),
                 depth: if args.deep { "deep" } else { "quick" },
@@ -81,7 +84,7 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             .iter()
             .any(|e| e.state == crate::engine::inventory::State::Complete)
         {
-            reports.push(CopyReport {
+            places.push(CopyReport {
                 url: loc.url().into(),
                 archive: args.archive.clone().unwrap_or_default(),
                 depth: if args.deep { "deep" } else { "quick" },
@@ -103,10 +106,9 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             reports.push(check(loc, entry, args.deep, identities.clone()).await);
         }
     }
-    let damaged = reports
-        .iter()
-        .any(|r| matches!(r.verdict, Verdict::Missing | Verdict::Corrupt));
-    let unchecked = reports.iter().any(|r| r.verdict == Verdict::Unchecked);
+    let all = || reports.iter().chain(&places);
+    let damaged = all().any(|r| matches!(r.verdict, Verdict::Missing | Verdict::Corrupt));
+    let unchecked = all().any(|r| r.verdict == Verdict::Unchecked);
     let code = if damaged {
         exit::DAMAGED
     } else if unchecked {
@@ -115,9 +117,9 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         exit::OK
     };
     if out.json {
-        out.print_json(&json!({ "copies": reports, "exit": code }));
+        out.print_json(&json!({ "copies": reports, "locations": places, "exit": code }))?;
     } else {
-        for r in &reports {
+        for r in all() {
             let word = match r.verdict {
                 Verdict::Ok => "ok",
                 Verdict::Missing => "MISSING",
@@ -125,10 +127,13 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
                 Verdict::Unchecked => "UNCHECKED",
                 Verdict::Incomplete => "incomplete",
             };
-            println!(
+            outln!(
                 "{word:<10} {} {}  ({} verify) {}",
-                r.url, r.archive, r.depth, r.detail
-            );
+                r.url,
+                r.archive,
+                r.depth,
+                r.detail
+            )?;
             if matches!(
                 r.verdict,
                 Verdict::Missing | Verdict::Corrupt | Verdict::Unchecked
@@ -137,13 +142,23 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             }
         }
         let good = reports.iter().filter(|r| r.verdict == Verdict::Ok).count();
-        println!(
-            "{good} of {} copies checked good.",
-            reports
-                .iter()
-                .filter(|r| r.verdict != Verdict::Incomplete)
-                .count()
-        );
+        let copies = reports
+            .iter()
+            .filter(|r| r.verdict != Verdict::Incomplete)
+            .count();
+        let unusable = places
+            .iter()
+            .map(|p| &p.url)
+            .collect::<std::collections::BTreeSet<_>>();
+        if unusable.is_empty() {
+            outln!("{good} of {copies} copies checked good.")?;
+        } else {
+            outln!(
+                "{good} of {copies} copies checked good; {} of {} locations had no copy to check.",
+                unusable.len(),
+                locations.len()
+            )?;
+        }
     }
     for p in problems {
         eprintln!("error: {p}");

@@ -13,8 +13,12 @@ use crate::registry::{key_prefix, Opened};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
-    /// Manifest and data object both present (sizes not yet checked).
+    /// Manifest and data object both present, the object of the size the manifest records
+    /// (its bytes are checked by verify).
     Complete,
+    /// Manifest and data object both present, but the object's size is not the manifest's:
+    /// truncated or replaced. Never counts as a copy.
+    WrongSize,
     /// A data object without a manifest: an upload that never committed. Never counts.
     Incomplete,
     /// A manifest whose data object is gone.
@@ -28,6 +32,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Complete => "complete",
+            State::WrongSize => "wrong-size",
             State::Incomplete => "incomplete",
             State::MissingData => "missing-data",
             State::BadManifest => "bad-manifest",
@@ -60,6 +65,19 @@ impl Entry {
             .map(|m| m.created)
             .or_else(|| time_from_name(&self.name))
             .or_else(|| self.object.as_ref().and_then(|o| o.last_modified))
+    }
+}
+
+impl Entry {
+    /// For a [`State::WrongSize`] copy, what is wrong, in words.
+    pub fn size_problem(&self) -> Option<String> {
+        let (m, o) = (self.manifest.as_ref()?, self.object.as_ref()?);
+        (m.stored.size != o.size).then(|| {
+            format!(
+                "the stored object is {} bytes but its manifest records {} (truncated or replaced)",
+                o.size, m.stored.size
+            )
+        })
     }
 }
 
@@ -121,6 +139,7 @@ pub async fn scan(loc: &Opened) -> offsite_storage::Result<Vec<Entry>> {
         let state = match (&manifest, &object) {
             (None, _) => State::BadManifest,
             (Some(_), None) => State::MissingData,
+            (Some(m), Some(o)) if o.size != m.stored.size => State::WrongSize,
             (Some(_), Some(_)) => State::Complete,
         };
         out.push(Entry {

@@ -65,6 +65,8 @@ pub struct RestoreReport {
     pub size: Option<u64>,
     /// Its SHA-256.
     pub sha256: Option<String>,
+    /// The file written (`-o DIR` writes DIR/NAME); `None` for standard output.
+    pub output: Option<PathBuf>,
     /// Every location tried, in order.
     pub attempts: Vec<Attempt>,
 }
@@ -174,7 +176,19 @@ pub async fn run(
         size: None,
         sha256: None,
         attempts: Vec::new(),
+        output: None,
     };
+    // `-o DIR` restores into the directory under the archive's name, as `cp` does.
+    let target = &match target {
+        Target::File { path, force } if path.is_dir() => Target::File {
+            path: path.join(&name),
+            force: *force,
+        },
+        t => t.clone(),
+    };
+    if let Target::File { path, .. } = target {
+        report.output = Some(path.clone());
+    }
     if let Target::File { path, force: false } = target {
         if path.exists() {
             return Err(usage(format!(
@@ -202,7 +216,9 @@ pub async fn run(
                 attempts.push(Attempt {
                     url: loc.url().into(),
                     result: "skipped",
-                    detail: format!("the copy is {}", entry.state.as_str()),
+                    detail: entry
+                        .size_problem()
+                        .unwrap_or_else(|| format!("the copy is {}", entry.state.as_str())),
                 });
                 continue;
             }

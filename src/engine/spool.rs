@@ -70,6 +70,19 @@ pub fn work_dir(name: &str, destination_urls: &[String]) -> PathBuf {
     cache_dir().join("spool").join(format!("{safe}-{tag}"))
 }
 
+/// Creates a spool directory and its missing parents with mode 0700, and makes an existing one
+/// 0700: a spool holds the archive (encrypted, but its name and size are the user's business)
+/// and the journal holds upload sessions.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("cannot create the spool directory {}", dir.display()))
+}
+
 /// Holds the work directory's lock for as long as it lives.
 pub struct WorkLock {
     _file: File,
@@ -78,8 +91,7 @@ pub struct WorkLock {
 /// Takes the work directory's lock, or fails at once when another push of the same archive to
 /// the same destinations holds it on this machine.
 pub fn lock_work_dir(work: &Path, name: &str) -> Result<WorkLock> {
-    std::fs::create_dir_all(work)
-        .with_context(|| format!("cannot create the spool directory {}", work.display()))?;
+    private_dir(work)?;
     let path = work.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -188,8 +200,7 @@ impl Journal {
 
     /// Writes the journal atomically (temp file, fsync, rename).
     pub fn save(&self, work_dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(work_dir)
-            .with_context(|| format!("cannot create the spool directory {}", work_dir.display()))?;
+        private_dir(work_dir)?;
         let tmp = work_dir.join(".journal.json.tmp");
         let bytes = serde_json::to_vec_pretty(self)?;
         let write = || -> std::io::Result<()> {

@@ -75,6 +75,15 @@ pub async fn check(
         (State::MissingData, Some(m)) => {
             return report(Verdict::Missing, format!("the manifest is here but the data object {} is missing", m.stored.key))
         }
+        (State::WrongSize, Some(_)) => {
+            return report(
+                Verdict::Corrupt,
+                format!(
+                    "{}; push the archive again with --overwrite, or restore from another copy",
+                    entry.size_problem().unwrap_or_default()
+                ),
+            );
+        }
         (State::Complete, Some(m)) => m,
     };
     let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());

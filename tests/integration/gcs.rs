@@ -451,6 +451,10 @@ fn missing_gcs_credentials_are_exit_1_not_a_usage_error() {
             .output()
             .unwrap();
         assert_code(&o, 1);
-        assert!(stderr(&o).contains("unauthenticated"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no Google credentials found"),
+            "{}",
+            stderr(&o)
+        );
     }
 }

@@ -15,6 +15,7 @@ mod common;
 #[cfg(feature = "gcs")]
 mod gcs;
 mod interop;
+mod newuser;
 mod proxy;
 mod push;
 mod restore;

@@ -250,13 +250,21 @@ fn bad_destination_urls_are_usage_errors() {
     let sb = Sandbox::new();
     let src = sb.archive(NAME, 100, 1);
     for (url, want) in [
-        ("backups", "it has no scheme"),
+        ("backups", "use an absolute path"),
+        ("file:relative", "use an absolute path"),
         ("ftp://host/x", "unknown scheme \"ftp\""),
         ("s3://UPPER/x", "not a valid bucket name"),
     ] {
         let o = sb.push_via(sb.cmd(), &src, url);
         assert_code(&o, 2);
-        assert!(stderr(&o).contains(want), "{url}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(want), "{url}: {e}");
+        // Plain words, not the error type's jargon, and the URL named once.
+        assert!(
+            !e.contains("open failed") && !e.contains("invalid-config"),
+            "{e}"
+        );
+        assert_eq!(e.matches(&format!("{url:?}")).count(), 1, "{e}");
     }
 }
 
@@ -411,6 +419,21 @@ fn a_failed_destination_is_resumed_from_the_spool_without_re_encrypting() {
     let o = sb.push(&src, &["a", "late"]);
     assert_code(&o, 3);
     let first = sha256_file(&sb.path("a").join(format!("{NAME}.age")));
+    // The spool kept for the rerun is private, folders included.
+    use std::os::unix::fs::PermissionsExt;
+    let spool = sb.path("cache/spool");
+    let mut dirs = vec![spool.clone()];
+    dirs.extend(
+        std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir()),
+    );
+    assert!(dirs.len() > 1, "a work directory is kept: {dirs:?}");
+    for d in dirs {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
 
     std::fs::remove_file(sb.path("late")).unwrap();
     let o = sb.push(&src, &["a", "late"]);

@@ -502,7 +502,7 @@ async fn restore_with_a_wrong_secret_names_the_cause_per_location() {
     assert_code(&o, 1);
     let e = stderr(&o);
     assert!(e.contains("1 of 2 location(s) could not be read"), "{e}");
-    assert!(e.contains("unauthenticated"), "{e}");
+    assert!(e.contains("the AWS credentials were not accepted"), "{e}");
     assert!(e.contains("no archives there"), "{e}");
     assert!(!e.contains("not-the-secret"), "{e}");
 }
@@ -527,7 +527,7 @@ async fn no_aws_credentials_is_unauthenticated_at_once() {
         .unwrap();
     assert_code(&o, 1);
     let e = stderr(&o);
-    assert!(e.contains("(unauthenticated)"), "{e}");
+    assert!(e.contains("no usable AWS credentials"), "{e}");
     assert!(e.contains("set AWS_ACCESS_KEY_ID"), "{e}");
     assert!(!e.contains("retrying") && !e.contains("Attempted:"), "{e}");
 }

@@ -278,11 +278,17 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.provider, self.operation)?;
-        if let Some(key) = &self.key {
-            write!(f, " {key:?}")?;
+        // A location that cannot be opened: the message names the URL already, and
+        // "url open" would be jargon. Everything else says where (provider, operation, key);
+        // the kind is for `--json` and code, the message says it in words.
+        if self.operation != Operation::Open {
+            write!(f, "{} {}", self.provider, self.operation)?;
+            if let Some(key) = &self.key {
+                write!(f, " {key:?}")?;
+            }
+            f.write_str(": ")?;
         }
-        write!(f, " failed ({}): {}", self.kind, self.message)?;
+        f.write_str(&self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "; {hint}")?;
         }

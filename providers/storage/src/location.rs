@@ -113,6 +113,22 @@ impl Location {
             return Self::parse(&format!("file://{input}"));
         }
         let Some((scheme, rest)) = input.split_once("://") else {
+            // `backups`, `./backups` and `file:backups` are relative paths: a location must
+            // not depend on the directory a cron job happens to start in.
+            let relative = input.strip_prefix("file:").unwrap_or(input);
+            if !relative.contains(':') || input.starts_with("file:") {
+                let abs = std::env::current_dir()
+                    .map(|d| d.join(relative.trim_start_matches("./")))
+                    .map(|p| format!(" (here that is file://{})", p.display()))
+                    .unwrap_or_default();
+                return Err(invalid(
+                    input,
+                    "it is a relative path",
+                    &format!(
+                        "use an absolute path: file:///var/backups/app or /var/backups/app{abs}"
+                    ),
+                ));
+            }
             return Err(invalid(input, "it has no scheme", EXAMPLES));
         };
         // Credentials in a URL's user part (s3://KEY:SECRET@bucket, endpoint=http://u:p@host)
@@ -401,7 +417,10 @@ mod tests {
     fn errors_say_what_is_wrong() {
         let cases = [
             ("", "it is empty"),
-            ("backups", "no scheme"),
+            ("backups", "it is a relative path"),
+            ("file:backups", "it is a relative path"),
+            ("./backups", "use an absolute path"),
+            ("s3:bucket", "no scheme"),
             ("ftp://x/y", "unknown scheme \"ftp\""),
             ("s3:///prefix", "bucket name is missing"),
             ("s3://Bad_Bucket!/x", "not a valid bucket name"),

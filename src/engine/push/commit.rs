@@ -152,11 +152,14 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
     options.retention = retention;
     options.legal_hold = dest.options.legal_hold;
     match dest.store.put_bytes(&keys.manifest, bytes.into(), options).await {
-        Ok(_) => DestinationReport {
+        Ok(_) => {
+            tracing::info!(url = %dest.url(), manifest = %keys.manifest, size = facts.stored.size, "committed: the data is stored and its manifest written last");
+            DestinationReport {
             stored: Some(facts.stored.clone()),
             provider_checksum,
             ..DestinationReport::new(dest, keys, Status::Stored)
-        },
+        }
+        }
         Err(e) => failed(format!("the data was stored but its manifest could not be written, so the copy does not count: {e}")),
     }
 }
