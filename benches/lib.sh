@@ -11,6 +11,10 @@
 SCRIPT=$(basename "$0")
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/offsite/target}
+# The SDKs' credential chains probe the metadata service (169.254.169.254: AWS IMDS, GCE
+# metadata, Azure managed identity) when no credentials are set; never from here.
+export AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:9
+unset IDENTITY_ENDPOINT MSI_ENDPOINT IMDS_ENDPOINT
 TOOLS=${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}
 SERVER_PIN=() CLIENT_PIN=()
 SPID= SERVER_NAME=server SERVER_LOG=/dev/null

@@ -4,6 +4,17 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// The SDKs' credential chains probe the metadata service (AWS IMDS, GCE metadata and Azure
+/// managed identity all live on 169.254.169.254) when no credentials are set. No test may send
+/// traffic there: every offsite a test starts gets these (tests/emulators/README.md).
+pub const NO_METADATA_PROBES: [(&str, &str); 2] = [
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    // Loopback, where nothing listens on the discard port: a probe fails at once.
+    ("GCE_METADATA_HOST", "127.0.0.1:9"),
+];
+/// Set, these make azure_identity use a managed identity endpoint; tests never do.
+pub const NO_MANAGED_IDENTITY: [&str; 3] = ["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"];
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub recipient: String,
@@ -16,6 +27,7 @@ impl Sandbox {
         let key = dir.path().join("key.txt");
         let out = Command::cargo_bin("offsite")
             .unwrap()
+            .envs(NO_METADATA_PROBES)
             .args(["keygen", "-o"])
             .arg(&key)
             .output()
@@ -46,9 +58,13 @@ impl Sandbox {
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("offsite").unwrap();
         c.env("OFFSITE_CACHE_DIR", self.path("cache"))
+            .envs(NO_METADATA_PROBES)
             .env_remove("OFFSITE_IDENTITY_FILE")
             .env_remove("RUST_LOG")
             .current_dir(self.dir.path());
+        for v in NO_MANAGED_IDENTITY {
+            c.env_remove(v);
+        }
         c
     }
 
@@ -56,9 +72,13 @@ impl Sandbox {
     pub fn std_cmd(&self) -> std::process::Command {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("offsite"));
         c.env("OFFSITE_CACHE_DIR", self.path("cache"))
+            .envs(NO_METADATA_PROBES)
             .env_remove("OFFSITE_IDENTITY_FILE")
             .env_remove("RUST_LOG")
             .current_dir(self.dir.path());
+        for v in NO_MANAGED_IDENTITY {
+            c.env_remove(v);
+        }
         c
     }
 

@@ -23,4 +23,6 @@ mod restore;
 mod s3;
 #[cfg(feature = "s3")]
 mod s3_cli;
+#[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
+mod secrets;
 mod verify;
