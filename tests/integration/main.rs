@@ -11,6 +11,8 @@
 
 #[cfg(feature = "azure")]
 mod azure;
+#[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
+mod campaign;
 mod common;
 #[cfg(feature = "gcs")]
 mod gcs;

@@ -187,7 +187,23 @@ pub async fn upload(
     record: &(dyn Fn(&UploadRecord) + Send + Sync),
 ) -> Result<Uploaded> {
     if let Some(mp) = up.store.multipart() {
-        upload_parts(&up, mp, source, record).await
+        let resuming = up.prior.is_some();
+        match upload_parts(&up, mp.clone(), source, record).await {
+            // The recorded upload listed, then vanished under the parts or the completion:
+            // the run that was killed had completed it (or a lifecycle rule aborted it) while
+            // this one was starting. S3 answers NoSuchUpload; s3s-fs answers AccessDenied for
+            // an upload id it no longer knows. Start over, once; a real permission problem
+            // fails the fresh upload the same way and is reported then.
+            Err(e)
+                if resuming
+                    && matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) =>
+            {
+                tracing::warn!(error = %e, "the earlier upload could not be continued; starting it over");
+                let fresh = Upload { prior: None, ..up };
+                upload_parts(&fresh, mp, source, record).await
+            }
+            other => other,
+        }
     } else if let Some(seq) = up.store.sequential() {
         upload_session(&up, seq, source, record).await
     } else {
