@@ -53,5 +53,7 @@ wait_http "http://127.0.0.1:$azurite_port/devstoreaccount1?comp=list" azurite "$
 echo "export OFFSITE_TEST_MOTO=http://127.0.0.1:$moto_port"
 echo "export OFFSITE_TEST_S3S=http://127.0.0.1:$s3s_port"
 echo "export OFFSITE_TEST_S3S_DIR=$dir/s3s-data"
+# The binary itself, for tests that kill a server of their own and restart it on its data.
+echo "export OFFSITE_TEST_S3S_BIN=$(ls "$tools"/s3s-fs-*/bin/s3s-fs | sort -V | tail -n 1)"
 echo "export OFFSITE_TEST_GCS=http://127.0.0.1:$gcs_port"
 echo "export OFFSITE_TEST_AZURITE=http://127.0.0.1:$azurite_port/devstoreaccount1"

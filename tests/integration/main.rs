@@ -14,6 +14,8 @@ mod azure;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod campaign;
 mod common;
+#[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
+mod faults;
 #[cfg(feature = "gcs")]
 mod gcs;
 mod interop;

@@ -14,6 +14,11 @@ pub struct Proxy {
     pub throttle: Arc<AtomicU64>,
     /// Cut connections once this many client-to-server bytes have passed in all; 0 is never.
     pub cut_after: Arc<AtomicU64>,
+    /// The next this many connections are answered `500 Internal Server Error` (after the
+    /// request head, then closed) instead of forwarded: a server failing, then recovering.
+    pub fail_next: Arc<AtomicU64>,
+    /// How many connections were answered 500.
+    pub failed: Arc<AtomicU64>,
     forwarded: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -28,6 +33,9 @@ impl Proxy {
         let cut_after = Arc::new(AtomicU64::new(0));
         let forwarded = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let fail_next = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (fail, fails) = (fail_next.clone(), failed.clone());
         let (t, c, f, s) = (
             throttle.clone(),
             cut_after.clone(),
@@ -40,6 +48,14 @@ impl Proxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
+                let failing = fail
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok();
+                if failing {
+                    fails.fetch_add(1, Ordering::Relaxed);
+                    std::thread::spawn(move || answer_500(client));
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(&target) else {
                     continue;
                 };
@@ -53,6 +69,8 @@ impl Proxy {
             endpoint,
             throttle,
             cut_after,
+            fail_next,
+            failed,
             forwarded,
             stop,
         }
@@ -68,6 +86,26 @@ impl Drop for Proxy {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(self.endpoint.trim_start_matches("http://"));
     }
+}
+
+/// Reads a request head and answers 500, then closes, as a failing server does.
+fn answer_500(mut client: TcpStream) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>";
+    let _ = write!(
+        client,
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.shutdown(Shutdown::Both);
 }
 
 type Limits = (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>);

@@ -97,7 +97,20 @@ pub(super) async fn produce(
             Ok((plain, stored))
         }
         // The spool failing (disk full) closes the channel under the reader: report the cause.
-        (_, Err(e)) => Err(anyhow::Error::new(e).context("cannot write the spool")),
+        (_, Err(e)) => {
+            let dir = crate::engine::spool::cache_dir().join("spool");
+            let hint = if e.kind() == std::io::ErrorKind::StorageFull {
+                "; the spool holds the encrypted archive until every destination has it, so it \
+                 needs room for all of it: free space there, set OFFSITE_CACHE_DIR to a larger \
+                 disk, or push with --no-spool (then nothing can be resumed)"
+            } else {
+                ""
+            };
+            Err(anyhow::anyhow!(
+                "cannot write the spool in {}: {e}{hint}",
+                dir.display()
+            ))
+        }
         (Err(e), Ok(_)) => Err(anyhow::Error::new(e).context(format!("cannot read {what}"))),
     }
 }

@@ -1,0 +1,294 @@
+//! Fault campaigns with real servers (issue 10): a destination answering 500 then
+//! recovering, a server killed mid-upload and restarted on its data, the spool's disk full.
+
+use std::sync::atomic::Ordering;
+
+use offsite_storage::Storage;
+
+use crate::azure::{connection_string, AZURITE_ACCOUNT};
+use crate::common::*;
+use crate::proxy::Proxy;
+
+fn cmd(sb: &Sandbox) -> assert_cmd::Command {
+    let mut c = sb.cmd();
+    c.envs(cloud_env());
+    c
+}
+
+fn cloud_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", S3S_ACCESS.into()),
+        ("AWS_SECRET_ACCESS_KEY", S3S_SECRET.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            connection_string(&emulator("OFFSITE_TEST_AZURITE")),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destinations_answering_500_are_retried_and_then_recover() {
+    let sb = Sandbox::new();
+    let s3 = bucket("fivehundred");
+    let _s3 = crate::s3::store("OFFSITE_TEST_S3S", &s3, "app", false).await;
+    let gcs = bucket("fivehundred");
+    let _gcs = crate::gcs::store(&gcs, "app").await;
+    let container = bucket("fivehundred");
+    let _az = crate::azure::store(&container, "app").await;
+    let proxies = [
+        Proxy::start(&emulator("OFFSITE_TEST_S3S")),
+        Proxy::start(&emulator("OFFSITE_TEST_GCS")),
+        Proxy::start(
+            emulator("OFFSITE_TEST_AZURITE").trim_end_matches(&format!("/{AZURITE_ACCOUNT}")),
+        ),
+    ];
+    let urls = [
+        format!("s3://{s3}/app?endpoint={}", proxies[0].endpoint),
+        format!("gs://{gcs}/app?endpoint={}", proxies[1].endpoint),
+        format!(
+            "az://{AZURITE_ACCOUNT}/{container}/app?endpoint={}/{AZURITE_ACCOUNT}",
+            proxies[2].endpoint
+        ),
+    ];
+    let push = |name: &str| {
+        let src = sb.path(name);
+        let mut c = cmd(&sb);
+        c.arg("push").arg(&src).args(["-r", &sb.recipient]);
+        for u in &urls {
+            c.args(["--to", u]);
+        }
+        c.output().unwrap()
+    };
+
+    // Two 500s in a row at every server: retried, and the push succeeds everywhere.
+    sb.archive(NAME, 9 << 20, 1);
+    for p in &proxies {
+        p.fail_next.store(2, Ordering::Relaxed);
+    }
+    let o = push(NAME);
+    assert_code(&o, 0);
+    for p in &proxies {
+        assert_eq!(p.failed.load(Ordering::Relaxed), 2, "both 500s were met");
+    }
+    assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
+
+    // A server that keeps failing: given up within the retry budget, stored nowhere, and
+    // the error says what the server said.
+    let second = "app-backup-20261127_020000.tar.gz";
+    sb.archive(second, 3 << 20, 2);
+    for p in &proxies {
+        p.fail_next.store(1_000, Ordering::Relaxed);
+    }
+    let started = std::time::Instant::now();
+    let o = push(second);
+    assert_code(&o, 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "gave up within the stated retry budget"
+    );
+    let e = stderr(&o);
+    assert!(e.contains("InternalError") || e.contains("500"), "{e}");
+    for u in &urls {
+        assert!(e.contains(u.as_str()), "each destination named: {e}");
+    }
+
+    // The servers recover: the rerun stores it, and both archives restore from each.
+    for p in &proxies {
+        p.fail_next.store(0, Ordering::Relaxed);
+    }
+    let o = push(second);
+    assert_code(&o, 0);
+    for name in [NAME, second] {
+        for u in &urls {
+            let o = cmd(&sb)
+                .args([
+                    "restore",
+                    u,
+                    "--archive",
+                    name,
+                    "-o",
+                    "back",
+                    "--force",
+                    "-i",
+                ])
+                .arg(&sb.key)
+                .output()
+                .unwrap();
+            assert_code(&o, 0);
+            assert_eq!(sha256_file(&sb.path("back")), sha256_file(&sb.path(name)));
+        }
+    }
+}
+
+#[test]
+fn a_full_spool_disk_fails_the_push_cleanly_and_names_the_cache_dir() {
+    let sb = Sandbox::new();
+    let mnt = sb.path("smallcache");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "this test mounts a 1 MiB tmpfs (run as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let src = sb.archive(NAME, 3 << 20, 1);
+    let o = sb
+        .cmd()
+        .env("OFFSITE_CACHE_DIR", &mnt)
+        .arg("push")
+        .arg(&src)
+        .args([
+            "-r",
+            &sb.recipient,
+            "--to",
+            &sb.url("a"),
+            "--to",
+            "memory://m",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(
+        e.contains("spool") && e.contains("OFFSITE_CACHE_DIR"),
+        "says where and what to change: {e}"
+    );
+    assert!(
+        visible_files(&sb.path("a")).is_empty(),
+        "nothing at the destination: {:?}",
+        visible_files(&sb.path("a"))
+    );
+    // The partial spool is gone, so the small disk is free again.
+    let left: u64 = walk_sizes(&mnt);
+    assert!(left < 64 << 10, "{left} bytes left in the cache");
+    // With room again, the same push succeeds.
+    let o = sb.push(&src, &["a"]);
+    assert_code(&o, 0);
+}
+
+fn walk_sizes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk_sizes(&p)
+                    } else {
+                        p.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Starts our own s3s-fs on `port` over `data`, for a test that kills and restarts it.
+fn s3s_fs(port: u16, data: &std::path::Path) -> std::process::Child {
+    let bin = std::env::var("OFFSITE_TEST_S3S_BIN")
+        .expect("OFFSITE_TEST_S3S_BIN from tests/emulators/start.sh");
+    let child = std::process::Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", S3S_ACCESS, "--secret-key", S3S_SECRET])
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("s3s-fs did not start on {port}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_upload_and_restarted_is_resumed_on_the_rerun() {
+    let sb = Sandbox::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let data = sb.path("s3s-data");
+    std::fs::create_dir(&data).unwrap();
+    let mut server = s3s_fs(port, &data);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let name = bucket("restart");
+    let store = {
+        let url = format!("s3://{name}/app?region=us-east-1&endpoint={endpoint}");
+        let cfg =
+            offsite_s3::S3Config::from_location(&offsite_storage::Location::parse(&url).unwrap())
+                .unwrap();
+        let s =
+            offsite_s3::S3Store::open_with_static_credentials(cfg, &url, S3S_ACCESS, S3S_SECRET)
+                .await;
+        s.create_bucket(false).await.expect("create bucket");
+        s
+    };
+    let proxy = Proxy::start(&endpoint);
+    proxy.throttle.store(8 << 20, Ordering::Relaxed);
+    let url = format!(
+        "s3://{name}/app?endpoint={}&part-size-mib=5",
+        proxy.endpoint
+    );
+    let src = sb.archive(NAME, 24 << 20, 3);
+    let child = sb
+        .std_cmd()
+        .envs(cloud_env())
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url, "--to", &sb.url("local")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while proxy.forwarded() < 12 << 20 {
+        assert!(t0.elapsed().as_secs() < 60, "the upload did not progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.kill().unwrap(); // the server dies, SIGKILL, mid-upload
+    server.wait().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 3);
+    assert!(store.head(&format!("{NAME}.manifest.json")).await.is_err());
+
+    // Back on the same data: the rerun continues the upload the server kept.
+    let mut server = s3s_fs(port, &data);
+    proxy.throttle.store(0, Ordering::Relaxed);
+    let o = cmd(&sb)
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url, "--to", &sb.url("local")])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("parts were already on the server"),
+        "{}",
+        stdout(&o)
+    );
+    let o = cmd(&sb)
+        .args(["restore", &url, "--latest", "-o", "back", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
