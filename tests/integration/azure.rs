@@ -488,3 +488,95 @@ async fn extend_retention_requests_match_the_rest_reference_on_a_local_server() 
         Some("locked")
     );
 }
+
+/// Push itself, not only the explicit calls: a `lock=` and `legal-hold=true` destination sets
+/// the version-level immutability policy and the legal hold through the upload's own requests
+/// (Put Block List for the data, Put Blob for the manifest), as
+/// https://learn.microsoft.com/rest/api/storageservices/put-block-list and
+/// https://learn.microsoft.com/rest/api/storageservices/put-blob document them
+/// (`x-ms-immutability-policy-until-date`, `x-ms-immutability-policy-mode`, `x-ms-legal-hold`).
+/// Azurite answers 501 to those headers, so a local server that answers like the service
+/// checks each request.
+#[test]
+fn push_sets_the_lock_and_hold_through_upload_and_commit_requests_on_a_local_server() {
+    let server = RecordingServer::answering_with_status(|r| {
+        let method = r.line.split(' ').next().unwrap_or("");
+        match method {
+            "PUT" => (
+                201,
+                "ETag: \"0x8DD000000000001\"\r\nLast-Modified: Wed, 02 Dec 2026 18:00:00 GMT\r\n"
+                    .into(),
+                String::new(),
+            ),
+            _ if r.line.contains("comp=list") => (
+                200,
+                "Content-Type: application/xml\r\n".into(),
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs /><NextMarker /></EnumerationResults>".into(),
+            ),
+            _ => (
+                404,
+                "x-ms-error-code: BlobNotFound\r\n".into(),
+                String::new(),
+            ),
+        }
+    });
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 10 << 20, 3);
+    let url = format!(
+        "az://{AZURITE_ACCOUNT}/backups/app?endpoint={}/{AZURITE_ACCOUNT}&lock=governance&lock-days=7&legal-hold=true",
+        server.endpoint
+    );
+    let o = sb
+        .az_cmd(&format!("{}/{AZURITE_ACCOUNT}", server.endpoint))
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    let seen = server.requests.lock().unwrap();
+    let lines: Vec<_> = seen.iter().map(|r| r.line.clone()).collect();
+    assert_code(&o, 0);
+    let blocks = seen
+        .iter()
+        .filter(|r| r.line.starts_with("PUT ") && r.line.contains("comp=block "))
+        .count();
+    assert!(blocks >= 2, "the data went up in blocks: {lines:#?}");
+    let commit = seen
+        .iter()
+        .find(|r| r.line.starts_with("PUT ") && r.line.contains("comp=blocklist"))
+        .unwrap_or_else(|| panic!("a Put Block List: {lines:#?}"));
+    let manifest = seen
+        .iter()
+        .find(|r| {
+            r.line.starts_with(&format!(
+                "PUT /{AZURITE_ACCOUNT}/backups/app%2F{NAME}.manifest.json"
+            )) && !r.line.contains("comp=")
+        })
+        .unwrap_or_else(|| panic!("a Put Blob of the manifest: {lines:#?}"));
+    // Created 2026-11-26T02:00Z (the name's timestamp) plus seven days.
+    for (what, r) in [("data commit", commit), ("manifest", manifest)] {
+        assert_eq!(
+            r.header("x-ms-immutability-policy-until-date"),
+            Some("Thu, 03 Dec 2026 02:00:00 GMT"),
+            "{what}: {:?}",
+            r.headers
+        );
+        assert_eq!(
+            r.header("x-ms-immutability-policy-mode")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("unlocked"),
+            "{what}"
+        );
+        assert_eq!(r.header("x-ms-legal-hold"), Some("true"), "{what}");
+        assert!(r
+            .header("authorization")
+            .unwrap()
+            .starts_with("SharedKey devstoreaccount1:"));
+    }
+    // The blocks themselves carry no policy: it belongs to the committed blob.
+    assert!(seen
+        .iter()
+        .filter(|r| r.line.contains("comp=block "))
+        .all(|r| r.header("x-ms-immutability-policy-until-date").is_none()));
+}

@@ -234,6 +234,16 @@ impl RecordingServer {
     pub fn answering(
         answer: impl Fn(&Recorded) -> (String, String) + Send + 'static,
     ) -> RecordingServer {
+        Self::answering_with_status(move |r| {
+            let (extra, body) = answer(r);
+            (200, extra, body)
+        })
+    }
+
+    /// The same, with the status code decided per request too.
+    pub fn answering_with_status(
+        answer: impl Fn(&Recorded) -> (u16, String, String) + Send + 'static,
+    ) -> RecordingServer {
         use std::io::BufRead;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -268,11 +278,17 @@ impl RecordingServer {
                     headers,
                     body: req_body,
                 };
-                let (extra, body) = answer(&recorded);
+                let (status, extra, body) = answer(&recorded);
                 seen.lock().unwrap().push(recorded);
+                let reason = match status {
+                    200 => "OK",
+                    201 => "Created",
+                    404 => "Not Found",
+                    _ => "Status",
+                };
                 write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\nx-ms-request-id: 1\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: {}\r\nx-ms-request-id: 1\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 )
                 .unwrap();
