@@ -503,6 +503,12 @@ async fn restore_with_a_wrong_secret_names_the_cause_per_location() {
     let e = stderr(&o);
     assert!(e.contains("1 of 2 location(s) could not be read"), "{e}");
     assert!(e.contains("the AWS credentials were not accepted"), "{e}");
+    // The SDK's words once, not again as a raw chain after ours.
+    assert_eq!(e.matches("SignatureDoesNotMatch").count(), 1, "{e}");
+    assert!(
+        !e.contains("service error") && !e.contains("Error {"),
+        "{e}"
+    );
     assert!(e.contains("no archives there"), "{e}");
     assert!(!e.contains("not-the-secret"), "{e}");
 }

@@ -130,9 +130,9 @@ async fn rewrite(
             "copy without storage-class or metadata, then change the class with a lifecycle rule",
         ));
     }
-    src.head_json(from).await?;
+    src.retry.run(|| src.head_json(from)).await?;
     if options.if_not_exists {
-        match dst.head_json(to).await {
+        match dst.retry.run(|| dst.head_json(to)).await {
             Ok(_) => return Err(Error::already_exists(PROVIDER, to)),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
@@ -166,10 +166,42 @@ async fn rewrite(
     if let Some(r) = &options.retention {
         crate::session::set_retention(dst, to, r, Operation::Copy).await?;
     }
-    let meta = dst.head_json(to).await?;
+    let meta = dst.retry.run(|| dst.head_json(to)).await?;
     let mut r = Receipt::new(to, meta.size, meta.checksum.clone());
     r.version = meta.version;
     Ok(r)
+}
+
+/// Deletes one generation, retried like every request. The request names the generation, so
+/// a retry after a lost answer finds it gone (NotFound), which is then the first attempt's
+/// success; a refusal is explained by what the generation holds (a lock, a hold).
+async fn delete_generation(
+    i: &Inner,
+    req: &DeleteObjectRequest,
+    op: Operation,
+    key: &str,
+    meta: &ObjectMeta,
+) -> Result<()> {
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let res = i
+        .retry
+        .run(|| async {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            i.clients
+                .storage
+                .delete_object(req)
+                .await
+                .map_err(|e| from_crate(e, op, &i.ctx(key)))
+        })
+        .await;
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() && attempts.into_inner() > 1 => Ok(()),
+        Err(e) => {
+            let location = format!("gs://{}", i.cfg.bucket);
+            Err(adapter::delete_refused(e, meta, PROVIDER, &location, key))
+        }
+    }
 }
 
 /// The objects under a store-relative prefix (segment-wise), page by page; every generation,
@@ -287,11 +319,7 @@ impl Storage for GcsStore {
             generation: Some(generation),
             ..Default::default()
         };
-        i.clients.storage.delete_object(&req).await.map_err(|e| {
-            let e = from_crate(e, Operation::Versions, &i.ctx(key));
-            let location = format!("gs://{}", i.cfg.bucket);
-            adapter::delete_refused(e, &meta, PROVIDER, &location, key)
-        })
+        delete_generation(i, &req, Operation::Versions, key, &meta).await
     }
 
     async fn extend_retention(&self, key: &str, retention: Retention) -> Result<Retention> {
@@ -392,18 +420,14 @@ impl Storage for GcsStore {
     async fn delete(&self, key: &str) -> Result<()> {
         let i = &self.inner;
         let full = i.check(key, Operation::Delete)?;
-        let meta = i.head_json(key).await?;
+        let meta = i.retry.run(|| i.head_json(key)).await?;
         let req = DeleteObjectRequest {
             bucket: i.cfg.bucket.clone(),
             object: full,
             generation: meta.version.as_deref().and_then(|g| g.parse().ok()),
             ..Default::default()
         };
-        i.clients.storage.delete_object(&req).await.map_err(|e| {
-            let e = from_crate(e, Operation::Delete, &i.ctx(key));
-            let location = format!("gs://{}", i.cfg.bucket);
-            adapter::delete_refused(e, &meta, PROVIDER, &location, key)
-        })
+        delete_generation(i, &req, Operation::Delete, key, &meta).await
     }
 
     async fn copy(&self, from: &str, to: &str, options: PutOptions) -> Result<Receipt> {

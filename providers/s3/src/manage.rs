@@ -2,7 +2,6 @@
 //! versioning and Object Lock), listing and deleting versions, extending a retention, listing
 //! open multipart uploads.
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectLockEnabled,
     ObjectLockRetention, VersioningConfiguration,
@@ -35,22 +34,21 @@ impl Inner {
 
     /// Whether the bucket exists and these credentials may use it (HeadBucket).
     async fn bucket_exists(&self) -> offsite_storage::Result<bool> {
-        match self
-            .client
-            .head_bucket()
-            .bucket(&self.cfg.bucket)
-            .send()
-            .await
-        {
+        let head = self
+            .retry
+            .run(|| async {
+                self.client
+                    .head_bucket()
+                    .bucket(&self.cfg.bucket)
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Create, &self.ctx("")))
+            })
+            .await;
+        match head {
             Ok(_) => Ok(true),
-            Err(e) => {
-                let e = map(e, Operation::Create, &self.ctx(""));
-                if e.is_not_found() {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -74,7 +72,20 @@ impl Inner {
                     .build(),
             );
         }
-        match req.send().await {
+        // Retried like every request: a retry after a lost answer finds the bucket created by
+        // the first attempt, BucketAlreadyOwnedByYou, which is success.
+        let created = self
+            .retry
+            .run(|| {
+                let req = req.clone();
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| map(e, Operation::Create, &self.ctx("")))
+                }
+            })
+            .await;
+        match created {
             Ok(_) => {}
             // Created meanwhile by these credentials: as if it had been there.
             Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => {
@@ -91,7 +102,7 @@ impl Inner {
                 .with_key(self.location())
                 .with_hint("choose another bucket name"));
             }
-            Err(e) => return Err(map(e, Operation::Create, &self.ctx(""))),
+            Err(e) => return Err(e),
         }
         if options.versioning && !options.object_lock {
             self.enable_versioning().await?;
@@ -100,28 +111,37 @@ impl Inner {
     }
 
     async fn enable_versioning(&self) -> offsite_storage::Result<()> {
-        self.client
-            .put_bucket_versioning()
-            .bucket(&self.cfg.bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
+        self.retry
+            .run(|| async {
+                self.client
+                    .put_bucket_versioning()
+                    .bucket(&self.cfg.bucket)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder()
+                            .status(BucketVersioningStatus::Enabled)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map(e, Operation::Create, &self.ctx("")))
+            })
             .await
-            .map(|_| ())
-            .map_err(|e| map(e, Operation::Create, &self.ctx("")))
     }
 
     /// An existing bucket: versioning can be turned on now; Object Lock cannot.
     async fn check_existing(&self, options: &CreateOptions) -> offsite_storage::Result<()> {
         if options.object_lock {
             let lock = self
-                .client
-                .get_object_lock_configuration()
-                .bucket(&self.cfg.bucket)
-                .send()
+                .retry
+                .run(|| async {
+                    self.client
+                        .get_object_lock_configuration()
+                        .bucket(&self.cfg.bucket)
+                        .send()
+                        .await
+                        .map_err(|e| map(e, Operation::Create, &self.ctx("")))
+                })
                 .await;
             let enabled = match lock {
                 Ok(out) => {
@@ -130,7 +150,7 @@ impl Inner {
                         == Some(&ObjectLockEnabled::Enabled)
                 }
                 Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => false,
-                Err(e) => return Err(map(e, Operation::Create, &self.ctx(""))),
+                Err(e) => return Err(e),
             };
             if !enabled {
                 return Err(self.create_error(

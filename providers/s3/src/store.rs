@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{ChecksumMode, GlacierJobParameters, RestoreRequest, Tier};
 use aws_sdk_s3::Client;
 use futures::stream::{self, StreamExt};
@@ -467,18 +466,24 @@ impl Storage for S3Store {
                     })?,
             )
             .build();
-        match i
-            .client
-            .restore_object()
-            .bucket(&i.cfg.bucket)
-            .key(&full)
-            .restore_request(req)
-            .send()
-            .await
-        {
+        // Retried: a second request after a lost answer is RestoreAlreadyInProgress, success.
+        let res = i
+            .retry
+            .run(|| async {
+                i.client
+                    .restore_object()
+                    .bucket(&i.cfg.bucket)
+                    .key(&full)
+                    .restore_request(req.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Get, &i.ctx(key)))
+            })
+            .await;
+        match res {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(()),
-            Err(e) => Err(map(e, Operation::Get, &i.ctx(key))),
+            Err(e) => Err(e),
         }
     }
 }

@@ -122,8 +122,8 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// An error from a store: kind, provider, operation, key, a message, and what to try next.
 ///
 /// Messages never carry secrets: adapters build them from names (bucket, key, region), never
-/// from credentials or signed URLs.
-#[derive(Debug)]
+/// from credentials or signed URLs. `Debug` shows the same fields without the SDK's error,
+/// whose own `Debug` can hold a signed request URL.
 pub struct Error {
     kind: ErrorKind,
     provider: &'static str,
@@ -136,6 +136,22 @@ pub struct Error {
     code: Option<Box<str>>,
     retryable: bool,
     source: Option<Source>,
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("provider", &self.provider)
+            .field("operation", &self.operation)
+            .field("key", &self.key)
+            .field("message", &self.message)
+            .field("hint", &self.hint)
+            .field("code", &self.code)
+            .field("retryable", &self.retryable)
+            .field("has_cause", &self.source.is_some())
+            .finish()
+    }
 }
 
 /// Result with the storage [`Error`].
@@ -296,10 +312,59 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
+/// `source()` is `None` on purpose: the adapter's mapping already put what the SDK said into
+/// the message, once and stripped of URLs. Exposing the SDK's error as the source would make
+/// every `{:#}` and anyhow chain print it a second time, raw, and an SDK chain can end in a
+/// request URL that carries a SAS token. [`Error::cause`] gives it to code that must look.
+impl std::error::Error for Error {}
+
+impl Error {
+    /// The SDK or I/O error this one was mapped from, for code that inspects it (never for
+    /// messages: see the `std::error::Error` impl).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_kept_for_code_but_never_printed() {
+        let sdk = std::io::Error::other(
+            "request to https://acct.blob.core.windows.net/c/k?sv=2025&sig=SECRETSIG failed",
+        );
+        let e = Error::new(
+            ErrorKind::Transient,
+            "azure",
+            Operation::Get,
+            "cannot connect",
+        )
+        .with_key("k")
+        .with_source(sdk);
+        assert!(e.cause().unwrap().to_string().contains("SECRETSIG"));
+        let printed = [
+            format!("{e}"),
+            format!("{e:?}"),
+            format!("{e:#?}"),
+            anyhow_like_chain(&e),
+        ];
+        for p in printed {
+            assert!(!p.contains("SECRETSIG"), "{p}");
+            assert!(p.contains("cannot connect"), "{p}");
+        }
+        assert_eq!(format!("{e}"), "azure get \"k\": cannot connect");
+    }
+
+    /// What anyhow's `{:#}` prints: the error and each `source()` after it.
+    fn anyhow_like_chain(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut out = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            out.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        out
     }
 }
