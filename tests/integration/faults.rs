@@ -200,7 +200,7 @@ fn walk_sizes(dir: &std::path::Path) -> u64 {
 fn s3s_fs(port: u16, data: &std::path::Path) -> std::process::Child {
     let bin = std::env::var("OFFSITE_TEST_S3S_BIN")
         .expect("OFFSITE_TEST_S3S_BIN from tests/emulators/start.sh");
-    let child = std::process::Command::new(bin)
+    let mut child = std::process::Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", S3S_ACCESS, "--secret-key", S3S_SECRET])
         .arg(data)
@@ -214,6 +214,8 @@ fn s3s_fs(port: u16, data: &std::path::Path) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("s3s-fs did not start on {port}");
 }
 
@@ -294,53 +296,6 @@ async fn a_server_killed_mid_upload_and_restarted_is_resumed_on_the_rerun() {
     server.wait().unwrap();
 }
 
-/// HMAC-SHA256 (RFC 2104) over sha2, for signing a SAS the way the Azure docs describe.
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let (mut ipad, mut opad) = ([0x36u8; 64], [0x5cu8; 64]);
-    for i in 0..64 {
-        ipad[i] ^= k[i];
-        opad[i] ^= k[i];
-    }
-    let inner = Sha256::new()
-        .chain_update(ipad)
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
-
-/// An account SAS for Azurite's development account, valid until `expiry` (Create an account
-/// SAS, REST reference: the string-to-sign of version 2020-12-06 and later).
-fn account_sas(expiry: chrono::DateTime<chrono::Utc>) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let (sp, ss, srt, sv) = ("rwdlacup", "b", "sco", "2021-06-08");
-    let se = expiry.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let to_sign = format!("{AZURITE_ACCOUNT}\n{sp}\n{ss}\n{srt}\n\n{se}\n\n\n{sv}\n\n");
-    let key = b64.decode(crate::azure::AZURITE_KEY).unwrap();
-    let sig = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
-    let enc = |v: &str| {
-        v.replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D")
-    };
-    format!(
-        "sv={sv}&ss={ss}&srt={srt}&sp={sp}&se={}&sig={}",
-        enc(&se),
-        enc(&sig)
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_azure_sas_that_expires_mid_push_fails_clearly_and_a_new_one_resumes() {
     let sb = Sandbox::new();
@@ -362,18 +317,20 @@ async fn an_azure_sas_that_expires_mid_push_fails_clearly_and_a_new_one_resumes(
     };
     // A SAS that works: proven first, so that the failure below is the expiry and only that.
     let probe = sb.archive("probe-20261001_000000.tar", 1000, 1);
-    let o = sas_push(account_sas(chrono::Utc::now() + chrono::Duration::hours(1)))
-        .arg("push")
-        .arg(&probe)
-        .args(["-r", &sb.recipient, "--to", &url])
-        .output()
-        .unwrap();
+    let o = sas_push(crate::azure::account_sas(
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    ))
+    .arg("push")
+    .arg(&probe)
+    .args(["-r", &sb.recipient, "--to", &url])
+    .output()
+    .unwrap();
     assert_code(&o, 0);
 
     // 24 MiB at 4 MiB/s takes about six seconds; the SAS expires after three.
     let src = sb.archive(NAME, 24 << 20, 4);
     proxy.throttle.store(4 << 20, Ordering::Relaxed);
-    let o = sas_push(account_sas(
+    let o = sas_push(crate::azure::account_sas(
         chrono::Utc::now() + chrono::Duration::seconds(3),
     ))
     .arg("push")
@@ -405,12 +362,14 @@ async fn an_azure_sas_that_expires_mid_push_fails_clearly_and_a_new_one_resumes(
 
     // A fresh SAS: the rerun continues from the staged blocks.
     proxy.throttle.store(0, Ordering::Relaxed);
-    let o = sas_push(account_sas(chrono::Utc::now() + chrono::Duration::hours(1)))
-        .arg("push")
-        .arg(&src)
-        .args(["-r", &sb.recipient, "--to", &url, "--to", &sb.url("local")])
-        .output()
-        .unwrap();
+    let o = sas_push(crate::azure::account_sas(
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    ))
+    .arg("push")
+    .arg(&src)
+    .args(["-r", &sb.recipient, "--to", &url, "--to", &sb.url("local")])
+    .output()
+    .unwrap();
     assert_code(&o, 0);
     assert!(
         stdout(&o).contains("parts were already on the server"),

@@ -137,7 +137,7 @@ fn recipients_file_with_several_keys_lets_each_identity_restore() {
 
 /// No lock-in: a copy on a store is fetched with a stock client, decrypted with stock `age`,
 /// and both SHA-256s are the manifest's (`curl` runs as README's "Without offsite" shows).
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn fetch_decrypt_and_check(sb: &Sandbox, curl_args: &[String], manifest_url_args: &[String]) {
     let fetch = |args: &[String], out: &std::path::Path| {
         let o = Std::new("curl")
@@ -236,5 +236,38 @@ async fn a_gcs_copy_is_readable_with_curl_and_age() {
         &sb,
         &media(&format!("{NAME}.age")),
         &media(&format!("{NAME}.manifest.json")),
+    );
+}
+
+/// Azure with stock curl: a SAS (what `az storage blob generate-sas` or the portal hands out)
+/// in the query of a plain GET, as README's "Without offsite" shows.
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_azure_copy_is_readable_with_curl_and_age() {
+    use crate::azure::{account_sas, AZURITE_ACCOUNT};
+    let sb = Sandbox::new();
+    let container = bucket("lockin");
+    let _store = crate::azure::store(&container, "app").await;
+    let ep = emulator("OFFSITE_TEST_AZURITE");
+    let src = sb.archive(NAME, 5 << 20, 6);
+    let url = format!("az://{AZURITE_ACCOUNT}/{container}/app?endpoint={ep}");
+    let o = sb
+        .cmd()
+        .env(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            crate::azure::connection_string(&ep),
+        )
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let sas = account_sas(chrono::Utc::now() + chrono::Duration::hours(1));
+    let get = |key: &str| vec![format!("{ep}/{container}/app/{key}?{sas}")];
+    fetch_decrypt_and_check(
+        &sb,
+        &get(&format!("{NAME}.age")),
+        &get(&format!("{NAME}.manifest.json")),
     );
 }

@@ -120,6 +120,42 @@ async fn push_ls_verify_restore_on_s3s_fs() {
     round_trip("OFFSITE_TEST_S3S").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn push_ls_verify_restore_on_seaweedfs() {
+    round_trip("OFFSITE_TEST_SEAWEEDFS").await;
+}
+
+/// Object Lock on a production server, through a multipart push: data and manifest locked
+/// alike, deletes refused (AccessDenied there, Locked here), the manifest naming the date.
+#[tokio::test(flavor = "multi_thread")]
+async fn object_lock_on_seaweedfs_covers_a_multipart_push() {
+    let sb = Sandbox::new();
+    let b = bucket_on(
+        "OFFSITE_TEST_SEAWEEDFS",
+        "lock",
+        true,
+        "lock=compliance&lock-days=2&part-size-mib=5",
+    )
+    .await;
+    let src = sb.archive(NAME, 12 << 20, 6);
+    let o = sb.push_via(sb.s3_cmd(), &src, &b.url);
+    assert_code(&o, 0);
+    for key in [format!("{NAME}.age"), format!("{NAME}.manifest.json")] {
+        let h = b.store.head(&key).await.unwrap();
+        let r = h.retention.unwrap_or_else(|| panic!("{key} has no lock"));
+        assert_eq!(r.mode, offsite_storage::LockMode::Compliance);
+        let e = b.store.delete(&key).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+    }
+    let o = sb
+        .s3_cmd()
+        .args(["verify", "--deep", &b.url, "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+}
+
 /// `--no-spool` sends a multipart upload from memory; the copy verifies (deep) and restores.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_spool_push_to_s3_is_multipart_from_memory_and_restores() {

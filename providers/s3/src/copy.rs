@@ -2,13 +2,14 @@
 //! through this process.
 
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockLegalHold,
+    ObjectLockLegalHoldStatus, ServerSideEncryption,
 };
 use offsite_storage::{part_size_for, Error, Operation, PutOptions, Receipt};
 
 use crate::error::map;
 use crate::metadata::{lock_mode, put_options, sha256_checksum, to_smithy_time};
-use crate::store::{exists, Inner, LIMITS, PROVIDER};
+use crate::store::{exists, head, Inner, LIMITS, PROVIDER};
 
 /// Copies `src_bucket/src_full` (of `size` bytes) to `to` in `dst`'s bucket, server-side.
 pub(crate) async fn copy_between(
@@ -47,6 +48,9 @@ pub(crate) async fn copy_between(
             .object_lock_mode(lock_mode(r.mode))
             .object_lock_retain_until_date(to_smithy_time(&r.retain_until));
     }
+    if options.legal_hold {
+        req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
+    }
     if let Some(k) = &dst.cfg.sse_kms_key {
         req = req
             .server_side_encryption(ServerSideEncryption::AwsKms)
@@ -69,7 +73,81 @@ pub(crate) async fn copy_between(
     });
     let mut r = Receipt::new(to, size, checksum);
     r.version = out.version_id().map(str::to_string);
+    ensure_locks(dst, to, &options).await?;
     Ok(r)
+}
+
+/// Checks the copy holds the lock and hold the options ask for, and sets what is missing:
+/// CopyObject's lock headers are not honoured everywhere (SeaweedFS 4.48 ignores them, and the
+/// bucket's default retention too, on copies). A lock asked for is never silently dropped: a
+/// copy that cannot be locked is deleted and the copy fails.
+async fn ensure_locks(dst: &Inner, to: &str, options: &PutOptions) -> offsite_storage::Result<()> {
+    if options.retention.is_none() && !options.legal_hold {
+        return Ok(());
+    }
+    let meta = head(dst, to).await?;
+    if let Some(want) = options.retention {
+        // S3 keeps retain-until to the second.
+        let short = meta
+            .retention
+            .is_none_or(|have| have.retain_until.timestamp() < want.retain_until.timestamp());
+        if short {
+            tracing::debug!(key = to, "the copy came without its retention; setting it");
+            dst.extend_retention(to, want).await?;
+        }
+    }
+    if options.legal_hold && !meta.legal_hold {
+        tracing::debug!(key = to, "the copy came without its legal hold; setting it");
+        let full = dst.check_key(to, Operation::Copy)?;
+        dst.retry
+            .run(|| async {
+                dst.client
+                    .put_object_legal_hold()
+                    .bucket(&dst.cfg.bucket)
+                    .key(&full)
+                    .set_version_id(meta.version.clone())
+                    .legal_hold(
+                        ObjectLockLegalHold::builder()
+                            .status(ObjectLockLegalHoldStatus::On)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))
+            })
+            .await?;
+    }
+    let now = head(dst, to).await?;
+    let retained = options.retention.is_none_or(|want| {
+        now.retention
+            .is_some_and(|have| have.retain_until.timestamp() >= want.retain_until.timestamp())
+    });
+    if retained && (!options.legal_hold || now.legal_hold) {
+        return Ok(());
+    }
+    if let Ok(full) = dst.check_key(to, Operation::Copy) {
+        // Best effort: an unlocked copy can go; one that got a hold but not its retention
+        // is refused, and stays for the caller's cleanup.
+        let _ = dst
+            .client
+            .delete_object()
+            .bucket(&dst.cfg.bucket)
+            .key(&full)
+            .set_version_id(now.version.clone())
+            .send()
+            .await;
+    }
+    Err(Error::new(
+        offsite_storage::ErrorKind::Unsupported,
+        PROVIDER,
+        Operation::Copy,
+        "the server made the copy but would not lock it as asked",
+    )
+    .with_key(to)
+    .with_hint(
+        "copy through a streamed upload, or use a server that honours Object Lock on copies",
+    ))
 }
 
 /// UploadPartCopy for objects above the CopyObject limit.
@@ -167,6 +245,7 @@ async fn copy_in_parts(
             let mut r = Receipt::new(to, size, None);
             r.etag = out.e_tag().map(str::to_string);
             r.version = out.version_id().map(str::to_string);
+            ensure_locks(dst, to, options).await?;
             Ok(r)
         }
         Err(e) => {

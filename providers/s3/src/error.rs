@@ -77,7 +77,7 @@ where
         ),
         (_, Some("InvalidRequest" | "InvalidArgument"), _) => (ErrorKind::InvalidConfig, None),
         // An S3-compatible server without this operation (501): asking again cannot help.
-        (_, Some("NotImplemented"), _) | (_, None, Some(501)) => (
+        (_, Some("NotImplemented" | "MethodNotAllowed"), _) | (_, None, Some(501 | 405)) => (
             ErrorKind::Unsupported,
             Some("this S3-compatible server does not implement the operation".into()),
         ),

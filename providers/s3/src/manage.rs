@@ -341,11 +341,24 @@ impl Inner {
                         Some(o)
                     })
                     .collect();
-                let next = (page.is_truncated() == Some(true)).then(|| {
-                    (
-                        page.next_key_marker().map(str::to_string),
-                        page.next_upload_id_marker().map(str::to_string),
-                    )
+                // The markers as the server gives them (SeaweedFS sends NextUploadIdMarker
+                // alone, and answers nothing to a key marker beside it); when it gives neither,
+                // the last upload listed is where the next page starts, as S3 defines them. An
+                // empty truncated page ends the listing.
+                let last = page.uploads().last();
+                let given = (
+                    page.next_key_marker().map(str::to_string),
+                    page.next_upload_id_marker().map(str::to_string),
+                );
+                let next = (page.is_truncated() == Some(true) && last.is_some()).then(|| {
+                    if given == (None, None) {
+                        (
+                            last.and_then(|u| u.key()).map(str::to_string),
+                            last.and_then(|u| u.upload_id()).map(str::to_string),
+                        )
+                    } else {
+                        given
+                    }
                 });
                 Ok((items, next))
             }
@@ -371,11 +384,19 @@ where
     offsite_storage::flatten_pages(stream::try_unfold(
         Some((None, None)),
         move |markers: Option<Markers>| {
+            let current = markers.clone();
             let page = markers.map(|(first, second)| fetch(first, second));
             async move {
                 match page {
                     None => Ok(None),
-                    Some(page) => page.await.map(Some),
+                    Some(page) => {
+                        let (items, next) = page.await?;
+                        // A server that says "truncated" without markers that move on (SeaweedFS
+                        // 4.48 on its last full page) would have us ask for the same page
+                        // forever: a page that cannot advance ends the listing.
+                        let next = next.filter(|n| Some(n) != current.as_ref());
+                        Ok(Some((items, next)))
+                    }
                 }
             }
         },
