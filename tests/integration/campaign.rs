@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::azure::{connection_string, AZURITE_ACCOUNT};
+use crate::azure::AZURITE_ACCOUNT;
 use crate::common::*;
 
 const KILLS: usize = 30;
@@ -56,14 +56,7 @@ struct Setup {
 impl Setup {
     fn cmd(&self) -> std::process::Command {
         let mut c = self.sb.std_cmd();
-        c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
-            .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env(
-                "AZURE_STORAGE_CONNECTION_STRING",
-                connection_string(&emulator("OFFSITE_TEST_AZURITE")),
-            );
+        c.envs(emulator_credentials()).env_remove("AWS_PROFILE");
         c
     }
 
@@ -99,14 +92,7 @@ impl Setup {
                 continue;
             }
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            let mut any_complete = false;
-            let complete_here = |v: &serde_json::Value, name: &str| {
-                v["archives"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|a| a["archive"] == name && a["state"] == "complete")
-            };
+            let mut here = false;
             for a in v["archives"].as_array().unwrap() {
                 let state = a["state"].as_str().unwrap();
                 assert!(
@@ -114,19 +100,11 @@ impl Setup {
                     "kill {kill}: {url} holds {} as {state}",
                     a["archive"]
                 );
-                if state == "complete" {
-                    any_complete = true;
-                    complete += usize::from(a["archive"] == name);
-                }
+                here |= state == "complete" && a["archive"] == name;
             }
-            let fresh = !self
-                .proven
-                .borrow()
-                .contains(&(url.clone(), name.to_string()));
-            if any_complete && complete_here(&v, name) && fresh {
-                self.proven
-                    .borrow_mut()
-                    .insert((url.clone(), name.to_string()));
+            complete += usize::from(here);
+            let proven = (url.clone(), name.to_string());
+            if here && self.proven.borrow_mut().insert(proven) {
                 let o = self.output(&["verify", "--deep", url, "--archive", name, "-i", &key]);
                 assert_eq!(
                     code(&o),

@@ -184,3 +184,44 @@ pub fn rand_u32() -> u32 {
         .subsec_nanos();
     t ^ (std::process::id() << 16) ^ N.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
 }
+
+/// A 1 MiB tmpfs mounted at `path` (created), unmounted when dropped: a disk that fills up.
+/// Mounting needs root, as the suite runs (README "Tests").
+pub struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    pub fn mount(path: PathBuf) -> SmallDisk {
+        std::fs::create_dir_all(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            mounted.success(),
+            "this test needs to mount a 1 MiB tmpfs (run as root)"
+        );
+        SmallDisk(path)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The emulators' test credentials (S3 servers and Azurite; not secrets), for a command that
+/// pushes to several clouds at once.
+#[cfg(all(feature = "s3", feature = "azure"))]
+pub fn emulator_credentials() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", S3S_ACCESS.into()),
+        ("AWS_SECRET_ACCESS_KEY", S3S_SECRET.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            crate::azure::connection_string(&emulator("OFFSITE_TEST_AZURITE")),
+        ),
+    ]
+}

@@ -6,26 +6,14 @@ use std::sync::atomic::Ordering;
 
 use offsite_storage::Storage;
 
-use crate::azure::{connection_string, AZURITE_ACCOUNT};
+use crate::azure::AZURITE_ACCOUNT;
 use crate::common::*;
 use crate::proxy::Proxy;
 
 fn cmd(sb: &Sandbox) -> assert_cmd::Command {
     let mut c = sb.cmd();
-    c.envs(cloud_env());
+    c.envs(emulator_credentials());
     c
-}
-
-fn cloud_env() -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", S3S_ACCESS.into()),
-        ("AWS_SECRET_ACCESS_KEY", S3S_SECRET.into()),
-        ("AWS_REGION", "us-east-1".into()),
-        (
-            "AZURE_STORAGE_CONNECTION_STRING",
-            connection_string(&emulator("OFFSITE_TEST_AZURITE")),
-        ),
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,23 +114,7 @@ async fn destinations_answering_500_are_retried_and_then_recover() {
 fn a_full_spool_disk_fails_the_push_cleanly_and_names_the_cache_dir() {
     let sb = Sandbox::new();
     let mnt = sb.path("smallcache");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("run mount");
-    assert!(
-        mounted.success(),
-        "this test mounts a 1 MiB tmpfs (run as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _disk = SmallDisk::mount(mnt.clone());
     let src = sb.archive(NAME, 3 << 20, 1);
     let o = sb
         .cmd()
@@ -251,7 +223,7 @@ async fn a_server_killed_mid_upload_and_restarted_is_resumed_on_the_rerun() {
     let src = sb.archive(NAME, 24 << 20, 3);
     let child = sb
         .std_cmd()
-        .envs(cloud_env())
+        .envs(emulator_credentials())
         .arg("push")
         .arg(&src)
         .args(["-r", &sb.recipient, "--to", &url, "--to", &sb.url("local")])
@@ -345,11 +317,7 @@ async fn an_azure_sas_that_expires_mid_push_fails_clearly_and_a_new_one_resumes(
         "the expiry is named as an auth failure: {e}"
     );
     assert!(e.contains("SAS"), "the SAS is named as the way in: {e}");
-    let o = sb
-        .az_cmd_for_faults()
-        .args(["--json", "ls", &url])
-        .output()
-        .unwrap();
+    let o = cmd(&sb).args(["--json", "ls", &url]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
         !v["archives"]
@@ -376,18 +344,11 @@ async fn an_azure_sas_that_expires_mid_push_fails_clearly_and_a_new_one_resumes(
         "{}",
         stdout(&o)
     );
-    let o = sb
-        .az_cmd_for_faults()
+    let o = cmd(&sb)
         .args(["restore", &url, "--latest", "-o", "back", "-i"])
         .arg(&sb.key)
         .output()
         .unwrap();
     assert_code(&o, 0);
     assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
-}
-
-impl Sandbox {
-    fn az_cmd_for_faults(&self) -> assert_cmd::Command {
-        cmd(self)
-    }
 }

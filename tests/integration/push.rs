@@ -300,23 +300,7 @@ fn an_unwritable_destination_fails_alone_and_leaves_nothing() {
 fn a_full_disk_fails_the_push_and_leaves_no_object_that_looks_complete() {
     let sb = Sandbox::new();
     let mnt = sb.path("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("run mount");
-    assert!(
-        mounted.success(),
-        "this test needs to mount a 1 MiB tmpfs (run as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _disk = SmallDisk::mount(mnt.clone());
     let src = sb.archive(NAME, 3 << 20, 1);
     let o = sb.push(&src, &["small", "good"]);
     assert_code(&o, 3);
