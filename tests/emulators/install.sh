@@ -8,6 +8,7 @@ AZURITE_VERSION=3.35.0
 S3S_FS_VERSION=0.17.0
 GCS_EMULATOR_VERSION=2026.7.19
 SEAWEEDFS_VERSION=4.48
+AZURE_STORAGE_BLOB_VERSION=12.31.1
 
 tools="${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}"
 mkdir -p "$tools"
@@ -39,6 +40,15 @@ if [ ! -x "$gcs_venv/bin/gcp-storage-emulator" ]; then
   rm -rf "$gcs_venv"
   python3 -m venv "$gcs_venv"
   "$gcs_venv/bin/pip" install -q --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+fi
+
+# Microsoft's azure-storage-blob Python package, the stock client of the Azure no-lock-in test.
+azblob_venv="$tools/azure-storage-blob-$AZURE_STORAGE_BLOB_VERSION"
+if [ ! -x "$azblob_venv/bin/python" ] || ! "$azblob_venv/bin/python" -c 'import azure.storage.blob' 2>/dev/null; then
+  echo "installing azure-storage-blob $AZURE_STORAGE_BLOB_VERSION into $azblob_venv"
+  rm -rf "$azblob_venv"
+  python3 -m venv "$azblob_venv"
+  "$azblob_venv/bin/pip" install -q --disable-pip-version-check "azure-storage-blob==$AZURE_STORAGE_BLOB_VERSION"
 fi
 
 # Azurite (Azure Blob), from npm into its own prefix.

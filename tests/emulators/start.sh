@@ -10,8 +10,6 @@ mkdir -p "$dir"
 : > "$dir/pids"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-# N distinct free ports on one line (all held open while choosing, so none repeats).
-free_ports() { python3 -c 'import socket,sys; ss=[socket.socket() for _ in range(int(sys.argv[1]))]; [s.bind(("127.0.0.1",0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])' "$1"; }
 # Waits until URL answers at all or, given WANT, until its body contains WANT.
 wait_http() {
   local url="$1" name="$2" log="$3" want="${4:-}"
@@ -37,37 +35,9 @@ mkdir -p "$dir/s3s-data"
 echo $! >> "$dir/pids"
 wait_http "http://127.0.0.1:$s3s_port/" s3s-fs "$dir/s3s.log"
 
-# SeaweedFS: one `weed server` process (master, volume server, filer, S3 gateway), every HTTP and
-# gRPC port free and on loopback. The identity in -s3.config makes it require our test
-# credentials (loopback-only, not secrets). As on AWS, no bucket is created by a PutObject and no
-# non-empty bucket is deleted. One volume per bucket (WEED_MASTER_VOLUME_GROWTH_COPY_1; the
-# default grows 7) and -volume.max=1000 (default 8, used up by the second bucket: writes then
-# fail with 500 InternalError). A 1 s election timeout (default 10 s) because a master restarted on
-# its data waits for one before it leads: ~3 s instead of ~20 s. Telemetry, Iceberg, Lance off.
-read -r sw_master sw_master_grpc sw_volume sw_volume_grpc sw_filer sw_filer_grpc sw_s3 sw_s3_grpc \
-  < <(free_ports 8)
-mkdir -p "$dir/seaweedfs"
-cat > "$dir/seaweedfs-s3.json" <<'EOF'
-{"identities": [{"name": "offsite-test",
-  "credentials": [{"accessKey": "offsite-test", "secretKey": "offsite-test-secret"}],
-  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
-EOF
-weed_bin=$(ls -d "$tools"/seaweedfs-*/bin/weed | sort -V | tail -n 1)
-WEED_MASTER_VOLUME_GROWTH_COPY_1=1 "$weed_bin" server -dir="$dir/seaweedfs" \
-  -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-  -master.port="$sw_master" -master.port.grpc="$sw_master_grpc" -master.telemetry=false \
-  -master.volumeSizeLimitMB=64 -master.electionTimeout=1s \
-  -volume.port="$sw_volume" -volume.port.grpc="$sw_volume_grpc" -volume.max=1000 \
-  -volume.preStopSeconds=0 \
-  -filer -filer.port="$sw_filer" -filer.port.grpc="$sw_filer_grpc" \
-  -s3 -s3.port="$sw_s3" -s3.port.grpc="$sw_s3_grpc" -s3.port.iceberg=0 -s3.port.lance=0 \
-  -s3.config="$dir/seaweedfs-s3.json" -s3.autoCreateBucket=false \
-  -s3.allowDeleteBucketNotEmpty=false > "$dir/seaweedfs.log" 2>&1 &
-echo $! >> "$dir/pids"
-wait_http "http://127.0.0.1:$sw_s3/" seaweedfs "$dir/seaweedfs.log"
-# S3 answers before the volume server has joined the master (writes fail until then): ~0 s
-# after, or ~4 s when its first heartbeat came before the master's election.
-wait_http "http://127.0.0.1:$sw_master/dir/status" seaweedfs "$dir/seaweedfs.log" '"DataNodes":[{'
+# SeaweedFS, a production object store, by its own script (a fault test restarts one too).
+read -r sw_pid sw_s3 < <("$here/seaweedfs.sh" "$dir/seaweedfs")
+echo "$sw_pid" >> "$dir/pids"
 
 # gcp-storage-emulator through our launcher, which patches its gaps (see gcs_emulator.py).
 gcs_port=$(free_port)
@@ -91,7 +61,10 @@ echo "export OFFSITE_TEST_MOTO=http://127.0.0.1:$moto_port"
 echo "export OFFSITE_TEST_S3S=http://127.0.0.1:$s3s_port"
 echo "export OFFSITE_TEST_S3S_DIR=$dir/s3s-data"
 echo "export OFFSITE_TEST_SEAWEEDFS=http://127.0.0.1:$sw_s3"
+echo "export OFFSITE_TEST_SEAWEEDFS_SCRIPT=$here/seaweedfs.sh"
 # The binary itself, for tests that kill a server of their own and restart it on its data.
 echo "export OFFSITE_TEST_S3S_BIN=$(ls "$tools"/s3s-fs-*/bin/s3s-fs | sort -V | tail -n 1)"
 echo "export OFFSITE_TEST_GCS=http://127.0.0.1:$gcs_port"
+# Python with Microsoft's azure-storage-blob, for the no-lock-in test.
+echo "export OFFSITE_TEST_AZURE_PYTHON=$(ls -d "$tools"/azure-storage-blob-*/bin/python | sort -V | tail -n 1)"
 echo "export OFFSITE_TEST_AZURITE=http://127.0.0.1:$azurite_port/devstoreaccount1"

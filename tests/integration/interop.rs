@@ -135,25 +135,16 @@ fn recipients_file_with_several_keys_lets_each_identity_restore() {
     assert_eq!(sha256_file(&sb.path("r")), sha256_file(&src));
 }
 
-/// No lock-in: a copy on a store is fetched with a stock client, decrypted with stock `age`,
-/// and both SHA-256s are the manifest's (`curl` runs as README's "Without offsite" shows).
+/// No lock-in: a copy on a store is fetched with a stock client (`fetch(key, out)` writes the
+/// object at `key` under the location to `out`), decrypted with stock `age`, and both SHA-256s
+/// are the manifest's (as README's "Without offsite" shows).
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
-fn fetch_decrypt_and_check(sb: &Sandbox, curl_args: &[String], manifest_url_args: &[String]) {
-    let fetch = |args: &[String], out: &std::path::Path| {
-        let o = Std::new("curl")
-            .args(["-sS", "--fail", "-o"])
-            .arg(out)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    fetch(curl_args, &sb.path("fetched.age"));
-    fetch(manifest_url_args, &sb.path("fetched.manifest.json"));
+fn fetch_decrypt_and_check(sb: &Sandbox, fetch: impl Fn(&str, &std::path::Path)) {
+    fetch(&format!("{NAME}.age"), &sb.path("fetched.age"));
+    fetch(
+        &format!("{NAME}.manifest.json"),
+        &sb.path("fetched.manifest.json"),
+    );
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sb.path("fetched.manifest.json")).unwrap()).unwrap();
     assert_eq!(m["stored"]["sha256"], sha256_file(&sb.path("fetched.age")));
@@ -173,6 +164,22 @@ fn fetch_decrypt_and_check(sb: &Sandbox, curl_args: &[String], manifest_url_args
     assert_eq!(
         m["plaintext"]["sha256"],
         sha256_file(&sb.path("fetched.plain"))
+    );
+}
+
+/// `curl -sS --fail -o OUT ARGS...`.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn curl(args: &[String], out: &std::path::Path) {
+    let o = Std::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }
 
@@ -209,11 +216,7 @@ async fn an_s3_copy_is_readable_with_curl_and_age() {
             format!("{ep}/{name}/app/{key}"),
         ]
     };
-    fetch_decrypt_and_check(
-        &sb,
-        &signed(&format!("{NAME}.age")),
-        &signed(&format!("{NAME}.manifest.json")),
-    );
+    fetch_decrypt_and_check(&sb, |key, out| curl(&signed(key), out));
 }
 
 #[cfg(feature = "gcs")]
@@ -232,11 +235,7 @@ async fn a_gcs_copy_is_readable_with_curl_and_age() {
             key.replace('/', "%2F")
         )]
     };
-    fetch_decrypt_and_check(
-        &sb,
-        &media(&format!("{NAME}.age")),
-        &media(&format!("{NAME}.manifest.json")),
-    );
+    fetch_decrypt_and_check(&sb, |key, out| curl(&media(key), out));
 }
 
 /// Azure with stock curl: a SAS (what `az storage blob generate-sas` or the portal hands out)
@@ -265,9 +264,47 @@ async fn an_azure_copy_is_readable_with_curl_and_age() {
     assert_code(&o, 0);
     let sas = account_sas(chrono::Utc::now() + chrono::Duration::hours(1));
     let get = |key: &str| vec![format!("{ep}/{container}/app/{key}?{sas}")];
-    fetch_decrypt_and_check(
-        &sb,
-        &get(&format!("{NAME}.age")),
-        &get(&format!("{NAME}.manifest.json")),
-    );
+    fetch_decrypt_and_check(&sb, |key, out| curl(&get(key), out));
+}
+
+/// Azure with Microsoft's own Python client, `azure-storage-blob` (pinned in
+/// tests/emulators/install.sh), from the account's connection string.
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_azure_copy_is_readable_with_the_azure_storage_blob_package_and_age() {
+    use crate::azure::AZURITE_ACCOUNT;
+    let sb = Sandbox::new();
+    let container = bucket("lockin");
+    let _store = crate::azure::store(&container, "app").await;
+    let ep = emulator("OFFSITE_TEST_AZURITE");
+    let src = sb.archive(NAME, 9 << 20, 7);
+    let url = format!("az://{AZURITE_ACCOUNT}/{container}/app?endpoint={ep}");
+    let conn = crate::azure::connection_string(&ep);
+    let o = sb
+        .cmd()
+        .env("AZURE_STORAGE_CONNECTION_STRING", &conn)
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let python = emulator("OFFSITE_TEST_AZURE_PYTHON");
+    let script = "import sys\n\
+        from azure.storage.blob import BlobServiceClient\n\
+        conn, container, blob, out = sys.argv[1:]\n\
+        client = BlobServiceClient.from_connection_string(conn).get_blob_client(container, blob)\n\
+        with open(out, 'wb') as f:\n    client.download_blob().readinto(f)\n";
+    fetch_decrypt_and_check(&sb, |key, out| {
+        let o = Std::new(&python)
+            .args(["-c", script, &conn, &container, &format!("app/{key}")])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "azure-storage-blob: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    });
 }
