@@ -72,6 +72,11 @@ pub struct Stored {
     /// Storage class or access tier asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// The entity tag the provider gave the committed object. A listing that shows the same
+    /// tag and size shows the object that was committed, so quick verify needs no HEAD; any
+    /// other tag (metadata changed, or a provider that re-tags) falls back to the HEAD check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// Encryption details: the scheme and the public keys it was made for.
@@ -395,6 +400,7 @@ mod tests {
                     size: size + 1,
                     sha256: "cd".repeat(32),
                     provider_checksum: Some(Checksum::Sha256Composite { hex: "ef".repeat(32), parts: 3 }),
+                    etag: Some("\"abc-3\"".into()),
                     storage_class: None,
                 },
                 encryption: encrypted.then(|| Encryption { scheme: "age".into(), recipients: vec!["age1x".into()] }),

@@ -9,8 +9,9 @@ use azure_storage_blob::models::{
     AccessTier, BlobClientDeleteOptions, BlobClientDownloadOptions,
     BlobClientGetPropertiesResultHeaders, BlobClientSetTierOptions,
     BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
-    BlockBlobClientStageBlockOptions, BlockBlobClientUploadOptions, BlockListType, BlockLookupList,
-    CopyStatus, HttpRange, ImmutabilityPolicyMode, RehydratePriority,
+    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions,
+    BlockBlobClientUploadOptions, BlockListType, BlockLookupList, CopyStatus, HttpRange,
+    ImmutabilityPolicyMode, RehydratePriority,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -384,7 +385,8 @@ impl Multipart for Inner {
         };
         let content: RequestContent<BlockLookupList, _> =
             RequestContent::try_from(list).map_err(|e| map(e, Operation::Put, &self.ctx(key)))?;
-        blob.commit_block_list(content, Some(opts))
+        let resp = blob
+            .commit_block_list(content, Some(opts))
             .await
             .map_err(|e| {
                 let e = map(e, Operation::Put, &self.ctx(key));
@@ -392,7 +394,9 @@ impl Multipart for Inner {
             })?;
         // A block list has no server-computed whole-blob hash: only the size can be reported.
         let size = parts.iter().map(|p| p.size).sum();
-        Ok(Receipt::new(key, size, None))
+        let mut receipt = Receipt::new(key, size, None);
+        receipt.etag = resp.etag().ok().flatten().map(|e| e.to_string());
+        Ok(receipt)
     }
 
     fn abort_discards_parts(&self) -> bool {
@@ -450,13 +454,15 @@ impl Multipart for Inner {
             }
         }
         // What Azure reports, or nothing: never our own digest in the provider's place.
-        Ok(Receipt::new(
+        let mut receipt = Receipt::new(
             key,
             size,
             out.content_md5
                 .as_ref()
                 .map(|m| Checksum::Md5(B64.encode(m))),
-        ))
+        );
+        receipt.etag = out.etag.as_ref().map(|e| e.to_string());
+        Ok(receipt)
     }
 }
 
@@ -642,6 +648,10 @@ impl Storage for AzureStore {
                                 .as_ref()
                                 .and_then(|p| p.access_tier.as_ref())
                                 .map(|t| t.to_string());
+                            m.etag = props
+                                .as_ref()
+                                .and_then(|p| p.etag.as_ref())
+                                .map(|e| e.to_string());
                             Some(Ok(m))
                         }
                     }

@@ -136,6 +136,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
             sha256: facts.stored.sha256.clone(),
             provider_checksum: provider_checksum.clone(),
             storage_class: dest.options.storage_class.clone(),
+            etag: receipt.etag.clone(),
         },
         encryption: (!facts.recipients.is_empty()).then(|| Encryption {
             scheme: "age".into(),

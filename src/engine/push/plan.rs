@@ -269,6 +269,7 @@ mod tests {
                 sha256: "0".repeat(64),
                 provider_checksum: None,
                 storage_class: None,
+                etag: None,
             },
             encryption: Some(Encryption {
                 scheme: "age".into(),
