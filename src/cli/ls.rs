@@ -1,11 +1,14 @@
 //! `offsite ls`: the archives at a location.
 
+use std::io::Write;
+
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use crate::engine::inventory::{scan, State};
-use crate::report::{exit, human_bytes, outln, time, Output};
+use super::InventoryArgs;
+use crate::engine::inventory::{scan, Entry, State};
+use crate::report::{exit, human_bytes, stdout_failed, time, Output};
 
 /// Arguments of `offsite ls`.
 #[derive(Debug, Args)]
@@ -17,47 +20,61 @@ pub struct LsArgs {
     /// A sub-prefix under the URL.
     #[arg(long)]
     prefix: Option<String>,
+    #[command(flatten)]
+    inventory: InventoryArgs,
 }
 
 pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     let loc = super::open_all(std::slice::from_ref(&args.url), args.prefix.as_deref())
         .await?
         .remove(0);
-    let entries = scan(&loc)
+    let entries = scan(&loc, args.inventory.options())
         .await
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
-    if out.json {
-        let items: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "archive": e.name,
-                    "series": offsite_policies::inventory::series_of(&e.name),
-                    "state": e.state,
-                    "created": e.created(),
-                    "size": e.manifest.as_ref().map(|m| m.plaintext.size),
-                    "stored_size": e.object.as_ref().map(|o| o.size),
-                    "encrypted": e.manifest.as_ref().map(|m| m.encrypted()),
-                    "key": e.object.as_ref().map(|o| o.key.clone()),
-                })
-            })
-            .collect();
-        out.print_json(&json!({ "url": loc.url(), "archives": items }))?;
-        return Ok(exit::OK);
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    let res = if out.json {
+        write_json(&mut w, loc.url(), &entries)
+    } else {
+        write_text(&mut w, loc.url(), &entries)
+    };
+    res.and_then(|()| w.flush()).map_err(stdout_failed)?;
+    Ok(exit::OK)
+}
+
+/// The JSON document, written one archive a line as it goes rather than built in memory:
+/// `{"url": ..., "archives": [ {...}, ... ]}`.
+fn write_json(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Result<()> {
+    writeln!(w, "{{")?;
+    writeln!(w, "  \"url\": {},", serde_json::Value::from(url))?;
+    write!(w, "  \"archives\": [")?;
+    for (i, e) in entries.iter().enumerate() {
+        let item = json!({
+            "archive": e.name,
+            "series": offsite_policies::inventory::series_of(&e.name),
+            "state": e.state,
+            "created": e.created(),
+            "size": e.manifest.as_ref().map(|m| m.plaintext.size),
+            "stored_size": e.object.as_ref().map(|o| o.size),
+            "encrypted": e.manifest.as_ref().map(|m| m.encrypted()),
+            "key": e.object.as_ref().map(|o| o.key.clone()),
+        });
+        write!(w, "{}\n    ", if i == 0 { "" } else { "," })?;
+        serde_json::to_writer(&mut *w, &item)?;
     }
+    writeln!(w, "{}]", if entries.is_empty() { "" } else { "\n  " })?;
+    writeln!(w, "}}")
+}
+
+fn write_text(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Result<()> {
     if entries.is_empty() {
-        outln!("no archives at {}", loc.url())?;
-        return Ok(exit::OK);
+        return writeln!(w, "no archives at {url}");
     }
-    outln!(
+    writeln!(
+        w,
         "{:<21} {:>10} {:>10} {:<9} {:<12} NAME",
-        "CREATED",
-        "SIZE",
-        "STORED",
-        "ENCRYPTED",
-        "STATE"
+        "CREATED", "SIZE", "STORED", "ENCRYPTED", "STATE"
     )?;
-    for e in &entries {
+    for e in entries {
         let created = e.created().map(|t| time(&t)).unwrap_or_else(|| "-".into());
         let size = e
             .manifest
@@ -74,7 +91,8 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
             Some(false) => "no",
             None => "?",
         };
-        outln!(
+        writeln!(
+            w,
             "{created:<21} {size:>10} {stored:>10} {enc:<9} {:<12} {}",
             e.state.as_str(),
             e.name
@@ -85,7 +103,7 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
         .filter(|e| e.state == State::Incomplete)
         .count();
     if incomplete > 0 {
-        outln!("{incomplete} incomplete upload(s): data without a manifest never counts as a copy; push again to complete.")?;
+        writeln!(w, "{incomplete} incomplete upload(s): data without a manifest never counts as a copy; push again to complete.")?;
     }
-    Ok(exit::OK)
+    Ok(())
 }

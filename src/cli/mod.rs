@@ -76,6 +76,28 @@ pub struct IdentityArgs {
     identity: Option<PathBuf>,
 }
 
+/// How the inventory of a location is read, shared by the commands that read every manifest.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct InventoryArgs {
+    /// Manifest reads (and quick checks) in flight at once per location [default: 32 for s3://,
+    /// 16 for gs:// and az://, 8 for file://].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
+    jobs: Option<u16>,
+    /// Read every manifest from the store, and neither use nor update the local inventory
+    /// cache (kept for s3://, gs:// and az:// under the cache directory's `inventory/`).
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl InventoryArgs {
+    fn options(self) -> crate::engine::inventory::ReadOptions {
+        crate::engine::inventory::ReadOptions {
+            jobs: self.jobs.map(usize::from),
+            no_cache: self.no_cache,
+        }
+    }
+}
+
 /// The program: parse, run, map the outcome to an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

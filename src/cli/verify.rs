@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
+use futures::{stream, StreamExt};
 use serde_json::json;
 
-use super::IdentityArgs;
+use super::{IdentityArgs, InventoryArgs};
 use crate::engine::identity::Identities;
-use crate::engine::inventory::scan;
+use crate::engine::inventory::{scan, Listing, Reader, State};
 use crate::engine::verify::{check, CopyReport, Verdict};
 use crate::report::{exit, outln, usage, Output};
 
@@ -29,6 +30,8 @@ pub struct VerifyArgs {
     /// A sub-prefix under every URL.
     #[arg(long)]
     prefix: Option<String>,
+    #[command(flatten)]
+    inventory: InventoryArgs,
 }
 
 pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
@@ -45,7 +48,18 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
     let mut places: Vec<CopyReport> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
     for loc in &locations {
-        let entries = match scan(loc).await {
+        // One archive: only its manifest is read. Every archive: a full scan (cached).
+        let listed = match &args.archive {
+            Some(name) => match Listing::of(loc).await {
+                Ok(listing) => Reader::new(loc, args.inventory.options())
+                    .entry(&listing, name)
+                    .await
+                    .map(|e| e.into_iter().collect::<Vec<_>>()),
+                Err(e) => Err(e),
+            },
+            None => scan(loc, args.inventory.options()).await,
+        };
+        let selected = match listed {
             Ok(e) => e,
             Err(e) => {
                 let verdict = if e.is_not_found() {
@@ -63,10 +77,6 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
                 continue;
             }
         };
-        let selected: Vec<_> = entries
-            .iter()
-            .filter(|e| args.archive.as_ref().is_none_or(|a| &e.name == a))
-            .collect();
         if selected.is_empty() {
             places.push(CopyReport {
                 url: loc.url().into(),
@@ -80,10 +90,7 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             });
             continue;
         }
-        if !selected
-            .iter()
-            .any(|e| e.state == crate::engine::inventory::State::Complete)
-        {
+        if !selected.iter().any(|e| e.state == State::Complete) {
             places.push(CopyReport {
                 url: loc.url().into(),
                 archive: args.archive.clone().unwrap_or_default(),
@@ -94,17 +101,29 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
                         .into(),
             });
         }
-        for entry in selected {
-            if args.deep
-                && identities.is_none()
-                && entry.manifest.as_ref().is_some_and(|m| m.encrypted())
-            {
-                return Err(usage(
-                    "deep verify of encrypted archives needs the identity: give --identity FILE or set OFFSITE_IDENTITY_FILE",
-                ));
-            }
-            reports.push(check(loc, entry, args.deep, identities.clone()).await);
+        if args.deep
+            && identities.is_none()
+            && selected
+                .iter()
+                .any(|e| e.manifest.as_ref().is_some_and(|m| m.encrypted()))
+        {
+            return Err(usage(
+                "deep verify of encrypted archives needs the identity: give --identity FILE or set OFFSITE_IDENTITY_FILE",
+            ));
         }
+        // Quick checks run `jobs` at a time (a HEAD each at most); deep ones download whole
+        // archives, one after another. Reports keep the inventory's order.
+        let in_flight = if args.deep {
+            1
+        } else {
+            Reader::new(loc, args.inventory.options()).jobs()
+        };
+        let checked: Vec<CopyReport> = stream::iter(&selected)
+            .map(|entry| check(loc, entry, args.deep, identities.clone()))
+            .buffered(in_flight)
+            .collect()
+            .await;
+        reports.extend(checked);
     }
     let all = || reports.iter().chain(&places);
     let damaged = all().any(|r| matches!(r.verdict, Verdict::Missing | Verdict::Corrupt));

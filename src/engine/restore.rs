@@ -11,8 +11,9 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::identity::Identities;
-use super::inventory::{scan, Entry, State};
+use super::inventory::{Entry, Listing, ReadOptions, Reader, State};
 use super::readback::{read_copy, Proven, ReadbackError};
+use crate::archive::time_from_name;
 use crate::registry::{key_prefix, Opened};
 use crate::report::{time, usage};
 
@@ -71,55 +72,136 @@ pub struct RestoreReport {
     pub attempts: Vec<Attempt>,
 }
 
-/// Scans the locations and picks the archive the selector names.
-pub async fn choose(
-    locations: &[Opened],
-    selector: &Selector,
-) -> Result<(String, Vec<Option<Vec<Entry>>>, Vec<Attempt>)> {
-    let mut scans = Vec::new();
+/// The archive chosen, with its entry at each location (`None` where the location could not
+/// be listed or shows nothing of that name).
+pub struct Chosen {
+    /// The archive's name.
+    pub name: String,
+    /// Its entry per location, in the order given.
+    pub entries: Vec<Option<Entry>>,
+    /// Locations that could not be listed.
+    pub attempts: Vec<Attempt>,
+    /// Per location: whether it could be listed.
+    pub listed: Vec<bool>,
+}
+
+/// Picks the archive the selector names from the locations' listings, reading only the
+/// manifests it needs: candidates are ordered by the creation time in their names (an archive
+/// whose name has none is read to learn it), and from the newest down (at or before `--at`)
+/// each candidate's manifests are read until one has a complete copy somewhere. `--archive`
+/// reads that archive's manifests only.
+pub async fn choose(locations: &[Opened], selector: &Selector) -> Result<Chosen> {
+    let mut listings = Vec::new();
     let mut attempts = Vec::new();
     for loc in locations {
-        match scan(loc).await {
-            Ok(entries) => scans.push(Some(entries)),
+        match Listing::of(loc).await {
+            Ok(l) => listings.push(Some(l)),
             Err(e) => {
                 attempts.push(Attempt {
                     url: loc.url().into(),
                     result: "failed",
                     detail: format!("cannot list: {e}"),
                 });
-                scans.push(None);
+                listings.push(None);
             }
         }
     }
-    let complete = || {
-        scans
-            .iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.state == State::Complete)
-            .filter_map(|e| e.created().map(|c| (c, e.name.clone())))
+    let readers: Vec<Reader> = locations
+        .iter()
+        .map(|l| Reader::new(l, ReadOptions::default()))
+        .collect();
+    // The entries of one name at every location; reads at different locations run together.
+    let entries_of = |name: String| {
+        let (listings, readers) = (&listings, &readers);
+        async move {
+            let reads = listings.iter().zip(readers).map(|(listing, reader)| {
+                let name = name.clone();
+                async move {
+                    match listing {
+                        Some(l) => reader.entry(l, &name).await,
+                        None => Ok(None),
+                    }
+                }
+            });
+            let got: Vec<offsite_storage::Result<Option<Entry>>> =
+                futures::future::join_all(reads).await;
+            got.into_iter().collect::<offsite_storage::Result<Vec<_>>>()
+        }
     };
-    let name = match selector {
-        Selector::Name(n) => n.clone(),
-        Selector::Latest => complete()
-            .max()
-            .map(|(_, n)| n)
-            .ok_or_else(|| nothing_complete(locations, &scans, &attempts))?,
-        Selector::At(t) => match complete().filter(|(c, _)| c <= t).max() {
-            Some((_, n)) => n,
+    let complete =
+        |entries: &[Option<Entry>]| entries.iter().flatten().any(|e| e.state == State::Complete);
+    let done = |name: String, entries: Vec<Option<Entry>>, attempts: Vec<Attempt>| Chosen {
+        name,
+        entries,
+        attempts,
+        listed: listings.iter().map(Option::is_some).collect(),
+    };
+    if let Selector::Name(n) = selector {
+        let entries = entries_of(n.clone()).await.map_err(|e| anyhow!("{e}"))?;
+        return Ok(done(n.clone(), entries, attempts));
+    }
+
+    // Every committed name once, with its time: from the name, else from a manifest.
+    let mut names: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for l in listings.iter().flatten() {
+        names.extend(l.manifests.keys().map(String::as_str));
+    }
+    let mut candidates: Vec<(DateTime<Utc>, String)> = Vec::new();
+    let mut known: std::collections::HashMap<String, Vec<Option<Entry>>> = Default::default();
+    for name in names {
+        match time_from_name(name) {
+            Some(t) => candidates.push((t, name.to_string())),
             None => {
-                return Err(match complete().min() {
-                    Some((c, n)) => usage(format!(
-                        "--at {} is earlier than every archive; the oldest is {n} created {}",
-                        time(t),
-                        time(&c)
-                    )),
-                    None => nothing_complete(locations, &scans, &attempts),
-                })
+                let entries = entries_of(name.to_string())
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                let created = entries
+                    .iter()
+                    .flatten()
+                    .filter(|e| e.state == State::Complete)
+                    .find_map(Entry::created);
+                if let Some(t) = created {
+                    candidates.push((t, name.to_string()));
+                    known.insert(name.to_string(), entries);
+                }
             }
-        },
+        }
+    }
+    candidates.sort();
+    let at = match selector {
+        Selector::At(t) => Some(*t),
+        _ => None,
     };
-    Ok((name, scans, attempts))
+    let split = candidates.partition_point(|(c, _)| at.is_none_or(|t| *c <= t));
+    let mut reads = 0usize;
+    for (_, name) in candidates[..split].iter().rev() {
+        let entries = match known.remove(name) {
+            Some(e) => e,
+            None => {
+                reads += 1;
+                entries_of(name.clone()).await.map_err(|e| anyhow!("{e}"))?
+            }
+        };
+        if complete(&entries) {
+            tracing::info!(archive = %name, candidates_read = reads, "chose from the listing");
+            return Ok(done(name.clone(), entries, attempts));
+        }
+        tracing::info!(archive = %name, "no complete copy anywhere; trying the next older archive");
+    }
+    if let Some(t) = at {
+        // Nothing at or before TIME: name the oldest complete archive, so the user can see why.
+        for (c, name) in &candidates[split..] {
+            let entries = entries_of(name.clone()).await.map_err(|e| anyhow!("{e}"))?;
+            if complete(&entries) {
+                return Err(usage(format!(
+                    "--at {} is earlier than every archive; the oldest is {name} created {}",
+                    time(&t),
+                    time(c)
+                )));
+            }
+        }
+    }
+    Err(nothing_complete(locations, &listings, &attempts))
 }
 
 /// "No complete archive", with what each location said: a location that could not be listed
@@ -127,27 +209,27 @@ pub async fn choose(
 /// must not be left believing the backups are gone.
 fn nothing_complete(
     locations: &[Opened],
-    scans: &[Option<Vec<Entry>>],
+    listings: &[Option<Listing>],
     attempts: &[Attempt],
 ) -> anyhow::Error {
     let why: Vec<String> = locations
         .iter()
-        .zip(scans)
-        .map(|(loc, scan)| match scan {
+        .zip(listings)
+        .map(|(loc, listing)| match listing {
             None => attempts
                 .iter()
                 .find(|a| a.url == loc.url())
                 .map(|a| format!("{}: {}", a.url, a.detail))
                 .unwrap_or_else(|| format!("{}: could not be listed", loc.url())),
-            Some(entries) if entries.is_empty() => format!("{}: no archives there", loc.url()),
-            Some(entries) => format!(
+            Some(l) if l.archive_count() == 0 => format!("{}: no archives there", loc.url()),
+            Some(l) => format!(
                 "{}: {} archive(s), none complete (see `offsite ls`)",
                 loc.url(),
-                entries.len()
+                l.archive_count()
             ),
         })
         .collect();
-    let unreachable = scans.iter().filter(|s| s.is_none()).count();
+    let unreachable = listings.iter().filter(|s| s.is_none()).count();
     let lead = if unreachable > 0 {
         format!(
             "no complete archive found, and {unreachable} of {} location(s) could not be read, so this says nothing about the copies there",
@@ -168,7 +250,12 @@ pub async fn run(
     thaw_days: Option<u32>,
     pb: Option<ProgressBar>,
 ) -> Result<RestoreReport> {
-    let (name, scans, mut attempts) = choose(locations, selector).await?;
+    let Chosen {
+        name,
+        entries: chosen,
+        mut attempts,
+        listed,
+    } = choose(locations, selector).await?;
     let mut report = RestoreReport {
         archive: name.clone(),
         created: None,
@@ -200,9 +287,11 @@ pub async fn run(
     // Bytes already on stdout cannot be taken back: fall back to the next copy only while
     // none were written.
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    for (loc, entries) in locations.iter().zip(&scans) {
-        let Some(entries) = entries else { continue };
-        let Some(entry) = entries.iter().find(|e| e.name == name) else {
+    for ((loc, entry), listed) in locations.iter().zip(&chosen).zip(&listed) {
+        if !listed {
+            continue;
+        }
+        let Some(entry) = entry else {
             attempts.push(Attempt {
                 url: loc.url().into(),
                 result: "skipped",

@@ -1,10 +1,21 @@
 //! What archives a location holds: manifests, data objects, and how they pair up.
+//!
+//! Two steps, so that a command reads only what it needs. A [`Listing`] is one listing of the
+//! location, keys classified (manifest, data object, verification record) and nothing read. A
+//! [`Reader`] then reads manifests, concurrently with a bounded number in flight (each read
+//! retried on throttling by the provider's retry layer), in a stable order, and for a full
+//! [`scan`] of a remote store through the local inventory [`cache`], which spares the reads of
+//! manifests unchanged since the last scan. The listing always decides what exists: a cached
+//! manifest whose key is no longer listed is not a copy.
+
+pub mod cache;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use offsite_storage::{ObjectMeta, Storage, StorageExt};
+use futures::{stream, StreamExt, TryStreamExt};
+use offsite_storage::{ObjectMeta, Scheme, StorageExt};
 
 use crate::archive::{time_from_name, Manifest, AGE_SUFFIX, MANIFEST_SUFFIX, VERIFIED_SUFFIX};
 use crate::registry::{key_prefix, Opened};
@@ -66,9 +77,7 @@ impl Entry {
             .or_else(|| time_from_name(&self.name))
             .or_else(|| self.object.as_ref().and_then(|o| o.last_modified))
     }
-}
 
-impl Entry {
     /// For a [`State::WrongSize`] copy, what is wrong, in words.
     pub fn size_problem(&self) -> Option<String> {
         let (m, o) = (self.manifest.as_ref()?, self.object.as_ref()?);
@@ -81,6 +90,37 @@ impl Entry {
     }
 }
 
+/// How manifests are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// Manifest reads in flight at once; `None` takes [`default_jobs`] of the store.
+    pub jobs: Option<usize>,
+    /// Leave the inventory cache alone: read every manifest and neither load nor save it.
+    pub no_cache: bool,
+}
+
+/// Manifest reads in flight by default: object stores answer many small GETs at once (S3
+/// scales per prefix to thousands a second; GCS and Azure throttle sooner, so they get fewer);
+/// a local disk gains little past a few.
+pub fn default_jobs(scheme: Scheme) -> usize {
+    match scheme {
+        Scheme::S3 => 32,
+        Scheme::Gcs | Scheme::Azure => 16,
+        Scheme::File | Scheme::Memory => 8,
+    }
+}
+
+/// One listing of a location, nothing read yet.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Manifest objects by archive name.
+    pub manifests: BTreeMap<String, ObjectMeta>,
+    /// Data objects by object name (`NAME`, or `NAME.age` when encrypted).
+    pub objects: BTreeMap<String, ObjectMeta>,
+    /// Verification records' keys by archive name.
+    pub verified: BTreeMap<String, String>,
+}
+
 /// Strips the location's prefix from a listed key, leaving the name under it.
 fn relative<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     if prefix.is_empty() {
@@ -89,90 +129,260 @@ fn relative<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     key.strip_prefix(prefix)?.strip_prefix('/')
 }
 
-/// Lists a location and reads its manifests. Objects in sub-directories are not archives of
-/// this location and are skipped.
-pub async fn scan(loc: &Opened) -> offsite_storage::Result<Vec<Entry>> {
-    let prefix = key_prefix(&loc.location).to_string();
-    let listed: Vec<ObjectMeta> = loc.store.list(&prefix).try_collect().await?;
-    let mut manifests = BTreeMap::new();
-    let mut objects = BTreeMap::new();
-    let mut verified = BTreeMap::new();
-    for meta in listed {
-        let Some(rel) = relative(&meta.key, &prefix) else {
-            continue;
-        };
-        if rel.contains('/') {
-            continue;
-        }
-        if let Some(name) = rel.strip_suffix(MANIFEST_SUFFIX) {
-            manifests.insert(name.to_string(), meta.key.clone());
-        } else if let Some(name) = rel.strip_suffix(VERIFIED_SUFFIX) {
-            verified.insert(name.to_string(), meta.key.clone());
-        } else {
-            objects.insert(rel.to_string(), meta);
-        }
-    }
-    let mut out = Vec::new();
-    for (name, mkey) in &manifests {
-        let (manifest, err) = match loc.store.get_bytes(mkey).await {
-            Ok(bytes) => match Manifest::from_json(&bytes) {
-                Ok(m) => (Some(m), None),
-                Err(e) => (None, Some(e)),
-            },
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
-        };
-        let object_name = match &manifest {
-            Some(m) => m
-                .stored
-                .key
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            None if objects.contains_key(&format!("{name}{AGE_SUFFIX}")) => {
-                format!("{name}{AGE_SUFFIX}")
+impl Listing {
+    /// Lists a location. Objects in sub-directories are not archives of this location and
+    /// are skipped.
+    pub async fn of(loc: &Opened) -> offsite_storage::Result<Listing> {
+        let prefix = key_prefix(&loc.location).to_string();
+        let mut listing = Listing::default();
+        let mut listed = loc.store.list(&prefix);
+        while let Some(meta) = listed.try_next().await? {
+            let Some(rel) = relative(&meta.key, &prefix) else {
+                continue;
+            };
+            if rel.contains('/') {
+                continue;
             }
-            None => name.clone(),
+            if let Some(name) = rel.strip_suffix(MANIFEST_SUFFIX) {
+                listing.manifests.insert(name.to_string(), meta);
+            } else if let Some(name) = rel.strip_suffix(VERIFIED_SUFFIX) {
+                listing.verified.insert(name.to_string(), meta.key);
+            } else {
+                listing.objects.insert(rel.to_string(), meta);
+            }
+        }
+        Ok(listing)
+    }
+
+    /// How many archive names the location shows, committed or not.
+    pub fn archive_count(&self) -> usize {
+        let orphans = self
+            .objects
+            .keys()
+            .filter(|o| {
+                let name = o.strip_suffix(AGE_SUFFIX).unwrap_or(o);
+                !self.manifests.contains_key(name)
+            })
+            .count();
+        self.manifests.len() + orphans
+    }
+
+    /// Pairs a manifest as read with the listed data object. `None` when the manifest was
+    /// listed but gone by the time it was read.
+    fn entry(&self, name: &str, read: Option<Result<Manifest, String>>) -> Option<Entry> {
+        let (manifest, manifest_error) = match read? {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(e)),
         };
-        let object = objects.remove(&object_name);
+        let object = self
+            .objects
+            .get(&object_name(self, name, manifest.as_ref()))
+            .cloned();
         let state = match (&manifest, &object) {
             (None, _) => State::BadManifest,
             (Some(_), None) => State::MissingData,
             (Some(m), Some(o)) if o.size != m.stored.size => State::WrongSize,
             (Some(_), Some(_)) => State::Complete,
         };
-        out.push(Entry {
-            name: name.clone(),
+        Some(Entry {
+            name: name.to_string(),
             manifest,
-            manifest_error: err,
+            manifest_error,
             object,
-            verified_key: verified.get(name).cloned(),
+            verified_key: self.verified.get(name).cloned(),
             state,
-        });
+        })
     }
-    for (oname, meta) in objects {
-        let name = oname.strip_suffix(AGE_SUFFIX).unwrap_or(&oname).to_string();
-        out.push(Entry {
-            name,
+
+    /// The entry of a data object that no manifest claims: an upload that never committed.
+    fn orphan(&self, object: &str) -> Entry {
+        Entry {
+            name: object
+                .strip_suffix(AGE_SUFFIX)
+                .unwrap_or(object)
+                .to_string(),
             manifest: None,
             manifest_error: None,
-            object: Some(meta),
+            object: self.objects.get(object).cloned(),
             verified_key: None,
             state: State::Incomplete,
-        });
+        }
     }
-    out.sort_by(|a, b| {
-        a.created()
-            .cmp(&b.created())
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    Ok(out)
+}
+
+/// The data object a manifest names, or for an unreadable one the object its name suggests.
+fn object_name(listing: &Listing, name: &str, manifest: Option<&Manifest>) -> String {
+    match manifest {
+        Some(m) => m
+            .stored
+            .key
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None if listing.objects.contains_key(&format!("{name}{AGE_SUFFIX}")) => {
+            format!("{name}{AGE_SUFFIX}")
+        }
+        None => name.to_string(),
+    }
+}
+
+/// Reads manifests of one location.
+pub struct Reader<'a> {
+    loc: &'a Opened,
+    jobs: usize,
+    reads: AtomicU64,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader for `loc`.
+    pub fn new(loc: &'a Opened, options: ReadOptions) -> Reader<'a> {
+        Reader {
+            loc,
+            jobs: options
+                .jobs
+                .unwrap_or_else(|| default_jobs(loc.location.scheme))
+                .max(1),
+            reads: AtomicU64::new(0),
+        }
+    }
+
+    /// Manifest reads in flight at once.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// GETs of manifests made so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Reads one manifest, `Ok(None)` when it is gone.
+    pub async fn read(
+        &self,
+        meta: &ObjectMeta,
+    ) -> offsite_storage::Result<Option<Result<Manifest, String>>> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        read_manifest(&*self.loc.store, &meta.key).await
+    }
+
+    /// The entry of one archive name: its manifest read (only that one), paired with the
+    /// listed data object; or an upload that never committed; `None` when the listing shows
+    /// nothing of that name.
+    pub async fn entry(
+        &self,
+        listing: &Listing,
+        name: &str,
+    ) -> offsite_storage::Result<Option<Entry>> {
+        if let Some(meta) = listing.manifests.get(name) {
+            let read = self.read(meta).await?;
+            if let Some(e) = listing.entry(name, read) {
+                return Ok(Some(e));
+            }
+        }
+        let orphan = [format!("{name}{AGE_SUFFIX}"), name.to_string()]
+            .into_iter()
+            .find(|o| listing.objects.contains_key(o));
+        Ok(orphan.map(|o| listing.orphan(&o)))
+    }
+
+    /// Every entry of the listing: each manifest read (through `cache` when given, which then
+    /// holds what was read), `jobs` at a time, results in the listing's order; then the data
+    /// objects no manifest claims. Sorted by creation time, then name.
+    pub async fn entries(
+        &self,
+        listing: &Listing,
+        mut cache: Option<&mut cache::Cache>,
+    ) -> offsite_storage::Result<Vec<Entry>> {
+        let mut reads: Vec<Option<Option<Result<Manifest, String>>>> =
+            Vec::with_capacity(listing.manifests.len());
+        let mut wanted = Vec::new();
+        for (i, meta) in listing.manifests.values().enumerate() {
+            match cache.as_deref().and_then(|c| c.get(meta)) {
+                Some(m) => reads.push(Some(Some(Ok(m.clone())))),
+                None => {
+                    reads.push(None);
+                    wanted.push((i, meta));
+                }
+            }
+        }
+        let mut fresh = stream::iter(wanted)
+            .map(|(i, meta)| async move { self.read(meta).await.map(|r| (i, meta, r)) })
+            .buffered(self.jobs);
+        while let Some((i, meta, read)) = fresh.try_next().await? {
+            if let (Some(c), Some(Ok(m))) = (cache.as_deref_mut(), &read) {
+                c.insert(meta, m.clone());
+            }
+            reads[i] = Some(read);
+        }
+        drop(fresh);
+        let mut claimed = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(listing.manifests.len());
+        for (name, read) in listing.manifests.keys().zip(reads) {
+            if let Some(e) = listing.entry(name, read.flatten()) {
+                if let Some(o) = &e.object {
+                    claimed.insert(o.key.clone());
+                }
+                out.push(e);
+            }
+        }
+        for (oname, meta) in &listing.objects {
+            if !claimed.contains(&meta.key) {
+                out.push(listing.orphan(oname));
+            }
+        }
+        out.sort_by(|a, b| {
+            a.created()
+                .cmp(&b.created())
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(out)
+    }
+}
+
+/// What a full scan did, for the log and for the benchmark's request counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanStats {
+    /// Keys the listing classified as manifests.
+    pub manifests: usize,
+    /// Manifests read from the store.
+    pub read: u64,
+    /// Manifests taken from the cache.
+    pub cached: usize,
+}
+
+/// Lists a location and reads all its manifests: the inventory `ls` and `verify` show. On a
+/// remote store the cache spares the reads of manifests that have not changed since the last
+/// scan, unless `options.no_cache`.
+pub async fn scan(loc: &Opened, options: ReadOptions) -> offsite_storage::Result<Vec<Entry>> {
+    let listing = Listing::of(loc).await?;
+    let reader = Reader::new(loc, options);
+    let mut cache = (!options.no_cache)
+        .then(|| cache::Cache::load(&loc.location))
+        .flatten();
+    let entries = reader.entries(&listing, cache.as_mut()).await?;
+    let stats = ScanStats {
+        manifests: listing.manifests.len(),
+        read: reader.reads(),
+        cached: listing.manifests.len() - reader.reads() as usize,
+    };
+    if let Some(mut c) = cache {
+        c.save(&listing);
+    }
+    tracing::info!(
+        url = %loc.url(),
+        manifests = stats.manifests,
+        read = stats.read,
+        from_cache = stats.cached,
+        jobs = reader.jobs(),
+        "inventory: listed, read the manifests not in the cache"
+    );
+    Ok(entries)
 }
 
 /// Reads one archive's manifest at a location, `Ok(None)` when there is none.
 pub async fn read_manifest(
-    store: &dyn Storage,
+    store: &dyn offsite_storage::Storage,
     key: &str,
 ) -> offsite_storage::Result<Option<Result<Manifest, String>>> {
     match store.get_bytes(key).await {
