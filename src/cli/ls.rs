@@ -54,6 +54,7 @@ fn write_json(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Resu
             "state": e.state,
             "created": e.created(),
             "size": e.manifest.as_ref().map(|m| m.plaintext.size),
+            "sha256": e.manifest.as_ref().map(|m| m.plaintext.sha256.clone()),
             "stored_size": e.object.as_ref().map(|o| o.size),
             "encrypted": e.manifest.as_ref().map(|m| m.encrypted()),
             "key": e.object.as_ref().map(|o| o.key.clone()),

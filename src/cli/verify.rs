@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{IdentityArgs, InventoryArgs};
 use crate::engine::identity::Identities;
-use crate::engine::inventory::{scan, Listing, Reader, State};
+use crate::engine::inventory::{one, scan, Reader, State};
 use crate::engine::verify::{check, CopyReport, Verdict};
 use crate::report::{exit, outln, usage, Output};
 
@@ -50,13 +50,9 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
     for loc in &locations {
         // One archive: only its manifest is read. Every archive: a full scan (cached).
         let listed = match &args.archive {
-            Some(name) => match Listing::of(loc).await {
-                Ok(listing) => Reader::new(loc, args.inventory.options())
-                    .entry(&listing, name)
-                    .await
-                    .map(|e| e.into_iter().collect::<Vec<_>>()),
-                Err(e) => Err(e),
-            },
+            Some(name) => one(loc, args.inventory.options(), name)
+                .await
+                .map(|e| e.into_iter().collect::<Vec<_>>()),
             None => scan(loc, args.inventory.options()).await,
         };
         let selected = match listed {

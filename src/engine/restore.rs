@@ -130,11 +130,18 @@ pub async fn choose(locations: &[Opened], selector: &Selector) -> Result<Chosen>
     };
     let complete =
         |entries: &[Option<Entry>]| entries.iter().flatten().any(|e| e.state == State::Complete);
-    let done = |name: String, entries: Vec<Option<Entry>>, attempts: Vec<Attempt>| Chosen {
-        name,
-        entries,
-        attempts,
-        listed: listings.iter().map(Option::is_some).collect(),
+    let done = |name: String, entries: Vec<Option<Entry>>, attempts: Vec<Attempt>| {
+        for (listing, reader) in listings.iter().zip(&readers) {
+            if let Some(l) = listing {
+                reader.log(l, 0);
+            }
+        }
+        Chosen {
+            name,
+            entries,
+            attempts,
+            listed: listings.iter().map(Option::is_some).collect(),
+        }
     };
     if let Selector::Name(n) = selector {
         let entries = entries_of(n.clone()).await.map_err(|e| anyhow!("{e}"))?;

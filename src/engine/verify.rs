@@ -152,7 +152,7 @@ pub async fn check(
             return report(
                 Verdict::Ok,
                 format!(
-                    "size and ETag {} as listed match the committed object",
+                    "size and ETag {} as listed are the committed object's: unchanged since it was pushed and checked; only --deep proves the bytes",
                     bare_etag(listed)
                 ),
             );

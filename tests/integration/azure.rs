@@ -568,7 +568,14 @@ fn push_sets_the_lock_and_hold_through_upload_and_commit_requests_on_a_local_ser
         }
     });
     let sb = Sandbox::new();
-    let src = sb.archive(NAME, 10 << 20, 3);
+    // Created yesterday (the name's timestamp): locked until seven days after that. (An older
+    // archive's lock would run from the push instead, the lock never ending in the past.)
+    let created = chrono::Utc::now() - chrono::Duration::days(1);
+    let name = format!("app-backup-{}.tar.gz", created.format("%Y%m%d_%H%M%S"));
+    let until = (created + chrono::Duration::days(7))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let src = sb.archive(&name, 10 << 20, 3);
     let url = format!(
         "az://{AZURITE_ACCOUNT}/backups/app?endpoint={}/{AZURITE_ACCOUNT}&lock=governance&lock-days=7&legal-hold=true",
         server.endpoint
@@ -596,15 +603,14 @@ fn push_sets_the_lock_and_hold_through_upload_and_commit_requests_on_a_local_ser
         .iter()
         .find(|r| {
             r.line.starts_with(&format!(
-                "PUT /{AZURITE_ACCOUNT}/backups/app%2F{NAME}.manifest.json"
+                "PUT /{AZURITE_ACCOUNT}/backups/app%2F{name}.manifest.json"
             )) && !r.line.contains("comp=")
         })
         .unwrap_or_else(|| panic!("a Put Blob of the manifest: {lines:#?}"));
-    // Created 2026-11-26T02:00Z (the name's timestamp) plus seven days.
     for (what, r) in [("data commit", commit), ("manifest", manifest)] {
         assert_eq!(
             r.header("x-ms-immutability-policy-until-date"),
-            Some("Thu, 03 Dec 2026 02:00:00 GMT"),
+            Some(until.as_str()),
             "{what}: {:?}",
             r.headers
         );

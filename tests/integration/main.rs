@@ -19,6 +19,8 @@ mod faults;
 #[cfg(feature = "gcs")]
 mod gcs;
 mod interop;
+#[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
+mod inventory;
 mod newuser;
 mod proxy;
 mod push;

@@ -5,8 +5,46 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// An HTTP answer the proxy gives instead of forwarding.
+#[derive(Clone)]
+pub struct Answer {
+    /// `503 Slow Down`.
+    pub status: &'static str,
+    /// Extra header lines, each ending in `\r\n`.
+    pub headers: &'static str,
+    pub body: &'static str,
+}
+
+impl Answer {
+    pub const INTERNAL_ERROR: Answer = Answer {
+        status: "500 Internal Server Error",
+        headers: "Content-Type: application/xml\r\n",
+        body: "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>",
+    };
+    /// What S3 answers a request rate it will not take
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html: SlowDown, 503).
+    pub const S3_SLOW_DOWN: Answer = Answer {
+        status: "503 Slow Down",
+        headers: "Content-Type: application/xml\r\n",
+        body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+    };
+    /// GCS's rate limit (https://cloud.google.com/storage/docs/json_api/v1/status-codes#429).
+    pub const GCS_TOO_MANY_REQUESTS: Answer = Answer {
+        status: "429 Too Many Requests",
+        headers: "Content-Type: application/json\r\n",
+        body: "{\"error\":{\"code\":429,\"message\":\"The rate of requests exceeds the rate limit.\",\"errors\":[{\"reason\":\"rateLimitExceeded\",\"domain\":\"usageLimits\"}]}}",
+    };
+    /// Azure Storage's throttling answer
+    /// (https://learn.microsoft.com/rest/api/storageservices/common-rest-api-error-codes: ServerBusy, 503).
+    pub const AZURE_SERVER_BUSY: Answer = Answer {
+        status: "503 Server Busy",
+        headers: "Content-Type: application/xml\r\nx-ms-error-code: ServerBusy\r\nx-ms-request-id: 1\r\n",
+        body: "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ServerBusy</Code><Message>Operations per second is over the account limit.</Message></Error>",
+    };
+}
 
 pub struct Proxy {
     pub endpoint: String,
@@ -14,10 +52,14 @@ pub struct Proxy {
     pub throttle: Arc<AtomicU64>,
     /// Cut connections once this many client-to-server bytes have passed in all; 0 is never.
     pub cut_after: Arc<AtomicU64>,
-    /// The next this many connections are answered `500 Internal Server Error` (after the
-    /// request head, then closed) instead of forwarded: a server failing, then recovering.
+    /// The next this many connections are answered with [`Proxy::answer`] (after the request
+    /// head, then closed) instead of forwarded: a server failing, then recovering.
     pub fail_next: Arc<AtomicU64>,
-    /// How many connections were answered 500.
+    /// When set, only connections whose request line contains this fail.
+    pub fail_only: Arc<Mutex<Option<String>>>,
+    /// What a failed connection is answered: `500 Internal Server Error` unless changed.
+    pub answer: Arc<Mutex<Answer>>,
+    /// How many connections were failed.
     pub failed: Arc<AtomicU64>,
     forwarded: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -34,8 +76,11 @@ impl Proxy {
         let forwarded = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let fail_next = Arc::new(AtomicU64::new(0));
+        let fail_only = Arc::new(Mutex::new(None::<String>));
+        let answer = Arc::new(Mutex::new(Answer::INTERNAL_ERROR));
         let failed = Arc::new(AtomicU64::new(0));
         let (fail, fails) = (fail_next.clone(), failed.clone());
+        let (only, answering) = (fail_only.clone(), answer.clone());
         let (t, c, f, s) = (
             throttle.clone(),
             cut_after.clone(),
@@ -48,21 +93,40 @@ impl Proxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let failing = fail
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok();
-                if failing {
-                    fails.fetch_add(1, Ordering::Relaxed);
-                    std::thread::spawn(move || answer_500(client));
+                let limits: Limits = (t.clone(), c.clone(), f.clone());
+                if fail.load(Ordering::Relaxed) == 0 {
+                    forward(client, &target, Vec::new(), limits);
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(&target) else {
-                    continue;
-                };
-                let (t, c, f) = (t.clone(), c.clone(), f.clone());
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pipe(client, server, Some((t, c, f))));
-                std::thread::spawn(move || pipe(s2, c2, None));
+                // Failing: read the request head to decide, then answer or forward it.
+                let (fail, fails, only, answering) =
+                    (fail.clone(), fails.clone(), only.clone(), answering.clone());
+                let target = target.clone();
+                std::thread::spawn(move || {
+                    let Some(head) = read_head(&client) else {
+                        return;
+                    };
+                    let line = String::from_utf8_lossy(&head);
+                    let line = line.lines().next().unwrap_or_default();
+                    let matches = only
+                        .lock()
+                        .unwrap()
+                        .as_deref()
+                        .is_none_or(|p| line.contains(p));
+                    let failing = matches
+                        && fail
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_ok();
+                    if failing {
+                        fails.fetch_add(1, Ordering::Relaxed);
+                        let a = answering.lock().unwrap().clone();
+                        send_answer(client, &a);
+                    } else {
+                        forward(client, &target, head, limits);
+                    }
+                });
             }
         });
         Proxy {
@@ -70,6 +134,8 @@ impl Proxy {
             throttle,
             cut_after,
             fail_next,
+            fail_only,
+            answer,
             failed,
             forwarded,
             stop,
@@ -88,24 +154,49 @@ impl Drop for Proxy {
     }
 }
 
-/// Reads a request head and answers 500, then closes, as a failing server does.
-fn answer_500(mut client: TcpStream) {
+/// Reads a connection's first request head (and whatever of its body came with it).
+fn read_head(mut client: &TcpStream) -> Option<Vec<u8>> {
     let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match client.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let body = "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected by the test proxy</Message></Error>";
+    let _ = client.set_read_timeout(None);
+    Some(head)
+}
+
+/// Answers a request whose head was read, then closes, as a failing server does.
+fn send_answer(mut client: TcpStream, a: &Answer) {
     let _ = write!(
         client,
-        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {}\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        a.status,
+        a.headers,
+        a.body.len(),
+        a.body
     );
     let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Connects to the server, sends what was already read from the client, and pipes the rest
+/// both ways.
+fn forward(client: TcpStream, target: &str, already: Vec<u8>, limits: Limits) {
+    let Ok(mut server) = TcpStream::connect(target) else {
+        return;
+    };
+    if !already.is_empty() {
+        limits.2.fetch_add(already.len() as u64, Ordering::Relaxed);
+        if server.write_all(&already).is_err() {
+            return;
+        }
+    }
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || pipe(client, server, Some(limits)));
+    std::thread::spawn(move || pipe(s2, c2, None));
 }
 
 type Limits = (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>);

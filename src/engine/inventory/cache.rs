@@ -2,20 +2,21 @@
 //! fingerprint, so that the next scan reads only the manifests that are new or changed.
 //!
 //! One file per location under `<cache dir>/inventory/` (mode 0600 in a 0700 directory): a
-//! header line (format, tool version, location, entry count, SHA-256 of the body), then one JSON
-//! line per manifest `{key, fingerprint, manifest}`. The fingerprint is what the provider changes
+//! header line (format, tool version, location), one JSON line per manifest `{key, fingerprint,
+//! manifest}`, and a trailer line (entry count, SHA-256 of the manifest lines), so the file is
+//! written and read streaming. The fingerprint is what the provider changes
 //! on every write of the key: the ETag (S3, GCS, Azure) and the version or generation (GCS
-//! generation, S3 version id) where the listing shows them, with the size. A key listed with
+//! generation, S3 version id) where the listing shows them, with the size ([`fingerprint`]). A key listed with
 //! another fingerprint is read again; a cached key no longer listed is dropped (the listing
 //! decides what exists); a file from another tool version, for another location, or damaged in
-//! any way (truncated, edited, a line that does not parse) is discarded whole and rebuilt, never
-//! trusted in part. Written to a temporary file and renamed, so a reader sees the old file or
-//! the new one.
+//! any way (cut short, edited, a line that does not parse) is discarded whole and rebuilt, never
+//! trusted in part. Written to a temporary file, synced and renamed, so a reader sees the old
+//! file or the new one.
 //!
 //! Local disks (`file://`) and `memory://` have no cache: reading their manifests costs what
 //! reading the cache would, and a file's modification time is too coarse a fingerprint.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,48 +24,78 @@ use offsite_storage::{Location, ObjectMeta};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::Listing;
+use super::{Entry, Listing};
 use crate::archive::{tool_version, Manifest};
 
 /// The cache file's format.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
+/// The first line.
 #[derive(Serialize, Deserialize)]
 struct Header {
     format: u32,
     tool: String,
     location: String,
-    entries: usize,
-    sha256: String,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One manifest, as read back.
+#[derive(Deserialize)]
 struct Line {
     key: String,
     fingerprint: String,
     manifest: Manifest,
 }
 
-/// What the provider changes on every write of a key, as listed; `None` when the listing shows
-/// neither an ETag nor a version (such a key is never cached).
-pub fn fingerprint(meta: &ObjectMeta) -> Option<String> {
-    if meta.etag.is_none() && meta.version.is_none() {
-        return None;
-    }
-    Some(format!(
-        "{}|{}|{}",
-        meta.etag.as_deref().unwrap_or(""),
-        meta.version.as_deref().unwrap_or(""),
-        meta.size
-    ))
+/// One manifest, as written.
+#[derive(Serialize)]
+struct LineRef<'a> {
+    key: &'a str,
+    fingerprint: &'a str,
+    manifest: &'a Manifest,
 }
 
-/// The cache of one location.
+/// The last line: without it the file was cut short.
+#[derive(Serialize, Deserialize)]
+struct Trailer {
+    end: bool,
+    entries: usize,
+    /// SHA-256 of the manifest lines, newlines included.
+    sha256: String,
+}
+
+const TRAILER_START: &str = "{\"end\":";
+
+/// What the provider changes on every write of a key, as listed: the ETag and version (S3,
+/// GCS, Azure) with the size. A listing without either (s3s-fs lists no ETag) is keyed by its
+/// modification time and size, but only when the store's listing shows times finer than a
+/// second (`fine_times`: some time in it has a fraction): a second-grained time could miss a
+/// rewrite of the same size within the second. `None`: never cached.
+pub fn fingerprint(meta: &ObjectMeta, fine_times: bool) -> Option<String> {
+    if meta.etag.is_some() || meta.version.is_some() {
+        return Some(format!(
+            "{}|{}|{}",
+            meta.etag.as_deref().unwrap_or(""),
+            meta.version.as_deref().unwrap_or(""),
+            meta.size
+        ));
+    }
+    let t = meta.last_modified?;
+    fine_times.then(|| {
+        format!(
+            "mtime:{}|{}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            meta.size
+        )
+    })
+}
+
+/// The cache of one location. Manifests are moved out as a scan uses them ([`Cache::take`]),
+/// so a scan holds each one once, and the file is written from the scan's entries.
 pub struct Cache {
     path: PathBuf,
     location: String,
-    entries: BTreeMap<String, (String, Manifest)>,
-    changed: bool,
+    entries: HashMap<String, (String, Manifest)>,
+    loaded: usize,
 }
 
 /// What names the location: its URL as given (with `--prefix` applied; a URL never carries
@@ -109,95 +140,97 @@ impl Cache {
                 if path.exists() {
                     tracing::info!(path = %path.display(), "the inventory cache is not usable ({why}); rebuilding it: every manifest is read again");
                 }
-                BTreeMap::new()
+                HashMap::new()
             }
         };
         Some(Cache {
             path,
             location,
+            loaded: entries.len(),
             entries,
-            changed: false,
         })
     }
 
-    /// The cached manifest of a listed key, when its fingerprint is still the listed one.
-    pub fn get(&self, meta: &ObjectMeta) -> Option<&Manifest> {
-        let fp = fingerprint(meta)?;
-        match self.entries.get(&meta.key) {
-            Some((f, m)) if *f == fp => Some(m),
+    /// The cached manifest of a listed key, moved out, when its fingerprint is still the
+    /// listed one.
+    pub fn take(&mut self, meta: &ObjectMeta, fine_times: bool) -> Option<Manifest> {
+        let fp = fingerprint(meta, fine_times)?;
+        match self.entries.remove(&meta.key) {
+            Some((f, m)) if f == fp => Some(m),
             _ => None,
         }
     }
 
-    /// Records a manifest just read.
-    pub fn insert(&mut self, meta: &ObjectMeta, manifest: Manifest) {
-        if let Some(fp) = fingerprint(meta) {
-            self.entries.insert(meta.key.clone(), (fp, manifest));
-            self.changed = true;
-        }
-    }
-
-    /// Keeps only the keys `listing` shows with the same fingerprint, and writes the file when
-    /// anything changed. A cache that cannot be written is a warning, not a failure: the next
-    /// scan reads every manifest again.
-    pub fn save(&mut self, listing: &Listing) {
-        let listed: HashMap<&str, Option<String>> = listing
-            .manifests
-            .values()
-            .map(|m| (m.key.as_str(), fingerprint(m)))
-            .collect();
-        let before = self.entries.len();
-        self.entries.retain(|k, (fp, _)| {
-            listed
-                .get(k.as_str())
-                .is_some_and(|f| f.as_deref() == Some(fp.as_str()))
-        });
-        if !self.changed && self.entries.len() == before && self.path.exists() {
+    /// Writes the file from a scan's entries: each manifest the listing shows with a
+    /// fingerprint. Skipped when the scan read nothing and took every cached manifest (the
+    /// file already says exactly this). A cache that cannot be written is a warning, not a
+    /// failure: the next scan reads every manifest again.
+    pub fn save(self, listing: &Listing, entries: &[Entry], reads: u64) {
+        if reads == 0 && self.entries.is_empty() && self.loaded > 0 {
             return;
         }
-        if let Err(e) = self.write() {
+        if let Err(e) = self.write(listing, entries) {
             tracing::warn!(path = %self.path.display(), "cannot write the inventory cache: {e:#}; the next run reads every manifest again");
         }
     }
 
-    fn write(&self) -> anyhow::Result<()> {
+    fn write(&self, listing: &Listing, entries: &[Entry]) -> anyhow::Result<()> {
         use anyhow::Context;
         use std::os::unix::fs::OpenOptionsExt;
         let dir = self.path.parent().expect("a cache file has a directory");
         crate::engine::spool::private_dir(dir)?;
-        let mut body = Vec::new();
-        for (key, (fingerprint, manifest)) in &self.entries {
-            let line = Line {
-                key: key.clone(),
-                fingerprint: fingerprint.clone(),
-                manifest: manifest.clone(),
-            };
-            serde_json::to_writer(&mut body, &line)?;
-            body.push(b'\n');
-        }
-        let header = Header {
-            format: FORMAT,
-            tool: tool_version(),
-            location: self.location.clone(),
-            entries: self.entries.len(),
-            sha256: hex::encode(Sha256::digest(&body)),
-        };
         let tmp = dir.join(format!(
             ".{}.tmp-{}",
             self.path.file_name().unwrap_or_default().to_string_lossy(),
             std::process::id()
         ));
         let res = (|| -> anyhow::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
+            let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
-            serde_json::to_writer(&mut f, &header)?;
-            f.write_all(b"\n")?;
-            f.write_all(&body)?;
+            let mut w = std::io::BufWriter::new(f);
+            let header = Header {
+                format: FORMAT,
+                tool: tool_version(),
+                location: self.location.clone(),
+            };
+            serde_json::to_writer(&mut w, &header)?;
+            w.write_all(b"\n")?;
+            let (mut hash, mut count, mut line) = (Sha256::new(), 0usize, Vec::new());
+            for e in entries {
+                let (Some(manifest), Some(meta)) = (&e.manifest, listing.manifests.get(&e.name))
+                else {
+                    continue;
+                };
+                let Some(fingerprint) = fingerprint(meta, listing.fine_times) else {
+                    continue;
+                };
+                line.clear();
+                serde_json::to_writer(
+                    &mut line,
+                    &LineRef {
+                        key: &meta.key,
+                        fingerprint: &fingerprint,
+                        manifest,
+                    },
+                )?;
+                line.push(b'\n');
+                hash.update(&line);
+                w.write_all(&line)?;
+                count += 1;
+            }
+            let trailer = Trailer {
+                end: true,
+                entries: count,
+                sha256: hex::encode(hash.finalize()),
+            };
+            serde_json::to_writer(&mut w, &trailer)?;
+            w.write_all(b"\n")?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, &self.path)
                 .with_context(|| format!("cannot rename {} into place", tmp.display()))
         })();
@@ -209,7 +242,7 @@ impl Cache {
 }
 
 /// Reads a cache file whole, or says why it cannot be used.
-fn read(path: &Path, location: &str) -> Result<BTreeMap<String, (String, Manifest)>, String> {
+fn read(path: &Path, location: &str) -> Result<HashMap<String, (String, Manifest)>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut lines = BufReader::new(file).lines();
     let header: Header = match lines.next() {
@@ -227,18 +260,23 @@ fn read(path: &Path, location: &str) -> Result<BTreeMap<String, (String, Manifes
         return Err("written for another location".into());
     }
     let mut hash = Sha256::new();
-    let mut entries = BTreeMap::new();
+    let mut entries = HashMap::new();
     for line in lines {
         let line = line.map_err(|e| e.to_string())?;
+        if line.starts_with(TRAILER_START) {
+            let t: Trailer =
+                serde_json::from_str(&line).map_err(|e| format!("bad trailer: {e}"))?;
+            if t.entries != entries.len() || hex::encode(hash.finalize()) != t.sha256 {
+                return Err("its contents do not match its trailer (edited)".into());
+            }
+            return Ok(entries);
+        }
         hash.update(line.as_bytes());
         hash.update(b"\n");
         let l: Line = serde_json::from_str(&line).map_err(|e| format!("bad line: {e}"))?;
         entries.insert(l.key, (l.fingerprint, l.manifest));
     }
-    if entries.len() != header.entries || hex::encode(hash.finalize()) != header.sha256 {
-        return Err("its contents do not match its header (truncated or edited)".into());
-    }
-    Ok(entries)
+    Err("cut short (no trailer)".into())
 }
 
 #[cfg(test)]
@@ -248,14 +286,29 @@ mod tests {
     #[test]
     fn fingerprints_change_with_etag_version_and_size() {
         let mut m = ObjectMeta::new("a.manifest.json", 10);
-        assert_eq!(fingerprint(&m), None, "nothing to key on: never cached");
+        assert_eq!(
+            fingerprint(&m, true),
+            None,
+            "nothing to key on: never cached"
+        );
+        m.last_modified = Some("2026-12-03T07:35:33.821Z".parse().unwrap());
+        assert_eq!(
+            fingerprint(&m, false),
+            None,
+            "a store listing whole seconds: too coarse"
+        );
+        let t = fingerprint(&m, true);
+        assert!(t.is_some());
+        m.last_modified = Some("2026-12-03T07:35:33.822Z".parse().unwrap());
+        assert_ne!(fingerprint(&m, true), t);
+        m.last_modified = None;
         m.etag = Some("\"e1\"".into());
-        let a = fingerprint(&m);
+        let a = fingerprint(&m, false);
         m.size = 11;
-        assert_ne!(fingerprint(&m), a);
+        assert_ne!(fingerprint(&m, false), a);
         m.version = Some("7".into());
-        let b = fingerprint(&m);
+        let b = fingerprint(&m, false);
         m.version = Some("8".into());
-        assert_ne!(fingerprint(&m), b);
+        assert_ne!(fingerprint(&m, false), b);
     }
 }

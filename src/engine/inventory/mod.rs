@@ -119,6 +119,9 @@ pub struct Listing {
     pub objects: BTreeMap<String, ObjectMeta>,
     /// Verification records' keys by archive name.
     pub verified: BTreeMap<String, String>,
+    /// Whether the store lists modification times finer than a second (some listed time has
+    /// a fraction), which makes a time a fingerprint for the cache where no ETag is listed.
+    pub fine_times: bool,
 }
 
 /// Strips the location's prefix from a listed key, leaving the name under it.
@@ -140,6 +143,9 @@ impl Listing {
             let Some(rel) = relative(&meta.key, &prefix) else {
                 continue;
             };
+            listing.fine_times |= meta
+                .last_modified
+                .is_some_and(|t| t.timestamp_subsec_nanos() != 0);
             if rel.contains('/') {
                 continue;
             }
@@ -286,9 +292,9 @@ impl<'a> Reader<'a> {
         Ok(orphan.map(|o| listing.orphan(&o)))
     }
 
-    /// Every entry of the listing: each manifest read (through `cache` when given, which then
-    /// holds what was read), `jobs` at a time, results in the listing's order; then the data
-    /// objects no manifest claims. Sorted by creation time, then name.
+    /// Every entry of the listing: each manifest taken from `cache` when it holds it unchanged,
+    /// else read, `jobs` at a time, results in the listing's order; then the data objects no
+    /// manifest claims. Sorted by creation time, then name.
     pub async fn entries(
         &self,
         listing: &Listing,
@@ -298,8 +304,11 @@ impl<'a> Reader<'a> {
             Vec::with_capacity(listing.manifests.len());
         let mut wanted = Vec::new();
         for (i, meta) in listing.manifests.values().enumerate() {
-            match cache.as_deref().and_then(|c| c.get(meta)) {
-                Some(m) => reads.push(Some(Some(Ok(m.clone())))),
+            match cache
+                .as_deref_mut()
+                .and_then(|c| c.take(meta, listing.fine_times))
+            {
+                Some(m) => reads.push(Some(Some(Ok(m)))),
                 None => {
                     reads.push(None);
                     wanted.push((i, meta));
@@ -307,12 +316,9 @@ impl<'a> Reader<'a> {
             }
         }
         let mut fresh = stream::iter(wanted)
-            .map(|(i, meta)| async move { self.read(meta).await.map(|r| (i, meta, r)) })
+            .map(|(i, meta)| async move { self.read(meta).await.map(|r| (i, r)) })
             .buffered(self.jobs);
-        while let Some((i, meta, read)) = fresh.try_next().await? {
-            if let (Some(c), Some(Ok(m))) = (cache.as_deref_mut(), &read) {
-                c.insert(meta, m.clone());
-            }
+        while let Some((i, read)) = fresh.try_next().await? {
             reads[i] = Some(read);
         }
         drop(fresh);
@@ -340,15 +346,19 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// What a full scan did, for the log and for the benchmark's request counts.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ScanStats {
-    /// Keys the listing classified as manifests.
-    pub manifests: usize,
-    /// Manifests read from the store.
-    pub read: u64,
-    /// Manifests taken from the cache.
-    pub cached: usize,
+impl Reader<'_> {
+    /// Logs (at `-v`) what was listed and how many manifests were read: the request count
+    /// the benchmark reports, and what a user asks when a listing is slow.
+    pub fn log(&self, listing: &Listing, from_cache: usize) {
+        tracing::info!(
+            url = %self.loc.url(),
+            manifests = listing.manifests.len(),
+            read = self.reads(),
+            from_cache,
+            jobs = self.jobs,
+            "inventory: listed, read only the manifests needed"
+        );
+    }
 }
 
 /// Lists a location and reads all its manifests: the inventory `ls` and `verify` show. On a
@@ -361,23 +371,31 @@ pub async fn scan(loc: &Opened, options: ReadOptions) -> offsite_storage::Result
         .then(|| cache::Cache::load(&loc.location))
         .flatten();
     let entries = reader.entries(&listing, cache.as_mut()).await?;
-    let stats = ScanStats {
-        manifests: listing.manifests.len(),
-        read: reader.reads(),
-        cached: listing.manifests.len() - reader.reads() as usize,
-    };
-    if let Some(mut c) = cache {
-        c.save(&listing);
+    if let Some(c) = cache {
+        c.save(&listing, &entries, reader.reads());
     }
-    tracing::info!(
-        url = %loc.url(),
-        manifests = stats.manifests,
-        read = stats.read,
-        from_cache = stats.cached,
-        jobs = reader.jobs(),
-        "inventory: listed, read the manifests not in the cache"
+    reader.log(
+        &listing,
+        listing
+            .manifests
+            .len()
+            .saturating_sub(reader.reads() as usize),
     );
     Ok(entries)
+}
+
+/// Lists a location and reads the one manifest of `name` (never the cache): the entry
+/// `verify --archive` checks, `None` when the location shows nothing of that name.
+pub async fn one(
+    loc: &Opened,
+    options: ReadOptions,
+    name: &str,
+) -> offsite_storage::Result<Option<Entry>> {
+    let listing = Listing::of(loc).await?;
+    let reader = Reader::new(loc, options);
+    let entry = reader.entry(&listing, name).await?;
+    reader.log(&listing, 0);
+    Ok(entry)
 }
 
 /// Reads one archive's manifest at a location, `Ok(None)` when there is none.
