@@ -188,7 +188,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 server_ticks() { awk '{ print $14 + $15 }' "/proc/$SPID/stat"; }
 
 # measure LABEL PREP CHECK -- CMD...: for run i of RUNS (FLAT_RUNS for labels starting with
-# "flat"), sets BUCKET to LABEL-i, runs PREP (untimed), wipes offsite's cache, `sync`, then CMD
+# "flat"), sets BUCKET to LABEL-i, runs PREP (untimed), wipes offsite's cache (unless
+# KEEP_CACHE=1: a rerun that finds what the last run left), `sync`, then CMD
 # under /usr/bin/time (prefixed by CLIENT_PIN), with every literal @BUCKET@ in CMD's arguments
 # replaced by BUCKET. CHECK (a function, or check_ok) gets the run's stdout and stderr files; a
 # failing CMD or CHECK stops the script. The function named by $after (if set) runs after each
@@ -202,7 +203,7 @@ measure() {
     for ((i = 1; i <= runs; i++)); do
         BUCKET=$label-$i
         "$prep"
-        rm -rf "$OFFSITE_CACHE_DIR"
+        [[ ${KEEP_CACHE:-0} == 1 ]] || rm -rf "$OFFSITE_CACHE_DIR"
         sync
         cmd=()
         for a in "$@"; do cmd+=("${a//@BUCKET@/$BUCKET}"); done
