@@ -7,5 +7,6 @@
 pub mod archive;
 pub mod cli;
 pub mod engine;
+pub mod policy;
 pub mod registry;
 pub mod report;

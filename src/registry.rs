@@ -39,7 +39,8 @@ pub struct DestinationOptions {
 }
 
 impl DestinationOptions {
-    fn from_location(loc: &Location) -> Result<DestinationOptions, Error> {
+    /// The options a location's query sets, checked.
+    pub fn from_location(loc: &Location) -> Result<DestinationOptions, Error> {
         let bad = |msg: String, hint: &str| {
             Error::new(ErrorKind::InvalidConfig, "url", Operation::Open, msg)
                 .with_key(loc.as_str())

@@ -3,7 +3,12 @@
 //! Planning is pure: functions here take an inventory and a rule and return decisions; the
 //! `offsite` binary executes them against stores. It holds [`encryption`], the age recipients
 //! every encrypted push needs, and [`inventory`], the model of archives, series and copies
-//! that the planners read and the binary fills from what it lists.
+//! that the planners read and the binary fills from what it lists; [`policy`], the policy file
+//! (parsed and checked, with [`duration`] spans); and [`placement`], what a policy's
+//! destinations can reach against its 3-2-1-1-0 rule.
 
+pub mod duration;
 pub mod encryption;
 pub mod inventory;
+pub mod placement;
+pub mod policy;

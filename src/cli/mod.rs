@@ -12,6 +12,7 @@ mod completions;
 mod create;
 mod keygen;
 mod ls;
+mod plan;
 mod push;
 mod restore;
 mod verify;
@@ -60,6 +61,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Create the directory, bucket or container a URL points into.
     Create(create::CreateArgs),
+    /// Validate a policy file and show what its destinations can reach against its placement.
+    Plan(plan::PlanArgs),
     /// Make a new age identity (secret key) and print its recipient (public key).
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
             Command::Verify(a) => verify::run(a, out).await,
             Command::Restore(a) => restore::run(a, out).await,
             Command::Create(a) => create::run(a, out).await,
+            Command::Plan(a) => plan::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
             Command::Man(a) => completions::man(a),

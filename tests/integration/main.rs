@@ -22,6 +22,7 @@ mod interop;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod inventory;
 mod newuser;
+mod plan;
 mod proxy;
 mod push;
 mod restore;

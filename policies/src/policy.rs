@@ -1,0 +1,730 @@
+//! The policy file (DESIGN.md "A complete policy file"): TOML, every table closed to unknown
+//! keys. Parsing checks what can be checked without a store: types, units, names that refer to
+//! each other, lock options that need a lock, credential sources that fit the destination's
+//! kind. An identity (a secret key) anywhere in the file is refused before the TOML is even
+//! parsed, and never echoed: a parse error message must not carry it either.
+//!
+//! Optional keys and their defaults: `prefix` (none), `rpo` and `verify-every` (not checked),
+//! `[encryption]` (required unless `unencrypted = true`), a destination's `offsite` (false for
+//! `file://` and `memory://`, true for clouds), `storage-class` (the provider's default), `lock`
+//! (none), `lock-days` (required with a lock), `legal-hold` (false), `retention` (the policy's),
+//! `[placement]` (copies 1, media 1, offsite 0, immutable 0), `[retention]` (keep everything),
+//! `[replication]` and `[[snapshots]]` (none).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::duration::Span;
+use crate::inventory::Kind;
+
+/// The policy format this build reads.
+pub const POLICY_VERSION: u32 = 1;
+
+/// A parsed, checked policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Policy {
+    /// [`POLICY_VERSION`].
+    pub version: u32,
+    /// The policy's name: labels metrics and lock periods; letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// A sub-prefix under every destination URL.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The newest complete archive must be younger than this.
+    #[serde(default)]
+    pub rpo: Option<Span>,
+    /// A deep verify or drill must have proven a copy this recently.
+    #[serde(default)]
+    pub verify_every: Option<Span>,
+    /// Who can decrypt.
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
+    /// Where copies go, in the order restore tries them.
+    #[serde(default, rename = "destination")]
+    pub destinations: Vec<Destination>,
+    /// 3-2-1-1-0.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Grandfather-father-son retention.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// Replicas filled from one destination.
+    #[serde(default)]
+    pub replication: Option<Replication>,
+    /// Volume snapshots under the same rules.
+    #[serde(default)]
+    pub snapshots: Vec<Snapshots>,
+}
+
+/// `[encryption]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Encryption {
+    /// age recipients (`age1...`) and SSH public keys.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// A file of recipients, one a line.
+    #[serde(default)]
+    pub recipients_file: Option<PathBuf>,
+    /// Store archives as they are, without age: must be said, never a default.
+    #[serde(default)]
+    pub unencrypted: bool,
+}
+
+/// An S3 Object Lock mode, or its Azure / GCS counterpart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockMode {
+    /// Removable by a privileged principal.
+    Governance,
+    /// Removable by no one until it expires.
+    Compliance,
+}
+
+impl LockMode {
+    /// The word the URL option and the file use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        }
+    }
+}
+
+/// `[[destination]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Destination {
+    /// Its name in reports, metrics and `[replication]`.
+    pub name: String,
+    /// The location URL (its query options are allowed, but not the ones set here as keys).
+    pub url: String,
+    /// Whether it counts as off site; default by kind.
+    #[serde(default)]
+    pub offsite: Option<bool>,
+    /// Storage class or access tier.
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    /// Lock copies at push.
+    #[serde(default)]
+    pub lock: Option<LockMode>,
+    /// Days the push-time lock lasts, from the archive's creation.
+    #[serde(default)]
+    pub lock_days: Option<u32>,
+    /// Put a legal hold on each copy.
+    #[serde(default)]
+    pub legal_hold: Option<bool>,
+    /// S3 SSE-KMS key.
+    #[serde(default)]
+    pub sse_kms_key: Option<String>,
+    /// This destination's own retention.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// S3: the AWS profile its credentials come from.
+    #[serde(default)]
+    pub aws_profile: Option<String>,
+    /// GCS: the service-account credentials file.
+    #[serde(default)]
+    pub gcp_credentials_file: Option<PathBuf>,
+    /// Azure: the name of the environment variable holding its connection string.
+    #[serde(default)]
+    pub azure_connection_string_env: Option<String>,
+}
+
+impl Destination {
+    /// Its kind, from the URL's scheme (checked by [`Policy::parse`]).
+    pub fn kind(&self) -> Kind {
+        kind_of(&self.url).expect("checked at parse")
+    }
+
+    /// Whether it counts as off site.
+    pub fn is_offsite(&self) -> bool {
+        self.offsite
+            .unwrap_or_else(|| self.kind().offsite_by_default())
+    }
+}
+
+/// `[placement]`: how many complete copies, of how many kinds, how many off site and locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Placement {
+    /// Complete copies.
+    #[serde(default = "one")]
+    pub copies: u32,
+    /// Distinct kinds of storage among them.
+    #[serde(default = "one")]
+    pub media: u32,
+    /// Copies at destinations off site.
+    #[serde(default)]
+    pub offsite: u32,
+    /// Copies under a retention lock.
+    #[serde(default)]
+    pub immutable: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            copies: 1,
+            media: 1,
+            offsite: 0,
+            immutable: 0,
+        }
+    }
+}
+
+/// A count rule: a number, or `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Keep this many.
+    N(u32),
+    /// Keep every one.
+    Unlimited,
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keep, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u32),
+            S(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("a keep rule is a whole number or \"unlimited\"")
+        })? {
+            Raw::N(n) => Ok(Keep::N(n)),
+            Raw::S(s) if s == "unlimited" => Ok(Keep::Unlimited),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "`{s}` is not a keep rule: write a whole number or \"unlimited\""
+            ))),
+        }
+    }
+}
+
+/// `[retention]`, restic `forget` semantics plus `max-age` and `min-age`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Retention {
+    /// The newest N.
+    #[serde(default)]
+    pub keep_last: Option<Keep>,
+    /// The newest of each of the last N hours with archives.
+    #[serde(default)]
+    pub keep_hourly: Option<Keep>,
+    /// ... days.
+    #[serde(default)]
+    pub keep_daily: Option<Keep>,
+    /// ... ISO weeks.
+    #[serde(default)]
+    pub keep_weekly: Option<Keep>,
+    /// ... months.
+    #[serde(default)]
+    pub keep_monthly: Option<Keep>,
+    /// ... years.
+    #[serde(default)]
+    pub keep_yearly: Option<Keep>,
+    /// Everything within this span of the newest archive.
+    #[serde(default)]
+    pub keep_within: Option<Span>,
+    /// Deleted when older, whatever the keep rules say (the newest complete never).
+    #[serde(default)]
+    pub max_age: Option<Span>,
+    /// Never touched when younger.
+    #[serde(default)]
+    pub min_age: Option<Span>,
+}
+
+/// `[replication]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Replication {
+    /// The destination replicas are filled from.
+    pub from: String,
+    /// The replicas: destinations filled by `replicate`, not by push.
+    pub to: Vec<String>,
+}
+
+/// A cloud whose volumes are snapshotted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotProvider {
+    /// EBS.
+    Aws,
+    /// GCP persistent disks.
+    Gcp,
+    /// Azure managed disks.
+    Azure,
+}
+
+/// `[[snapshots]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Snapshots {
+    /// Whose volumes.
+    pub provider: SnapshotProvider,
+    /// Where they are.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Volume ids.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Or a tag selector, `key=value`.
+    #[serde(default)]
+    pub select: Option<String>,
+    /// Regions each snapshot is copied to.
+    #[serde(default)]
+    pub copy_to: Vec<String>,
+    /// Their retention.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+}
+
+/// Why a policy file cannot be used. The message names the file, the line and column where it
+/// knows them, and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
+/// The kind a URL's scheme names.
+pub fn kind_of(url: &str) -> Option<Kind> {
+    let scheme = url.split_once("://")?.0;
+    Some(match scheme {
+        "file" => Kind::File,
+        "memory" => Kind::Memory,
+        "s3" => Kind::S3,
+        "gs" | "gcs" => Kind::Gcs,
+        "az" | "azure" => Kind::Azure,
+        _ => return None,
+    })
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Lines that hold a secret key; the key itself is never returned.
+fn secret_lines(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let u = l.to_ascii_uppercase();
+            u.contains("AGE-SECRET-KEY-")
+                || u.contains("AGE-PLUGIN-")
+                || (u.contains("-----BEGIN") && u.contains("PRIVATE KEY"))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// The closest of `candidates` to `word`, when close enough to be what was meant.
+fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" as "unknown key `x`, did you
+/// mean `b`?" (or the list, when nothing is close).
+fn explain(message: &str) -> String {
+    let message = message.trim();
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.replace("invalid type", "wrong type");
+    };
+    let Some((word, tail)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let candidates: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    match nearest(word, &candidates) {
+        Some(c) => format!("unknown key `{word}`, did you mean `{c}`?"),
+        None if candidates.is_empty() => format!("unknown key `{word}`"),
+        None => format!(
+            "unknown key `{word}`; this table takes {}",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+impl Policy {
+    /// Parses and checks a policy; `origin` (the file's path) starts every message.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let secrets = secret_lines(text);
+        if !secrets.is_empty() {
+            return Err(PolicyError(format!(
+                "{origin}:{}: holds a secret key (an age or SSH identity), refused and not shown; a policy names recipients (public keys) only: keep the identity in a file given to restore and drill with --identity or OFFSITE_IDENTITY_FILE, and remove it from the policy",
+                secrets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let policy: Policy = toml::from_str(text).map_err(|e| {
+            let at = match e.span() {
+                Some(s) => {
+                    let (l, c) = line_col(text, s.start);
+                    format!("{origin}:{l}:{c}")
+                }
+                None => origin.to_string(),
+            };
+            PolicyError(format!("{at}: {}", explain(e.message())))
+        })?;
+        policy
+            .check()
+            .map_err(|m| PolicyError(format!("{origin}: {m}")))?;
+        Ok(policy)
+    }
+
+    /// The checks across keys.
+    fn check(&self) -> Result<(), String> {
+        if self.version != POLICY_VERSION {
+            return Err(if self.version > POLICY_VERSION {
+                format!("version = {} is newer than this offsite understands ({POLICY_VERSION}); upgrade offsite", self.version)
+            } else {
+                format!(
+                    "version = {} is not a policy version; write version = {POLICY_VERSION}",
+                    self.version
+                )
+            });
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        if !name_ok(&self.name) {
+            return Err(format!(
+                "name = {:?}: a policy name is letters, digits, '.', '_' and '-'",
+                self.name
+            ));
+        }
+        if let Some(p) = &self.prefix {
+            if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains("//") {
+                return Err(format!(
+                    "prefix = {p:?}: write path segments without leading or trailing '/', such as \"app\""
+                ));
+            }
+        }
+        match &self.encryption {
+            None => {
+                return Err(
+                    "no [encryption]: give recipients (or a recipients-file), or write unencrypted = true under [encryption] to store archives as they are".into(),
+                )
+            }
+            Some(e) if e.unencrypted && (!e.recipients.is_empty() || e.recipients_file.is_some()) => {
+                return Err("[encryption] has recipients and unencrypted = true: choose one".into())
+            }
+            Some(e) if !e.unencrypted && e.recipients.is_empty() && e.recipients_file.is_none() => {
+                return Err("[encryption] names no recipients: add recipients = [\"age1...\"] or recipients-file".into())
+            }
+            Some(e) => {
+                for (i, r) in e.recipients.iter().enumerate() {
+                    crate::encryption::Recipient::parse(r, &format!("[encryption] recipients[{i}]"))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        if self.destinations.is_empty() {
+            return Err(
+                "no [[destination]]: a policy needs at least one, with a name and a url".into(),
+            );
+        }
+        let mut names = BTreeSet::new();
+        for d in &self.destinations {
+            if !name_ok(&d.name) {
+                return Err(format!(
+                    "destination name = {:?}: letters, digits, '.', '_' and '-'",
+                    d.name
+                ));
+            }
+            if !names.insert(d.name.as_str()) {
+                return Err(format!(
+                    "two destinations are named `{}`: names must differ",
+                    d.name
+                ));
+            }
+            d.check()
+                .map_err(|m| format!("destination `{}`: {m}", d.name))?;
+        }
+        if let Some(r) = &self.replication {
+            let known: Vec<&str> = names.iter().copied().collect();
+            let exists = |n: &str, what: &str| -> Result<(), String> {
+                if names.contains(n) {
+                    return Ok(());
+                }
+                Err(match nearest(n, &known) {
+                    Some(c) => format!(
+                        "[replication] {what} = `{n}` is no destination; did you mean `{c}`?"
+                    ),
+                    None => format!(
+                        "[replication] {what} = `{n}` is no destination; the destinations are {}",
+                        known.join(", ")
+                    ),
+                })
+            };
+            exists(&r.from, "from")?;
+            if r.to.is_empty() {
+                return Err("[replication] to = []: name at least one replica".into());
+            }
+            for t in &r.to {
+                exists(t, "to")?;
+                if *t == r.from {
+                    return Err(format!("[replication] `{t}` is both from and to"));
+                }
+            }
+        }
+        for (i, s) in self.snapshots.iter().enumerate() {
+            match (s.volumes.is_empty(), &s.select) {
+                (true, None) => {
+                    return Err(format!(
+                        "[[snapshots]] #{}: give volumes = [...] or select = \"key=value\"",
+                        i + 1
+                    ))
+                }
+                (false, Some(_)) => {
+                    return Err(format!(
+                        "[[snapshots]] #{}: volumes and select both given: choose one",
+                        i + 1
+                    ))
+                }
+                (_, Some(sel)) if !sel.contains('=') => {
+                    return Err(format!(
+                        "[[snapshots]] #{}: select = {sel:?} is not a tag selector: write \"key=value\"",
+                        i + 1
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a destination is a replica (filled by `replicate`, not by push).
+    pub fn is_replica(&self, name: &str) -> bool {
+        self.replication
+            .as_ref()
+            .is_some_and(|r| r.to.iter().any(|t| t == name))
+    }
+
+    /// The destinations push writes to, in order.
+    pub fn push_destinations(&self) -> impl Iterator<Item = &Destination> {
+        self.destinations
+            .iter()
+            .filter(|d| !self.is_replica(&d.name))
+    }
+
+    /// A destination's retention: its own, else the policy's.
+    pub fn retention_of<'a>(&'a self, d: &'a Destination) -> Option<&'a Retention> {
+        d.retention.as_ref().or(self.retention.as_ref())
+    }
+}
+
+/// URL query options a key of the destination table replaces.
+const TABLE_KEYS_IN_QUERY: [&str; 5] = [
+    "storage-class",
+    "lock",
+    "lock-days",
+    "legal-hold",
+    "sse-kms-key",
+];
+
+impl Destination {
+    fn check(&self) -> Result<(), String> {
+        let kind = kind_of(&self.url).ok_or_else(|| {
+            format!(
+                "url = {:?} is not a location URL: write file:///path, s3://bucket/prefix, gs://bucket/prefix or az://account/container/prefix",
+                self.url
+            )
+        })?;
+        if let Some((_, query)) = self.url.split_once('?') {
+            for pair in query.split('&') {
+                let key = pair.split('=').next().unwrap_or_default();
+                if TABLE_KEYS_IN_QUERY.contains(&key) {
+                    return Err(format!(
+                        "the url sets {key}= and policies set it as a key: write {key} = ... in the destination table and drop it from the url"
+                    ));
+                }
+            }
+        }
+        if self.lock_days.is_some() && self.lock.is_none() {
+            return Err(
+                "lock-days without lock: add lock = \"governance\" or \"compliance\"".into(),
+            );
+        }
+        if self.lock.is_some() {
+            match self.lock_days {
+                None => return Err("lock without lock-days: add lock-days = N (the push-time lock, from the archive's creation)".into()),
+                Some(0) => return Err("lock-days = 0: a lock lasts at least 1 day".into()),
+                Some(_) => {}
+            }
+            if matches!(kind, Kind::File | Kind::Memory) {
+                return Err(format!(
+                    "lock on a {}:// destination: only S3 (Object Lock), GCS (object retention) and Azure (version-level immutability) can lock",
+                    kind.as_str()
+                ));
+            }
+        }
+        if self.legal_hold == Some(true) && matches!(kind, Kind::File | Kind::Memory) {
+            return Err(
+                "legal-hold on a local destination: only S3, GCS and Azure hold objects".into(),
+            );
+        }
+        if self.storage_class.is_some() && matches!(kind, Kind::File | Kind::Memory) {
+            return Err(
+                "storage-class on a local destination: only S3, GCS and Azure have storage classes"
+                    .into(),
+            );
+        }
+        let wrong = |key: &str, fits: Kind| -> Result<(), String> {
+            Err(format!(
+                "{key} is for {}:// destinations, and this one is {}://",
+                match fits {
+                    Kind::S3 => "s3",
+                    Kind::Gcs => "gs",
+                    _ => "az",
+                },
+                kind.as_str()
+            ))
+        };
+        if self.sse_kms_key.is_some() && kind != Kind::S3 {
+            wrong("sse-kms-key", Kind::S3)?;
+        }
+        if self.aws_profile.is_some() && kind != Kind::S3 {
+            wrong("aws-profile", Kind::S3)?;
+        }
+        if self.gcp_credentials_file.is_some() && kind != Kind::Gcs {
+            wrong("gcp-credentials-file", Kind::Gcs)?;
+        }
+        if let Some(var) = &self.azure_connection_string_env {
+            if kind != Kind::Azure {
+                wrong("azure-connection-string-env", Kind::Azure)?;
+            }
+            if var.is_empty()
+                || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || var.contains(';')
+            {
+                return Err(
+                    "azure-connection-string-env names an environment variable (such as DR_AZURE_CONNECTION), never the connection string itself".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn base(extra: &str) -> String {
+        format!(
+            "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{RECIPIENT}\"]\n[[destination]]\nname = \"local\"\nurl = \"file:///var/backups/app\"\n{extra}"
+        )
+    }
+
+    fn err(text: &str) -> String {
+        Policy::parse(text, "p.toml").unwrap_err().0
+    }
+
+    #[test]
+    fn a_minimal_policy_takes_the_defaults() {
+        let p = Policy::parse(&base(""), "p.toml").unwrap();
+        assert_eq!(p.placement, Placement::default());
+        assert!(!p.destinations[0].is_offsite());
+        assert_eq!(p.push_destinations().count(), 1);
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line_and_the_nearest_key() {
+        let e = err(&base("[retention]\nkeep-dayly = 7\n"));
+        assert_eq!(
+            e,
+            "p.toml:9:1: unknown key `keep-dayly`, did you mean `keep-daily`?"
+        );
+        let e = err(&base("[placement]\ncopies = \"three\"\n"));
+        assert!(e.starts_with("p.toml:9:10: wrong type"), "{e}");
+        let e = err(&base("").replacen("name = \"app\"", "name = \"app\"\nrpo = \"26x\"", 1));
+        assert!(e.contains("`26x` is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_key_is_refused_and_never_echoed() {
+        let secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+        for text in [
+            base(&format!("# identity = \"{secret}\"\n")),
+            format!("version = 1\nname = \"app\nkey = {secret}"),
+        ] {
+            let e = err(&text);
+            assert!(e.contains("holds a secret key"), "{e}");
+            assert!(!e.contains("QQQQ"), "{e}");
+        }
+    }
+
+    #[test]
+    fn cross_key_mistakes_are_named() {
+        assert!(err(&base("lock-days = 7\n")).contains("lock-days without lock"));
+        assert!(err(&base("lock = \"compliance\"\nlock-days = 7\n")).contains("only S3"));
+        assert!(err(&base("aws-profile = \"dr\"\n")).contains("aws-profile is for s3://"));
+        let e = err(&base("[replication]\nfrom = \"locl\"\nto = [\"local\"]\n"));
+        assert!(e.contains("did you mean `local`?"), "{e}");
+        let e = err("version = 2\nname = \"a\"\n");
+        assert!(e.contains("newer than this offsite understands"), "{e}");
+        let e = err("version = 1\nname = \"a\"\n[encryption]\nrecipients = []\n[[destination]]\nname = \"x\"\nurl = \"file:///x\"\n");
+        assert!(e.contains("names no recipients"), "{e}");
+        let e = err(&base(
+            "[[destination]]\nname = \"s3\"\nurl = \"s3://b/app?storage-class=GLACIER\"\n",
+        ));
+        assert!(e.contains("write storage-class = ..."), "{e}");
+    }
+
+    #[test]
+    fn keep_rules_take_numbers_and_unlimited() {
+        let p = Policy::parse(
+            &base("[retention]\nkeep-daily = 7\nkeep-yearly = \"unlimited\"\nmax-age = \"3y\"\n"),
+            "p.toml",
+        )
+        .unwrap();
+        let r = p.retention.unwrap();
+        assert_eq!(r.keep_daily, Some(Keep::N(7)));
+        assert_eq!(r.keep_yearly, Some(Keep::Unlimited));
+        assert_eq!(r.max_age.unwrap().years, 3);
+        assert!(err(&base("[retention]\nkeep-daily = \"lots\"\n")).contains("not a keep rule"));
+    }
+}
+
+#[cfg(test)]
+mod presets {
+    use super::Policy;
+
+    /// Every preset shipped in `policies/presets/` parses.
+    #[test]
+    fn every_preset_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                Policy::parse(&text, &path.display().to_string()).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "the presets are there: {n}");
+    }
+}

@@ -1,0 +1,88 @@
+//! A policy file as the binary uses it: read and checked by `offsite_policies::policy`, then
+//! each destination turned into the location URL a one-off push would be given (the table's
+//! placement keys written into its query), so push, ls, verify and restore open a policy's
+//! destinations exactly as they open a URL.
+
+use std::path::Path;
+
+use anyhow::Result;
+use offsite_policies::policy::{Destination, Policy};
+use offsite_storage::Location;
+
+use crate::report::usage;
+
+/// Reads and checks the policy at `path`; every problem is a usage error (exit 2).
+pub fn load(path: &Path) -> Result<Policy> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        usage(format!(
+            "cannot read the policy {}: {e}; give --policy FILE or set OFFSITE_POLICY",
+            path.display()
+        ))
+    })?;
+    let policy = Policy::parse(&text, &path.display().to_string()).map_err(|e| usage(e.0))?;
+    for d in &policy.destinations {
+        let url = destination_url(d);
+        let loc = Location::parse(&url)
+            .map_err(|e| usage(format!("{}: destination `{}`: {e}", path.display(), d.name)))?;
+        if let Some(p) = &policy.prefix {
+            loc.join_prefix(p).map_err(|e| {
+                usage(format!(
+                    "{}: prefix {p:?} under destination `{}`: {e}",
+                    path.display(),
+                    d.name
+                ))
+            })?;
+        }
+        crate::registry::DestinationOptions::from_location(&loc)
+            .map_err(|e| usage(format!("{}: destination `{}`: {e}", path.display(), d.name)))?;
+    }
+    Ok(policy)
+}
+
+/// The destination as a location URL: its `url` with `storage-class`, `lock`, `lock-days`,
+/// `legal-hold` and `sse-kms-key` from the table in the query (the policy's `prefix` is applied
+/// when the location is opened).
+pub fn destination_url(d: &Destination) -> String {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    if let Some(c) = &d.storage_class {
+        pairs.push(("storage-class", c.clone()));
+    }
+    if let Some(l) = d.lock {
+        pairs.push(("lock", l.as_str().to_string()));
+    }
+    if let Some(n) = d.lock_days {
+        pairs.push(("lock-days", n.to_string()));
+    }
+    if d.legal_hold == Some(true) {
+        pairs.push(("legal-hold", "true".into()));
+    }
+    if let Some(k) = &d.sse_kms_key {
+        pairs.push(("sse-kms-key", k.clone()));
+    }
+    let mut url = d.url.clone();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        let sep = if i == 0 && !d.url.contains('?') {
+            '?'
+        } else {
+            '&'
+        };
+        url.push(sep);
+        url.push_str(k);
+        url.push('=');
+        url.push_str(&percent_encode(v));
+    }
+    url
+}
+
+/// Percent-encodes what a query value cannot hold as is.
+fn percent_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

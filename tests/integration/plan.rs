@@ -1,0 +1,145 @@
+//! `offsite plan`: a policy file validated, its destinations shown, its placement judged;
+//! exit 0 valid and satisfiable, 2 invalid, 3 valid but a rule cannot be met.
+
+use crate::common::*;
+
+/// A preset with its recipients file pointed into the sandbox.
+fn preset(sb: &Sandbox, name: &str) -> std::path::PathBuf {
+    let rfile = sb.path("recipients.txt");
+    std::fs::write(&rfile, format!("{}\n", sb.recipient)).unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("policies/presets/{name}")),
+    )
+    .unwrap()
+    .replace("/etc/offsite/recipients.txt", &rfile.display().to_string());
+    let p = sb.path(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn every_preset_plans_valid_and_satisfiable() {
+    let sb = Sandbox::new();
+    for name in ["local.toml", "3-2-1.toml", "3-2-1-1-0.toml", "gfs.toml"] {
+        let p = preset(&sb, name);
+        let o = sb
+            .cmd()
+            .arg("plan")
+            .arg("--policy")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        assert!(
+            stdout(&o).contains("the policy is valid and its placement can be met."),
+            "{name}: {}",
+            stdout(&o)
+        );
+    }
+    // 3-2-1-1-0 shows the lock and the credentials source stays out of the URL.
+    let p = preset(&sb, "3-2-1-1-0.toml");
+    let o = sb
+        .cmd()
+        .args(["--json", "plan"])
+        .env("OFFSITE_POLICY", &p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["destinations"][1]["lock"], "compliance");
+    assert_eq!(
+        v["destinations"][1]["url"],
+        "s3://acme-locked?region=us-east-1&lock=compliance&lock-days=14"
+    );
+    assert_eq!(v["placement"]["immutable"]["possible"], 1);
+    assert!(!stdout(&o).contains("DR_AZURE_CONNECTION="));
+}
+
+#[test]
+fn a_rule_that_cannot_be_met_is_named_with_exit_3() {
+    let sb = Sandbox::new();
+    let p = preset(&sb, "3-2-1-1-0.toml");
+    let text: String = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("copies = 3", "copies = 4")
+        .lines()
+        .filter(|l| !l.starts_with("lock"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    let o = sb
+        .cmd()
+        .arg("plan")
+        .arg("--policy")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(
+        e.contains("error: placement wants 4 copies; the policy has 3 destinations"),
+        "{e}"
+    );
+    assert!(
+        e.contains("error: immutable = 1 but no destination has a lock"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_invalid_policy_is_exit_2_with_line_column_and_the_fix() {
+    let sb = Sandbox::new();
+    let p = preset(&sb, "gfs.toml");
+    let good = std::fs::read_to_string(&p).unwrap();
+    let case = |text: String| {
+        std::fs::write(&p, text).unwrap();
+        let o = sb
+            .cmd()
+            .arg("plan")
+            .arg("--policy")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_code(&o, 2);
+        stderr(&o)
+    };
+    let line = good
+        .lines()
+        .position(|l| l.starts_with("keep-daily"))
+        .unwrap()
+        + 1;
+    let e = case(good.replace("keep-daily", "keep-dayly"));
+    assert_eq!(
+        e.trim(),
+        format!(
+            "error: {}:{line}:1: unknown key `keep-dayly`, did you mean `keep-daily`?",
+            p.display()
+        )
+    );
+    let e = case(good.replace("keep-daily = 14", "keep-daily = \"fourteen\""));
+    assert!(e.contains("not a keep rule"), "{e}");
+    let e = case(good.replace("rpo = \"2h\"", "rpo = \"2 hours\""));
+    assert!(e.contains("is not a duration"), "{e}");
+    // An identity is refused and never echoed.
+    let key = std::fs::read_to_string(&sb.key).unwrap();
+    let secret = key
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_string();
+    let e = case(good.replace(
+        "recipients-file =",
+        &format!("recipients = [\"{secret}\"]\nrecipients-file ="),
+    ));
+    assert!(e.contains("holds a secret key"), "{e}");
+    assert!(!e.contains(&secret[15..30]), "{e}");
+    let e = case(good.replace("s3://acme-db-backups", "ftp://acme-db-backups"));
+    assert!(e.contains("is not a location URL"), "{e}");
+    let o = sb
+        .cmd()
+        .args(["plan", "--policy", "/nonexistent/p.toml"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("cannot read the policy /nonexistent/p.toml"));
+}
