@@ -139,6 +139,9 @@ pub struct Manifest {
     /// The object's retention lock, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_until: Option<DateTime<Utc>>,
+    /// The backup job's own `metadata.json` (`push --metadata`), carried as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
     /// When this copy was committed.
     pub pushed: DateTime<Utc>,
     /// `offsite X.Y.Z`.
@@ -406,6 +409,7 @@ mod tests {
                 encryption: encrypted.then(|| Encryption { scheme: "age".into(), recipients: vec!["age1x".into()] }),
                 policy: None,
                 retain_until: Some(t),
+                metadata: encrypted.then(|| serde_json::json!({"host": "db1", "size": 3})),
                 pushed: t,
                 tool: tool_version(),
             };

@@ -59,6 +59,16 @@ pub fn destination_url(d: &Destination) -> String {
     if let Some(k) = &d.sse_kms_key {
         pairs.push(("sse-kms-key", k.clone()));
     }
+    // Where the credentials come from, by name: the providers read these query keys.
+    if let Some(p) = &d.aws_profile {
+        pairs.push(("profile", p.clone()));
+    }
+    if let Some(f) = &d.gcp_credentials_file {
+        pairs.push(("credentials-file", f.display().to_string()));
+    }
+    if let Some(v) = &d.azure_connection_string_env {
+        pairs.push(("connection-string-env", v.clone()));
+    }
     let mut url = d.url.clone();
     for (i, (k, v)) in pairs.iter().enumerate() {
         let sep = if i == 0 && !d.url.contains('?') {
@@ -85,4 +95,58 @@ fn percent_encode(v: &str) -> String {
         }
     }
     out
+}
+
+/// The policy file a command uses: `--policy FILE`, else `OFFSITE_POLICY` when the command
+/// was given no location of its own (a URL on the command line is a one-off run, and wins over
+/// the environment).
+pub fn chosen(flag: Option<&Path>, locations_given: bool) -> Option<std::path::PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if locations_given {
+        return None;
+    }
+    std::env::var_os("OFFSITE_POLICY")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// The policy's age recipients (`recipients` and `recipients-file`), or none for
+/// `unencrypted = true`. A recipients file that cannot be read is a usage error.
+pub fn recipients(policy: &Policy) -> Result<Vec<offsite_policies::encryption::Recipient>> {
+    use offsite_policies::encryption::{dedup, read_recipients_file, Recipient};
+    let Some(e) = &policy.encryption else {
+        return Ok(Vec::new());
+    };
+    if e.unencrypted {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for r in &e.recipients {
+        out.push(Recipient::parse(r, "[encryption] recipients").map_err(|e| usage(e.to_string()))?);
+    }
+    if let Some(f) = &e.recipients_file {
+        out.extend(
+            read_recipients_file(f)
+                .map_err(|e| usage(format!("[encryption] recipients-file: {e}")))?,
+        );
+    }
+    Ok(dedup(out))
+}
+
+/// Whether the policy stores archives unencrypted on purpose.
+pub fn unencrypted(policy: &Policy) -> bool {
+    policy.encryption.as_ref().is_some_and(|e| e.unencrypted)
+}
+
+/// The locations of the policy's destinations, in its order, with their names: `all` gives
+/// replicas too (where restore, ls and verify look), else only those push fills.
+pub fn locations(policy: &Policy, all: bool) -> Vec<(String, String)> {
+    policy
+        .destinations
+        .iter()
+        .filter(|d| all || !policy.is_replica(&d.name))
+        .map(|d| (d.name.clone(), destination_url(d)))
+        .collect()
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::inventory::Kind;
-use crate::policy::Policy;
+use crate::policy::{Placement, Policy};
 
 /// One destination as placement counts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +121,93 @@ pub fn reach(policy: &Policy, slots: &[Slot]) -> Reach {
     }
 }
 
+/// A copy that exists, as placement counts it: at which slot, and whether a lock holds it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The index of its destination among the slots.
+    pub slot: usize,
+    /// Under a retention lock (or legal hold) now.
+    pub locked: bool,
+}
+
+/// What real copies reach against the rule, and what is missing, in words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    /// Complete copies (one per destination at most).
+    pub copies: u32,
+    /// Distinct kinds of storage among them.
+    pub media: u32,
+    /// Copies off site.
+    pub offsite: u32,
+    /// Copies under a lock now.
+    pub immutable: u32,
+    /// Every count meets the rule.
+    pub met: bool,
+    /// What falls short, one sentence each; empty when met.
+    pub missing: Vec<String>,
+}
+
+/// Judges the copies `held` (each at one of `slots`) against `rule`. A destination counts once
+/// however often it is listed.
+pub fn judge(rule: Placement, slots: &[Slot], held: &[Held]) -> Verdict {
+    let mut at: BTreeSet<usize> = BTreeSet::new();
+    let mut locked_at: BTreeSet<usize> = BTreeSet::new();
+    for h in held.iter().filter(|h| h.slot < slots.len()) {
+        at.insert(h.slot);
+        if h.locked {
+            locked_at.insert(h.slot);
+        }
+    }
+    let kinds: BTreeSet<Kind> = at.iter().map(|&i| slots[i].kind).collect();
+    let copies = at.len() as u32;
+    let media = kinds.len() as u32;
+    let offsite = at.iter().filter(|&&i| slots[i].offsite).count() as u32;
+    let immutable = locked_at.len() as u32;
+    let mut missing = Vec::new();
+    if copies < rule.copies {
+        missing.push(format!(
+            "{} of {} wanted",
+            plural(copies, "copy", "copies"),
+            rule.copies
+        ));
+    }
+    if media < rule.media {
+        let have: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        missing.push(format!(
+            "{} of {} kinds of storage wanted{}",
+            media,
+            rule.media,
+            if have.is_empty() {
+                String::new()
+            } else {
+                format!(" (only {})", have.join(" and "))
+            }
+        ));
+    }
+    if offsite < rule.offsite {
+        missing.push(format!(
+            "{} of {} wanted",
+            plural(offsite, "off-site copy", "off-site copies"),
+            rule.offsite
+        ));
+    }
+    if immutable < rule.immutable {
+        missing.push(format!(
+            "{} of {} wanted",
+            plural(immutable, "locked copy", "locked copies"),
+            rule.immutable
+        ));
+    }
+    Verdict {
+        copies,
+        media,
+        offsite,
+        immutable,
+        met: missing.is_empty(),
+        missing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +249,103 @@ mod tests {
         let r = reach(&p, &slots(&p));
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!((r.copies, r.media, r.offsite, r.immutable), (3, 3, 2, 1));
+    }
+
+    #[test]
+    fn a_verdict_names_what_is_missing() {
+        let p = policy(
+            "[[destination]]\nname = \"local\"\nurl = \"file:///a\"\n[[destination]]\nname = \"s3\"\nurl = \"s3://b/app\"\nlock = \"compliance\"\nlock-days = 7\n[[destination]]\nname = \"dr\"\nurl = \"gs://c/app\"\n",
+            "copies = 3\nmedia = 2\noffsite = 1\nimmutable = 1",
+        );
+        let s = slots(&p);
+        let only_local = judge(
+            p.placement,
+            &s,
+            &[Held {
+                slot: 0,
+                locked: false,
+            }],
+        );
+        assert_eq!(
+            only_local.missing,
+            [
+                "1 copy of 3 wanted",
+                "1 of 2 kinds of storage wanted (only file)",
+                "0 off-site copies of 1 wanted",
+                "0 locked copies of 1 wanted",
+            ]
+        );
+        let all = [
+            Held {
+                slot: 0,
+                locked: false,
+            },
+            Held {
+                slot: 1,
+                locked: true,
+            },
+            Held {
+                slot: 2,
+                locked: false,
+            },
+            Held {
+                slot: 2,
+                locked: false,
+            },
+        ];
+        let v = judge(p.placement, &s, &all);
+        assert!(v.met, "{:?}", v.missing);
+        assert_eq!((v.copies, v.media, v.offsite, v.immutable), (3, 3, 2, 1));
+        // A lock that has run out does not count as immutable.
+        let expired = [
+            all[0],
+            Held {
+                slot: 1,
+                locked: false,
+            },
+            all[2],
+        ];
+        assert_eq!(
+            judge(p.placement, &s, &expired).missing,
+            ["0 locked copies of 1 wanted"]
+        );
+    }
+
+    proptest! {
+        /// Judging every slot's copy never does better than what the slots can reach, and
+        /// meets the rule exactly when reach finds no problem but the copies-vs-counts one.
+        #[test]
+        fn judging_every_slot_is_the_reach(
+            dests in proptest::collection::vec((0usize..4, any::<bool>(), proptest::option::of(any::<bool>())), 1..6),
+            copies in 1u32..7, media in 1u32..5, offsite in 0u32..6, immutable in 0u32..6,
+            held_mask in any::<u8>(),
+        ) {
+            let schemes = ["file:///d", "s3://b/d", "gs://b/d", "az://acct/c/d"];
+            let mut text = String::new();
+            for (i, (s, lock, off)) in dests.iter().enumerate() {
+                text.push_str(&format!("[[destination]]\nname = \"d{i}\"\nurl = \"{}{i}\"\n", schemes[*s]));
+                if *lock && *s != 0 {
+                    text.push_str("lock = \"governance\"\nlock-days = 1\n");
+                }
+                if let Some(o) = off {
+                    text.push_str(&format!("offsite = {o}\n"));
+                }
+            }
+            let copies = copies.max(media).max(offsite).max(immutable);
+            let p = policy(&text, &format!("copies = {copies}\nmedia = {media}\noffsite = {offsite}\nimmutable = {immutable}"));
+            let s = slots(&p);
+            let every: Vec<Held> = s.iter().enumerate().map(|(i, x)| Held { slot: i, locked: x.locked }).collect();
+            let v = judge(p.placement, &s, &every);
+            let r = reach(&p, &s);
+            prop_assert_eq!(v.met, r.problems.is_empty());
+            prop_assert_eq!((v.copies, v.media, v.offsite, v.immutable), (r.copies, r.media, r.offsite, r.immutable));
+            // Any subset does no better, and is met only if every count is.
+            let some: Vec<Held> = every.iter().copied().filter(|h| held_mask & (1 << h.slot) != 0).collect();
+            let w = judge(p.placement, &s, &some);
+            prop_assert!(w.copies <= v.copies && w.media <= v.media && w.offsite <= v.offsite && w.immutable <= v.immutable);
+            prop_assert_eq!(w.met, w.copies >= copies && w.media >= media && w.offsite >= offsite && w.immutable >= immutable);
+            prop_assert_eq!(w.missing.is_empty(), w.met);
+        }
     }
 
     proptest! {

@@ -534,12 +534,15 @@ impl Policy {
 }
 
 /// URL query options a key of the destination table replaces.
-const TABLE_KEYS_IN_QUERY: [&str; 5] = [
-    "storage-class",
-    "lock",
-    "lock-days",
-    "legal-hold",
-    "sse-kms-key",
+const TABLE_KEYS_IN_QUERY: [(&str, &str); 8] = [
+    ("storage-class", "storage-class"),
+    ("lock", "lock"),
+    ("lock-days", "lock-days"),
+    ("legal-hold", "legal-hold"),
+    ("sse-kms-key", "sse-kms-key"),
+    ("profile", "aws-profile"),
+    ("credentials-file", "gcp-credentials-file"),
+    ("connection-string-env", "azure-connection-string-env"),
 ];
 
 impl Destination {
@@ -553,9 +556,9 @@ impl Destination {
         if let Some((_, query)) = self.url.split_once('?') {
             for pair in query.split('&') {
                 let key = pair.split('=').next().unwrap_or_default();
-                if TABLE_KEYS_IN_QUERY.contains(&key) {
+                if let Some((_, table)) = TABLE_KEYS_IN_QUERY.iter().find(|(q, _)| *q == key) {
                     return Err(format!(
-                        "the url sets {key}= and policies set it as a key: write {key} = ... in the destination table and drop it from the url"
+                        "the url sets {key}= and policies set it as a key: write {table} = ... in the destination table and drop it from the url"
                     ));
                 }
             }

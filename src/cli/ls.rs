@@ -16,7 +16,9 @@ pub struct LsArgs {
     /// The location: file:///var/backups/app, s3://bucket/prefix, gs://bucket/prefix,
     /// az://account/container/prefix or memory://name.
     #[arg(value_name = "URL")]
-    url: String,
+    url: Option<String>,
+    #[command(flatten)]
+    policy: super::PolicyArgs,
     /// A sub-prefix under the URL.
     #[arg(long)]
     prefix: Option<String>,
@@ -25,20 +27,66 @@ pub struct LsArgs {
 }
 
 pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
-    let loc = super::open_all(std::slice::from_ref(&args.url), args.prefix.as_deref())
-        .await?
-        .remove(0);
-    let entries = scan(&loc, args.inventory.options())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
+    let urls: Vec<String> = args.url.iter().cloned().collect();
+    let place = args.policy.resolve(&urls, args.prefix.as_deref())?;
+    let locations = place.open().await?;
+    if place.policy.is_none() {
+        let loc = &locations[0];
+        let entries = scan(loc, args.inventory.options())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
+        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+        let res = if out.json {
+            write_json(&mut w, loc.url(), &entries)
+        } else {
+            write_text(&mut w, loc.url(), &entries)
+        };
+        res.and_then(|()| w.flush()).map_err(stdout_failed)?;
+        return Ok(exit::OK);
+    }
+    // A policy: every destination in its order, each listed on its own; one that cannot be
+    // listed is reported and the others still are (exit 1).
+    let policy = place.policy.as_ref().expect("policy");
+    let mut code = exit::OK;
     let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-    let res = if out.json {
-        write_json(&mut w, loc.url(), &entries)
-    } else {
-        write_text(&mut w, loc.url(), &entries)
-    };
-    res.and_then(|()| w.flush()).map_err(stdout_failed)?;
-    Ok(exit::OK)
+    if out.json {
+        writeln!(
+            w,
+            "{{\n\"policy\": {},\n\"locations\": [",
+            serde_json::Value::from(policy.name.as_str())
+        )
+        .map_err(stdout_failed)?;
+    }
+    for (i, (loc, (name, _))) in locations.iter().zip(&place.named).enumerate() {
+        let listed = scan(loc, args.inventory.options()).await;
+        let res = match (&listed, out.json) {
+            (Ok(entries), true) => write!(w, "{}", if i == 0 { "" } else { "," })
+                .and_then(|()| write_json(&mut w, loc.url(), entries)),
+            (Ok(entries), false) => writeln!(
+                w,
+                "{}== {name} ({})",
+                if i == 0 { "" } else { "\n" },
+                loc.url()
+            )
+            .and_then(|()| write_text(&mut w, loc.url(), entries)),
+            (Err(e), true) => {
+                code = exit::FAILED;
+                let doc = json!({"url": loc.url(), "error": e.to_string()});
+                write!(w, "{}{doc}\n", if i == 0 { "" } else { "," })
+            }
+            (Err(e), false) => {
+                code = exit::FAILED;
+                eprintln!("error: cannot list destination {name} ({}): {e}", loc.url());
+                Ok(())
+            }
+        };
+        res.map_err(stdout_failed)?;
+    }
+    if out.json {
+        writeln!(w, "],\n\"exit\": {code}\n}}").map_err(stdout_failed)?;
+    }
+    w.flush().map_err(stdout_failed)?;
+    Ok(code)
 }
 
 /// The JSON document, written one archive a line as it goes rather than built in memory:

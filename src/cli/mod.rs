@@ -101,6 +101,71 @@ impl InventoryArgs {
     }
 }
 
+/// A policy as the set of locations to read (ls, verify, restore, status, drill).
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// A policy file: its destinations (replicas included), in its order, under its prefix,
+    /// instead of URLs. Without URLs, the OFFSITE_POLICY environment variable names it.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+/// Where a reading command looks: the URLs given, or a policy's destinations.
+pub struct Where {
+    /// The policy, when one was used.
+    pub policy: Option<offsite_policies::policy::Policy>,
+    /// (name, url): the destination's name under a policy, else the URL itself.
+    pub named: Vec<(String, String)>,
+    /// The sub-prefix under every URL.
+    pub prefix: Option<String>,
+}
+
+impl PolicyArgs {
+    /// Resolves URLs or the policy; exactly one of them must be there.
+    fn resolve(&self, urls: &[String], prefix: Option<&str>) -> anyhow::Result<Where> {
+        if self.policy.is_some() && !urls.is_empty() {
+            return Err(crate::report::usage(
+                "give locations as URLs or --policy FILE, not both",
+            ));
+        }
+        if self.policy.is_some() && prefix.is_some() {
+            return Err(crate::report::usage(
+                "--prefix cannot be combined with --policy: the policy's prefix applies",
+            ));
+        }
+        match crate::policy::chosen(self.policy.as_deref(), !urls.is_empty()) {
+            Some(path) => {
+                let policy = crate::policy::load(&path)?;
+                Ok(Where {
+                    named: crate::policy::locations(&policy, true),
+                    prefix: policy.prefix.clone(),
+                    policy: Some(policy),
+                })
+            }
+            None if urls.is_empty() => Err(crate::report::usage(
+                "no location: give a URL, or --policy FILE (or set OFFSITE_POLICY)",
+            )),
+            None => Ok(Where {
+                policy: None,
+                named: urls.iter().map(|u| (u.clone(), u.clone())).collect(),
+                prefix: prefix.map(str::to_string),
+            }),
+        }
+    }
+}
+
+impl Where {
+    /// The URLs, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.named.iter().map(|(_, u)| u.clone()).collect()
+    }
+
+    /// Opens every location.
+    pub async fn open(&self) -> anyhow::Result<Vec<crate::registry::Opened>> {
+        open_all(&self.urls(), self.prefix.as_deref()).await
+    }
+}
+
 /// The program: parse, run, map the outcome to an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use offsite_policies::encryption::read_recipients_file;
 use offsite_policies::placement::{reach, slots};
 use offsite_policies::policy::{Keep, Policy, Retention};
 use serde_json::json;
 
-use crate::report::{exit, usage, Output};
+use crate::report::{exit, Output};
 
 /// Arguments of `offsite plan`.
 #[derive(Debug, Args)]
@@ -62,12 +61,7 @@ fn recipients_words(policy: &Policy) -> Result<String> {
     if e.unencrypted {
         return Ok("unencrypted (unencrypted = true)".into());
     }
-    let mut n = e.recipients.len();
-    if let Some(f) = &e.recipients_file {
-        n += read_recipients_file(f)
-            .map_err(|e| usage(format!("[encryption] recipients-file: {e}")))?
-            .len();
-    }
+    let n = crate::policy::recipients(policy)?.len();
     Ok(format!("age, {n} recipient(s)"))
 }
 

@@ -6,8 +6,11 @@ use anyhow::Result;
 use clap::Args;
 use offsite_policies::encryption::{self, Recipient};
 
-use crate::archive::validate_name;
-use crate::engine::push::{self, PushRequest, Source, Status};
+use offsite_policies::placement::{judge, slots, Held, Verdict};
+use offsite_policies::policy::Policy;
+
+use crate::archive::{validate_name, Digest};
+use crate::engine::push::{self, Annotations, PushReport, PushRequest, Source, Status};
 use crate::report::{exit, human_bytes, outln, time, usage, Output};
 
 /// Arguments of `offsite push`.
@@ -19,8 +22,20 @@ pub struct PushArgs {
     /// A destination URL; repeat for several: file:///var/backups/app (or /var/backups/app),
     /// s3://bucket/prefix?region=eu-west-1, gs://bucket/prefix, az://account/container/prefix,
     /// memory://name. Options go in the query (storage-class, lock, endpoint...; README.md).
-    #[arg(long = "to", value_name = "URL", required = true)]
+    #[arg(long = "to", value_name = "URL")]
     to: Vec<String>,
+    /// A policy file: destinations, encryption, prefix, storage classes and locks come from
+    /// it, and the exit status says whether its placement was met. Without --to, the
+    /// OFFSITE_POLICY environment variable names it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "recipients", "recipients_files", "no_encrypt", "prefix"])]
+    policy: Option<PathBuf>,
+    /// The backup job's checksum file (`sha256sum` output, such as checksums.sha256): the
+    /// source must match its line for the archive before anything is stored.
+    #[arg(long, value_name = "FILE")]
+    checksums: Option<PathBuf>,
+    /// The backup job's metadata.json, carried into every manifest (at most 64 KiB of JSON).
+    #[arg(long, value_name = "FILE")]
+    metadata: Option<PathBuf>,
     /// An age recipient: an `age1...` key, or an `ssh-ed25519` / `ssh-rsa` public key line.
     #[arg(short = 'r', long = "recipient", value_name = "KEY")]
     recipients: Vec<String>,
@@ -49,7 +64,35 @@ pub struct PushArgs {
     no_spool: bool,
 }
 
-pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
+/// Where a push goes: the URLs given, or a policy's destinations.
+struct Plan {
+    policy: Option<Policy>,
+    /// (name, url) per destination; the name is the URL without a policy.
+    destinations: Vec<(String, String)>,
+    prefix: Option<String>,
+    recipients: Vec<Recipient>,
+    no_encrypt: bool,
+}
+
+fn plan(args: &PushArgs) -> Result<Plan> {
+    if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.to.is_empty()) {
+        let policy = crate::policy::load(&path)?;
+        let recipients = crate::policy::recipients(&policy)?;
+        let no_encrypt = crate::policy::unencrypted(&policy);
+        let destinations = crate::policy::locations(&policy, false);
+        return Ok(Plan {
+            prefix: policy.prefix.clone(),
+            policy: Some(policy),
+            destinations,
+            recipients,
+            no_encrypt,
+        });
+    }
+    if args.to.is_empty() {
+        return Err(usage(
+            "push needs somewhere to go: --to URL (repeat for several), or --policy FILE (or OFFSITE_POLICY)",
+        ));
+    }
     let mut recipients: Vec<Recipient> = Vec::new();
     for r in &args.recipients {
         recipients.push(Recipient::parse(r, "--recipient").map_err(|e| usage(e.to_string()))?);
@@ -57,8 +100,29 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
     for f in &args.recipients_files {
         recipients.extend(encryption::read_recipients_file(f).map_err(|e| usage(e.to_string()))?);
     }
-    let recipients = encryption::dedup(recipients);
-    if recipients.is_empty() && !args.no_encrypt {
+    Ok(Plan {
+        policy: None,
+        destinations: args.to.iter().map(|u| (u.clone(), u.clone())).collect(),
+        prefix: args.prefix.clone(),
+        recipients: encryption::dedup(recipients),
+        no_encrypt: args.no_encrypt,
+    })
+}
+
+pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
+    let Plan {
+        policy,
+        destinations: named,
+        prefix,
+        recipients,
+        no_encrypt,
+    } = plan(&args)?;
+    if recipients.is_empty() && policy.is_some() && !no_encrypt {
+        return Err(usage(
+            "the policy names no recipients: add recipients or recipients-file to [encryption], or unencrypted = true to store archives unencrypted on purpose",
+        ));
+    }
+    if recipients.is_empty() && !no_encrypt {
         return Err(usage(
             "no recipients: push encrypts by default; give --recipient KEY or --recipients-file FILE \
              (offsite keygen makes a key), or --no-encrypt to store the archive unencrypted on purpose",
@@ -107,7 +171,189 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         (Source::File(file, path), name, Some(md.len()))
     };
     validate_name(&name, !recipients.is_empty()).map_err(usage)?;
-    let destinations = super::open_all(&args.to, args.prefix.as_deref()).await?;
+    let metadata = match &args.metadata {
+        Some(f) => Some(read_metadata(f)?),
+        None => None,
+    };
+    let expect_plaintext = match (&args.checksums, &source) {
+        (None, _) => None,
+        (Some(_), Source::Stdin) => return Err(usage(
+            "--checksums needs a file source: standard input cannot be checked before it is stored",
+        )),
+        (Some(f), Source::File(_, path)) => {
+            let want = checksum_for(f, path, &name)?;
+            let (source, digest) = check_source(source, &want, f, len, &out).await?;
+            return push_checked(
+                args,
+                out,
+                policy,
+                named,
+                prefix,
+                recipients,
+                source,
+                name,
+                len,
+                metadata,
+                Some(digest),
+            )
+            .await;
+        }
+    };
+    push_checked(
+        args,
+        out,
+        policy,
+        named,
+        prefix,
+        recipients,
+        source,
+        name,
+        len,
+        metadata,
+        expect_plaintext,
+    )
+    .await
+}
+
+/// Reads a backup job's metadata.json: JSON, at most 64 KiB (it goes into every manifest).
+fn read_metadata(path: &std::path::Path) -> Result<serde_json::Value> {
+    const MAX: u64 = 64 << 10;
+    let bytes = std::fs::read(path).map_err(|e| {
+        usage(format!(
+            "cannot read --metadata {}: {e}; give the metadata.json the backup job wrote",
+            path.display()
+        ))
+    })?;
+    if bytes.len() as u64 > MAX {
+        return Err(usage(format!(
+            "--metadata {} is {} bytes; at most {MAX} bytes of JSON go into a manifest",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        usage(format!(
+            "--metadata {} is not JSON ({e}); give the job's metadata.json",
+            path.display()
+        ))
+    })
+}
+
+/// The SHA-256 that the checksum file `list` gives for the archive: the line whose file name
+/// is the source's (or the archive's) name. `sha256sum` lines (`HEX  NAME`, `HEX *NAME`) and
+/// BSD tags (`SHA256 (NAME) = HEX`) are read.
+fn checksum_for(list: &std::path::Path, source: &std::path::Path, name: &str) -> Result<String> {
+    let text = std::fs::read_to_string(list).map_err(|e| {
+        usage(format!(
+            "cannot read --checksums {}: {e}; give the checksums.sha256 the backup job wrote",
+            list.display()
+        ))
+    })?;
+    let file_name = source.file_name().and_then(|n| n.to_str()).unwrap_or(name);
+    match find_checksum(&text, &[file_name, name]) {
+        Ok(Some(hex)) => Ok(hex),
+        Ok(None) => Err(usage(format!(
+            "--checksums {} has no line for {file_name}; it lists {}",
+            list.display(),
+            listed_names(&text)
+        ))),
+        Err(line) => Err(usage(format!(
+            "--checksums {}: line {line} is not a SHA-256 line (`HEX  NAME`, as sha256sum writes)",
+            list.display()
+        ))),
+    }
+}
+
+/// The parsed lines of a checksum file: (hex, file name), or `Err(line number)`.
+fn checksum_lines(text: &str) -> impl Iterator<Item = Result<(String, &str), usize>> {
+    text.lines().enumerate().filter_map(|(i, line)| {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let parsed = if let Some(rest) = line.strip_prefix("SHA256 (") {
+            rest.rsplit_once(") = ")
+                .map(|(n, h)| (h.trim().to_string(), n))
+        } else {
+            line.split_once(' ').map(|(h, n)| {
+                let n = n
+                    .strip_prefix(' ')
+                    .or_else(|| n.strip_prefix('*'))
+                    .unwrap_or(n);
+                (h.to_string(), n)
+            })
+        };
+        Some(match parsed {
+            Some((h, n)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok((h.to_ascii_lowercase(), n))
+            }
+            _ => Err(i + 1),
+        })
+    })
+}
+
+fn find_checksum(text: &str, names: &[&str]) -> Result<Option<String>, usize> {
+    for line in checksum_lines(text) {
+        let (hex, n) = line?;
+        let base = n.rsplit('/').next().unwrap_or(n);
+        if names.contains(&base) {
+            return Ok(Some(hex));
+        }
+    }
+    Ok(None)
+}
+
+fn listed_names(text: &str) -> String {
+    let names: Vec<&str> = checksum_lines(text)
+        .filter_map(|l| l.ok().map(|(_, n)| n))
+        .collect();
+    if names.is_empty() {
+        "no files".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Hashes the source and compares it with the checksum file's line; a mismatch stores nothing.
+async fn check_source(
+    source: Source,
+    want: &str,
+    list: &std::path::Path,
+    len: Option<u64>,
+    out: &Output,
+) -> Result<(Source, Digest)> {
+    let pb = out.progress(len, "checking");
+    let (digest, rewound) = push::hash_source(source, pb.clone()).await?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    if digest.sha256 != want {
+        return Err(anyhow::anyhow!(
+            "the source does not match {}: it lists SHA-256 {want}, the file has {} ({} bytes); nothing was stored. The backup job's output is damaged or was changed after it was checksummed: rerun the job",
+            list.display(),
+            digest.sha256,
+            digest.size
+        ));
+    }
+    Ok((rewound.expect("a file source is rewound"), digest))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn push_checked(
+    args: PushArgs,
+    out: Output,
+    policy: Option<Policy>,
+    named: Vec<(String, String)>,
+    prefix: Option<String>,
+    recipients: Vec<Recipient>,
+    source: Source,
+    name: String,
+    len: Option<u64>,
+    metadata: Option<serde_json::Value>,
+    expect_plaintext: Option<Digest>,
+) -> Result<u8> {
+    let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
+    let destinations = super::open_all(&urls, prefix.as_deref()).await?;
     {
         let mut seen = std::collections::HashSet::new();
         for d in &destinations {
@@ -130,6 +376,11 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         destinations,
         overwrite: args.overwrite,
         progress: progress.clone(),
+        annotations: Annotations {
+            policy: policy.as_ref().map(|p| p.name.clone()),
+            metadata,
+        },
+        expect_plaintext,
     };
     let report = if args.no_spool {
         push::unspooled::run(request).await
@@ -142,10 +393,14 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
     let report = report?;
     let total = report.destinations.len();
     let held = report.stored_count();
-    let code = if held == total {
-        exit::OK
-    } else if held == 0 {
+    let verdict = policy
+        .as_ref()
+        .map(|p| placement_verdict(p, &named, &report));
+    let met = verdict.as_ref().is_none_or(|v| v.verdict.met);
+    let code = if held == 0 {
         exit::FAILED
+    } else if held == total && met {
+        exit::OK
     } else {
         exit::PARTIAL
     };
@@ -166,6 +421,21 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
     }
     if out.json {
         let mut v = serde_json::to_value(&report)?;
+        if let Some(p) = &policy {
+            v["policy"] = p.name.clone().into();
+            for (d, (n, _)) in v["destinations"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+                .zip(&named)
+            {
+                d["name"] = n.clone().into();
+            }
+        }
+        if let Some(pv) = &verdict {
+            v["placement"] = serde_json::to_value(&pv.verdict)?;
+            v["placement"]["pending_replicas"] = pv.pending.clone().into();
+        }
         v["exit"] = code.into();
         v["warnings"] = warnings.into();
         out.print_json(&v)?;
@@ -190,14 +460,18 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
                 ""
             }
         )?;
-        for d in &report.destinations {
+        for (d, (dest_name, _)) in report.destinations.iter().zip(&named) {
             let word = match d.status {
                 Status::Stored => "stored",
                 Status::AlreadyStored => "already stored",
                 Status::Refused => "REFUSED",
                 Status::Failed => "FAILED",
             };
-            outln!("  {word:<15} {}  {}", d.url, d.key)?;
+            if policy.is_some() {
+                outln!("  {word:<15} {dest_name:<12} {}  {}", d.url, d.key)?;
+            } else {
+                outln!("  {word:<15} {}  {}", d.url, d.key)?;
+            }
             if let Some(m) = &d.message {
                 outln!("  {:<15} {m}", "")?;
             }
@@ -209,6 +483,15 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
             }
         }
         outln!("{held} of {total} destinations hold the archive.")?;
+        if let (Some(p), Some(pv)) = (&policy, &verdict) {
+            outln!("{}", placement_words(p, pv))?;
+        }
+    }
+    if let Some(pv) = verdict.as_ref().filter(|pv| !pv.verdict.met) {
+        eprintln!(
+            "error: placement not met: {}",
+            pv.verdict.missing.join("; ")
+        );
     }
     for d in report
         .destinations
@@ -222,4 +505,104 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// The placement a push reached: the copies it holds now, and replicas still to be filled by
+/// `replicate` counted as pending (status judges them once they exist).
+struct PushVerdict {
+    verdict: Verdict,
+    pending: Vec<String>,
+}
+
+fn placement_verdict(
+    policy: &Policy,
+    named: &[(String, String)],
+    report: &PushReport,
+) -> PushVerdict {
+    let slots = slots(policy);
+    let now = chrono::Utc::now();
+    let mut held: Vec<Held> = Vec::new();
+    for (d, (name, _)) in report.destinations.iter().zip(named) {
+        if !matches!(d.status, Status::Stored | Status::AlreadyStored) {
+            continue;
+        }
+        if let Some(slot) = slots.iter().position(|s| &s.name == name) {
+            held.push(Held {
+                slot,
+                locked: d.retain_until.is_some_and(|t| t > now),
+            });
+        }
+    }
+    let mut pending = Vec::new();
+    for (slot, s) in slots.iter().enumerate().filter(|(_, s)| s.replica) {
+        held.push(Held {
+            slot,
+            locked: s.locked,
+        });
+        pending.push(s.name.clone());
+    }
+    PushVerdict {
+        verdict: judge(policy.placement, &slots, &held),
+        pending,
+    }
+}
+
+fn placement_words(policy: &Policy, pv: &PushVerdict) -> String {
+    let r = policy.placement;
+    let v = &pv.verdict;
+    let counts = format!(
+        "copies {}/{}, media {}/{}, offsite {}/{}, immutable {}/{}",
+        v.copies, r.copies, v.media, r.media, v.offsite, r.offsite, v.immutable, r.immutable
+    );
+    let pending = if pv.pending.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", counting {} as replicated (offsite replicate fills {})",
+            pv.pending.join(", "),
+            if pv.pending.len() == 1 { "it" } else { "them" }
+        )
+    };
+    if v.met {
+        format!(
+            "placement of policy {} met: {counts}{pending}.",
+            policy.name
+        )
+    } else {
+        format!(
+            "placement of policy {} NOT met: {counts}{pending}; missing: {}.",
+            policy.name,
+            v.missing.join("; ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const B: &str = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+
+    #[test]
+    fn reads_sha256sum_and_bsd_lines() {
+        let text = format!(
+            "# made by backup.sh\n{A}  ./out/db-backup.tar.gz\n{B} *app-backup-20261126_020000.tar.gz\nSHA256 (metadata.json) = {A}\n"
+        );
+        assert_eq!(
+            find_checksum(&text, &["app-backup-20261126_020000.tar.gz"]),
+            Ok(Some(B.to_ascii_lowercase()))
+        );
+        assert_eq!(
+            find_checksum(&text, &["db-backup.tar.gz"]),
+            Ok(Some(A.into()))
+        );
+        assert_eq!(find_checksum(&text, &["metadata.json"]), Ok(Some(A.into())));
+        assert_eq!(find_checksum(&text, &["other.tar.gz"]), Ok(None));
+        assert_eq!(find_checksum("nonsense here\n", &["x"]), Err(1));
+        assert_eq!(
+            listed_names(&text),
+            "./out/db-backup.tar.gz, app-backup-20261126_020000.tar.gz, metadata.json"
+        );
+    }
 }

@@ -17,8 +17,10 @@ use crate::report::{exit, usage, Output};
 #[command(group(ArgGroup::new("which").required(true).args(["archive", "latest", "at"])))]
 pub struct RestoreArgs {
     /// Locations, in the order to try them; the first healthy copy wins.
-    #[arg(value_name = "URL", required = true)]
+    #[arg(value_name = "URL")]
     urls: Vec<String>,
+    #[command(flatten)]
+    policy: super::PolicyArgs,
     /// The archive's name.
     #[arg(long, value_name = "NAME")]
     archive: Option<String>,
@@ -78,7 +80,12 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         )),
         None => None,
     };
-    let locations = super::open_all(&args.urls, args.prefix.as_deref()).await?;
+    // A policy's destinations are tried in the order it lists them, replicas included.
+    let locations = args
+        .policy
+        .resolve(&args.urls, args.prefix.as_deref())?
+        .open()
+        .await?;
     let pb = out.progress(None, "restore");
     let thaw = args.thaw.then_some(args.thaw_days);
     let res = restore::run(&locations, &selector, &target, identities, thaw, pb.clone()).await;

@@ -17,8 +17,10 @@ use crate::report::{exit, outln, usage, Output};
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Locations to check.
-    #[arg(value_name = "URL", required = true)]
+    #[arg(value_name = "URL")]
     urls: Vec<String>,
+    #[command(flatten)]
+    policy: super::PolicyArgs,
     /// Check only this archive (default: every archive at each location).
     #[arg(long, value_name = "NAME")]
     archive: Option<String>,
@@ -35,7 +37,11 @@ pub struct VerifyArgs {
 }
 
 pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
-    let locations = super::open_all(&args.urls, args.prefix.as_deref()).await?;
+    let locations = args
+        .policy
+        .resolve(&args.urls, args.prefix.as_deref())?
+        .open()
+        .await?;
     let identities = match (&args.identity.identity, args.deep) {
         (Some(p), true) => Some(Arc::new(
             Identities::load(p).map_err(|e| usage(format!("{e:#}")))?,

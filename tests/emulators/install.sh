@@ -9,6 +9,9 @@ S3S_FS_VERSION=0.17.0
 GCS_EMULATOR_VERSION=2026.7.19
 SEAWEEDFS_VERSION=4.48
 AZURE_STORAGE_BLOB_VERSION=12.31.1
+# Debian bookworm's Prometheus parts, for the metrics tests (promtool check metrics, the
+# node_exporter textfile collector, Pushgateway).
+PROMETHEUS_DEBS="prometheus=2.42.0+ds-5+b6 prometheus-node-exporter=1.5.0-1+b6 prometheus-pushgateway=1.5.1-2+b5"
 
 tools="${OFFSITE_TOOLS_DIR:-$HOME/.cache/offsite/tools}"
 mkdir -p "$tools"
@@ -49,6 +52,22 @@ if [ ! -x "$azblob_venv/bin/python" ] || ! "$azblob_venv/bin/python" -c 'import 
   rm -rf "$azblob_venv"
   python3 -m venv "$azblob_venv"
   "$azblob_venv/bin/pip" install -q --disable-pip-version-check "azure-storage-blob==$AZURE_STORAGE_BLOB_VERSION"
+fi
+
+# The Prometheus parts: the Debian packages unpacked (dpkg -x) under the tools directory, not
+# installed, so no service starts and nothing outside the cache changes. Their Go binaries are
+# static.
+prom_root="$tools/prometheus-debian-2.42.0"
+if [ ! -x "$prom_root/usr/bin/promtool" ] || [ ! -x "$prom_root/usr/bin/prometheus-node-exporter" ] ||
+   [ ! -x "$prom_root/usr/bin/prometheus-pushgateway" ]; then
+  echo "unpacking Debian's $PROMETHEUS_DEBS into $prom_root"
+  rm -rf "$prom_root" "$prom_root.debs"
+  mkdir -p "$prom_root.debs"
+  # shellcheck disable=SC2086
+  (cd "$prom_root.debs" && { apt-get download -q $PROMETHEUS_DEBS >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get download -q $PROMETHEUS_DEBS >/dev/null; }; })
+  for deb in "$prom_root.debs"/*.deb; do dpkg -x "$deb" "$prom_root"; done
+  rm -rf "$prom_root.debs"
 fi
 
 # Azurite (Azure Blob), from npm into its own prefix.

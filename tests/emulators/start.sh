@@ -67,4 +67,6 @@ echo "export OFFSITE_TEST_S3S_BIN=$(ls "$tools"/s3s-fs-*/bin/s3s-fs | sort -V | 
 echo "export OFFSITE_TEST_GCS=http://127.0.0.1:$gcs_port"
 # Python with Microsoft's azure-storage-blob, for the no-lock-in test.
 echo "export OFFSITE_TEST_AZURE_PYTHON=$(ls -d "$tools"/azure-storage-blob-*/bin/python | sort -V | tail -n 1)"
+# Debian's promtool, node_exporter and Pushgateway binaries (the metrics tests start their own).
+echo "export OFFSITE_TEST_PROMETHEUS_BIN=$(ls -d "$tools"/prometheus-debian-*/usr/bin | sort -V | tail -n 1)"
 echo "export OFFSITE_TEST_AZURITE=http://127.0.0.1:$azurite_port/devstoreaccount1"

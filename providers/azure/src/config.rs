@@ -111,7 +111,21 @@ impl AzureConfig {
         let account = loc.bucket.clone();
         let mut endpoint = env("AZURE_STORAGE_BLOB_ENDPOINT");
         let mut auth = None;
-        if let Some(cs) = env("AZURE_STORAGE_CONNECTION_STRING") {
+        // `connection-string-env=VAR` (a policy's `azure-connection-string-env`): this
+        // destination's connection string is in VAR, not in AZURE_STORAGE_CONNECTION_STRING.
+        let cs_var = match loc.query.get("connection-string-env") {
+            Some(var) => {
+                if env(var).is_none() {
+                    return Err(bad(
+                        format!("connection-string-env names {var}, which is not set"),
+                        &format!("export {var} with the account's connection string, or remove azure-connection-string-env to use the default chain"),
+                    ));
+                }
+                var.as_str()
+            }
+            None => "AZURE_STORAGE_CONNECTION_STRING",
+        };
+        if let Some(cs) = env(cs_var) {
             let (acct, key, ep, sas) = parse_connection_string(&cs);
             if acct.as_deref().is_some_and(|a| a == account) || acct.is_none() {
                 if let Some(ep) = ep {
@@ -146,6 +160,7 @@ impl AzureConfig {
         for (k, v) in &loc.query {
             match k.as_str() {
                 "endpoint" => cfg.endpoint = v.trim_end_matches('/').to_string(),
+                "connection-string-env" => {}
                 "block-size-mib" => {
                     let mib: u64 = v.parse().ok().filter(|m| (1..=4000).contains(m)).ok_or_else(|| {
                         bad(format!("block-size-mib={v:?} is out of range"), "give a whole number of MiB from 1 to 4000")
@@ -156,7 +171,7 @@ impl AzureConfig {
                 other => {
                     return Err(bad(
                         format!("unknown parameter {other:?} in an az:// location"),
-                        "az:// takes endpoint, block-size-mib, storage-class, lock, lock-days, legal-hold",
+                        "az:// takes endpoint, connection-string-env, block-size-mib, storage-class, lock, lock-days, legal-hold",
                     ))
                 }
             }
@@ -186,6 +201,25 @@ mod tests {
     use super::*;
 
     const AZURITE: &str = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;";
+
+    #[test]
+    fn a_named_variable_holds_this_destinations_connection_string() {
+        let loc =
+            Location::parse("az://devstoreaccount1/backups/app?connection-string-env=DR_AZURE")
+                .unwrap();
+        let c = AzureConfig::from_location_with(&loc, |k| {
+            (k == "DR_AZURE").then(|| AZURITE.to_string())
+        })
+        .unwrap();
+        assert_eq!(c.auth, AzureAuth::SharedKey { key: "a2V5".into() });
+        let e = AzureConfig::from_location_with(&loc, |k| {
+            (k == "AZURE_STORAGE_CONNECTION_STRING").then(|| AZURITE.to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("DR_AZURE, which is not set"), "{e}");
+        assert!(!e.contains("a2V5"), "{e}");
+    }
 
     #[test]
     fn connection_string_gives_endpoint_and_key() {

@@ -40,9 +40,34 @@ pub async fn build(cfg: &GcsConfig) -> Result<Clients, String> {
     } else {
         let auth = google_cloud_auth::project::Config::default()
             .with_scopes(&["https://www.googleapis.com/auth/devstorage.full_control"]);
-        let provider = google_cloud_auth::token::DefaultTokenSourceProvider::new(auth)
-            .await
-            .map_err(|e| format!("no Google credentials found ({e}); run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or run with a workload identity"))?;
+        let provider = match &cfg.credentials_file {
+            Some(path) => {
+                let file = google_cloud_auth::credentials::CredentialsFile::new_from_file(
+                    path.display().to_string(),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot read the Google credentials file {} ({e}); check the destination's gcp-credentials-file (credentials-file=) path",
+                        path.display()
+                    )
+                })?;
+                google_cloud_auth::token::DefaultTokenSourceProvider::new_with_credentials(
+                    auth,
+                    Box::new(file),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "the Google credentials file {} was not accepted ({e})",
+                        path.display()
+                    )
+                })?
+            }
+            None => google_cloud_auth::token::DefaultTokenSourceProvider::new(auth)
+                .await
+                .map_err(|e| format!("no Google credentials found ({e}); run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or run with a workload identity"))?,
+        };
         let ts = provider.token_source();
         config.token_source_provider = Some(Box::new(provider));
         Some(ts)

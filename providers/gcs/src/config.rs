@@ -20,6 +20,10 @@ pub struct GcsConfig {
     pub endpoint: Option<String>,
     /// Resumable upload chunk size (`?chunk-size-mib=`, at least 8).
     pub chunk_size: u64,
+    /// A service account or external account JSON file (`?credentials-file=`, a policy's
+    /// `gcp-credentials-file`) instead of the default chain (`GOOGLE_APPLICATION_CREDENTIALS`,
+    /// gcloud's login, workload identity). Only its path is kept.
+    pub credentials_file: Option<std::path::PathBuf>,
 }
 
 impl GcsConfig {
@@ -50,10 +54,12 @@ impl GcsConfig {
                     }
                 }),
             chunk_size: DEFAULT_CHUNK,
+            credentials_file: None,
         };
         for (k, v) in &loc.query {
             match k.as_str() {
                 "endpoint" => cfg.endpoint = Some(v.trim_end_matches('/').to_string()),
+                "credentials-file" if !v.is_empty() => cfg.credentials_file = Some(v.into()),
                 "chunk-size-mib" => {
                     let mib: u64 = v
                         .parse()
@@ -71,7 +77,7 @@ impl GcsConfig {
                 other => {
                     return Err(bad(
                         format!("unknown parameter {other:?} in a gs:// location"),
-                        "gs:// takes endpoint, chunk-size-mib, storage-class, lock, lock-days",
+                        "gs:// takes endpoint, credentials-file, chunk-size-mib, storage-class, lock, lock-days",
                     ))
                 }
             }

@@ -39,6 +39,9 @@ pub async fn build_with(
     if let Some(e) = &cfg.endpoint {
         loader = loader.endpoint_url(e);
     }
+    if let Some(p) = &cfg.profile {
+        loader = loader.profile_name(p);
+    }
     if let Some(c) = creds {
         loader = loader.credentials_provider(c);
     }

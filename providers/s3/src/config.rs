@@ -28,6 +28,9 @@ pub struct S3Config {
     pub part_size: u64,
     /// Parts in flight per upload (`?concurrency=`).
     pub concurrency: usize,
+    /// A named profile of the AWS config files (`?profile=`, a policy's `aws-profile`),
+    /// instead of `AWS_PROFILE` or the default: a DR copy in another account.
+    pub profile: Option<String>,
 }
 
 impl S3Config {
@@ -53,6 +56,7 @@ impl S3Config {
             sse_kms_key: None,
             part_size: DEFAULT_PART_SIZE,
             concurrency: DEFAULT_CONCURRENCY,
+            profile: None,
         };
         for (k, v) in &loc.query {
             match k.as_str() {
@@ -66,6 +70,7 @@ impl S3Config {
                     })
                 }
                 "sse-kms-key" => cfg.sse_kms_key = Some(v.clone()),
+                "profile" if !v.is_empty() => cfg.profile = Some(v.clone()),
                 "part-size-mib" => {
                     let mib: u64 = v.parse().ok().filter(|m| (5..=5120).contains(m)).ok_or_else(|| {
                         bad(format!("part-size-mib={v:?} is not a size S3 accepts"), "give a whole number of MiB from 5 to 5120")
@@ -81,7 +86,7 @@ impl S3Config {
                 other => {
                     return Err(bad(
                         format!("unknown parameter {other:?} in an s3:// location"),
-                        "s3:// takes region, endpoint, path-style, sse-kms-key, part-size-mib, concurrency, storage-class, lock, lock-days",
+                        "s3:// takes region, endpoint, path-style, profile, sse-kms-key, part-size-mib, concurrency, storage-class, lock, lock-days, legal-hold",
                     ))
                 }
             }

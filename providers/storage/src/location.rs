@@ -312,6 +312,10 @@ impl Location {
 /// Names of keys (`sse-kms-key`) are fine; key material is not.
 fn looks_like_credential(k: &str) -> bool {
     let k = k.to_ascii_lowercase().replace('_', "-");
+    // `credentials-file=PATH` and `connection-string-env=VAR` say where a secret is, not what.
+    if k.ends_with("-file") || k.ends_with("-env") {
+        return false;
+    }
     ["secret", "password", "token", "credential", "signature"]
         .iter()
         .any(|w| k.contains(w))

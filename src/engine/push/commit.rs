@@ -26,6 +26,17 @@ pub struct ArchiveFacts {
     pub plaintext: Digest,
     /// The stored bytes' size and SHA-256.
     pub stored: Digest,
+    /// The policy's name and the job's metadata, recorded in every manifest.
+    pub annotations: Annotations,
+}
+
+/// What a push records in its manifests beside the archive's own facts.
+#[derive(Debug, Clone, Default)]
+pub struct Annotations {
+    /// The policy that placed the archive (`push --policy`).
+    pub policy: Option<String>,
+    /// The backup job's `metadata.json` (`push --metadata`).
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// One copy to commit: where, what the provider said, and what was computed locally.
@@ -142,8 +153,9 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
             scheme: "age".into(),
             recipients: facts.recipients.iter().map(|r| r.to_string()).collect(),
         }),
-        policy: None,
+        policy: facts.annotations.policy.clone(),
         retain_until: retention.map(|r| r.retain_until),
+        metadata: facts.annotations.metadata.clone(),
         pushed: Utc::now(),
         tool: tool_version(),
     };
@@ -156,10 +168,11 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
         Ok(_) => {
             tracing::info!(url = %dest.url(), manifest = %keys.manifest, size = facts.stored.size, "committed: the data is stored and its manifest written last");
             DestinationReport {
-            stored: Some(facts.stored.clone()),
-            provider_checksum,
-            ..DestinationReport::new(dest, keys, Status::Stored)
-        }
+                stored: Some(facts.stored.clone()),
+                provider_checksum,
+                retain_until: manifest.retain_until,
+                ..DestinationReport::new(dest, keys, Status::Stored)
+            }
         }
         Err(e) => failed(format!("the data was stored but its manifest could not be written, so the copy does not count: {e}")),
     }

@@ -31,8 +31,10 @@ use offsite_policies::encryption::Recipient;
 use offsite_storage::{Checksum, InFlightBudget};
 use serde::Serialize;
 
+pub use self::commit::Annotations;
 use self::commit::{ArchiveFacts, Finished};
 use self::plan::{Action, Target};
+pub use self::produce::hash_source;
 use self::transfer::{JournalHandle, Route, SpoolSource};
 use super::spool::{self, Journal, Progress};
 use crate::archive::{time_from_name, ArchiveKeys, CreatedFrom, Digest};
@@ -64,6 +66,12 @@ pub struct PushRequest {
     pub overwrite: bool,
     /// A progress bar over source bytes, on a terminal.
     pub progress: Option<ProgressBar>,
+    /// The policy's name and the job's metadata, for the manifests.
+    pub annotations: Annotations,
+    /// The plaintext's size and SHA-256 when the caller has already checked the source (`push
+    /// --checksums`): used for the plan instead of hashing the source again, and a source that
+    /// reads differently while it is encrypted fails the push before any copy is committed.
+    pub expect_plaintext: Option<Digest>,
 }
 
 /// What happened at one destination.
@@ -101,6 +109,9 @@ pub struct DestinationReport {
     /// For a resumed multipart upload: parts found already on the server, of all parts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_parts: Option<(u32, u32)>,
+    /// The copy's retention lock, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<DateTime<Utc>>,
 }
 
 impl DestinationReport {
@@ -113,6 +124,7 @@ impl DestinationReport {
             provider_checksum: None,
             stored: None,
             resumed_parts: None,
+            retain_until: None,
         }
     }
 
@@ -180,6 +192,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         destinations,
         overwrite,
         progress: pb,
+        annotations,
+        expect_plaintext,
     } = req;
     let encrypted = !recipients.is_empty();
     let keys = plan::archive_keys(&destinations, &name, encrypted);
@@ -208,9 +222,15 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                 .as_ref()
                 .is_some_and(|s| std::fs::metadata(&j.spool).is_ok_and(|m| m.len() == s.size));
         if candidate {
-            let (digest, rewound) =
-                produce::hash_source(source.take().expect("source"), pb.clone()).await?;
-            source = rewound;
+            let digest = match &expect_plaintext {
+                Some(d) => d.clone(),
+                None => {
+                    let (digest, rewound) =
+                        produce::hash_source(source.take().expect("source"), pb.clone()).await?;
+                    source = rewound;
+                    digest
+                }
+            };
             if Some(&digest) == j.plaintext.as_ref() {
                 tracing::info!(spool = %j.spool.display(), "resuming from a complete spool");
                 reusable = Some(j);
@@ -235,6 +255,9 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
     // same archive from a different one. A file is hashed first (and read again to encrypt);
     // standard input is spooled first, and nothing is sent until the plan is decided.
     let needs_digest = !overwrite && holdings.iter().any(|(_, h)| h.needs_digest());
+    if plaintext.is_none() {
+        plaintext = expect_plaintext.clone();
+    }
     if needs_digest && plaintext.is_none() && matches!(source, Some(Source::File(..))) {
         let (digest, rewound) =
             produce::hash_source(source.take().expect("source"), pb.clone()).await?;
@@ -350,7 +373,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             ));
         }
         let file = spool_file.take().expect("spool file");
-        let res = produce::produce(
+        let mut res = produce::produce(
             source.take().expect("source"),
             recipients.clone(),
             file,
@@ -358,6 +381,14 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             pb.clone(),
         )
         .await;
+        if let (Ok((p, _)), Some(want)) = (&res, &expect_plaintext) {
+            if p != want {
+                res = Err(anyhow::anyhow!(
+                    "the source changed while it was pushed: it was checked as {} bytes with SHA-256 {}, then read as {} bytes with SHA-256 {}; nothing was committed; push again once the backup job has finished writing it",
+                    want.size, want.sha256, p.size, p.sha256
+                ));
+            }
+        }
         match &res {
             Ok((p, s)) => {
                 // Recorded before anyone is told: a kill from here on can resume.
@@ -371,7 +402,13 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         }
         res
     };
-    let base = Arc::new((name.clone(), created, created_from, recipients.clone()));
+    let base = Arc::new((
+        name.clone(),
+        created,
+        created_from,
+        recipients.clone(),
+        annotations,
+    ));
     let budget = InFlightBudget::new(IN_FLIGHT_BUDGET);
     let start = |plan: &[Target]| {
         let mut transfers = Vec::new();
@@ -430,7 +467,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                     Ok(sent) => match wait_digests(&mut digests_rx).await {
                         Err(e) => DestinationReport::failed(&dest, &keys_i, format!("{e:#}")),
                         Ok((plaintext, stored)) => {
-                            let (name, created, created_from, recipients) = &*base;
+                            let (name, created, created_from, recipients, annotations) = &*base;
                             let facts = ArchiveFacts {
                                 name: name.clone(),
                                 created: *created,
@@ -438,6 +475,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
                                 recipients: recipients.clone(),
                                 plaintext,
                                 stored,
+                                annotations: annotations.clone(),
                             };
                             let done = Finished {
                                 dest: &dest,
@@ -580,6 +618,7 @@ fn report(
         let (dest, k) = (&destinations[i], &keys[i]);
         reports[i] = Some(match target.action {
             Action::Keep(m) => DestinationReport {
+                retain_until: m.retain_until,
                 key: offsite_storage::join_key(key_prefix(&dest.location), &m.stored.key),
                 provider_checksum: m.stored.provider_checksum.clone(),
                 stored: Some(Digest {

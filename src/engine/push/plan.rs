@@ -277,6 +277,7 @@ mod tests {
             }),
             policy: None,
             retain_until: None,
+            metadata: None,
             pushed: Utc::now(),
             tool: "t".into(),
         })

@@ -33,7 +33,7 @@ fn open_reader(source: Source) -> Box<dyn Read + Send> {
 }
 
 /// Hashes the whole source; gives a file back rewound (stdin cannot be read again).
-pub(super) async fn hash_source(
+pub async fn hash_source(
     source: Source,
     pb: Option<ProgressBar>,
 ) -> Result<(Digest, Option<Source>)> {

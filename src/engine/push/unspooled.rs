@@ -41,6 +41,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         destinations,
         overwrite,
         progress: pb,
+        annotations,
+        expect_plaintext,
     } = req;
     let encrypted = !recipients.is_empty();
     let keys = plan::archive_keys(&destinations, &name, encrypted);
@@ -142,8 +144,15 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         move || produce::read_and_encrypt(source, &recipients, sink, pb)
     })
     .await?;
-    // The writers publish only when the whole stream was read.
-    read_all_tx.send_replace(Some(produced.is_ok()));
+    // The writers publish only when the whole stream was read, and was what the caller checked.
+    let changed = match (&produced, &expect_plaintext) {
+        (Ok(p), Some(want)) if p != want => Some(format!(
+            "the source changed while it was pushed: it was checked as {} bytes with SHA-256 {}, then read as {} bytes with SHA-256 {}; nothing was stored; push again once the backup job has finished writing it",
+            want.size, want.sha256, p.size, p.sha256
+        )),
+        _ => None,
+    };
+    read_all_tx.send_replace(Some(produced.is_ok() && changed.is_none()));
     let mut results = Vec::new();
     for (i, handle) in writers {
         let sent = handle.await;
@@ -164,6 +173,9 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
             return Err(anyhow::Error::new(e).context("cannot read the source; nothing was stored"));
         }
     };
+    if let Some(why) = changed {
+        bail!(why);
+    }
     let stored = {
         let h = stored_hash.lock().expect("hash lock");
         if encrypted {
@@ -182,6 +194,7 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         recipients: recipients.clone(),
         plaintext: plaintext.clone(),
         stored: stored.clone(),
+        annotations,
     };
     let mut reports = early;
     for (i, sent) in results {
