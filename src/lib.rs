@@ -2,11 +2,13 @@
 //!
 //! The binary's pieces: [`cli`] (one file per subcommand), [`engine`] (push, verify, restore
 //! against stores), [`archive`] (the layout of an archive on a store), [`registry`] (URL to
-//! store) and [`report`] (text and `--json` output, exit codes).
+//! store), [`policy`] (a policy file's destinations as locations), [`report`] (text and
+//! `--json` output, exit codes) and [`metrics`] (Prometheus textfile and Pushgateway).
 
 pub mod archive;
 pub mod cli;
 pub mod engine;
+pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod report;

@@ -12,10 +12,22 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Usage or configuration error.
     pub const USAGE: u8 = 2;
-    /// Partly done (push: stored, but a destination failed).
+    /// Partly done (push: stored, but a destination failed or placement is not met; status
+    /// and plan: a rule does not hold).
     pub const PARTIAL: u8 = 3;
-    /// A copy is missing or corrupt (verify).
+    /// A copy is missing or corrupt (verify, status, drill).
     pub const DAMAGED: u8 = 4;
+
+    /// The exit status an error ends the program with.
+    pub fn of(e: &anyhow::Error) -> u8 {
+        if e.downcast_ref::<super::StdoutClosed>().is_some() {
+            OK
+        } else if e.downcast_ref::<super::UsageError>().is_some() {
+            USAGE
+        } else {
+            FAILED
+        }
+    }
 }
 
 /// A usage or configuration error: exit status 2.

@@ -77,6 +77,8 @@ pub enum CopyState {
     Incomplete,
     /// A manifest whose data object is gone.
     MissingData,
+    /// A manifest and a data object whose size is not the one the manifest records.
+    WrongSize,
     /// A manifest that does not parse.
     BadManifest,
 }

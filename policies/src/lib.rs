@@ -5,10 +5,12 @@
 //! every encrypted push needs, and [`inventory`], the model of archives, series and copies
 //! that the planners read and the binary fills from what it lists; [`policy`], the policy file
 //! (parsed and checked, with [`duration`] spans); and [`placement`], what a policy's
-//! destinations can reach against its 3-2-1-1-0 rule.
+//! destinations can reach against its 3-2-1-1-0 rule and what real copies reach; and
+//! [`status`], whether a policy's rules hold over an inventory.
 
 pub mod duration;
 pub mod encryption;
 pub mod inventory;
 pub mod placement;
 pub mod policy;
+pub mod status;

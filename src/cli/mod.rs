@@ -6,15 +6,17 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::{exit, Output, UsageError};
+use crate::report::{exit, Output};
 
 mod completions;
 mod create;
+mod drill;
 mod keygen;
 mod ls;
 mod plan;
 mod push;
 mod restore;
+mod status;
 mod verify;
 
 /// Get backups off the machine that made them: encrypt with age, place copies on local disk
@@ -27,9 +29,9 @@ mod verify;
     max_term_width = 100
 )]
 #[command(
-    after_help = "Exit codes: 0 success; 1 failed; 2 usage or configuration; \
-3 push stored but a destination failed; 4 verify found a copy missing or corrupt. \
-See README.md for each command's meaning."
+    after_help = "Exit codes: 0 success; 1 failed or could not read; 2 usage or configuration; \
+3 stored or valid, but a destination failed or a rule (placement, rpo, verify-every) is not met; \
+4 a copy is missing or corrupt. See README.md for each command's meaning."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -63,6 +65,10 @@ enum Command {
     Create(create::CreateArgs),
     /// Validate a policy file and show what its destinations can reach against its placement.
     Plan(plan::PlanArgs),
+    /// Judge a policy's rules over what its destinations hold: a monitoring probe.
+    Status(status::StatusArgs),
+    /// Restore the newest archive at each of a policy's destinations to nowhere, proving it.
+    Drill(drill::DrillArgs),
     /// Make a new age identity (secret key) and print its recipient (public key).
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
@@ -191,6 +197,8 @@ pub fn main() -> ExitCode {
             Command::Restore(a) => restore::run(a, out).await,
             Command::Create(a) => create::run(a, out).await,
             Command::Plan(a) => plan::run(a, out).await,
+            Command::Status(a) => status::run(a, out).await,
+            Command::Drill(a) => drill::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
             Command::Man(a) => completions::man(a),
@@ -202,11 +210,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::OK)
         }
         Err(e) => {
-            let code = if e.downcast_ref::<UsageError>().is_some() {
-                exit::USAGE
-            } else {
-                exit::FAILED
-            };
+            let code = exit::of(&e);
             if out.json {
                 let _ =
                     out.print_json(&serde_json::json!({ "error": format!("{e:#}"), "exit": code }));

@@ -11,6 +11,7 @@ use offsite_policies::policy::Policy;
 
 use crate::archive::{validate_name, Digest};
 use crate::engine::push::{self, Annotations, PushReport, PushRequest, Source, Status};
+use crate::metrics::{Metrics, MetricsArgs};
 use crate::report::{exit, human_bytes, outln, time, usage, Output};
 
 /// Arguments of `offsite push`.
@@ -36,6 +37,8 @@ pub struct PushArgs {
     /// The backup job's metadata.json, carried into every manifest (at most 64 KiB of JSON).
     #[arg(long, value_name = "FILE")]
     metadata: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// An age recipient: an `age1...` key, or an `ssh-ed25519` / `ssh-rsa` public key line.
     #[arg(short = 'r', long = "recipient", value_name = "KEY")]
     recipients: Vec<String>,
@@ -110,6 +113,15 @@ fn plan(args: &PushArgs) -> Result<Plan> {
 }
 
 pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
+    let margs = args.metrics.clone();
+    let mut m = Metrics::new("push", "-");
+    let res = run_inner(args, out, &mut m).await;
+    m.finish(&margs, res.as_ref().map_or_else(exit::of, |c| *c))
+        .await;
+    res
+}
+
+async fn run_inner(args: PushArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let Plan {
         policy,
         destinations: named,
@@ -117,6 +129,9 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         recipients,
         no_encrypt,
     } = plan(&args)?;
+    if let Some(p) = &policy {
+        m.set_policy(&p.name);
+    }
     if recipients.is_empty() && policy.is_some() && !no_encrypt {
         return Err(usage(
             "the policy names no recipients: add recipients or recipients-file to [encryption], or unencrypted = true to store archives unencrypted on purpose",
@@ -175,33 +190,19 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         Some(f) => Some(read_metadata(f)?),
         None => None,
     };
-    let expect_plaintext = match (&args.checksums, &source) {
-        (None, _) => None,
+    let (source, expect_plaintext) = match (&args.checksums, source) {
+        (None, source) => (source, None),
         (Some(_), Source::Stdin) => return Err(usage(
             "--checksums needs a file source: standard input cannot be checked before it is stored",
         )),
-        (Some(f), Source::File(_, path)) => {
-            let want = checksum_for(f, path, &name)?;
-            let (source, digest) = check_source(source, &want, f, len, &out).await?;
-            return push_checked(
-                args,
-                out,
-                policy,
-                named,
-                prefix,
-                recipients,
-                source,
-                name,
-                len,
-                metadata,
-                Some(digest),
-            )
-            .await;
+        (Some(f), Source::File(file, path)) => {
+            let want = checksum_for(f, &path, &name)?;
+            let (source, digest) =
+                check_source(Source::File(file, path), &want, f, len, &out).await?;
+            (source, Some(digest))
         }
     };
-    push_checked(
-        args,
-        out,
+    let job = Job {
         policy,
         named,
         prefix,
@@ -211,8 +212,21 @@ pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
         len,
         metadata,
         expect_plaintext,
-    )
-    .await
+    };
+    push_checked(args, out, m, job).await
+}
+
+/// A push whose source and destinations are decided.
+struct Job {
+    policy: Option<Policy>,
+    named: Vec<(String, String)>,
+    prefix: Option<String>,
+    recipients: Vec<Recipient>,
+    source: Source,
+    name: String,
+    len: Option<u64>,
+    metadata: Option<serde_json::Value>,
+    expect_plaintext: Option<Digest>,
 }
 
 /// Reads a backup job's metadata.json: JSON, at most 64 KiB (it goes into every manifest).
@@ -338,20 +352,18 @@ async fn check_source(
     Ok((rewound.expect("a file source is rewound"), digest))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn push_checked(
-    args: PushArgs,
-    out: Output,
-    policy: Option<Policy>,
-    named: Vec<(String, String)>,
-    prefix: Option<String>,
-    recipients: Vec<Recipient>,
-    source: Source,
-    name: String,
-    len: Option<u64>,
-    metadata: Option<serde_json::Value>,
-    expect_plaintext: Option<Digest>,
-) -> Result<u8> {
+async fn push_checked(args: PushArgs, out: Output, m: &mut Metrics, job: Job) -> Result<u8> {
+    let Job {
+        policy,
+        named,
+        prefix,
+        recipients,
+        source,
+        name,
+        len,
+        metadata,
+        expect_plaintext,
+    } = job;
     let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
     let destinations = super::open_all(&urls, prefix.as_deref()).await?;
     {
@@ -397,6 +409,22 @@ async fn push_checked(
         .as_ref()
         .map(|p| placement_verdict(p, &named, &report));
     let met = verdict.as_ref().is_none_or(|v| v.verdict.met);
+    if let Some(d) = &report.plaintext {
+        m.set("offsite_archive_size_bytes", &[], d.size as f64);
+    }
+    if let Some(d) = &report.stored {
+        m.set("offsite_archive_stored_bytes", &[], d.size as f64);
+    }
+    for (d, (dest_name, _)) in report.destinations.iter().zip(&named) {
+        m.flag(
+            "offsite_destination_up",
+            &[("destination", dest_name)],
+            matches!(d.status, Status::Stored | Status::AlreadyStored),
+        );
+    }
+    if let Some(pv) = &verdict {
+        m.flag("offsite_placement_met", &[], pv.verdict.met);
+    }
     let code = if held == 0 {
         exit::FAILED
     } else if held == total && met {

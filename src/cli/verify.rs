@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{IdentityArgs, InventoryArgs};
 use crate::engine::identity::Identities;
 use crate::engine::inventory::{one, scan, Reader, State};
-use crate::engine::verify::{check, CopyReport, Verdict};
+use crate::engine::verify::{check, CopyReport, Depth, Verdict};
 use crate::report::{exit, outln, usage, Output};
 
 /// Arguments of `offsite verify`.
@@ -121,7 +121,14 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
             Reader::new(loc, args.inventory.options()).jobs()
         };
         let checked: Vec<CopyReport> = stream::iter(&selected)
-            .map(|entry| check(loc, entry, args.deep, identities.clone()))
+            .map(|entry| {
+                check(
+                    loc,
+                    entry,
+                    if args.deep { Depth::Deep } else { Depth::Quick },
+                    identities.clone(),
+                )
+            })
             .buffered(in_flight)
             .collect()
             .await;

@@ -46,14 +46,37 @@ pub struct CopyReport {
     pub detail: String,
 }
 
+/// How far a check goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// No download: manifest, object, size, the provider's checksum.
+    Quick,
+    /// Download, hash, decrypt, hash again; the result is recorded beside the manifest.
+    Deep,
+    /// A restore drill: a deep check recorded as `drill`.
+    Drill,
+}
+
+impl Depth {
+    /// The word reports and records use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Depth::Quick => "quick",
+            Depth::Deep => "deep",
+            Depth::Drill => "drill",
+        }
+    }
+}
+
 /// Checks one entry of a location's inventory.
 pub async fn check(
     loc: &Opened,
     entry: &Entry,
-    deep: bool,
+    depth: Depth,
     identities: Option<Arc<Identities>>,
 ) -> CopyReport {
-    let depth = if deep { "deep" } else { "quick" };
+    let deep = depth != Depth::Quick;
+    let depth = depth.as_str();
     let report = |verdict, detail: String| CopyReport {
         url: loc.url().to_string(),
         archive: entry.name.clone(),
@@ -121,7 +144,7 @@ pub async fn check(
         if matches!(verdict, Verdict::Ok | Verdict::Corrupt) {
             let record = VerifiedRecord {
                 time: Utc::now(),
-                depth: "deep".into(),
+                depth: depth.into(),
                 result: if verdict == Verdict::Ok {
                     "ok"
                 } else {

@@ -1,0 +1,440 @@
+//! Status: whether a policy's rules hold over an inventory, as a monitoring probe judges them.
+//! Pure: the binary reads the stores into an [`Inventory`] and prints what [`judge`] returns.
+//!
+//! - **Placement** is required of the newest complete archive of each series: its complete
+//!   copies, counted as `offsite plan` counts destinations (a lock counts while it holds).
+//! - **RPO**: the newest complete archive of each series is no older than `rpo`.
+//! - **verify-every** (the zero of 3-2-1-1-0): every destination holding a complete copy has
+//!   been proven by a deep verify or a drill that passed within `verify-every`.
+//! - **Damage**: a copy whose manifest has no data, whose data has the wrong size, whose
+//!   manifest is unreadable, or whose last deep check failed.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::inventory::{CopyState, Inventory};
+use crate::placement::{judge as judge_placement, Held, Slot, Verdict};
+use crate::policy::Policy;
+
+/// The verdict on one series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeriesStatus {
+    /// The series (`app-backup-*.tar.gz`).
+    pub series: String,
+    /// Archives of the series with at least one complete copy.
+    pub complete_archives: usize,
+    /// The newest complete archive.
+    pub newest: Option<String>,
+    /// Its creation time.
+    pub newest_created: Option<DateTime<Utc>>,
+    /// Its age in seconds at the time of judging.
+    pub newest_age_seconds: Option<i64>,
+    /// Its placement.
+    pub placement: Option<Verdict>,
+    /// Whether it is within `rpo` (`None` without an `rpo`).
+    pub fresh: Option<bool>,
+}
+
+/// The verdict on one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestinationStatus {
+    /// The destination's name.
+    pub name: String,
+    /// Archives with a complete copy here.
+    pub complete: usize,
+    /// Copies here that are damaged or gone (see the module's list).
+    pub damaged: usize,
+    /// Uploads here that never committed.
+    pub incomplete: usize,
+    /// Complete copies under a lock now.
+    pub locked: usize,
+    /// The latest lock's end among the copies here.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// The latest deep verify or drill that passed here.
+    pub last_proven: Option<DateTime<Utc>>,
+    /// Whether `last_proven` is within `verify-every` (`None` without one, or with no copy).
+    pub proven: Option<bool>,
+}
+
+/// The whole verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Per series, by name.
+    pub series: Vec<SeriesStatus>,
+    /// Per destination, in the policy's order.
+    pub destinations: Vec<DestinationStatus>,
+    /// Each damaged copy, in words.
+    pub damage: Vec<String>,
+    /// Each rule that does not hold (placement, rpo, verify-every), in words.
+    pub unmet: Vec<String>,
+}
+
+impl Status {
+    /// Every rule holds and nothing is damaged.
+    pub fn ok(&self) -> bool {
+        self.damage.is_empty() && self.unmet.is_empty()
+    }
+}
+
+/// Judges `inventory` (whose destinations are the policy's, in `slots` order) at `now`.
+pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTime<Utc>) -> Status {
+    let mut series_out = Vec::new();
+    let mut unmet = Vec::new();
+    let mut damage = Vec::new();
+    for (series, archives) in inventory.series() {
+        let complete: Vec<_> = archives.iter().filter(|a| a.is_complete()).collect();
+        let newest = complete.last().copied();
+        let placement = newest.map(|a| {
+            let held: Vec<Held> = a
+                .complete()
+                .map(|c| Held {
+                    slot: c.destination,
+                    locked: c.lock.is_some_and(|l| l.holds_at(now)),
+                })
+                .collect();
+            judge_placement(policy.placement, slots, &held)
+        });
+        if let (Some(a), Some(v)) = (newest, &placement) {
+            if !v.met {
+                unmet.push(format!(
+                    "placement of {} (newest of {series}): {}",
+                    a.name,
+                    v.missing.join("; ")
+                ));
+            }
+        }
+        let created = newest.and_then(|a| a.created);
+        let fresh = policy.rpo.map(|rpo| match created {
+            Some(t) => rpo.after(t) >= now,
+            None => false,
+        });
+        if fresh == Some(false) {
+            let rpo = policy.rpo.expect("rpo");
+            unmet.push(match (newest, created) {
+                (Some(a), Some(t)) => format!(
+                    "rpo {rpo}: the newest complete archive of {series}, {}, was created {}, {} ago",
+                    a.name,
+                    t.format("%Y-%m-%dT%H:%M:%SZ"),
+                    age_words(now - t)
+                ),
+                _ => format!("rpo {rpo}: {series} has no complete archive"),
+            });
+        }
+        series_out.push(SeriesStatus {
+            series: series.to_string(),
+            complete_archives: complete.len(),
+            newest: newest.map(|a| a.name.clone()),
+            newest_created: created,
+            newest_age_seconds: created.map(|t| (now - t).num_seconds()),
+            placement,
+            fresh,
+        });
+    }
+    if series_out.is_empty() {
+        unmet.push("no archives at any destination: nothing is backed up under this policy".into());
+    }
+
+    let mut dests: Vec<DestinationStatus> = inventory
+        .destinations
+        .iter()
+        .map(|d| DestinationStatus {
+            name: d.name.clone(),
+            complete: 0,
+            damaged: 0,
+            incomplete: 0,
+            locked: 0,
+            locked_until: None,
+            last_proven: None,
+            proven: None,
+        })
+        .collect();
+    for a in inventory.archives() {
+        for c in &a.copies {
+            let d = &mut dests[c.destination];
+            let failed_proof = c.proof.is_some_and(|p| p.deep && !p.passed);
+            match c.state {
+                CopyState::Complete if failed_proof => {
+                    d.damaged += 1;
+                    damage.push(format!(
+                        "{} at {}: its last deep check failed; verify --deep again or push it again",
+                        a.name, d.name
+                    ));
+                }
+                CopyState::Complete => d.complete += 1,
+                CopyState::Incomplete => d.incomplete += 1,
+                state => {
+                    d.damaged += 1;
+                    damage.push(format!(
+                        "{} at {}: {}",
+                        a.name,
+                        d.name,
+                        match state {
+                            CopyState::MissingData => "the manifest is there but its data is gone",
+                            CopyState::WrongSize => "the data is not the size its manifest records",
+                            _ => "the manifest cannot be read",
+                        }
+                    ));
+                }
+            }
+            if c.state == CopyState::Complete {
+                if let Some(l) = c.lock.filter(|l| l.holds_at(now)) {
+                    d.locked += 1;
+                    d.locked_until = d.locked_until.max(l.until);
+                }
+                if let Some(p) = c.proof.filter(|p| p.deep && p.passed) {
+                    d.last_proven = d.last_proven.max(Some(p.at));
+                }
+            }
+        }
+    }
+    if let Some(every) = policy.verify_every {
+        for d in dests.iter_mut().filter(|d| d.complete > 0) {
+            let ok = d.last_proven.is_some_and(|t| every.after(t) >= now);
+            d.proven = Some(ok);
+            if !ok {
+                unmet.push(match d.last_proven {
+                    Some(t) => format!(
+                        "verify-every {every}: {} was last proven {} ago; run offsite drill",
+                        d.name,
+                        age_words(now - t)
+                    ),
+                    None => format!(
+                        "verify-every {every}: no deep verify or drill ever proved a copy at {}; run offsite drill",
+                        d.name
+                    ),
+                });
+            }
+        }
+    }
+    Status {
+        series: series_out,
+        destinations: dests,
+        damage,
+        unmet,
+    }
+}
+
+/// `3d 4h`, `2h 5m`, `40s`.
+pub fn age_words(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    let (days, hours, mins) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {mins}m")
+    } else if mins > 0 {
+        format!("{mins}m")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Copy, Destination, Kind, Lock, Proof};
+    use crate::placement::slots;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn policy() -> Policy {
+        let text = format!(
+            "version = 1\nname = \"app\"\nrpo = \"26h\"\nverify-every = \"7d\"\n[encryption]\nrecipients = [\"{RECIPIENT}\"]\n\
+             [[destination]]\nname = \"local\"\nurl = \"file:///a\"\n\
+             [[destination]]\nname = \"s3\"\nurl = \"s3://b/app\"\nlock = \"compliance\"\nlock-days = 7\n\
+             [[destination]]\nname = \"dr\"\nurl = \"gs://c/app\"\n\
+             [placement]\ncopies = 3\nmedia = 2\noffsite = 1\nimmutable = 1\n"
+        );
+        Policy::parse(&text, "p.toml").unwrap()
+    }
+
+    fn inventory(p: &Policy) -> Inventory {
+        Inventory::new(
+            p.destinations
+                .iter()
+                .map(|d| Destination {
+                    name: d.name.clone(),
+                    kind: d.kind(),
+                    offsite: d.is_offsite(),
+                })
+                .collect(),
+        )
+    }
+
+    fn t(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+    }
+
+    fn copy(dest: usize, state: CopyState) -> Copy {
+        Copy {
+            destination: dest,
+            state,
+            size: Some(10),
+            lock: None,
+            proof: None,
+        }
+    }
+
+    fn full(
+        inv: &mut Inventory,
+        name: &str,
+        created: DateTime<Utc>,
+        proven: Option<DateTime<Utc>>,
+    ) {
+        for d in 0..3 {
+            let mut c = copy(d, CopyState::Complete);
+            if d == 1 {
+                c.lock = Some(Lock {
+                    until: Some(created + chrono::Duration::days(7)),
+                    legal_hold: false,
+                });
+            }
+            c.proof = proven.map(|at| Proof {
+                at,
+                deep: true,
+                passed: true,
+            });
+            inv.add(name, Some(created), c);
+        }
+    }
+
+    #[test]
+    fn three_two_one_one_zero_holds_for_a_fresh_proven_archive() {
+        let p = policy();
+        let mut inv = inventory(&p);
+        full(
+            &mut inv,
+            "app-backup-20261126_020000.tar.gz",
+            t(26, 2),
+            Some(t(26, 3)),
+        );
+        let s = judge(&p, &slots(&p), &inv, t(26, 12));
+        assert!(s.ok(), "{:?} {:?}", s.unmet, s.damage);
+        assert_eq!(s.series[0].newest_age_seconds, Some(10 * 3600));
+        assert_eq!(s.destinations[1].locked, 1);
+        assert_eq!(
+            s.destinations[1].locked_until,
+            Some(t(26, 2) + chrono::Duration::days(7))
+        );
+    }
+
+    #[test]
+    fn names_each_rule_that_fails() {
+        let p = policy();
+        let mut inv = inventory(&p);
+        // Old and proven long ago; a newer one only on local disk.
+        full(
+            &mut inv,
+            "app-backup-20261101_020000.tar.gz",
+            t(1, 2),
+            Some(t(1, 3)),
+        );
+        inv.add(
+            "app-backup-20261110_020000.tar.gz",
+            Some(t(10, 2)),
+            copy(0, CopyState::Complete),
+        );
+        inv.add(
+            "app-backup-20261110_020000.tar.gz",
+            Some(t(10, 2)),
+            copy(2, CopyState::MissingData),
+        );
+        let s = judge(&p, &slots(&p), &inv, t(20, 2));
+        assert_eq!(
+            s.unmet,
+            [
+                "placement of app-backup-20261110_020000.tar.gz (newest of app-backup-*.tar.gz): 1 copy of 3 wanted; 1 of 2 kinds of storage wanted (only file); 0 off-site copies of 1 wanted; 0 locked copies of 1 wanted",
+                "rpo 26h: the newest complete archive of app-backup-*.tar.gz, app-backup-20261110_020000.tar.gz, was created 2026-11-10T02:00:00Z, 10d 0h ago",
+                "verify-every 7d: local was last proven 18d 23h ago; run offsite drill",
+                "verify-every 7d: s3 was last proven 18d 23h ago; run offsite drill",
+                "verify-every 7d: dr was last proven 18d 23h ago; run offsite drill",
+            ]
+        );
+        assert_eq!(
+            s.damage,
+            ["app-backup-20261110_020000.tar.gz at dr: the manifest is there but its data is gone"]
+        );
+        // The lock of the old archive ran out: the s3 copy no longer counts as immutable.
+        assert_eq!(s.destinations[1].locked, 0);
+    }
+
+    #[test]
+    fn a_failed_deep_check_is_damage() {
+        let p = policy();
+        let mut inv = inventory(&p);
+        full(
+            &mut inv,
+            "db-20261126_020000.sql.gz",
+            t(26, 2),
+            Some(t(26, 3)),
+        );
+        let mut bad = copy(2, CopyState::Complete);
+        bad.proof = Some(Proof {
+            at: t(26, 4),
+            deep: true,
+            passed: false,
+        });
+        inv.add("db-20261125_020000.sql.gz", Some(t(25, 2)), bad);
+        let s = judge(&p, &slots(&p), &inv, t(26, 5));
+        assert_eq!(s.damage.len(), 1, "{:?}", s.damage);
+        assert!(s.unmet.is_empty(), "{:?}", s.unmet);
+    }
+
+    #[test]
+    fn nothing_stored_is_not_ok() {
+        let p = policy();
+        let s = judge(&p, &slots(&p), &inventory(&p), t(26, 5));
+        assert!(!s.ok());
+        assert!(s.unmet[0].contains("no archives"), "{:?}", s.unmet);
+    }
+
+    proptest! {
+        /// Over random inventories: placement is judged on the newest complete archive of each
+        /// series and nothing else; status is ok only when every series' newest archive meets
+        /// placement and rpo, every holding destination is proven, and nothing is damaged.
+        #[test]
+        fn judges_the_newest_complete_archive_of_each_series(
+            archives in proptest::collection::vec(
+                (0usize..2, 0u32..20, proptest::collection::vec((0usize..3, 0u8..4, any::<bool>(), proptest::option::of(0u32..20)), 0..4)),
+                0..12),
+            now_day in 0u32..25,
+        ) {
+            let p = policy();
+            let mut inv = inventory(&p);
+            let now = t(1, 0) + chrono::Duration::days(i64::from(now_day) + 5);
+            for (series, hour, copies) in &archives {
+                let created = t(1, 0) + chrono::Duration::hours(i64::from(*hour) * 13);
+                let name = format!("{}-{}.tar.gz", ["app", "db"][*series], created.format("%Y%m%d_%H%M%S"));
+                for (dest, state, locked, proof) in copies {
+                    let state = [CopyState::Complete, CopyState::Incomplete, CopyState::MissingData, CopyState::Complete][*state as usize];
+                    inv.add(&name, Some(created), Copy {
+                        destination: *dest,
+                        state,
+                        size: None,
+                        lock: locked.then_some(Lock { until: Some(created + chrono::Duration::days(7)), legal_hold: false }),
+                        proof: proof.map(|d| Proof { at: created + chrono::Duration::hours(i64::from(d)), deep: true, passed: true }),
+                    });
+                }
+            }
+            let s = judge(&p, &slots(&p), &inv, now);
+            for series in &s.series {
+                let newest = inv.newest_complete(&series.series);
+                prop_assert_eq!(series.newest.as_deref(), newest.map(|a| a.name.as_str()));
+                prop_assert_eq!(series.placement.is_some(), newest.is_some());
+                if let (Some(a), Some(v)) = (newest, &series.placement) {
+                    let dests: std::collections::BTreeSet<usize> = a.complete().map(|c| c.destination).collect();
+                    prop_assert_eq!(v.copies as usize, dests.len());
+                }
+            }
+            let all_placed = s.series.iter().all(|x| x.placement.as_ref().is_some_and(|v| v.met));
+            let all_fresh = s.series.iter().all(|x| x.fresh == Some(true));
+            let all_proven = s.destinations.iter().all(|d| d.complete == 0 || d.proven == Some(true));
+            let damaged = inv.archives().flat_map(|a| &a.copies).any(|c| c.state == CopyState::MissingData);
+            prop_assert_eq!(s.ok(), !s.series.is_empty() && all_placed && all_fresh && all_proven && !damaged);
+            prop_assert_eq!(s.destinations.len(), 3);
+            let _ = Kind::File;
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! `offsite status`: whether a policy's rules hold over what its destinations store, as a
+//! monitoring probe (exit codes per README) and as Prometheus metrics.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use offsite_policies::inventory::{self, CopyState, Inventory, Lock, Proof};
+use offsite_policies::placement::slots;
+use offsite_policies::policy::Policy;
+use offsite_policies::status::{age_words, judge, Status};
+use offsite_storage::StorageExt;
+use serde_json::json;
+
+use super::{InventoryArgs, PolicyArgs};
+use crate::archive::VerifiedRecord;
+use crate::engine::inventory::{scan, Entry, State};
+use crate::metrics::{Metrics, MetricsArgs};
+use crate::registry::Opened;
+use crate::report::{exit, outln, time, usage, Output};
+
+/// Arguments of `offsite status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    inventory: InventoryArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// What was read at one destination.
+pub struct Read {
+    /// The destination's entries, or why it could not be listed.
+    pub entries: Result<Vec<Entry>, String>,
+    /// Proofs read from verification records, by archive name.
+    pub proofs: std::collections::BTreeMap<String, Proof>,
+}
+
+/// Reads every destination of `policy` (`locations` in its order) into an inventory.
+pub async fn read_inventory(
+    policy: &Policy,
+    locations: &[Opened],
+    options: crate::engine::inventory::ReadOptions,
+) -> (Inventory, Vec<Read>) {
+    let mut inv = Inventory::new(
+        policy
+            .destinations
+            .iter()
+            .map(|d| inventory::Destination {
+                name: d.name.clone(),
+                kind: d.kind(),
+                offsite: d.is_offsite(),
+            })
+            .collect(),
+    );
+    let reads: Vec<Read> = futures::future::join_all(locations.iter().map(|loc| async move {
+        match scan(loc, options).await {
+            Ok(entries) => {
+                let proofs = read_proofs(loc, &entries).await;
+                Read {
+                    entries: Ok(entries),
+                    proofs,
+                }
+            }
+            Err(e) => Read {
+                entries: Err(e.to_string()),
+                proofs: Default::default(),
+            },
+        }
+    }))
+    .await;
+    for (i, read) in reads.iter().enumerate() {
+        let Ok(entries) = &read.entries else { continue };
+        for e in entries {
+            let state = match e.state {
+                State::Complete => CopyState::Complete,
+                State::WrongSize => CopyState::WrongSize,
+                State::Incomplete => CopyState::Incomplete,
+                State::MissingData => CopyState::MissingData,
+                State::BadManifest => CopyState::BadManifest,
+            };
+            inv.add(
+                &e.name,
+                e.created(),
+                inventory::Copy {
+                    destination: i,
+                    state,
+                    size: e.object.as_ref().map(|o| o.size),
+                    lock: e
+                        .manifest
+                        .as_ref()
+                        .and_then(|m| m.retain_until)
+                        .map(|until| Lock {
+                            until: Some(until),
+                            legal_hold: false,
+                        }),
+                    proof: read.proofs.get(&e.name).copied(),
+                },
+            );
+        }
+    }
+    (inv, reads)
+}
+
+/// The verification records of a destination, newest archive first, read until one that
+/// passed: the latest proof is what status needs, and failures newer than it are damage.
+async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTreeMap<String, Proof> {
+    let mut with_record: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.verified_key.is_some() && e.state == State::Complete)
+        .collect();
+    with_record.sort_by_key(|e| std::cmp::Reverse(e.created()));
+    let mut out = std::collections::BTreeMap::new();
+    for e in with_record {
+        let key = e.verified_key.as_deref().expect("filtered");
+        let Ok(bytes) = loc.store.get_bytes(key).await else {
+            continue;
+        };
+        let Ok(r) = serde_json::from_slice::<VerifiedRecord>(&bytes) else {
+            continue;
+        };
+        let proof = Proof {
+            at: r.time,
+            deep: matches!(r.depth.as_str(), "deep" | "drill"),
+            passed: r.result == "ok",
+        };
+        out.insert(e.name.clone(), proof);
+        if proof.deep && proof.passed {
+            break;
+        }
+    }
+    out
+}
+
+pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
+    let place = args.policy.resolve(&[], None)?;
+    let Some(policy) = place.policy.as_ref() else {
+        return Err(usage("status needs --policy FILE (or OFFSITE_POLICY)"));
+    };
+    let locations = place.open().await?;
+    let (inv, reads) = read_inventory(policy, &locations, args.inventory.options()).await;
+    let now = Utc::now();
+    let slots = slots(policy);
+    let status = judge(policy, &slots, &inv, now);
+    let unreadable: Vec<(String, String)> = reads
+        .iter()
+        .zip(&place.named)
+        .filter_map(|(r, (name, _))| r.entries.as_ref().err().map(|e| (name.clone(), e.clone())))
+        .collect();
+    let code = if !unreadable.is_empty() {
+        exit::FAILED
+    } else if !status.damage.is_empty() {
+        exit::DAMAGED
+    } else if !status.unmet.is_empty() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    };
+
+    let mut m = Metrics::new("status", &policy.name);
+    metrics_of(&mut m, policy, &status, &unreadable, now);
+    m.finish(&args.metrics, code).await;
+
+    if out.json {
+        let dests: Vec<_> = status
+            .destinations
+            .iter()
+            .zip(&place.named)
+            .map(|(d, (_, url))| {
+                let mut v = serde_json::to_value(d).expect("serializes");
+                v["url"] = url.clone().into();
+                v["readable"] = (!unreadable.iter().any(|(n, _)| n == &d.name)).into();
+                v
+            })
+            .collect();
+        out.print_json(&json!({
+            "policy": policy.name,
+            "time": now,
+            "rpo": policy.rpo.map(|s| s.to_string()),
+            "verify_every": policy.verify_every.map(|s| s.to_string()),
+            "series": status.series,
+            "destinations": dests,
+            "unreadable": unreadable.iter().map(|(n, e)| json!({"destination": n, "error": e})).collect::<Vec<_>>(),
+            "damage": status.damage,
+            "unmet": status.unmet,
+            "exit": code,
+        }))?;
+    } else {
+        print_text(policy, &status, &place.named, now)?;
+    }
+    for (n, e) in &unreadable {
+        eprintln!("error: cannot read destination {n}: {e}");
+    }
+    for d in &status.damage {
+        eprintln!("error: damaged: {d}");
+    }
+    for u in &status.unmet {
+        eprintln!("error: not met: {u}");
+    }
+    Ok(code)
+}
+
+fn print_text(
+    policy: &Policy,
+    status: &Status,
+    named: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    outln!(
+        "policy {}: {} destination(s), {} series; rpo {}, verify-every {}",
+        policy.name,
+        named.len(),
+        status.series.len(),
+        policy.rpo.map_or("not set".into(), |s| s.to_string()),
+        policy
+            .verify_every
+            .map_or("not set".into(), |s| s.to_string())
+    )?;
+    if !status.series.is_empty() {
+        outln!(
+            "{:<28} {:<40} {:>9} {:<10} {:<5}",
+            "SERIES",
+            "NEWEST COMPLETE",
+            "AGE",
+            "PLACEMENT",
+            "RPO"
+        )?;
+    }
+    for s in &status.series {
+        let placement = match &s.placement {
+            Some(v) if v.met => format!("met ({})", v.copies),
+            Some(v) => format!("NOT MET ({})", v.copies),
+            None => "-".into(),
+        };
+        outln!(
+            "{:<28} {:<40} {:>9} {:<10} {:<5}",
+            s.series,
+            s.newest.as_deref().unwrap_or("-"),
+            s.newest_created
+                .map(|t| age_words(now - t))
+                .unwrap_or_else(|| "-".into()),
+            placement,
+            match s.fresh {
+                Some(true) => "ok",
+                Some(false) => "LATE",
+                None => "-",
+            }
+        )?;
+    }
+    outln!(
+        "{:<12} {:>8} {:>7} {:>10} {:>6} {:<21} {:<21}",
+        "DESTINATION",
+        "COMPLETE",
+        "DAMAGED",
+        "INCOMPLETE",
+        "LOCKED",
+        "LOCKED UNTIL",
+        "LAST PROVEN"
+    )?;
+    for d in &status.destinations {
+        outln!(
+            "{:<12} {:>8} {:>7} {:>10} {:>6} {:<21} {:<21}",
+            d.name,
+            d.complete,
+            d.damaged,
+            d.incomplete,
+            d.locked,
+            d.locked_until
+                .map(|t| time(&t))
+                .unwrap_or_else(|| "-".into()),
+            match (d.last_proven, d.proven) {
+                (Some(t), Some(false)) => format!("{} (too old)", time(&t)),
+                (Some(t), _) => time(&t),
+                (None, _) => "never".into(),
+            }
+        )?;
+    }
+    if status.ok() {
+        outln!("every rule of policy {} holds.", policy.name)?;
+    } else {
+        outln!(
+            "{} rule(s) not met, {} damaged copy(ies).",
+            status.unmet.len(),
+            status.damage.len()
+        )?;
+    }
+    Ok(())
+}
+
+fn metrics_of(
+    m: &mut Metrics,
+    policy: &Policy,
+    status: &Status,
+    unreadable: &[(String, String)],
+    now: DateTime<Utc>,
+) {
+    let all_placed = !status.series.is_empty()
+        && status
+            .series
+            .iter()
+            .all(|s| s.placement.as_ref().is_some_and(|v| v.met));
+    m.flag("offsite_placement_met", &[], all_placed);
+    m.set("offsite_rules_unmet", &[], status.unmet.len() as f64);
+    if let Some(rpo) = policy.rpo {
+        m.set("offsite_rpo_seconds", &[], span_seconds(rpo, now));
+    }
+    if let Some(every) = policy.verify_every {
+        m.set(
+            "offsite_verify_every_seconds",
+            &[],
+            span_seconds(every, now),
+        );
+    }
+    for s in &status.series {
+        let l = [("series", s.series.as_str())];
+        if let Some(t) = s.newest_created {
+            m.time("offsite_newest_archive_timestamp_seconds", &l, t);
+            m.set(
+                "offsite_newest_archive_age_seconds",
+                &l,
+                (now - t).num_milliseconds() as f64 / 1000.0,
+            );
+        }
+        if let Some(v) = &s.placement {
+            m.set("offsite_placement_copies", &l, f64::from(v.copies));
+        }
+        if let Some(f) = s.fresh {
+            m.flag("offsite_rpo_met", &l, f);
+        }
+    }
+    for d in &status.destinations {
+        let l = [("destination", d.name.as_str())];
+        m.flag(
+            "offsite_destination_up",
+            &l,
+            !unreadable.iter().any(|(n, _)| n == &d.name),
+        );
+        m.set("offsite_archives_complete", &l, d.complete as f64);
+        m.set("offsite_copies_damaged", &l, d.damaged as f64);
+        m.set("offsite_uploads_incomplete", &l, d.incomplete as f64);
+        m.set("offsite_copies_locked", &l, d.locked as f64);
+        if let Some(t) = d.locked_until {
+            m.time("offsite_locked_until_timestamp_seconds", &l, t);
+        }
+        if let Some(t) = d.last_proven {
+            m.time("offsite_last_proof_timestamp_seconds", &l, t);
+            m.set(
+                "offsite_last_proof_age_seconds",
+                &l,
+                (now - t).num_milliseconds() as f64 / 1000.0,
+            );
+        }
+    }
+}
+
+/// A span in seconds, measured back from `now` (months and years have calendar lengths).
+fn span_seconds(span: offsite_policies::duration::Span, now: DateTime<Utc>) -> f64 {
+    (now - span.before(now)).num_seconds() as f64
+}
