@@ -29,6 +29,7 @@ pub struct DrillArgs {
 }
 
 pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
+    let mut m = Metrics::new("drill", "-");
     let place = args.policy.resolve(&[], None)?;
     let Some(policy) = place.policy.as_ref() else {
         return Err(usage("drill needs --policy FILE (or OFFSITE_POLICY)"));
@@ -44,6 +45,7 @@ pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
             ))
         }
     };
+    m.set_policy(&policy.name);
     let locations = place.open().await?;
     let pb = out.progress(None, "drill");
     let mut results: Vec<(String, CopyReport)> = Vec::new();
@@ -97,7 +99,6 @@ pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
     } else {
         exit::OK
     };
-    let mut m = Metrics::new("drill", &policy.name);
     m.set("offsite_drill_copies_proven", &[], proven as f64);
     m.set("offsite_drill_copies_failed", &[], (failed + unread) as f64);
     for (name, r) in &results {

@@ -134,10 +134,12 @@ async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTree
 }
 
 pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
+    let mut m = Metrics::new("status", "-");
     let place = args.policy.resolve(&[], None)?;
     let Some(policy) = place.policy.as_ref() else {
         return Err(usage("status needs --policy FILE (or OFFSITE_POLICY)"));
     };
+    m.set_policy(&policy.name);
     let locations = place.open().await?;
     let (inv, reads) = read_inventory(policy, &locations, args.inventory.options()).await;
     let now = Utc::now();
@@ -158,7 +160,6 @@ pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
         exit::OK
     };
 
-    let mut m = Metrics::new("status", &policy.name);
     metrics_of(&mut m, policy, &status, &unreadable, now);
     m.finish(&args.metrics, code).await;
 

@@ -21,6 +21,8 @@ mod gcs;
 mod interop;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod inventory;
+#[cfg(all(feature = "s3", feature = "gcs"))]
+mod jobs;
 mod newuser;
 mod plan;
 mod proxy;
