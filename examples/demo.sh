@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One command for the main job on local disk: build, make a sample archive, push it encrypted to
-# two local directories, list, verify, restore and compare. The key made here is a DEMO KEY:
+# One command for the main job on local disk, by the local-only preset
+# (policies/presets/local.toml, its paths moved under the demo directory): build, make a
+# backup job's output (archive, checksums.sha256, metadata.json), then plan, push, status,
+# drill, status again, and restore, comparing the bytes. The key made here is a DEMO KEY:
 # never use it for real backups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,22 +10,36 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/offsite/target}"
 cargo build --release --quiet --bin offsite
 offsite="$CARGO_TARGET_DIR/release/offsite"
 demo="${DEMO_DIR:-/tmp/offsite-demo}"
-rm -rf "$demo" && mkdir -p "$demo/src"
+rm -rf "$demo" && mkdir -p "$demo/src" "$demo/metrics"
 export OFFSITE_CACHE_DIR="$demo/cache"
 
+# The backup job.
 echo "sample data made by examples/demo.sh at $(date -u)" > "$demo/src/README.txt"
 head -c 5000000 /dev/urandom > "$demo/src/data.bin"
-archive="$demo/app-backup-$(date -u +%Y%m%d_%H%M%S).tar.gz"
-tar -czf "$archive" -C "$demo" src
+name="app-backup-$(date -u +%Y%m%d_%H%M%S).tar.gz"
+tar -czf "$demo/$name" -C "$demo" src
+(cd "$demo" && sha256sum "$name" > checksums.sha256)
+echo "{\"host\": \"$(hostname)\", \"source\": \"$demo/src\"}" > "$demo/metadata.json"
 
+# The preset, pointed into the demo directory.
 recipient=$("$offsite" keygen -o "$demo/demo-key.txt")
-echo "demo recipient: $recipient"
+echo "$recipient" > "$demo/recipients.txt"
+sed -e "s|/etc/offsite/recipients.txt|$demo/recipients.txt|" \
+    -e "s|file:///var/backups/offsite|file://$demo/local|" \
+    -e "s|file:///mnt/usb/offsite|file://$demo/usb|" \
+    policies/presets/local.toml > "$demo/policy.toml"
+policy="$demo/policy.toml"   # or: export OFFSITE_POLICY=$policy
+
 set -x
-"$offsite" push "$archive" --to "file://$demo/local" --to "file://$demo/usb" -r "$recipient"
-"$offsite" ls "file://$demo/local"
-"$offsite" verify "file://$demo/local" "file://$demo/usb"
-"$offsite" verify --deep -i "$demo/demo-key.txt" "file://$demo/usb"
-"$offsite" restore "file://$demo/local" "file://$demo/usb" --latest -o "$demo/restored.tar.gz" -i "$demo/demo-key.txt"
-cmp "$archive" "$demo/restored.tar.gz"
+"$offsite" plan --policy "$policy"
+"$offsite" push "$demo/$name" --policy "$policy" --checksums "$demo/checksums.sha256" --metadata "$demo/metadata.json" \
+  --metrics-file "$demo/metrics/offsite-push.prom"
+"$offsite" ls --policy "$policy"
+# Nothing has proven a copy yet: status says verify-every is not met (exit 3).
+"$offsite" status --policy "$policy" || test $? -eq 3
+"$offsite" drill --policy "$policy" -i "$demo/demo-key.txt"
+"$offsite" status --policy "$policy" --metrics-file "$demo/metrics/offsite-status.prom"
+"$offsite" restore --policy "$policy" --latest -o "$demo/restored.tar.gz" -i "$demo/demo-key.txt"
+cmp "$demo/$name" "$demo/restored.tar.gz"
 set +x
-echo "demo OK: restored archive is byte-identical ($demo)"
+echo "demo OK: placement met, every copy proven, the restored archive is byte-identical ($demo)"

@@ -36,7 +36,6 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     port: u16,
-    log: PathBuf,
 }
 
 impl Server {
@@ -47,7 +46,7 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let s = Server { child, port, log };
+        let s = Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while http("GET", s.port, "/", None).is_err() {
             assert!(Instant::now() < deadline, "{} did not start", bin.display());

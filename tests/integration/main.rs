@@ -14,6 +14,7 @@ mod azure;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod campaign;
 mod common;
+mod examples;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod faults;
 #[cfg(feature = "gcs")]

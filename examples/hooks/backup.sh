@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A post-backup hook: makes the archive with its checksums.sha256 and metadata.json, then hands
+# all three to offsite, which checks the archive against its checksum, encrypts it, places the
+# copies the policy asks for and exits non-zero when placement is not met (the job alerts).
+#
+#   backup.sh SOURCE_DIR [WORK_DIR]
+#
+# Environment: OFFSITE_POLICY (default /etc/offsite/policy.toml), OFFSITE_METRICS_DIR (the
+# node_exporter textfile directory; default /var/lib/node_exporter/textfile_collector),
+# BACKUP_NAME (default app-backup).
+set -euo pipefail
+
+src="${1:?usage: backup.sh SOURCE_DIR [WORK_DIR]}"
+work="${2:-/var/backups/work}"
+policy="${OFFSITE_POLICY:-/etc/offsite/policy.toml}"
+metrics_dir="${OFFSITE_METRICS_DIR:-/var/lib/node_exporter/textfile_collector}"
+name="${BACKUP_NAME:-app-backup}-$(date -u +%Y%m%d_%H%M%S).tar.gz"
+
+mkdir -p "$work"
+cd "$work"
+tar -czf "$name" -C "$(dirname "$src")" "$(basename "$src")"
+sha256sum "$name" > checksums.sha256
+cat > metadata.json <<JSON
+{"host": "$(hostname)", "source": "$src", "made": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "tool": "tar+gzip"}
+JSON
+
+# Exit 0: stored everywhere, placement met. 3: stored, but a destination failed or placement is
+# not met (rerun: it resumes). 1: stored nowhere. 2: usage or configuration.
+status=0
+offsite push "$name" --policy "$policy" --checksums checksums.sha256 --metadata metadata.json \
+  --metrics-file "$metrics_dir/offsite-push.prom" || status=$?
+
+# The local archive is no longer needed once it is stored (the policy's local destination, if
+# any, holds its own copy).
+if [ "$status" -eq 0 ]; then
+  rm -f "$name" checksums.sha256 metadata.json
+fi
+exit "$status"

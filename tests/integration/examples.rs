@@ -1,0 +1,259 @@
+//! examples/: no Docker engine or cluster runs here, so the examples are checked for what can
+//! be checked without one. Every policy (presets, examples/policies, the policy inside the
+//! Kubernetes ConfigMap) parses and plans; every Kubernetes manifest is valid YAML of the kind
+//! it says; every offsite command line in the manifests, hooks, systemd units and Dockerfile is
+//! accepted by the CLI; the Grafana dashboard uses only metric names that offsite writes.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use crate::common::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Checks an offsite command line (words after `offsite`) with the CLI's own parser. Shell
+/// variables stand for values: a word that is a variable becomes a placeholder path.
+fn accepted(origin: &str, words: &[String]) {
+    let argv: Vec<String> = std::iter::once("offsite".to_string())
+        .chain(words.iter().map(|w| {
+            if w.contains('$') {
+                "/tmp/placeholder".to_string()
+            } else {
+                w.clone()
+            }
+        }))
+        .collect();
+    if let Err(e) = offsite::cli::Cli::try_parse_from(&argv) {
+        // --help and --version end parsing on purpose.
+        use clap::error::ErrorKind;
+        if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            panic!("{origin}: the CLI refuses `{}`:\n{e}", argv.join(" "));
+        }
+    }
+}
+
+/// Every `offsite ...` command in a shell text (lines joined at trailing backslashes).
+fn shell_commands(origin: &str, text: &str) -> usize {
+    let joined = text.replace("\\\n", " ");
+    let mut n = 0;
+    for line in joined.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(words) = shlex::split(line) else {
+            continue;
+        };
+        let cut: Vec<&String> = words
+            .iter()
+            .take_while(|w| !matches!(w.as_str(), "||" | "&&" | "|" | ";"))
+            .collect();
+        let first = cut.first().map(|w| w.as_str()).unwrap_or_default();
+        let named = first == "offsite" || first == "$offsite" || first.ends_with("/offsite");
+        if named && !first.contains('=') {
+            let i = 0;
+            let rest: Vec<String> = cut[i + 1..]
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|w| !w.starts_with('>'))
+                .collect();
+            accepted(&format!("{origin}: {line}"), &rest);
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn every_policy_under_examples_and_presets_parses_and_plans() {
+    let sb = Sandbox::new();
+    let mut policies: Vec<(String, String)> = Vec::new();
+    for dir in ["policies/presets", "examples/policies"] {
+        for f in files(&root().join(dir), "toml") {
+            policies.push((
+                f.display().to_string(),
+                std::fs::read_to_string(&f).unwrap(),
+            ));
+        }
+    }
+    let cm: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("examples/kubernetes/policy-configmap.yaml")).unwrap(),
+    )
+    .unwrap();
+    policies.push((
+        "examples/kubernetes/policy-configmap.yaml".into(),
+        cm["data"]["policy.toml"].as_str().unwrap().to_string(),
+    ));
+    assert!(policies.len() >= 7, "{}", policies.len());
+    let rfile = sb.path("recipients.txt");
+    std::fs::write(&rfile, format!("{}\n", sb.recipient)).unwrap();
+    for (origin, text) in &policies {
+        offsite_policies::policy::Policy::parse(text, origin)
+            .unwrap_or_else(|e| panic!("{origin}: {}", e.0));
+        // And offsite plan accepts it as a user would run it (its recipients file here).
+        let p = sb.path("p.toml");
+        std::fs::write(
+            &p,
+            text.replace("/etc/offsite/recipients.txt", &rfile.display().to_string()),
+        )
+        .unwrap();
+        let o = sb
+            .cmd()
+            .arg("plan")
+            .arg("--policy")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{origin}: {}{}", stdout(&o), stderr(&o));
+    }
+}
+
+#[test]
+fn kubernetes_manifests_are_cronjobs_whose_offsite_commands_the_cli_accepts() {
+    let dir = root().join("examples/kubernetes");
+    let mut commands = 0;
+    let mut kinds = Vec::new();
+    for f in files(&dir, "yaml") {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let origin = f.display().to_string();
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{origin}: {e}"));
+        let kind = doc["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{origin}: no kind"))
+            .to_string();
+        assert!(doc["apiVersion"].is_string(), "{origin}: no apiVersion");
+        assert!(
+            doc["metadata"]["name"].is_string(),
+            "{origin}: no metadata.name"
+        );
+        kinds.push(kind.clone());
+        if kind != "CronJob" {
+            continue;
+        }
+        assert_eq!(doc["apiVersion"], "batch/v1", "{origin}");
+        assert!(doc["spec"]["schedule"].is_string(), "{origin}: no schedule");
+        let pod = &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never", "{origin}");
+        let mut containers: Vec<&serde_yaml::Value> = Vec::new();
+        for key in ["initContainers", "containers"] {
+            if let Some(list) = pod[key].as_sequence() {
+                containers.extend(list);
+            }
+        }
+        // Every volume a container mounts is declared.
+        let volumes: Vec<&str> = pod["volumes"]
+            .as_sequence()
+            .map(|v| v.iter().filter_map(|v| v["name"].as_str()).collect())
+            .unwrap_or_default();
+        for c in &containers {
+            for m in c["volumeMounts"].as_sequence().into_iter().flatten() {
+                let n = m["name"].as_str().unwrap();
+                assert!(
+                    volumes.contains(&n),
+                    "{origin}: volume {n} is mounted but not declared"
+                );
+            }
+            let words = |k: &str| -> Vec<String> {
+                c[k].as_sequence()
+                    .map(|s| s.iter().map(|w| w.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default()
+            };
+            let (cmd, args) = (words("command"), words("args"));
+            if cmd.first().map(String::as_str) == Some("offsite") {
+                accepted(
+                    &origin,
+                    &cmd[1..].iter().chain(&args).cloned().collect::<Vec<_>>(),
+                );
+                commands += 1;
+            } else if cmd.iter().any(|w| w == "-c") {
+                for script in &args {
+                    commands += shell_commands(&origin, script);
+                }
+            }
+        }
+    }
+    assert!(
+        kinds.iter().filter(|k| *k == "CronJob").count() >= 3,
+        "{kinds:?}"
+    );
+    assert!(commands >= 3, "{commands}");
+}
+
+#[test]
+fn hooks_systemd_units_and_the_dockerfile_run_offsite_as_the_cli_accepts() {
+    let mut n = 0;
+    let hook = root().join("examples/hooks/backup.sh");
+    n += shell_commands(
+        "examples/hooks/backup.sh",
+        &std::fs::read_to_string(&hook).unwrap(),
+    );
+    n += shell_commands(
+        "examples/demo.sh",
+        &std::fs::read_to_string(root().join("examples/demo.sh")).unwrap(),
+    );
+    for f in files(&root().join("examples/systemd"), "service") {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for line in text.lines().filter_map(|l| l.strip_prefix("ExecStart=")) {
+            n += shell_commands(&f.display().to_string(), line);
+        }
+    }
+    // The image's entrypoint is offsite, its default arguments --help.
+    let docker = std::fs::read_to_string(root().join("examples/Dockerfile")).unwrap();
+    assert!(docker.contains("ENTRYPOINT [\"offsite\"]"));
+    let cmd = docker.lines().find_map(|l| l.strip_prefix("CMD ")).unwrap();
+    let args: Vec<String> = serde_json::from_str(cmd).unwrap();
+    accepted("examples/Dockerfile", &args);
+    assert!(n >= 10, "{n} offsite commands found");
+    // The hook is valid shell.
+    let o = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&hook)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_offsite_writes() {
+    let d: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/grafana/offsite-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let known: Vec<&str> = offsite::metrics::FAMILIES.iter().map(|f| f.0).collect();
+    let mut used = std::collections::BTreeSet::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("offsite_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                used.insert(name);
+            }
+        }
+    }
+    assert!(used.len() >= 10, "{used:?}");
+    for name in &used {
+        assert!(
+            known.contains(&name.as_str()),
+            "the dashboard uses {name}, which offsite does not write"
+        );
+    }
+}
