@@ -17,6 +17,136 @@ pub struct PlanArgs {
     /// The policy file (TOML; README "Policy file").
     #[arg(long, env = "OFFSITE_POLICY", value_name = "FILE")]
     policy: PathBuf,
+    /// Probe each destination: list, then write, read back and delete a small object (on a
+    /// locked destination only read-only calls: its default retention would keep the probe).
+    /// Exit 1 when a destination could not be checked.
+    #[arg(long)]
+    check_access: bool,
+    /// Create missing buckets, containers and directories with what the policy needs:
+    /// versioning and Object Lock (S3), object retention (GCS) or version-level immutability
+    /// (Azure) where a destination has a lock. Says what it created.
+    #[arg(long)]
+    create: bool,
+    /// The project new GCS buckets belong to (else GOOGLE_CLOUD_PROJECT), with --create.
+    #[arg(long, value_name = "ID", requires = "create")]
+    project: Option<String>,
+}
+
+/// What probing one destination found.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Access {
+    name: String,
+    url: String,
+    /// `created`, `exists`, or why it could not be created (with --create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create: Option<String>,
+    /// Each probe and its result (`ok`, or the error).
+    checks: Vec<(String, String)>,
+    ok: bool,
+}
+
+/// Creates (with `create`) and probes (with `check`) every destination of the policy.
+async fn probe(policy: &Policy, args: &PlanArgs) -> Vec<Access> {
+    use offsite_storage::{CreateOptions, PutOptions, StorageExt};
+    let mut out = Vec::new();
+    for d in &policy.destinations {
+        let url = crate::policy::destination_url(d);
+        let mut a = Access {
+            name: d.name.clone(),
+            url: url.clone(),
+            create: None,
+            checks: Vec::new(),
+            ok: true,
+        };
+        let loc = match crate::registry::open(&url, policy.prefix.as_deref()).await {
+            Ok(l) => l,
+            Err(e) => {
+                a.ok = false;
+                a.checks.push(("open".into(), e.to_string()));
+                out.push(a);
+                continue;
+            }
+        };
+        if args.create {
+            let mut o = CreateOptions::default();
+            o.object_lock = d.lock.is_some();
+            o.versioning = d.lock.is_some();
+            o.project = args.project.clone();
+            a.create = Some(match loc.store.create_location(&o).await {
+                Ok(true) if d.lock.is_some() => "created, with versioning and object lock".into(),
+                Ok(true) => "created".into(),
+                Ok(false) => "exists already; nothing changed".into(),
+                Err(e) => {
+                    a.ok = false;
+                    format!("could not be created: {e}")
+                }
+            });
+        }
+        if args.check_access {
+            let mut check = |what: &str, r: Result<(), String>| {
+                let ok = r.is_ok();
+                a.checks
+                    .push((what.to_string(), r.err().unwrap_or_else(|| "ok".into())));
+                a.ok &= ok;
+                ok
+            };
+            let prefix = crate::registry::key_prefix(&loc.location).to_string();
+            let listed = {
+                use futures::StreamExt;
+                match loc.store.list(&prefix).next().await {
+                    None | Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(e.to_string()),
+                }
+            };
+            let can_list = check("list", listed);
+            if d.lock.is_some() {
+                a.checks.push((
+                    "write".into(),
+                    "not probed: a locked destination's default retention would keep the probe object; checked with read-only calls".into(),
+                ));
+            } else if can_list {
+                let key = offsite_storage::join_key(
+                    &prefix,
+                    &format!(
+                        "offsite-access-check-{}-{}",
+                        std::process::id(),
+                        chrono::Utc::now().timestamp_millis()
+                    ),
+                );
+                let wrote = loc
+                    .store
+                    .put_bytes(
+                        &key,
+                        bytes::Bytes::from_static(b"offsite plan --check-access\n"),
+                        PutOptions::default(),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                if check("write", wrote) {
+                    let read = loc
+                        .store
+                        .get_bytes(&key)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| {
+                            (b.as_ref() == b"offsite plan --check-access\n")
+                                .then_some(())
+                                .ok_or_else(|| {
+                                    "read back different bytes than were written".to_string()
+                                })
+                        });
+                    check("read", read);
+                    check(
+                        "delete",
+                        loc.store.delete(&key).await.map_err(|e| e.to_string()),
+                    );
+                }
+            }
+        }
+        out.push(a);
+    }
+    out
 }
 
 /// `keep-daily 7, keep-weekly 4, max-age 3y`.
@@ -76,6 +206,16 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
         exit::PARTIAL
     };
     let rule = policy.placement;
+    let access = if args.check_access || args.create {
+        Some(probe(&policy, &args).await)
+    } else {
+        None
+    };
+    let code = if access.as_ref().is_some_and(|a| a.iter().any(|a| !a.ok)) {
+        exit::FAILED
+    } else {
+        code
+    };
     if out.json {
         let dests: Vec<_> = policy
             .destinations
@@ -110,6 +250,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
                 "immutable": {"wanted": rule.immutable, "possible": reach.immutable},
                 "problems": reach.problems,
             },
+            "access": access,
             "exit": code,
         }))?;
         return Ok(code);
@@ -169,9 +310,24 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     if reach.problems.is_empty() {
         let _ = writeln!(text, "the policy is valid and its placement can be met.");
     }
+    for a in access.iter().flatten() {
+        let _ = writeln!(text, "{} ({}):", a.name, a.url);
+        if let Some(c) = &a.create {
+            let _ = writeln!(text, "  create   {c}");
+        }
+        for (what, result) in &a.checks {
+            let _ = writeln!(text, "  {what:<8} {result}");
+        }
+    }
     crate::report::outln!("{}", text.trim_end())?;
     for p in &reach.problems {
         eprintln!("error: {p}");
+    }
+    for a in access.iter().flatten().filter(|a| !a.ok) {
+        eprintln!(
+            "error: destination {} could not be checked: see its lines above; fix its credentials, bucket or permissions (plan --create makes a missing bucket)",
+            a.name
+        );
     }
     if !reach.problems.is_empty() {
         eprintln!(

@@ -526,3 +526,97 @@ fn a_source_that_does_not_match_its_checksums_is_stored_nowhere() {
     assert_code(&o, 0);
     assert_eq!(sha256_file(&sb.path("back.tar.gz")), sha256_file(&file));
 }
+
+#[test]
+fn plan_creates_a_lock_bucket_with_object_lock_and_probes_access_on_moto() {
+    let sb = Sandbox::new();
+    let moto = emulator("OFFSITE_TEST_MOTO");
+    let (vault, plain) = (bucket("vault"), bucket("plain"));
+    let p = sb.path("policy.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"version = 1
+name = "db"
+prefix = "db"
+[encryption]
+recipients = ["{r}"]
+[[destination]]
+name = "vault"
+url = "s3://{vault}?region=us-east-1&endpoint={moto}"
+lock = "governance"
+lock-days = 1
+[[destination]]
+name = "plain"
+url = "s3://{plain}?region=us-east-1&endpoint={moto}"
+[placement]
+copies = 2
+immutable = 1
+"#,
+            r = sb.recipient
+        ),
+    )
+    .unwrap();
+    // Before --create: the buckets are missing, so the probe fails (exit 1) and names them.
+    let o = job_cmd(&sb)
+        .args(["plan", "--check-access", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("destination vault could not be checked"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = job_cmd(&sb)
+        .args(["plan", "--create", "--check-access", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("create   created, with versioning and object lock"),
+        "{out}"
+    );
+    assert!(
+        out.contains("write    not probed: a locked destination"),
+        "{out}"
+    );
+    assert!(out.contains("delete   ok"), "{out}");
+    // The lock bucket takes locked copies: placement's immutable copy is met.
+    let file = sb.archive("db-20261126_020000.sql.gz", 20_000, 3);
+    let o = job_cmd(&sb)
+        .args(["--json", "push"])
+        .arg(&file)
+        .arg("--policy")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["placement"]["immutable"], 1, "{v}");
+    assert!(v["destinations"][0]["retain_until"].is_string(), "{v}");
+    // Again: nothing to create, and the probe left nothing behind.
+    let o = job_cmd(&sb)
+        .args(["--json", "plan", "--create", "--check-access", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["access"][1]["create"], "exists already; nothing changed");
+    let o = job_cmd(&sb)
+        .args(["ls", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(
+        !stdout(&o).contains("offsite-access-check"),
+        "{}",
+        stdout(&o)
+    );
+}
