@@ -72,7 +72,7 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
             (Err(e), true) => {
                 code = exit::FAILED;
                 let doc = json!({"url": loc.url(), "error": e.to_string()});
-                write!(w, "{}{doc}\n", if i == 0 { "" } else { "," })
+                writeln!(w, "{}{doc}", if i == 0 { "" } else { "," })
             }
             (Err(e), false) => {
                 code = exit::FAILED;
