@@ -41,6 +41,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_rules_unmet", "Rules of the policy (placement, rpo, verify-every) that do not hold."),
     ("offsite_drill_copies_proven", "Copies the last drill restored and proved."),
     ("offsite_drill_copies_failed", "Copies the last drill found damaged or could not read."),
+    ("offsite_prune_archives_kept", "Archive copies the last prune kept, across destinations."),
+    ("offsite_prune_archives_planned", "Archive copies the last prune's plan deletes, across destinations."),
+    ("offsite_prune_archives_deleted", "Archive copies and orphans the last prune deleted."),
+    ("offsite_prune_refused", "1 when a rail refused the last prune's plan (nothing deleted), else 0."),
 ];
 
 /// Where a job's metrics go, shared by every job command.

@@ -17,6 +17,8 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
     /// A copy is missing or corrupt (verify, status, drill).
     pub const DAMAGED: u8 = 4;
+    /// Refused by a safety rail; nothing was deleted (prune).
+    pub const REFUSED: u8 = 5;
 
     /// The exit status an error ends the program with.
     pub fn of(e: &anyhow::Error) -> u8 {

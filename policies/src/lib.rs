@@ -13,4 +13,5 @@ pub mod encryption;
 pub mod inventory;
 pub mod placement;
 pub mod policy;
+pub mod retention;
 pub mod status;

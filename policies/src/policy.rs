@@ -234,12 +234,57 @@ pub struct Retention {
     /// Everything within this span of the newest archive.
     #[serde(default)]
     pub keep_within: Option<Span>,
+    /// The newest of each hour with archives, within this span of the newest archive.
+    #[serde(default)]
+    pub keep_within_hourly: Option<Span>,
+    /// ... of each day.
+    #[serde(default)]
+    pub keep_within_daily: Option<Span>,
+    /// ... of each ISO week.
+    #[serde(default)]
+    pub keep_within_weekly: Option<Span>,
+    /// ... of each month.
+    #[serde(default)]
+    pub keep_within_monthly: Option<Span>,
+    /// ... of each year.
+    #[serde(default)]
+    pub keep_within_yearly: Option<Span>,
     /// Deleted when older, whatever the keep rules say (the newest complete never).
     #[serde(default)]
     pub max_age: Option<Span>,
     /// Never touched when younger.
     #[serde(default)]
     pub min_age: Option<Span>,
+    /// Prune deletes nothing when its plan would delete more archives than this (at one
+    /// destination); `--max-delete` overrides it.
+    #[serde(default)]
+    pub max_delete: Option<u32>,
+}
+
+impl Retention {
+    /// Whether any keep rule is set (without one, only `max-age` deletes).
+    pub fn has_keep_rules(&self) -> bool {
+        [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ]
+        .iter()
+        .any(Option::is_some)
+            || [
+                self.keep_within,
+                self.keep_within_hourly,
+                self.keep_within_daily,
+                self.keep_within_weekly,
+                self.keep_within_monthly,
+                self.keep_within_yearly,
+            ]
+            .iter()
+            .any(Option::is_some)
+    }
 }
 
 /// `[replication]`.

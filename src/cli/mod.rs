@@ -14,6 +14,7 @@ mod drill;
 mod keygen;
 mod ls;
 mod plan;
+mod prune;
 mod push;
 mod restore;
 mod status;
@@ -31,7 +32,8 @@ mod verify;
 #[command(
     after_help = "Exit codes: 0 success; 1 failed or could not read; 2 usage or configuration; \
 3 stored or valid, but a destination failed or a rule (placement, rpo, verify-every) is not met; \
-4 a copy is missing or corrupt. See README.md for each command's meaning."
+4 a copy is missing or corrupt; 5 prune refused by a safety rail (nothing deleted). \
+See README.md for each command's meaning."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -69,6 +71,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Restore the newest archive at each of a policy's destinations to nowhere, proving it.
     Drill(drill::DrillArgs),
+    /// Delete what a policy's retention no longer keeps, behind safety rails; extend locks.
+    Prune(prune::PruneArgs),
     /// Make a new age identity (secret key) and print its recipient (public key).
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
@@ -199,6 +203,7 @@ pub fn main() -> ExitCode {
             Command::Plan(a) => plan::run(a, out).await,
             Command::Status(a) => status::run(a, out).await,
             Command::Drill(a) => drill::run(a, out).await,
+            Command::Prune(a) => prune::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
             Command::Man(a) => completions::man(a),
