@@ -27,6 +27,7 @@ mod jobs;
 mod newuser;
 mod plan;
 mod proxy;
+mod prune;
 mod push;
 mod restore;
 #[cfg(feature = "s3")]
