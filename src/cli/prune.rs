@@ -90,12 +90,19 @@ async fn run_inner(args: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8>
                 .unwrap_or_default()
         })
         .collect();
-    let orphans = orphans(policy, &entries, now);
+    let mut orphans = orphans(policy, &entries, now);
+    let uploads = open_uploads(policy, &locations, now).await;
+    for (d, key, id, why) in &uploads {
+        let _ = id;
+        orphans.push((*d, key.clone(), why.clone()));
+    }
 
     let refused = !planned.refusals.is_empty();
     let mut done: Vec<Done> = Vec::new();
     if !refused && !args.dry_run {
-        done = execute(policy, &locations, &entries, &planned, &orphans).await;
+        let files = orphans.len() - uploads.len();
+        done = execute(policy, &locations, &entries, &planned, &orphans[..files]).await;
+        done.extend(abort_uploads(policy, &locations, &uploads).await);
         done.extend(sweep_spools(now));
     }
     let failed = done.iter().filter(|d| !d.ok).count();
@@ -263,6 +270,73 @@ fn orphans(
         }
     }
     out
+}
+
+/// Multipart uploads started before `min-age` (one day without it) and never completed or
+/// aborted, where the store can list them (S3): a killed push that is never rerun leaves one,
+/// and the provider bills for its parts.
+async fn open_uploads(
+    policy: &Policy,
+    locations: &[Opened],
+    now: DateTime<Utc>,
+) -> Vec<(usize, String, String, String)> {
+    use futures::TryStreamExt;
+    let mut out = Vec::new();
+    for (di, d) in policy.destinations.iter().enumerate() {
+        let Some(rule) = policy.retention_of(d) else {
+            continue;
+        };
+        let loc = &locations[di];
+        if !loc.store.capabilities().list_uploads {
+            continue;
+        }
+        let cutoff = rule
+            .min_age
+            .map(|s| s.before(now))
+            .unwrap_or(now - chrono::Duration::days(1));
+        let prefix = key_prefix(&loc.location);
+        match loc.store.list_uploads(prefix).try_collect::<Vec<_>>().await {
+            Ok(list) => {
+                for u in list
+                    .into_iter()
+                    .filter(|u| u.started.is_some_and(|t| t < cutoff))
+                {
+                    let why = format!(
+                        "a multipart upload started {} and never completed",
+                        crate::report::time(&u.started.expect("filtered"))
+                    );
+                    out.push((di, u.key, u.id, why));
+                }
+            }
+            Err(e) => tracing::warn!(destination = %d.name, error = %e, "cannot list open uploads"),
+        }
+    }
+    out
+}
+
+async fn abort_uploads(
+    policy: &Policy,
+    locations: &[Opened],
+    uploads: &[(usize, String, String, String)],
+) -> Vec<Done> {
+    let mut done = Vec::new();
+    for (di, key, id, why) in uploads {
+        let Some(mp) = locations[*di].store.multipart() else {
+            continue;
+        };
+        let res = mp.abort_upload(key, id).await;
+        done.push(Done {
+            destination: policy.destinations[*di].name.clone(),
+            name: key.clone(),
+            action: "aborted",
+            detail: match &res {
+                Ok(()) => why.clone(),
+                Err(e) => e.to_string(),
+            },
+            ok: res.is_ok(),
+        });
+    }
+    done
 }
 
 /// Deletes every version of `key` on a versioned store (a plain delete there only adds a

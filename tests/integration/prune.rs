@@ -274,7 +274,7 @@ async fn locked_copies_on_moto_stay_and_weekly_keeps_get_longer_locks() {
         &sb,
         &format!(
             "[[destination]]\nname = \"vault\"\nurl = \"s3://{name}?region=us-east-1&endpoint={moto}\"\nlock = \"governance\"\nlock-days = 1\n\
-             [retention]\nkeep-last = 2\nkeep-weekly = 2\n"
+             [retention]\nkeep-last = 2\nkeep-weekly = 2\nmin-age = \"0h\"\n"
         ),
     );
     let cmd = || {
@@ -309,6 +309,15 @@ async fn locked_copies_on_moto_stay_and_weekly_keeps_get_longer_locks() {
         old.push(n);
     }
     std::fs::write(&p, locked_text).unwrap();
+    // A multipart upload a killed push left (min-age 0h: anything started before now is old).
+    let mp = store.multipart().unwrap();
+    let upload = mp
+        .create_upload(
+            "app-backup-20200101_000000.tar.gz.age",
+            &offsite_storage::PutOptions::default(),
+        )
+        .await
+        .unwrap();
     let o = cmd()
         .args(["--json", "prune", "--policy"])
         .arg(&p)
@@ -363,6 +372,16 @@ async fn locked_copies_on_moto_stay_and_weekly_keeps_get_longer_locks() {
             );
         }
     }
+    assert!(
+        done.iter()
+            .any(|d| d["action"] == "aborted" && d["ok"] == true),
+        "the open upload is aborted: {}",
+        v["done"]
+    );
+    let open: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.list_uploads(""))
+        .await
+        .unwrap();
+    assert!(!open.iter().any(|u| u.id == upload), "{open:?}");
     // The newest archive is kept as a weekly: its data and manifest locks now run two weeks
     // from its creation, longer than the one day the push gave them.
     let newest = &names[0];
