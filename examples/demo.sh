@@ -2,7 +2,7 @@
 # One command for the main job on local disk, by the local-only preset
 # (policies/presets/local.toml, its paths moved under the demo directory): build, make a
 # backup job's output (archive, checksums.sha256, metadata.json), then plan, push, status,
-# drill, status again, and restore, comparing the bytes. The key made here is a DEMO KEY:
+# drill, status again, prune --dry-run (the retention plan), and restore, comparing the bytes. The key made here is a DEMO KEY:
 # never use it for real backups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +39,7 @@ set -x
 "$offsite" status --policy "$policy" || test $? -eq 3
 "$offsite" drill --policy "$policy" -i "$demo/demo-key.txt"
 "$offsite" status --policy "$policy" --metrics-file "$demo/metrics/offsite-status.prom"
+"$offsite" prune --policy "$policy" --dry-run
 "$offsite" restore --policy "$policy" --latest -o "$demo/restored.tar.gz" -i "$demo/demo-key.txt"
 cmp "$demo/$name" "$demo/restored.tar.gz"
 set +x

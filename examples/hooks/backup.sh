@@ -34,5 +34,9 @@ offsite push "$name" --policy "$policy" --checksums checksums.sha256 --metadata 
 # any, holds its own copy).
 if [ "$status" -eq 0 ]; then
   rm -f "$name" checksums.sha256 metadata.json
+  # Retention, in place of RETENTION_DAYS and find -mtime -delete: the policy's GFS rules, per
+  # destination, behind the rails (never the newest archive, never a locked copy, nothing
+  # while backups look stopped). Exit 5: a rail refused and nothing was deleted.
+  offsite prune --policy "$policy" --metrics-file "$metrics_dir/offsite-prune.prom" || status=$?
 fi
 exit "$status"
