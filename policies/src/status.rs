@@ -3,6 +3,10 @@
 //!
 //! - **Placement** is required of the newest complete archive of each series: its complete
 //!   copies, counted as `offsite plan` counts destinations (a lock counts while it holds).
+//!   An older archive is judged only against the destinations whose own retention still keeps
+//!   it (applied to the series' archives), with the rule capped at what those can reach: a
+//!   local copy pruned after a week is not a failure; a cloud copy missing that the cloud's
+//!   retention would keep is.
 //! - **RPO**: the newest complete archive of each series is no older than `rpo`.
 //! - **verify-every** (the zero of 3-2-1-1-0): every destination holding a complete copy has
 //!   been proven by a deep verify or a drill that passed within `verify-every`.
@@ -33,6 +37,9 @@ pub struct SeriesStatus {
     pub placement: Option<Verdict>,
     /// Whether it is within `rpo` (`None` without an `rpo`).
     pub fresh: Option<bool>,
+    /// Older complete archives that fall short of placement at the destinations whose
+    /// retention still keeps them.
+    pub older_unmet: usize,
 }
 
 /// The verdict on one destination.
@@ -120,6 +127,15 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
                 _ => format!("rpo {rpo}: {series} has no complete archive"),
             });
         }
+        let older_unmet = judge_older(
+            policy,
+            slots,
+            &complete,
+            newest.copied(),
+            now,
+            series,
+            &mut unmet,
+        );
         series_out.push(SeriesStatus {
             series: series.to_string(),
             complete_archives: complete.len(),
@@ -128,6 +144,7 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
             newest_age_seconds: created.map(|t| (now - t).num_seconds()),
             placement,
             fresh,
+            older_unmet,
         });
     }
     if series_out.is_empty() {
@@ -212,6 +229,83 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
         damage,
         unmet,
     }
+}
+
+/// Judges the complete archives of a series older than its newest against the destinations
+/// whose retention still keeps each; one sentence in `unmet` for the series when any falls
+/// short. Returns how many do.
+fn judge_older(
+    policy: &Policy,
+    slots: &[Slot],
+    complete: &[&&crate::inventory::Archive],
+    newest: Option<&crate::inventory::Archive>,
+    now: DateTime<Utc>,
+    series: &str,
+    unmet: &mut Vec<String>,
+) -> usize {
+    use std::collections::{BTreeMap, BTreeSet};
+    let all: Vec<(String, DateTime<Utc>)> = complete
+        .iter()
+        .filter_map(|a| Some((a.name.clone(), a.created?)))
+        .collect();
+    // Per destination: the archives its retention keeps (None: it keeps everything).
+    let kept: Vec<Option<BTreeSet<String>>> = policy
+        .destinations
+        .iter()
+        .map(|d| {
+            policy.retention_of(d).map(|r| {
+                crate::retention::apply(r, &all, now)
+                    .into_iter()
+                    .filter(|x| x.keep)
+                    .map(|x| x.name)
+                    .collect()
+            })
+        })
+        .collect();
+    let mut short: BTreeMap<String, String> = BTreeMap::new();
+    for a in complete
+        .iter()
+        .filter(|a| Some(a.name.as_str()) != newest.map(|n| n.name.as_str()))
+    {
+        let keepers: Vec<usize> = (0..slots.len())
+            .filter(|&i| kept[i].as_ref().is_none_or(|k| k.contains(&a.name)))
+            .collect();
+        if keepers.is_empty() {
+            continue;
+        }
+        let kinds: BTreeSet<_> = keepers.iter().map(|&i| slots[i].kind).collect();
+        let rule = policy.placement;
+        let capped = crate::policy::Placement {
+            copies: rule.copies.min(keepers.len() as u32),
+            media: rule.media.min(kinds.len() as u32),
+            offsite: rule
+                .offsite
+                .min(keepers.iter().filter(|&&i| slots[i].offsite).count() as u32),
+            immutable: rule
+                .immutable
+                .min(keepers.iter().filter(|&&i| slots[i].locked).count() as u32),
+        };
+        let held: Vec<Held> = a
+            .complete()
+            .filter(|c| keepers.contains(&c.destination))
+            .map(|c| Held {
+                slot: c.destination,
+                // A push-time lock that has run out is not a fault of an older archive.
+                locked: slots[c.destination].locked,
+            })
+            .collect();
+        let v = judge_placement(capped, slots, &held);
+        if !v.met {
+            short.insert(a.name.clone(), v.missing.join("; "));
+        }
+    }
+    if let Some((name, why)) = short.iter().next_back() {
+        unmet.push(format!(
+            "placement of {} older archive(s) of {series} at the destinations whose retention keeps them, the newest of them {name}: {why}",
+            short.len()
+        ));
+    }
+    short.len()
 }
 
 /// `3d 4h`, `2h 5m`, `40s`.
@@ -379,7 +473,41 @@ mod tests {
         inv.add("db-20261125_020000.sql.gz", Some(t(25, 2)), bad);
         let s = judge(&p, &slots(&p), &inv, t(26, 5));
         assert_eq!(s.damage.len(), 1, "{:?}", s.damage);
-        assert!(s.unmet.is_empty(), "{:?}", s.unmet);
+        // The older archive has one copy where every destination would keep it: short too.
+        assert_eq!(s.series[0].older_unmet, 1, "{:?}", s.unmet);
+        assert_eq!(s.unmet.len(), 1, "{:?}", s.unmet);
+    }
+
+    #[test]
+    fn older_archives_are_judged_where_retention_keeps_them() {
+        // local keeps 2; the clouds keep everything.
+        let text = format!(
+            "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{RECIPIENT}\"]\n\
+             [[destination]]\nname = \"local\"\nurl = \"file:///a\"\nretention = {{ keep-last = 2 }}\n\
+             [[destination]]\nname = \"s3\"\nurl = \"s3://b/app\"\n\
+             [[destination]]\nname = \"dr\"\nurl = \"gs://c/app\"\n\
+             [placement]\ncopies = 3\nmedia = 2\noffsite = 1\n"
+        );
+        let p = Policy::parse(&text, "p.toml").unwrap();
+        let mut inv = inventory(&p);
+        for day in 20..26 {
+            let name = format!("app-202611{day}_020000.tar.gz");
+            // The local copy of all but the two newest was pruned: not a failure.
+            if day >= 24 {
+                inv.add(&name, Some(t(day, 2)), copy(0, CopyState::Complete));
+            }
+            inv.add(&name, Some(t(day, 2)), copy(1, CopyState::Complete));
+            // The DR copy of the 21st is missing: its retention would keep it.
+            if day != 21 {
+                inv.add(&name, Some(t(day, 2)), copy(2, CopyState::Complete));
+            }
+        }
+        let s = judge(&p, &slots(&p), &inv, t(26, 3));
+        assert_eq!(s.series[0].older_unmet, 1, "{:?}", s.unmet);
+        assert_eq!(
+            s.unmet,
+            ["placement of 1 older archive(s) of app-*.tar.gz at the destinations whose retention keeps them, the newest of them app-20261121_020000.tar.gz: 1 copy of 2 wanted; 1 of 2 kinds of storage wanted (only s3)"]
+        );
     }
 
     #[test]
@@ -428,7 +556,7 @@ mod tests {
                     prop_assert_eq!(v.copies as usize, dests.len());
                 }
             }
-            let all_placed = s.series.iter().all(|x| x.placement.as_ref().is_some_and(|v| v.met));
+            let all_placed = s.series.iter().all(|x| x.placement.as_ref().is_some_and(|v| v.met) && x.older_unmet == 0);
             let all_fresh = s.series.iter().all(|x| x.fresh == Some(true));
             let all_proven = s.destinations.iter().all(|d| d.complete == 0 || d.proven == Some(true));
             let damaged = inv.archives().flat_map(|a| &a.copies).any(|c| c.state == CopyState::MissingData);

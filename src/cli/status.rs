@@ -300,7 +300,7 @@ fn metrics_of(
         && status
             .series
             .iter()
-            .all(|s| s.placement.as_ref().is_some_and(|v| v.met));
+            .all(|s| s.placement.as_ref().is_some_and(|v| v.met) && s.older_unmet == 0);
     m.flag("offsite_placement_met", &[], all_placed);
     m.set("offsite_rules_unmet", &[], status.unmet.len() as f64);
     if let Some(rpo) = policy.rpo {
@@ -329,6 +329,7 @@ fn metrics_of(
         if let Some(f) = s.fresh {
             m.flag("offsite_rpo_met", &l, f);
         }
+        m.set("offsite_placement_older_unmet", &l, s.older_unmet as f64);
     }
     for d in &status.destinations {
         let l = [("destination", d.name.as_str())];
