@@ -22,6 +22,9 @@ pub struct Opened {
     pub options: DestinationOptions,
 }
 
+/// The push-time lock when a destination sets `lock` without `lock-days`.
+pub const DEFAULT_LOCK_DAYS: u32 = 7;
+
 /// Per-destination placement options, written in the URL's query so that a push needs no
 /// policy file: `?storage-class=GLACIER_IR&lock=compliance&lock-days=7`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,7 +35,7 @@ pub struct DestinationOptions {
     /// A retention lock on the data object and its manifest alike.
     pub lock: Option<LockMode>,
     /// How long the lock lasts, in days from the archive's creation (or from now, for an
-    /// archive older than that).
+    /// archive older than that); [`DEFAULT_LOCK_DAYS`] when a lock is set without it.
     pub lock_days: Option<u32>,
     /// A legal hold on the data object and its manifest (`legal-hold=true`).
     pub legal_hold: bool,
@@ -83,10 +86,10 @@ impl DestinationOptions {
             };
         }
         match (o.lock, o.lock_days) {
-            (Some(_), None) => Err(bad(
-                "lock needs lock-days".into(),
-                "add lock-days=N (how long copies stay immutable)",
-            )),
+            (Some(_), None) => {
+                o.lock_days = Some(DEFAULT_LOCK_DAYS);
+                Ok(o)
+            }
             (None, Some(_)) => Err(bad(
                 "lock-days needs lock".into(),
                 "add lock=governance or lock=compliance",

@@ -7,7 +7,7 @@
 //! Optional keys and their defaults: `prefix` (none), `rpo` and `verify-every` (not checked),
 //! `[encryption]` (required unless `unencrypted = true`), a destination's `offsite` (false for
 //! `file://` and `memory://`, true for clouds), `storage-class` (the provider's default), `lock`
-//! (none), `lock-days` (required with a lock), `legal-hold` (false), `retention` (the policy's),
+//! (none), `lock-days` (7 with a lock), `legal-hold` (false), `retention` (the policy's),
 //! `[placement]` (copies 1, media 1, offsite 0, immutable 0), `[retention]` (keep everything),
 //! `[replication]` and `[[snapshots]]` (none).
 
@@ -418,7 +418,7 @@ impl Policy {
                 secrets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
             )));
         }
-        let policy: Policy = toml::from_str(text).map_err(|e| {
+        let mut policy: Policy = toml::from_str(text).map_err(|e| {
             let at = match e.span() {
                 Some(s) => {
                     let (l, c) = line_col(text, s.start);
@@ -431,6 +431,12 @@ impl Policy {
         policy
             .check()
             .map_err(|m| PolicyError(format!("{origin}: {m}")))?;
+        // A lock without lock-days locks for the default period from the archive's creation.
+        for d in policy.destinations.iter_mut() {
+            if d.lock.is_some() && d.lock_days.is_none() {
+                d.lock_days = Some(DEFAULT_LOCK_DAYS);
+            }
+        }
         Ok(policy)
     }
 
@@ -578,6 +584,9 @@ impl Policy {
     }
 }
 
+/// `lock-days` when a destination sets `lock` without it.
+pub const DEFAULT_LOCK_DAYS: u32 = 7;
+
 /// URL query options a key of the destination table replaces.
 const TABLE_KEYS_IN_QUERY: [(&str, &str); 8] = [
     ("storage-class", "storage-class"),
@@ -614,10 +623,8 @@ impl Destination {
             );
         }
         if self.lock.is_some() {
-            match self.lock_days {
-                None => return Err("lock without lock-days: add lock-days = N (the push-time lock, from the archive's creation)".into()),
-                Some(0) => return Err("lock-days = 0: a lock lasts at least 1 day".into()),
-                Some(_) => {}
+            if self.lock_days == Some(0) {
+                return Err("lock-days = 0: a lock lasts at least 1 day".into());
             }
             if matches!(kind, Kind::File | Kind::Memory) {
                 return Err(format!(

@@ -265,11 +265,22 @@ fn prune_deletes_nothing_when_backups_have_stopped_unless_forced() {
 #[cfg(feature = "s3")]
 #[tokio::test(flavor = "multi_thread")]
 async fn locked_copies_on_moto_stay_and_weekly_keeps_get_longer_locks() {
+    locked_copies_stay_and_weekly_keeps_get_longer_locks("OFFSITE_TEST_MOTO").await;
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread")]
+async fn locked_copies_on_seaweedfs_stay_and_weekly_keeps_get_longer_locks() {
+    locked_copies_stay_and_weekly_keeps_get_longer_locks("OFFSITE_TEST_SEAWEEDFS").await;
+}
+
+#[cfg(feature = "s3")]
+async fn locked_copies_stay_and_weekly_keeps_get_longer_locks(server: &str) {
     use offsite_storage::Storage as _;
     let sb = Sandbox::new();
     let name = bucket("prune");
-    let store = crate::s3::store("OFFSITE_TEST_MOTO", &name, "app", true).await;
-    let moto = emulator("OFFSITE_TEST_MOTO");
+    let store = crate::s3::store(server, &name, "app", true).await;
+    let moto = emulator(server);
     let p = write_policy(
         &sb,
         &format!(
@@ -398,4 +409,57 @@ async fn locked_copies_on_moto_stay_and_weekly_keeps_get_longer_locks() {
             "{key}: lock runs {days} more days"
         );
     }
+}
+
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_on_azurite_deletes_manifest_and_data_of_what_the_rules_drop() {
+    use offsite_storage::Storage as _;
+    let sb = Sandbox::new();
+    let container = bucket("prune");
+    let store = crate::azure::store(&container, "app").await;
+    let endpoint = emulator("OFFSITE_TEST_AZURITE");
+    let p = write_policy(
+        &sb,
+        &format!(
+            "[[destination]]\nname = \"azure\"\nurl = \"az://devstoreaccount1/{container}?endpoint={endpoint}\"\n\
+             [retention]\nkeep-last = 2\n"
+        ),
+    );
+    let cmd = || {
+        let mut c = sb.cmd();
+        c.env(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            crate::azure::connection_string(&endpoint),
+        );
+        c
+    };
+    let names = push_month(&sb, &p, 5, 2, cmd);
+    let o = cmd()
+        .args(["--json", "prune", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["done"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["action"] == "deleted" && d["ok"] == true)
+            .count(),
+        3,
+        "{}",
+        v["done"]
+    );
+    for (i, n) in names.iter().enumerate() {
+        for key in [format!("{n}.age"), format!("{n}.manifest.json")] {
+            let there = store.head(&key).await.is_ok();
+            assert_eq!(there, i < 2, "{key}");
+        }
+    }
+    let o = cmd().args(["ls", "--policy"]).arg(&p).output().unwrap();
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).matches("complete").count(), 2, "{}", stdout(&o));
 }
