@@ -277,12 +277,14 @@ proptest! {
             .map(|h| (format!("a{h:05}"), base + chrono::Duration::hours(i64::from(*h))))
             .collect();
         let now = base + chrono::Duration::days(401);
-        let mut r = Retention::default();
-        r.keep_last = last.map(Keep::N);
-        r.keep_daily = daily.map(Keep::N);
-        r.keep_weekly = weekly.map(Keep::N);
-        r.keep_monthly = monthly.map(Keep::N);
-        r.keep_within = within_days.map(|d| Span { days: d, ..Span::default() });
+        let r = Retention {
+            keep_last: last.map(Keep::N),
+            keep_daily: daily.map(Keep::N),
+            keep_weekly: weekly.map(Keep::N),
+            keep_monthly: monthly.map(Keep::N),
+            keep_within: within_days.map(|d| Span { days: d, ..Span::default() }),
+            ..Retention::default()
+        };
         let d = apply(&r, &archives, now);
         prop_assert_eq!(d.len(), archives.len());
         // Any input order gives the same decisions.
