@@ -114,6 +114,25 @@ fn a_month_on_local_disks_is_pruned_by_each_destinations_rules_and_the_rails_ref
         .unwrap();
     assert!(touched.success());
 
+    // Local spools: one of a push not run again for 8 days, one of a push from today.
+    let spools = sb.path("cache/spool");
+    for (dir, age) in [
+        ("old-push-0a1b2c", "8 days ago"),
+        ("new-push-3d4e5f", "1 hour ago"),
+    ] {
+        std::fs::create_dir_all(spools.join(dir)).unwrap();
+        for f in ["data.spool", "journal.json"] {
+            let path = spools.join(dir).join(f);
+            std::fs::write(&path, b"x").unwrap();
+            assert!(std::process::Command::new("touch")
+                .args(["-d", age])
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success());
+        }
+    }
+
     // The dry run: the plan, nothing changed.
     let o = sb
         .cmd()
@@ -190,6 +209,14 @@ fn a_month_on_local_disks_is_pruned_by_each_destinations_rules_and_the_rails_ref
     assert_eq!(data_objects(&local), 3);
     assert_eq!(data_objects(&usb), usb_keep.len());
     assert!(!orphan.exists(), "the orphan is cleaned");
+    assert!(
+        !spools.join("old-push-0a1b2c").exists(),
+        "the stale spool is swept"
+    );
+    assert!(
+        spools.join("new-push-3d4e5f").join("data.spool").exists(),
+        "a recent spool stays"
+    );
     // Status still holds for the newest archive (placement default: 1 copy).
     let o = sb
         .cmd()
