@@ -349,39 +349,25 @@ impl Storage for GcsStore {
     }
 
     async fn get(&self, key: &str, range: Option<GetRange>) -> Result<GetResult> {
-        let i = &self.inner;
-        let full = i.check(key, Operation::Get)?;
-        let meta = i.retry.run(|| i.head_json(key)).await?;
-        let r = range
-            .unwrap_or(GetRange::From(0))
-            .resolve(meta.size, PROVIDER, key)?;
-        if r.start == r.end {
-            return Ok(adapter::empty_get(meta, r));
-        }
-        let req = GetObjectRequest {
-            bucket: i.cfg.bucket.clone(),
-            object: full,
-            // The generation just seen: a concurrent overwrite cannot splice two objects.
-            generation: meta.version.as_deref().and_then(|g| g.parse().ok()),
-            ..Default::default()
-        };
-        let range_hdr = Range(Some(r.start), Some(r.end - 1));
-        let body = i
-            .clients
-            .storage
-            .download_streamed_object(&req, &range_hdr)
-            .await
-            .map_err(|e| from_crate(e, Operation::Get, &i.ctx(key)))?;
-        let location = format!("gs://{}", i.cfg.bucket);
-        let k = key.to_string();
-        let stream = body.map(move |item| {
-            item.map_err(|e| adapter::download_broke_off(PROVIDER, &location, &k, &e.to_string()))
-        });
-        Ok(GetResult {
-            meta,
-            range: r,
-            stream: stream.boxed(),
-        })
+        self.get_generation(key, range, None).await
+    }
+
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        range: Option<GetRange>,
+    ) -> Result<GetResult> {
+        let generation: i64 = version.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                PROVIDER,
+                Operation::Get,
+                format!("{version:?} is not a GCS generation"),
+            )
+            .with_key(key)
+        })?;
+        self.get_generation(key, range, Some(generation)).await
     }
 
     async fn writer(&self, key: &str, options: PutOptions) -> Result<Box<dyn ObjectWriter>> {
@@ -594,5 +580,49 @@ impl Drop for GcsWriter {
                 let _ = inner.cancel_session(&key, &s).await;
             });
         }
+    }
+}
+
+impl GcsStore {
+    /// Reads the live object, or one generation of it.
+    async fn get_generation(
+        &self,
+        key: &str,
+        range: Option<GetRange>,
+        generation: Option<i64>,
+    ) -> Result<GetResult> {
+        let i = &self.inner;
+        let full = i.check(key, Operation::Get)?;
+        let meta = i.retry.run(|| i.head_generation(key, generation)).await?;
+        let r = range
+            .unwrap_or(GetRange::From(0))
+            .resolve(meta.size, PROVIDER, key)?;
+        if r.start == r.end {
+            return Ok(adapter::empty_get(meta, r));
+        }
+        let req = GetObjectRequest {
+            bucket: i.cfg.bucket.clone(),
+            object: full,
+            // The generation just seen: a concurrent overwrite cannot splice two objects.
+            generation: meta.version.as_deref().and_then(|g| g.parse().ok()),
+            ..Default::default()
+        };
+        let range_hdr = Range(Some(r.start), Some(r.end - 1));
+        let body = i
+            .clients
+            .storage
+            .download_streamed_object(&req, &range_hdr)
+            .await
+            .map_err(|e| from_crate(e, Operation::Get, &i.ctx(key)))?;
+        let location = format!("gs://{}", i.cfg.bucket);
+        let k = key.to_string();
+        let stream = body.map(move |item| {
+            item.map_err(|e| adapter::download_broke_off(PROVIDER, &location, &k, &e.to_string()))
+        });
+        Ok(GetResult {
+            meta,
+            range: r,
+            stream: stream.boxed(),
+        })
     }
 }

@@ -244,103 +244,16 @@ impl Storage for S3Store {
     }
 
     async fn get(&self, key: &str, range: Option<GetRange>) -> offsite_storage::Result<GetResult> {
-        let i = &self.inner;
-        let full = i.check_key(key, Operation::Get)?;
-        let (header, want) = match &range {
-            None => (None, None),
-            Some(GetRange::From(s)) => (Some(format!("bytes={s}-")), None),
-            Some(GetRange::Bounded(r)) if r.start > r.end => {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    PROVIDER,
-                    Operation::Get,
-                    "range end before start",
-                )
-                .with_key(key))
-            }
-            Some(GetRange::Bounded(r)) if r.start == r.end => {
-                let meta = head(i, key).await?;
-                let r = GetRange::Bounded(r.clone()).resolve(meta.size, PROVIDER, key)?;
-                return Ok(adapter::empty_get(meta, r));
-            }
-            Some(GetRange::Bounded(r)) => (
-                Some(format!("bytes={}-{}", r.start, r.end - 1)),
-                Some(r.end - r.start),
-            ),
-        };
-        let out = i
-            .retry
-            .run(|| async {
-                i.client
-                    .get_object()
-                    .bucket(&i.cfg.bucket)
-                    .key(&full)
-                    .set_range(header.clone())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        let e = map(e, Operation::Get, &i.ctx(key));
-                        if e.code() == Some("InvalidRange") {
-                            Error::new(
-                                ErrorKind::InvalidConfig,
-                                PROVIDER,
-                                Operation::Get,
-                                "range outside the object",
-                            )
-                            .with_key(key)
-                        } else {
-                            e
-                        }
-                    })
-            })
-            .await?;
-        let len = out.content_length().unwrap_or(0) as u64;
-        // Content-Range: bytes START-END/TOTAL.
-        let (start, total) = match out.content_range().and_then(|c| c.strip_prefix("bytes ")) {
-            Some(cr) => {
-                let (span, total) = cr.split_once('/').unwrap_or((cr, "0"));
-                let start = span
-                    .split('-')
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0u64);
-                (start, total.parse().unwrap_or(start + len))
-            }
-            None => (0, len),
-        };
-        if want.is_some_and(|w| w != len) {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                PROVIDER,
-                Operation::Get,
-                format!("range outside the object's {total} bytes"),
-            )
-            .with_key(key));
-        }
-        let meta = meta_from_get(key, total, &out);
-        let ctx_key = key.to_string();
-        let location = format!("s3://{}", i.cfg.bucket);
-        let body = stream::try_unfold(out.body, move |mut body| {
-            let ctx_key = ctx_key.clone();
-            let location = location.clone();
-            async move {
-                match body.try_next().await {
-                    Ok(Some(b)) => Ok(Some((b, body))),
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(adapter::download_broke_off(
-                        PROVIDER,
-                        &location,
-                        &ctx_key,
-                        &e.to_string(),
-                    )),
-                }
-            }
-        });
-        Ok(GetResult {
-            meta,
-            range: start..start + len,
-            stream: body.boxed(),
-        })
+        get_at(&self.inner, key, range, None).await
+    }
+
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        range: Option<GetRange>,
+    ) -> offsite_storage::Result<GetResult> {
+        get_at(&self.inner, key, range, Some(version)).await
     }
 
     async fn writer(
@@ -486,4 +399,110 @@ impl Storage for S3Store {
             Err(e) => Err(e),
         }
     }
+}
+
+/// GetObject, of the current version or of `version`.
+async fn get_at(
+    i: &Inner,
+    key: &str,
+    range: Option<GetRange>,
+    version: Option<&str>,
+) -> offsite_storage::Result<GetResult> {
+    let full = i.check_key(key, Operation::Get)?;
+    let (header, want) = match &range {
+        None => (None, None),
+        Some(GetRange::From(s)) => (Some(format!("bytes={s}-")), None),
+        Some(GetRange::Bounded(r)) if r.start > r.end => {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                PROVIDER,
+                Operation::Get,
+                "range end before start",
+            )
+            .with_key(key))
+        }
+        Some(GetRange::Bounded(r)) if r.start == r.end => {
+            let meta = head(i, key).await?;
+            let r = GetRange::Bounded(r.clone()).resolve(meta.size, PROVIDER, key)?;
+            return Ok(adapter::empty_get(meta, r));
+        }
+        Some(GetRange::Bounded(r)) => (
+            Some(format!("bytes={}-{}", r.start, r.end - 1)),
+            Some(r.end - r.start),
+        ),
+    };
+    let out = i
+        .retry
+        .run(|| async {
+            i.client
+                .get_object()
+                .bucket(&i.cfg.bucket)
+                .key(&full)
+                .set_range(header.clone())
+                .set_version_id(version.map(str::to_string))
+                .send()
+                .await
+                .map_err(|e| {
+                    let e = map(e, Operation::Get, &i.ctx(key));
+                    if e.code() == Some("InvalidRange") {
+                        Error::new(
+                            ErrorKind::InvalidConfig,
+                            PROVIDER,
+                            Operation::Get,
+                            "range outside the object",
+                        )
+                        .with_key(key)
+                    } else {
+                        e
+                    }
+                })
+        })
+        .await?;
+    let len = out.content_length().unwrap_or(0) as u64;
+    // Content-Range: bytes START-END/TOTAL.
+    let (start, total) = match out.content_range().and_then(|c| c.strip_prefix("bytes ")) {
+        Some(cr) => {
+            let (span, total) = cr.split_once('/').unwrap_or((cr, "0"));
+            let start = span
+                .split('-')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0u64);
+            (start, total.parse().unwrap_or(start + len))
+        }
+        None => (0, len),
+    };
+    if want.is_some_and(|w| w != len) {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            PROVIDER,
+            Operation::Get,
+            format!("range outside the object's {total} bytes"),
+        )
+        .with_key(key));
+    }
+    let meta = meta_from_get(key, total, &out);
+    let ctx_key = key.to_string();
+    let location = format!("s3://{}", i.cfg.bucket);
+    let body = stream::try_unfold(out.body, move |mut body| {
+        let ctx_key = ctx_key.clone();
+        let location = location.clone();
+        async move {
+            match body.try_next().await {
+                Ok(Some(b)) => Ok(Some((b, body))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(adapter::download_broke_off(
+                    PROVIDER,
+                    &location,
+                    &ctx_key,
+                    &e.to_string(),
+                )),
+            }
+        }
+    });
+    Ok(GetResult {
+        meta,
+        range: start..start + len,
+        stream: body.boxed(),
+    })
 }

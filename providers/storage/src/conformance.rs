@@ -849,6 +849,11 @@ pub async fn versions_are_listed_and_deleted(store: &dyn Storage) {
             ErrorKind::Unsupported,
             "delete version",
         );
+        assert_kind(
+            store.get_version(&key, "1", None).await.map(|_| ()),
+            ErrorKind::Unsupported,
+            "get version",
+        );
         return;
     }
     for len in [10, 20] {
@@ -868,6 +873,20 @@ pub async fn versions_are_listed_and_deleted(store: &dyn Storage) {
     assert_eq!(latest[0].size, 20);
     assert!(of_key.len() <= 2, "{versions:?}");
     let current = latest[0].version.clone();
+    // Each version reads as what was written then, the current one and an older one alike.
+    let key_ref = key.as_str();
+    let read_version = |v: String| async move {
+        let got = store
+            .get_version(key_ref, &v, None)
+            .await
+            .unwrap_or_else(|e| panic!("get version {v}: {e}"));
+        let chunks: Vec<Bytes> = got.stream.try_collect().await.expect("read stream");
+        Bytes::from(chunks.concat())
+    };
+    assert_eq!(read_version(current.clone()).await, pattern(20, 4));
+    if let Some(older) = of_key.iter().find(|v| !v.latest) {
+        assert_eq!(read_version(older.version.clone()).await, pattern(10, 4));
+    }
     store
         .delete_version(&key, &current)
         .await

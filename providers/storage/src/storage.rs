@@ -147,6 +147,23 @@ pub trait Storage: Send + Sync + Debug {
         Box::pin(futures::stream::once(async move { Err(e) }))
     }
 
+    /// Reads one version of an object, or a range of it: a noncurrent version too, such as the
+    /// locked data a delete marker hides on an S3 Object Lock bucket. Missing is `NotFound`.
+    /// `Unsupported` where the provider has no versions ([`Capabilities::versions`]).
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        range: Option<GetRange>,
+    ) -> Result<GetResult> {
+        let _ = (key, version, range);
+        Err(unsupported(
+            self.provider(),
+            Operation::Versions,
+            "read a version",
+        ))
+    }
+
     /// Deletes one version of an object (what prune does on a versioned location, where a
     /// plain delete only adds a marker). Missing is `NotFound`; locked is `Locked`.
     async fn delete_version(&self, key: &str, version: &str) -> Result<()> {
