@@ -54,10 +54,28 @@ pub async fn read_inventory(
             })
             .collect(),
     );
-    let reads: Vec<Read> = futures::future::join_all(locations.iter().map(|loc| async move {
+    let reads: Vec<Read> = futures::future::join_all(locations.iter().zip(&policy.destinations).map(|(loc, d)| async move {
         match scan(loc, options).await {
-            Ok(entries) => {
+            Ok(mut entries) => {
                 let proofs = read_proofs(loc, &entries).await;
+                // A locked copy under a delete marker still counts (DESIGN.md "Locks").
+                if d.lock.is_some() {
+                    match crate::engine::hidden::hidden(loc).await {
+                        Ok(hidden) => {
+                            for h in hidden {
+                                let live = entries
+                                    .iter()
+                                    .any(|e| e.name == h.entry.name && e.state == State::Complete);
+                                if !live {
+                                    entries.retain(|e| e.name != h.entry.name);
+                                    tracing::info!(destination = %d.name, archive = %h.entry.name, "a locked copy under a delete marker counts");
+                                    entries.push(h.entry);
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(destination = %d.name, error = %e, "cannot list versions"),
+                    }
+                }
                 Read {
                     entries: Ok(entries),
                     proofs,

@@ -1,5 +1,6 @@
 //! The engine: runs pushes, verification and restores against stores.
 
+pub mod hidden;
 pub mod identity;
 pub mod inventory;
 pub mod push;

@@ -109,9 +109,11 @@ impl<W: Write> Write for HashingWriter<W> {
 /// verify records. Restore leaves it off: the size check, age's authentication of every chunk
 /// and the plaintext's SHA-256 already prove the archive, so one hash pass is enough. For an
 /// unencrypted copy the stored bytes are the plaintext and are hashed once either way.
+#[allow(clippy::too_many_arguments)]
 pub async fn read_copy<W: Write + Send + 'static>(
     loc: &Opened,
     object_key: &str,
+    version: Option<&str>,
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
     sink: W,
@@ -119,7 +121,12 @@ pub async fn read_copy<W: Write + Send + 'static>(
     prove_stored: bool,
 ) -> Result<(Proven, W), ReadbackError> {
     let url = loc.url().to_string();
-    let got = loc.store.get(object_key, None).await.map_err(|e| {
+    let got = match version {
+        // A copy a delete marker hides (engine::hidden): its data version.
+        Some(v) => loc.store.get_version(object_key, v, None).await,
+        None => loc.store.get(object_key, None).await,
+    };
+    let got = got.map_err(|e| {
         if e.is_not_found() {
             ReadbackError::Corrupt(format!("{url}: the data object {object_key} is missing"))
         } else if e.kind() == offsite_storage::ErrorKind::Archived {

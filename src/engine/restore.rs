@@ -262,7 +262,19 @@ pub async fn run(
         entries: chosen,
         mut attempts,
         listed,
-    } = choose(locations, selector).await?;
+    } = match choose(locations, selector).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing live: a locked copy under a delete marker may still be there.
+            let mut tried = Vec::new();
+            return match restore_hidden(locations, selector, target, identities, pb, &mut tried)
+                .await
+            {
+                Some(r) => r,
+                None => Err(e),
+            };
+        }
+    };
     let mut report = RestoreReport {
         archive: name.clone(),
         created: None,
@@ -272,24 +284,9 @@ pub async fn run(
         attempts: Vec::new(),
         output: None,
     };
-    // `-o DIR` restores into the directory under the archive's name, as `cp` does.
-    let target = &match target {
-        Target::File { path, force } if path.is_dir() => Target::File {
-            path: path.join(&name),
-            force: *force,
-        },
-        t => t.clone(),
-    };
+    let target = &resolve_target(target, &name)?;
     if let Target::File { path, .. } = target {
         report.output = Some(path.clone());
-    }
-    if let Target::File { path, force: false } = target {
-        if path.exists() {
-            return Err(usage(format!(
-                "{} already exists; restore never overwrites a file unless --force is given",
-                path.display()
-            )));
-        }
     }
     // Bytes already on stdout cannot be taken back: fall back to the next copy only while
     // none were written.
@@ -344,6 +341,7 @@ pub async fn run(
                 read_copy(
                     loc,
                     &object_key,
+                    None,
                     manifest,
                     identities.clone(),
                     out,
@@ -357,6 +355,7 @@ pub async fn run(
                 restore_to_file(
                     loc,
                     &object_key,
+                    None,
                     manifest,
                     identities.clone(),
                     path,
@@ -415,6 +414,21 @@ pub async fn run(
             }
         }
     }
+    // No live copy restored: a locked copy of it under a delete marker may still be there.
+    if written.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        if let Some(r) = restore_hidden(
+            locations,
+            &Selector::Name(name.clone()),
+            target,
+            identities,
+            pb,
+            &mut attempts,
+        )
+        .await
+        {
+            return r;
+        }
+    }
     report.attempts = attempts;
     let tried: Vec<String> = report
         .attempts
@@ -427,9 +441,137 @@ pub async fn run(
     ))
 }
 
+/// `-o DIR` restores into the directory under the archive's name, as `cp` does; an existing
+/// file is never replaced without `--force`.
+fn resolve_target(target: &Target, name: &str) -> Result<Target> {
+    let target = match target {
+        Target::File { path, force } if path.is_dir() => Target::File {
+            path: path.join(name),
+            force: *force,
+        },
+        t => t.clone(),
+    };
+    if let Target::File { path, force: false } = &target {
+        if path.exists() {
+            return Err(usage(format!(
+                "{} already exists; restore never overwrites a file unless --force is given",
+                path.display()
+            )));
+        }
+    }
+    Ok(target)
+}
+
+/// Restores from a copy a delete marker hides (DESIGN.md "Locks"), at the first versioned
+/// location that has one the selector picks. `None` when there is none.
+async fn restore_hidden(
+    locations: &[Opened],
+    selector: &Selector,
+    target: &Target,
+    identities: Option<Arc<Identities>>,
+    pb: Option<ProgressBar>,
+    attempts: &mut Vec<Attempt>,
+) -> Option<Result<RestoreReport>> {
+    for loc in locations {
+        let Ok(hidden) = super::hidden::hidden(loc).await else {
+            continue;
+        };
+        let pick = hidden
+            .iter()
+            .filter(|h| match selector {
+                Selector::Name(n) => &h.entry.name == n,
+                Selector::Latest => true,
+                Selector::At(t) => h.entry.created().is_some_and(|c| c <= *t),
+            })
+            .max_by_key(|h| (h.entry.created(), h.entry.name.clone()));
+        let Some(h) = pick else { continue };
+        let manifest = h
+            .entry
+            .manifest
+            .as_ref()
+            .expect("hidden entries carry a manifest");
+        if manifest.encrypted() && identities.is_none() {
+            return Some(Err(usage(format!(
+                "{} is encrypted; give --identity FILE or set OFFSITE_IDENTITY_FILE",
+                h.entry.name
+            ))));
+        }
+        let target = match resolve_target(target, &h.entry.name) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let object_key = &h
+            .entry
+            .object
+            .as_ref()
+            .expect("hidden entries carry the object")
+            .key;
+        let version = Some(h.object_version.as_str());
+        let res = match &target {
+            Target::Stdout => read_copy(
+                loc,
+                object_key,
+                version,
+                manifest,
+                identities.clone(),
+                std::io::stdout(),
+                pb.clone(),
+                false,
+            )
+            .await
+            .map(|(p, _)| p),
+            Target::File { path, force } => {
+                restore_to_file(
+                    loc,
+                    object_key,
+                    version,
+                    manifest,
+                    identities.clone(),
+                    path,
+                    *force,
+                    pb.clone(),
+                )
+                .await
+            }
+        };
+        match res {
+            Ok(proven) => {
+                attempts.push(Attempt {
+                    url: loc.url().into(),
+                    result: "restored",
+                    detail: format!(
+                        "from a locked version under a delete marker (version {}): {} bytes, SHA-256 {} matches the manifest",
+                        h.object_version, proven.plaintext.size, proven.plaintext.sha256
+                    ),
+                });
+                return Some(Ok(RestoreReport {
+                    archive: h.entry.name.clone(),
+                    created: Some(manifest.created),
+                    from: Some(loc.url().into()),
+                    size: Some(proven.plaintext.size),
+                    sha256: Some(proven.plaintext.sha256),
+                    output: match &target {
+                        Target::File { path, .. } => Some(path.clone()),
+                        Target::Stdout => None,
+                    },
+                    attempts: std::mem::take(attempts),
+                }));
+            }
+            Err(e) => attempts.push(Attempt {
+                url: loc.url().into(),
+                result: "failed",
+                detail: format!("the version under a delete marker: {e}"),
+            }),
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn restore_to_file(
     loc: &Opened,
     object_key: &str,
+    version: Option<&str>,
     manifest: &crate::archive::Manifest,
     identities: Option<Arc<Identities>>,
     path: &Path,
@@ -457,7 +599,10 @@ async fn restore_to_file(
         })
         .map_err(|e| ReadbackError::Output(format!("{e:#}")))?;
     let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    let res = read_copy(loc, object_key, manifest, identities, writer, pb, false).await;
+    let res = read_copy(
+        loc, object_key, version, manifest, identities, writer, pb, false,
+    )
+    .await;
     let finish = |res: Result<(Proven, std::io::BufWriter<std::fs::File>), ReadbackError>| -> Result<Proven, ReadbackError> {
         let (proven, mut w) = res?;
         let out = |e: std::io::Error| ReadbackError::Output(format!("cannot write {}: {e}", path.display()));

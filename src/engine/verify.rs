@@ -122,6 +122,7 @@ pub async fn check(
         let res = read_copy(
             loc,
             &object_key,
+            None,
             manifest,
             identities,
             std::io::sink(),

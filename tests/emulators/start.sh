@@ -58,6 +58,9 @@ echo $! >> "$dir/pids"
 wait_http "http://127.0.0.1:$azurite_port/devstoreaccount1?comp=list" azurite "$dir/azurite.log"
 
 echo "export OFFSITE_TEST_MOTO=http://127.0.0.1:$moto_port"
+# moto's venv has boto3, a stock S3 client for requests offsite never sends (a delete without
+# a version id, which leaves a delete marker).
+echo "export OFFSITE_TEST_MOTO_PYTHON=$(ls -d "$tools"/moto-*/bin/python | sort -V | tail -n 1)"
 echo "export OFFSITE_TEST_S3S=http://127.0.0.1:$s3s_port"
 echo "export OFFSITE_TEST_S3S_DIR=$dir/s3s-data"
 echo "export OFFSITE_TEST_SEAWEEDFS=http://127.0.0.1:$sw_s3"

@@ -490,3 +490,84 @@ async fn prune_on_azurite_deletes_manifest_and_data_of_what_the_rules_drop() {
     assert_code(&o, 0);
     assert_eq!(stdout(&o).matches("complete").count(), 2, "{}", stdout(&o));
 }
+
+/// DESIGN.md "Locks": a plain DeleteObject on an Object Lock bucket only adds a delete marker;
+/// the locked data stays, still counts in status, and restores.
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_copy_under_a_delete_marker_counts_in_status_and_restores_on_moto() {
+    let sb = Sandbox::new();
+    let name = bucket("marker");
+    let _store = crate::s3::store("OFFSITE_TEST_MOTO", &name, "app", true).await;
+    let moto = emulator("OFFSITE_TEST_MOTO");
+    let p = write_policy(
+        &sb,
+        &format!(
+            "[[destination]]\nname = \"vault\"\nurl = \"s3://{name}?region=us-east-1&endpoint={moto}\"\nlock = \"governance\"\nlock-days = 2\n\
+             [placement]\ncopies = 1\nimmutable = 1\n"
+        ),
+    );
+    let cmd = || {
+        let mut c = sb.cmd();
+        c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
+            .env("AWS_REGION", "us-east-1");
+        c
+    };
+    let archive = format!("app-backup-{}.tar.gz", stamp(1));
+    let file = sb.archive(&archive, 30_000, 9);
+    let o = cmd()
+        .arg("push")
+        .arg(&file)
+        .arg("--policy")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    // Someone deletes both objects without a version id, with boto3 (moto's own venv).
+    let script = format!(
+        "import boto3\ns3 = boto3.client('s3', endpoint_url='{moto}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='y')\n\
+         for k in ['app/{archive}.manifest.json', 'app/{archive}.age']:\n    r = s3.delete_object(Bucket='{name}', Key=k)\n    assert r.get('DeleteMarker'), r\n"
+    );
+    let out = std::process::Command::new(emulator("OFFSITE_TEST_MOTO_PYTHON"))
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = cmd().args(["ls", "--policy"]).arg(&p).output().unwrap();
+    assert!(
+        !stdout(&o).contains("complete"),
+        "the live listing shows nothing: {}",
+        stdout(&o)
+    );
+    let o = cmd()
+        .args(["--json", "status", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["destinations"][0]["complete"], 1, "{v}");
+    assert_eq!(v["destinations"][0]["locked"], 1, "{v}");
+    assert_eq!(v["series"][0]["placement"]["met"], true, "{v}");
+    let o = cmd()
+        .args(["--json", "restore", "--policy"])
+        .arg(&p)
+        .args(["--latest", "-o", "back.tar.gz", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(sha256_file(&sb.path("back.tar.gz")), sha256_file(&file));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["attempts"]
+            .to_string()
+            .contains("from a locked version under a delete marker"),
+        "{v}"
+    );
+}
