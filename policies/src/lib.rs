@@ -6,12 +6,14 @@
 //! that the planners read and the binary fills from what it lists; [`policy`], the policy file
 //! (parsed and checked, with [`duration`] spans); and [`placement`], what a policy's
 //! destinations can reach against its 3-2-1-1-0 rule and what real copies reach; and
-//! [`status`], whether a policy's rules hold over an inventory.
+//! [`status`], whether a policy's rules hold over an inventory; [`retention`], what prune keeps;
+//! and [`replication`], the streaming plan of a replication (the `replicate` command is next).
 
 pub mod duration;
 pub mod encryption;
 pub mod inventory;
 pub mod placement;
 pub mod policy;
+pub mod replication;
 pub mod retention;
 pub mod status;

@@ -1,0 +1,387 @@
+//! Replication planning (issue 14's first part): two listings in key order in, one decision per
+//! key out (copy, skip, or with `delete` delete), with the reason. Pure and streaming: [`Plan`]
+//! merges the two iterators as it goes, so memory does not grow with the bucket. Listings must
+//! be in ascending key order (byte-wise); an out-of-order key is an error, never a wrong plan.
+//!
+//! The comparison, per key present on both sides: a different size copies; where both sides
+//! know the SHA-256 (an archive's manifest, or a HEAD with `--checksum`) it decides; else where
+//! both sides carry a comparable entity tag (the caller passes tags only when the two providers'
+//! tags mean the same thing) it decides; else the same size skips. With `checksum` a key whose
+//! SHA-256 is unknown on either side is copied rather than trusted.
+
+use std::iter::Peekable;
+
+use serde::Serialize;
+
+/// One object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The key, relative to the location.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// An entity tag comparable with the other side's, when there is one.
+    pub etag: Option<String>,
+    /// The SHA-256 of the bytes, when known (lowercase hex).
+    pub sha256: Option<String>,
+}
+
+/// What to do with one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Copy it to the destination.
+    Copy,
+    /// Leave it.
+    Skip,
+    /// Delete it at the destination (only with `delete`).
+    Delete,
+}
+
+/// The decision on one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The key.
+    pub key: String,
+    /// What to do.
+    pub action: Action,
+    /// Why.
+    pub reason: &'static str,
+    /// The source's size (the destination's for a delete).
+    pub size: u64,
+}
+
+/// How keys are compared and whether extra keys go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Delete keys the source does not have.
+    pub delete: bool,
+    /// Trust nothing but the SHA-256.
+    pub checksum: bool,
+}
+
+/// A listing out of key order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {side} listing is not in key order: {after:?} came after {before:?}; sort it first")]
+pub struct OrderError {
+    /// `source` or `destination`.
+    pub side: &'static str,
+    /// The key seen first.
+    pub before: String,
+    /// The key that came after it.
+    pub after: String,
+}
+
+/// The streaming plan over a source and a destination listing.
+pub struct Plan<S: Iterator<Item = Item>, D: Iterator<Item = Item>> {
+    src: Peekable<S>,
+    dst: Peekable<D>,
+    options: Options,
+    last_src: Option<String>,
+    last_dst: Option<String>,
+    failed: bool,
+}
+
+/// Plans `src` onto `dst`, both in ascending key order.
+pub fn plan<S, D>(src: S, dst: D, options: Options) -> Plan<S::IntoIter, D::IntoIter>
+where
+    S: IntoIterator<Item = Item>,
+    D: IntoIterator<Item = Item>,
+{
+    Plan {
+        src: src.into_iter().peekable(),
+        dst: dst.into_iter().peekable(),
+        options,
+        last_src: None,
+        last_dst: None,
+        failed: false,
+    }
+}
+
+fn check_order(side: &'static str, last: &mut Option<String>, key: &str) -> Result<(), OrderError> {
+    if let Some(before) = last.as_deref() {
+        if key <= before {
+            return Err(OrderError {
+                side,
+                before: before.to_string(),
+                after: key.to_string(),
+            });
+        }
+    }
+    *last = Some(key.to_string());
+    Ok(())
+}
+
+/// The decision for a key on both sides.
+pub fn compare(s: &Item, d: &Item, options: Options) -> (Action, &'static str) {
+    if s.size != d.size {
+        return (Action::Copy, "size differs");
+    }
+    match (&s.sha256, &d.sha256) {
+        (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => return (Action::Skip, "same SHA-256"),
+        (Some(_), Some(_)) => return (Action::Copy, "SHA-256 differs"),
+        _ if options.checksum => return (Action::Copy, "no SHA-256 to compare (--checksum)"),
+        _ => {}
+    }
+    match (&s.etag, &d.etag) {
+        (Some(a), Some(b)) if a.trim_matches('"') == b.trim_matches('"') => {
+            (Action::Skip, "same size and ETag")
+        }
+        (Some(_), Some(_)) => (Action::Copy, "ETag differs"),
+        _ => (Action::Skip, "same size"),
+    }
+}
+
+impl<S: Iterator<Item = Item>, D: Iterator<Item = Item>> Iterator for Plan<S, D> {
+    type Item = Result<Decision, OrderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let order = |side, last: &mut Option<String>, key: &str| check_order(side, last, key);
+        let pick = match (self.src.peek(), self.dst.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(s), Some(d)) => s.key.as_str().cmp(d.key.as_str()),
+        };
+        let res = match pick {
+            std::cmp::Ordering::Less => {
+                let s = self.src.next().expect("peeked");
+                order("source", &mut self.last_src, &s.key).map(|()| Decision {
+                    size: s.size,
+                    key: s.key,
+                    action: Action::Copy,
+                    reason: "missing at the destination",
+                })
+            }
+            std::cmp::Ordering::Greater => {
+                let d = self.dst.next().expect("peeked");
+                order("destination", &mut self.last_dst, &d.key).map(|()| {
+                    let (action, reason) = if self.options.delete {
+                        (Action::Delete, "not at the source")
+                    } else {
+                        (
+                            Action::Skip,
+                            "only at the destination (kept without --delete)",
+                        )
+                    };
+                    Decision {
+                        size: d.size,
+                        key: d.key,
+                        action,
+                        reason,
+                    }
+                })
+            }
+            std::cmp::Ordering::Equal => {
+                let s = self.src.next().expect("peeked");
+                let d = self.dst.next().expect("peeked");
+                order("source", &mut self.last_src, &s.key)
+                    .and_then(|()| order("destination", &mut self.last_dst, &d.key))
+                    .map(|()| {
+                        let (action, reason) = compare(&s, &d, self.options);
+                        Decision {
+                            size: s.size,
+                            key: s.key,
+                            action,
+                            reason,
+                        }
+                    })
+            }
+        };
+        if res.is_err() {
+            self.failed = true;
+        }
+        Some(res)
+    }
+}
+
+/// The archive a key belongs to (its data object, manifest and verification record share
+/// it), else the key itself: shards split by archive, so one pod copies an archive's data
+/// before its manifest.
+pub fn archive_of(key: &str) -> &str {
+    for suffix in [".manifest.json", ".verified.json", ".age"] {
+        if let Some(name) = key.strip_suffix(suffix) {
+            return name;
+        }
+    }
+    key
+}
+
+/// The shard (0..n) a key belongs to: FNV-1a over its archive's name, so every run and every
+/// pod agrees.
+pub fn shard_of(key: &str, n: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in archive_of(key).bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(n.max(1))) as u32
+}
+
+/// Why deletions must not happen, or `None`: nothing is deleted when the source listed
+/// nothing (the classic way a sync wipes its target), or when more would go than `max_delete`.
+pub fn refuse_deletes(source_keys: u64, deletes: u64, max_delete: Option<u64>) -> Option<String> {
+    if deletes == 0 {
+        return None;
+    }
+    if source_keys == 0 {
+        return Some(format!(
+            "the source lists nothing, and {deletes} key(s) would be deleted at the destination: nothing is deleted (check the source URL and credentials)"
+        ));
+    }
+    match max_delete {
+        Some(m) if deletes > m => Some(format!(
+            "{deletes} key(s) would be deleted, more than --max-delete {m}: nothing is deleted"
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn item(key: &str, size: u64, sha: Option<&str>, etag: Option<&str>) -> Item {
+        Item {
+            key: key.into(),
+            size,
+            etag: etag.map(String::from),
+            sha256: sha.map(String::from),
+        }
+    }
+
+    #[test]
+    fn decides_by_size_then_sha256_then_etag() {
+        let o = Options::default();
+        let c = |s, d| compare(&s, &d, o);
+        assert_eq!(
+            c(item("k", 1, None, None), item("k", 2, None, None)).1,
+            "size differs"
+        );
+        assert_eq!(
+            c(
+                item("k", 1, Some("ab"), None),
+                item("k", 1, Some("AB"), None)
+            )
+            .0,
+            Action::Skip
+        );
+        assert_eq!(
+            c(
+                item("k", 1, Some("ab"), Some("x")),
+                item("k", 1, Some("cd"), Some("x"))
+            )
+            .1,
+            "SHA-256 differs"
+        );
+        assert_eq!(
+            c(
+                item("k", 1, None, Some("\"x\"")),
+                item("k", 1, None, Some("x"))
+            )
+            .0,
+            Action::Skip
+        );
+        assert_eq!(
+            c(item("k", 1, None, Some("x")), item("k", 1, None, Some("y"))).1,
+            "ETag differs"
+        );
+        assert_eq!(
+            c(item("k", 1, None, None), item("k", 1, None, None)).1,
+            "same size"
+        );
+        let strict = Options {
+            checksum: true,
+            ..o
+        };
+        assert_eq!(
+            compare(
+                &item("k", 1, None, Some("x")),
+                &item("k", 1, None, Some("x")),
+                strict
+            )
+            .0,
+            Action::Copy
+        );
+    }
+
+    #[test]
+    fn an_unsorted_listing_is_an_error_not_a_plan() {
+        let src = vec![item("b", 1, None, None), item("a", 1, None, None)];
+        let out: Vec<_> = plan(src, Vec::new(), Options::default()).collect();
+        assert_eq!(out.len(), 2);
+        assert!(out[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("\"a\" came after \"b\""));
+    }
+
+    #[test]
+    fn deletion_guards() {
+        assert!(refuse_deletes(0, 5, None)
+            .unwrap()
+            .contains("source lists nothing"));
+        assert!(refuse_deletes(10, 5, Some(4))
+            .unwrap()
+            .contains("--max-delete 4"));
+        assert_eq!(refuse_deletes(10, 4, Some(4)), None);
+        assert_eq!(refuse_deletes(0, 0, None), None);
+    }
+
+    #[test]
+    fn an_archive_stays_in_one_shard() {
+        for n in 1..9 {
+            let s = shard_of("app/x-20261126_020000.tar.gz.age", n);
+            assert_eq!(shard_of("app/x-20261126_020000.tar.gz.manifest.json", n), s);
+            assert_eq!(shard_of("app/x-20261126_020000.tar.gz.verified.json", n), s);
+            assert!(s < n);
+        }
+    }
+
+    proptest! {
+        /// Over random listings: one decision per key of the union, in key order; a copy
+        /// exactly where the source has the key and the destination lacks it or differs; a
+        /// delete only with `delete` and only for keys the source lacks; shards partition.
+        #[test]
+        fn the_plan_agrees_with_set_arithmetic(
+            src in proptest::collection::btree_map("[a-d]{1,3}", (0u64..3, proptest::option::of("[ab]")), 0..30),
+            dst in proptest::collection::btree_map("[a-d]{1,3}", (0u64..3, proptest::option::of("[ab]")), 0..30),
+            delete in any::<bool>(),
+            n in 1u32..6,
+        ) {
+            let to_items = |m: &BTreeMap<String, (u64, Option<String>)>| -> Vec<Item> {
+                m.iter().map(|(k, (s, h))| Item { key: k.clone(), size: *s, etag: None, sha256: h.clone() }).collect()
+            };
+            let out: Vec<Decision> = plan(to_items(&src), to_items(&dst), Options { delete, checksum: false })
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let union: std::collections::BTreeSet<&String> = src.keys().chain(dst.keys()).collect();
+            prop_assert_eq!(out.iter().map(|d| &d.key).collect::<Vec<_>>(), union.into_iter().collect::<Vec<_>>());
+            for d in &out {
+                let (s, t) = (src.get(&d.key), dst.get(&d.key));
+                let differs = match (s, t) {
+                    (Some(a), Some(b)) => a.0 != b.0 || matches!((&a.1, &b.1), (Some(x), Some(y)) if x != y),
+                    _ => false,
+                };
+                let want = match (s, t) {
+                    (Some(_), None) => Action::Copy,
+                    (Some(_), Some(_)) if differs => Action::Copy,
+                    (Some(_), Some(_)) => Action::Skip,
+                    (None, Some(_)) if delete => Action::Delete,
+                    (None, Some(_)) => Action::Skip,
+                    (None, None) => unreachable!(),
+                };
+                prop_assert_eq!(d.action, want, "{}", d.key);
+                // Every key is in exactly one shard.
+                let hits = (0..n).filter(|&i| shard_of(&d.key, n) == i).count();
+                prop_assert_eq!(hits, 1);
+            }
+        }
+    }
+}
