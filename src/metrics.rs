@@ -157,7 +157,7 @@ impl Metrics {
             }
         }
         if let Some(url) = &args.pushgateway {
-            if let Err(e) = push(url, self.command, &self.policy, text).await {
+            if let Err(e) = push(url, self.command, &self.policy, text, code == 0).await {
                 eprintln!("warning: metrics not pushed to {url}: {e:#}");
             }
         }
@@ -234,9 +234,11 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Pushes to a Pushgateway with POST, which replaces only the families pushed: a failed run
-/// leaves the group's `offsite_last_success_timestamp_seconds` as the last success set it.
-async fn push(url: &str, command: &str, policy: &str, text: String) -> Result<()> {
+/// Pushes to a Pushgateway. A successful run PUTs, replacing the whole group, so no family of an
+/// earlier run lingers; a failed run POSTs, which replaces only the families pushed, so the
+/// group keeps `offsite_last_success_timestamp_seconds` as the last success set it (its other
+/// families may be an earlier run's, and `offsite_run_success 0` says so).
+async fn push(url: &str, command: &str, policy: &str, text: String, replace: bool) -> Result<()> {
     let seg = |v: &str| -> String {
         url::form_urlencoded::byte_serialize(v.as_bytes())
             .collect::<String>()
@@ -251,8 +253,12 @@ async fn push(url: &str, command: &str, policy: &str, text: String) -> Result<()
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
-    let res = client
-        .post(&target)
+    let req = if replace {
+        client.put(&target)
+    } else {
+        client.post(&target)
+    };
+    let res = req
         .header("content-type", "text/plain; version=0.0.4")
         .body(text)
         .send()

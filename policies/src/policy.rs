@@ -262,7 +262,9 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Whether any keep rule is set (without one, only `max-age` deletes).
+    /// Whether any keep rule is set (without one, only `max-age` deletes). A count of 0 and a
+    /// zero span are no rule, as restic treats them: `keep-last = 0` alone keeps everything,
+    /// it does not delete all but the newest.
     pub fn has_keep_rules(&self) -> bool {
         [
             self.keep_last,
@@ -273,7 +275,7 @@ impl Retention {
             self.keep_yearly,
         ]
         .iter()
-        .any(Option::is_some)
+        .any(|k| matches!(k, Some(Keep::Unlimited) | Some(Keep::N(1..))))
             || [
                 self.keep_within,
                 self.keep_within_hourly,
@@ -283,7 +285,7 @@ impl Retention {
                 self.keep_within_yearly,
             ]
             .iter()
-            .any(Option::is_some)
+            .any(|s| s.is_some_and(|s| s != Span::default()))
     }
 }
 

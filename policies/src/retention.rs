@@ -90,6 +90,7 @@ pub struct Decision {
     pub classes: Vec<Class>,
 }
 
+/// A rule's count: 0 for none (and for `0`, which keeps nothing, as restic reads it).
 fn count(k: Option<Keep>) -> i64 {
     match k {
         None => 0,
@@ -272,6 +273,7 @@ pub fn plan(policy: &Policy, inventory: &Inventory, now: DateTime<Utc>, options:
             continue;
         };
         let locked = d.lock.is_some();
+        let held = d.legal_hold == Some(true);
         let mut deletions = 0u32;
         for (s, archives) in &series {
             // Complete copies here, with their locks.
@@ -316,6 +318,11 @@ pub fn plan(policy: &Policy, inventory: &Inventory, now: DateTime<Utc>, options:
                     p.reasons
                         .push("the newest complete archive of its series is never deleted".into());
                 }
+                if !p.keep && held {
+                    p.keep = true;
+                    p.reasons
+                        .push("under a legal hold (legal-hold = true): never deleted".into());
+                }
                 if !p.keep {
                     if let Some(until) = lock {
                         p.keep = true;
@@ -327,7 +334,7 @@ pub fn plan(policy: &Policy, inventory: &Inventory, now: DateTime<Utc>, options:
                 }
                 if p.keep && locked {
                     p.extend_lock_to = lock_for(rule, &dec.classes, p.created)
-                        .filter(|want| lock.is_none_or(|l| *want > l));
+                        .filter(|want| *want > now && lock.is_none_or(|l| *want > l));
                 }
                 if !p.keep {
                     series_deletes += 1;

@@ -30,6 +30,14 @@ pub struct DrillArgs {
 
 pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
     let mut m = Metrics::new("drill", "-");
+    // Metrics on every exit, an early failure too: a stale file must not say all is well.
+    let res = run_inner(&args, out, &mut m).await;
+    m.finish(&args.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
+        .await;
+    res
+}
+
+async fn run_inner(args: &DrillArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let place = args.policy.resolve(&[], None)?;
     let Some(policy) = place.policy.as_ref() else {
         return Err(usage("drill needs --policy FILE (or OFFSITE_POLICY)"));
@@ -108,7 +116,6 @@ pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
             r.verdict != Verdict::Unchecked,
         );
     }
-    m.finish(&args.metrics, code).await;
     if out.json {
         let items: Vec<_> = results
             .iter()

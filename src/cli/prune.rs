@@ -81,13 +81,20 @@ async fn run_inner(args: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8>
         max_delete: args.max_delete,
     };
     let planned = plan(policy, &inv, now, options);
+    // By name; where a stray object shares an archive's name, the entry with the manifest wins.
     let entries: Vec<BTreeMap<&str, &Entry>> = reads
         .iter()
         .map(|r| {
-            r.entries
-                .as_ref()
-                .map(|es| es.iter().map(|e| (e.name.as_str(), e)).collect())
-                .unwrap_or_default()
+            let mut m: BTreeMap<&str, &Entry> = BTreeMap::new();
+            for e in r.entries.as_deref().unwrap_or_default() {
+                let keep_old = m
+                    .get(e.name.as_str())
+                    .is_some_and(|old| old.manifest.is_some());
+                if !keep_old {
+                    m.insert(e.name.as_str(), e);
+                }
+            }
+            m
         })
         .collect();
     let mut orphans = orphans(policy, &entries, now);
@@ -97,6 +104,27 @@ async fn run_inner(args: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8>
         orphans.push((*d, key.clone(), why.clone()));
     }
 
+    let mut planned = planned;
+    for (di, d) in policy.destinations.iter().enumerate() {
+        let cap = args
+            .max_delete
+            .or_else(|| policy.retention_of(d).and_then(|r| r.max_delete));
+        let n = planned.deletions().filter(|p| p.destination == di).count()
+            + orphans.iter().filter(|(o, _, _)| *o == di).count();
+        if let Some(cap) = cap {
+            if n as u32 > cap
+                && !planned
+                    .refusals
+                    .iter()
+                    .any(|r| r.contains(&format!("at {}", d.name)))
+            {
+                planned.refusals.push(format!(
+                    "max-delete {cap}: the plan deletes {n} archives and orphans at {}; nothing is deleted (check with --dry-run, then raise --max-delete)",
+                    d.name
+                ));
+            }
+        }
+    }
     let refused = !planned.refusals.is_empty();
     let mut done: Vec<Done> = Vec::new();
     if !refused && !args.dry_run {
@@ -239,8 +267,15 @@ fn print_plan(
     Ok(())
 }
 
-/// Data objects without a manifest (what a killed push leaves) older than `min-age` (one day
-/// without it), at destinations with a retention.
+/// What an orphan must be older than: `min-age`, and never less than a day (a large upload can
+/// run for hours, and S3 dates a multipart object by the start of its upload).
+fn orphan_cutoff(rule: &offsite_policies::policy::Retention, now: DateTime<Utc>) -> DateTime<Utc> {
+    let day = now - chrono::Duration::days(1);
+    rule.min_age.map(|s| s.before(now)).unwrap_or(day).min(day)
+}
+
+/// Encrypted data objects without a manifest (what a killed push leaves) older than
+/// [`orphan_cutoff`], at destinations with a retention.
 fn orphans(
     policy: &Policy,
     entries: &[BTreeMap<&str, &Entry>],
@@ -251,15 +286,17 @@ fn orphans(
         let Some(rule) = policy.retention_of(d) else {
             continue;
         };
-        let cutoff = rule
-            .min_age
-            .map(|s| s.before(now))
-            .unwrap_or(now - chrono::Duration::days(1));
+        let cutoff = orphan_cutoff(rule, now);
         for e in entries[di].values() {
             if e.state != State::Incomplete {
                 continue;
             }
             let Some(o) = &e.object else { continue };
+            // Only what offsite writes: encrypted data (`.age`). An unencrypted file without a
+            // manifest may be anyone's (an old script's archives) and is never touched.
+            if !o.key.ends_with(crate::archive::AGE_SUFFIX) {
+                continue;
+            }
             if o.last_modified.is_some_and(|t| t < cutoff) {
                 out.push((
                     di,
@@ -272,8 +309,7 @@ fn orphans(
     out
 }
 
-/// Multipart uploads started before `min-age` (one day without it) and never completed or
-/// aborted, where the store can list them (S3): a killed push that is never rerun leaves one,
+/// Multipart uploads started before [`orphan_cutoff`] and never completed or aborted, where the store can list them (S3): a killed push that is never rerun leaves one,
 /// and the provider bills for its parts.
 async fn open_uploads(
     policy: &Policy,
@@ -290,10 +326,7 @@ async fn open_uploads(
         if !loc.store.capabilities().list_uploads {
             continue;
         }
-        let cutoff = rule
-            .min_age
-            .map(|s| s.before(now))
-            .unwrap_or(now - chrono::Duration::days(1));
+        let cutoff = orphan_cutoff(rule, now);
         let prefix = key_prefix(&loc.location);
         match loc.store.list_uploads(prefix).try_collect::<Vec<_>>().await {
             Ok(list) => {
@@ -339,29 +372,40 @@ async fn abort_uploads(
     done
 }
 
+/// Every version id of every key at a versioned location, listed once per prune.
+type Versions = BTreeMap<String, Vec<String>>;
+
+async fn versions_of(
+    loc: &Opened,
+) -> std::result::Result<Option<Versions>, offsite_storage::Error> {
+    use futures::TryStreamExt;
+    if !loc.store.capabilities().versions {
+        return Ok(None);
+    }
+    let mut out: Versions = BTreeMap::new();
+    let mut s = loc.store.list_versions(key_prefix(&loc.location));
+    while let Some(v) = s.try_next().await? {
+        out.entry(v.key).or_default().push(v.version);
+    }
+    Ok(Some(out))
+}
+
 /// Deletes every version of `key` on a versioned store (a plain delete there only adds a
 /// marker over data that stays), else the key. Missing is fine.
-async fn delete_all(loc: &Opened, key: &str) -> std::result::Result<(), offsite_storage::Error> {
-    use futures::TryStreamExt;
-    if loc.store.capabilities().versions {
-        let versions: Vec<_> = loc
-            .store
-            .list_versions(key)
-            .try_collect::<Vec<_>>()
-            .await?
-            .into_iter()
-            .filter(|v| v.key == key)
-            .collect();
-        if !versions.is_empty() {
-            for v in versions {
-                match loc.store.delete_version(key, &v.version).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
-                }
+async fn delete_all(
+    loc: &Opened,
+    versions: Option<&Versions>,
+    key: &str,
+) -> std::result::Result<(), offsite_storage::Error> {
+    if let Some(map) = versions {
+        for v in map.get(key).into_iter().flatten() {
+            match loc.store.delete_version(key, v).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
             }
-            return Ok(());
         }
+        return Ok(());
     }
     match loc.store.delete(key).await {
         Ok(()) => Ok(()),
@@ -378,6 +422,34 @@ async fn execute(
     orphans: &[(usize, String, String)],
 ) -> Vec<Done> {
     let mut done = Vec::new();
+    let now = Utc::now();
+    // Version lists, once per destination that deletes on a versioned store.
+    let mut versions: BTreeMap<usize, Option<Versions>> = BTreeMap::new();
+    let mut failed_listing: Vec<usize> = Vec::new();
+    for di in planned
+        .deletions()
+        .map(|p| p.destination)
+        .chain(orphans.iter().map(|o| o.0))
+    {
+        if versions.contains_key(&di) || failed_listing.contains(&di) {
+            continue;
+        }
+        match versions_of(&locations[di]).await {
+            Ok(v) => {
+                versions.insert(di, v);
+            }
+            Err(e) => {
+                done.push(Done {
+                    destination: policy.destinations[di].name.clone(),
+                    name: String::new(),
+                    action: "deleted",
+                    detail: format!("nothing deleted here: cannot list versions: {e}"),
+                    ok: false,
+                });
+                failed_listing.push(di);
+            }
+        }
+    }
     for item in &planned.items {
         let (loc, dest) = (
             &locations[item.destination],
@@ -392,6 +464,10 @@ async fn execute(
         let prefix = key_prefix(&loc.location);
         let keys = crate::archive::ArchiveKeys::new(prefix, &item.name, manifest.encrypted());
         if item.keep {
+            // A hidden copy's current version is a marker: nothing to extend there.
+            if entry.hidden {
+                continue;
+            }
             if let (Some(until), Some(mode)) = (item.extend_lock_to, dest.lock) {
                 let r = Retention {
                     mode: match mode {
@@ -430,16 +506,68 @@ async fn execute(
             }
             continue;
         }
+        if failed_listing.contains(&item.destination) {
+            continue;
+        }
+        if entry.hidden {
+            done.push(Done {
+                destination: dest.name.clone(),
+                name: item.name.clone(),
+                action: "kept",
+                detail:
+                    "a locked copy under a delete marker: left in place until its lock runs out"
+                        .into(),
+                ok: true,
+            });
+            continue;
+        }
+        // The store's own lock decides, not the manifest's record of the push-time one (a
+        // prune may have extended it since, and a legal hold is not in the manifest).
+        if loc.store.capabilities().retention && !entry.hidden {
+            match loc.store.head(&keys.object).await {
+                Ok(meta) => {
+                    let until = meta.retention.map(|r| r.retain_until).filter(|t| *t > now);
+                    if meta.legal_hold || until.is_some() {
+                        done.push(Done {
+                            destination: dest.name.clone(),
+                            name: item.name.clone(),
+                            action: "kept",
+                            detail: match until {
+                                Some(t) => format!(
+                                    "locked at the store until {}: left in place",
+                                    crate::report::time(&t)
+                                ),
+                                None => "under a legal hold at the store: left in place".into(),
+                            },
+                            ok: true,
+                        });
+                        continue;
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    done.push(Done {
+                        destination: dest.name.clone(),
+                        name: item.name.clone(),
+                        action: "deleted",
+                        detail: format!("not deleted: cannot read its lock: {e}"),
+                        ok: false,
+                    });
+                    continue;
+                }
+            }
+        }
+        let v = versions.get(&item.destination).and_then(|v| v.as_ref());
         // The manifest first: from then on the archive no longer looks complete there, so a
         // crash between the two deletes leaves an orphan (cleaned next time), never a
         // complete-looking archive without its data.
-        let mut res = delete_all(loc, &keys.manifest).await;
+        let mut res = delete_all(loc, v, &keys.manifest).await;
         if res.is_ok() {
-            res = delete_all(loc, &keys.object).await;
+            res = delete_all(loc, v, &keys.object).await;
         }
         if res.is_ok() {
-            if let Some(v) = &entry.verified_key {
-                let _ = delete_all(loc, v).await;
+            if let Some(key) = &entry.verified_key {
+                let _ = delete_all(loc, v, key).await;
             }
         }
         done.push(Done {
@@ -457,7 +585,11 @@ async fn execute(
         });
     }
     for (di, key, why) in orphans {
-        let res = delete_all(&locations[*di], key).await;
+        if failed_listing.contains(di) {
+            continue;
+        }
+        let v = versions.get(di).and_then(|v| v.as_ref());
+        let res = delete_all(&locations[*di], v, key).await;
         done.push(Done {
             destination: policy.destinations[*di].name.clone(),
             name: key.clone(),

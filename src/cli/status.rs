@@ -121,8 +121,8 @@ pub async fn read_inventory(
     (inv, reads)
 }
 
-/// The verification records of a destination, newest archive first, read until one that
-/// passed: the latest proof is what status needs, and failures newer than it are damage.
+/// The verification records of a destination (one per proven copy): the latest passed proof
+/// is what verify-every needs, and every recorded failure is damage.
 async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTreeMap<String, Proof> {
     let mut with_record: Vec<&Entry> = entries
         .iter()
@@ -143,16 +143,23 @@ async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTree
             deep: matches!(r.depth.as_str(), "deep" | "drill"),
             passed: r.result == "ok",
         };
+        // Every record is read: a failure recorded for an older archive is damage even when a
+        // newer one passed.
         out.insert(e.name.clone(), proof);
-        if proof.deep && proof.passed {
-            break;
-        }
     }
     out
 }
 
 pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
     let mut m = Metrics::new("status", "-");
+    // Metrics on every exit, an early failure too: a stale file must not say all is well.
+    let res = run_inner(&args, out, &mut m).await;
+    m.finish(&args.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
+        .await;
+    res
+}
+
+async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let place = args.policy.resolve(&[], None)?;
     let Some(policy) = place.policy.as_ref() else {
         return Err(usage("status needs --policy FILE (or OFFSITE_POLICY)"));
@@ -178,8 +185,7 @@ pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
         exit::OK
     };
 
-    metrics_of(&mut m, policy, &status, &unreadable, now);
-    m.finish(&args.metrics, code).await;
+    metrics_of(m, policy, &status, &unreadable, now);
 
     if out.json {
         let dests: Vec<_> = status

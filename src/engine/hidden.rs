@@ -1,7 +1,7 @@
 //! Copies a delete marker hides (DESIGN.md "Locks"): on a versioned store an S3 DeleteObject
 //! without a version id only adds a marker, and under Object Lock the locked data stays
 //! underneath. Such a copy still counts for `status` and is still restorable: a manifest
-//! version and a data version of the size it records, both under markers.
+//! version whose recorded lock still holds, and a data version of the size it records.
 
 use std::collections::BTreeMap;
 
@@ -68,6 +68,14 @@ pub async fn hidden(loc: &Opened) -> Result<Vec<Hidden>, offsite_storage::Error>
         let Ok(manifest) = Manifest::from_json(&bytes.concat()) else {
             continue;
         };
+        // Only a *locked* copy under a marker still counts: one deleted after its lock ran out
+        // was deleted on purpose.
+        if !manifest
+            .retain_until
+            .is_some_and(|t| t > chrono::Utc::now())
+        {
+            continue;
+        }
         let object_key = offsite_storage::join_key(prefix, &manifest.stored.key);
         let Some(ov) = by_key.get(&object_key).and_then(|ovs| {
             // Hidden itself, or (rarely) live under a hidden manifest: either way the bytes
@@ -90,6 +98,7 @@ pub async fn hidden(loc: &Opened) -> Result<Vec<Hidden>, offsite_storage::Error>
                 object: Some(object),
                 verified_key: None,
                 state: State::Complete,
+                hidden: true,
             },
         });
     }

@@ -472,7 +472,12 @@ async fn restore_hidden(
     pb: Option<ProgressBar>,
     attempts: &mut Vec<Attempt>,
 ) -> Option<Result<RestoreReport>> {
+    // Bytes already on stdout cannot be taken back: no fallback once any were written.
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for loc in locations {
+        if written.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
         let Ok(hidden) = super::hidden::hidden(loc).await else {
             continue;
         };
@@ -514,7 +519,10 @@ async fn restore_hidden(
                 version,
                 manifest,
                 identities.clone(),
-                std::io::stdout(),
+                CountingWriter {
+                    inner: std::io::stdout(),
+                    count: written.clone(),
+                },
                 pb.clone(),
                 false,
             )

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::inventory::{Copy, Destination, Kind, Lock};
+use crate::policy::DEFAULT_LOCK_DAYS;
 use chrono::TimeZone;
 use proptest::prelude::*;
 
@@ -82,6 +83,9 @@ fn pinned_plans_for_each_rule() {
         ("keep-yearly = \"unlimited\"\nmax-age = \"1y\"", "AJ"),
         ("max-age = \"3m\"", "ABCDEFGHI"),
         ("", "ABCDEFGHIJKL"),
+        // Zero is no rule, as restic reads it: not "delete all but the newest".
+        ("keep-last = 0", "ABCDEFGHIJKL"),
+        ("keep-within = \"0h\"", "ABCDEFGHIJKL"),
     ];
     for (r, want) in cases {
         let (got, why) = kept(r, now());
@@ -214,6 +218,35 @@ fn destinations_keep_by_their_own_retention_and_rails_hold() {
                 .starts_with("locked until 2026-12-24T00:00:00Z"),
         "{d:?}"
     );
+}
+
+#[test]
+fn a_legal_hold_destination_deletes_nothing_and_locks_never_extend_into_the_past() {
+    let text = "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n\
+        [[destination]]\nname = \"held\"\nurl = \"s3://b/app\"\nlegal-hold = true\nlock = \"governance\"\n\
+        [retention]\nkeep-last = 1\nkeep-weekly = 4\n";
+    let p = Policy::parse(text, "p.toml").unwrap();
+    assert_eq!(p.destinations[0].lock_days, Some(DEFAULT_LOCK_DAYS));
+    let mut inv = inventory(1);
+    for (_, c) in times() {
+        let name = format!("app-{}.tar.gz", c.format("%Y%m%d_%H%M%S"));
+        inv.add(&name, Some(c), complete(0, None));
+    }
+    let plan = plan(&p, &inv, t(2026, 11, 26, 12), Options::default());
+    assert_eq!(plan.deletions().count(), 0);
+    // keep-last 1 and 4 weeklies keep A, E, F and G; the other eight are held.
+    let held = plan
+        .items
+        .iter()
+        .filter(|i| i.reasons.iter().any(|r| r.contains("legal hold")))
+        .count();
+    assert_eq!(held, 8, "{:?}", plan.items);
+    // Weeklies older than 4 weeks get no extension into the past.
+    for i in &plan.items {
+        if let Some(until) = i.extend_lock_to {
+            assert!(until > t(2026, 11, 26, 12), "{i:?}");
+        }
+    }
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub struct Entry {
     pub verified_key: Option<String>,
     /// The state.
     pub state: State,
+    /// A copy a delete marker hides (`engine::hidden`): its data is read by version.
+    pub hidden: bool,
 }
 
 impl Entry {
@@ -196,6 +198,7 @@ impl Listing {
             manifest_error,
             object,
             verified_key: self.verified.get(name).cloned(),
+            hidden: false,
             state,
         })
     }
@@ -211,6 +214,7 @@ impl Listing {
             manifest_error: None,
             object: self.objects.get(object).cloned(),
             verified_key: None,
+            hidden: false,
             state: State::Incomplete,
         }
     }
