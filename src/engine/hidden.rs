@@ -70,9 +70,9 @@ pub async fn hidden(loc: &Opened) -> Result<Vec<Hidden>, offsite_storage::Error>
         };
         // Only a *locked* copy under a marker still counts: one deleted after its lock ran out
         // was deleted on purpose.
-        if !manifest
+        if manifest
             .retain_until
-            .is_some_and(|t| t > chrono::Utc::now())
+            .is_none_or(|t| t <= chrono::Utc::now())
         {
             continue;
         }
