@@ -414,9 +414,12 @@ async fn an_azure_sas_that_expires_mid_push_fails_clearly_and_a_new_one_resumes(
     .unwrap();
     assert_code(&o, 0);
 
-    // 24 MiB at 4 MiB/s takes about six seconds; the SAS expires after three.
+    // The proxy throttles each connection, and the Azure adapter stages up to four blocks at
+    // once: 24 MiB at 512 KiB/s per connection takes about twelve seconds; the SAS expires
+    // after two or three (its expiry is whole seconds). At 4 MiB/s per connection the upload
+    // could finish before the expiry on a fast machine.
     let src = sb.archive(NAME, 24 << 20, 4);
-    proxy.throttle.store(4 << 20, Ordering::Relaxed);
+    proxy.throttle.store(512 << 10, Ordering::Relaxed);
     let o = sas_push(crate::azure::account_sas(
         chrono::Utc::now() + chrono::Duration::seconds(3),
     ))
