@@ -38,10 +38,8 @@ pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
 }
 
 async fn run_inner(args: &DrillArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let place = args.policy.resolve(&[], None)?;
-    let Some(policy) = place.policy.as_ref() else {
-        return Err(usage("drill needs --policy FILE (or OFFSITE_POLICY)"));
-    };
+    let (policy, place) = args.policy.required("drill")?;
+    let policy = &policy;
     let identities = match &args.identity.identity {
         Some(p) => Some(Arc::new(
             Identities::load(p).map_err(|e| usage(format!("{e:#}")))?,

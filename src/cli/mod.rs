@@ -164,6 +164,25 @@ impl PolicyArgs {
     }
 }
 
+impl PolicyArgs {
+    /// For the commands that work only by policy (status, drill, prune): the policy, and its
+    /// destinations as locations.
+    fn required(&self, command: &str) -> anyhow::Result<(offsite_policies::policy::Policy, Where)> {
+        let Some(path) = crate::policy::chosen(self.policy.as_deref(), false) else {
+            return Err(crate::report::usage(format!(
+                "{command} works by policy: give --policy FILE or set OFFSITE_POLICY"
+            )));
+        };
+        let policy = crate::policy::load(&path)?;
+        let place = Where {
+            named: crate::policy::locations(&policy, true),
+            prefix: policy.prefix.clone(),
+            policy: None,
+        };
+        Ok((policy, place))
+    }
+}
+
 impl Where {
     /// The URLs, in order.
     pub fn urls(&self) -> Vec<String> {

@@ -16,7 +16,7 @@ use super::{InventoryArgs, PolicyArgs};
 use crate::engine::inventory::{Entry, State};
 use crate::metrics::{Metrics, MetricsArgs};
 use crate::registry::{key_prefix, Opened};
-use crate::report::{exit, outln, usage, Output};
+use crate::report::{exit, outln, Output};
 
 /// Arguments of `offsite prune`.
 #[derive(Debug, Args)]
@@ -60,14 +60,12 @@ pub(super) async fn run(args: PruneArgs, out: Output) -> Result<u8> {
 }
 
 async fn run_inner(args: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let place = args.policy.resolve(&[], None)?;
-    let Some(policy) = place.policy.as_ref() else {
-        return Err(usage("prune needs --policy FILE (or OFFSITE_POLICY)"));
-    };
+    let (policy, place) = args.policy.required("prune")?;
+    let policy = &policy;
     m.set_policy(&policy.name);
     let locations = place.open().await?;
     let (inv, reads) =
-        super::status::read_inventory(policy, &locations, args.inventory.options()).await;
+        crate::engine::holdings::read_inventory(policy, &locations, args.inventory.options()).await;
     // Prune decides from everything there is: a destination that cannot be read could hold
     // the newest archive of a series, so nothing is deleted anywhere.
     for (r, (name, _)) in reads.iter().zip(&place.named) {

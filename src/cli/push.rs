@@ -202,168 +202,6 @@ async fn run_inner(args: PushArgs, out: Output, m: &mut Metrics) -> Result<u8> {
             (source, Some(digest))
         }
     };
-    let job = Job {
-        policy,
-        named,
-        prefix,
-        recipients,
-        source,
-        name,
-        len,
-        metadata,
-        expect_plaintext,
-    };
-    push_checked(args, out, m, job).await
-}
-
-/// A push whose source and destinations are decided.
-struct Job {
-    policy: Option<Policy>,
-    named: Vec<(String, String)>,
-    prefix: Option<String>,
-    recipients: Vec<Recipient>,
-    source: Source,
-    name: String,
-    len: Option<u64>,
-    metadata: Option<serde_json::Value>,
-    expect_plaintext: Option<Digest>,
-}
-
-/// Reads a backup job's metadata.json: JSON, at most 64 KiB (it goes into every manifest).
-fn read_metadata(path: &std::path::Path) -> Result<serde_json::Value> {
-    const MAX: u64 = 64 << 10;
-    let bytes = std::fs::read(path).map_err(|e| {
-        usage(format!(
-            "cannot read --metadata {}: {e}; give the metadata.json the backup job wrote",
-            path.display()
-        ))
-    })?;
-    if bytes.len() as u64 > MAX {
-        return Err(usage(format!(
-            "--metadata {} is {} bytes; at most {MAX} bytes of JSON go into a manifest",
-            path.display(),
-            bytes.len()
-        )));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        usage(format!(
-            "--metadata {} is not JSON ({e}); give the job's metadata.json",
-            path.display()
-        ))
-    })
-}
-
-/// The SHA-256 that the checksum file `list` gives for the archive: the line whose file name
-/// is the source's (or the archive's) name. `sha256sum` lines (`HEX  NAME`, `HEX *NAME`) and
-/// BSD tags (`SHA256 (NAME) = HEX`) are read.
-fn checksum_for(list: &std::path::Path, source: &std::path::Path, name: &str) -> Result<String> {
-    let text = std::fs::read_to_string(list).map_err(|e| {
-        usage(format!(
-            "cannot read --checksums {}: {e}; give the checksums.sha256 the backup job wrote",
-            list.display()
-        ))
-    })?;
-    let file_name = source.file_name().and_then(|n| n.to_str()).unwrap_or(name);
-    match find_checksum(&text, &[file_name, name]) {
-        Ok(Some(hex)) => Ok(hex),
-        Ok(None) => Err(usage(format!(
-            "--checksums {} has no line for {file_name}; it lists {}",
-            list.display(),
-            listed_names(&text)
-        ))),
-        Err(line) => Err(usage(format!(
-            "--checksums {}: line {line} is not a SHA-256 line (`HEX  NAME`, as sha256sum writes)",
-            list.display()
-        ))),
-    }
-}
-
-/// The parsed lines of a checksum file: (hex, file name), or `Err(line number)`.
-fn checksum_lines(text: &str) -> impl Iterator<Item = Result<(String, &str), usize>> {
-    text.lines().enumerate().filter_map(|(i, line)| {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            return None;
-        }
-        let parsed = if let Some(rest) = line.strip_prefix("SHA256 (") {
-            rest.rsplit_once(") = ")
-                .map(|(n, h)| (h.trim().to_string(), n))
-        } else {
-            line.split_once(' ').map(|(h, n)| {
-                let n = n
-                    .strip_prefix(' ')
-                    .or_else(|| n.strip_prefix('*'))
-                    .unwrap_or(n);
-                (h.to_string(), n)
-            })
-        };
-        Some(match parsed {
-            Some((h, n)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Ok((h.to_ascii_lowercase(), n))
-            }
-            _ => Err(i + 1),
-        })
-    })
-}
-
-fn find_checksum(text: &str, names: &[&str]) -> Result<Option<String>, usize> {
-    for line in checksum_lines(text) {
-        let (hex, n) = line?;
-        let base = n.rsplit('/').next().unwrap_or(n);
-        if names.contains(&base) {
-            return Ok(Some(hex));
-        }
-    }
-    Ok(None)
-}
-
-fn listed_names(text: &str) -> String {
-    let names: Vec<&str> = checksum_lines(text)
-        .filter_map(|l| l.ok().map(|(_, n)| n))
-        .collect();
-    if names.is_empty() {
-        "no files".into()
-    } else {
-        names.join(", ")
-    }
-}
-
-/// Hashes the source and compares it with the checksum file's line; a mismatch stores nothing.
-async fn check_source(
-    source: Source,
-    want: &str,
-    list: &std::path::Path,
-    len: Option<u64>,
-    out: &Output,
-) -> Result<(Source, Digest)> {
-    let pb = out.progress(len, "checking");
-    let (digest, rewound) = push::hash_source(source, pb.clone()).await?;
-    if let Some(pb) = pb {
-        pb.finish_and_clear();
-    }
-    if digest.sha256 != want {
-        return Err(anyhow::anyhow!(
-            "the source does not match {}: it lists SHA-256 {want}, the file has {} ({} bytes); nothing was stored. The backup job's output is damaged or was changed after it was checksummed: rerun the job",
-            list.display(),
-            digest.sha256,
-            digest.size
-        ));
-    }
-    Ok((rewound.expect("a file source is rewound"), digest))
-}
-
-async fn push_checked(args: PushArgs, out: Output, m: &mut Metrics, job: Job) -> Result<u8> {
-    let Job {
-        policy,
-        named,
-        prefix,
-        recipients,
-        source,
-        name,
-        len,
-        metadata,
-        expect_plaintext,
-    } = job;
     let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
     let destinations = super::open_all(&urls, prefix.as_deref()).await?;
     {
@@ -533,6 +371,129 @@ async fn push_checked(args: PushArgs, out: Output, m: &mut Metrics, job: Job) ->
         );
     }
     Ok(code)
+}
+
+/// Reads a backup job's metadata.json: JSON, at most 64 KiB (it goes into every manifest).
+fn read_metadata(path: &std::path::Path) -> Result<serde_json::Value> {
+    const MAX: u64 = 64 << 10;
+    let bytes = std::fs::read(path).map_err(|e| {
+        usage(format!(
+            "cannot read --metadata {}: {e}; give the metadata.json the backup job wrote",
+            path.display()
+        ))
+    })?;
+    if bytes.len() as u64 > MAX {
+        return Err(usage(format!(
+            "--metadata {} is {} bytes; at most {MAX} bytes of JSON go into a manifest",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        usage(format!(
+            "--metadata {} is not JSON ({e}); give the job's metadata.json",
+            path.display()
+        ))
+    })
+}
+
+/// The SHA-256 that the checksum file `list` gives for the archive: the line whose file name
+/// is the source's (or the archive's) name. `sha256sum` lines (`HEX  NAME`, `HEX *NAME`) and
+/// BSD tags (`SHA256 (NAME) = HEX`) are read.
+fn checksum_for(list: &std::path::Path, source: &std::path::Path, name: &str) -> Result<String> {
+    let text = std::fs::read_to_string(list).map_err(|e| {
+        usage(format!(
+            "cannot read --checksums {}: {e}; give the checksums.sha256 the backup job wrote",
+            list.display()
+        ))
+    })?;
+    let file_name = source.file_name().and_then(|n| n.to_str()).unwrap_or(name);
+    match find_checksum(&text, &[file_name, name]) {
+        Ok(Some(hex)) => Ok(hex),
+        Ok(None) => Err(usage(format!(
+            "--checksums {} has no line for {file_name}; it lists {}",
+            list.display(),
+            listed_names(&text)
+        ))),
+        Err(line) => Err(usage(format!(
+            "--checksums {}: line {line} is not a SHA-256 line (`HEX  NAME`, as sha256sum writes)",
+            list.display()
+        ))),
+    }
+}
+
+/// The parsed lines of a checksum file: (hex, file name), or `Err(line number)`.
+fn checksum_lines(text: &str) -> impl Iterator<Item = Result<(String, &str), usize>> {
+    text.lines().enumerate().filter_map(|(i, line)| {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let parsed = if let Some(rest) = line.strip_prefix("SHA256 (") {
+            rest.rsplit_once(") = ")
+                .map(|(n, h)| (h.trim().to_string(), n))
+        } else {
+            line.split_once(' ').map(|(h, n)| {
+                let n = n
+                    .strip_prefix(' ')
+                    .or_else(|| n.strip_prefix('*'))
+                    .unwrap_or(n);
+                (h.to_string(), n)
+            })
+        };
+        Some(match parsed {
+            Some((h, n)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok((h.to_ascii_lowercase(), n))
+            }
+            _ => Err(i + 1),
+        })
+    })
+}
+
+fn find_checksum(text: &str, names: &[&str]) -> Result<Option<String>, usize> {
+    for line in checksum_lines(text) {
+        let (hex, n) = line?;
+        let base = n.rsplit('/').next().unwrap_or(n);
+        if names.contains(&base) {
+            return Ok(Some(hex));
+        }
+    }
+    Ok(None)
+}
+
+fn listed_names(text: &str) -> String {
+    let names: Vec<&str> = checksum_lines(text)
+        .filter_map(|l| l.ok().map(|(_, n)| n))
+        .collect();
+    if names.is_empty() {
+        "no files".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Hashes the source and compares it with the checksum file's line; a mismatch stores nothing.
+async fn check_source(
+    source: Source,
+    want: &str,
+    list: &std::path::Path,
+    len: Option<u64>,
+    out: &Output,
+) -> Result<(Source, Digest)> {
+    let pb = out.progress(len, "checking");
+    let (digest, rewound) = push::hash_source(source, pb.clone()).await?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    if digest.sha256 != want {
+        return Err(anyhow::anyhow!(
+            "the source does not match {}: it lists SHA-256 {want}, the file has {} ({} bytes); nothing was stored. The backup job's output is damaged or was changed after it was checksummed: rerun the job",
+            list.display(),
+            digest.sha256,
+            digest.size
+        ));
+    }
+    Ok((rewound.expect("a file source is rewound"), digest))
 }
 
 /// The placement a push reached: the copies it holds now, and replicas still to be filled by

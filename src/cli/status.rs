@@ -4,19 +4,15 @@
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use offsite_policies::inventory::{self, CopyState, Inventory, Lock, Proof};
 use offsite_policies::placement::slots;
 use offsite_policies::policy::Policy;
 use offsite_policies::status::{age_words, judge, Status};
-use offsite_storage::StorageExt;
 use serde_json::json;
 
 use super::{InventoryArgs, PolicyArgs};
-use crate::archive::VerifiedRecord;
-use crate::engine::inventory::{scan, Entry, State};
+use crate::engine::holdings::read_inventory;
 use crate::metrics::{Metrics, MetricsArgs};
-use crate::registry::Opened;
-use crate::report::{exit, outln, time, usage, Output};
+use crate::report::{exit, outln, time, Output};
 
 /// Arguments of `offsite status`.
 #[derive(Debug, Args)]
@@ -29,127 +25,6 @@ pub struct StatusArgs {
     metrics: MetricsArgs,
 }
 
-/// What was read at one destination.
-pub struct Read {
-    /// The destination's entries, or why it could not be listed.
-    pub entries: Result<Vec<Entry>, String>,
-    /// Proofs read from verification records, by archive name.
-    pub proofs: std::collections::BTreeMap<String, Proof>,
-}
-
-/// Reads every destination of `policy` (`locations` in its order) into an inventory.
-pub async fn read_inventory(
-    policy: &Policy,
-    locations: &[Opened],
-    options: crate::engine::inventory::ReadOptions,
-) -> (Inventory, Vec<Read>) {
-    let mut inv = Inventory::new(
-        policy
-            .destinations
-            .iter()
-            .map(|d| inventory::Destination {
-                name: d.name.clone(),
-                kind: d.kind(),
-                offsite: d.is_offsite(),
-            })
-            .collect(),
-    );
-    let reads: Vec<Read> = futures::future::join_all(locations.iter().zip(&policy.destinations).map(|(loc, d)| async move {
-        match scan(loc, options).await {
-            Ok(mut entries) => {
-                let proofs = read_proofs(loc, &entries).await;
-                // A locked copy under a delete marker still counts (DESIGN.md "Locks").
-                if d.lock.is_some() {
-                    match crate::engine::hidden::hidden(loc).await {
-                        Ok(hidden) => {
-                            for h in hidden {
-                                let live = entries
-                                    .iter()
-                                    .any(|e| e.name == h.entry.name && e.state == State::Complete);
-                                if !live {
-                                    entries.retain(|e| e.name != h.entry.name);
-                                    tracing::info!(destination = %d.name, archive = %h.entry.name, "a locked copy under a delete marker counts");
-                                    entries.push(h.entry);
-                                }
-                            }
-                        }
-                        Err(e) => tracing::warn!(destination = %d.name, error = %e, "cannot list versions"),
-                    }
-                }
-                Read {
-                    entries: Ok(entries),
-                    proofs,
-                }
-            }
-            Err(e) => Read {
-                entries: Err(e.to_string()),
-                proofs: Default::default(),
-            },
-        }
-    }))
-    .await;
-    for (i, read) in reads.iter().enumerate() {
-        let Ok(entries) = &read.entries else { continue };
-        for e in entries {
-            let state = match e.state {
-                State::Complete => CopyState::Complete,
-                State::WrongSize => CopyState::WrongSize,
-                State::Incomplete => CopyState::Incomplete,
-                State::MissingData => CopyState::MissingData,
-                State::BadManifest => CopyState::BadManifest,
-            };
-            inv.add(
-                &e.name,
-                e.created(),
-                inventory::Copy {
-                    destination: i,
-                    state,
-                    size: e.object.as_ref().map(|o| o.size),
-                    lock: e
-                        .manifest
-                        .as_ref()
-                        .and_then(|m| m.retain_until)
-                        .map(|until| Lock {
-                            until: Some(until),
-                            legal_hold: false,
-                        }),
-                    proof: read.proofs.get(&e.name).copied(),
-                },
-            );
-        }
-    }
-    (inv, reads)
-}
-
-/// The verification records of a destination (one per proven copy): the latest passed proof
-/// is what verify-every needs, and every recorded failure is damage.
-async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTreeMap<String, Proof> {
-    let mut with_record: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| e.verified_key.is_some() && e.state == State::Complete)
-        .collect();
-    with_record.sort_by_key(|e| std::cmp::Reverse(e.created()));
-    let mut out = std::collections::BTreeMap::new();
-    for e in with_record {
-        let key = e.verified_key.as_deref().expect("filtered");
-        let Ok(bytes) = loc.store.get_bytes(key).await else {
-            continue;
-        };
-        let Ok(r) = serde_json::from_slice::<VerifiedRecord>(&bytes) else {
-            continue;
-        };
-        let proof = Proof {
-            at: r.time,
-            deep: matches!(r.depth.as_str(), "deep" | "drill"),
-            passed: r.result == "ok",
-        };
-        // Every record is read: a failure recorded for an older archive is damage even when a
-        // newer one passed.
-        out.insert(e.name.clone(), proof);
-    }
-    out
-}
-
 pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
     let mut m = Metrics::new("status", "-");
     // Metrics on every exit, an early failure too: a stale file must not say all is well.
@@ -160,10 +35,8 @@ pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
 }
 
 async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let place = args.policy.resolve(&[], None)?;
-    let Some(policy) = place.policy.as_ref() else {
-        return Err(usage("status needs --policy FILE (or OFFSITE_POLICY)"));
-    };
+    let (policy, place) = args.policy.required("status")?;
+    let policy = &policy;
     m.set_policy(&policy.name);
     let locations = place.open().await?;
     let (inv, reads) = read_inventory(policy, &locations, args.inventory.options()).await;

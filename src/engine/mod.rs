@@ -1,6 +1,7 @@
 //! The engine: runs pushes, verification and restores against stores.
 
 pub mod hidden;
+pub mod holdings;
 pub mod identity;
 pub mod inventory;
 pub mod push;

@@ -332,39 +332,17 @@ pub async fn run(
             pb.set_position(0);
             pb.set_length(manifest.plaintext.size);
         }
-        let res = match target {
-            Target::Stdout => {
-                let out = CountingWriter {
-                    inner: std::io::stdout(),
-                    count: written.clone(),
-                };
-                read_copy(
-                    loc,
-                    &object_key,
-                    None,
-                    manifest,
-                    identities.clone(),
-                    out,
-                    pb.clone(),
-                    false,
-                )
-                .await
-                .map(|(p, _)| p)
-            }
-            Target::File { path, force } => {
-                restore_to_file(
-                    loc,
-                    &object_key,
-                    None,
-                    manifest,
-                    identities.clone(),
-                    path,
-                    *force,
-                    pb.clone(),
-                )
-                .await
-            }
-        };
+        let res = read_to(
+            loc,
+            &object_key,
+            None,
+            manifest,
+            identities.clone(),
+            target,
+            pb.clone(),
+            &written,
+        )
+        .await;
         match res {
             Ok(proven) => {
                 attempts.push(Attempt {
@@ -441,6 +419,40 @@ pub async fn run(
     ))
 }
 
+/// Reads one copy (the current object, or `version` of it) into `target`, counting what reaches
+/// standard output so that a caller never falls back onto bytes already written.
+#[allow(clippy::too_many_arguments)]
+async fn read_to(
+    loc: &Opened,
+    object_key: &str,
+    version: Option<&str>,
+    manifest: &crate::archive::Manifest,
+    identities: Option<Arc<Identities>>,
+    target: &Target,
+    pb: Option<ProgressBar>,
+    written: &Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Proven, ReadbackError> {
+    match target {
+        Target::Stdout => {
+            let out = CountingWriter {
+                inner: std::io::stdout(),
+                count: written.clone(),
+            };
+            read_copy(
+                loc, object_key, version, manifest, identities, out, pb, false,
+            )
+            .await
+            .map(|(p, _)| p)
+        }
+        Target::File { path, force } => {
+            restore_to_file(
+                loc, object_key, version, manifest, identities, path, *force, pb,
+            )
+            .await
+        }
+    }
+}
+
 /// `-o DIR` restores into the directory under the archive's name, as `cp` does; an existing
 /// file is never replaced without `--force`.
 fn resolve_target(target: &Target, name: &str) -> Result<Target> {
@@ -512,36 +524,17 @@ async fn restore_hidden(
             .expect("hidden entries carry the object")
             .key;
         let version = Some(h.object_version.as_str());
-        let res = match &target {
-            Target::Stdout => read_copy(
-                loc,
-                object_key,
-                version,
-                manifest,
-                identities.clone(),
-                CountingWriter {
-                    inner: std::io::stdout(),
-                    count: written.clone(),
-                },
-                pb.clone(),
-                false,
-            )
-            .await
-            .map(|(p, _)| p),
-            Target::File { path, force } => {
-                restore_to_file(
-                    loc,
-                    object_key,
-                    version,
-                    manifest,
-                    identities.clone(),
-                    path,
-                    *force,
-                    pb.clone(),
-                )
-                .await
-            }
-        };
+        let res = read_to(
+            loc,
+            object_key,
+            version,
+            manifest,
+            identities.clone(),
+            &target,
+            pb.clone(),
+            &written,
+        )
+        .await;
         match res {
             Ok(proven) => {
                 attempts.push(Attempt {

@@ -60,6 +60,7 @@ impl Sandbox {
         c.env("OFFSITE_CACHE_DIR", self.path("cache"))
             .envs(NO_METADATA_PROBES)
             .env_remove("OFFSITE_IDENTITY_FILE")
+            .env_remove("OFFSITE_POLICY")
             .env_remove("RUST_LOG")
             .current_dir(self.dir.path());
         for v in NO_MANAGED_IDENTITY {
@@ -74,6 +75,7 @@ impl Sandbox {
         c.env("OFFSITE_CACHE_DIR", self.path("cache"))
             .envs(NO_METADATA_PROBES)
             .env_remove("OFFSITE_IDENTITY_FILE")
+            .env_remove("OFFSITE_POLICY")
             .env_remove("RUST_LOG")
             .current_dir(self.dir.path());
         for v in NO_MANAGED_IDENTITY {
@@ -107,6 +109,11 @@ impl Sandbox {
         }
         c.output().unwrap()
     }
+}
+
+/// `cmd ARGS... --policy POLICY`, run to completion.
+pub fn policy_run(mut cmd: Command, args: &[&str], policy: &Path) -> std::process::Output {
+    cmd.args(args).arg("--policy").arg(policy).output().unwrap()
 }
 
 pub fn stderr(o: &std::process::Output) -> String {

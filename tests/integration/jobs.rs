@@ -157,13 +157,10 @@ offsite = 1
     p
 }
 
+/// The S3 credentials, and GCS through the URLs' endpoint only.
 fn job_cmd(sb: &Sandbox) -> assert_cmd::Command {
-    let mut c = sb.cmd();
-    c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
-        .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("STORAGE_EMULATOR_HOST")
-        .env_remove("OFFSITE_POLICY");
+    let mut c = sb.s3_cmd();
+    c.env_remove("STORAGE_EMULATOR_HOST");
     c
 }
 
@@ -226,11 +223,7 @@ async fn push_status_drill_and_restore_by_policy_across_file_s3_and_gcs_with_rea
     assert_eq!(m["metadata"]["host"], "db1");
 
     // Never proven: status names verify-every and exits 3.
-    let o = job_cmd(&sb)
-        .args(["status", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(job_cmd(&sb), &["status"], &p);
     assert_code(&o, 3);
     assert!(
         stderr(&o).contains("verify-every 7d: no deep verify or drill ever proved a copy at local"),
@@ -374,11 +367,7 @@ async fn push_status_drill_and_restore_by_policy_across_file_s3_and_gcs_with_rea
     assert_code(&o, 0);
     assert_eq!(sha256_file(&sb.path("restored.tar.gz")), sha256_file(&file));
     assert!(stderr(&o).contains("from s3://"), "{}", stderr(&o));
-    let o = job_cmd(&sb)
-        .args(["status", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(job_cmd(&sb), &["status"], &p);
     assert_code(&o, 4);
     assert!(
         stderr(&o).contains(&format!(
@@ -388,11 +377,7 @@ async fn push_status_drill_and_restore_by_policy_across_file_s3_and_gcs_with_rea
         stderr(&o)
     );
     // ls and verify --policy see all three destinations.
-    let o = job_cmd(&sb)
-        .args(["verify", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(job_cmd(&sb), &["verify"], &p);
     assert_code(&o, 4);
     assert!(
         stdout(&o).contains("2 of 3 copies checked good"),
@@ -432,11 +417,7 @@ async fn a_destination_down_stores_the_rest_and_exits_3_naming_the_placement_the
         "{}",
         stderr(&o)
     );
-    let o = job_cmd(&sb)
-        .args(["status", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(job_cmd(&sb), &["status"], &p);
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("cannot read destination primary"),
@@ -558,11 +539,7 @@ immutable = 1
     )
     .unwrap();
     // Before --create: the buckets are missing, so the probe fails (exit 1) and names them.
-    let o = job_cmd(&sb)
-        .args(["plan", "--check-access", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(job_cmd(&sb), &["plan", "--check-access"], &p);
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("destination vault could not be checked"),
@@ -570,11 +547,7 @@ immutable = 1
         stderr(&o)
     );
 
-    let o = job_cmd(&sb)
-        .args(["plan", "--create", "--check-access", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(job_cmd(&sb), &["plan", "--create", "--check-access"], &p);
     assert_code(&o, 0);
     let out = stdout(&o);
     assert!(
@@ -600,19 +573,15 @@ immutable = 1
     assert_eq!(v["placement"]["immutable"], 1, "{v}");
     assert!(v["destinations"][0]["retain_until"].is_string(), "{v}");
     // Again: nothing to create, and the probe left nothing behind.
-    let o = job_cmd(&sb)
-        .args(["--json", "plan", "--create", "--check-access", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(
+        job_cmd(&sb),
+        &["--json", "plan", "--create", "--check-access"],
+        &p,
+    );
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["access"][1]["create"], "exists already; nothing changed");
-    let o = job_cmd(&sb)
-        .args(["ls", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(job_cmd(&sb), &["ls"], &p);
     assert_code(&o, 0);
     assert!(
         !stdout(&o).contains("offsite-access-check"),

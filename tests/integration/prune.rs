@@ -134,12 +134,7 @@ fn a_month_on_local_disks_is_pruned_by_each_destinations_rules_and_the_rails_ref
     }
 
     // The dry run: the plan, nothing changed.
-    let o = sb
-        .cmd()
-        .args(["--json", "prune", "--dry-run", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["--json", "prune", "--dry-run"], &p);
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let plan = v["plan"].as_array().unwrap();
@@ -180,12 +175,7 @@ fn a_month_on_local_disks_is_pruned_by_each_destinations_rules_and_the_rails_ref
     assert!(orphan.exists());
 
     // max-delete: more deletions than allowed refuse the whole plan (exit 5), nothing goes.
-    let o = sb
-        .cmd()
-        .args(["prune", "--max-delete", "5", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["prune", "--max-delete", "5"], &p);
     assert_code(&o, 5);
     assert!(
         stderr(&o).contains("error: refused: max-delete 5: the plan deletes 27 archives at local"),
@@ -196,12 +186,7 @@ fn a_month_on_local_disks_is_pruned_by_each_destinations_rules_and_the_rails_ref
     assert_eq!(manifests(&usb).len(), 30);
 
     // The real run: what remains is exactly the plan's keep set, data and manifest alike.
-    let o = sb
-        .cmd()
-        .args(["prune", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["prune"], &p);
     assert_code(&o, 0);
     let strip = |v: Vec<String>| -> Vec<String> { v };
     assert_eq!(strip(manifests(&local)), newest3);
@@ -218,20 +203,10 @@ fn a_month_on_local_disks_is_pruned_by_each_destinations_rules_and_the_rails_ref
         "a recent spool stays"
     );
     // Status still holds for the newest archive (placement default: 1 copy).
-    let o = sb
-        .cmd()
-        .args(["status", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["status"], &p);
     assert_code(&o, 0);
     // Run again: nothing left to delete.
-    let o = sb
-        .cmd()
-        .args(["--json", "prune", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["--json", "prune"], &p);
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["done"].as_array().unwrap().is_empty(), "{}", v["done"]);
@@ -249,12 +224,7 @@ fn prune_deletes_nothing_when_backups_have_stopped_unless_forced() {
     );
     // The newest archive is three days old: rpo 26h is not met.
     push_month(&sb, &p, 5, 72, || sb.cmd());
-    let o = sb
-        .cmd()
-        .args(["prune", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["prune"], &p);
     assert_code(&o, 5);
     assert!(
         stderr(&o).contains("backups seem to have stopped, so prune deletes nothing"),
@@ -262,12 +232,7 @@ fn prune_deletes_nothing_when_backups_have_stopped_unless_forced() {
         stderr(&o)
     );
     assert_eq!(manifests(&sb.path("local/app")).len(), 5);
-    let o = sb
-        .cmd()
-        .args(["prune", "--force", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["prune", "--force"], &p);
     assert_code(&o, 0);
     assert_eq!(manifests(&sb.path("local/app")).len(), 2);
     // The newest complete archive is never deleted, even by max-age.
@@ -278,12 +243,7 @@ fn prune_deletes_nothing_when_backups_have_stopped_unless_forced() {
             sb.url("local")
         ),
     );
-    let o = sb
-        .cmd()
-        .args(["prune", "--force", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["prune", "--force"], &p);
     assert_code(&o, 0);
     let left = manifests(&sb.path("local/app"));
     assert_eq!(left.len(), 1, "{left:?}");
@@ -315,13 +275,7 @@ async fn locked_copies_stay_and_weekly_keeps_get_longer_locks(server: &str) {
              [retention]\nkeep-last = 2\nkeep-weekly = 2\nmin-age = \"0h\"\n"
         ),
     );
-    let cmd = || {
-        let mut c = sb.cmd();
-        c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
-            .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
-            .env("AWS_REGION", "us-east-1");
-        c
-    };
+    let cmd = || sb.s3_cmd();
     // Ten days of archives; the oldest three were pushed without a lock (a policy change), so
     // prune can delete them; the rest are locked for a day from the push.
     let names = push_month(&sb, &p, 7, 2, cmd);
@@ -362,11 +316,7 @@ async fn locked_copies_stay_and_weekly_keeps_get_longer_locks(server: &str) {
         .into_iter()
         .find(|u| u.id == upload)
         .and_then(|u| u.started);
-    let o = cmd()
-        .args(["--json", "prune", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(cmd(), &["--json", "prune"], &p);
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let plan = v["plan"].as_array().unwrap();
@@ -472,11 +422,7 @@ async fn prune_on_azurite_deletes_manifest_and_data_of_what_the_rules_drop() {
         c
     };
     let names = push_month(&sb, &p, 5, 2, cmd);
-    let o = cmd()
-        .args(["--json", "prune", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(cmd(), &["--json", "prune"], &p);
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -496,7 +442,7 @@ async fn prune_on_azurite_deletes_manifest_and_data_of_what_the_rules_drop() {
             assert_eq!(there, i < 2, "{key}");
         }
     }
-    let o = cmd().args(["ls", "--policy"]).arg(&p).output().unwrap();
+    let o = policy_run(cmd(), &["ls"], &p);
     assert_code(&o, 0);
     assert_eq!(stdout(&o).matches("complete").count(), 2, "{}", stdout(&o));
 }
@@ -517,13 +463,7 @@ async fn a_locked_copy_under_a_delete_marker_counts_in_status_and_restores_on_mo
              [placement]\ncopies = 1\nimmutable = 1\n"
         ),
     );
-    let cmd = || {
-        let mut c = sb.cmd();
-        c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
-            .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
-            .env("AWS_REGION", "us-east-1");
-        c
-    };
+    let cmd = || sb.s3_cmd();
     let archive = format!("app-backup-{}.tar.gz", stamp(1));
     let file = sb.archive(&archive, 30_000, 9);
     let o = cmd()
@@ -548,17 +488,13 @@ async fn a_locked_copy_under_a_delete_marker_counts_in_status_and_restores_on_mo
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let o = cmd().args(["ls", "--policy"]).arg(&p).output().unwrap();
+    let o = policy_run(cmd(), &["ls"], &p);
     assert!(
         !stdout(&o).contains("complete"),
         "the live listing shows nothing: {}",
         stdout(&o)
     );
-    let o = cmd()
-        .args(["--json", "status", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(cmd(), &["--json", "status"], &p);
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["destinations"][0]["complete"], 1, "{v}");

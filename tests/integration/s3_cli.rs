@@ -24,7 +24,8 @@ async fn bucket_on(var: &str, tag: &str, object_lock: bool, query: &str) -> Buck
 }
 
 impl Sandbox {
-    fn s3_cmd(&self) -> assert_cmd::Command {
+    /// The offsite command with the S3 emulators' test credentials.
+    pub(crate) fn s3_cmd(&self) -> assert_cmd::Command {
         let mut c = self.cmd();
         c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
             .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
