@@ -20,6 +20,25 @@ pub struct Opened {
     pub local: Option<Arc<LocalStore>>,
     /// Placement options from the URL's query.
     pub options: DestinationOptions,
+    /// The concrete cloud store, for what only works between two stores of one provider
+    /// (replication's server-side copies).
+    pub native: Native,
+}
+
+/// The concrete store behind an [`Opened`] cloud location.
+#[derive(Debug, Clone)]
+pub enum Native {
+    /// file:// and memory://: nothing provider-specific.
+    Other,
+    /// s3://
+    #[cfg(feature = "s3")]
+    S3(Arc<offsite_s3::S3Store>),
+    /// gs://
+    #[cfg(feature = "gcs")]
+    Gcs(Arc<offsite_gcs::GcsStore>),
+    /// az://
+    #[cfg(feature = "azure")]
+    Azure(Arc<offsite_azure::AzureStore>),
 }
 
 /// The push-time lock when a destination sets `lock` without `lock-days`.
@@ -166,6 +185,7 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 store: local.clone(),
                 local: Some(local),
                 options,
+                native: Native::Other,
             })
         }
         Scheme::Memory => {
@@ -176,6 +196,7 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 store,
                 local: None,
                 options,
+                native: Native::Other,
             })
         }
         #[cfg(feature = "s3")]
@@ -184,9 +205,10 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
             let store = Arc::new(offsite_s3::S3Store::open(cfg, location.as_str()).await);
             Ok(Opened {
                 location,
-                store,
+                store: store.clone(),
                 local: None,
                 options,
+                native: Native::S3(store),
             })
         }
         #[cfg(feature = "gcs")]
@@ -195,16 +217,23 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
             let store = Arc::new(offsite_gcs::GcsStore::open(cfg, location.as_str()).await?);
             Ok(Opened {
                 location,
-                store,
+                store: store.clone(),
                 local: None,
                 options,
+                native: Native::Gcs(store),
             })
         }
         #[cfg(feature = "azure")]
         Scheme::Azure => {
             let cfg = offsite_azure::AzureConfig::from_location(&location)?;
             let store = Arc::new(offsite_azure::AzureStore::open(cfg, location.as_str())?);
-            Ok(Opened { location, store, local: None, options })
+            Ok(Opened {
+                location,
+                store: store.clone(),
+                local: None,
+                options,
+                native: Native::Azure(store),
+            })
         }
         #[allow(unreachable_patterns)]
         scheme => Err(Error::new(

@@ -118,6 +118,127 @@ impl AzureStore {
         })
     }
 
+    /// Whether [`AzureStore::copy_from`] can copy from `other` server-side: the same account.
+    pub fn same_service(&self, other: &AzureStore) -> bool {
+        self.inner.cfg.account == other.inner.cfg.account
+            && self.inner.cfg.endpoint == other.inner.cfg.endpoint
+    }
+
+    /// Server-side copy (Copy Blob) from another container of the same storage account; the
+    /// bytes never pass through this process. Another account is `Unsupported` (its blob would
+    /// need a SAS URL as the copy source): stream the copy instead.
+    pub async fn copy_from(
+        &self,
+        source: &AzureStore,
+        from: &str,
+        to: &str,
+        options: PutOptions,
+    ) -> Result<Receipt> {
+        if !self.same_service(source) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                PROVIDER,
+                Operation::Copy,
+                "a server-side copy between storage accounts needs a SAS source URL",
+            )
+            .with_key(to)
+            .with_hint("copy through this process (a streamed copy) instead"));
+        }
+        self.copy_blob(&source.inner, from, to, options).await
+    }
+
+    /// Copy Blob from `source` (this store's container, or another container of the same
+    /// account) to `to` here, polled until the service says it is complete.
+    async fn copy_blob(
+        &self,
+        source: &Inner,
+        from: &str,
+        to: &str,
+        options: PutOptions,
+    ) -> Result<Receipt> {
+        let i = &self.inner;
+        let src = source.blob(from, Operation::Copy)?;
+        let dst = i.blob(to, Operation::Copy)?;
+        if !options.metadata.is_empty() {
+            // Never dropped silently: say so, as the GCS rewrite does.
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                PROVIDER,
+                Operation::Copy,
+                "Copy Blob keeps the source blob's metadata; offsite cannot set other metadata on a copy",
+            )
+            .with_key(to)
+            .with_hint("copy without metadata, or upload the object instead of copying it"));
+        }
+        let source_meta = source.head(from).await?;
+        if options.if_not_exists {
+            match i.head(to).await {
+                Ok(_) => return Err(Error::already_exists(PROVIDER, to)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        dst.start_copy_from_url(src.url().to_string(), None)
+            .await
+            .map_err(|e| map(e, Operation::Copy, &source.ctx(from)))?;
+        // Copy Blob within an account is usually done at once; poll until it is, and fail
+        // (never report success) when it is still pending after two minutes.
+        let mut complete = false;
+        for _ in 0..600 {
+            let props = dst
+                .get_properties(None)
+                .await
+                .map_err(|e| map(e, Operation::Copy, &i.ctx(to)))?;
+            match props
+                .copy_status()
+                .map_err(|e| map(e, Operation::Copy, &i.ctx(to)))?
+            {
+                Some(CopyStatus::Pending) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                }
+                Some(CopyStatus::Success) | None => {
+                    complete = true;
+                    break;
+                }
+                Some(other) => {
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        PROVIDER,
+                        Operation::Copy,
+                        format!("Copy Blob ended {other:?}"),
+                    )
+                    .with_key(to))
+                }
+            }
+        }
+        if !complete {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                PROVIDER,
+                Operation::Copy,
+                "Copy Blob is still pending after 120 s; the copy is not complete",
+            )
+            .with_key(to)
+            .with_hint(
+                "run the copy again later; the destination blob does not count until it completes",
+            )
+            .retryable(true));
+        }
+        if let Some(t) = tier(&options, to)? {
+            dst.set_tier(t, None::<BlobClientSetTierOptions>)
+                .await
+                .map_err(|e| map(e, Operation::Copy, &i.ctx(to)))?;
+        }
+        // The copy carries the lock and hold asked for, or fails: never dropped silently.
+        if let Some(r) = &options.retention {
+            self.set_immutability(to, r).await?;
+        }
+        if options.legal_hold {
+            self.set_legal_hold(to, true).await?;
+        }
+        Ok(Receipt::new(to, source_meta.size, source_meta.checksum))
+    }
+
     /// Places or releases a legal hold on a blob (Set Blob Legal Hold).
     pub async fn set_legal_hold(&self, key: &str, hold: bool) -> Result<()> {
         let i = &self.inner;
@@ -671,87 +792,7 @@ impl Storage for AzureStore {
     }
 
     async fn copy(&self, from: &str, to: &str, options: PutOptions) -> Result<Receipt> {
-        let i = &self.inner;
-        let src = i.blob(from, Operation::Copy)?;
-        let dst = i.blob(to, Operation::Copy)?;
-        if !options.metadata.is_empty() {
-            // Never dropped silently: say so, as the GCS rewrite does.
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                PROVIDER,
-                Operation::Copy,
-                "Copy Blob keeps the source blob's metadata; offsite cannot set other metadata on a copy",
-            )
-            .with_key(to)
-            .with_hint("copy without metadata, or upload the object instead of copying it"));
-        }
-        let source = i.head(from).await?;
-        if options.if_not_exists {
-            match i.head(to).await {
-                Ok(_) => return Err(Error::already_exists(PROVIDER, to)),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        dst.start_copy_from_url(src.url().to_string(), None)
-            .await
-            .map_err(|e| map(e, Operation::Copy, &i.ctx(from)))?;
-        // Copy Blob within an account is usually done at once; poll until it is, and fail
-        // (never report success) when it is still pending after two minutes.
-        let mut complete = false;
-        for _ in 0..600 {
-            let props = dst
-                .get_properties(None)
-                .await
-                .map_err(|e| map(e, Operation::Copy, &i.ctx(to)))?;
-            match props
-                .copy_status()
-                .map_err(|e| map(e, Operation::Copy, &i.ctx(to)))?
-            {
-                Some(CopyStatus::Pending) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
-                }
-                Some(CopyStatus::Success) | None => {
-                    complete = true;
-                    break;
-                }
-                Some(other) => {
-                    return Err(Error::new(
-                        ErrorKind::Other,
-                        PROVIDER,
-                        Operation::Copy,
-                        format!("Copy Blob ended {other:?}"),
-                    )
-                    .with_key(to))
-                }
-            }
-        }
-        if !complete {
-            return Err(Error::new(
-                ErrorKind::Transient,
-                PROVIDER,
-                Operation::Copy,
-                "Copy Blob is still pending after 120 s; the copy is not complete",
-            )
-            .with_key(to)
-            .with_hint(
-                "run the copy again later; the destination blob does not count until it completes",
-            )
-            .retryable(true));
-        }
-        if let Some(t) = tier(&options, to)? {
-            dst.set_tier(t, None::<BlobClientSetTierOptions>)
-                .await
-                .map_err(|e| map(e, Operation::Copy, &i.ctx(to)))?;
-        }
-        // The copy carries the lock and hold asked for, or fails: never dropped silently.
-        if let Some(r) = &options.retention {
-            self.set_immutability(to, r).await?;
-        }
-        if options.legal_hold {
-            self.set_legal_hold(to, true).await?;
-        }
-        Ok(Receipt::new(to, source.size, source.checksum))
+        self.copy_blob(&self.inner, from, to, options).await
     }
 
     fn multipart(&self) -> Option<Arc<dyn Multipart>> {

@@ -65,6 +65,13 @@ impl GcsStore {
         })
     }
 
+    /// Whether [`GcsStore::copy_from`] can copy from `other` server-side: the same endpoint
+    /// and the same credentials.
+    pub fn same_service(&self, other: &GcsStore) -> bool {
+        self.inner.cfg.endpoint == other.inner.cfg.endpoint
+            && self.inner.cfg.credentials_file == other.inner.cfg.credentials_file
+    }
+
     /// Server-side copy from another bucket (rewrite, looping until done on large objects).
     pub async fn copy_from(
         &self,

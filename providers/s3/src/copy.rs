@@ -58,20 +58,41 @@ pub(crate) async fn copy_between(
     }
     // CopyObject is idempotent (the same source to the same key): retried here, since the
     // SDK's own retries are off.
-    let out = dst
-        .retry
-        .run(|| async {
-            req.clone()
-                .send()
-                .await
-                .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))
-        })
-        .await?;
+    let send = |req: aws_sdk_s3::operation::copy_object::builders::CopyObjectFluentBuilder| async move {
+        dst.retry
+            .run(|| async {
+                req.clone()
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Copy, &dst.ctx(to)))
+            })
+            .await
+    };
+    let out = match send(req.clone()).await {
+        // moto 5.2 wants Content-MD5 on a CopyObject that carries lock headers, which a copy
+        // has no body for: copy without them, and `ensure_locks` below sets the lock before
+        // the copy is reported (an archive's manifest is written only after that).
+        Err(e)
+            if e.to_string()
+                .contains("MissingUploadObjectWithObjectLockHeaders") =>
+        {
+            let plain = req
+                .set_object_lock_mode(None)
+                .set_object_lock_retain_until_date(None)
+                .set_object_lock_legal_hold_status(None);
+            send(plain).await?
+        }
+        other => other?,
+    };
     let checksum = out.copy_object_result().and_then(|r| {
         r.checksum_sha256()
             .and_then(|v| sha256_checksum(v, r.checksum_type()))
     });
     let mut r = Receipt::new(to, size, checksum);
+    r.etag = out
+        .copy_object_result()
+        .and_then(|c| c.e_tag())
+        .map(str::to_string);
     r.version = out.version_id().map(str::to_string);
     ensure_locks(dst, to, &options).await?;
     Ok(r)

@@ -107,6 +107,13 @@ impl S3Store {
         self
     }
 
+    /// Whether [`S3Store::copy_from`] can copy from `other` server-side: the same service
+    /// (endpoint) and the same credentials (profile); regions may differ.
+    pub fn same_service(&self, other: &S3Store) -> bool {
+        self.inner.cfg.endpoint == other.inner.cfg.endpoint
+            && self.inner.cfg.profile == other.inner.cfg.profile
+    }
+
     /// Server-side copy from another bucket (possibly in another region, on the same
     /// provider): CopyObject up to 5 GiB, UploadPartCopy above. The bytes never pass through
     /// this process.
@@ -117,8 +124,21 @@ impl S3Store {
         to: &str,
         options: PutOptions,
     ) -> offsite_storage::Result<Receipt> {
-        let src_full = source.inner.check_key(from, Operation::Copy)?;
         let size = head(&source.inner, from).await?.size;
+        self.copy_sized(source, from, size, to, options).await
+    }
+
+    /// [`S3Store::copy_from`] for an object whose size the caller knows (from a listing),
+    /// without the HEAD: the part plan follows `size`, and a wrong size fails the copy.
+    pub async fn copy_sized(
+        &self,
+        source: &S3Store,
+        from: &str,
+        size: u64,
+        to: &str,
+        options: PutOptions,
+    ) -> offsite_storage::Result<Receipt> {
+        let src_full = source.inner.check_key(from, Operation::Copy)?;
         copy_between(
             &self.inner,
             &source.inner.cfg.bucket,
