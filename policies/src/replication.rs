@@ -49,6 +49,12 @@ pub struct Decision {
     pub reason: &'static str,
     /// The source's size (the destination's for a delete).
     pub size: u64,
+    /// The key as the source listed it, when it has it.
+    #[serde(skip)]
+    pub source: Option<Item>,
+    /// The key as the destination listed it, when it has it.
+    #[serde(skip)]
+    pub destination: Option<Item>,
 }
 
 /// How keys are compared and whether extra keys go.
@@ -151,9 +157,11 @@ impl<S: Iterator<Item = Item>, D: Iterator<Item = Item>> Iterator for Plan<S, D>
                 let s = self.src.next().expect("peeked");
                 order("source", &mut self.last_src, &s.key).map(|()| Decision {
                     size: s.size,
-                    key: s.key,
+                    key: s.key.clone(),
                     action: Action::Copy,
                     reason: "missing at the destination",
+                    source: Some(s),
+                    destination: None,
                 })
             }
             std::cmp::Ordering::Greater => {
@@ -169,9 +177,11 @@ impl<S: Iterator<Item = Item>, D: Iterator<Item = Item>> Iterator for Plan<S, D>
                     };
                     Decision {
                         size: d.size,
-                        key: d.key,
+                        key: d.key.clone(),
                         action,
                         reason,
+                        source: None,
+                        destination: Some(d),
                     }
                 })
             }
@@ -184,9 +194,11 @@ impl<S: Iterator<Item = Item>, D: Iterator<Item = Item>> Iterator for Plan<S, D>
                         let (action, reason) = compare(&s, &d, self.options);
                         Decision {
                             size: s.size,
-                            key: s.key,
+                            key: s.key.clone(),
                             action,
                             reason,
+                            source: Some(s),
+                            destination: Some(d),
                         }
                     })
             }
@@ -219,6 +231,183 @@ pub fn shard_of(key: &str, n: u32) -> u32 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     (h % u64::from(n.max(1))) as u32
+}
+
+/// What a replication does with one unit: a plain object, or an archive (its data object,
+/// manifest and verification record, which must move together: data first, manifest last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unit {
+    /// A key that belongs to no archive: copied as it is.
+    Object(Decision),
+    /// The keys of one archive, in key order, as the per-key plan saw them; the archive's own
+    /// decision needs both manifests ([`decide_archive`]).
+    Archive {
+        /// The archive's name (the keys without their suffix).
+        name: String,
+        /// Its keys' decisions.
+        keys: Vec<Decision>,
+    },
+}
+
+/// Groups a plan's decisions into [`Unit`]s, in key order. All keys that start with an
+/// archive's name and a dot are contiguous in key order, so the keys of one archive are always
+/// together and a group holds only keys of that range: memory stays bounded by the largest
+/// archive group, never by the listing.
+pub fn units<I>(decisions: I) -> Units<I::IntoIter>
+where
+    I: IntoIterator<Item = Result<Decision, OrderError>>,
+{
+    Units {
+        inner: decisions.into_iter().peekable(),
+        ready: std::collections::VecDeque::new(),
+    }
+}
+
+/// The iterator [`units`] returns.
+pub struct Units<I: Iterator<Item = Result<Decision, OrderError>>> {
+    inner: Peekable<I>,
+    ready: std::collections::VecDeque<Result<Unit, OrderError>>,
+}
+
+impl<I: Iterator<Item = Result<Decision, OrderError>>> Iterator for Units<I> {
+    type Item = Result<Unit, OrderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(u) = self.ready.pop_front() {
+            return Some(u);
+        }
+        let first = match self.inner.next()? {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        };
+        let name = archive_of(&first.key);
+        if name == first.key {
+            return Some(Ok(Unit::Object(first)));
+        }
+        // The range of keys under `name.`: groups by archive (nested names too), plain keys
+        // beside them, all emitted in key order of each group's first key.
+        let range = format!("{name}.");
+        let mut order: Vec<String> = vec![name.to_string()];
+        let mut groups: std::collections::HashMap<String, Vec<Decision>> =
+            std::collections::HashMap::from([(name.to_string(), vec![first])]);
+        let mut plain: Vec<(usize, Decision)> = Vec::new();
+        while let Some(Ok(d)) = self.inner.peek() {
+            if !d.key.starts_with(&range) {
+                break;
+            }
+            let d = match self.inner.next() {
+                Some(Ok(d)) => d,
+                _ => unreachable!("peeked"),
+            };
+            let n = archive_of(&d.key);
+            if n == d.key {
+                plain.push((order.len(), d));
+                continue;
+            }
+            match groups.get_mut(n) {
+                Some(g) => g.push(d),
+                None => {
+                    order.push(n.to_string());
+                    groups.insert(n.to_string(), vec![d]);
+                }
+            }
+        }
+        let mut plain = plain.into_iter().peekable();
+        for (i, n) in order.into_iter().enumerate() {
+            while let Some((_, d)) = plain.next_if(|(at, _)| *at <= i) {
+                self.ready.push_back(Ok(Unit::Object(d)));
+            }
+            let keys = groups.remove(&n).expect("grouped");
+            self.ready.push_back(Ok(Unit::Archive { name: n, keys }));
+        }
+        self.ready.extend(plain.map(|(_, d)| Ok(Unit::Object(d))));
+        // An order error right after the range ends the units too.
+        if let Some(Err(_)) = self.inner.peek() {
+            if let Some(e) = self.inner.next() {
+                self.ready.push_back(e.map(Unit::Object));
+            }
+        }
+        self.ready.pop_front()
+    }
+}
+
+/// One side's copy of an archive, as its manifest and listing describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The plaintext's SHA-256 (the archive's identity).
+    pub plaintext_sha256: String,
+    /// The stored object's SHA-256 (the same ciphertext on every copy).
+    pub stored_sha256: String,
+    /// The stored object's size, as the manifest records it.
+    pub stored_size: u64,
+    /// The data object's size as listed, when it is there.
+    pub data_size: Option<u64>,
+}
+
+/// What to do with an archive, and why: copy (data, then the destination's own manifest),
+/// skip, or leave it out because the source has no manifest for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveAction {
+    /// Copy the data (unless the destination's is proven the same) and write the manifest.
+    Copy,
+    /// The destination has the same archive, complete.
+    Skip,
+    /// The source has data but no manifest: an incomplete push, not replicated.
+    NoManifest,
+}
+
+/// The decision on one archive from both manifests. `data_proven` says the destination's data
+/// object was checked against its manifest (`--checksum`: by the provider's checksum or by
+/// reading it); without `--checksum` a complete copy with the same SHA-256s and size is trusted,
+/// as quick verify trusts it.
+pub fn decide_archive(
+    src: Option<&Held>,
+    dst: Option<&Held>,
+    checksum: bool,
+    data_proven: Option<bool>,
+) -> (ArchiveAction, &'static str) {
+    let Some(s) = src else {
+        return (
+            ArchiveAction::NoManifest,
+            "no manifest at the source (an incomplete push): not replicated",
+        );
+    };
+    if s.data_size != Some(s.stored_size) {
+        return (
+            ArchiveAction::NoManifest,
+            "the source's data object is missing or not the size its manifest records: not replicated",
+        );
+    }
+    let Some(d) = dst else {
+        return (ArchiveAction::Copy, "missing at the destination");
+    };
+    if !d.plaintext_sha256.eq_ignore_ascii_case(&s.plaintext_sha256)
+        || !d.stored_sha256.eq_ignore_ascii_case(&s.stored_sha256)
+    {
+        return (
+            ArchiveAction::Copy,
+            "a different archive under the same name",
+        );
+    }
+    if d.data_size != Some(s.stored_size) {
+        return (
+            ArchiveAction::Copy,
+            "the destination's data object is missing or the wrong size",
+        );
+    }
+    match (checksum, data_proven) {
+        (true, Some(false)) => (
+            ArchiveAction::Copy,
+            "the destination's data does not match its SHA-256 (--checksum)",
+        ),
+        (true, None) => (
+            ArchiveAction::Copy,
+            "the destination's data could not be checked (--checksum)",
+        ),
+        (true, Some(true)) => (ArchiveAction::Skip, "same archive, data checked"),
+        (false, _) => (ArchiveAction::Skip, "same archive (same SHA-256 and size)"),
+    }
 }
 
 /// Why deletions must not happen, or `None`: nothing is deleted when the source listed
@@ -342,6 +531,79 @@ mod tests {
             assert_eq!(shard_of("app/x-20261126_020000.tar.gz.verified.json", n), s);
             assert!(s < n);
         }
+    }
+
+    #[test]
+    fn an_archive_moves_as_one_unit_in_key_order() {
+        let keys = [
+            "a.tar.gz",
+            "a.tar.gz.age",
+            "a.tar.gz.age.partial",
+            "a.tar.gz.manifest.json",
+            "a.tar.gz.verified.json",
+            "a.tar.gz.x.tar.gz.age",
+            "a.tar.gz.x.tar.gz.manifest.json",
+            "b.txt",
+        ];
+        let src: Vec<Item> = keys.iter().map(|k| item(k, 1, None, None)).collect();
+        let out: Vec<Unit> = units(plan(src, Vec::new(), Options::default()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let shape: Vec<String> = out
+            .iter()
+            .map(|u| match u {
+                Unit::Object(d) => d.key.clone(),
+                Unit::Archive { name, keys } => format!("[{name}: {}]", keys.len()),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "a.tar.gz",
+                "[a.tar.gz: 3]",
+                "a.tar.gz.age.partial",
+                "[a.tar.gz.x.tar.gz: 2]",
+                "b.txt"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_archive_is_copied_unless_the_destination_holds_the_same_complete_one() {
+        let held = |p: &str, size: Option<u64>| Held {
+            plaintext_sha256: p.into(),
+            stored_sha256: "cc".into(),
+            stored_size: 10,
+            data_size: size,
+        };
+        let s = held("aa", Some(10));
+        let d = |h: Option<&Held>| decide_archive(Some(&s), h, false, None).0;
+        assert_eq!(
+            decide_archive(None, None, false, None).0,
+            ArchiveAction::NoManifest
+        );
+        assert_eq!(
+            decide_archive(Some(&held("aa", None)), None, false, None).0,
+            ArchiveAction::NoManifest
+        );
+        assert_eq!(d(None), ArchiveAction::Copy);
+        assert_eq!(d(Some(&held("AA", Some(10)))), ArchiveAction::Skip);
+        assert_eq!(d(Some(&held("bb", Some(10)))), ArchiveAction::Copy);
+        assert_eq!(d(Some(&held("aa", Some(9)))), ArchiveAction::Copy);
+        assert_eq!(d(Some(&held("aa", None))), ArchiveAction::Copy);
+        let dd = held("aa", Some(10));
+        assert_eq!(
+            decide_archive(Some(&s), Some(&dd), true, Some(false)).0,
+            ArchiveAction::Copy
+        );
+        assert_eq!(
+            decide_archive(Some(&s), Some(&dd), true, None).0,
+            ArchiveAction::Copy
+        );
+        assert_eq!(
+            decide_archive(Some(&s), Some(&dd), true, Some(true)).0,
+            ArchiveAction::Skip
+        );
     }
 
     proptest! {
