@@ -1,4 +1,4 @@
-//! Prometheus metrics of a job run (push, status, drill): a textfile for node_exporter's
+//! Prometheus metrics of a job run (push, status, drill, prune, replicate): a textfile for node_exporter's
 //! textfile collector (`--metrics-file`, written to a temporary file beside it and renamed, so
 //! the collector never reads half a file) and a push to a Pushgateway (`--pushgateway URL`,
 //! for CronJobs that end before anyone scrapes them).
@@ -46,6 +46,13 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_prune_archives_planned", "Archive copies the last prune's plan deletes, across destinations."),
     ("offsite_prune_archives_deleted", "Archive copies and orphans the last prune deleted."),
     ("offsite_prune_refused", "1 when a rail refused the last prune's plan (nothing deleted), else 0."),
+    ("offsite_replicate_copied", "Objects and archives the last replication copied to the destination."),
+    ("offsite_replicate_skipped", "Objects and archives the last replication found the same at the destination."),
+    ("offsite_replicate_deleted", "Keys the last replication deleted at the destination (--delete)."),
+    ("offsite_replicate_bytes", "Bytes the last replication copied to the destination."),
+    ("offsite_replicate_failures", "Items the last replication could not copy, delete or verify."),
+    ("offsite_replicate_not_replicated", "Archives without a manifest at the source, left out by the last replication."),
+    ("offsite_replicate_deletes_refused", "1 when a guard refused the last replication's deletions (nothing deleted), else 0."),
 ];
 
 /// Where a job's metrics go, shared by every job command.

@@ -16,6 +16,7 @@ mod ls;
 mod plan;
 mod prune;
 mod push;
+mod replicate;
 mod restore;
 mod status;
 mod verify;
@@ -32,7 +33,8 @@ mod verify;
 #[command(
     after_help = "Exit codes: 0 success; 1 failed or could not read; 2 usage or configuration; \
 3 stored or valid, but a destination failed or a rule (placement, rpo, verify-every) is not met; \
-4 a copy is missing or corrupt; 5 prune refused by a safety rail (nothing deleted). \
+4 a copy is missing or corrupt (or, for replicate, failed verification); 5 prune or replicate \
+refused by a safety rail (nothing deleted). \
 See README.md for each command's meaning."
 )]
 pub struct Cli {
@@ -73,6 +75,8 @@ enum Command {
     Drill(drill::DrillArgs),
     /// Delete what a policy's retention no longer keeps, behind safety rails; extend locks.
     Prune(prune::PruneArgs),
+    /// Copy what a source holds to other locations: incremental, verified, resumable, sharded.
+    Replicate(replicate::ReplicateArgs),
     /// Make a new age identity (secret key) and print its recipient (public key).
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
@@ -223,6 +227,7 @@ pub fn main() -> ExitCode {
             Command::Status(a) => status::run(a, out).await,
             Command::Drill(a) => drill::run(a, out).await,
             Command::Prune(a) => prune::run(a, out).await,
+            Command::Replicate(a) => replicate::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
             Command::Man(a) => completions::man(a),

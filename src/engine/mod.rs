@@ -6,6 +6,7 @@ pub mod identity;
 pub mod inventory;
 pub mod push;
 pub mod readback;
+pub mod replicate;
 pub mod restore;
 pub mod spool;
 pub mod verify;

@@ -29,6 +29,8 @@ mod plan;
 mod proxy;
 mod prune;
 mod push;
+#[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
+mod replicate;
 mod restore;
 #[cfg(feature = "s3")]
 mod s3;

@@ -1,0 +1,316 @@
+//! `offsite replicate`: make one or more destinations hold what a source holds (see
+//! `engine::replicate`), from URLs or a policy's `[replication]` section.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::engine::replicate::{self, ItemReport, Options, Summary};
+use crate::metrics::{Metrics, MetricsArgs};
+use crate::report::{exit, human_bytes, outln, Output};
+
+/// Arguments of `offsite replicate`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 everything copied and verified; 1 some items failed or a \
+listing failed; 2 usage; 4 a copy failed verification (removed, never counted); 5 deletions \
+refused by a guard (nothing deleted). 4 wins over 1, and 1 over 5."
+)]
+pub struct ReplicateArgs {
+    /// The source location, then one or more destinations (or --policy).
+    #[arg(value_name = "URL")]
+    urls: Vec<String>,
+    /// Replicate a policy's `[replication]`: from its `from` destination to each of its `to`,
+    /// under its prefix. Without URLs, OFFSITE_POLICY names it.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
+    /// A sub-prefix under every URL (with URLs only).
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// Delete at each destination what the source does not have (behind the guards: never
+    /// when the source lists nothing or a listing fails, never more than --max-delete, never
+    /// an object under a lock or legal hold).
+    #[arg(long)]
+    delete: bool,
+    /// With --delete: delete nothing when more than N keys would go.
+    #[arg(long, value_name = "N", requires = "delete")]
+    max_delete: Option<u64>,
+    /// Compare SHA-256s instead of trusting size (and ETag): one HEAD per object on each
+    /// side, and for an archive the destination's data checked against its manifest (read and
+    /// hashed where the store keeps no checksum).
+    #[arg(long)]
+    checksum: bool,
+    /// Show what would be copied and deleted, and change nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Objects and archives copied at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    jobs: u16,
+    /// Limit the bytes streamed through this process per second across all copies (512K,
+    /// 50M, 1G: powers of 1024); server-side copies do not pass through it.
+    #[arg(long, value_name = "RATE", value_parser = replicate::copy::parse_bwlimit)]
+    bwlimit: Option<u64>,
+    /// Replicate only shard I of N (I from 0, as a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX): keys are split by archive, so n runs together cover each once.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<(u32, u32), String> {
+    let bad = || format!("{s:?} is no shard: write I/N with 0 <= I < N, like 3/8");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+pub(super) async fn run(args: ReplicateArgs, out: Output) -> Result<u8> {
+    let mut m = Metrics::new("replicate", "-");
+    let res = run_inner(&args, out, &mut m).await;
+    m.finish(&args.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
+        .await;
+    res
+}
+
+/// (name, url) of the source and destinations.
+type Route = ((String, String), Vec<(String, String)>);
+
+fn route(args: &ReplicateArgs) -> Result<(Route, Option<String>, String)> {
+    use crate::report::usage;
+    if args.policy.is_some() && !args.urls.is_empty() {
+        return Err(usage(
+            "give a source and destinations as URLs or --policy FILE, not both",
+        ));
+    }
+    if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.urls.is_empty()) {
+        if args.prefix.is_some() {
+            return Err(usage(
+                "--prefix cannot be combined with --policy: the policy's prefix applies",
+            ));
+        }
+        let policy = crate::policy::load(&path)?;
+        let Some(r) = &policy.replication else {
+            return Err(usage(format!(
+                "{} has no [replication] section: add one with from = \"<destination>\" and to = [\"<replica>\", ...]",
+                path.display()
+            )));
+        };
+        let all = crate::policy::locations(&policy, true);
+        let find = |n: &str| all.iter().find(|(name, _)| name == n).cloned();
+        let from = find(&r.from).expect("validated: from names a destination");
+        let to = r.to.iter().filter_map(|t| find(t)).collect();
+        return Ok(((from, to), policy.prefix.clone(), policy.name.clone()));
+    }
+    match args.urls.as_slice() {
+        [] => Err(usage(
+            "no source: give SOURCE DESTINATION..., or --policy FILE (or set OFFSITE_POLICY)",
+        )),
+        [_] => Err(usage("no destination: give SOURCE DESTINATION...")),
+        [src, dsts @ ..] => Ok((
+            (
+                (src.clone(), src.clone()),
+                dsts.iter().map(|d| (d.clone(), d.clone())).collect(),
+            ),
+            args.prefix.clone(),
+            "-".into(),
+        )),
+    }
+}
+
+async fn run_inner(args: &ReplicateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+    let (((src_name, src_url), dsts), prefix, policy) = route(args)?;
+    m.set_policy(&policy);
+    for u in std::iter::once(&src_url).chain(dsts.iter().map(|(_, u)| u)) {
+        if u.starts_with("memory://") {
+            return Err(crate::report::usage(format!(
+                "{u}: a memory:// store lives inside one process; replicate between stores that outlast it"
+            )));
+        }
+    }
+    let urls: Vec<String> = std::iter::once(src_url.clone())
+        .chain(dsts.iter().map(|(_, u)| u.clone()))
+        .collect();
+    let opened = super::open_all(&urls, prefix.as_deref()).await?;
+    let (src, dests) = opened.split_first().expect("a source");
+    for (d, (_, url)) in dests.iter().zip(&dsts) {
+        if d.url() == src.url() {
+            return Err(crate::report::usage(format!(
+                "{url} is the source itself: give another destination"
+            )));
+        }
+    }
+    let opts = Options {
+        delete: args.delete,
+        max_delete: args.max_delete,
+        checksum: args.checksum,
+        dry_run: args.dry_run,
+        jobs: usize::from(args.jobs),
+        shard: args.shard,
+        bwlimit: args.bwlimit,
+    };
+    let mut summaries = Vec::new();
+    for (dst, (dst_name, _)) in dests.iter().zip(&dsts) {
+        let progress = out.progress(None, &format!("{src_name} -> {dst_name}"));
+        let mut printed = Ok(());
+        let mut on_item = |i: &ItemReport| {
+            if let Some(p) = &progress {
+                p.inc(i.bytes);
+            }
+            if printed.is_err() {
+                return;
+            }
+            printed = print_item(out, src.url(), dst.url(), i, progress.as_ref());
+        };
+        let s = replicate::run(src, dst, opts, &mut on_item).await;
+        if let Some(p) = progress {
+            p.finish_and_clear();
+        }
+        printed?;
+        print_summary(out, dst_name, &s)?;
+        record(m, dst_name, &s);
+        summaries.push(s);
+    }
+    Ok(code(&summaries))
+}
+
+/// 4 when a copy failed verification, else 1 when anything failed, else 5 when deletions
+/// were refused, else 0.
+fn code(summaries: &[Summary]) -> u8 {
+    if summaries.iter().any(|s| s.verify_failures > 0) {
+        exit::DAMAGED
+    } else if summaries
+        .iter()
+        .any(|s| s.failures > 0 || s.listing_error.is_some())
+    {
+        exit::FAILED
+    } else if summaries.iter().any(|s| s.deletes_refused.is_some()) {
+        exit::REFUSED
+    } else {
+        exit::OK
+    }
+}
+
+fn print_item(
+    out: Output,
+    src: &str,
+    dst: &str,
+    i: &ItemReport,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<()> {
+    if out.json {
+        let mut v = serde_json::to_value(i)?;
+        v["type"] = "item".into();
+        v["source"] = src.into();
+        v["destination"] = dst.into();
+        return outln!("{}", serde_json::to_string(&v)?);
+    }
+    if i.action == "skipped" {
+        return Ok(());
+    }
+    let mut how = Vec::new();
+    if let Some(r) = i.route {
+        how.push(match r {
+            replicate::copy::Route::ServerSide => "server-side".to_string(),
+            replicate::copy::Route::Streamed => "streamed".to_string(),
+        });
+    }
+    if let Some(v) = i.verified {
+        how.push(format!("checked by {v}"));
+    }
+    if let Some((n, of)) = i.resumed_parts {
+        how.push(format!(
+            "resumed: {n} of {of} parts were already on the server"
+        ));
+    }
+    let size = if i.bytes > 0 {
+        format!(" {}", human_bytes(i.bytes))
+    } else {
+        String::new()
+    };
+    let how = if how.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", how.join(", "))
+    };
+    let line = format!("{:<14} {}{size}{how}: {}", i.action, i.key, i.reason);
+    match progress {
+        Some(p) => {
+            p.println(line);
+            Ok(())
+        }
+        None => outln!("{line}"),
+    }
+}
+
+fn print_summary(out: Output, dst_name: &str, s: &Summary) -> Result<()> {
+    if out.json {
+        let mut v = serde_json::to_value(s)?;
+        v["type"] = "summary".into();
+        v["destination_name"] = dst_name.into();
+        return outln!("{}", serde_json::to_string(&v)?);
+    }
+    let verb = if s.dry_run { "would copy" } else { "copied" };
+    let del = if s.dry_run { "would delete" } else { "deleted" };
+    outln!(
+        "{} -> {dst_name}: {verb} {} ({}, {} server-side{}), skipped {}, {del} {}, failed {}{}",
+        s.source,
+        s.copied,
+        human_bytes(s.bytes),
+        s.server_side,
+        if s.resumed > 0 {
+            format!(", {} resumed", s.resumed)
+        } else {
+            String::new()
+        },
+        s.skipped,
+        s.deleted,
+        s.failures,
+        if s.not_replicated > 0 {
+            format!(
+                ", {} archive(s) without a manifest at the source not replicated",
+                s.not_replicated
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    if s.verify_failures > 0 {
+        outln!(
+            "  {} copy(ies) did not match the source's checksum: removed, not counted",
+            s.verify_failures
+        )?;
+    }
+    if let Some(e) = &s.listing_error {
+        outln!("  listing failed: {e}")?;
+    }
+    if let Some(why) = &s.deletes_refused {
+        outln!("  deletions refused: {why}")?;
+    }
+    Ok(())
+}
+
+fn record(m: &mut Metrics, dst: &str, s: &Summary) {
+    let l = [("destination", dst)];
+    m.set("offsite_replicate_copied", &l, s.copied as f64);
+    m.set("offsite_replicate_skipped", &l, s.skipped as f64);
+    m.set("offsite_replicate_deleted", &l, s.deleted as f64);
+    m.set("offsite_replicate_bytes", &l, s.bytes as f64);
+    m.set("offsite_replicate_failures", &l, s.failures as f64);
+    m.set(
+        "offsite_replicate_not_replicated",
+        &l,
+        s.not_replicated as f64,
+    );
+    m.flag(
+        "offsite_replicate_deletes_refused",
+        &l,
+        s.deletes_refused.is_some(),
+    );
+    m.flag("offsite_destination_up", &l, s.listing_error.is_none());
+}
