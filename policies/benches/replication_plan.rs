@@ -2,17 +2,27 @@
 //! synthetic pair of listings of 1,000,000 keys each (a tenth differing in size, a tenth only at
 //! the source, a tenth only at the destination), generated lazily in key order as a paged
 //! listing would arrive. Prints keys per second, the decisions by kind, and the process's peak
-//! RSS (VmHWM), which must stay flat: the plan streams, it holds no listing. Issue 14's target
-//! is a 1,000,000-key dry run under 100 MiB.
+//! RSS (VmHWM), which must stay flat: the plan streams, it holds no listing. Every tenth index
+//! is an archive (data and manifest, grouped into one unit); the rest are plain objects. The
+//! decisions go through `units`, as `offsite replicate` takes them. Issue 14's target is a
+//! 1,000,000-key dry run under 100 MiB.
 
 use std::time::Instant;
 
-use offsite_policies::replication::{plan, Action, Item, Options};
+use offsite_policies::replication::{plan, units, Action, Item, Options, Unit};
 
 const KEYS: u64 = 1_000_000;
 
 fn key(i: u64) -> String {
     format!("app/{:02}/app-backup-{i:09}.tar.gz.age", i % 97)
+}
+
+fn manifest(i: u64) -> String {
+    format!("app/{:02}/app-backup-{i:09}.tar.gz.manifest.json", i % 97)
+}
+
+fn plain(i: u64) -> String {
+    format!("app/{:02}/app-backup-{i:09}.txt", i % 97)
 }
 
 /// The listing of one side: every key in order, some left out, some resized.
@@ -24,11 +34,20 @@ fn side(source: bool) -> impl Iterator<Item = Item> {
             .skip(p as usize)
             .step_by(97)
             .filter(move |i| if source { i % 10 != 3 } else { i % 10 != 7 })
-            .map(move |i| Item {
-                key: key(i),
-                size: if !source && i % 10 == 5 { 2048 } else { 1024 },
-                etag: None,
-                sha256: None,
+            .flat_map(move |i| {
+                let size = if !source && i % 10 == 5 { 2048 } else { 1024 };
+                let item = |key| Item {
+                    key,
+                    size,
+                    etag: None,
+                    sha256: None,
+                };
+                // `.age` < `.manifest.json` < `.txt`: each index's keys in key order.
+                if i % 10 == 0 {
+                    vec![item(key(i)), item(manifest(i))]
+                } else {
+                    vec![item(plain(i))]
+                }
             })
     })
 }
@@ -52,19 +71,30 @@ fn main() {
         delete: true,
         checksum: false,
     };
-    for d in plan(side(true), side(false), options) {
-        match d.expect("listings in key order").action {
-            Action::Copy => copy += 1,
-            Action::Skip => skip += 1,
-            Action::Delete => delete += 1,
+    let mut archives = 0u64;
+    for u in units(plan(side(true), side(false), options)) {
+        let decisions = match u.expect("listings in key order") {
+            Unit::Object(d) => vec![d],
+            Unit::Archive { keys, .. } => {
+                archives += 1;
+                keys
+            }
+        };
+        for d in decisions {
+            match d.action {
+                Action::Copy => copy += 1,
+                Action::Skip => skip += 1,
+                Action::Delete => delete += 1,
+            }
         }
     }
     let secs = start.elapsed().as_secs_f64();
     let total = copy + skip + delete;
     println!(
-        "replication plan: {total} keys in {secs:.2} s ({:.0} keys/s): copy {copy}, skip {skip}, delete {delete}; peak RSS {:.1} MiB (target < 100 MiB)",
+        "replication plan: {total} keys in {secs:.2} s ({:.0} keys/s), {archives} archive units: copy {copy}, skip {skip}, delete {delete}; peak RSS {:.1} MiB (target < 100 MiB)",
         total as f64 / secs,
         peak_rss_mib()
     );
-    assert_eq!(total, KEYS, "every key of the union decided once");
+    // Every index is on one side at least; every tenth is an archive of two keys.
+    assert_eq!(total, KEYS + KEYS / 10, "every key of the union decided once");
 }

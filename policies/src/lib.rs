@@ -7,7 +7,7 @@
 //! (parsed and checked, with [`duration`] spans); and [`placement`], what a policy's
 //! destinations can reach against its 3-2-1-1-0 rule and what real copies reach; and
 //! [`status`], whether a policy's rules hold over an inventory; [`retention`], what prune keeps;
-//! and [`replication`], the streaming plan of a replication (the `replicate` command is next).
+//! and [`replication`], the streaming plan that `offsite replicate` carries out.
 
 pub mod duration;
 pub mod encryption;

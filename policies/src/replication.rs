@@ -1,6 +1,8 @@
-//! Replication planning (issue 14's first part): two listings in key order in, one decision per
-//! key out (copy, skip, or with `delete` delete), with the reason. Pure and streaming: [`Plan`]
-//! merges the two iterators as it goes, so memory does not grow with the bucket. Listings must
+//! Replication planning (what `offsite replicate` carries out): two listings in key order in,
+//! one decision per key out (copy, skip, or with `delete` delete), with the reason, grouped by
+//! [`units`] so that an archive's keys move together, and [`decide_archive`] for an archive from
+//! both manifests. Pure and streaming: [`Plan`] merges the two iterators as it goes, so memory
+//! does not grow with the bucket. Listings must
 //! be in ascending key order (byte-wise); an out-of-order key is an error, never a wrong plan.
 //!
 //! The comparison, per key present on both sides: a different size copies; where both sides

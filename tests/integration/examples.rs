@@ -29,6 +29,8 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 fn accepted(origin: &str, words: &[String]) {
     let argv: Vec<String> = std::iter::once("offsite".to_string())
         .chain(words.iter().map(|w| {
+            // Kubernetes expands $(JOB_COMPLETION_INDEX) in an Indexed Job's args.
+            let w = &w.replace("$(JOB_COMPLETION_INDEX)", "0");
             if w.contains('$') {
                 "/tmp/placeholder".to_string()
             } else {
@@ -141,12 +143,24 @@ fn kubernetes_manifests_are_cronjobs_whose_offsite_commands_the_cli_accepts() {
             "{origin}: no metadata.name"
         );
         kinds.push(kind.clone());
-        if kind != "CronJob" {
-            continue;
-        }
+        let pod = match kind.as_str() {
+            "CronJob" => {
+                assert!(doc["spec"]["schedule"].is_string(), "{origin}: no schedule");
+                &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            }
+            "Job" => {
+                // An Indexed Job whose pods each take the shard of their completion index.
+                assert_eq!(doc["spec"]["completionMode"], "Indexed", "{origin}");
+                let n = doc["spec"]["completions"].as_u64().unwrap();
+                assert!(
+                    text.contains(&format!("\"$(JOB_COMPLETION_INDEX)/{n}\"")),
+                    "{origin}: --shard must be $(JOB_COMPLETION_INDEX)/{n}"
+                );
+                &doc["spec"]["template"]["spec"]
+            }
+            _ => continue,
+        };
         assert_eq!(doc["apiVersion"], "batch/v1", "{origin}");
-        assert!(doc["spec"]["schedule"].is_string(), "{origin}: no schedule");
-        let pod = &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Never", "{origin}");
         let mut containers: Vec<&serde_yaml::Value> = Vec::new();
         for key in ["initContainers", "containers"] {
