@@ -96,5 +96,9 @@ fn main() {
         peak_rss_mib()
     );
     // Every index is on one side at least; every tenth is an archive of two keys.
-    assert_eq!(total, KEYS + KEYS / 10, "every key of the union decided once");
+    assert_eq!(
+        total,
+        KEYS + KEYS / 10,
+        "every key of the union decided once"
+    );
 }

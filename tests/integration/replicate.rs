@@ -558,3 +558,45 @@ to = ["west"]
         stderr(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcs_to_gcs_and_azure_to_azure_copy_inside_the_provider() {
+    let sb = Sandbox::new();
+    let file = sb.archive(NEW, 6 << 20, 8);
+    // GCS: two buckets behind one proxy, so the client's bytes can be counted.
+    let proxy = Proxy::start(&emulator("OFFSITE_TEST_GCS"));
+    let (a, b) = (bucket("rep"), bucket("rep"));
+    crate::gcs::store(&a, "app").await;
+    crate::gcs::store(&b, "app").await;
+    let (src, dst) = (
+        format!("gs://{a}/app?endpoint={}", proxy.endpoint),
+        format!("gs://{b}/app?endpoint={}", proxy.endpoint),
+    );
+    assert_code(&sb.push_via(cmd(&sb), &file, &src), 0);
+    let before = proxy.forwarded();
+    let o = replicate(&sb, &[&src, &dst]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("server-side"), "{}", stdout(&o));
+    let sent = proxy.forwarded() - before;
+    assert!(
+        sent < 512 << 10,
+        "the client sent {sent} bytes: not a rewrite"
+    );
+    assert_code(&cmd(&sb).args(["verify", &dst]).output().unwrap(), 0);
+    assert_eq!(restored_sha(&sb, &dst, NEW), sha256_file(&file));
+
+    // Azure: two containers of one account.
+    let (c, d) = (bucket("rep"), bucket("rep"));
+    crate::azure::store(&c, "app").await;
+    crate::azure::store(&d, "app").await;
+    let (src, dst) = (
+        format!("az://devstoreaccount1/{c}/app"),
+        format!("az://devstoreaccount1/{d}/app"),
+    );
+    assert_code(&sb.push_via(cmd(&sb), &file, &src), 0);
+    let o = replicate(&sb, &[&src, &dst]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("server-side"), "{}", stdout(&o));
+    assert_code(&cmd(&sb).args(["verify", &dst]).output().unwrap(), 0);
+    assert_eq!(restored_sha(&sb, &dst, NEW), sha256_file(&file));
+}
