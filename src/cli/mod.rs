@@ -47,7 +47,7 @@ pub struct Cli {
 /// Flags every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Print one JSON document on stdout instead of text.
+    /// Print JSON on stdout instead of text (one document; ls and replicate: one per line).
     #[arg(long, global = true)]
     json: bool,
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
@@ -75,7 +75,7 @@ enum Command {
     Drill(drill::DrillArgs),
     /// Delete what a policy's retention no longer keeps, behind safety rails; extend locks.
     Prune(prune::PruneArgs),
-    /// Copy what a source holds to other locations: incremental, verified, resumable, sharded.
+    /// Copy what a source holds to other locations: incremental, verified, resumable.
     Replicate(replicate::ReplicateArgs),
     /// Make a new age identity (secret key) and print its recipient (public key).
     Keygen(keygen::KeygenArgs),
