@@ -52,6 +52,16 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_replicate_bytes", "Bytes the last replication copied to the destination."),
     ("offsite_replicate_failures", "Items the last replication could not copy, delete or verify."),
     ("offsite_replicate_not_replicated", "Archives without a manifest at the source, left out by the last replication."),
+    ("offsite_snapshot_newest_timestamp_seconds", "Creation time of the newest completed snapshot of the volume in the region (snapshot create: the one just made), Unix time."),
+    ("offsite_snapshot_newest_age_seconds", "Age of the newest completed snapshot of the volume in the region."),
+    ("offsite_snapshot_rpo_met", "1 when the newest completed snapshot of the volume in the region is within rpo, else 0."),
+    ("offsite_snapshots_completed", "Completed snapshots of the policy in the region."),
+    ("offsite_snapshots_pending", "Snapshots and copies of the policy still being made in the region."),
+    ("offsite_snapshots_failed", "Snapshots of the policy the provider failed, in the region."),
+    ("offsite_snapshot_failures", "Snapshots and copies the last snapshot create could not make."),
+    ("offsite_snapshot_prune_kept", "Snapshots the last snapshot prune kept, across regions."),
+    ("offsite_snapshot_prune_planned", "Snapshots the last snapshot prune's plan deletes, across regions."),
+    ("offsite_snapshot_prune_deleted", "Snapshots the last snapshot prune deleted."),
     ("offsite_replicate_deletes_refused", "1 when a guard refused the last replication's deletions (nothing deleted), else 0."),
 ];
 

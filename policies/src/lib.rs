@@ -7,7 +7,8 @@
 //! (parsed and checked, with [`duration`] spans); and [`placement`], what a policy's
 //! destinations can reach against its 3-2-1-1-0 rule and what real copies reach; and
 //! [`status`], whether a policy's rules hold over an inventory; [`retention`], what prune keeps;
-//! and [`replication`], the streaming plan that `offsite replicate` carries out.
+//! [`replication`], the streaming plan that `offsite replicate` carries out; and [`snapshots`],
+//! what `offsite snapshot prune` keeps of each volume's snapshots.
 
 pub mod duration;
 pub mod encryption;
@@ -16,4 +17,5 @@ pub mod placement;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod snapshots;
 pub mod status;

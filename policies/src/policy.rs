@@ -311,27 +311,112 @@ pub enum SnapshotProvider {
     Azure,
 }
 
+impl SnapshotProvider {
+    /// The word the file uses: `aws`, `gcp`, `azure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotProvider::Aws => "aws",
+            SnapshotProvider::Gcp => "gcp",
+            SnapshotProvider::Azure => "azure",
+        }
+    }
+}
+
 /// `[[snapshots]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Snapshots {
     /// Whose volumes.
     pub provider: SnapshotProvider,
-    /// Where they are.
+    /// Where they are: the EBS region and Azure location (else the provider's usual setting:
+    /// `AWS_REGION`, the disk's location); for GCP the snapshots' storage location (a region
+    /// or multi-region such as `us`; else the disk's region).
     #[serde(default)]
     pub region: Option<String>,
-    /// Volume ids.
+    /// Volume ids, as the provider names them.
     #[serde(default)]
     pub volumes: Vec<String>,
-    /// Or a tag selector, `key=value`.
+    /// Or a tag selector, `key=value`: every volume in the region (GCP: in `project`; Azure:
+    /// in `resource-group`) carrying it.
     #[serde(default)]
     pub select: Option<String>,
-    /// Regions each snapshot is copied to.
+    /// Or EBS instances whose volumes are snapshotted together, crash-consistent across them
+    /// (CreateSnapshots).
     #[serde(default)]
-    pub copy_to: Vec<String>,
-    /// Their retention.
+    pub instances: Vec<String>,
+    /// GCP: the project `select` looks in.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Azure: the resource group `select` looks in, and where snapshots are made (else the
+    /// disk's own), as `/subscriptions/S/resourceGroups/RG`.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// Regions each snapshot is copied to: names, or tables with their own retention and key.
+    #[serde(default)]
+    pub copy_to: Vec<CopyTo>,
+    /// Their retention; default the policy's `[retention]`.
     #[serde(default)]
     pub retention: Option<Retention>,
+}
+
+impl Snapshots {
+    /// The retention of the snapshots in the section's own region.
+    pub fn retention_here<'a>(&'a self, policy: &'a Policy) -> Option<&'a Retention> {
+        self.retention.as_ref().or(policy.retention.as_ref())
+    }
+
+    /// The retention of the copies in `copy`'s region: its own, else the section's.
+    pub fn retention_of<'a>(&'a self, copy: &'a CopyTo, policy: &'a Policy) -> Option<&'a Retention> {
+        copy.retention.as_ref().or(self.retention_here(policy))
+    }
+}
+
+/// One `copy-to` entry: `"us-west-2"`, or `{ region = "us-west-2", retention = {...},
+/// kms-key = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyTo {
+    /// The target region.
+    pub region: String,
+    /// Its own retention; default the section's.
+    pub retention: Option<Retention>,
+    /// EBS: a KMS key of the target region to encrypt the copy with.
+    pub kms_key: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for CopyTo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CopyTo, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Table {
+            region: String,
+            #[serde(default)]
+            retention: Option<Retention>,
+            #[serde(default)]
+            kms_key: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Table(Table),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a copy-to entry is a region name or { region = \"...\", retention = { ... }, kms-key = \"...\" } (keys: region, retention, kms-key)",
+            )
+        })? {
+            Raw::Name(region) => Ok(CopyTo {
+                region,
+                retention: None,
+                kms_key: None,
+            }),
+            Raw::Table(t) => Ok(CopyTo {
+                region: t.region,
+                retention: t.retention,
+                kms_key: t.kms_key,
+            }),
+        }
+    }
 }
 
 /// Why a policy file cannot be used. The message names the file, the line and column where it
@@ -541,26 +626,76 @@ impl Policy {
             }
         }
         for (i, s) in self.snapshots.iter().enumerate() {
-            match (s.volumes.is_empty(), &s.select) {
-                (true, None) => {
+            let at = format!("[[snapshots]] #{}", i + 1);
+            let ways = usize::from(!s.volumes.is_empty())
+                + usize::from(s.select.is_some())
+                + usize::from(!s.instances.is_empty());
+            if ways == 0 {
+                return Err(format!(
+                    "{at}: give volumes = [...], select = \"key=value\" or (aws) instances = [...]"
+                ));
+            }
+            if ways > 1 {
+                return Err(format!(
+                    "{at}: volumes, select and instances are three ways to choose volumes: choose one"
+                ));
+            }
+            if let Some(sel) = &s.select {
+                if !sel.contains('=') || sel.starts_with('=') {
                     return Err(format!(
-                        "[[snapshots]] #{}: give volumes = [...] or select = \"key=value\"",
-                        i + 1
-                    ))
+                        "{at}: select = {sel:?} is not a tag selector: write \"key=value\""
+                    ));
                 }
-                (false, Some(_)) => {
+            }
+            if !s.instances.is_empty() && s.provider != SnapshotProvider::Aws {
+                return Err(format!(
+                    "{at}: instances = [...] snapshots an EBS instance's volumes together; for {} list the volumes",
+                    s.provider.as_str()
+                ));
+            }
+            match s.provider {
+                SnapshotProvider::Gcp if !s.copy_to.is_empty() => {
                     return Err(format!(
-                        "[[snapshots]] #{}: volumes and select both given: choose one",
-                        i + 1
-                    ))
+                        "{at}: GCP standard snapshots cannot be copied between regions: each is stored where it is made; set region = \"us\" (a multi-region storage location) or the region it must live in, and remove copy-to"
+                    ));
                 }
-                (_, Some(sel)) if !sel.contains('=') => {
+                SnapshotProvider::Gcp if s.select.is_some() && s.project.is_none() => {
                     return Err(format!(
-                        "[[snapshots]] #{}: select = {sel:?} is not a tag selector: write \"key=value\"",
-                        i + 1
-                    ))
+                        "{at}: select needs project = \"...\": the GCP project to look for disks in"
+                    ));
+                }
+                SnapshotProvider::Azure if s.select.is_some() && s.resource_group.is_none() => {
+                    return Err(format!(
+                        "{at}: select needs resource-group = \"/subscriptions/S/resourceGroups/RG\": where to look for disks"
+                    ));
                 }
                 _ => {}
+            }
+            if s.project.is_some() && s.provider != SnapshotProvider::Gcp {
+                return Err(format!("{at}: project is a GCP key; remove it"));
+            }
+            if s.resource_group.is_some() && s.provider != SnapshotProvider::Azure {
+                return Err(format!("{at}: resource-group is an Azure key; remove it"));
+            }
+            let mut seen = BTreeSet::new();
+            for c in &s.copy_to {
+                if c.region.trim().is_empty() {
+                    return Err(format!("{at}: a copy-to region is empty"));
+                }
+                if s.region.as_deref() == Some(c.region.as_str()) {
+                    return Err(format!(
+                        "{at}: copy-to {:?} is the snapshots' own region",
+                        c.region
+                    ));
+                }
+                if !seen.insert(c.region.as_str()) {
+                    return Err(format!("{at}: copy-to names {:?} twice", c.region));
+                }
+                if c.kms_key.is_some() && s.provider != SnapshotProvider::Aws {
+                    return Err(format!(
+                        "{at}: kms-key in copy-to is for EBS; remove it"
+                    ));
+                }
             }
         }
         Ok(())

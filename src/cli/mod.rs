@@ -18,6 +18,7 @@ mod prune;
 mod push;
 mod replicate;
 mod restore;
+mod snapshot;
 mod status;
 mod verify;
 
@@ -32,9 +33,9 @@ mod verify;
 )]
 #[command(
     after_help = "Exit codes: 0 success; 1 failed or could not read; 2 usage or configuration; \
-3 stored or valid, but a destination failed or a rule (placement, rpo, verify-every) is not met; \
-4 a copy is missing or corrupt (or, for replicate, failed verification); 5 prune or replicate \
-refused by a safety rail (nothing deleted). \
+3 stored, created or valid, but a destination or a snapshot copy failed, or a rule (placement, rpo, verify-every) is not met; \
+4 a copy is missing or corrupt (or, for replicate, failed verification); 5 prune, snapshot prune \
+or replicate refused by a safety rail (nothing deleted). \
 See README.md for each command's meaning."
 )]
 pub struct Cli {
@@ -77,6 +78,8 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Copy what a source holds to other locations: incremental, verified, resumable.
     Replicate(replicate::ReplicateArgs),
+    /// Volume snapshots (EBS, GCP disks, Azure disks): create, list, restore, delete, prune.
+    Snapshot(snapshot::SnapshotArgs),
     /// Make a new age identity (secret key) and print its recipient (public key).
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
@@ -228,6 +231,7 @@ pub fn main() -> ExitCode {
             Command::Drill(a) => drill::run(a, out).await,
             Command::Prune(a) => prune::run(a, out).await,
             Command::Replicate(a) => replicate::run(a, out).await,
+            Command::Snapshot(a) => snapshot::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
             Command::Man(a) => completions::man(a),

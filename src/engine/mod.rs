@@ -8,5 +8,6 @@ pub mod push;
 pub mod readback;
 pub mod replicate;
 pub mod restore;
+pub mod snapshot;
 pub mod spool;
 pub mod verify;

@@ -108,7 +108,7 @@ where
 }
 
 /// Whether the request failed because the credential chain gave no credentials.
-fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
+pub fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(s) = src {
         if s.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
@@ -123,7 +123,7 @@ fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The SDK's full error chain as one line (for dispatch and timeout failures, whose cause is
 /// deep in the chain).
-struct DisplayErrorContext<'a, E>(&'a E);
+pub struct DisplayErrorContext<'a, E>(pub &'a E);
 
 impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<'_, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

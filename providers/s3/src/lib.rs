@@ -22,4 +22,11 @@ mod multipart;
 mod store;
 
 pub use config::S3Config;
+
+/// What the EBS adapter shares with this one: the SDK configuration and the reading of SDK
+/// errors that are not the service's (no credentials, a whole error chain on one line).
+pub mod aws {
+    pub use crate::client::sdk_config;
+    pub use crate::error::{credentials_failed, DisplayErrorContext};
+}
 pub use store::S3Store;

@@ -97,6 +97,18 @@ pub enum Operation {
     Retention,
     /// [`crate::Storage::list_uploads`].
     Uploads,
+    /// [`crate::Snapshots::create`] and [`crate::Snapshots::create_group`].
+    SnapshotCreate,
+    /// [`crate::Snapshots::get`] and [`crate::Snapshots::list`].
+    SnapshotList,
+    /// [`crate::Snapshots::copy`].
+    SnapshotCopy,
+    /// [`crate::Snapshots::delete`].
+    SnapshotDelete,
+    /// [`crate::Snapshots::wait`] and [`crate::Snapshots::poll`].
+    SnapshotWait,
+    /// [`crate::Snapshots::restore`] and [`crate::Snapshots::volumes`].
+    Volume,
 }
 
 impl fmt::Display for Operation {
@@ -113,6 +125,12 @@ impl fmt::Display for Operation {
             Operation::Versions => "versions",
             Operation::Retention => "retention",
             Operation::Uploads => "uploads",
+            Operation::SnapshotCreate => "snapshot create",
+            Operation::SnapshotList => "snapshot list",
+            Operation::SnapshotCopy => "snapshot copy",
+            Operation::SnapshotDelete => "snapshot delete",
+            Operation::SnapshotWait => "snapshot wait",
+            Operation::Volume => "volume",
         })
     }
 }

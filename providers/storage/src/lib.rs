@@ -1,7 +1,8 @@
 //! The offsite storage contract.
 //!
 //! [`Storage`] is the one object-safe async trait every object store implements (local disk,
-//! memory, S3, GCS, Azure). This crate holds it with everything adapters share and no cloud SDK:
+//! memory, S3, GCS, Azure); [`Snapshots`] is its counterpart for volume snapshots (EBS, GCP
+//! persistent disks, Azure managed disks). This crate holds it with everything adapters share and no cloud SDK:
 //! the error type with its retryable flag and the one [`RetryPolicy`], the [`MultipartWriter`]
 //! that gives every multipart adapter bounded memory and back-pressure, the resumable
 //! [`upload`] that continues a multipart upload or session after a crash from any
@@ -20,6 +21,7 @@ mod multipart;
 mod resumable;
 mod retry;
 mod sequential;
+mod snapshots;
 mod storage;
 mod types;
 
@@ -39,6 +41,11 @@ pub use resumable::{
 };
 pub use retry::RetryPolicy;
 pub use sequential::{ObjectDigest, Sequential, SessionState};
+pub use snapshots::{
+    derived_name, parse_tag_time, snapshot_unsupported, tag_time, tags, CopySnapshot,
+    CreateSnapshot, RestoreVolume, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots,
+    Volume, WaitOptions,
+};
 pub use storage::{
     extended_retention, flatten_pages, unsupported, ByteStream, GetResult, ListStream,
     ObjectWriter, Storage, StorageExt, UploadStream, VersionStream,

@@ -1,0 +1,420 @@
+//! The only file that talks HTTP: an ARM pipeline with bearer auth, requests, long-running
+//! operations, and the resource shapes offsite reads
+//! (<https://learn.microsoft.com/rest/api/compute/snapshots>).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
+use azure_core::http::headers::{HeaderName, AUTHORIZATION};
+use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
+use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::{
+    ClientOptions, Context, Method, Pipeline, PipelineSendOptions, RawResponse, Request,
+    RetryOptions, Url,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::ArmError;
+
+/// Azure's public-cloud Resource Manager.
+pub const ARM_ENDPOINT: &str = "https://management.azure.com";
+/// The token scope for Resource Manager.
+pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+/// The Compute API version every request names.
+pub const API_VERSION: &str = "2024-03-02";
+/// Replaces [`ARM_ENDPOINT`].
+pub const ENDPOINT_VAR: &str = "OFFSITE_AZURE_ARM_ENDPOINT";
+/// A bearer token for Resource Manager, got elsewhere.
+pub const TOKEN_VAR: &str = "OFFSITE_AZURE_ACCESS_TOKEN";
+
+const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
+const LOCATION: HeaderName = HeaderName::from_static("location");
+
+/// A Microsoft.Compute/snapshots resource (the fields offsite reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArmSnapshot {
+    pub id: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub properties: SnapshotProperties,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotProperties {
+    #[serde(default)]
+    pub creation_data: Option<CreationData>,
+    #[serde(rename = "diskSizeGB")]
+    pub disk_size_gb: Option<u64>,
+    pub time_created: Option<String>,
+    pub provisioning_state: Option<String>,
+    /// CopyStart copies: usable at 100.
+    pub completion_percent: Option<f64>,
+    pub copy_completion_error: Option<CopyCompletionError>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreationData {
+    pub create_option: String,
+    pub source_resource_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyCompletionError {
+    pub error_code: String,
+    pub error_message: String,
+}
+
+/// A Microsoft.Compute/disks resource (the fields offsite reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArmDisk {
+    pub id: String,
+    pub location: String,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub properties: DiskProperties,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskProperties {
+    #[serde(rename = "diskSizeGB")]
+    pub disk_size_gb: Option<u64>,
+    pub disk_state: Option<String>,
+    pub provisioning_state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
+    next_link: Option<String>,
+}
+
+/// The body of a GET on an `Azure-AsyncOperation` URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AsyncOperation {
+    status: String,
+    percent_complete: Option<f64>,
+    error: Option<crate::error::ArmErrorDetail>,
+}
+
+/// Where a long-running operation is followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lro {
+    /// `Azure-AsyncOperation`: a status document.
+    AsyncOperation(Url),
+    /// `Location`: 202 while running.
+    Location(Url),
+}
+
+impl Lro {
+    /// The form kept in `Snapshot::operation`.
+    pub fn encode(&self) -> String {
+        match self {
+            Lro::AsyncOperation(u) => format!("azure-asyncoperation {u}"),
+            Lro::Location(u) => format!("location {u}"),
+        }
+    }
+}
+
+/// An operation's state after one poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LroStatus {
+    /// Still running, this far.
+    Running(Option<f64>),
+    /// Done.
+    Succeeded,
+    /// Failed or canceled, with ARM's code and words.
+    Failed(String),
+}
+
+/// A bearer token from [`TOKEN_VAR`]: for jobs that got one elsewhere (and for tests).
+#[derive(Clone)]
+struct FixedToken(Secret);
+
+impl std::fmt::Debug for FixedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FixedToken(..)")
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for FixedToken {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        Ok(AccessToken::new(
+            self.0.clone(),
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        ))
+    }
+}
+
+/// The credential chain of the crate docs.
+pub fn credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(t) = env(TOKEN_VAR) {
+        return Ok(Arc::new(FixedToken(Secret::new(t))));
+    }
+    if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        return Ok(azure_identity::WorkloadIdentityCredential::new(None)?);
+    }
+    if let (Some(tenant), Some(client), Some(secret)) = (
+        env("AZURE_TENANT_ID"),
+        env("AZURE_CLIENT_ID"),
+        env("AZURE_CLIENT_SECRET"),
+    ) {
+        return Ok(azure_identity::ClientSecretCredential::new(
+            &tenant,
+            client,
+            Secret::new(secret),
+            None,
+        )?);
+    }
+    if env("IDENTITY_ENDPOINT").is_some()
+        || env("MSI_ENDPOINT").is_some()
+        || env("OFFSITE_AZURE_MANAGED_IDENTITY").is_some()
+    {
+        let options = env("AZURE_CLIENT_ID").map(|id| azure_identity::ManagedIdentityCredentialOptions {
+            user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
+            ..Default::default()
+        });
+        return Ok(azure_identity::ManagedIdentityCredential::new(options)?);
+    }
+    Ok(azure_identity::DeveloperToolsCredential::new(None)?)
+}
+
+/// Plain http to this machine (a local test server).
+fn is_loopback_http(url: &Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        }
+}
+
+/// The SDK's bearer policy refuses every non-https URL; this one sends the token over http
+/// only to a loopback address.
+#[derive(Debug)]
+struct LoopbackBearer {
+    credential: Arc<dyn TokenCredential>,
+}
+
+#[async_trait::async_trait]
+impl Policy for LoopbackBearer {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        if !is_loopback_http(request.url()) {
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Other,
+                "bearer tokens go over plain http only to a loopback address",
+            ));
+        }
+        let token = self.credential.get_token(&[ARM_SCOPE], None).await?;
+        request.insert_header(AUTHORIZATION, format!("Bearer {}", token.token.secret()));
+        next[0].send(ctx, request, &next[1..]).await
+    }
+}
+
+/// An ARM client: one pipeline, one endpoint.
+#[derive(Debug, Clone)]
+pub struct Arm {
+    pipeline: Pipeline,
+    endpoint: Url,
+}
+
+impl Arm {
+    /// A client for `endpoint` (https, or http to a loopback address). The SDK's retries are
+    /// off: the adapter retries idempotent requests through `offsite_storage::RetryPolicy`.
+    pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>) -> Result<Arm, String> {
+        let endpoint = Url::parse(endpoint.trim_end_matches('/'))
+            .map_err(|e| format!("the ARM endpoint {endpoint:?} is not a URL: {e}"))?;
+        let auth: Arc<dyn Policy> = if endpoint.scheme() == "https" {
+            Arc::new(BearerTokenAuthorizationPolicy::new(credential, [ARM_SCOPE]))
+        } else if is_loopback_http(&endpoint) {
+            Arc::new(LoopbackBearer { credential })
+        } else {
+            return Err(format!(
+                "the ARM endpoint {endpoint} must be https (or plain http to a loopback address)"
+            ));
+        };
+        let options = ClientOptions {
+            retry: RetryOptions::none(),
+            ..Default::default()
+        };
+        let pipeline = Pipeline::new(
+            option_env!("CARGO_PKG_NAME"),
+            option_env!("CARGO_PKG_VERSION"),
+            options,
+            Vec::new(),
+            vec![auth],
+            None,
+        );
+        Ok(Arm { pipeline, endpoint })
+    }
+
+    /// `{endpoint}{path}?api-version=...`.
+    pub fn url(&self, path: &str) -> Url {
+        let mut url = self.endpoint.clone();
+        url.set_path(path);
+        url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        url
+    }
+
+    /// A URL ARM handed back (nextLink, operation URLs): followed only on the endpoint's own
+    /// scheme, host and port, so the token never goes anywhere else.
+    pub fn same_origin(&self, s: &str) -> Result<Url, ArmError> {
+        let url = Url::parse(s)
+            .map_err(|e| ArmError::protocol(format!("a URL from ARM that does not parse: {e}")))?;
+        if url.origin() != self.endpoint.origin() {
+            return Err(ArmError::protocol(format!(
+                "ARM pointed at another host ({}); not followed",
+                url.host_str().unwrap_or("-")
+            )));
+        }
+        Ok(url)
+    }
+
+    /// Sends one request; any status but 2xx is an [`ArmError`] with ARM's code.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<RawResponse, ArmError> {
+        let mut req = Request::new(url, method);
+        req.insert_header("accept", "application/json");
+        if let Some(body) = body {
+            req.insert_header("content-type", "application/json");
+            req.set_json(body).map_err(ArmError::transport)?;
+        }
+        let options = PipelineSendOptions {
+            skip_checks: true,
+            ..Default::default()
+        };
+        let resp = self
+            .pipeline
+            .send(&Context::new(), &mut req, Some(options))
+            .await
+            .map_err(ArmError::transport)?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(ArmError::from_response(&resp))
+        }
+    }
+
+    /// GET, parsed.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ArmError> {
+        parse(&self.send(Method::Get, self.url(path), None).await?)
+    }
+
+    /// Every item of a paged list.
+    pub async fn list<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ArmError> {
+        let mut url = self.url(path);
+        let mut out = Vec::new();
+        loop {
+            let page: Page<T> = parse(&self.send(Method::Get, url, None).await?)?;
+            out.extend(page.value);
+            match page.next_link.filter(|n| !n.is_empty()) {
+                Some(next) => url = self.same_origin(&next)?,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// PUT a resource; its body as ARM answered, and the operation to follow, if any.
+    pub async fn put<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(T, Option<Lro>), ArmError> {
+        let resp = self.send(Method::Put, self.url(path), Some(body)).await?;
+        let lro = self.lro(&resp)?;
+        Ok((parse(&resp)?, lro))
+    }
+
+    /// DELETE a resource: `Ok(false)` when ARM says there was nothing (204).
+    pub async fn delete(&self, path: &str) -> Result<(bool, Option<Lro>), ArmError> {
+        let resp = self.send(Method::Delete, self.url(path), None).await?;
+        if u16::from(resp.status()) == 204 {
+            return Ok((false, None));
+        }
+        Ok((true, self.lro(&resp)?))
+    }
+
+    fn lro(&self, resp: &RawResponse) -> Result<Option<Lro>, ArmError> {
+        if let Some(u) = resp.headers().get_optional_str(&AZURE_ASYNC_OPERATION) {
+            return Ok(Some(Lro::AsyncOperation(self.same_origin(u)?)));
+        }
+        if u16::from(resp.status()) == 202 {
+            if let Some(u) = resp.headers().get_optional_str(&LOCATION) {
+                return Ok(Some(Lro::Location(self.same_origin(u)?)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads [`Lro::encode`]'s form back.
+    pub fn decode(&self, op: &str) -> Result<Lro, ArmError> {
+        match op.split_once(' ') {
+            Some(("azure-asyncoperation", u)) => Ok(Lro::AsyncOperation(self.same_origin(u)?)),
+            Some(("location", u)) => Ok(Lro::Location(self.same_origin(u)?)),
+            _ => Err(ArmError::protocol(format!("not an ARM operation: {op}"))),
+        }
+    }
+
+    /// Polls an operation once.
+    pub async fn poll(&self, lro: &Lro) -> Result<LroStatus, ArmError> {
+        match lro {
+            Lro::AsyncOperation(url) => {
+                let op: AsyncOperation = parse(&self.send(Method::Get, url.clone(), None).await?)?;
+                Ok(match op.status.to_ascii_lowercase().as_str() {
+                    "succeeded" => LroStatus::Succeeded,
+                    "failed" | "canceled" | "cancelled" => LroStatus::Failed(match op.error {
+                        Some(e) => format!(
+                            "{}: {}",
+                            e.code.unwrap_or_else(|| op.status.clone()),
+                            e.message.unwrap_or_default()
+                        ),
+                        None => op.status,
+                    }),
+                    _ => LroStatus::Running(op.percent_complete),
+                })
+            }
+            Lro::Location(url) => {
+                let resp = self.send(Method::Get, url.clone(), None).await?;
+                Ok(if u16::from(resp.status()) == 202 {
+                    LroStatus::Running(None)
+                } else {
+                    LroStatus::Succeeded
+                })
+            }
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(resp: &RawResponse) -> Result<T, ArmError> {
+    serde_json::from_slice(resp.body())
+        .map_err(|e| ArmError::protocol(format!("an ARM answer offsite cannot read: {e}")))
+}

@@ -1,0 +1,83 @@
+//! SDK errors to the storage error kinds, by EC2 error code and HTTP status.
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use offsite_s3::aws::{credentials_failed, DisplayErrorContext};
+use offsite_storage::{Error, ErrorKind, Operation};
+
+pub(crate) fn map<E>(err: SdkError<E, HttpResponse>, op: Operation, region: &str, key: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_string);
+    let message = err.message().map(str::to_string).unwrap_or_default();
+    let no_credentials = matches!(err, SdkError::DispatchFailure(_)) && credentials_failed(&err);
+    let (kind, hint): (ErrorKind, Option<String>) = match (&err, code.as_deref(), status) {
+        _ if no_credentials => (
+            ErrorKind::Unauthenticated,
+            Some("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (run `aws sso login` for an SSO profile), or run with a workload identity".into()),
+        ),
+        (SdkError::ConstructionFailure(_), _, _) => (ErrorKind::InvalidConfig, None),
+        (SdkError::TimeoutError(_), _, _) => (ErrorKind::Transient, None),
+        (SdkError::DispatchFailure(_), _, _) => (
+            ErrorKind::Transient,
+            Some(format!("cannot reach EC2 in {region}; check the network and the region name")),
+        ),
+        (_, Some("InvalidVolume.NotFound" | "InvalidVolumeID.Malformed"), _) => (
+            ErrorKind::NotFound,
+            Some(format!("no such volume in {region}; check the id and the region (`aws ec2 describe-volumes --region {region}`)")),
+        ),
+        (_, Some("InvalidSnapshot.NotFound" | "InvalidSnapshotID.Malformed"), _) => (
+            ErrorKind::NotFound,
+            Some(format!("no such snapshot in {region}; `offsite snapshot list --provider aws --region {region}` lists them")),
+        ),
+        (_, Some("InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed"), _) => (
+            ErrorKind::NotFound,
+            Some(format!("no such instance in {region}; check the id and the region")),
+        ),
+        (_, Some("InvalidSnapshot.InUse"), _) => (
+            ErrorKind::Locked,
+            Some("the snapshot is in use (behind an AMI, or being copied); deregister the image first".into()),
+        ),
+        (_, Some("SnapshotLimitExceeded" | "SnapshotCreationPerVolumeRateExceeded" | "ResourceLimitExceeded" | "VolumeLimitExceeded" | "MaxIOPSLimitExceeded"), _) => (
+            ErrorKind::RateLimited,
+            Some("an EC2 quota or rate limit: prune old snapshots, wait, or ask AWS for a higher quota (Service Quotas, EBS)".into()),
+        ),
+        (_, Some("ExpiredToken" | "RequestExpired"), _) => (
+            ErrorKind::Unauthenticated,
+            Some("the AWS credentials have expired; refresh them (aws sso login, a new session token) and run again".into()),
+        ),
+        (_, Some("AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch"), _) => (
+            ErrorKind::Unauthenticated,
+            Some("the AWS credentials were not accepted; check AWS_ACCESS_KEY_ID / AWS_PROFILE and the secret".into()),
+        ),
+        (_, Some("UnauthorizedOperation" | "AccessDenied" | "OptInRequired"), _) | (_, None, Some(403)) => (
+            ErrorKind::PermissionDenied,
+            Some(format!("the credentials may not do this in {region}; the IAM policy needs ec2:CreateSnapshot(s), ec2:CreateTags, ec2:DescribeSnapshots, ec2:CopySnapshot, ec2:DeleteSnapshot, ec2:CreateVolume and ec2:DescribeVolumes (and kms: permissions for an encrypted copy)")),
+        ),
+        (_, Some("InvalidParameterValue" | "InvalidParameter" | "InvalidParameterCombination" | "MissingParameter" | "InvalidZone.NotFound" | "UnknownVolumeType"), _) => (ErrorKind::InvalidConfig, None),
+        (_, Some("IncorrectState" | "IncorrectInstanceState"), _) => (ErrorKind::PreconditionFailed, None),
+        (_, Some("RequestLimitExceeded" | "Throttling"), _) | (_, None, Some(429 | 503)) => (ErrorKind::RateLimited, None),
+        (_, Some("InternalError" | "ServiceUnavailable" | "Unavailable"), _) => (ErrorKind::Transient, None),
+        (_, _, Some(s)) if s >= 500 => (ErrorKind::Transient, None),
+        _ => (ErrorKind::Other, None),
+    };
+    let what = match (&code, status) {
+        _ if no_credentials => "no usable AWS credentials from the default chain (environment, profile, web identity, container, instance metadata)".to_string(),
+        (Some(c), _) if message.is_empty() => c.clone(),
+        (Some(c), _) => format!("{c}: {message}"),
+        (None, Some(s)) => format!("HTTP {s}"),
+        (None, None) => DisplayErrorContext(&err).to_string(),
+    };
+    let mut e = Error::new(kind, "ebs", op, format!("{region}: {what}"))
+        .with_key(key)
+        .with_source(err);
+    if let Some(h) = hint {
+        e = e.with_hint(h);
+    }
+    if let Some(c) = code {
+        e = e.with_code(c);
+    }
+    e
+}

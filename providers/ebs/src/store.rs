@@ -1,0 +1,418 @@
+//! The [`Snapshots`] implementation over EC2.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    Filter, InstanceSpecification, ResourceType, Tag, TagSpecification, VolumeType,
+};
+use aws_sdk_ec2::Client;
+use chrono::{DateTime, Utc};
+use offsite_storage::{
+    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Operation, Result,
+    RestoreVolume, RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
+};
+
+use crate::error::map;
+
+/// EBS snapshots in one region.
+#[derive(Clone)]
+pub struct EbsSnapshots {
+    client: Client,
+    region: String,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for EbsSnapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EbsSnapshots")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EbsSnapshots {
+    /// Opens EC2 in `region`, else the default chain's (`AWS_REGION`, the profile's).
+    pub async fn open(region: Option<&str>) -> Result<EbsSnapshots> {
+        let (client, region) = crate::client::build(region).await?;
+        Ok(EbsSnapshots {
+            client,
+            region,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+        TagSpecification::builder()
+            .resource_type(kind)
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .build()
+    }
+
+    fn snapshot(&self, s: &aws_sdk_ec2::types::Snapshot) -> Snapshot {
+        let tags = tag_map(s.tags());
+        build(
+            &self.region,
+            Parts {
+                id: s.snapshot_id(),
+                volume: s.volume_id(),
+                started: s.start_time(),
+                state: s.state().map(|x| x.as_str()),
+                message: s.state_message(),
+                progress: s.progress(),
+                size: s.volume_size(),
+            },
+            tags,
+        )
+    }
+
+    /// The snapshots in this region a token already made.
+    async fn by_token(&self, token: &str) -> Result<Vec<Snapshot>> {
+        self.list(&[(tags::TOKEN.to_string(), token.to_string())])
+            .await
+    }
+}
+
+/// What [`build`] reads from the two SDK shapes of a snapshot.
+struct Parts<'a> {
+    id: Option<&'a str>,
+    volume: Option<&'a str>,
+    started: Option<&'a aws_sdk_ec2::primitives::DateTime>,
+    state: Option<&'a str>,
+    message: Option<&'a str>,
+    progress: Option<&'a str>,
+    size: Option<i32>,
+}
+
+fn build(region: &str, p: Parts<'_>, tags: BTreeMap<String, String>) -> Snapshot {
+    let started = p
+        .started
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
+    // A copy's StartTime is when it was copied; the engine's tag says when its data was taken.
+    let created = tags
+        .get(tags::CREATED)
+        .and_then(|t| parse_tag_time(t))
+        .or(started)
+        .unwrap_or_else(Utc::now);
+    let state = match p.state {
+        Some("completed") => SnapshotState::Completed,
+        Some("error") => SnapshotState::Failed(
+            p.message
+                .unwrap_or("EBS reported the snapshot in state error")
+                .to_string(),
+        ),
+        _ => SnapshotState::Pending,
+    };
+    Snapshot {
+        id: p.id.unwrap_or_default().to_string(),
+        region: region.to_string(),
+        volume: p.volume.filter(|v| *v != "vol-ffffffff").map(str::to_string),
+        created,
+        state,
+        progress: p
+            .progress
+            .and_then(|s| s.trim_end_matches('%').parse::<u8>().ok()),
+        size_gib: p.size.and_then(|s| u64::try_from(s).ok()),
+        tags,
+        operation: None,
+    }
+}
+
+fn volume(v: &aws_sdk_ec2::types::Volume) -> Volume {
+    Volume {
+        id: v.volume_id().unwrap_or_default().to_string(),
+        zone: v.availability_zone().map(str::to_string),
+        state: v.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        size_gib: v.size().and_then(|s| u64::try_from(s).ok()),
+    }
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect()
+}
+
+#[async_trait]
+impl Snapshots for EbsSnapshots {
+    fn provider(&self) -> &'static str {
+        "ebs"
+    }
+
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    fn capabilities(&self) -> SnapshotCapabilities {
+        SnapshotCapabilities {
+            copy: true,
+            group: true,
+        }
+    }
+
+    async fn create(&self, spec: &CreateSnapshot) -> Result<Snapshot> {
+        // CreateSnapshot takes no client token: the token is a tag, looked for first.
+        if let Some(s) = self
+            .by_token(&spec.token)
+            .await?
+            .into_iter()
+            .find(|s| s.volume.as_deref() == Some(spec.volume.as_str()))
+        {
+            return Ok(s);
+        }
+        let out = self
+            .client
+            .create_snapshot()
+            .volume_id(&spec.volume)
+            .description(&spec.description)
+            .tag_specifications(Self::tag_spec(ResourceType::Snapshot, &spec.tags))
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::SnapshotCreate, &self.region, &spec.volume))?;
+        Ok(build(
+            &self.region,
+            Parts {
+                id: out.snapshot_id(),
+                volume: out.volume_id(),
+                started: out.start_time(),
+                state: out.state().map(|x| x.as_str()),
+                message: out.state_message(),
+                progress: out.progress(),
+                size: out.volume_size(),
+            },
+            tag_map(out.tags()),
+        ))
+    }
+
+    async fn create_group(&self, instance: &str, spec: &CreateSnapshot) -> Result<Vec<Snapshot>> {
+        let made = self.by_token(&spec.token).await?;
+        if !made.is_empty() {
+            return Ok(made);
+        }
+        // One set of tags for every volume: the volume tag would name the instance, so it is
+        // left off and each snapshot's series is its own VolumeId.
+        let mut tags = spec.tags.clone();
+        tags.remove(tags::VOLUME);
+        let out = self
+            .client
+            .create_snapshots()
+            .instance_specification(
+                InstanceSpecification::builder()
+                    .instance_id(instance)
+                    .exclude_boot_volume(false)
+                    .build(),
+            )
+            .description(&spec.description)
+            .tag_specifications(Self::tag_spec(ResourceType::Snapshot, &tags))
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::SnapshotCreate, &self.region, instance))?;
+        Ok(out
+            .snapshots()
+            .iter()
+            .map(|s| {
+                build(
+                    &self.region,
+                    Parts {
+                        id: s.snapshot_id(),
+                        volume: s.volume_id(),
+                        started: s.start_time(),
+                        state: s.state().map(|x| x.as_str()),
+                        message: None,
+                        progress: s.progress(),
+                        size: s.volume_size(),
+                    },
+                    tag_map(s.tags()),
+                )
+            })
+            .collect())
+    }
+
+    async fn get(&self, id: &str) -> Result<Snapshot> {
+        let out = self
+            .retry
+            .run(|| async {
+                self.client
+                    .describe_snapshots()
+                    .snapshot_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::SnapshotList, &self.region, id))
+            })
+            .await?;
+        out.snapshots()
+            .first()
+            .map(|s| self.snapshot(s))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    "ebs",
+                    Operation::SnapshotList,
+                    format!("{}: no such snapshot", self.region),
+                )
+                .with_key(id)
+            })
+    }
+
+    async fn list(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {
+        let filters: Vec<Filter> = tags
+            .iter()
+            .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+            .collect();
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .retry
+                .run(|| async {
+                    self.client
+                        .describe_snapshots()
+                        .owner_ids("self")
+                        .set_filters(Some(filters.clone()))
+                        .set_next_token(next.clone())
+                        .max_results(1000)
+                        .send()
+                        .await
+                        .map_err(|e| map(e, Operation::SnapshotList, &self.region, "snapshots"))
+                })
+                .await?;
+            out.extend(page.snapshots().iter().map(|s| self.snapshot(s)));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn volumes(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
+        let filter = Filter::builder().name(format!("tag:{key}")).values(value).build();
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .retry
+                .run(|| async {
+                    self.client
+                        .describe_volumes()
+                        .filters(filter.clone())
+                        .set_next_token(next.clone())
+                        .send()
+                        .await
+                        .map_err(|e| map(e, Operation::Volume, &self.region, &format!("{key}={value}")))
+                })
+                .await?;
+            out.extend(page.volumes().iter().map(volume));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn volume(&self, id: &str) -> Result<Volume> {
+        let out = self
+            .retry
+            .run(|| async {
+                self.client
+                    .describe_volumes()
+                    .volume_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| map(e, Operation::Volume, &self.region, id))
+            })
+            .await?;
+        out.volumes()
+            .first()
+            .map(volume)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    "ebs",
+                    Operation::Volume,
+                    format!("{}: no such volume", self.region),
+                )
+                .with_key(id)
+            })
+    }
+
+    async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Snapshot> {
+        if let Some(s) = self.by_token(&spec.token).await?.into_iter().next() {
+            return Ok(s);
+        }
+        let out = self
+            .client
+            .copy_snapshot()
+            .source_region(&source.region)
+            .source_snapshot_id(&source.id)
+            .description(&spec.description)
+            .set_kms_key_id(spec.kms_key.clone())
+            .set_encrypted(spec.kms_key.as_ref().map(|_| true))
+            .tag_specifications(Self::tag_spec(ResourceType::Snapshot, &spec.tags))
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::SnapshotCopy, &self.region, &source.id))?;
+        let id = out.snapshot_id().unwrap_or_default().to_string();
+        // CopySnapshot answers with the id alone; the copy is read back for its state.
+        match self.get(&id).await {
+            Ok(s) => Ok(s),
+            Err(e) if e.is_not_found() => Ok(Snapshot {
+                id,
+                region: self.region.clone(),
+                volume: source.volume.clone(),
+                created: source.created,
+                state: SnapshotState::Pending,
+                progress: None,
+                size_gib: source.size_gib,
+                tags: spec.tags.clone(),
+                operation: None,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        self.client
+            .delete_snapshot()
+            .snapshot_id(id)
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::SnapshotDelete, &self.region, id))?;
+        Ok(())
+    }
+
+    async fn restore(&self, snapshot: &Snapshot, spec: &RestoreVolume) -> Result<Volume> {
+        let Some(zone) = &spec.zone else {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "ebs",
+                Operation::Volume,
+                "an EBS volume lives in one availability zone",
+            )
+            .with_key(&snapshot.id)
+            .with_hint(format!("give --zone, e.g. --zone {}a", self.region)));
+        };
+        let mut tags = spec.tags.clone();
+        tags.insert("Name".into(), spec.name.clone());
+        let out = self
+            .client
+            .create_volume()
+            .availability_zone(zone)
+            .snapshot_id(&snapshot.id)
+            .set_volume_type(spec.volume_type.as_deref().map(VolumeType::from))
+            .client_token(&spec.token)
+            .tag_specifications(Self::tag_spec(ResourceType::Volume, &tags))
+            .send()
+            .await
+            .map_err(|e| map(e, Operation::Volume, &self.region, &snapshot.id))?;
+        Ok(Volume {
+            id: out.volume_id().unwrap_or_default().to_string(),
+            zone: out.availability_zone().map(str::to_string),
+            state: out.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            size_gib: out.size().and_then(|s| u64::try_from(s).ok()),
+        })
+    }
+}

@@ -1,0 +1,378 @@
+//! Volume snapshots under a policy: which provider and region a job talks to, which volumes a
+//! `[[snapshots]]` section means, how a snapshot is named, tagged and made idempotent, copies
+//! to other regions, and the holdings that `snapshot prune`, `snapshot list` and `status` read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use offsite_policies::policy::{Policy, SnapshotProvider, Snapshots as Section};
+use offsite_policies::snapshots::{Item, State};
+use offsite_storage::{
+    derived_name, tag_time, tags, CopySnapshot, CreateSnapshot, ErrorKind, Snapshot,
+    SnapshotState, Snapshots, WaitOptions,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Where snapshot calls go: a provider and its region, and the scope GCP and Azure list in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Whose snapshots.
+    pub provider: SnapshotProvider,
+    /// The region (EBS, Azure) or storage location (GCP); else the provider's usual setting.
+    pub region: Option<String>,
+    /// GCP: the project.
+    pub project: Option<String>,
+    /// Azure: `/subscriptions/S/resourceGroups/RG`.
+    pub resource_group: Option<String>,
+}
+
+impl Target {
+    /// The target of a policy section, its scope filled from its volumes where not given.
+    pub fn of(section: &Section) -> Target {
+        let first = section.volumes.first().map(String::as_str);
+        Target {
+            provider: section.provider,
+            region: section.region.clone(),
+            project: section
+                .project
+                .clone()
+                .or_else(|| first.and_then(gcp_project)),
+            resource_group: section
+                .resource_group
+                .clone()
+                .or_else(|| first.and_then(azure_resource_group)),
+        }
+    }
+
+    /// The same provider and scope in another region.
+    pub fn in_region(&self, region: &str) -> Target {
+        Target {
+            region: Some(region.to_string()),
+            ..self.clone()
+        }
+    }
+}
+
+/// `P` of `projects/P/zones/Z/disks/D` (or of a full compute URL).
+pub fn gcp_project(id: &str) -> Option<String> {
+    let mut parts = id.split('/');
+    while let Some(p) = parts.next() {
+        if p == "projects" {
+            return parts.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// `/subscriptions/S/resourceGroups/RG` of an ARM resource id.
+pub fn azure_resource_group(id: &str) -> Option<String> {
+    let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [s, sub, r, rg, ..]
+            if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourceGroups") =>
+        {
+            Some(format!("/subscriptions/{sub}/resourceGroups/{rg}"))
+        }
+        _ => None,
+    }
+}
+
+/// Opens the provider's adapter in the target's region. A wrong region, id or option is a
+/// usage error (exit 2); a provider that cannot be reached or will not take the credentials is
+/// a failure (exit 1).
+pub async fn open(target: &Target) -> Result<Arc<dyn Snapshots>> {
+    let opened: Result<Arc<dyn Snapshots>, offsite_storage::Error> = match target.provider {
+        #[cfg(feature = "ebs")]
+        SnapshotProvider::Aws => offsite_ebs::EbsSnapshots::open(target.region.as_deref())
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
+        #[cfg(feature = "gce-disk")]
+        SnapshotProvider::Gcp => offsite_gce_disk::GceSnapshots::open(
+            target.region.as_deref(),
+            target.project.as_deref(),
+        )
+        .await
+        .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
+        #[cfg(feature = "azure-disk")]
+        SnapshotProvider::Azure => offsite_azure_disk::AzureDiskSnapshots::open(
+            target.region.as_deref(),
+            target.resource_group.as_deref(),
+        )
+        .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
+        #[allow(unreachable_patterns)]
+        p => {
+            return Err(crate::report::usage(format!(
+                "{} snapshots are not supported by this build of offsite: rebuild with default features (cargo feature {})",
+                p.as_str(),
+                match p {
+                    SnapshotProvider::Aws => "ebs",
+                    SnapshotProvider::Gcp => "gce-disk",
+                    SnapshotProvider::Azure => "azure-disk",
+                }
+            )))
+        }
+    };
+    opened.map_err(|e| match e.kind() {
+        ErrorKind::InvalidConfig | ErrorKind::Unsupported => crate::report::usage(e.to_string()),
+        _ => anyhow::anyhow!("{e}"),
+    })
+}
+
+/// A client token: the same job run again (same policy, volume and `base`) gets the same one.
+pub fn token(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+/// The default token base: the UTC hour, so a rerun within the hour (a retried CronJob pod)
+/// finds the snapshots the first run made instead of making them twice.
+pub fn default_token_base(now: DateTime<Utc>) -> String {
+    now.format("%Y%m%d%H").to_string()
+}
+
+/// What to snapshot in one call.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// One volume.
+    Volume(String),
+    /// Every volume of an EBS instance, together.
+    Instance(String),
+}
+
+impl Subject {
+    /// The id it was given by.
+    pub fn id(&self) -> &str {
+        match self {
+            Subject::Volume(v) | Subject::Instance(v) => v,
+        }
+    }
+}
+
+/// The engine's tags for a new snapshot.
+pub fn new_tags(
+    policy: &str,
+    subject: &Subject,
+    token: &str,
+    now: DateTime<Utc>,
+    extra: &[(String, String)],
+) -> BTreeMap<String, String> {
+    let mut t: BTreeMap<String, String> = extra.iter().cloned().collect();
+    t.insert(tags::TOOL.into(), tags::TOOL_VALUE.into());
+    t.insert(tags::POLICY.into(), policy.into());
+    t.insert(tags::CREATED.into(), tag_time(now));
+    t.insert(tags::TOKEN.into(), token.into());
+    if let Subject::Volume(v) = subject {
+        t.insert(tags::VOLUME.into(), v.clone());
+    }
+    t
+}
+
+/// Starts the snapshots of one subject (reusing what the token already made).
+pub async fn create(
+    snaps: &dyn Snapshots,
+    policy: &str,
+    subject: &Subject,
+    base: &str,
+    now: DateTime<Utc>,
+    extra: &[(String, String)],
+) -> Result<Vec<(Snapshot, bool)>, offsite_storage::Error> {
+    let token = token(&[policy, snaps.region(), subject.id(), base]);
+    let spec = CreateSnapshot {
+        volume: subject.id().to_string(),
+        name: derived_name("offsite", subject.id(), &token),
+        token: token.clone(),
+        tags: new_tags(policy, subject, &token, now, extra),
+        description: format!("offsite {policy}: {} at {}", subject.id(), crate::report::time(&now)),
+    };
+    let made = match subject {
+        Subject::Volume(_) => vec![snaps.create(&spec).await?],
+        Subject::Instance(i) => snaps.create_group(i, &spec).await?,
+    };
+    // A snapshot whose token tag it already carried was found, not made.
+    Ok(made
+        .into_iter()
+        .map(|s| {
+            let reused = s.tag(tags::CREATED) != Some(tag_time(now).as_str());
+            (s, reused)
+        })
+        .collect())
+}
+
+/// Starts a copy of `source` into `dest`'s region (reusing what the token already made).
+pub async fn copy(
+    dest: &dyn Snapshots,
+    source: &Snapshot,
+    kms_key: Option<&str>,
+) -> Result<Snapshot, offsite_storage::Error> {
+    let token = token(&["copy", &source.id, &source.region, dest.region()]);
+    let mut t = source.tags.clone();
+    t.insert(tags::TOKEN.into(), token.clone());
+    t.insert(tags::SOURCE.into(), source.id.clone());
+    t.insert(tags::SOURCE_REGION.into(), source.region.clone());
+    t.insert(tags::VOLUME.into(), source.series());
+    t.entry(tags::CREATED.into())
+        .or_insert_with(|| tag_time(source.created));
+    let spec = CopySnapshot {
+        name: derived_name("offsite", &source.id, &token),
+        token,
+        tags: t,
+        kms_key: kms_key.map(str::to_string),
+        description: format!("offsite copy of {} from {}", source.id, source.region),
+    };
+    dest.copy(source, &spec).await
+}
+
+/// Waits for a snapshot with a progress line on a terminal (nothing otherwise).
+pub async fn wait(
+    snaps: &dyn Snapshots,
+    s: &Snapshot,
+    out: crate::report::Output,
+    timeout: Duration,
+) -> Result<Snapshot, offsite_storage::Error> {
+    let bar = out.progress(Some(100), &format!("{} {}", s.region, s.id));
+    let progress = |now: &Snapshot| {
+        if let Some(b) = &bar {
+            b.set_position(u64::from(now.progress.unwrap_or(0)));
+        }
+        tracing::info!(snapshot = %now.id, state = now.state.as_str(), progress = ?now.progress, "waiting");
+    };
+    let options = WaitOptions {
+        interval: poll_interval(),
+        timeout,
+        progress: &progress,
+    };
+    let done = snaps.wait(s, &options).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    done
+}
+
+/// Seconds between polls: `OFFSITE_SNAPSHOT_POLL_SECONDS` (tests use a fraction), else 5.
+fn poll_interval() -> Duration {
+    std::env::var("OFFSITE_SNAPSHOT_POLL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s >= 0.0 && s.is_finite())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(5))
+}
+
+/// The snapshots of a policy in one region, and what retention reads of them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Holding {
+    /// The section's index in the policy.
+    pub section: usize,
+    /// `aws`, `gcp`, `azure`.
+    pub provider: &'static str,
+    /// The region.
+    pub region: String,
+    /// `None` for the section's own region, else the copy-to entry's index.
+    pub copy: Option<usize>,
+    /// The snapshots there that carry the policy's tag.
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// Lists a section's snapshots in its region and in every copy-to region: the first error
+/// stops it (a region that cannot be read could hold the newest snapshot of a volume).
+pub async fn holdings(policy: &Policy, index: usize, section: &Section) -> Result<Vec<Holding>> {
+    let target = Target::of(section);
+    let filter = [(tags::POLICY.to_string(), policy.name.clone())];
+    let home = open(&target).await?;
+    let mut out = vec![Holding {
+        section: index,
+        provider: section.provider.as_str(),
+        region: home.region().to_string(),
+        copy: None,
+        snapshots: home
+            .list(&filter)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", home.region()))?,
+    }];
+    for (ci, c) in section.copy_to.iter().enumerate() {
+        let there = open(&target.in_region(&c.region)).await?;
+        out.push(Holding {
+            section: index,
+            provider: section.provider.as_str(),
+            region: c.region.clone(),
+            copy: Some(ci),
+            snapshots: there
+                .list(&filter)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", c.region))?,
+        });
+    }
+    Ok(out)
+}
+
+/// What retention reads of a region's snapshots; `copies` are every region's, so a snapshot
+/// that a copy still in progress reads from counts as in use.
+pub fn items(snapshots: &[Snapshot], copies: &[&Snapshot]) -> Vec<Item> {
+    snapshots
+        .iter()
+        .map(|s| Item {
+            id: s.id.clone(),
+            volume: s.series(),
+            created: s.created,
+            state: match s.state {
+                SnapshotState::Pending => State::Pending,
+                SnapshotState::Completed => State::Completed,
+                SnapshotState::Failed(_) => State::Failed,
+            },
+            in_use: copies
+                .iter()
+                .any(|c| c.tag(tags::SOURCE) == Some(s.id.as_str()) && c.state == SnapshotState::Pending),
+        })
+        .collect()
+}
+
+/// The newest completed snapshot of each volume in a holding: (volume, snapshot).
+pub fn newest(h: &Holding) -> BTreeMap<String, &Snapshot> {
+    let mut m: BTreeMap<String, &Snapshot> = BTreeMap::new();
+    for s in h.snapshots.iter().filter(|s| s.state == SnapshotState::Completed) {
+        let e = m.entry(s.series()).or_insert(s);
+        if s.created > e.created {
+            *e = s;
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_come_from_volume_ids() {
+        assert_eq!(
+            gcp_project("projects/acme-prod/zones/us-central1-a/disks/db").as_deref(),
+            Some("acme-prod")
+        );
+        assert_eq!(gcp_project("vol-0abc"), None);
+        assert_eq!(
+            azure_resource_group("/subscriptions/0000/resourceGroups/rg-app/providers/Microsoft.Compute/disks/db")
+                .as_deref(),
+            Some("/subscriptions/0000/resourceGroups/rg-app")
+        );
+        assert_eq!(azure_resource_group("vol-0abc"), None);
+    }
+
+    #[test]
+    fn tokens_are_stable_and_distinct() {
+        let a = token(&["p", "us-east-1", "vol-1", "2026120702"]);
+        assert_eq!(a, token(&["p", "us-east-1", "vol-1", "2026120702"]));
+        assert_ne!(a, token(&["p", "us-east-1", "vol-2", "2026120702"]));
+        assert_ne!(a, token(&["p", "us-east-1", "vol-1", "2026120703"]));
+        // No ambiguity from joining: ("ab", "c") is not ("a", "bc").
+        assert_ne!(token(&["ab", "c"]), token(&["a", "bc"]));
+        assert_eq!(a.len(), 24);
+    }
+}
