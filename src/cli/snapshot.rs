@@ -362,15 +362,15 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                     }
                 };
             for (mut snap, reused) in made {
+                // A copy starts from a completed snapshot: copy-to waits for it.
                 let must_wait = a.wait || !job.copy_to.is_empty();
-                if must_wait && snap.state == SnapshotState::Pending || snap.operation.is_some() {
-                    if must_wait {
-                        match engine::wait(home.as_ref(), &snap, out, timeout).await {
-                            Ok(s) => snap = s,
-                            Err(e) => {
-                                failed += 1;
-                                eprintln!("error: waiting for {}: {e}", snap.id);
-                            }
+                let unfinished = snap.state == SnapshotState::Pending || snap.operation.is_some();
+                if must_wait && unfinished {
+                    match engine::wait(home.as_ref(), &snap, out, timeout).await {
+                        Ok(s) => snap = s,
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("error: waiting for {}: {e}", snap.id);
                         }
                     }
                 }
@@ -384,7 +384,7 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 if !out.json {
                     outln!(
                         "{} {} {} {} {}{}",
-                        home.region(),
+                        snap.region,
                         snap.series(),
                         snap.id,
                         snap.state.as_str(),
@@ -415,10 +415,14 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 }
                 m.time(
                     "offsite_snapshot_newest_timestamp_seconds",
-                    &[("volume", &snap.series()), ("region", home.region())],
+                    &[
+                        ("provider", job.target.provider.as_str()),
+                        ("region", &snap.region),
+                        ("volume", &snap.series()),
+                    ],
                     snap.created,
                 );
-                rows.push(json!({"volume": snap.series(), "region": home.region(), "snapshot": snap, "reused": reused, "ok": ok, "copies": copies}));
+                rows.push(json!({"volume": snap.series(), "region": snap.region, "snapshot": snap, "reused": reused, "ok": ok, "copies": copies}));
             }
         }
     }
@@ -451,7 +455,7 @@ async fn copy_one(
         anyhow::bail!("the snapshot is {}, and only a completed snapshot can be copied; run again with --wait", snap.state.as_str());
     }
     let dest = engine::open(&target.in_region(region)).await?;
-    let mut c = engine::copy(dest.as_ref(), snap, kms).await?;
+    let mut c = engine::copy(dest.as_ref(), snap, kms).await?.snapshot;
     if wait && (c.state == SnapshotState::Pending || c.operation.is_some()) {
         c = engine::wait(dest.as_ref(), &c, out, timeout).await?;
     }

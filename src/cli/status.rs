@@ -48,17 +48,32 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
         .zip(&place.named)
         .filter_map(|(r, (name, _))| r.entries.as_ref().err().map(|e| (name.clone(), e.clone())))
         .collect();
+    // Snapshots beside archives: every region of every [[snapshots]] section.
+    let mut unreadable = unreadable;
+    let mut snap_rows = Vec::new();
+    let mut snap_unmet = Vec::new();
+    for (i, s) in policy.snapshots.iter().enumerate() {
+        match crate::engine::snapshot::holdings(policy, i, s).await {
+            Ok(h) => {
+                let (rows, unmet) = crate::engine::snapshot::judge(policy, s, &h, now);
+                snap_rows.extend(rows);
+                snap_unmet.extend(unmet);
+            }
+            Err(e) => unreadable.push((format!("[[snapshots]] #{} ({})", i + 1, s.provider.as_str()), format!("{e:#}"))),
+        }
+    }
     let code = if !unreadable.is_empty() {
         exit::FAILED
     } else if !status.damage.is_empty() {
         exit::DAMAGED
-    } else if !status.unmet.is_empty() {
+    } else if !status.unmet.is_empty() || !snap_unmet.is_empty() {
         exit::PARTIAL
     } else {
         exit::OK
     };
 
     metrics_of(m, policy, &status, &unreadable, now);
+    snapshot_metrics(m, &snap_rows, now);
 
     if out.json {
         let dests: Vec<_> = status
@@ -81,11 +96,12 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
             "destinations": dests,
             "unreadable": unreadable.iter().map(|(n, e)| json!({"destination": n, "error": e})).collect::<Vec<_>>(),
             "damage": status.damage,
-            "unmet": status.unmet,
+            "unmet": status.unmet.iter().chain(&snap_unmet).collect::<Vec<_>>(),
+            "snapshots": snap_rows,
             "exit": code,
         }))?;
     } else {
-        print_text(policy, &status, &place.named, now)?;
+        print_text(policy, &status, &place.named, now, &snap_rows, snap_unmet.len())?;
     }
     for (n, e) in &unreadable {
         eprintln!("error: cannot read destination {n}: {e}");
@@ -93,7 +109,7 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
     for d in &status.damage {
         eprintln!("error: damaged: {d}");
     }
-    for u in &status.unmet {
+    for u in status.unmet.iter().chain(&snap_unmet) {
         eprintln!("error: not met: {u}");
     }
     Ok(code)
@@ -104,6 +120,8 @@ fn print_text(
     status: &Status,
     named: &[(String, String)],
     now: DateTime<Utc>,
+    snapshots: &[crate::engine::snapshot::VolumeStatus],
+    snapshots_unmet: usize,
 ) -> Result<()> {
     outln!(
         "policy {}: {} destination(s), {} series; rpo {}, verify-every {}",
@@ -174,16 +192,80 @@ fn print_text(
             }
         )?;
     }
-    if status.ok() {
+    print_snapshots(snapshots, now)?;
+    if status.ok() && snapshots_unmet == 0 {
         outln!("every rule of policy {} holds.", policy.name)?;
     } else {
         outln!(
             "{} rule(s) not met, {} damaged copy(ies).",
-            status.unmet.len(),
+            status.unmet.len() + snapshots_unmet,
             status.damage.len()
         )?;
     }
     Ok(())
+}
+
+fn print_snapshots(rows: &[crate::engine::snapshot::VolumeStatus], now: DateTime<Utc>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    outln!(
+        "{:<20} {:<28} {:<40} {:>9} {:<5} {:>9} {:>7} {:>6}",
+        "SNAPSHOTS IN",
+        "VOLUME",
+        "NEWEST COMPLETED",
+        "AGE",
+        "RPO",
+        "COMPLETED",
+        "PENDING",
+        "FAILED"
+    )?;
+    for r in rows {
+        outln!(
+            "{:<20} {:<28} {:<40} {:>9} {:<5} {:>9} {:>7} {:>6}",
+            format!("{} {}{}", r.provider, r.region, if r.copy { " (copy)" } else { "" }),
+            r.volume,
+            r.newest.as_deref().unwrap_or("-"),
+            r.newest_created.map(|t| age_words(now - t)).unwrap_or_else(|| "-".into()),
+            match r.fresh {
+                Some(true) => "ok",
+                Some(false) => "LATE",
+                None => "-",
+            },
+            r.completed,
+            r.pending,
+            r.failed
+        )?;
+    }
+    Ok(())
+}
+
+fn snapshot_metrics(m: &mut Metrics, rows: &[crate::engine::snapshot::VolumeStatus], now: DateTime<Utc>) {
+    let mut per_region: std::collections::BTreeMap<(&str, &str), (usize, usize, usize)> = Default::default();
+    for r in rows {
+        let l = [("provider", r.provider), ("region", r.region.as_str()), ("volume", r.volume.as_str())];
+        if let Some(t) = r.newest_created {
+            m.time("offsite_snapshot_newest_timestamp_seconds", &l, t);
+            m.set(
+                "offsite_snapshot_newest_age_seconds",
+                &l,
+                (now - t).num_milliseconds() as f64 / 1000.0,
+            );
+        }
+        if let Some(f) = r.fresh {
+            m.flag("offsite_snapshot_rpo_met", &l, f);
+        }
+        let e = per_region.entry((r.provider, r.region.as_str())).or_default();
+        e.0 += r.completed;
+        e.1 += r.pending;
+        e.2 += r.failed;
+    }
+    for ((provider, region), (c, p, f)) in per_region {
+        let l = [("provider", provider), ("region", region)];
+        m.set("offsite_snapshots_completed", &l, c as f64);
+        m.set("offsite_snapshots_pending", &l, p as f64);
+        m.set("offsite_snapshots_failed", &l, f as f64);
+    }
 }
 
 fn metrics_of(

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use offsite_policies::policy::{Policy, SnapshotProvider, Snapshots as Section};
 use offsite_policies::snapshots::{Item, State};
 use offsite_storage::{
-    derived_name, tag_time, tags, CopySnapshot, CreateSnapshot, ErrorKind, Snapshot,
+    derived_name, tag_time, tags, CopySnapshot, CreateSnapshot, ErrorKind, Made, Snapshot,
     SnapshotState, Snapshots, WaitOptions,
 };
 use serde::Serialize;
@@ -175,7 +175,8 @@ pub fn new_tags(
     t
 }
 
-/// Starts the snapshots of one subject (reusing what the token already made).
+/// Starts the snapshots of one subject (reusing what the token already made): each with
+/// whether it was found already made.
 pub async fn create(
     snaps: &dyn Snapshots,
     policy: &str,
@@ -196,14 +197,7 @@ pub async fn create(
         Subject::Volume(_) => vec![snaps.create(&spec).await?],
         Subject::Instance(i) => snaps.create_group(i, &spec).await?,
     };
-    // A snapshot whose token tag it already carried was found, not made.
-    Ok(made
-        .into_iter()
-        .map(|s| {
-            let reused = s.tag(tags::CREATED) != Some(tag_time(now).as_str());
-            (s, reused)
-        })
-        .collect())
+    Ok(made.into_iter().map(|m| (m.snapshot, m.found)).collect())
 }
 
 /// Starts a copy of `source` into `dest`'s region (reusing what the token already made).
@@ -211,7 +205,7 @@ pub async fn copy(
     dest: &dyn Snapshots,
     source: &Snapshot,
     kms_key: Option<&str>,
-) -> Result<Snapshot, offsite_storage::Error> {
+) -> Result<Made, offsite_storage::Error> {
     let token = token(&["copy", &source.id, &source.region, dest.region()]);
     let mut t = source.tags.clone();
     t.insert(tags::TOKEN.into(), token.clone());
@@ -375,4 +369,83 @@ mod tests {
         assert_ne!(token(&["ab", "c"]), token(&["a", "bc"]));
         assert_eq!(a.len(), 24);
     }
+}
+
+/// The newest snapshot of one volume in one region, as `status` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeStatus {
+    /// `aws`, `gcp`, `azure`.
+    pub provider: &'static str,
+    /// The region.
+    pub region: String,
+    /// Whether the region is a copy-to region.
+    pub copy: bool,
+    /// The volume.
+    pub volume: String,
+    /// Its newest completed snapshot there.
+    pub newest: Option<String>,
+    /// When that snapshot's data was taken.
+    pub newest_created: Option<DateTime<Utc>>,
+    /// Within the policy's rpo (`None`: no rpo).
+    pub fresh: Option<bool>,
+    /// Completed snapshots of the volume there.
+    pub completed: usize,
+    /// Snapshots or copies still being made.
+    pub pending: usize,
+    /// Snapshots the provider failed.
+    pub failed: usize,
+}
+
+/// Judges a section's holdings: one row per volume and region (every volume the section
+/// names, or that any of its regions holds, in every region), and the rules that do not hold.
+pub fn judge(
+    policy: &Policy,
+    section: &Section,
+    holdings: &[Holding],
+    now: DateTime<Utc>,
+) -> (Vec<VolumeStatus>, Vec<String>) {
+    let mut volumes: std::collections::BTreeSet<String> = section.volumes.iter().cloned().collect();
+    for h in holdings {
+        volumes.extend(h.snapshots.iter().map(Snapshot::series));
+    }
+    let mut rows = Vec::new();
+    let mut unmet = Vec::new();
+    for h in holdings {
+        let newest = newest(h);
+        for v in &volumes {
+            let of: Vec<&Snapshot> = h.snapshots.iter().filter(|s| s.series() == *v).collect();
+            let count = |f: fn(&SnapshotState) -> bool| of.iter().filter(|s| f(&s.state)).count();
+            let n = newest.get(v);
+            let fresh = policy
+                .rpo
+                .map(|rpo| n.is_some_and(|s| s.created >= rpo.before(now)));
+            match (n, fresh) {
+                (None, _) => unmet.push(format!(
+                    "snapshots: no completed snapshot of {v} in {} {}",
+                    h.provider, h.region
+                )),
+                (Some(s), Some(false)) => unmet.push(format!(
+                    "snapshots: the newest completed snapshot of {v} in {} {} is from {} (rpo {})",
+                    h.provider,
+                    h.region,
+                    crate::report::time(&s.created),
+                    policy.rpo.map(|r| r.to_string()).unwrap_or_default()
+                )),
+                _ => {}
+            }
+            rows.push(VolumeStatus {
+                provider: h.provider,
+                region: h.region.clone(),
+                copy: h.copy.is_some(),
+                volume: v.clone(),
+                newest: n.map(|s| s.id.clone()),
+                newest_created: n.map(|s| s.created),
+                fresh,
+                completed: count(|s| *s == SnapshotState::Completed),
+                pending: count(|s| *s == SnapshotState::Pending),
+                failed: count(|s| matches!(s, SnapshotState::Failed(_))),
+            });
+        }
+    }
+    (rows, unmet)
 }

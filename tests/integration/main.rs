@@ -15,6 +15,8 @@ mod azure;
 mod campaign;
 mod common;
 mod examples;
+#[cfg(any(feature = "gce-disk", feature = "azure-disk"))]
+mod fake_api;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod faults;
 #[cfg(feature = "gcs")]
@@ -36,6 +38,12 @@ mod restore;
 mod s3;
 #[cfg(feature = "s3")]
 mod s3_cli;
+#[cfg(feature = "azure-disk")]
+mod snapshots_azure;
+#[cfg(all(feature = "ebs", feature = "s3"))]
+mod snapshots_ebs;
+#[cfg(feature = "gce-disk")]
+mod snapshots_gcp;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod secrets;
 mod verify;

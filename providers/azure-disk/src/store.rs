@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use offsite_storage::{
-    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Operation, Result,
+    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Made, Operation, Result,
     RestoreVolume, RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
 };
 use serde_json::json;
@@ -195,9 +195,9 @@ impl AzureDiskSnapshots {
         source: &str,
         tags: &BTreeMap<String, String>,
         op: Operation,
-    ) -> Result<Snapshot> {
+    ) -> Result<Made> {
         match self.get_snapshot(id).await {
-            Ok(s) => return Ok(to_snapshot(&s, None)),
+            Ok(s) => return Ok(Made::found(to_snapshot(&s, None))),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
@@ -216,7 +216,7 @@ impl AzureDiskSnapshots {
             .put::<ArmSnapshot>(id, &body)
             .await
             .map_err(|e| e.into_error(op, source))?;
-        Ok(to_snapshot(&s, lro.map(|l| l.encode())))
+        Ok(Made::started(to_snapshot(&s, lro.map(|l| l.encode()))))
     }
 }
 
@@ -237,7 +237,7 @@ impl Snapshots for AzureDiskSnapshots {
         }
     }
 
-    async fn create(&self, spec: &CreateSnapshot) -> Result<Snapshot> {
+    async fn create(&self, spec: &CreateSnapshot) -> Result<Made> {
         let (disk_rg, _) = parse_id(&spec.volume, "disks", Operation::SnapshotCreate)?;
         let disk: ArmDisk = self
             .retry
@@ -361,7 +361,7 @@ impl Snapshots for AzureDiskSnapshots {
         Ok(to_volume(&d))
     }
 
-    async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Snapshot> {
+    async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Made> {
         let Some(location) = &self.location else {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 use offsite_storage::{
-    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Operation, Result,
+    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Made, Operation, Result,
     RestoreVolume, RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
 };
 
@@ -154,7 +154,7 @@ impl Snapshots for EbsSnapshots {
         }
     }
 
-    async fn create(&self, spec: &CreateSnapshot) -> Result<Snapshot> {
+    async fn create(&self, spec: &CreateSnapshot) -> Result<Made> {
         // CreateSnapshot takes no client token: the token is a tag, looked for first.
         if let Some(s) = self
             .by_token(&spec.token)
@@ -162,7 +162,7 @@ impl Snapshots for EbsSnapshots {
             .into_iter()
             .find(|s| s.volume.as_deref() == Some(spec.volume.as_str()))
         {
-            return Ok(s);
+            return Ok(Made::found(s));
         }
         let out = self
             .client
@@ -173,7 +173,7 @@ impl Snapshots for EbsSnapshots {
             .send()
             .await
             .map_err(|e| map(e, Operation::SnapshotCreate, &self.region, &spec.volume))?;
-        Ok(build(
+        Ok(Made::started(build(
             &self.region,
             Parts {
                 id: out.snapshot_id(),
@@ -185,13 +185,13 @@ impl Snapshots for EbsSnapshots {
                 size: out.volume_size(),
             },
             tag_map(out.tags()),
-        ))
+        )))
     }
 
-    async fn create_group(&self, instance: &str, spec: &CreateSnapshot) -> Result<Vec<Snapshot>> {
+    async fn create_group(&self, instance: &str, spec: &CreateSnapshot) -> Result<Vec<Made>> {
         let made = self.by_token(&spec.token).await?;
         if !made.is_empty() {
-            return Ok(made);
+            return Ok(made.into_iter().map(Made::found).collect());
         }
         // One set of tags for every volume: the volume tag would name the instance, so it is
         // left off and each snapshot's series is its own VolumeId.
@@ -215,7 +215,7 @@ impl Snapshots for EbsSnapshots {
             .snapshots()
             .iter()
             .map(|s| {
-                build(
+                Made::started(build(
                     &self.region,
                     Parts {
                         id: s.snapshot_id(),
@@ -227,7 +227,7 @@ impl Snapshots for EbsSnapshots {
                         size: s.volume_size(),
                     },
                     tag_map(s.tags()),
-                )
+                ))
             })
             .collect())
     }
@@ -339,9 +339,9 @@ impl Snapshots for EbsSnapshots {
             })
     }
 
-    async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Snapshot> {
+    async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Made> {
         if let Some(s) = self.by_token(&spec.token).await?.into_iter().next() {
-            return Ok(s);
+            return Ok(Made::found(s));
         }
         let out = self
             .client
@@ -358,8 +358,8 @@ impl Snapshots for EbsSnapshots {
         let id = out.snapshot_id().unwrap_or_default().to_string();
         // CopySnapshot answers with the id alone; the copy is read back for its state.
         match self.get(&id).await {
-            Ok(s) => Ok(s),
-            Err(e) if e.is_not_found() => Ok(Snapshot {
+            Ok(s) => Ok(Made::started(s)),
+            Err(e) if e.is_not_found() => Ok(Made::started(Snapshot {
                 id,
                 region: self.region.clone(),
                 volume: source.volume.clone(),
@@ -369,7 +369,7 @@ impl Snapshots for EbsSnapshots {
                 size_gib: source.size_gib,
                 tags: spec.tags.clone(),
                 operation: None,
-            }),
+            })),
             Err(e) => Err(e),
         }
     }

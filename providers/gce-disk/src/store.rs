@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use google_cloud_compute_v1::client::{Disks, Snapshots as SnapshotsClient};
 use google_cloud_compute_v1::model;
 use offsite_storage::{
-    parse_tag_time, tags, CreateSnapshot, Error, ErrorKind, Operation, Result, RestoreVolume,
+    parse_tag_time, tags, CreateSnapshot, Error, ErrorKind, Made, Operation, Result, RestoreVolume,
     RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
 };
 
@@ -224,12 +224,12 @@ impl Snapshots for GceSnapshots {
         SnapshotCapabilities::default()
     }
 
-    async fn create(&self, spec: &CreateSnapshot) -> Result<Snapshot> {
+    async fn create(&self, spec: &CreateSnapshot) -> Result<Made> {
         let (project, zone, disk) = parse_disk(&spec.volume)?;
         // The name is the token's: a snapshot already there is this job's, made by a run
         // that died before it could say so.
         match self.get_named(&project, &spec.name).await {
-            Ok(s) => return Ok(s),
+            Ok(s) => return Ok(Made::found(s)),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
@@ -252,7 +252,7 @@ impl Snapshots for GceSnapshots {
         let op = match op {
             Ok(op) => op,
             Err(e) if e.http_status_code() == Some(409) => {
-                return self.get_named(&project, &spec.name).await
+                return self.get_named(&project, &spec.name).await.map(Made::found)
             }
             Err(e) => return Err(map(e, Operation::SnapshotCreate, &project, &spec.volume)),
         };
@@ -260,7 +260,7 @@ impl Snapshots for GceSnapshots {
             return Err(e);
         }
         let done = op.status == Some(model::operation::Status::Done);
-        Ok(Snapshot {
+        Ok(Made::started(Snapshot {
             id: snapshot_id(&project, &spec.name),
             region: self.location.clone().unwrap_or_default(),
             volume: Some(format!("projects/{project}/zones/{zone}/disks/{disk}")),
@@ -274,7 +274,7 @@ impl Snapshots for GceSnapshots {
             size_gib: None,
             tags: spec.tags.clone(),
             operation: if done { None } else { op.name.clone() },
-        })
+        }))
     }
 
     async fn poll(&self, snapshot: &Snapshot) -> Result<Snapshot> {

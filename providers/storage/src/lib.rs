@@ -43,7 +43,7 @@ pub use retry::RetryPolicy;
 pub use sequential::{ObjectDigest, Sequential, SessionState};
 pub use snapshots::{
     derived_name, parse_tag_time, snapshot_unsupported, tag_time, tags, CopySnapshot,
-    CreateSnapshot, RestoreVolume, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots,
+    CreateSnapshot, Made, RestoreVolume, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots,
     Volume, WaitOptions,
 };
 pub use storage::{

@@ -85,7 +85,8 @@ pub struct Snapshot {
     /// When the provider started it (for a copy: when the original was made, where the tags
     /// say; retention judges a copy by the data's age, not the copy's).
     pub created: DateTime<Utc>,
-    /// Pending, completed or failed.
+    /// Pending, completed or failed (JSON: `"state"`, and `"reason"` when failed).
+    #[serde(flatten)]
     pub state: SnapshotState,
     /// Percent done, where the provider says.
     pub progress: Option<u8>,
@@ -111,6 +112,34 @@ impl Snapshot {
             .map(str::to_string)
             .or_else(|| self.volume.clone())
             .unwrap_or_else(|| "-".to_string())
+    }
+}
+
+/// A snapshot [`Snapshots::create`] or [`Snapshots::copy`] started, or found already made
+/// under the same client token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// It was there already (an earlier run with this token made it).
+    pub found: bool,
+}
+
+impl Made {
+    /// A snapshot this call started.
+    pub fn started(snapshot: Snapshot) -> Made {
+        Made {
+            snapshot,
+            found: false,
+        }
+    }
+
+    /// A snapshot an earlier run with the token made.
+    pub fn found(snapshot: Snapshot) -> Made {
+        Made {
+            snapshot,
+            found: true,
+        }
     }
 }
 
@@ -244,12 +273,12 @@ pub trait Snapshots: Send + Sync + Debug {
     fn capabilities(&self) -> SnapshotCapabilities;
 
     /// Starts a snapshot of one volume, or finds the one this token already made.
-    async fn create(&self, spec: &CreateSnapshot) -> Result<Snapshot>;
+    async fn create(&self, spec: &CreateSnapshot) -> Result<Made>;
 
     /// Starts one crash-consistent snapshot of every volume of an instance (EBS
     /// CreateSnapshots), or finds the ones this token already made. `Unsupported` where
     /// [`SnapshotCapabilities::group`] is false.
-    async fn create_group(&self, instance: &str, spec: &CreateSnapshot) -> Result<Vec<Snapshot>> {
+    async fn create_group(&self, instance: &str, spec: &CreateSnapshot) -> Result<Vec<Made>> {
         let _ = (instance, spec);
         Err(snapshot_unsupported(
             self.provider(),
@@ -270,7 +299,7 @@ pub trait Snapshots: Send + Sync + Debug {
     /// Starts a copy of `source` (a snapshot in another region of the same provider) into this
     /// adapter's region, or finds the copy this token already made. `Unsupported` where
     /// [`SnapshotCapabilities::copy`] is false.
-    async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Snapshot> {
+    async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Made> {
         let _ = (source, spec);
         Err(snapshot_unsupported(
             self.provider(),
@@ -349,6 +378,10 @@ pub fn derived_name(prefix: &str, base: &str, token: &str) -> String {
         } else if !clean.ends_with('-') {
             clean.push('-');
         }
+    }
+    // A copy's source is already `offsite-...`: its name is not prefixed twice.
+    if let Some(rest) = clean.strip_prefix(&format!("{prefix}-")) {
+        clean = rest.to_string();
     }
     let room = 63 - prefix.len() - 1 - digest.len() - 1;
     clean.truncate(room);

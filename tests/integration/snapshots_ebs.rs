@@ -1,0 +1,237 @@
+//! EBS snapshots end to end on moto: volumes made with boto3 (moto's own venv), then offsite
+//! snapshot create (tags, a rerun that finds the first run's snapshots, a copy to a second
+//! region, an instance's volumes together), list by tag, status, prune by each region's own
+//! retention, restore to a new volume, and the errors a user meets.
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Runs a boto3 script against moto's EC2 and returns its stdout.
+fn boto(script: &str) -> String {
+    let moto = emulator("OFFSITE_TEST_MOTO");
+    let full = format!(
+        "import boto3, json, sys\n\
+         def ec2(region):\n    return boto3.client('ec2', endpoint_url='{moto}', region_name=region, aws_access_key_id='x', aws_secret_access_key='y')\n\
+         {script}"
+    );
+    let out = std::process::Command::new(emulator("OFFSITE_TEST_MOTO_PYTHON"))
+        .args(["-c", &full])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl Sandbox {
+    fn ebs_cmd(&self) -> assert_cmd::Command {
+        let mut c = self.s3_cmd();
+        c.env("AWS_ENDPOINT_URL", emulator("OFFSITE_TEST_MOTO"))
+            .env("OFFSITE_SNAPSHOT_POLL_SECONDS", "0.05");
+        c
+    }
+}
+
+/// Snapshot ids of a policy in a region, by volume tag, as moto holds them.
+fn snapshots_of(region: &str, policy: &str) -> Vec<(String, String)> {
+    let out = boto(&format!(
+        "r = ec2('{region}').describe_snapshots(Filters=[{{'Name': 'tag:offsite-policy', 'Values': ['{policy}']}}])['Snapshots']\n\
+         print(json.dumps([[s['SnapshotId'], dict((t['Key'], t['Value']) for t in s.get('Tags', [])).get('offsite-volume', s['VolumeId'])] for s in r]))"
+    ));
+    let v: Vec<(String, String)> = serde_json::from_str(&out).unwrap();
+    v
+}
+
+#[test]
+fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored() {
+    let sb = Sandbox::new();
+    let tag = format!("t{:08x}", rand_u32());
+    let policy_name = format!("ebs-{tag}");
+    let vols = boto(&format!(
+        "c = ec2('us-east-1')\n\
+         ids = [c.create_volume(AvailabilityZone='us-east-1a', Size=s, TagSpecifications=[{{'ResourceType': 'volume', 'Tags': [{{'Key': 'backup', 'Value': '{tag}'}}]}}])['VolumeId'] for s in (8, 16)]\n\
+         c.create_volume(AvailabilityZone='us-east-1a', Size=4)\n\
+         print(json.dumps(ids))"
+    ));
+    let mut vols: Vec<String> = serde_json::from_str(&vols).unwrap();
+    vols.sort();
+    let policy = sb.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\nname = \"{policy_name}\"\nrpo = \"26h\"\n[encryption]\nunencrypted = true\n\
+             [[destination]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup={tag}\"\n\
+             retention = {{ keep-last = 2 }}\n\
+             copy-to = [{{ region = \"us-west-2\", retention = {{ keep-last = 1 }} }}]\n",
+            sb.url("archives")
+        ),
+    )
+    .unwrap();
+
+    // Three runs: the second has the first's token and makes nothing; two more tokens.
+    let o = sb
+        .ebs_cmd()
+        .args(["--json", "snapshot", "create", "--token", "run-1", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["snapshots"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for r in rows {
+        assert_eq!(r["reused"], false, "{v}");
+        assert_eq!(r["snapshot"]["state"], "completed", "{v}");
+        assert_eq!(r["snapshot"]["tags"]["offsite-policy"], policy_name.as_str(), "{v}");
+        assert_eq!(r["snapshot"]["tags"]["offsite-tool"], "offsite", "{v}");
+        assert_eq!(r["copies"][0]["region"], "us-west-2", "{v}");
+        assert_eq!(r["copies"][0]["snapshot"]["tags"]["offsite-source"], r["snapshot"]["id"], "{v}");
+    }
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "create", "--token", "run-1"], &policy);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).matches("found (same token)").count(), 2, "{}", stdout(&o));
+    assert_eq!(snapshots_of("us-east-1", &policy_name).len(), 2);
+    assert_eq!(snapshots_of("us-west-2", &policy_name).len(), 2);
+    for t in ["run-2", "run-3"] {
+        let o = policy_run(sb.ebs_cmd(), &["snapshot", "create", "--token", t], &policy);
+        assert_code(&o, 0);
+    }
+    assert_eq!(snapshots_of("us-east-1", &policy_name).len(), 6);
+    assert_eq!(snapshots_of("us-west-2", &policy_name).len(), 6);
+
+    // list and status read both regions
+    let o = policy_run(sb.ebs_cmd(), &["--json", "snapshot", "list"], &policy);
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 12, "{v}");
+    let o = policy_run(sb.ebs_cmd(), &["--json", "status"], &policy);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let snaps = v["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 4, "two volumes in two regions: {v}");
+    for s in snaps {
+        assert_eq!(s["completed"], 3, "{v}");
+        assert_eq!(s["fresh"], true, "{v}");
+        assert!(vols.contains(&s["volume"].as_str().unwrap().to_string()), "{v}");
+    }
+
+    // prune: a dry run and a refused run change nothing; then each region's own rule
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune", "--dry-run"], &policy);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("6 snapshot(s) would be deleted"), "{}", stdout(&o));
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune", "--max-delete", "2"], &policy);
+    assert_code(&o, 5);
+    assert!(stderr(&o).contains("max-delete 2"), "{}", stderr(&o));
+    assert_eq!(snapshots_of("us-east-1", &policy_name).len(), 6);
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &policy);
+    assert_code(&o, 0);
+    let east = snapshots_of("us-east-1", &policy_name);
+    let west = snapshots_of("us-west-2", &policy_name);
+    assert_eq!(east.len(), 4, "keep-last 2 per volume: {east:?}");
+    assert_eq!(west.len(), 2, "keep-last 1 per volume in the copy region: {west:?}");
+    for v in &vols {
+        assert_eq!(east.iter().filter(|(_, vol)| vol == v).count(), 2, "{east:?}");
+        assert_eq!(west.iter().filter(|(_, vol)| vol == v).count(), 1, "{west:?}");
+    }
+
+    // restore the copy in us-west-2 to a new volume
+    let (copy, _) = &west[0];
+    let o = sb
+        .ebs_cmd()
+        .args(["snapshot", "restore", copy, "--provider", "aws", "--region", "us-west-2"])
+        .args(["--to-volume", "db-restored", "--zone", "us-west-2a", "--volume-type", "gp3", "--wait"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let made = boto(&format!(
+        "r = ec2('us-west-2').describe_volumes(Filters=[{{'Name': 'snapshot-id', 'Values': ['{copy}']}}])['Volumes']\n\
+         print(json.dumps([[v['VolumeId'], v['VolumeType'], dict((t['Key'], t['Value']) for t in v.get('Tags', []))] for v in r]))"
+    ));
+    let made: Vec<(String, String, Value)> = serde_json::from_str(&made).unwrap();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].1, "gp3");
+    assert_eq!(made[0].2["Name"], "db-restored");
+    assert!(stdout(&o).contains(&made[0].0), "{}", stdout(&o));
+}
+
+#[test]
+fn ebs_instance_volumes_are_snapshotted_together() {
+    let sb = Sandbox::new();
+    let ids = boto(
+        "c = ec2('us-east-1')\n\
+         ami = c.describe_images(Owners=['amazon'])['Images'][0]['ImageId']\n\
+         i = c.run_instances(ImageId=ami, MinCount=1, MaxCount=1, Placement={'AvailabilityZone': 'us-east-1a'})['Instances'][0]['InstanceId']\n\
+         v = c.create_volume(AvailabilityZone='us-east-1a', Size=5)['VolumeId']\n\
+         c.attach_volume(VolumeId=v, InstanceId=i, Device='/dev/sdf')\n\
+         print(json.dumps([i, v]))",
+    );
+    let (instance, data): (String, String) = serde_json::from_str(&ids).unwrap();
+    let o = sb
+        .ebs_cmd()
+        .args(["--json", "snapshot", "create", "--provider", "aws", "--region", "us-east-1"])
+        .args(["--instance", &instance, "--token", "together", "--wait"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["snapshots"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "the boot volume and the data volume: {v}");
+    assert!(rows.iter().any(|r| r["volume"] == data.as_str()), "{v}");
+    for r in rows {
+        assert_eq!(r["snapshot"]["state"], "completed", "{v}");
+        assert_eq!(r["snapshot"]["tags"]["offsite-policy"], "adhoc", "{v}");
+    }
+    // a rerun with the token finds both
+    let o = sb
+        .ebs_cmd()
+        .args(["snapshot", "create", "--provider", "aws", "--region", "us-east-1"])
+        .args(["--instance", &instance, "--token", "together"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).matches("found (same token)").count(), 2, "{}", stdout(&o));
+}
+
+#[test]
+fn ebs_errors_name_the_volume_the_region_and_the_fix() {
+    let sb = Sandbox::new();
+    let o = sb
+        .ebs_cmd()
+        .args(["snapshot", "create", "--provider", "aws", "--region", "us-east-1"])
+        .args(["--volume", "vol-0123456789abcdef0"])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("vol-0123456789abcdef0") && e.contains("InvalidVolume.NotFound") && e.contains("no such volume in us-east-1"), "{e}");
+
+    let o = sb
+        .ebs_cmd()
+        .args(["snapshot", "list", "--provider", "aws", "--region", "us-east"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("unknown region \"us-east\""), "{}", stderr(&o));
+
+    let o = sb
+        .ebs_cmd()
+        .args(["snapshot", "delete", "snap-0123456789abcdef0", "--provider", "aws", "--region", "us-east-1"])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("InvalidSnapshot.NotFound"), "{}", stderr(&o));
+
+    let p = sb.path("bad.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "version = 1\nname = \"x\"\n[encryption]\nunencrypted = true\n[[destination]]\nname = \"l\"\nurl = \"{}\"\n\
+             [[snapshots]]\nprovider = \"aws\"\nvolumes = [\"vol-1\"]\ncopy-to = [{{ region = \"us-west-2\", keep = 3 }}]\n",
+            sb.url("a")
+        ),
+    )
+    .unwrap();
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &p);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("copy-to entry"), "{}", stderr(&o));
+}

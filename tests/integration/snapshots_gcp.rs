@@ -1,0 +1,248 @@
+//! GCP persistent-disk snapshots: contract tests. No emulator of Compute Engine exists, so the
+//! real adapter (google-cloud-compute-v1 over HTTP) talks to a local server that checks each
+//! request against the REST reference and answers with its documented shapes:
+//! - snapshots.insert: https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/insert
+//! - snapshots.get: https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/get
+//! - snapshots.list: https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/list
+//! - snapshots.delete: https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/delete
+//! - globalOperations.get: https://cloud.google.com/compute/docs/reference/rest/v1/globalOperations/get
+//! - disks.insert: https://cloud.google.com/compute/docs/reference/rest/v1/disks/insert
+//! - errors: https://cloud.google.com/compute/docs/api/handling-errors
+//!
+//! The client sends no Authorization header to a loopback endpoint (anonymous credentials), so
+//! none is checked here.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::fake_api::{FakeApi, Step};
+
+const PROJECT: &str = "acme-prod";
+const DISK: &str = "projects/acme-prod/zones/us-central1-a/disks/db-data";
+
+const INSERT: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/insert";
+const GET: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/get";
+const LIST: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/list";
+const DELETE: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/delete";
+const OPERATION: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/globalOperations/get";
+const DISK_INSERT: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/disks/insert";
+
+fn snapshots_path() -> String {
+    format!("/compute/v1/projects/{PROJECT}/global/snapshots")
+}
+
+/// The name offsite gives the snapshot of `DISK` made with `token` under `policy` in `region`.
+fn snapshot_name(policy: &str, region: &str, token: &str) -> String {
+    let t = offsite::engine::snapshot::token(&[policy, region, DISK, token]);
+    offsite_storage::derived_name("offsite", DISK, &t)
+}
+
+/// A Snapshot resource as snapshots.get documents it.
+fn snapshot(name: &str, status: &str, created: &str, labels: Value) -> Value {
+    json!({
+        "kind": "compute#snapshot",
+        "id": "4805871265423523122",
+        "creationTimestamp": created,
+        "name": name,
+        "status": status,
+        "sourceDisk": format!("https://www.googleapis.com/compute/v1/{DISK}"),
+        "sourceDiskId": "1186472381622305122",
+        "diskSizeGb": "10",
+        "storageBytes": "1073741824",
+        "storageBytesStatus": "UP_TO_DATE",
+        "labels": labels,
+        "labelFingerprint": "42WmSpB8rSM=",
+        "storageLocations": ["us"],
+        "selfLink": format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/snapshots/{name}"),
+    })
+}
+
+/// An Operation as globalOperations.get documents it.
+fn operation(name: &str, status: &str, progress: u32, target: &str) -> Value {
+    json!({
+        "kind": "compute#operation",
+        "id": "7134651201246378",
+        "name": name,
+        "operationType": "insert",
+        "targetLink": format!("https://www.googleapis.com/compute/v1/{target}"),
+        "status": status,
+        "progress": progress,
+        "insertTime": "2026-12-07T02:00:00.000-08:00",
+        "selfLink": format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/operations/{name}"),
+    })
+}
+
+fn not_found(what: &str) -> Value {
+    json!({"error": {"code": 404, "message": format!("The resource '{what}' was not found"),
+        "errors": [{"message": format!("The resource '{what}' was not found"), "domain": "global", "reason": "notFound"}]}})
+}
+
+impl Sandbox {
+    fn gcp_cmd(&self, api: &FakeApi) -> assert_cmd::Command {
+        let mut c = self.cmd();
+        c.env("OFFSITE_GCP_COMPUTE_ENDPOINT", &api.url)
+            .env("OFFSITE_SNAPSHOT_POLL_SECONDS", "0.05")
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("GOOGLE_CLOUD_PROJECT");
+        c
+    }
+}
+
+#[test]
+fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_disk() {
+    let sb = Sandbox::new();
+    let name = snapshot_name("adhoc", "us", "run-1");
+    let id = format!("projects/{PROJECT}/global/snapshots/{name}");
+    let op = "operation-1765101600000-5f1a2b3c4d5e6-abcd1234-ef567890";
+    let ready = snapshot(&name, "READY", "2026-12-07T02:00:00.000-08:00", json!({
+        "offsite_tool": "offsite", "offsite_policy": "adhoc", "offsite_created": "20261207t100000z",
+        "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data", "team": "db"}));
+    let api = FakeApi::start(vec![
+        // The token's name is looked for first: a rerun finds what the first run made.
+        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&id)).status(404),
+        Step::new(INSERT, "POST", snapshots_path(), operation(op, "RUNNING", 0, DISK))
+            .query("requestId", "*")
+            .body(json!({
+                "name": name,
+                "sourceDisk": DISK,
+                "storageLocations": ["us"],
+                "labels": {"offsite_tool": "offsite", "offsite_policy": "adhoc", "offsite_created": "*",
+                           "offsite_token": "*", "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data",
+                           "team": "db"},
+            })),
+        Step::new(OPERATION, "GET", format!("/compute/v1/projects/{PROJECT}/global/operations/{op}"), operation(op, "RUNNING", 40, DISK)),
+        Step::new(OPERATION, "GET", format!("/compute/v1/projects/{PROJECT}/global/operations/{op}"), operation(op, "DONE", 100, DISK)),
+        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), ready.clone()),
+        // restore: the snapshot is read (it must be READY), then a disk made from it
+        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), ready.clone()),
+        Step::new(DISK_INSERT, "POST", format!("/compute/v1/projects/{PROJECT}/zones/us-central1-a/disks"),
+            json!({"kind": "compute#operation", "name": "operation-disk-1", "zone": "https://www.googleapis.com/compute/v1/projects/acme-prod/zones/us-central1-a", "status": "RUNNING", "progress": 0}))
+            .query("requestId", "*")
+            .body(json!({
+                "name": "db-data-restored",
+                "sourceSnapshot": id,
+                "type": format!("projects/{PROJECT}/zones/us-central1-a/diskTypes/pd-balanced"),
+                "labels": {"offsite_tool": "offsite", "offsite_source": "*"},
+            })),
+    ]);
+    let o = sb
+        .gcp_cmd(&api)
+        .args(["snapshot", "create", "--provider", "gcp", "--region", "us", "--volume", DISK])
+        .args(["--token", "run-1", "--tag", "team=db", "--wait", "--json"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v["snapshots"][0];
+    assert_eq!(s["snapshot"]["id"], id.as_str(), "{v}");
+    assert_eq!(s["snapshot"]["state"], "completed", "{v}");
+    assert_eq!(s["snapshot"]["volume"], DISK, "{v}");
+    assert_eq!(s["volume"], DISK, "{v}");
+    let o = sb
+        .gcp_cmd(&api)
+        .args(["snapshot", "restore", &id, "--provider", "gcp", "--to-volume", "db-data-restored"])
+        .args(["--zone", "us-central1-a", "--volume-type", "pd-balanced"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("projects/acme-prod/zones/us-central1-a/disks/db-data-restored"), "{}", stdout(&o));
+    api.finish();
+}
+
+#[test]
+fn contract_gcp_snapshot_quota_error_in_the_operation_is_named() {
+    let sb = Sandbox::new();
+    let name = snapshot_name("adhoc", "default", "run-q");
+    let op = "operation-quota";
+    let mut failed = operation(op, "DONE", 100, DISK);
+    failed["httpErrorStatusCode"] = json!(403);
+    failed["httpErrorMessage"] = json!("FORBIDDEN");
+    failed["error"] = json!({"errors": [{"code": "QUOTA_EXCEEDED", "message": "Quota 'SNAPSHOTS' exceeded.  Limit: 10.0 globally."}]});
+    let api = FakeApi::start(vec![
+        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&name)).status(404),
+        Step::new(INSERT, "POST", snapshots_path(), failed).query("requestId", "*"),
+    ]);
+    let o = sb
+        .gcp_cmd(&api)
+        .args(["snapshot", "create", "--provider", "gcp", "--volume", DISK, "--token", "run-q"])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("QUOTA_EXCEEDED") && e.contains("Limit: 10.0"), "{e}");
+    assert!(e.contains("quota"), "{e}");
+    api.finish();
+}
+
+#[test]
+fn contract_gcp_snapshot_of_a_missing_disk_says_not_found() {
+    let sb = Sandbox::new();
+    let name = snapshot_name("adhoc", "default", "run-m");
+    let api = FakeApi::start(vec![
+        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&name)).status(404),
+        Step::new(INSERT, "POST", snapshots_path(), not_found(DISK)).status(404),
+    ]);
+    let o = sb
+        .gcp_cmd(&api)
+        .args(["snapshot", "create", "--provider", "gcp", "--volume", DISK, "--token", "run-m"])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("was not found") && e.contains(DISK), "{e}");
+    api.finish();
+}
+
+#[test]
+fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest() {
+    let sb = Sandbox::new();
+    let labels = |t: &str| json!({"offsite_tool": "offsite", "offsite_policy": "db-gcp", "offsite_created": t,
+        "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data"});
+    let list = json!({
+        "kind": "compute#snapshotList",
+        "id": "projects/acme-prod/global/snapshots",
+        "items": [
+            snapshot("offsite-db-data-aaaaaaaaaaaa", "READY", "2026-12-01T02:00:00.000+00:00", labels("20261201t020000z")),
+            snapshot("offsite-db-data-bbbbbbbbbbbb", "READY", "2026-12-03T02:00:00.000+00:00", labels("20261203t020000z")),
+            snapshot("offsite-db-data-cccccccccccc", "READY", "2026-12-05T02:00:00.000+00:00", labels("20261205t020000z")),
+            snapshot("offsite-db-data-dddddddddddd", "UPLOADING", "2026-12-07T02:00:00.000+00:00", labels("20261207t020000z")),
+        ],
+        "selfLink": "https://www.googleapis.com/compute/v1/projects/acme-prod/global/snapshots",
+    });
+    let delete_op = |n: &str| json!({"kind": "compute#operation", "name": format!("operation-delete-{n}"), "operationType": "delete", "status": "RUNNING", "progress": 0});
+    let policy = sb.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\nname = \"db-gcp\"\n[encryption]\nunencrypted = true\n[[destination]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nvolumes = [\"{DISK}\"]\nretention = {{ keep-last = 1 }}\n",
+            sb.url("d")
+        ),
+    )
+    .unwrap();
+    let api = FakeApi::start(vec![
+        Step::new(LIST, "GET", snapshots_path(), list.clone())
+            .query("filter", "(labels.offsite_policy = \"db-gcp\")")
+            .query("maxResults", "500"),
+        Step::new(DELETE, "DELETE", format!("{}/offsite-db-data-bbbbbbbbbbbb", snapshots_path()), delete_op("b")).query("requestId", "*"),
+        Step::new(DELETE, "DELETE", format!("{}/offsite-db-data-aaaaaaaaaaaa", snapshots_path()), delete_op("a")).query("requestId", "*"),
+    ]);
+    let o = policy_run(sb.gcp_cmd(&api), &["snapshot", "prune"], &policy);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("2 snapshot(s) deleted, 2 kept"), "{out}");
+    assert!(out.contains("pending"), "the UPLOADING snapshot is kept as pending: {out}");
+    api.finish();
+}
+
+#[test]
+fn gcp_copy_to_is_refused_with_the_reason() {
+    let sb = Sandbox::new();
+    let o = sb
+        .cmd()
+        .args(["snapshot", "create", "--provider", "gcp", "--volume", DISK, "--copy-to", "europe-west1"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("GCP standard snapshots cannot be copied between regions"), "{}", stderr(&o));
+}
