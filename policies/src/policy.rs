@@ -366,7 +366,11 @@ impl Snapshots {
     }
 
     /// The retention of the copies in `copy`'s region: its own, else the section's.
-    pub fn retention_of<'a>(&'a self, copy: &'a CopyTo, policy: &'a Policy) -> Option<&'a Retention> {
+    pub fn retention_of<'a>(
+        &'a self,
+        copy: &'a CopyTo,
+        policy: &'a Policy,
+    ) -> Option<&'a Retention> {
         copy.retention.as_ref().or(self.retention_here(policy))
     }
 }
@@ -398,7 +402,8 @@ impl<'de> Deserialize<'de> for CopyTo {
         #[serde(untagged)]
         enum Raw {
             Name(String),
-            Table(Table),
+            // Boxed: a table (with its retention) is far larger than a name.
+            Table(Box<Table>),
         }
         match Raw::deserialize(d).map_err(|_| {
             serde::de::Error::custom(
@@ -692,9 +697,7 @@ impl Policy {
                     return Err(format!("{at}: copy-to names {:?} twice", c.region));
                 }
                 if c.kms_key.is_some() && s.provider != SnapshotProvider::Aws {
-                    return Err(format!(
-                        "{at}: kms-key in copy-to is for EBS; remove it"
-                    ));
+                    return Err(format!("{at}: kms-key in copy-to is for EBS; remove it"));
                 }
             }
         }

@@ -125,7 +125,10 @@ pub fn plan(
             let (keep, reasons) = match s.state {
                 State::Pending => (true, vec!["pending".to_string()]),
                 State::Failed if young => (true, vec!["failed, younger than min-age".to_string()]),
-                State::Failed => (false, vec!["failed at the provider: holds no data".to_string()]),
+                State::Failed => (
+                    false,
+                    vec!["failed at the provider: holds no data".to_string()],
+                ),
                 State::Completed if s.in_use => (true, vec!["in use".to_string()]),
                 State::Completed if newest.as_deref() == Some(s.id.as_str()) => {
                     let mut r = match decided.get(&s.id) {
@@ -150,7 +153,9 @@ pub fn plan(
         }
     }
     let deletions = out.iter().filter(|d| !d.keep).count();
-    let cap = options.max_delete.or_else(|| rule.and_then(|r| r.max_delete));
+    let cap = options
+        .max_delete
+        .or_else(|| rule.and_then(|r| r.max_delete));
     if let Some(cap) = cap {
         if deletions as u32 > cap {
             refusals.push(format!(
@@ -195,7 +200,11 @@ mod tests {
     }
 
     fn kept(p: &Plan) -> Vec<&str> {
-        p.items.iter().filter(|d| d.keep).map(|d| d.id.as_str()).collect()
+        p.items
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id.as_str())
+            .collect()
     }
 
     #[test]
@@ -207,7 +216,14 @@ mod tests {
         items.push(item("b0", "vol-b", 0, State::Completed));
         items.push(item("b1", "vol-b", 1, State::Failed));
         items[2].in_use = true;
-        let p = plan("us-east-1", Some(&daily(3)), &items, at(11), None, Options::default());
+        let p = plan(
+            "us-east-1",
+            Some(&daily(3)),
+            &items,
+            at(11),
+            None,
+            Options::default(),
+        );
         assert!(p.refusals.is_empty());
         assert_eq!(kept(&p), ["a10", "a9", "a8", "a7", "a2", "b0"]);
         let why = |id: &str| p.items.iter().find(|d| d.id == id).unwrap().reasons.clone();
@@ -242,15 +258,28 @@ mod tests {
         };
         let p = plan("eu", Some(&daily(1)), &items, at(5), None, o);
         assert_eq!(p.deletions().count(), 4);
-        assert!(p.refusals[0].starts_with("max-delete 2: the plan deletes 4 snapshots in eu"), "{:?}", p.refusals);
+        assert!(
+            p.refusals[0].starts_with("max-delete 2: the plan deletes 4 snapshots in eu"),
+            "{:?}",
+            p.refusals
+        );
         let rpo = Some(Span::parse("26h").unwrap());
-        let p = plan("eu", Some(&daily(1)), &items, at(9), rpo, Options::default());
+        let p = plan(
+            "eu",
+            Some(&daily(1)),
+            &items,
+            at(9),
+            rpo,
+            Options::default(),
+        );
         assert!(p.refusals[0].contains("rpo 26h"), "{:?}", p.refusals);
         let forced = Options {
             force: true,
             ..Options::default()
         };
-        assert!(plan("eu", Some(&daily(1)), &items, at(9), rpo, forced).refusals.is_empty());
+        assert!(plan("eu", Some(&daily(1)), &items, at(9), rpo, forced)
+            .refusals
+            .is_empty());
     }
 
     #[test]

@@ -266,7 +266,10 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let now = Utc::now();
     let adhoc = !a.volumes.is_empty() || !a.instances.is_empty() || !a.copy_to.is_empty();
     let policy = policy_of(&a.policy, &a.at, adhoc)?;
-    let policy_name = policy.as_ref().map_or("adhoc", |p| p.name.as_str()).to_string();
+    let policy_name = policy
+        .as_ref()
+        .map_or("adhoc", |p| p.name.as_str())
+        .to_string();
     m.set_policy(&policy_name);
     let mut jobs = Vec::new();
     match &policy {
@@ -349,18 +352,24 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     for job in &jobs {
         let home = engine::open(&job.target).await?;
         for subject in &job.subjects {
-            let made =
-                match engine::create(home.as_ref(), &policy_name, subject, &base, now, &a.tags)
-                    .await
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("error: snapshot of {}: {e}", subject.id());
-                        rows.push(json!({"volume": subject.id(), "region": home.region(), "ok": false, "error": e.to_string()}));
-                        continue;
-                    }
-                };
+            let made = match engine::create(
+                home.as_ref(),
+                &policy_name,
+                subject,
+                &base,
+                now,
+                &a.tags,
+            )
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: snapshot of {}: {e}", subject.id());
+                    rows.push(json!({"volume": subject.id(), "region": home.region(), "ok": false, "error": e.to_string()}));
+                    continue;
+                }
+            };
             for (mut snap, reused) in made {
                 // A copy starts from a completed snapshot: copy-to waits for it.
                 let must_wait = a.wait || !job.copy_to.is_empty();
@@ -378,7 +387,11 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 if !ok {
                     failed += 1;
                     if let SnapshotState::Failed(why) = &snap.state {
-                        eprintln!("error: snapshot {} of {} failed at the provider: {why}", snap.id, snap.series());
+                        eprintln!(
+                            "error: snapshot {} of {} failed at the provider: {why}",
+                            snap.id,
+                            snap.series()
+                        );
                     }
                 }
                 if !out.json {
@@ -388,13 +401,26 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                         snap.series(),
                         snap.id,
                         snap.state.as_str(),
-                        if reused { "found (same token)" } else { "created" },
+                        if reused {
+                            "found (same token)"
+                        } else {
+                            "created"
+                        },
                         snap.progress.map(|p| format!(" {p}%")).unwrap_or_default()
                     )?;
                 }
                 let mut copies = Vec::new();
                 for (region, kms) in &job.copy_to {
-                    let res = copy_one(&job.target, &snap, region, kms.as_deref(), a.wait, out, timeout).await;
+                    let res = copy_one(
+                        &job.target,
+                        &snap,
+                        region,
+                        kms.as_deref(),
+                        a.wait,
+                        out,
+                        timeout,
+                    )
+                    .await;
                     match res {
                         Ok(c) => {
                             if let SnapshotState::Failed(why) = &c.state {
@@ -402,14 +428,22 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                                 eprintln!("error: copy {} of {} to {region} failed at the provider: {why}", c.id, snap.id);
                             }
                             if !out.json {
-                                outln!("{region} {} {} {} copy of {}", c.series(), c.id, c.state.as_str(), snap.id)?;
+                                outln!(
+                                    "{region} {} {} {} copy of {}",
+                                    c.series(),
+                                    c.id,
+                                    c.state.as_str(),
+                                    snap.id
+                                )?;
                             }
                             copies.push(json!({"region": region, "snapshot": c, "ok": !matches!(c.state, SnapshotState::Failed(_))}));
                         }
                         Err(e) => {
                             copy_failed += 1;
                             eprintln!("error: copy of {} to {region}: {e:#}", snap.id);
-                            copies.push(json!({"region": region, "ok": false, "error": format!("{e:#}")}));
+                            copies.push(
+                                json!({"region": region, "ok": false, "error": format!("{e:#}")}),
+                            );
                         }
                     }
                 }
@@ -433,9 +467,15 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     } else {
         exit::OK
     };
-    m.set("offsite_snapshot_failures", &[], (failed + copy_failed) as f64);
+    m.set(
+        "offsite_snapshot_failures",
+        &[],
+        (failed + copy_failed) as f64,
+    );
     if out.json {
-        out.print_json(&json!({"policy": policy_name, "time": now, "snapshots": rows, "exit": code}))?;
+        out.print_json(
+            &json!({"policy": policy_name, "time": now, "snapshots": rows, "exit": code}),
+        )?;
     }
     Ok(code)
 }
@@ -484,23 +524,29 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
                     offsite_storage::tags::TOOL_VALUE.to_string(),
                 )]
             };
-            let found = snaps.list(&filter).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let found = snaps
+                .list(&filter)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             rows.extend(found.into_iter().map(|s| (snaps.region().to_string(), s)));
         }
     }
     if let Some(v) = &a.volume {
         rows.retain(|(_, s)| s.series() == *v || s.volume.as_deref() == Some(v.as_str()));
     }
-    rows.sort_by(|a, b| {
-        (&a.0, a.1.series(), b.1.created).cmp(&(&b.0, b.1.series(), a.1.created))
-    });
+    rows.sort_by(|a, b| (&a.0, a.1.series(), b.1.created).cmp(&(&b.0, b.1.series(), a.1.created)));
     if out.json {
         out.print_json(&json!({"snapshots": rows.iter().map(|(_, s)| s).collect::<Vec<_>>()}))?;
         return Ok(exit::OK);
     }
     outln!(
         "{:<14} {:<28} {:<40} {:<21} {:<10} {:>6}",
-        "REGION", "VOLUME", "SNAPSHOT", "CREATED", "STATE", "GIB"
+        "REGION",
+        "VOLUME",
+        "SNAPSHOT",
+        "CREATED",
+        "STATE",
+        "GIB"
     )?;
     for (region, s) in &rows {
         outln!(
@@ -522,13 +568,20 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
 async fn restore(a: &RestoreArgs, out: Output) -> Result<u8> {
     let target = a.at.target(Some(&a.snapshot))?;
     let snaps = engine::open(&target).await?;
-    let snap = snaps.get(&a.snapshot).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let snap = snaps
+        .get(&a.snapshot)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if snap.state != SnapshotState::Completed {
         anyhow::bail!(
             "snapshot {} is {}: only a completed snapshot can be restored{}",
             snap.id,
             snap.state.as_str(),
-            if snap.state == SnapshotState::Pending { "; wait for it (offsite snapshot list shows its progress)" } else { "" }
+            if snap.state == SnapshotState::Pending {
+                "; wait for it (offsite snapshot list shows its progress)"
+            } else {
+                ""
+            }
         );
     }
     let spec = RestoreVolume {
@@ -537,13 +590,19 @@ async fn restore(a: &RestoreArgs, out: Output) -> Result<u8> {
         volume_type: a.volume_type.clone(),
         token: engine::token(&["restore", &snap.id, &a.to_volume]),
         tags: [
-            (offsite_storage::tags::TOOL.to_string(), offsite_storage::tags::TOOL_VALUE.to_string()),
+            (
+                offsite_storage::tags::TOOL.to_string(),
+                offsite_storage::tags::TOOL_VALUE.to_string(),
+            ),
             (offsite_storage::tags::SOURCE.to_string(), snap.id.clone()),
         ]
         .into_iter()
         .collect(),
     };
-    let mut vol = snaps.restore(&snap, &spec).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut vol = snaps
+        .restore(&snap, &spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if a.wait {
         vol = wait_volume(snaps.as_ref(), vol).await?;
     }
@@ -576,13 +635,20 @@ async fn wait_volume(
     let started = std::time::Instant::now();
     while !ready(&vol.state) {
         if vol.state.eq_ignore_ascii_case("error") || vol.state.eq_ignore_ascii_case("failed") {
-            anyhow::bail!("volume {} failed at the provider (state {})", vol.id, vol.state);
+            anyhow::bail!(
+                "volume {} failed at the provider (state {})",
+                vol.id,
+                vol.state
+            );
         }
         if started.elapsed() > Duration::from_secs(3600) {
             anyhow::bail!("volume {} still {} after an hour", vol.id, vol.state);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        vol = snaps.volume(&vol.id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        vol = snaps
+            .volume(&vol.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(vol)
 }
@@ -707,7 +773,13 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                     d.volume,
                     d.id,
                     time(&d.created),
-                    if d.keep { "keep" } else if refused || a.dry_run { "would delete" } else { "delete" },
+                    if d.keep {
+                        "keep"
+                    } else if refused || a.dry_run {
+                        "would delete"
+                    } else {
+                        "delete"
+                    },
                     d.reasons.join(", ")
                 )?;
             }

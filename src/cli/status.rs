@@ -59,7 +59,10 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
                 snap_rows.extend(rows);
                 snap_unmet.extend(unmet);
             }
-            Err(e) => unreadable.push((format!("[[snapshots]] #{} ({})", i + 1, s.provider.as_str()), format!("{e:#}"))),
+            Err(e) => unreadable.push((
+                format!("[[snapshots]] #{} ({})", i + 1, s.provider.as_str()),
+                format!("{e:#}"),
+            )),
         }
     }
     let code = if !unreadable.is_empty() {
@@ -101,7 +104,14 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
             "exit": code,
         }))?;
     } else {
-        print_text(policy, &status, &place.named, now, &snap_rows, snap_unmet.len())?;
+        print_text(
+            policy,
+            &status,
+            &place.named,
+            now,
+            &snap_rows,
+            snap_unmet.len(),
+        )?;
     }
     for (n, e) in &unreadable {
         eprintln!("error: cannot read destination {n}: {e}");
@@ -205,7 +215,10 @@ fn print_text(
     Ok(())
 }
 
-fn print_snapshots(rows: &[crate::engine::snapshot::VolumeStatus], now: DateTime<Utc>) -> Result<()> {
+fn print_snapshots(
+    rows: &[crate::engine::snapshot::VolumeStatus],
+    now: DateTime<Utc>,
+) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -223,10 +236,17 @@ fn print_snapshots(rows: &[crate::engine::snapshot::VolumeStatus], now: DateTime
     for r in rows {
         outln!(
             "{:<20} {:<28} {:<40} {:>9} {:<5} {:>9} {:>7} {:>6}",
-            format!("{} {}{}", r.provider, r.region, if r.copy { " (copy)" } else { "" }),
+            format!(
+                "{} {}{}",
+                r.provider,
+                r.region,
+                if r.copy { " (copy)" } else { "" }
+            ),
             r.volume,
             r.newest.as_deref().unwrap_or("-"),
-            r.newest_created.map(|t| age_words(now - t)).unwrap_or_else(|| "-".into()),
+            r.newest_created
+                .map(|t| age_words(now - t))
+                .unwrap_or_else(|| "-".into()),
             match r.fresh {
                 Some(true) => "ok",
                 Some(false) => "LATE",
@@ -240,10 +260,19 @@ fn print_snapshots(rows: &[crate::engine::snapshot::VolumeStatus], now: DateTime
     Ok(())
 }
 
-fn snapshot_metrics(m: &mut Metrics, rows: &[crate::engine::snapshot::VolumeStatus], now: DateTime<Utc>) {
-    let mut per_region: std::collections::BTreeMap<(&str, &str), (usize, usize, usize)> = Default::default();
+fn snapshot_metrics(
+    m: &mut Metrics,
+    rows: &[crate::engine::snapshot::VolumeStatus],
+    now: DateTime<Utc>,
+) {
+    let mut per_region: std::collections::BTreeMap<(&str, &str), (usize, usize, usize)> =
+        Default::default();
     for r in rows {
-        let l = [("provider", r.provider), ("region", r.region.as_str()), ("volume", r.volume.as_str())];
+        let l = [
+            ("provider", r.provider),
+            ("region", r.region.as_str()),
+            ("volume", r.volume.as_str()),
+        ];
         if let Some(t) = r.newest_created {
             m.time("offsite_snapshot_newest_timestamp_seconds", &l, t);
             m.set(
@@ -255,7 +284,9 @@ fn snapshot_metrics(m: &mut Metrics, rows: &[crate::engine::snapshot::VolumeStat
         if let Some(f) = r.fresh {
             m.flag("offsite_snapshot_rpo_met", &l, f);
         }
-        let e = per_region.entry((r.provider, r.region.as_str())).or_default();
+        let e = per_region
+            .entry((r.provider, r.region.as_str()))
+            .or_default();
         e.0 += r.completed;
         e.1 += r.pending;
         e.2 += r.failed;

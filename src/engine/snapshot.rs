@@ -73,7 +73,8 @@ pub fn azure_resource_group(id: &str) -> Option<String> {
     let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         [s, sub, r, rg, ..]
-            if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourceGroups") =>
+            if s.eq_ignore_ascii_case("subscriptions")
+                && r.eq_ignore_ascii_case("resourceGroups") =>
         {
             Some(format!("/subscriptions/{sub}/resourceGroups/{rg}"))
         }
@@ -191,7 +192,11 @@ pub async fn create(
         name: derived_name("offsite", subject.id(), &token),
         token: token.clone(),
         tags: new_tags(policy, subject, &token, now, extra),
-        description: format!("offsite {policy}: {} at {}", subject.id(), crate::report::time(&now)),
+        description: format!(
+            "offsite {policy}: {} at {}",
+            subject.id(),
+            crate::report::time(&now)
+        ),
     };
     let made = match subject {
         Subject::Volume(_) => vec![snaps.create(&spec).await?],
@@ -321,9 +326,9 @@ pub fn items(snapshots: &[Snapshot], copies: &[&Snapshot]) -> Vec<Item> {
                 SnapshotState::Completed => State::Completed,
                 SnapshotState::Failed(_) => State::Failed,
             },
-            in_use: copies
-                .iter()
-                .any(|c| c.tag(tags::SOURCE) == Some(s.id.as_str()) && c.state == SnapshotState::Pending),
+            in_use: copies.iter().any(|c| {
+                c.tag(tags::SOURCE) == Some(s.id.as_str()) && c.state == SnapshotState::Pending
+            }),
         })
         .collect()
 }
@@ -331,7 +336,11 @@ pub fn items(snapshots: &[Snapshot], copies: &[&Snapshot]) -> Vec<Item> {
 /// The newest completed snapshot of each volume in a holding: (volume, snapshot).
 pub fn newest(h: &Holding) -> BTreeMap<String, &Snapshot> {
     let mut m: BTreeMap<String, &Snapshot> = BTreeMap::new();
-    for s in h.snapshots.iter().filter(|s| s.state == SnapshotState::Completed) {
+    for s in h
+        .snapshots
+        .iter()
+        .filter(|s| s.state == SnapshotState::Completed)
+    {
         let e = m.entry(s.series()).or_insert(s);
         if s.created > e.created {
             *e = s;
@@ -352,8 +361,10 @@ mod tests {
         );
         assert_eq!(gcp_project("vol-0abc"), None);
         assert_eq!(
-            azure_resource_group("/subscriptions/0000/resourceGroups/rg-app/providers/Microsoft.Compute/disks/db")
-                .as_deref(),
+            azure_resource_group(
+                "/subscriptions/0000/resourceGroups/rg-app/providers/Microsoft.Compute/disks/db"
+            )
+            .as_deref(),
             Some("/subscriptions/0000/resourceGroups/rg-app")
         );
         assert_eq!(azure_resource_group("vol-0abc"), None);

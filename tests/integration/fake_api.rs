@@ -32,7 +32,12 @@ pub struct Step {
 
 impl Step {
     /// A request without query, body or auth checks, answered 200 with `answer`.
-    pub fn new(doc: &'static str, method: &'static str, path: impl Into<String>, answer: Value) -> Step {
+    pub fn new(
+        doc: &'static str,
+        method: &'static str,
+        path: impl Into<String>,
+        answer: Value,
+    ) -> Step {
         Step {
             doc,
             method,
@@ -108,11 +113,20 @@ impl FakeApi {
     #[track_caller]
     pub fn finish(&self) {
         let s = self.state.lock().unwrap();
-        assert!(s.errors.is_empty(), "requests that broke the contract:\n{}\nserved:\n{}", s.errors.join("\n"), s.served.join("\n"));
+        assert!(
+            s.errors.is_empty(),
+            "requests that broke the contract:\n{}\nserved:\n{}",
+            s.errors.join("\n"),
+            s.served.join("\n")
+        );
         assert!(
             s.steps.is_empty(),
             "expected requests never came:\n{}\nserved:\n{}",
-            s.steps.iter().map(|x| format!("{} {} ({})", x.method, x.path, x.doc)).collect::<Vec<_>>().join("\n"),
+            s.steps
+                .iter()
+                .map(|x| format!("{} {} ({})", x.method, x.path, x.doc))
+                .collect::<Vec<_>>()
+                .join("\n"),
             s.served.join("\n")
         );
     }
@@ -184,7 +198,10 @@ fn serve(conn: TcpStream, state: &Mutex<State>, base: &str) {
     let mut conn = conn;
     while let Some(req) = read_request(&mut reader) {
         let (status, headers, body) = answer(&req, state, base);
-        let mut out = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
+        let mut out = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
         for (k, v) in headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -210,10 +227,17 @@ fn answer(req: &Request, state: &Mutex<State>, base: &str) -> (u16, Vec<(String,
     for (k, v) in &step.query {
         match req.query.iter().find(|(n, _)| n == k) {
             Some((_, got)) if v == "*" || got == v => {}
-            got => wrong.push(format!("query {k}: expected {v:?}, got {:?}", got.map(|g| &g.1))),
+            got => wrong.push(format!(
+                "query {k}: expected {v:?}, got {:?}",
+                got.map(|g| &g.1)
+            )),
         }
     }
-    let auth = req.headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.clone());
+    let auth = req
+        .headers
+        .iter()
+        .find(|(n, _)| n == "authorization")
+        .map(|(_, v)| v.clone());
     if let Some(a) = &step.auth {
         if auth.as_deref() != Some(a.as_str()) {
             wrong.push(format!("authorization: expected {a:?}, got {auth:?}"));
@@ -230,12 +254,16 @@ fn answer(req: &Request, state: &Mutex<State>, base: &str) -> (u16, Vec<(String,
         }
     }
     if !wrong.is_empty() {
-        s.errors.push(format!("{seen} ({}): {}", step.doc, wrong.join("; ")));
+        s.errors
+            .push(format!("{seen} ({}): {}", step.doc, wrong.join("; ")));
     }
     let fill = |t: &str| t.replace("{base}", base);
     (
         step.status,
-        step.headers.iter().map(|(k, v)| (k.to_string(), fill(v))).collect(),
+        step.headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), fill(v)))
+            .collect(),
         fill(&step.answer.to_string()),
     )
 }

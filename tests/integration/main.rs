@@ -38,12 +38,12 @@ mod restore;
 mod s3;
 #[cfg(feature = "s3")]
 mod s3_cli;
+#[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
+mod secrets;
 #[cfg(feature = "azure-disk")]
 mod snapshots_azure;
 #[cfg(all(feature = "ebs", feature = "s3"))]
 mod snapshots_ebs;
 #[cfg(feature = "gce-disk")]
 mod snapshots_gcp;
-#[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
-mod secrets;
 mod verify;

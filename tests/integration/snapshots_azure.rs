@@ -26,10 +26,12 @@ const API: &str = "2024-03-02";
 
 const SNAP_PUT: &str = "https://learn.microsoft.com/rest/api/compute/snapshots/create-or-update";
 const SNAP_GET: &str = "https://learn.microsoft.com/rest/api/compute/snapshots/get";
-const SNAP_LIST: &str = "https://learn.microsoft.com/rest/api/compute/snapshots/list-by-resource-group";
+const SNAP_LIST: &str =
+    "https://learn.microsoft.com/rest/api/compute/snapshots/list-by-resource-group";
 const SNAP_DELETE: &str = "https://learn.microsoft.com/rest/api/compute/snapshots/delete";
 const DISK_GET: &str = "https://learn.microsoft.com/rest/api/compute/disks/get";
-const ASYNC: &str = "https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations";
+const ASYNC: &str =
+    "https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations";
 
 fn disk_id() -> String {
     format!("{RG}/providers/Microsoft.Compute/disks/db-data")
@@ -131,7 +133,8 @@ fn contract_azure_snapshot_create_polls_the_async_operation_and_copies_across_re
     let copy_id = snap_id(&copy);
     let copy_of = |state: &str, extra: Value| {
         let mut s = snapshot(&copy_id, "westus2", state, extra);
-        s["properties"]["creationData"] = json!({"createOption": "CopyStart", "sourceResourceId": id});
+        s["properties"]["creationData"] =
+            json!({"createOption": "CopyStart", "sourceResourceId": id});
         s
     };
     let api = FakeApi::start(vec![
@@ -164,8 +167,22 @@ fn contract_azure_snapshot_create_polls_the_async_operation_and_copies_across_re
     ]);
     let o = sb
         .azure_disk_cmd(&api)
-        .args(["snapshot", "create", "--provider", "azure", "--volume", &disk_id()])
-        .args(["--token", "run-1", "--copy-to", "westus2", "--wait", "--json"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "azure",
+            "--volume",
+            &disk_id(),
+        ])
+        .args([
+            "--token",
+            "run-1",
+            "--copy-to",
+            "westus2",
+            "--wait",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 0);
@@ -186,26 +203,53 @@ fn contract_azure_snapshot_copy_that_fails_at_the_provider_exits_3_with_its_reas
     let id = snap_id(&name);
     let copy = copy_name(&id, "eastus", "westus2");
     let copy_id = snap_id(&copy);
-    let mut broken = snapshot(&copy_id, "westus2", "Succeeded", json!({"completionPercent": 17.0,
-        "copyCompletionError": {"errorCode": "CopySourceNotFound", "errorMessage": "The source snapshot was deleted while the copy was in progress."}}));
-    broken["properties"]["creationData"] = json!({"createOption": "CopyStart", "sourceResourceId": id});
+    let mut broken = snapshot(
+        &copy_id,
+        "westus2",
+        "Succeeded",
+        json!({"completionPercent": 17.0,
+        "copyCompletionError": {"errorCode": "CopySourceNotFound", "errorMessage": "The source snapshot was deleted while the copy was in progress."}}),
+    );
+    broken["properties"]["creationData"] =
+        json!({"createOption": "CopyStart", "sourceResourceId": id});
     let api = FakeApi::start(vec![
         arm(DISK_GET, "GET", disk_id(), disk()),
         // the token's snapshot is there already (an earlier run): found, not made again
-        arm(SNAP_GET, "GET", id.clone(), snapshot(&id, "eastus", "Succeeded", json!({}))),
-        arm(SNAP_GET, "GET", copy_id.clone(), not_found("snapshots", &copy)).status(404),
+        arm(
+            SNAP_GET,
+            "GET",
+            id.clone(),
+            snapshot(&id, "eastus", "Succeeded", json!({})),
+        ),
+        arm(
+            SNAP_GET,
+            "GET",
+            copy_id.clone(),
+            not_found("snapshots", &copy),
+        )
+        .status(404),
         arm(SNAP_PUT, "PUT", copy_id.clone(), broken.clone()),
     ]);
     let o = sb
         .azure_disk_cmd(&api)
-        .args(["snapshot", "create", "--provider", "azure", "--volume", &disk_id()])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "azure",
+            "--volume",
+            &disk_id(),
+        ])
         .args(["--token", "run-2", "--copy-to", "westus2"])
         .output()
         .unwrap();
     assert_code(&o, 3);
     assert!(stdout(&o).contains("found (same token)"), "{}", stdout(&o));
     let e = stderr(&o);
-    assert!(e.contains("CopySourceNotFound") && e.contains("deleted while the copy"), "{e}");
+    assert!(
+        e.contains("CopySourceNotFound") && e.contains("deleted while the copy"),
+        "{e}"
+    );
     api.finish();
 }
 
@@ -217,12 +261,24 @@ fn contract_azure_permission_denied_is_named_with_the_role_to_grant() {
         .status(403)]);
     let o = sb
         .azure_disk_cmd(&api)
-        .args(["snapshot", "create", "--provider", "azure", "--volume", &disk_id(), "--token", "run-3"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "azure",
+            "--volume",
+            &disk_id(),
+            "--token",
+            "run-3",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 1);
     let e = stderr(&o);
-    assert!(e.contains("AuthorizationFailed") && e.contains("Disk Snapshot Contributor"), "{e}");
+    assert!(
+        e.contains("AuthorizationFailed") && e.contains("Disk Snapshot Contributor"),
+        "{e}"
+    );
     assert!(!e.contains(TOKEN), "the token never reaches an error: {e}");
     api.finish();
 }
@@ -235,17 +291,38 @@ fn contract_azure_operation_url_on_another_host_is_not_followed() {
     let api = FakeApi::start(vec![
         arm(DISK_GET, "GET", disk_id(), disk()),
         arm(SNAP_GET, "GET", id.clone(), not_found("snapshots", &name)).status(404),
-        arm(SNAP_PUT, "PUT", id.clone(), snapshot(&id, "eastus", "Updating", json!({})))
-            .status(202)
-            .header("azure-asyncoperation", "https://attacker.example/steal?api-version=2024-03-02"),
+        arm(
+            SNAP_PUT,
+            "PUT",
+            id.clone(),
+            snapshot(&id, "eastus", "Updating", json!({})),
+        )
+        .status(202)
+        .header(
+            "azure-asyncoperation",
+            "https://attacker.example/steal?api-version=2024-03-02",
+        ),
     ]);
     let o = sb
         .azure_disk_cmd(&api)
-        .args(["snapshot", "create", "--provider", "azure", "--volume", &disk_id(), "--token", "run-4"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "azure",
+            "--volume",
+            &disk_id(),
+            "--token",
+            "run-4",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 1);
-    assert!(stderr(&o).contains("ARM pointed at another host (attacker.example); not followed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ARM pointed at another host (attacker.example); not followed"),
+        "{}",
+        stderr(&o)
+    );
     api.finish();
 }
 
@@ -281,7 +358,9 @@ fn contract_azure_snapshot_prune_by_policy_keeps_each_regions_own_retention() {
     let api = FakeApi::start(vec![
         arm(SNAP_LIST, "GET", list_path.clone(), list.clone()),
         arm(SNAP_LIST, "GET", list_path.clone(), list.clone()),
-        arm(SNAP_DELETE, "DELETE", snap_id("e1"), json!({})).status(202).header("location", operation_url("eastus", "del-e1")),
+        arm(SNAP_DELETE, "DELETE", snap_id("e1"), json!({}))
+            .status(202)
+            .header("location", operation_url("eastus", "del-e1")),
         arm(ASYNC, "GET", operation_path("eastus", "del-e1"), json!({})).status(200),
         arm(SNAP_DELETE, "DELETE", snap_id("w1"), json!({})),
     ]);

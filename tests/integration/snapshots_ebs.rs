@@ -19,7 +19,11 @@ fn boto(script: &str) -> String {
         .args(["-c", &full])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -72,7 +76,9 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     // Three runs: the second has the first's token and makes nothing; two more tokens.
     let o = sb
         .ebs_cmd()
-        .args(["--json", "snapshot", "create", "--token", "run-1", "--policy"])
+        .args([
+            "--json", "snapshot", "create", "--token", "run-1", "--policy",
+        ])
         .arg(&policy)
         .output()
         .unwrap();
@@ -83,14 +89,30 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     for r in rows {
         assert_eq!(r["reused"], false, "{v}");
         assert_eq!(r["snapshot"]["state"], "completed", "{v}");
-        assert_eq!(r["snapshot"]["tags"]["offsite-policy"], policy_name.as_str(), "{v}");
+        assert_eq!(
+            r["snapshot"]["tags"]["offsite-policy"],
+            policy_name.as_str(),
+            "{v}"
+        );
         assert_eq!(r["snapshot"]["tags"]["offsite-tool"], "offsite", "{v}");
         assert_eq!(r["copies"][0]["region"], "us-west-2", "{v}");
-        assert_eq!(r["copies"][0]["snapshot"]["tags"]["offsite-source"], r["snapshot"]["id"], "{v}");
+        assert_eq!(
+            r["copies"][0]["snapshot"]["tags"]["offsite-source"], r["snapshot"]["id"],
+            "{v}"
+        );
     }
-    let o = policy_run(sb.ebs_cmd(), &["snapshot", "create", "--token", "run-1"], &policy);
+    let o = policy_run(
+        sb.ebs_cmd(),
+        &["snapshot", "create", "--token", "run-1"],
+        &policy,
+    );
     assert_code(&o, 0);
-    assert_eq!(stdout(&o).matches("found (same token)").count(), 2, "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o).matches("found (same token)").count(),
+        2,
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(snapshots_of("us-east-1", &policy_name).len(), 2);
     assert_eq!(snapshots_of("us-west-2", &policy_name).len(), 2);
     for t in ["run-2", "run-3"] {
@@ -112,14 +134,25 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     for s in snaps {
         assert_eq!(s["completed"], 3, "{v}");
         assert_eq!(s["fresh"], true, "{v}");
-        assert!(vols.contains(&s["volume"].as_str().unwrap().to_string()), "{v}");
+        assert!(
+            vols.contains(&s["volume"].as_str().unwrap().to_string()),
+            "{v}"
+        );
     }
 
     // prune: a dry run and a refused run change nothing; then each region's own rule
     let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune", "--dry-run"], &policy);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("6 snapshot(s) would be deleted"), "{}", stdout(&o));
-    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune", "--max-delete", "2"], &policy);
+    assert!(
+        stdout(&o).contains("6 snapshot(s) would be deleted"),
+        "{}",
+        stdout(&o)
+    );
+    let o = policy_run(
+        sb.ebs_cmd(),
+        &["snapshot", "prune", "--max-delete", "2"],
+        &policy,
+    );
     assert_code(&o, 5);
     assert!(stderr(&o).contains("max-delete 2"), "{}", stderr(&o));
     assert_eq!(snapshots_of("us-east-1", &policy_name).len(), 6);
@@ -128,18 +161,46 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     let east = snapshots_of("us-east-1", &policy_name);
     let west = snapshots_of("us-west-2", &policy_name);
     assert_eq!(east.len(), 4, "keep-last 2 per volume: {east:?}");
-    assert_eq!(west.len(), 2, "keep-last 1 per volume in the copy region: {west:?}");
+    assert_eq!(
+        west.len(),
+        2,
+        "keep-last 1 per volume in the copy region: {west:?}"
+    );
     for v in &vols {
-        assert_eq!(east.iter().filter(|(_, vol)| vol == v).count(), 2, "{east:?}");
-        assert_eq!(west.iter().filter(|(_, vol)| vol == v).count(), 1, "{west:?}");
+        assert_eq!(
+            east.iter().filter(|(_, vol)| vol == v).count(),
+            2,
+            "{east:?}"
+        );
+        assert_eq!(
+            west.iter().filter(|(_, vol)| vol == v).count(),
+            1,
+            "{west:?}"
+        );
     }
 
     // restore the copy in us-west-2 to a new volume
     let (copy, _) = &west[0];
     let o = sb
         .ebs_cmd()
-        .args(["snapshot", "restore", copy, "--provider", "aws", "--region", "us-west-2"])
-        .args(["--to-volume", "db-restored", "--zone", "us-west-2a", "--volume-type", "gp3", "--wait"])
+        .args([
+            "snapshot",
+            "restore",
+            copy,
+            "--provider",
+            "aws",
+            "--region",
+            "us-west-2",
+        ])
+        .args([
+            "--to-volume",
+            "db-restored",
+            "--zone",
+            "us-west-2a",
+            "--volume-type",
+            "gp3",
+            "--wait",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 0);
@@ -168,7 +229,15 @@ fn ebs_instance_volumes_are_snapshotted_together() {
     let (instance, data): (String, String) = serde_json::from_str(&ids).unwrap();
     let o = sb
         .ebs_cmd()
-        .args(["--json", "snapshot", "create", "--provider", "aws", "--region", "us-east-1"])
+        .args([
+            "--json",
+            "snapshot",
+            "create",
+            "--provider",
+            "aws",
+            "--region",
+            "us-east-1",
+        ])
         .args(["--instance", &instance, "--token", "together", "--wait"])
         .output()
         .unwrap();
@@ -184,12 +253,24 @@ fn ebs_instance_volumes_are_snapshotted_together() {
     // a rerun with the token finds both
     let o = sb
         .ebs_cmd()
-        .args(["snapshot", "create", "--provider", "aws", "--region", "us-east-1"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "aws",
+            "--region",
+            "us-east-1",
+        ])
         .args(["--instance", &instance, "--token", "together"])
         .output()
         .unwrap();
     assert_code(&o, 0);
-    assert_eq!(stdout(&o).matches("found (same token)").count(), 2, "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o).matches("found (same token)").count(),
+        2,
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -197,29 +278,64 @@ fn ebs_errors_name_the_volume_the_region_and_the_fix() {
     let sb = Sandbox::new();
     let o = sb
         .ebs_cmd()
-        .args(["snapshot", "create", "--provider", "aws", "--region", "us-east-1"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "aws",
+            "--region",
+            "us-east-1",
+        ])
         .args(["--volume", "vol-0123456789abcdef0"])
         .output()
         .unwrap();
     assert_code(&o, 1);
     let e = stderr(&o);
-    assert!(e.contains("vol-0123456789abcdef0") && e.contains("InvalidVolume.NotFound") && e.contains("no such volume in us-east-1"), "{e}");
+    assert!(
+        e.contains("vol-0123456789abcdef0")
+            && e.contains("InvalidVolume.NotFound")
+            && e.contains("no such volume in us-east-1"),
+        "{e}"
+    );
 
     let o = sb
         .ebs_cmd()
-        .args(["snapshot", "list", "--provider", "aws", "--region", "us-east"])
+        .args([
+            "snapshot",
+            "list",
+            "--provider",
+            "aws",
+            "--region",
+            "us-east",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("unknown region \"us-east\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown region \"us-east\""),
+        "{}",
+        stderr(&o)
+    );
 
     let o = sb
         .ebs_cmd()
-        .args(["snapshot", "delete", "snap-0123456789abcdef0", "--provider", "aws", "--region", "us-east-1"])
+        .args([
+            "snapshot",
+            "delete",
+            "snap-0123456789abcdef0",
+            "--provider",
+            "aws",
+            "--region",
+            "us-east-1",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 1);
-    assert!(stderr(&o).contains("InvalidSnapshot.NotFound"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("InvalidSnapshot.NotFound"),
+        "{}",
+        stderr(&o)
+    );
 
     let p = sb.path("bad.toml");
     std::fs::write(

@@ -24,7 +24,8 @@ const INSERT: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/sn
 const GET: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/get";
 const LIST: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/list";
 const DELETE: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/snapshots/delete";
-const OPERATION: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/globalOperations/get";
+const OPERATION: &str =
+    "https://cloud.google.com/compute/docs/reference/rest/v1/globalOperations/get";
 const DISK_INSERT: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/disks/insert";
 
 fn snapshots_path() -> String {
@@ -94,9 +95,14 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
     let name = snapshot_name("adhoc", "us", "run-1");
     let id = format!("projects/{PROJECT}/global/snapshots/{name}");
     let op = "operation-1765101600000-5f1a2b3c4d5e6-abcd1234-ef567890";
-    let ready = snapshot(&name, "READY", "2026-12-07T02:00:00.000-08:00", json!({
+    let ready = snapshot(
+        &name,
+        "READY",
+        "2026-12-07T02:00:00.000-08:00",
+        json!({
         "offsite_tool": "offsite", "offsite_policy": "adhoc", "offsite_created": "20261207t100000z",
-        "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data", "team": "db"}));
+        "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data", "team": "db"}),
+    );
     let api = FakeApi::start(vec![
         // The token's name is looked for first: a rerun finds what the first run made.
         Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&id)).status(404),
@@ -127,7 +133,16 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
     ]);
     let o = sb
         .gcp_cmd(&api)
-        .args(["snapshot", "create", "--provider", "gcp", "--region", "us", "--volume", DISK])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "gcp",
+            "--region",
+            "us",
+            "--volume",
+            DISK,
+        ])
         .args(["--token", "run-1", "--tag", "team=db", "--wait", "--json"])
         .output()
         .unwrap();
@@ -140,12 +155,24 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
     assert_eq!(s["volume"], DISK, "{v}");
     let o = sb
         .gcp_cmd(&api)
-        .args(["snapshot", "restore", &id, "--provider", "gcp", "--to-volume", "db-data-restored"])
+        .args([
+            "snapshot",
+            "restore",
+            &id,
+            "--provider",
+            "gcp",
+            "--to-volume",
+            "db-data-restored",
+        ])
         .args(["--zone", "us-central1-a", "--volume-type", "pd-balanced"])
         .output()
         .unwrap();
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("projects/acme-prod/zones/us-central1-a/disks/db-data-restored"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("projects/acme-prod/zones/us-central1-a/disks/db-data-restored"),
+        "{}",
+        stdout(&o)
+    );
     api.finish();
 }
 
@@ -159,17 +186,35 @@ fn contract_gcp_snapshot_quota_error_in_the_operation_is_named() {
     failed["httpErrorMessage"] = json!("FORBIDDEN");
     failed["error"] = json!({"errors": [{"code": "QUOTA_EXCEEDED", "message": "Quota 'SNAPSHOTS' exceeded.  Limit: 10.0 globally."}]});
     let api = FakeApi::start(vec![
-        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&name)).status(404),
+        Step::new(
+            GET,
+            "GET",
+            format!("{}/{name}", snapshots_path()),
+            not_found(&name),
+        )
+        .status(404),
         Step::new(INSERT, "POST", snapshots_path(), failed).query("requestId", "*"),
     ]);
     let o = sb
         .gcp_cmd(&api)
-        .args(["snapshot", "create", "--provider", "gcp", "--volume", DISK, "--token", "run-q"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "gcp",
+            "--volume",
+            DISK,
+            "--token",
+            "run-q",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 1);
     let e = stderr(&o);
-    assert!(e.contains("QUOTA_EXCEEDED") && e.contains("Limit: 10.0"), "{e}");
+    assert!(
+        e.contains("QUOTA_EXCEEDED") && e.contains("Limit: 10.0"),
+        "{e}"
+    );
     assert!(e.contains("quota"), "{e}");
     api.finish();
 }
@@ -179,12 +224,27 @@ fn contract_gcp_snapshot_of_a_missing_disk_says_not_found() {
     let sb = Sandbox::new();
     let name = snapshot_name("adhoc", "default", "run-m");
     let api = FakeApi::start(vec![
-        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&name)).status(404),
+        Step::new(
+            GET,
+            "GET",
+            format!("{}/{name}", snapshots_path()),
+            not_found(&name),
+        )
+        .status(404),
         Step::new(INSERT, "POST", snapshots_path(), not_found(DISK)).status(404),
     ]);
     let o = sb
         .gcp_cmd(&api)
-        .args(["snapshot", "create", "--provider", "gcp", "--volume", DISK, "--token", "run-m"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "gcp",
+            "--volume",
+            DISK,
+            "--token",
+            "run-m",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 1);
@@ -196,8 +256,10 @@ fn contract_gcp_snapshot_of_a_missing_disk_says_not_found() {
 #[test]
 fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest() {
     let sb = Sandbox::new();
-    let labels = |t: &str| json!({"offsite_tool": "offsite", "offsite_policy": "db-gcp", "offsite_created": t,
-        "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data"});
+    let labels = |t: &str| {
+        json!({"offsite_tool": "offsite", "offsite_policy": "db-gcp", "offsite_created": t,
+        "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data"})
+    };
     let list = json!({
         "kind": "compute#snapshotList",
         "id": "projects/acme-prod/global/snapshots",
@@ -224,14 +286,29 @@ fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest
         Step::new(LIST, "GET", snapshots_path(), list.clone())
             .query("filter", "(labels.offsite_policy = \"db-gcp\")")
             .query("maxResults", "500"),
-        Step::new(DELETE, "DELETE", format!("{}/offsite-db-data-bbbbbbbbbbbb", snapshots_path()), delete_op("b")).query("requestId", "*"),
-        Step::new(DELETE, "DELETE", format!("{}/offsite-db-data-aaaaaaaaaaaa", snapshots_path()), delete_op("a")).query("requestId", "*"),
+        Step::new(
+            DELETE,
+            "DELETE",
+            format!("{}/offsite-db-data-bbbbbbbbbbbb", snapshots_path()),
+            delete_op("b"),
+        )
+        .query("requestId", "*"),
+        Step::new(
+            DELETE,
+            "DELETE",
+            format!("{}/offsite-db-data-aaaaaaaaaaaa", snapshots_path()),
+            delete_op("a"),
+        )
+        .query("requestId", "*"),
     ]);
     let o = policy_run(sb.gcp_cmd(&api), &["snapshot", "prune"], &policy);
     assert_code(&o, 0);
     let out = stdout(&o);
     assert!(out.contains("2 snapshot(s) deleted, 2 kept"), "{out}");
-    assert!(out.contains("pending"), "the UPLOADING snapshot is kept as pending: {out}");
+    assert!(
+        out.contains("pending"),
+        "the UPLOADING snapshot is kept as pending: {out}"
+    );
     api.finish();
 }
 
@@ -240,9 +317,22 @@ fn gcp_copy_to_is_refused_with_the_reason() {
     let sb = Sandbox::new();
     let o = sb
         .cmd()
-        .args(["snapshot", "create", "--provider", "gcp", "--volume", DISK, "--copy-to", "europe-west1"])
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "gcp",
+            "--volume",
+            DISK,
+            "--copy-to",
+            "europe-west1",
+        ])
         .output()
         .unwrap();
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("GCP standard snapshots cannot be copied between regions"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("GCP standard snapshots cannot be copied between regions"),
+        "{}",
+        stderr(&o)
+    );
 }

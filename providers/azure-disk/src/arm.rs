@@ -189,10 +189,11 @@ pub fn credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
         || env("MSI_ENDPOINT").is_some()
         || env("OFFSITE_AZURE_MANAGED_IDENTITY").is_some()
     {
-        let options = env("AZURE_CLIENT_ID").map(|id| azure_identity::ManagedIdentityCredentialOptions {
-            user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
-            ..Default::default()
-        });
+        let options =
+            env("AZURE_CLIENT_ID").map(|id| azure_identity::ManagedIdentityCredentialOptions {
+                user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
+                ..Default::default()
+            });
         return Ok(azure_identity::ManagedIdentityCredential::new(options)?);
     }
     Ok(azure_identity::DeveloperToolsCredential::new(None)?)
@@ -277,7 +278,8 @@ impl Arm {
     pub fn url(&self, path: &str) -> Url {
         let mut url = self.endpoint.clone();
         url.set_path(path);
-        url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        url.query_pairs_mut()
+            .append_pair("api-version", API_VERSION);
         url
     }
 
@@ -330,7 +332,10 @@ impl Arm {
     }
 
     /// Every item of a paged list.
-    pub async fn list<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ArmError> {
+    pub async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Vec<T>, ArmError> {
         let mut url = self.url(path);
         let mut out = Vec::new();
         loop {

@@ -104,7 +104,10 @@ impl ArmError {
             None => self.message.clone(),
         };
         let mut e = Error::new(kind, "azure-disk", op, what).with_key(key);
-        if kind == ErrorKind::RateLimited && self.code.as_deref() != Some("SubscriptionRequestsThrottled") && self.status != Some(429) {
+        if kind == ErrorKind::RateLimited
+            && self.code.as_deref() != Some("SubscriptionRequestsThrottled")
+            && self.status != Some(429)
+        {
             e = e.retryable(false);
         }
         if let Some(h) = hint {

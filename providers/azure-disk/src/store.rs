@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use offsite_storage::{
-    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Made, Operation, Result,
-    RestoreVolume, RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
+    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Made, Operation,
+    RestoreVolume, Result, RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots,
+    Volume,
 };
 use serde_json::json;
 
@@ -50,7 +51,10 @@ fn parse_id(id: &str, kind: &str, op: Operation) -> Result<(String, String)> {
                 && k.eq_ignore_ascii_case(kind)
                 && !name.is_empty() =>
         {
-            Ok((format!("/subscriptions/{sub}/resourceGroups/{rg}"), name.to_string()))
+            Ok((
+                format!("/subscriptions/{sub}/resourceGroups/{rg}"),
+                name.to_string(),
+            ))
         }
         _ => Err(Error::new(
             ErrorKind::InvalidConfig,
@@ -70,9 +74,16 @@ fn to_snapshot(s: &ArmSnapshot, operation: Option<String>) -> Snapshot {
     let state = if let Some(e) = &p.copy_completion_error {
         SnapshotState::Failed(format!("{}: {}", e.error_code, e.error_message))
     } else {
-        match p.provisioning_state.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        match p
+            .provisioning_state
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("failed") => SnapshotState::Failed("ARM reports provisioningState Failed".into()),
-            Some("canceled") => SnapshotState::Failed("ARM reports provisioningState Canceled".into()),
+            Some("canceled") => {
+                SnapshotState::Failed("ARM reports provisioningState Canceled".into())
+            }
             Some("succeeded") => match p.completion_percent {
                 Some(pct) if pct < 100.0 => SnapshotState::Pending,
                 _ => SnapshotState::Completed,
@@ -128,7 +139,10 @@ fn to_volume(d: &ArmDisk) -> Volume {
 impl AzureDiskSnapshots {
     /// Opens ARM. `location`: where new snapshots and copies go (else the disk's);
     /// `resource_group`: where they are made and listed (else the disk's).
-    pub fn open(location: Option<&str>, resource_group: Option<&str>) -> Result<AzureDiskSnapshots> {
+    pub fn open(
+        location: Option<&str>,
+        resource_group: Option<&str>,
+    ) -> Result<AzureDiskSnapshots> {
         let endpoint = std::env::var(crate::arm::ENDPOINT_VAR)
             .ok()
             .filter(|e| !e.is_empty())
@@ -263,8 +277,15 @@ impl Snapshots for AzureDiskSnapshots {
         }
         let rg = self.resource_group.clone().unwrap_or(disk_rg);
         let id = format!("{rg}/providers/Microsoft.Compute/snapshots/{}", spec.name);
-        self.put_snapshot(&id, &location, "Copy", &spec.volume, &spec.tags, Operation::SnapshotCreate)
-            .await
+        self.put_snapshot(
+            &id,
+            &location,
+            "Copy",
+            &spec.volume,
+            &spec.tags,
+            Operation::SnapshotCreate,
+        )
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Snapshot> {
@@ -321,7 +342,11 @@ impl Snapshots for AzureDiskSnapshots {
         // tags are matched here.
         Ok(all
             .iter()
-            .filter(|s| self.location.as_deref().is_none_or(|l| norm(&s.location) == l))
+            .filter(|s| {
+                self.location
+                    .as_deref()
+                    .is_none_or(|l| norm(&s.location) == l)
+            })
             .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
             .map(|s| to_snapshot(s, None))
             .collect())
@@ -342,7 +367,11 @@ impl Snapshots for AzureDiskSnapshots {
         Ok(all
             .iter()
             .filter(|d| d.tags.get(key).map(String::as_str) == Some(value))
-            .filter(|d| self.location.as_deref().is_none_or(|l| norm(&d.location) == l))
+            .filter(|d| {
+                self.location
+                    .as_deref()
+                    .is_none_or(|l| norm(&d.location) == l)
+            })
             .map(to_volume)
             .collect())
     }
@@ -374,8 +403,15 @@ impl Snapshots for AzureDiskSnapshots {
         let (source_rg, _) = parse_id(&source.id, "snapshots", Operation::SnapshotCopy)?;
         let rg = self.resource_group.clone().unwrap_or(source_rg);
         let id = format!("{rg}/providers/Microsoft.Compute/snapshots/{}", spec.name);
-        self.put_snapshot(&id, location, "CopyStart", &source.id, &spec.tags, Operation::SnapshotCopy)
-            .await
+        self.put_snapshot(
+            &id,
+            location,
+            "CopyStart",
+            &source.id,
+            &spec.tags,
+            Operation::SnapshotCopy,
+        )
+        .await
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
@@ -406,7 +442,13 @@ impl Snapshots for AzureDiskSnapshots {
                 {
                     LroStatus::Succeeded => break,
                     LroStatus::Failed(why) => {
-                        return Err(Error::new(ErrorKind::Other, "azure-disk", Operation::SnapshotDelete, why).with_key(id))
+                        return Err(Error::new(
+                            ErrorKind::Other,
+                            "azure-disk",
+                            Operation::SnapshotDelete,
+                            why,
+                        )
+                        .with_key(id))
                     }
                     LroStatus::Running(_) if started.elapsed().as_secs() > 600 => {
                         return Err(Error::new(
@@ -417,7 +459,9 @@ impl Snapshots for AzureDiskSnapshots {
                         )
                         .with_key(id))
                     }
-                    LroStatus::Running(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                    LroStatus::Running(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await
+                    }
                 }
             }
         }

@@ -5,7 +5,12 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use offsite_s3::aws::{credentials_failed, DisplayErrorContext};
 use offsite_storage::{Error, ErrorKind, Operation};
 
-pub(crate) fn map<E>(err: SdkError<E, HttpResponse>, op: Operation, region: &str, key: &str) -> Error
+pub(crate) fn map<E>(
+    err: SdkError<E, HttpResponse>,
+    op: Operation,
+    region: &str,
+    key: &str,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

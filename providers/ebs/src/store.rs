@@ -9,8 +9,9 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 use offsite_storage::{
-    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Made, Operation, Result,
-    RestoreVolume, RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
+    parse_tag_time, tags, CopySnapshot, CreateSnapshot, Error, ErrorKind, Made, Operation,
+    RestoreVolume, Result, RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots,
+    Volume,
 };
 
 use crate::error::map;
@@ -110,7 +111,10 @@ fn build(region: &str, p: Parts<'_>, tags: BTreeMap<String, String>) -> Snapshot
     Snapshot {
         id: p.id.unwrap_or_default().to_string(),
         region: region.to_string(),
-        volume: p.volume.filter(|v| *v != "vol-ffffffff").map(str::to_string),
+        volume: p
+            .volume
+            .filter(|v| *v != "vol-ffffffff")
+            .map(str::to_string),
         created,
         state,
         progress: p
@@ -126,14 +130,22 @@ fn volume(v: &aws_sdk_ec2::types::Volume) -> Volume {
     Volume {
         id: v.volume_id().unwrap_or_default().to_string(),
         zone: v.availability_zone().map(str::to_string),
-        state: v.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        state: v
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         size_gib: v.size().and_then(|s| u64::try_from(s).ok()),
     }
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -289,7 +301,10 @@ impl Snapshots for EbsSnapshots {
     }
 
     async fn volumes(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
-        let filter = Filter::builder().name(format!("tag:{key}")).values(value).build();
+        let filter = Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build();
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -302,7 +317,14 @@ impl Snapshots for EbsSnapshots {
                         .set_next_token(next.clone())
                         .send()
                         .await
-                        .map_err(|e| map(e, Operation::Volume, &self.region, &format!("{key}={value}")))
+                        .map_err(|e| {
+                            map(
+                                e,
+                                Operation::Volume,
+                                &self.region,
+                                &format!("{key}={value}"),
+                            )
+                        })
                 })
                 .await?;
             out.extend(page.volumes().iter().map(volume));
@@ -325,18 +347,15 @@ impl Snapshots for EbsSnapshots {
                     .map_err(|e| map(e, Operation::Volume, &self.region, id))
             })
             .await?;
-        out.volumes()
-            .first()
-            .map(volume)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    "ebs",
-                    Operation::Volume,
-                    format!("{}: no such volume", self.region),
-                )
-                .with_key(id)
-            })
+        out.volumes().first().map(volume).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                "ebs",
+                Operation::Volume,
+                format!("{}: no such volume", self.region),
+            )
+            .with_key(id)
+        })
     }
 
     async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Made> {
@@ -411,7 +430,10 @@ impl Snapshots for EbsSnapshots {
         Ok(Volume {
             id: out.volume_id().unwrap_or_default().to_string(),
             zone: out.availability_zone().map(str::to_string),
-            state: out.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            state: out
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             size_gib: out.size().and_then(|s| u64::try_from(s).ok()),
         })
     }

@@ -71,9 +71,14 @@ pub(crate) fn map(
         Some(s) if !s.message.is_empty() => s.message.clone(),
         _ => err.to_string(),
     };
-    let mut e = Error::new(kind, "gce-disk", op, format!("project {project}: {message}"))
-        .with_key(key)
-        .with_source(err);
+    let mut e = Error::new(
+        kind,
+        "gce-disk",
+        op,
+        format!("project {project}: {message}"),
+    )
+    .with_key(key)
+    .with_source(err);
     if let Some(h) = hint {
         e = e.with_hint(h);
     }
@@ -84,7 +89,12 @@ pub(crate) fn map(
 }
 
 /// The error a finished operation carries, if any: the provider's code and words.
-pub(crate) fn of_operation(o: &model::Operation, op: Operation, project: &str, key: &str) -> Option<Error> {
+pub(crate) fn of_operation(
+    o: &model::Operation,
+    op: Operation,
+    project: &str,
+    key: &str,
+) -> Option<Error> {
     let first = o.error.as_ref().and_then(|e| e.errors.first());
     let http = o
         .http_error_status_code
@@ -103,7 +113,10 @@ pub(crate) fn of_operation(o: &model::Operation, op: Operation, project: &str, k
         kind,
         "gce-disk",
         op,
-        format!("project {project}: the operation failed: {code}{}{message}", if code.is_empty() { "" } else { ": " }),
+        format!(
+            "project {project}: the operation failed: {code}{}{message}",
+            if code.is_empty() { "" } else { ": " }
+        ),
     )
     .with_key(key)
     .retryable(false);

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use google_cloud_compute_v1::client::{Disks, Snapshots as SnapshotsClient};
 use google_cloud_compute_v1::model;
 use offsite_storage::{
-    parse_tag_time, tags, CreateSnapshot, Error, ErrorKind, Made, Operation, Result, RestoreVolume,
+    parse_tag_time, tags, CreateSnapshot, Error, ErrorKind, Made, Operation, RestoreVolume, Result,
     RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
 };
 
@@ -61,7 +61,9 @@ fn parse_snapshot(id: &str) -> Result<(String, String)> {
 fn parse_disk(id: &str) -> Result<(String, String, String)> {
     let path = id.find("projects/").map_or(id, |at| &id[at..]);
     match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["projects", p, "zones", z, "disks", d] if !p.is_empty() && !z.is_empty() && !d.is_empty() => {
+        ["projects", p, "zones", z, "disks", d]
+            if !p.is_empty() && !z.is_empty() && !d.is_empty() =>
+        {
             Ok((p.to_string(), z.to_string(), d.to_string()))
         }
         _ => Err(Error::new(
@@ -71,13 +73,17 @@ fn parse_disk(id: &str) -> Result<(String, String, String)> {
             "not a persistent disk id",
         )
         .with_key(id)
-        .with_hint("write projects/PROJECT/zones/ZONE/disks/NAME (regional disks are not supported)")),
+        .with_hint(
+            "write projects/PROJECT/zones/ZONE/disks/NAME (regional disks are not supported)",
+        )),
     }
 }
 
 /// A path without the `https://www.googleapis.com/compute/v1/` in front.
 fn short(url: &str) -> String {
-    url.find("projects/").map_or(url, |at| &url[at..]).to_string()
+    url.find("projects/")
+        .map_or(url, |at| &url[at..])
+        .to_string()
 }
 
 /// Label keys use `_` for the engine's `-` (filters on hyphenated keys are not reliable), and
@@ -115,7 +121,14 @@ fn request_id(token: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 impl GceSnapshots {
@@ -151,7 +164,11 @@ impl GceSnapshots {
             .labels
             .iter()
             .map(|(k, v)| {
-                let k = if k.starts_with("offsite_") { k.replace('_', "-") } else { k.clone() };
+                let k = if k.starts_with("offsite_") {
+                    k.replace('_', "-")
+                } else {
+                    k.clone()
+                };
                 (k, v.clone())
             })
             .collect();
@@ -167,7 +184,9 @@ impl GceSnapshots {
             .map(|t| t.with_timezone(&Utc));
         let state = match s.status.as_ref().and_then(|x| x.name()) {
             Some("READY") => SnapshotState::Completed,
-            Some("FAILED") => SnapshotState::Failed("Compute Engine reports the snapshot FAILED".into()),
+            Some("FAILED") => {
+                SnapshotState::Failed("Compute Engine reports the snapshot FAILED".into())
+            }
             _ => SnapshotState::Pending,
         };
         Snapshot {
@@ -325,7 +344,11 @@ impl Snapshots for GceSnapshots {
             let page = self
                 .retry
                 .run(|| async {
-                    let mut req = self.snaps.list().set_project(&project).set_max_results(500u32);
+                    let mut req = self
+                        .snaps
+                        .list()
+                        .set_project(&project)
+                        .set_max_results(500u32);
                     if !filter.is_empty() {
                         req = req.set_filter(filter.clone());
                     }
@@ -461,19 +484,18 @@ impl Snapshots for GceSnapshots {
 }
 
 fn disk_volume(d: &model::Disk) -> Volume {
-    let zone = d.zone.as_deref().map(|z| z.rsplit('/').next().unwrap_or(z).to_string());
+    let zone = d
+        .zone
+        .as_deref()
+        .map(|z| z.rsplit('/').next().unwrap_or(z).to_string());
     Volume {
-        id: d
-            .self_link
-            .as_deref()
-            .map(short)
-            .unwrap_or_else(|| {
-                format!(
-                    "zones/{}/disks/{}",
-                    zone.as_deref().unwrap_or("-"),
-                    d.name.as_deref().unwrap_or_default()
-                )
-            }),
+        id: d.self_link.as_deref().map(short).unwrap_or_else(|| {
+            format!(
+                "zones/{}/disks/{}",
+                zone.as_deref().unwrap_or("-"),
+                d.name.as_deref().unwrap_or_default()
+            )
+        }),
         zone,
         state: d
             .status
@@ -492,7 +514,8 @@ mod tests {
     #[test]
     fn ids_and_labels() {
         assert_eq!(
-            parse_snapshot("https://www.googleapis.com/compute/v1/projects/p/global/snapshots/s").unwrap(),
+            parse_snapshot("https://www.googleapis.com/compute/v1/projects/p/global/snapshots/s")
+                .unwrap(),
             ("p".into(), "s".into())
         );
         assert!(parse_snapshot("snap-1").is_err());

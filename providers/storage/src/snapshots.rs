@@ -414,11 +414,20 @@ mod tests {
     #[test]
     fn derived_names_fit_every_provider() {
         let long = "projects/p/zones/us-central1-a/disks/".to_string() + &"Data_".repeat(30);
-        for base in ["vol-0abc", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/DB Disk", &long, "///"] {
+        for base in [
+            "vol-0abc",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/DB Disk",
+            &long,
+            "///",
+        ] {
             let n = derived_name("offsite", base, "t1");
             assert!(n.len() <= 63, "{n}");
             assert!(n.starts_with("offsite-"), "{n}");
-            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{n}");
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{n}"
+            );
             assert!(!n.contains("--"), "{n}");
             assert_ne!(n, derived_name("offsite", base, "t2"));
             assert_eq!(n, derived_name("offsite", base, "t1"));

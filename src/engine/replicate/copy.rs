@@ -21,7 +21,9 @@ use offsite_storage::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::registry::{Native, Opened};
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+use crate::registry::Native;
+use crate::registry::Opened;
 
 /// How a copy travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
