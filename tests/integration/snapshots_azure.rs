@@ -21,7 +21,7 @@ use crate::common::*;
 use crate::fake_api::{FakeApi, Step};
 
 const RG: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-app";
-const TOKEN: &str = "test-arm-token";
+const TOKEN: &str = "PlantedArmBearerToken0123456789";
 const API: &str = "2024-03-02";
 
 const SNAP_PUT: &str = "https://learn.microsoft.com/rest/api/compute/snapshots/create-or-update";
@@ -280,6 +280,54 @@ fn contract_azure_permission_denied_is_named_with_the_role_to_grant() {
         "{e}"
     );
     assert!(!e.contains(TOKEN), "the token never reaches an error: {e}");
+    api.finish();
+}
+
+#[test]
+fn contract_azure_bearer_token_never_reaches_output_even_at_trace() {
+    let sb = Sandbox::new();
+    let name = snapshot_name("adhoc", "default", "run-5");
+    let id = snap_id(&name);
+    let api = FakeApi::start(vec![
+        arm(DISK_GET, "GET", disk_id(), disk()),
+        arm(SNAP_GET, "GET", id.clone(), snapshot(&id, "eastus", "Succeeded", json!({}))),
+        arm(DISK_GET, "GET", disk_id(), json!({"error": {"code": "ExpiredAuthenticationToken",
+            "message": "The access token expiry UTC time '12/7/2026 1:00:00 AM' is earlier than current UTC time."}}))
+            .status(401),
+    ]);
+    for (args, code) in [
+        (vec!["-vvv", "--json", "snapshot", "create"], 0),
+        (vec!["-vvv", "snapshot", "create"], 1),
+    ] {
+        let o = sb
+            .azure_disk_cmd(&api)
+            .env("RUST_LOG", "trace")
+            .args(args)
+            .args([
+                "--provider",
+                "azure",
+                "--volume",
+                &disk_id(),
+                "--token",
+                "run-5",
+            ])
+            .output()
+            .unwrap();
+        assert_code(&o, code);
+        for text in [stdout(&o), stderr(&o)] {
+            assert!(
+                !text.contains(TOKEN),
+                "the bearer token is in the output:\n{text}"
+            );
+        }
+        if code == 1 {
+            let e = stderr(&o);
+            assert!(
+                e.contains("ExpiredAuthenticationToken") && e.contains("sign in again"),
+                "{e}"
+            );
+        }
+    }
     api.finish();
 }
 
