@@ -71,6 +71,17 @@ impl EbsSnapshots {
         )
     }
 
+    /// A describe call that answered without the id asked for.
+    fn missing(&self, op: Operation, what: &str, id: &str) -> Error {
+        Error::new(
+            ErrorKind::NotFound,
+            "ebs",
+            op,
+            format!("{}: no such {what}", self.region),
+        )
+        .with_key(id)
+    }
+
     /// The snapshots in this region a token already made.
     async fn by_token(&self, token: &str) -> Result<Vec<Snapshot>> {
         self.list(&[(tags::TOKEN.to_string(), token.to_string())])
@@ -259,15 +270,7 @@ impl Snapshots for EbsSnapshots {
         out.snapshots()
             .first()
             .map(|s| self.snapshot(s))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    "ebs",
-                    Operation::SnapshotList,
-                    format!("{}: no such snapshot", self.region),
-                )
-                .with_key(id)
-            })
+            .ok_or_else(|| self.missing(Operation::SnapshotList, "snapshot", id))
     }
 
     async fn list(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {
@@ -347,15 +350,10 @@ impl Snapshots for EbsSnapshots {
                     .map_err(|e| map(e, Operation::Volume, &self.region, id))
             })
             .await?;
-        out.volumes().first().map(volume).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                "ebs",
-                Operation::Volume,
-                format!("{}: no such volume", self.region),
-            )
-            .with_key(id)
-        })
+        out.volumes()
+            .first()
+            .map(volume)
+            .ok_or_else(|| self.missing(Operation::Volume, "volume", id))
     }
 
     async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Made> {
