@@ -27,6 +27,8 @@ const DELETE: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/sn
 const OPERATION: &str =
     "https://cloud.google.com/compute/docs/reference/rest/v1/globalOperations/get";
 const DISK_INSERT: &str = "https://cloud.google.com/compute/docs/reference/rest/v1/disks/insert";
+const DISK_AGGREGATED: &str =
+    "https://cloud.google.com/compute/docs/reference/rest/v1/disks/aggregatedList";
 
 fn snapshots_path() -> String {
     format!("/compute/v1/projects/{PROJECT}/global/snapshots")
@@ -309,6 +311,86 @@ fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest
         out.contains("pending"),
         "the UPLOADING snapshot is kept as pending: {out}"
     );
+    api.finish();
+}
+
+#[test]
+fn contract_gcp_policy_select_finds_disks_by_label_across_zones() {
+    let sb = Sandbox::new();
+    let policy = sb.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\nname = \"db-gcp\"\n[encryption]\nunencrypted = true\n[[destination]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nproject = \"{PROJECT}\"\nselect = \"backup=daily\"\n",
+            sb.url("d")
+        ),
+    )
+    .unwrap();
+    let other = "projects/acme-prod/zones/us-east1-b/disks/logs";
+    let disk = |path: &str| {
+        json!({"kind": "compute#disk", "id": "118", "name": path.rsplit('/').next().unwrap(), "sizeGb": "10",
+               "zone": format!("https://www.googleapis.com/compute/v1/{}", path.rsplit_once("/disks/").unwrap().0),
+               "status": "READY", "labels": {"backup": "daily"},
+               "selfLink": format!("https://www.googleapis.com/compute/v1/{path}")})
+    };
+    let aggregated = json!({
+        "kind": "compute#diskAggregatedList",
+        "id": "projects/acme-prod/aggregated/disks",
+        "items": {
+            "zones/us-central1-a": {"disks": [disk(DISK)]},
+            "zones/us-east1-b": {"disks": [disk(other)]},
+            "zones/europe-west1-b": {"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "There are no results for scope 'zones/europe-west1-b' on this page."}},
+        },
+        "selfLink": "https://www.googleapis.com/compute/v1/projects/acme-prod/aggregated/disks",
+    });
+    let name_of = |disk: &str| {
+        let t = offsite::engine::snapshot::token(&["db-gcp", "us", disk, "run-s"]);
+        offsite_storage::derived_name("offsite", disk, &t)
+    };
+    let mut steps = vec![Step::new(
+        DISK_AGGREGATED,
+        "GET",
+        format!("/compute/v1/projects/{PROJECT}/aggregated/disks"),
+        aggregated,
+    )
+    .query("filter", "labels.backup = \"daily\"")];
+    // The disks in id order, each looked for by its token's name, then inserted; an operation
+    // already DONE leaves nothing to follow without --wait.
+    for d in [DISK, other] {
+        let n = name_of(d);
+        steps.push(
+            Step::new(
+                GET,
+                "GET",
+                format!("{}/{n}", snapshots_path()),
+                not_found(&n),
+            )
+            .status(404),
+        );
+        steps.push(
+            Step::new(
+                INSERT,
+                "POST",
+                snapshots_path(),
+                operation(&format!("operation-{n}"), "DONE", 100, d),
+            )
+            .query("requestId", "*")
+            .body(
+                json!({"name": n, "sourceDisk": d, "storageLocations": ["us"],
+                             "labels": {"offsite_policy": "db-gcp", "offsite_tool": "offsite"}}),
+            ),
+        );
+    }
+    let api = FakeApi::start(steps);
+    let o = policy_run(
+        sb.gcp_cmd(&api),
+        &["snapshot", "create", "--token", "run-s"],
+        &policy,
+    );
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert_eq!(out.matches(" created").count(), 2, "{out}");
     api.finish();
 }
 
