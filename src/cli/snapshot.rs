@@ -11,7 +11,6 @@ use offsite_policies::retention::Options;
 use offsite_storage::{RestoreVolume, Snapshot, SnapshotState};
 use serde_json::json;
 
-use super::PolicyArgs;
 use crate::engine::snapshot::{self as engine, Subject, Target};
 use crate::metrics::{Metrics, MetricsArgs};
 use crate::report::{exit, outln, time, Output};
@@ -108,6 +107,15 @@ impl Where {
     }
 }
 
+/// The policy whose `[[snapshots]]` sections a command works on.
+#[derive(Debug, Clone, Args)]
+struct SnapshotPolicy {
+    /// A policy file: its [[snapshots]] sections (provider, region, volumes, copy-to,
+    /// retention). Without --provider, the OFFSITE_POLICY environment variable names it.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
+}
+
 /// Arguments of `offsite snapshot create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
@@ -132,7 +140,7 @@ pub struct CreateArgs {
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
     #[command(flatten)]
-    policy: PolicyArgs,
+    policy: SnapshotPolicy,
     /// What makes a rerun find the snapshots of the first run instead of making new ones
     /// [default: the UTC hour, YYYYMMDDHH]. Give a new one to snapshot again within an hour.
     #[arg(long, value_name = "TEXT")]
@@ -160,7 +168,7 @@ pub struct ListArgs {
     #[command(flatten)]
     at: Where,
     #[command(flatten)]
-    policy: PolicyArgs,
+    policy: SnapshotPolicy,
     /// Only the snapshots of this volume.
     #[arg(long, value_name = "ID")]
     volume: Option<String>,
@@ -204,7 +212,7 @@ pub struct DeleteArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
-    policy: PolicyArgs,
+    policy: SnapshotPolicy,
     /// Print the plan and delete nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -250,7 +258,7 @@ struct Job {
 
 /// The policy, when one is given or named by OFFSITE_POLICY and the command line names no
 /// provider.
-fn policy_of(p: &PolicyArgs, at: &Where, what_else: bool) -> Result<Option<Policy>> {
+fn policy_of(p: &SnapshotPolicy, at: &Where, what_else: bool) -> Result<Option<Policy>> {
     if p.policy.is_some() && (at.given() || what_else) {
         return Err(crate::report::usage(
             "give --policy FILE, or --provider with volumes or snapshots, not both",
@@ -680,7 +688,12 @@ async fn delete(a: &DeleteArgs, out: Output) -> Result<u8> {
 }
 
 async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let (policy, _) = a.policy.required("snapshot prune")?;
+    let Some(path) = crate::policy::chosen(a.policy.policy.as_deref(), false) else {
+        return Err(crate::report::usage(
+            "snapshot prune works by policy: give --policy FILE or set OFFSITE_POLICY",
+        ));
+    };
+    let policy = crate::policy::load(&path)?;
     m.set_policy(&policy.name);
     if policy.snapshots.is_empty() {
         return Err(crate::report::usage(format!(
