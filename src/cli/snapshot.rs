@@ -253,6 +253,8 @@ pub(super) async fn run(args: SnapshotArgs, out: Output) -> Result<u8> {
 struct Job {
     target: Target,
     subjects: Vec<Subject>,
+    /// A policy's `select = "key=value"`: volumes found when the job runs.
+    select: Option<String>,
     copy_to: Vec<(String, Option<String>)>,
 }
 
@@ -293,23 +295,10 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 let mut subjects: Vec<Subject> =
                     s.volumes.iter().cloned().map(Subject::Volume).collect();
                 subjects.extend(s.instances.iter().cloned().map(Subject::Instance));
-                if let Some(sel) = &s.select {
-                    let (k, v) = sel.split_once('=').expect("checked at parse");
-                    let snaps = engine::open(&target).await?;
-                    let found = snaps.volumes(k, v).await.map_err(|e| {
-                        anyhow::anyhow!("cannot list the volumes tagged {sel}: {e}")
-                    })?;
-                    if found.is_empty() {
-                        eprintln!(
-                            "warning: no volume in {} carries the tag {sel}: nothing to snapshot",
-                            snaps.region()
-                        );
-                    }
-                    subjects.extend(found.into_iter().map(|v| Subject::Volume(v.id)));
-                }
                 jobs.push(Job {
                     target,
                     subjects,
+                    select: s.select.clone(),
                     copy_to: s
                         .copy_to
                         .iter()
@@ -342,6 +331,7 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
             jobs.push(Job {
                 target,
                 subjects,
+                select: None,
                 copy_to: a
                     .copy_to
                     .iter()
@@ -357,9 +347,37 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let timeout = Duration::from_secs(a.timeout.saturating_mul(60));
     let mut rows: Vec<serde_json::Value> = Vec::new();
     let (mut failed, mut copy_failed) = (0usize, 0usize);
+    // A section whose provider cannot be reached or will not take the credentials fails alone
+    // (exit 1): the other sections still get their snapshots. A wrong region or id is exit 2.
     for job in &jobs {
-        let home = engine::open(&job.target).await?;
-        for subject in &job.subjects {
+        let home = match engine::open(&job.target).await {
+            Ok(h) => h,
+            Err(e) if e.downcast_ref::<crate::report::UsageError>().is_some() => return Err(e),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {} snapshots: {e:#}", job.target.provider.as_str());
+                rows.push(json!({"provider": job.target.provider.as_str(), "ok": false, "error": format!("{e:#}")}));
+                continue;
+            }
+        };
+        let mut subjects = job.subjects.clone();
+        if let Some(sel) = &job.select {
+            let (k, v) = sel.split_once('=').expect("checked at parse");
+            match home.volumes(k, v).await {
+                Ok(found) if found.is_empty() => eprintln!(
+                    "warning: no volume in {} carries the tag {sel}: nothing to snapshot",
+                    home.region()
+                ),
+                Ok(found) => subjects.extend(found.into_iter().map(|v| Subject::Volume(v.id))),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: cannot list the volumes tagged {sel}: {e}");
+                    rows.push(json!({"select": sel, "region": home.region(), "ok": false, "error": e.to_string()}));
+                    continue;
+                }
+            }
+        }
+        for subject in &subjects {
             let made = match engine::create(
                 home.as_ref(),
                 &policy_name,

@@ -351,3 +351,49 @@ fn ebs_errors_name_the_volume_the_region_and_the_fix() {
     assert_code(&o, 2);
     assert!(stderr(&o).contains("copy-to entry"), "{}", stderr(&o));
 }
+
+#[cfg(feature = "azure-disk")]
+#[test]
+fn a_section_whose_provider_cannot_be_reached_fails_alone() {
+    let sb = Sandbox::new();
+    let tag = format!("t{:08x}", rand_u32());
+    let vol = boto(
+        "print(ec2('us-east-1').create_volume(AvailabilityZone='us-east-1a', Size=8)['VolumeId'])",
+    );
+    let policy = sb.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\nname = \"two-{tag}\"\n[encryption]\nunencrypted = true\n\
+             [[destination]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[snapshots]]\nprovider = \"azure\"\nvolumes = [\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d\"]\n\
+             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"{vol}\"]\n",
+            sb.url("archives")
+        ),
+    )
+    .unwrap();
+    // Nothing listens on the discard port: Resource Manager cannot be reached.
+    let o = policy_run(
+        {
+            let mut c = sb.ebs_cmd();
+            c.env("OFFSITE_AZURE_ARM_ENDPOINT", "http://127.0.0.1:9")
+                .env("OFFSITE_AZURE_ACCESS_TOKEN", "unused-token");
+            c
+        },
+        &["snapshot", "create"],
+        &policy,
+    );
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o)
+            .contains("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("us-east-1 {vol} snap-")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(snapshots_of("us-east-1", &format!("two-{tag}")).len(), 1);
+}
