@@ -184,6 +184,50 @@ fn retention_words(r: &Retention) -> String {
     }
 }
 
+/// One line per `[[snapshots]]` section: `aws us-east-1: volumes tagged backup=db; copy-to
+/// us-west-2 (keep-weekly 8); retention keep-daily 7`.
+fn snapshot_words(policy: &Policy) -> Vec<String> {
+    policy
+        .snapshots
+        .iter()
+        .map(|s| {
+            let what = if let Some(sel) = &s.select {
+                format!("volumes tagged {sel}")
+            } else if !s.instances.is_empty() {
+                format!("the volumes of instance(s) {}", s.instances.join(", "))
+            } else {
+                format!("volume(s) {}", s.volumes.join(", "))
+            };
+            let copies = s
+                .copy_to
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} ({})",
+                        c.region,
+                        s.retention_of(c, policy)
+                            .map_or("keep everything".into(), retention_words)
+                    )
+                })
+                .collect::<Vec<_>>();
+            format!(
+                "{} {}: {what}; retention {}{}",
+                s.provider.as_str(),
+                s.region
+                    .as_deref()
+                    .unwrap_or("(the provider's default region)"),
+                s.retention_here(policy)
+                    .map_or("keep everything".into(), retention_words),
+                if copies.is_empty() {
+                    String::new()
+                } else {
+                    format!("; copy-to {}", copies.join(", "))
+                }
+            )
+        })
+        .collect()
+}
+
 fn recipients_words(policy: &Policy) -> Result<String> {
     let Some(e) = &policy.encryption else {
         return Ok("none".into());
@@ -251,6 +295,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
                 "problems": reach.problems,
             },
             "access": access,
+            "snapshots": snapshot_words(&policy),
             "exit": code,
         }))?;
         return Ok(code);
@@ -307,6 +352,9 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
         "placement: copies {} (of {} destinations), media {} (of {} kinds), offsite {} (of {}), immutable {} (of {} locked)",
         rule.copies, reach.copies, rule.media, reach.media, rule.offsite, reach.offsite, rule.immutable, reach.immutable
     );
+    for line in snapshot_words(&policy) {
+        let _ = writeln!(text, "snapshots: {line}");
+    }
     if reach.problems.is_empty() {
         let _ = writeln!(text, "the policy is valid and its placement can be met.");
     }

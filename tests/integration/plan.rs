@@ -143,3 +143,33 @@ fn an_invalid_policy_is_exit_2_with_line_column_and_the_fix() {
     assert_code(&o, 2);
     assert!(stderr(&o).contains("cannot read the policy /nonexistent/p.toml"));
 }
+
+#[test]
+fn plan_shows_each_snapshots_section_with_its_regions_retention() {
+    let sb = Sandbox::new();
+    let p = sb.path("p.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "version = 1\nname = \"x\"\n[encryption]\nunencrypted = true\n[retention]\nkeep-daily = 7\n\
+             [[destination]]\nname = \"l\"\nurl = \"{}\"\n\
+             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup=db\"\n\
+             copy-to = [\"eu-west-1\", {{ region = \"us-west-2\", retention = {{ keep-weekly = 8 }} }}]\n",
+            sb.url("d")
+        ),
+    )
+    .unwrap();
+    let o = sb
+        .cmd()
+        .arg("plan")
+        .arg("--policy")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("snapshots: aws us-east-1: volumes tagged backup=db; retention keep-daily 7; copy-to eu-west-1 (keep-daily 7), us-west-2 (keep-weekly 8)"),
+        "{}",
+        stdout(&o)
+    );
+}
