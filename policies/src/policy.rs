@@ -630,6 +630,24 @@ impl Policy {
                 }
             }
         }
+        // Snapshots are found by the policy's tag in each region: two sections keeping one
+        // provider's snapshots in one region would each judge the other's by its own retention.
+        let mut regions: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        for (i, s) in self.snapshots.iter().enumerate() {
+            let home = s.region.as_deref().unwrap_or("(default)");
+            for r in std::iter::once(home).chain(s.copy_to.iter().map(|c| c.region.as_str())) {
+                if let Some(j) = regions.insert((s.provider.as_str(), r), i) {
+                    if j != i {
+                        return Err(format!(
+                            "[[snapshots]] #{} and #{} both keep {} snapshots in {r}: prune would judge each one's snapshots by the other's retention; put their volumes in one section, or give them separate policies",
+                            j + 1,
+                            i + 1,
+                            s.provider.as_str()
+                        ));
+                    }
+                }
+            }
+        }
         for (i, s) in self.snapshots.iter().enumerate() {
             let at = format!("[[snapshots]] #{}", i + 1);
             let ways = usize::from(!s.volumes.is_empty())
@@ -900,6 +918,54 @@ mod tests {
         assert_eq!(r.keep_yearly, Some(Keep::Unlimited));
         assert_eq!(r.max_age.unwrap().years, 3);
         assert!(err(&base("[retention]\nkeep-daily = \"lots\"\n")).contains("not a keep rule"));
+    }
+
+    #[test]
+    fn snapshot_sections_are_checked() {
+        let snap = |body: &str| base(&format!("[[snapshots]]\n{body}\n"));
+        let p = Policy::parse(
+            &snap("provider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"vol-1\"]\ncopy-to = [\"eu-west-1\", { region = \"us-west-2\", retention = { keep-weekly = 8 }, kms-key = \"alias/dr\" }]"),
+            "p.toml",
+        )
+        .unwrap();
+        let c = &p.snapshots[0].copy_to;
+        assert_eq!(
+            (c[0].region.as_str(), c[0].retention.is_none()),
+            ("eu-west-1", true)
+        );
+        assert_eq!(
+            c[1].retention.as_ref().unwrap().keep_weekly,
+            Some(Keep::N(8))
+        );
+        assert_eq!(c[1].kms_key.as_deref(), Some("alias/dr"));
+        for (body, want) in [
+            ("provider = \"aws\"", "give volumes = [...], select"),
+            ("provider = \"aws\"\nvolumes = [\"v\"]\nselect = \"a=b\"", "choose one"),
+            ("provider = \"aws\"\nselect = \"ab\"", "not a tag selector"),
+            ("provider = \"gcp\"\nvolumes = [\"v\"]\ncopy-to = [\"eu\"]", "cannot be copied between regions"),
+            ("provider = \"gcp\"\nselect = \"a=b\"", "select needs project"),
+            ("provider = \"azure\"\nselect = \"a=b\"", "select needs resource-group"),
+            ("provider = \"azure\"\ninstances = [\"i-1\"]", "for azure list the volumes"),
+            ("provider = \"aws\"\nvolumes = [\"v\"]\nproject = \"p\"", "project is a GCP key"),
+            ("provider = \"aws\"\nregion = \"r1\"\nvolumes = [\"v\"]\ncopy-to = [\"r1\"]", "the snapshots' own region"),
+            ("provider = \"aws\"\nvolumes = [\"v\"]\ncopy-to = [\"r2\", \"r2\"]", "names \"r2\" twice"),
+            ("provider = \"azure\"\nvolumes = [\"v\"]\ncopy-to = [{ region = \"r2\", kms-key = \"k\" }]", "kms-key in copy-to is for EBS"),
+            ("provider = \"aws\"\nvolumes = [\"v\"]\ncopy-to = [{ region = \"r2\", keep = 1 }]", "a copy-to entry is a region name or"),
+        ] {
+            let e = err(&snap(body));
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        // Two sections keeping one provider's snapshots in one region would prune each other's.
+        let e = err(&base(
+            "[[snapshots]]\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\ncopy-to = [\"r2\"]\n\
+             [[snapshots]]\nprovider = \"aws\"\nregion = \"r2\"\nvolumes = [\"b\"]\n",
+        ));
+        assert!(e.contains("#1 and #2 both keep aws snapshots in r2"), "{e}");
+        assert!(Policy::parse(
+            &base("[[snapshots]]\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\n[[snapshots]]\nprovider = \"azure\"\nregion = \"r1\"\nvolumes = [\"b\"]\n"),
+            "p.toml"
+        )
+        .is_ok());
     }
 }
 
