@@ -360,6 +360,16 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 continue;
             }
         };
+        // Each copy-to region is opened once for the job, not once per snapshot.
+        let mut dests = Vec::new();
+        for (region, kms) in &job.copy_to {
+            let dest = match engine::open(&job.target.in_region(region)).await {
+                Ok(d) => Ok(d),
+                Err(e) if e.downcast_ref::<crate::report::UsageError>().is_some() => return Err(e),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            dests.push((region, kms.as_deref(), dest));
+        }
         let mut subjects = job.subjects.clone();
         if let Some(sel) = &job.select {
             let (k, v) = sel.split_once('=').expect("checked at parse");
@@ -436,17 +446,11 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                     )?;
                 }
                 let mut copies = Vec::new();
-                for (region, kms) in &job.copy_to {
-                    let res = copy_one(
-                        &job.target,
-                        &snap,
-                        region,
-                        kms.as_deref(),
-                        a.wait,
-                        out,
-                        timeout,
-                    )
-                    .await;
+                for (region, kms, dest) in &dests {
+                    let res = match dest {
+                        Ok(d) => copy_one(d.as_ref(), &snap, *kms, a.wait, out, timeout).await,
+                        Err(e) => Err(anyhow::anyhow!("{e}")),
+                    };
                     match res {
                         Ok(c) => {
                             if let SnapshotState::Failed(why) = &c.state {
@@ -509,9 +513,8 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
 /// Copies one completed snapshot to a region (the source must be complete: a pending one is
 /// waited for first by the caller).
 async fn copy_one(
-    target: &Target,
+    dest: &dyn offsite_storage::Snapshots,
     snap: &Snapshot,
-    region: &str,
     kms: Option<&str>,
     wait: bool,
     out: Output,
@@ -520,10 +523,9 @@ async fn copy_one(
     if snap.state != SnapshotState::Completed {
         anyhow::bail!("the snapshot is {}, and only a completed snapshot can be copied; run again with --wait", snap.state.as_str());
     }
-    let dest = engine::open(&target.in_region(region)).await?;
-    let mut c = engine::copy(dest.as_ref(), snap, kms).await?.snapshot;
+    let mut c = engine::copy(dest, snap, kms).await?.snapshot;
     if wait && (c.state == SnapshotState::Pending || c.operation.is_some()) {
-        c = engine::wait(dest.as_ref(), &c, out, timeout).await?;
+        c = engine::wait(dest, &c, out, timeout).await?;
     }
     Ok(c)
 }
@@ -533,8 +535,8 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
     let mut rows: Vec<(String, Snapshot)> = Vec::new();
     match &policy {
         Some(p) => {
-            for (i, s) in p.snapshots.iter().enumerate() {
-                for h in engine::holdings(p, i, s).await? {
+            for s in &p.snapshots {
+                for h in engine::holdings(p, s).await? {
                     rows.extend(h.snapshots.into_iter().map(|s| (h.region.clone(), s)));
                 }
             }
@@ -670,7 +672,7 @@ async fn wait_volume(
         if started.elapsed() > Duration::from_secs(3600) {
             anyhow::bail!("volume {} still {} after an hour", vol.id, vol.state);
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(engine::poll_interval()).await;
         vol = snaps
             .volume(&vol.id)
             .await
@@ -727,7 +729,7 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     // Every region of every section is read before anything is deleted.
     let mut plans = Vec::new();
     for (i, s) in policy.snapshots.iter().enumerate() {
-        let holdings = engine::holdings(&policy, i, s).await?;
+        let holdings = engine::holdings(&policy, s).await?;
         let every: Vec<&Snapshot> = holdings.iter().flat_map(|h| h.snapshots.iter()).collect();
         for h in &holdings {
             let rule = match h.copy {
@@ -743,18 +745,17 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 policy.rpo,
                 options,
             );
-            plans.push((i, h.region.clone(), plan));
+            plans.push((i, h.snaps.clone(), h.region.clone(), plan));
         }
     }
-    let refusals: Vec<&String> = plans.iter().flat_map(|(_, _, p)| &p.refusals).collect();
+    let refusals: Vec<&String> = plans.iter().flat_map(|(_, _, _, p)| &p.refusals).collect();
     let refused = !refusals.is_empty();
     let mut deleted = 0usize;
     let mut failed = 0usize;
     let mut done = Vec::new();
     if !refused && !a.dry_run {
-        for (i, region, plan) in &plans {
-            let target = Target::of(&policy.snapshots[*i]).in_region(region);
-            let snaps = engine::open(&target).await?;
+        // Through the adapters that listed them: nothing is opened twice.
+        for (_, snaps, region, plan) in &plans {
             for d in plan.deletions() {
                 match snaps.delete(&d.id).await {
                     Ok(()) => {
@@ -773,8 +774,12 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
             }
         }
     }
-    let planned: usize = plans.iter().map(|(_, _, p)| p.deletions().count()).sum();
-    let kept: usize = plans.iter().map(|(_, _, p)| p.items.len()).sum::<usize>() - planned;
+    let planned: usize = plans.iter().map(|(_, _, _, p)| p.deletions().count()).sum();
+    let kept: usize = plans
+        .iter()
+        .map(|(_, _, _, p)| p.items.len())
+        .sum::<usize>()
+        - planned;
     m.set("offsite_snapshot_prune_kept", &[], kept as f64);
     m.set("offsite_snapshot_prune_planned", &[], planned as f64);
     m.set("offsite_snapshot_prune_deleted", &[], deleted as f64);
@@ -790,13 +795,13 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
         out.print_json(&json!({
             "policy": policy.name,
             "dry_run": a.dry_run,
-            "plans": plans.iter().map(|(i, r, p)| json!({"section": i + 1, "region": r, "items": p.items, "refusals": p.refusals})).collect::<Vec<_>>(),
+            "plans": plans.iter().map(|(i, _, r, p)| json!({"section": i + 1, "region": r, "items": p.items, "refusals": p.refusals})).collect::<Vec<_>>(),
             "deleted": done,
             "refused": refused,
             "exit": code,
         }))?;
     } else {
-        for (_, region, plan) in &plans {
+        for (_, _, region, plan) in &plans {
             for d in &plan.items {
                 outln!(
                     "{:<14} {:<28} {:<40} {:<21} {:<6} {}",

@@ -53,7 +53,7 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
     let mut snap_rows = Vec::new();
     let mut snap_unmet = Vec::new();
     for (i, s) in policy.snapshots.iter().enumerate() {
-        match crate::engine::snapshot::holdings(policy, i, s).await {
+        match crate::engine::snapshot::holdings(policy, s).await {
             Ok(h) => {
                 let (rows, unmet) = crate::engine::snapshot::judge(policy, s, &h, now);
                 snap_rows.extend(rows);

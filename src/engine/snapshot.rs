@@ -256,7 +256,7 @@ pub async fn wait(
 }
 
 /// Seconds between polls: `OFFSITE_SNAPSHOT_POLL_SECONDS` (tests use a fraction), else 5.
-fn poll_interval() -> Duration {
+pub fn poll_interval() -> Duration {
     std::env::var("OFFSITE_SNAPSHOT_POLL_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
@@ -265,11 +265,12 @@ fn poll_interval() -> Duration {
         .unwrap_or(Duration::from_secs(5))
 }
 
-/// The snapshots of a policy in one region, and what retention reads of them.
-#[derive(Debug, Clone, Serialize)]
+/// The snapshots of a policy in one region, and the adapter they were listed through (prune
+/// deletes through it).
+#[derive(Debug, Clone)]
 pub struct Holding {
-    /// The section's index in the policy.
-    pub section: usize,
+    /// The region's adapter.
+    pub snaps: Arc<dyn Snapshots>,
     /// `aws`, `gcp`, `azure`.
     pub provider: &'static str,
     /// The region.
@@ -282,12 +283,12 @@ pub struct Holding {
 
 /// Lists a section's snapshots in its region and in every copy-to region: the first error
 /// stops it (a region that cannot be read could hold the newest snapshot of a volume).
-pub async fn holdings(policy: &Policy, index: usize, section: &Section) -> Result<Vec<Holding>> {
+pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>> {
     let target = Target::of(section);
     let filter = [(tags::POLICY.to_string(), policy.name.clone())];
     let home = open(&target).await?;
     let mut out = vec![Holding {
-        section: index,
+        snaps: home.clone(),
         provider: section.provider.as_str(),
         region: home.region().to_string(),
         copy: None,
@@ -298,15 +299,16 @@ pub async fn holdings(policy: &Policy, index: usize, section: &Section) -> Resul
     }];
     for (ci, c) in section.copy_to.iter().enumerate() {
         let there = open(&target.in_region(&c.region)).await?;
+        let snapshots = there
+            .list(&filter)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", c.region))?;
         out.push(Holding {
-            section: index,
+            snaps: there,
             provider: section.provider.as_str(),
             region: c.region.clone(),
             copy: Some(ci),
-            snapshots: there
-                .list(&filter)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", c.region))?,
+            snapshots,
         });
     }
     Ok(out)
