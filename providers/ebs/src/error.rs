@@ -2,7 +2,9 @@
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use offsite_s3::aws::{credentials_failed, DisplayErrorContext};
+use offsite_s3::aws::{
+    credentials_failed, sdk_words, EXPIRED_HINT, NO_CREDENTIALS_HINT, REFUSED_HINT,
+};
 use offsite_storage::{Error, ErrorKind, Operation};
 
 pub(crate) fn map<E>(
@@ -21,7 +23,7 @@ where
     let (kind, hint): (ErrorKind, Option<String>) = match (&err, code.as_deref(), status) {
         _ if no_credentials => (
             ErrorKind::Unauthenticated,
-            Some("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (run `aws sso login` for an SSO profile), or run with a workload identity".into()),
+            Some(NO_CREDENTIALS_HINT.into()),
         ),
         (SdkError::ConstructionFailure(_), _, _) => (ErrorKind::InvalidConfig, None),
         (SdkError::TimeoutError(_), _, _) => (ErrorKind::Transient, None),
@@ -51,11 +53,11 @@ where
         ),
         (_, Some("ExpiredToken" | "RequestExpired"), _) => (
             ErrorKind::Unauthenticated,
-            Some("the AWS credentials have expired; refresh them (aws sso login, a new session token) and run again".into()),
+            Some(EXPIRED_HINT.into()),
         ),
         (_, Some("AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch"), _) => (
             ErrorKind::Unauthenticated,
-            Some("the AWS credentials were not accepted; check AWS_ACCESS_KEY_ID / AWS_PROFILE and the secret".into()),
+            Some(REFUSED_HINT.into()),
         ),
         (_, Some("UnauthorizedOperation" | "AccessDenied" | "OptInRequired"), _) | (_, None, Some(403)) => (
             ErrorKind::PermissionDenied,
@@ -68,13 +70,7 @@ where
         (_, _, Some(s)) if s >= 500 => (ErrorKind::Transient, None),
         _ => (ErrorKind::Other, None),
     };
-    let what = match (&code, status) {
-        _ if no_credentials => "no usable AWS credentials from the default chain (environment, profile, web identity, container, instance metadata)".to_string(),
-        (Some(c), _) if message.is_empty() => c.clone(),
-        (Some(c), _) => format!("{c}: {message}"),
-        (None, Some(s)) => format!("HTTP {s}"),
-        (None, None) => DisplayErrorContext(&err).to_string(),
-    };
+    let what = sdk_words(&err, no_credentials, code.as_deref(), &message, status);
     let mut e = Error::new(kind, "ebs", op, format!("{region}: {what}"))
         .with_key(key)
         .with_source(err);

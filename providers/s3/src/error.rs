@@ -25,7 +25,7 @@ where
         // The credential chain found nothing (or failed): not the network, and no retry helps.
         _ if no_credentials => (
             ErrorKind::Unauthenticated,
-            Some("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (run `aws sso login` for an SSO profile), or run with a workload identity".into()),
+            Some(NO_CREDENTIALS_HINT.into()),
         ),
         (SdkError::ConstructionFailure(_), _, _) => (ErrorKind::InvalidConfig, None),
         (SdkError::TimeoutError(_), _, _) => (ErrorKind::Transient, Some("the request timed out and was retried; if the server is slow or throttling, run again later (a push resumes where it stopped)".into())),
@@ -44,11 +44,11 @@ where
         ),
         (_, Some("ExpiredToken" | "TokenRefreshRequired" | "RequestExpired"), _) => (
             ErrorKind::Unauthenticated,
-            Some("the AWS credentials have expired; refresh them (aws sso login, a new session token) and run again".into()),
+            Some(EXPIRED_HINT.into()),
         ),
         (_, Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "MissingSecurityHeader"), _) => (
             ErrorKind::Unauthenticated,
-            Some("the AWS credentials were not accepted; check AWS_ACCESS_KEY_ID / AWS_PROFILE and the secret".into()),
+            Some(REFUSED_HINT.into()),
         ),
         (_, Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem"), _) | (_, None, Some(403)) => (
             ErrorKind::PermissionDenied,
@@ -85,13 +85,7 @@ where
         (_, _, Some(s)) if s >= 500 => (ErrorKind::Transient, None),
         _ => (ErrorKind::Other, None),
     };
-    let what = match (&code, status) {
-        _ if no_credentials => "no usable AWS credentials from the default chain (environment, profile, web identity, container, instance metadata)".to_string(),
-        (Some(c), _) if message.is_empty() => c.clone(),
-        (Some(c), _) => format!("{c}: {message}"),
-        (None, Some(s)) => format!("HTTP {s}"),
-        (None, None) => DisplayErrorContext(&err).to_string(),
-    };
+    let what = sdk_words(&err, no_credentials, code.as_deref(), &message, status);
     let mut e = Error::new(kind, "s3", op, format!("s3://{bucket}: {what}"))
         .with_key(ctx.key)
         .with_source(err);
@@ -105,6 +99,33 @@ where
         e = e.with_code(c);
     }
     e
+}
+
+/// What to do when the AWS credential chain finds nothing (S3 and EBS alike).
+pub const NO_CREDENTIALS_HINT: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (run `aws sso login` for an SSO profile), or run with a workload identity";
+/// What to do when AWS says the credentials expired.
+pub const EXPIRED_HINT: &str =
+    "the AWS credentials have expired; refresh them (aws sso login, a new session token) and run again";
+/// What to do when AWS refuses the credentials.
+pub const REFUSED_HINT: &str =
+    "the AWS credentials were not accepted; check AWS_ACCESS_KEY_ID / AWS_PROFILE and the secret";
+
+/// The words of an SDK error for a message: that the credential chain found nothing, else the
+/// service's code and message, else the HTTP status, else the whole error chain.
+pub fn sdk_words<E: std::error::Error>(
+    err: &E,
+    no_credentials: bool,
+    code: Option<&str>,
+    message: &str,
+    status: Option<u16>,
+) -> String {
+    match (code, status) {
+        _ if no_credentials => "no usable AWS credentials from the default chain (environment, profile, web identity, container, instance metadata)".to_string(),
+        (Some(c), _) if message.is_empty() => c.to_string(),
+        (Some(c), _) => format!("{c}: {message}"),
+        (None, Some(s)) => format!("HTTP {s}"),
+        (None, None) => DisplayErrorContext(err).to_string(),
+    }
 }
 
 /// Whether the request failed because the credential chain gave no credentials.
@@ -123,7 +144,7 @@ pub fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The SDK's full error chain as one line (for dispatch and timeout failures, whose cause is
 /// deep in the chain).
-pub struct DisplayErrorContext<'a, E>(pub &'a E);
+struct DisplayErrorContext<'a, E>(&'a E);
 
 impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<'_, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
