@@ -147,18 +147,12 @@ fn an_invalid_policy_is_exit_2_with_line_column_and_the_fix() {
 #[test]
 fn plan_shows_each_snapshots_section_with_its_regions_retention() {
     let sb = Sandbox::new();
-    let p = sb.path("p.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "version = 1\nname = \"x\"\n[encryption]\nunencrypted = true\n[retention]\nkeep-daily = 7\n\
-             [[destination]]\nname = \"l\"\nurl = \"{}\"\n\
-             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup=db\"\n\
-             copy-to = [\"eu-west-1\", {{ region = \"us-west-2\", retention = {{ keep-weekly = 8 }} }}]\n",
-            sb.url("d")
-        ),
-    )
-    .unwrap();
+    let p = sb.snapshot_policy(
+        "x",
+        "[retention]\nkeep-daily = 7",
+        "[[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup=db\"\n\
+         copy-to = [\"eu-west-1\", { region = \"us-west-2\", retention = { keep-weekly = 8 } }]\n",
+    );
     let o = sb
         .cmd()
         .arg("plan")

@@ -377,18 +377,15 @@ fn contract_azure_operation_url_on_another_host_is_not_followed() {
 #[test]
 fn contract_azure_snapshot_prune_by_policy_keeps_each_regions_own_retention() {
     let sb = Sandbox::new();
-    let policy = sb.path("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "version = 1\nname = \"db-azure\"\n[encryption]\nunencrypted = true\n[[destination]]\nname = \"local\"\nurl = \"{}\"\n\
-             [[snapshots]]\nprovider = \"azure\"\nregion = \"eastus\"\nvolumes = [\"{}\"]\nretention = {{ keep-last = 2 }}\n\
+    let policy = sb.snapshot_policy(
+        "db-azure",
+        "",
+        &format!(
+            "[[snapshots]]\nprovider = \"azure\"\nregion = \"eastus\"\nvolumes = [\"{}\"]\nretention = {{ keep-last = 2 }}\n\
              copy-to = [{{ region = \"westus2\", retention = {{ keep-last = 1 }} }}]\n",
-            sb.url("d"),
             disk_id()
         ),
-    )
-    .unwrap();
+    );
     let item = |name: &str, location: &str, created: &str| {
         let mut s = snapshot(&snap_id(name), location, "Succeeded", json!({}));
         s["tags"]["offsite-policy"] = json!("db-azure");

@@ -59,19 +59,15 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     ));
     let mut vols: Vec<String> = serde_json::from_str(&vols).unwrap();
     vols.sort();
-    let policy = sb.path("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "version = 1\nname = \"{policy_name}\"\nrpo = \"26h\"\n[encryption]\nunencrypted = true\n\
-             [[destination]]\nname = \"local\"\nurl = \"{}\"\n\
-             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup={tag}\"\n\
+    let policy = sb.snapshot_policy(
+        &policy_name,
+        "rpo = \"26h\"",
+        &format!(
+            "[[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup={tag}\"\n\
              retention = {{ keep-last = 2 }}\n\
-             copy-to = [{{ region = \"us-west-2\", retention = {{ keep-last = 1 }} }}]\n",
-            sb.url("archives")
+             copy-to = [{{ region = \"us-west-2\", retention = {{ keep-last = 1 }} }}]\n"
         ),
-    )
-    .unwrap();
+    );
 
     // Three runs: the second has the first's token and makes nothing; two more tokens.
     let o = sb
@@ -337,16 +333,11 @@ fn ebs_errors_name_the_volume_the_region_and_the_fix() {
         stderr(&o)
     );
 
-    let p = sb.path("bad.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "version = 1\nname = \"x\"\n[encryption]\nunencrypted = true\n[[destination]]\nname = \"l\"\nurl = \"{}\"\n\
-             [[snapshots]]\nprovider = \"aws\"\nvolumes = [\"vol-1\"]\ncopy-to = [{{ region = \"us-west-2\", keep = 3 }}]\n",
-            sb.url("a")
-        ),
-    )
-    .unwrap();
+    let p = sb.snapshot_policy(
+        "x",
+        "",
+        "[[snapshots]]\nprovider = \"aws\"\nvolumes = [\"vol-1\"]\ncopy-to = [{ region = \"us-west-2\", keep = 3 }]\n",
+    );
     let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &p);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("copy-to entry"), "{}", stderr(&o));
@@ -360,18 +351,14 @@ fn a_section_whose_provider_cannot_be_reached_fails_alone() {
     let vol = boto(
         "print(ec2('us-east-1').create_volume(AvailabilityZone='us-east-1a', Size=8)['VolumeId'])",
     );
-    let policy = sb.path("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "version = 1\nname = \"two-{tag}\"\n[encryption]\nunencrypted = true\n\
-             [[destination]]\nname = \"local\"\nurl = \"{}\"\n\
-             [[snapshots]]\nprovider = \"azure\"\nvolumes = [\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d\"]\n\
-             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"{vol}\"]\n",
-            sb.url("archives")
+    let policy = sb.snapshot_policy(
+        &format!("two-{tag}"),
+        "",
+        &format!(
+            "[[snapshots]]\nprovider = \"azure\"\nvolumes = [\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d\"]\n\
+             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"{vol}\"]\n"
         ),
-    )
-    .unwrap();
+    );
     // Nothing listens on the discard port: Resource Manager cannot be reached.
     let o = policy_run(
         {

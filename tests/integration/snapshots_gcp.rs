@@ -274,16 +274,11 @@ fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest
         "selfLink": "https://www.googleapis.com/compute/v1/projects/acme-prod/global/snapshots",
     });
     let delete_op = |n: &str| json!({"kind": "compute#operation", "name": format!("operation-delete-{n}"), "operationType": "delete", "status": "RUNNING", "progress": 0});
-    let policy = sb.path("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "version = 1\nname = \"db-gcp\"\n[encryption]\nunencrypted = true\n[[destination]]\nname = \"local\"\nurl = \"{}\"\n\
-             [[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nvolumes = [\"{DISK}\"]\nretention = {{ keep-last = 1 }}\n",
-            sb.url("d")
-        ),
-    )
-    .unwrap();
+    let policy = sb.snapshot_policy(
+        "db-gcp",
+        "",
+        &format!("[[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nvolumes = [\"{DISK}\"]\nretention = {{ keep-last = 1 }}\n"),
+    );
     let api = FakeApi::start(vec![
         Step::new(LIST, "GET", snapshots_path(), list.clone())
             .query("filter", "(labels.offsite_policy = \"db-gcp\")")
@@ -317,16 +312,11 @@ fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest
 #[test]
 fn contract_gcp_policy_select_finds_disks_by_label_across_zones() {
     let sb = Sandbox::new();
-    let policy = sb.path("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "version = 1\nname = \"db-gcp\"\n[encryption]\nunencrypted = true\n[[destination]]\nname = \"local\"\nurl = \"{}\"\n\
-             [[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nproject = \"{PROJECT}\"\nselect = \"backup=daily\"\n",
-            sb.url("d")
-        ),
-    )
-    .unwrap();
+    let policy = sb.snapshot_policy(
+        "db-gcp",
+        "",
+        &format!("[[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nproject = \"{PROJECT}\"\nselect = \"backup=daily\"\n"),
+    );
     let other = "projects/acme-prod/zones/us-east1-b/disks/logs";
     let disk = |path: &str| {
         json!({"kind": "compute#disk", "id": "118", "name": path.rsplit('/').next().unwrap(), "sizeGb": "10",
