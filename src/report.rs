@@ -49,6 +49,17 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
+/// A store's or snapshot provider's error as the command's: what the user wrote (a URL, an id,
+/// a region, an option the store cannot honour: `InvalidConfig`, `Unsupported`) is a usage error
+/// (exit 2); a store that cannot be reached or refuses the credentials is a failure (exit 1).
+pub fn store_error(e: offsite_storage::Error) -> anyhow::Error {
+    use offsite_storage::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidConfig | ErrorKind::Unsupported => usage(e.to_string()),
+        _ => anyhow::anyhow!("{e}"),
+    }
+}
+
 /// Standard output was closed by its reader (`offsite ls | head -1`): the program ends
 /// quietly with success, as ripgrep does, instead of panicking in `println!`.
 #[derive(Debug)]

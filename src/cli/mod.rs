@@ -283,18 +283,12 @@ async fn open_all(
     urls: &[String],
     prefix: Option<&str>,
 ) -> anyhow::Result<Vec<crate::registry::Opened>> {
-    use offsite_storage::ErrorKind;
     let mut out = Vec::new();
     for u in urls {
         out.push(
             crate::registry::open(u, prefix)
                 .await
-                .map_err(|e| match e.kind() {
-                    ErrorKind::InvalidConfig | ErrorKind::Unsupported => {
-                        crate::report::usage(e.to_string())
-                    }
-                    _ => anyhow::anyhow!("{e}"),
-                })?,
+                .map_err(crate::report::store_error)?,
         );
     }
     Ok(out)

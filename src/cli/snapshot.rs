@@ -555,7 +555,7 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
             let found = snaps
                 .list(&filter)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(crate::report::store_error)?;
             rows.extend(found.into_iter().map(|s| (snaps.region().to_string(), s)));
         }
     }
@@ -599,7 +599,7 @@ async fn restore(a: &RestoreArgs, out: Output) -> Result<u8> {
     let snap = snaps
         .get(&a.snapshot)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(crate::report::store_error)?;
     if snap.state != SnapshotState::Completed {
         anyhow::bail!(
             "snapshot {} is {}: only a completed snapshot can be restored{}",
@@ -630,7 +630,7 @@ async fn restore(a: &RestoreArgs, out: Output) -> Result<u8> {
     let mut vol = snaps
         .restore(&snap, &spec)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(crate::report::store_error)?;
     if a.wait {
         vol = wait_volume(snaps.as_ref(), vol).await?;
     }
@@ -676,7 +676,7 @@ async fn wait_volume(
         vol = snaps
             .volume(&vol.id)
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(crate::report::store_error)?;
     }
     Ok(vol)
 }

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use offsite_policies::policy::{Policy, SnapshotProvider, Snapshots as Section};
 use offsite_policies::snapshots::{Item, State};
 use offsite_storage::{
-    derived_name, tag_time, tags, CopySnapshot, CreateSnapshot, ErrorKind, Made, Snapshot,
-    SnapshotState, Snapshots, WaitOptions,
+    derived_name, tag_time, tags, CopySnapshot, CreateSnapshot, Made, Snapshot, SnapshotState,
+    Snapshots, WaitOptions,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -117,10 +117,7 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Snapshots>> {
             )))
         }
     };
-    opened.map_err(|e| match e.kind() {
-        ErrorKind::InvalidConfig | ErrorKind::Unsupported => crate::report::usage(e.to_string()),
-        _ => anyhow::anyhow!("{e}"),
-    })
+    opened.map_err(crate::report::store_error)
 }
 
 /// A client token: the same job run again (same policy, volume and `base`) gets the same one.

@@ -385,6 +385,33 @@ fn contract_gcp_policy_select_finds_disks_by_label_across_zones() {
 }
 
 #[test]
+fn gcp_a_malformed_id_is_a_usage_error_that_shows_the_form() {
+    let sb = Sandbox::new();
+    let api = FakeApi::start(vec![]);
+    let o = sb
+        .gcp_cmd(&api)
+        .args([
+            "snapshot",
+            "restore",
+            "db-snap-1",
+            "--provider",
+            "gcp",
+            "--project",
+            PROJECT,
+        ])
+        .args(["--to-volume", "x", "--zone", "us-central1-a"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("not a snapshot id; write projects/PROJECT/global/snapshots/NAME"),
+        "{}",
+        stderr(&o)
+    );
+    api.finish();
+}
+
+#[test]
 fn gcp_copy_to_is_refused_with_the_reason() {
     let sb = Sandbox::new();
     let o = sb
