@@ -10,8 +10,12 @@ use clap::Parser;
 
 use crate::common::*;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The clone's root, read at run time, not with env!: a test binary reused by a clone at
+/// another path (one target dir shared by several clones) must read this clone's files.
+pub fn root() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
 }
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {

@@ -7,11 +7,10 @@ use crate::common::*;
 fn preset(sb: &Sandbox, name: &str) -> std::path::PathBuf {
     let rfile = sb.path("recipients.txt");
     std::fs::write(&rfile, format!("{}\n", sb.recipient)).unwrap();
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("policies/presets/{name}")),
-    )
-    .unwrap()
-    .replace("/etc/offsite/recipients.txt", &rfile.display().to_string());
+    let text =
+        std::fs::read_to_string(crate::examples::root().join(format!("policies/presets/{name}")))
+            .unwrap()
+            .replace("/etc/offsite/recipients.txt", &rfile.display().to_string());
     let p = sb.path(name);
     std::fs::write(&p, text).unwrap();
     p
