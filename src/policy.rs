@@ -39,6 +39,18 @@ pub fn load(path: &Path) -> Result<Policy> {
     Ok(policy)
 }
 
+/// Refuses a policy of `[[snapshots]]` alone (it has no `[[destination]]`) for a command about
+/// archives, naming the commands that do read it.
+pub fn need_archives(policy: &Policy, command: &str) -> Result<()> {
+    if policy.has_archives() {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "policy `{}` has no [[destination]], only [[snapshots]]: `offsite {command}` works on archives; its volumes are handled by `offsite snapshot create|list|prune --policy` and reported by `offsite status --policy`, or add a [[destination]] to place archives",
+        policy.name
+    )))
+}
+
 /// The destination as a location URL: its `url` with `storage-class`, `lock`, `lock-days`,
 /// `legal-hold` and `sse-kms-key` from the table in the query (the policy's `prefix` is applied
 /// when the location is opened).

@@ -58,6 +58,16 @@ fn plural(n: u32, one: &str, many: &str) -> String {
 
 /// What `slots` can reach against the policy's placement.
 pub fn reach(policy: &Policy, slots: &[Slot]) -> Reach {
+    // A policy of snapshots alone places no archives: its placement is not judged.
+    if !policy.has_archives() {
+        return Reach {
+            copies: 0,
+            media: 0,
+            offsite: 0,
+            immutable: 0,
+            problems: Vec::new(),
+        };
+    }
     let rule = policy.placement;
     let n = slots.len() as u32;
     let kinds: BTreeSet<Kind> = slots.iter().map(|s| s.kind).collect();

@@ -5,11 +5,13 @@
 //! parsed, and never echoed: a parse error message must not carry it either.
 //!
 //! Optional keys and their defaults: `prefix` (none), `rpo` and `verify-every` (not checked),
-//! `[encryption]` (required unless `unencrypted = true`), a destination's `offsite` (false for
+//! `[encryption]` (required, or `unencrypted = true`, when there is a destination), a destination's `offsite` (false for
 //! `file://` and `memory://`, true for clouds), `storage-class` (the provider's default), `lock`
 //! (none), `lock-days` (7 with a lock), `legal-hold` (false), `retention` (the policy's),
 //! `[placement]` (copies 1, media 1, offsite 0, immutable 0), `[retention]` (keep everything),
-//! `[replication]` and `[[snapshots]]` (none).
+//! `[replication]` and `[[snapshots]]` (none). A policy has a `[[destination]]`, a
+//! `[[snapshots]]` section, or both; one of snapshots alone has no `[encryption]`,
+//! `[placement]` or `[replication]` to give.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -562,6 +564,21 @@ impl Policy {
                 ));
             }
         }
+        if self.destinations.is_empty() {
+            // A policy of volume snapshots only: nothing in it speaks of archives.
+            if self.snapshots.is_empty() {
+                return Err(
+                    "no [[destination]] and no [[snapshots]]: a policy needs a destination for archives (a name and a url), a [[snapshots]] section for volumes, or both".into(),
+                );
+            }
+            if self.placement != Placement::default() {
+                return Err("[placement] counts copies of archives, and this policy has no [[destination]]: add destinations or remove [placement]".into());
+            }
+            if self.replication.is_some() {
+                return Err("[replication] copies archives between destinations, and this policy has no [[destination]]: add destinations or remove [replication]".into());
+            }
+            return self.check_snapshots();
+        }
         match &self.encryption {
             None => {
                 return Err(
@@ -580,11 +597,6 @@ impl Policy {
                         .map_err(|e| e.to_string())?;
                 }
             }
-        }
-        if self.destinations.is_empty() {
-            return Err(
-                "no [[destination]]: a policy needs at least one, with a name and a url".into(),
-            );
         }
         let mut names = BTreeSet::new();
         for d in &self.destinations {
@@ -630,6 +642,17 @@ impl Policy {
                 }
             }
         }
+        self.check_snapshots()
+    }
+
+    /// Whether the policy places archives (it has a `[[destination]]`); a policy of
+    /// `[[snapshots]]` alone has none, and the archive commands refuse it.
+    pub fn has_archives(&self) -> bool {
+        !self.destinations.is_empty()
+    }
+
+    /// The checks of the `[[snapshots]]` sections.
+    fn check_snapshots(&self) -> Result<(), String> {
         // Snapshots are found by the policy's tag in each region: two sections keeping one
         // provider's snapshots in one region would each judge the other's by its own retention.
         let mut regions: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
@@ -966,6 +989,30 @@ mod tests {
             "p.toml"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_policy_of_snapshots_alone_needs_no_destination_nor_encryption() {
+        let only = "version = 1\nname = \"vols\"\nrpo = \"26h\"\n[[snapshots]]\nprovider = \"aws\"\nvolumes = [\"vol-1\"]\n";
+        let p = Policy::parse(only, "p.toml").unwrap();
+        assert!(!p.has_archives());
+        assert!(Policy::parse(&base(""), "p.toml").unwrap().has_archives());
+        let e = err("version = 1\nname = \"x\"\n");
+        assert!(e.contains("no [[destination]] and no [[snapshots]]"), "{e}");
+        // The snapshot checks still run, and the archive tables are refused without destinations.
+        let e = err(&only.replace("volumes = [\"vol-1\"]", ""));
+        assert!(e.contains("give volumes = [...], select"), "{e}");
+        let e = err(&format!("{only}[placement]\ncopies = 2\n"));
+        assert!(e.contains("[placement] counts copies of archives"), "{e}");
+        let e = err(&format!(
+            "{only}[replication]\nfrom = \"a\"\nto = [\"b\"]\n"
+        ));
+        assert!(e.contains("[replication] copies archives"), "{e}");
+        // With a destination, [encryption] is required as before.
+        let e = err(&format!(
+            "{only}[[destination]]\nname = \"d\"\nurl = \"file:///b\"\n"
+        ));
+        assert!(e.contains("no [encryption]"), "{e}");
     }
 }
 

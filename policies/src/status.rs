@@ -147,7 +147,8 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
             older_unmet,
         });
     }
-    if series_out.is_empty() {
+    // A policy of snapshots alone places no archives, so none missing is no rule unmet.
+    if series_out.is_empty() && policy.has_archives() {
         unmet.push("no archives at any destination: nothing is backed up under this policy".into());
     }
 

@@ -39,6 +39,7 @@ pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
 
 async fn run_inner(args: &DrillArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let (policy, place) = args.policy.required("drill")?;
+    crate::policy::need_archives(&policy, "drill")?;
     let policy = &policy;
     let identities = match &args.identity.identity {
         Some(p) => Some(Arc::new(

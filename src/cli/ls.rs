@@ -28,7 +28,7 @@ pub struct LsArgs {
 
 pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     let urls: Vec<String> = args.url.iter().cloned().collect();
-    let place = args.policy.resolve(&urls, args.prefix.as_deref())?;
+    let place = args.policy.resolve("ls", &urls, args.prefix.as_deref())?;
     let locations = place.open().await?;
     if place.policy.is_none() {
         let loc = &locations[0];

@@ -138,8 +138,14 @@ pub struct Where {
 }
 
 impl PolicyArgs {
-    /// Resolves URLs or the policy; exactly one of them must be there.
-    fn resolve(&self, urls: &[String], prefix: Option<&str>) -> anyhow::Result<Where> {
+    /// Resolves URLs or the policy; exactly one of them must be there. `command` names the
+    /// archive command in the error for a policy of snapshots alone.
+    fn resolve(
+        &self,
+        command: &str,
+        urls: &[String],
+        prefix: Option<&str>,
+    ) -> anyhow::Result<Where> {
         if self.policy.is_some() && !urls.is_empty() {
             return Err(crate::report::usage(
                 "give locations as URLs or --policy FILE, not both",
@@ -153,6 +159,7 @@ impl PolicyArgs {
         match crate::policy::chosen(self.policy.as_deref(), !urls.is_empty()) {
             Some(path) => {
                 let policy = crate::policy::load(&path)?;
+                crate::policy::need_archives(&policy, command)?;
                 Ok(Where {
                     named: crate::policy::locations(&policy, true),
                     prefix: policy.prefix.clone(),
@@ -173,7 +180,8 @@ impl PolicyArgs {
 
 impl PolicyArgs {
     /// For the commands that work only by policy (status, drill, prune): the policy, and its
-    /// destinations as locations.
+    /// destinations as locations (none for a policy of `[[snapshots]]` alone, which drill and
+    /// prune refuse with [`crate::policy::need_archives`]).
     fn required(&self, command: &str) -> anyhow::Result<(offsite_policies::policy::Policy, Where)> {
         let Some(path) = crate::policy::chosen(self.policy.as_deref(), false) else {
             return Err(crate::report::usage(format!(

@@ -287,13 +287,13 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
             "rpo": policy.rpo.map(|s| s.to_string()),
             "verify_every": policy.verify_every.map(|s| s.to_string()),
             "destinations": dests,
-            "placement": {
+            "placement": policy.has_archives().then(|| json!({
                 "copies": {"wanted": rule.copies, "possible": reach.copies},
                 "media": {"wanted": rule.media, "possible": reach.media},
                 "offsite": {"wanted": rule.offsite, "possible": reach.offsite},
                 "immutable": {"wanted": rule.immutable, "possible": reach.immutable},
                 "problems": reach.problems,
-            },
+            })),
             "access": access,
             "snapshots": snapshot_words(&policy),
             "exit": code,
@@ -302,13 +302,17 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     }
     let mut text = String::new();
     use std::fmt::Write as _;
-    let _ = writeln!(
-        text,
-        "policy {} ({}), prefix {}, encryption {encryption}",
-        policy.name,
-        args.policy.display(),
-        policy.prefix.as_deref().unwrap_or("none"),
-    );
+    if policy.has_archives() {
+        let _ = writeln!(
+            text,
+            "policy {} ({}), prefix {}, encryption {encryption}",
+            policy.name,
+            args.policy.display(),
+            policy.prefix.as_deref().unwrap_or("none"),
+        );
+    } else {
+        let _ = writeln!(text, "policy {} ({})", policy.name, args.policy.display());
+    }
     let _ = writeln!(
         text,
         "rpo {}, verify-every {}",
@@ -317,11 +321,18 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
             .verify_every
             .map_or("not set".into(), |s| s.to_string())
     );
-    let _ = writeln!(
-        text,
-        "{:<12} {:<6} {:<9} {:<14} {:<16} {:<8} URL",
-        "DESTINATION", "KIND", "SITE", "CLASS", "LOCK", "ROLE"
-    );
+    if !policy.has_archives() {
+        let _ = writeln!(
+            text,
+            "no [[destination]]: this policy makes volume snapshots only"
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "{:<12} {:<6} {:<9} {:<14} {:<16} {:<8} URL",
+            "DESTINATION", "KIND", "SITE", "CLASS", "LOCK", "ROLE"
+        );
+    }
     for (d, s) in policy.destinations.iter().zip(&slots) {
         let lock = match (d.lock, d.lock_days) {
             (Some(l), Some(n)) => format!("{} {n}d", l.as_str()),
@@ -347,15 +358,19 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
                 .map_or("keep everything".into(), retention_words)
         );
     }
-    let _ = writeln!(
-        text,
-        "placement: copies {} (of {} destinations), media {} (of {} kinds), offsite {} (of {}), immutable {} (of {} locked)",
-        rule.copies, reach.copies, rule.media, reach.media, rule.offsite, reach.offsite, rule.immutable, reach.immutable
-    );
+    if policy.has_archives() {
+        let _ = writeln!(
+            text,
+            "placement: copies {} (of {} destinations), media {} (of {} kinds), offsite {} (of {}), immutable {} (of {} locked)",
+            rule.copies, reach.copies, rule.media, reach.media, rule.offsite, reach.offsite, rule.immutable, reach.immutable
+        );
+    }
     for line in snapshot_words(&policy) {
         let _ = writeln!(text, "snapshots: {line}");
     }
-    if reach.problems.is_empty() {
+    if !policy.has_archives() {
+        let _ = writeln!(text, "the policy is valid.");
+    } else if reach.problems.is_empty() {
         let _ = writeln!(text, "the policy is valid and its placement can be met.");
     }
     for a in access.iter().flatten() {

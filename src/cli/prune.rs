@@ -61,6 +61,7 @@ pub(super) async fn run(args: PruneArgs, out: Output) -> Result<u8> {
 
 async fn run_inner(args: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let (policy, place) = args.policy.required("prune")?;
+    crate::policy::need_archives(&policy, "prune")?;
     let policy = &policy;
     m.set_policy(&policy.name);
     let locations = place.open().await?;

@@ -80,6 +80,7 @@ struct Plan {
 fn plan(args: &PushArgs) -> Result<Plan> {
     if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.to.is_empty()) {
         let policy = crate::policy::load(&path)?;
+        crate::policy::need_archives(&policy, "push")?;
         let recipients = crate::policy::recipients(&policy)?;
         let no_encrypt = crate::policy::unencrypted(&policy);
         let destinations = crate::policy::locations(&policy, false);

@@ -95,6 +95,7 @@ fn route(args: &ReplicateArgs) -> Result<(Route, Option<String>, String)> {
             ));
         }
         let policy = crate::policy::load(&path)?;
+        crate::policy::need_archives(&policy, "replicate")?;
         let Some(r) = &policy.replication else {
             return Err(usage(format!(
                 "{} has no [replication] section: add one with from = \"<destination>\" and to = [\"<replica>\", ...]",

@@ -83,7 +83,7 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
     // A policy's destinations are tried in the order it lists them, replicas included.
     let locations = args
         .policy
-        .resolve(&args.urls, args.prefix.as_deref())?
+        .resolve("restore", &args.urls, args.prefix.as_deref())?
         .open()
         .await?;
     let pb = out.progress(None, "restore");

@@ -133,12 +133,21 @@ fn print_text(
     snapshots: &[crate::engine::snapshot::VolumeStatus],
     snapshots_unmet: usize,
 ) -> Result<()> {
+    let rpo = policy.rpo.map_or("not set".into(), |s| s.to_string());
+    if !policy.has_archives() {
+        outln!(
+            "policy {}: volume snapshots only ({} [[snapshots]] section(s)); rpo {rpo}",
+            policy.name,
+            policy.snapshots.len(),
+        )?;
+        return print_snapshots(snapshots, now)
+            .and_then(|()| verdict(policy, status, snapshots_unmet));
+    }
     outln!(
-        "policy {}: {} destination(s), {} series; rpo {}, verify-every {}",
+        "policy {}: {} destination(s), {} series; rpo {rpo}, verify-every {}",
         policy.name,
         named.len(),
         status.series.len(),
-        policy.rpo.map_or("not set".into(), |s| s.to_string()),
         policy
             .verify_every
             .map_or("not set".into(), |s| s.to_string())
@@ -203,6 +212,11 @@ fn print_text(
         )?;
     }
     print_snapshots(snapshots, now)?;
+    verdict(policy, status, snapshots_unmet)
+}
+
+/// The last line: every rule holds, or how many do not.
+fn verdict(policy: &Policy, status: &Status, snapshots_unmet: usize) -> Result<()> {
     if status.ok() && snapshots_unmet == 0 {
         outln!("every rule of policy {} holds.", policy.name)?;
     } else {
@@ -311,7 +325,10 @@ fn metrics_of(
             .series
             .iter()
             .all(|s| s.placement.as_ref().is_some_and(|v| v.met) && s.older_unmet == 0);
-    m.flag("offsite_placement_met", &[], all_placed);
+    // A policy of snapshots alone places no archives: no placement to report as unmet.
+    if policy.has_archives() {
+        m.flag("offsite_placement_met", &[], all_placed);
+    }
     m.set("offsite_rules_unmet", &[], status.unmet.len() as f64);
     if let Some(rpo) = policy.rpo {
         m.set("offsite_rpo_seconds", &[], span_seconds(rpo, now));

@@ -39,7 +39,7 @@ pub struct VerifyArgs {
 pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
     let locations = args
         .policy
-        .resolve(&args.urls, args.prefix.as_deref())?
+        .resolve("verify", &args.urls, args.prefix.as_deref())?
         .open()
         .await?;
     let identities = match (&args.identity.identity, args.deep) {

@@ -234,20 +234,12 @@ pub fn emulator_credentials() -> Vec<(&'static str, String)> {
 }
 
 impl Sandbox {
-    /// Writes `policy.toml` in the sandbox: an unencrypted policy named `name` (with the
-    /// top-level lines `top`, such as `rpo = "26h"` or a `[retention]` table) and one local
-    /// destination, then `rest` (its `[[snapshots]]` sections); returns its path.
+    /// Writes `policy.toml` in the sandbox: a policy named `name` with the top-level lines
+    /// `top` (such as `rpo = "26h"` or a `[retention]` table), then `rest` (its `[[snapshots]]`
+    /// sections, and any destinations); returns its path.
     pub fn snapshot_policy(&self, name: &str, top: &str, rest: &str) -> PathBuf {
         let p = self.path("policy.toml");
-        std::fs::write(
-            &p,
-            format!(
-                "version = 1\nname = \"{name}\"\n{top}\n[encryption]\nunencrypted = true\n\
-                 [[destination]]\nname = \"local\"\nurl = \"{}\"\n{rest}",
-                self.url("archives")
-            ),
-        )
-        .unwrap();
+        std::fs::write(&p, format!("version = 1\nname = \"{name}\"\n{top}\n{rest}")).unwrap();
         p
     }
 }

@@ -165,4 +165,38 @@ fn plan_shows_each_snapshots_section_with_its_regions_retention() {
         "{}",
         stdout(&o)
     );
+    // A policy of snapshots alone: no destinations, no placement to meet; the archive
+    // commands refuse it, naming the commands that read it.
+    assert!(
+        stdout(&o).contains("this policy makes volume snapshots only")
+            && stdout(&o).contains("the policy is valid.")
+            && !stdout(&o).contains("placement:"),
+        "{}",
+        stdout(&o)
+    );
+    let src = sb.archive("app-backup-20261201_000000.tar.gz", 100, 1);
+    for args in [
+        vec!["push".to_string(), src.display().to_string()],
+        vec!["ls".into()],
+        vec!["verify".into()],
+        vec!["restore".into(), "--latest".into(), "-o".into(), "-".into()],
+        vec!["prune".into()],
+        vec!["drill".into(), "-i".into(), sb.key.display().to_string()],
+        vec!["replicate".into()],
+    ] {
+        let o = sb
+            .cmd()
+            .args(&args)
+            .arg("--policy")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains(&format!("`offsite {}` works on archives", args[0]))
+                && stderr(&o).contains("offsite snapshot create|list|prune --policy"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
 }

@@ -123,7 +123,17 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     assert_code(&o, 0);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["snapshots"].as_array().unwrap().len(), 12, "{v}");
+    // A policy of snapshots alone: status judges them, with no archives to miss.
+    let o = policy_run(sb.ebs_cmd(), &["status"], &policy);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("volume snapshots only (1 [[snapshots]] section(s))")
+            && !stdout(&o).contains("DESTINATION"),
+        "{}",
+        stdout(&o)
+    );
     let o = policy_run(sb.ebs_cmd(), &["--json", "status"], &policy);
+    assert_code(&o, 0);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let snaps = v["snapshots"].as_array().unwrap();
     assert_eq!(snaps.len(), 4, "two volumes in two regions: {v}");
@@ -351,25 +361,25 @@ fn a_section_whose_provider_cannot_be_reached_fails_alone() {
     let vol = boto(
         "print(ec2('us-east-1').create_volume(AvailabilityZone='us-east-1a', Size=8)['VolumeId'])",
     );
+    // Archives beside the snapshots, in one policy.
     let policy = sb.snapshot_policy(
         &format!("two-{tag}"),
         "",
         &format!(
-            "[[snapshots]]\nprovider = \"azure\"\nvolumes = [\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d\"]\n\
-             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"{vol}\"]\n"
+            "[encryption]\nunencrypted = true\n[[destination]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[snapshots]]\nprovider = \"azure\"\nvolumes = [\"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d\"]\n\
+             [[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"{vol}\"]\n",
+            sb.url("archives")
         ),
     );
     // Nothing listens on the discard port: Resource Manager cannot be reached.
-    let o = policy_run(
-        {
-            let mut c = sb.ebs_cmd();
-            c.env("OFFSITE_AZURE_ARM_ENDPOINT", "http://127.0.0.1:9")
-                .env("OFFSITE_AZURE_ACCESS_TOKEN", "unused-token");
-            c
-        },
-        &["snapshot", "create"],
-        &policy,
-    );
+    let cmd = || {
+        let mut c = sb.ebs_cmd();
+        c.env("OFFSITE_AZURE_ARM_ENDPOINT", "http://127.0.0.1:9")
+            .env("OFFSITE_AZURE_ACCESS_TOKEN", "unused-token");
+        c
+    };
+    let o = policy_run(cmd(), &["snapshot", "create"], &policy);
     assert_code(&o, 1);
     assert!(
         stderr(&o)
@@ -383,4 +393,18 @@ fn a_section_whose_provider_cannot_be_reached_fails_alone() {
         stdout(&o)
     );
     assert_eq!(snapshots_of("us-east-1", &format!("two-{tag}")).len(), 1);
+
+    // status: the destination's archives and the EBS snapshots, the Azure section unreadable.
+    let o = policy_run(cmd(), &["status"], &policy);
+    assert_code(&o, 1);
+    assert!(
+        stdout(&o).contains("DESTINATION") && stdout(&o).contains(&vol),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("[[snapshots]] #1 (azure)"),
+        "{}",
+        stderr(&o)
+    );
 }
