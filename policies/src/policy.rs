@@ -328,6 +328,11 @@ impl SnapshotProvider {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Snapshots {
+    /// The section's name (lowercase letters, digits, `-`, `_`): its snapshots carry it as the
+    /// `offsite-section` tag and each named section judges only its own, so two sections of one
+    /// provider may share a region with their own retentions. Default none.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Whose volumes.
     pub provider: SnapshotProvider,
     /// Where they are: the EBS region and Azure location (else the provider's usual setting:
@@ -653,16 +658,38 @@ impl Policy {
 
     /// The checks of the `[[snapshots]]` sections.
     fn check_snapshots(&self) -> Result<(), String> {
-        // Snapshots are found by the policy's tag in each region: two sections keeping one
-        // provider's snapshots in one region would each judge the other's by its own retention.
+        let mut names = BTreeSet::new();
+        for (i, s) in self.snapshots.iter().enumerate() {
+            let Some(n) = &s.name else { continue };
+            let ok = !n.is_empty()
+                && n.len() <= 63
+                && n.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')
+                });
+            if !ok {
+                return Err(format!(
+                    "[[snapshots]] #{}: name = {n:?}: lowercase letters, digits, '-' and '_', at most 63 (a tag value every provider takes as it is)",
+                    i + 1
+                ));
+            }
+            if !names.insert(n.as_str()) {
+                return Err(format!(
+                    "two [[snapshots]] sections are named `{n}`: names must differ"
+                ));
+            }
+        }
+        // Snapshots are found by the policy's tag in each region, and a named section's also by
+        // its name: two sections keeping one provider's snapshots in one region would each judge
+        // the other's by its own retention, unless both are named.
         let mut regions: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
         for (i, s) in self.snapshots.iter().enumerate() {
             let home = s.region.as_deref().unwrap_or("(default)");
             for r in std::iter::once(home).chain(s.copy_to.iter().map(|c| c.region.as_str())) {
                 if let Some(j) = regions.insert((s.provider.as_str(), r), i) {
-                    if j != i {
+                    let other = &self.snapshots[j];
+                    if j != i && (s.name.is_none() || other.name.is_none()) {
                         return Err(format!(
-                            "[[snapshots]] #{} and #{} both keep {} snapshots in {r}: prune would judge each one's snapshots by the other's retention; put their volumes in one section, or give them separate policies",
+                            "[[snapshots]] #{} and #{} both keep {} snapshots in {r}: prune would judge each one's snapshots by the other's retention; give each section a name = \"...\" (its snapshots carry it, and each section judges only its own), or put their volumes in one section",
                             j + 1,
                             i + 1,
                             s.provider.as_str()
@@ -984,6 +1011,23 @@ mod tests {
              [[snapshots]]\nprovider = \"aws\"\nregion = \"r2\"\nvolumes = [\"b\"]\n",
         ));
         assert!(e.contains("#1 and #2 both keep aws snapshots in r2"), "{e}");
+        assert!(e.contains("give each section a name"), "{e}");
+        // Named, they may share the region: each judges only the snapshots carrying its name.
+        let named = base(
+            "[[snapshots]]\nname = \"db\"\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\ncopy-to = [\"r2\"]\n\
+             [[snapshots]]\nname = \"web\"\nprovider = \"aws\"\nregion = \"r2\"\nvolumes = [\"b\"]\n",
+        );
+        let p = Policy::parse(&named, "p.toml").unwrap();
+        assert_eq!(p.snapshots[1].name.as_deref(), Some("web"));
+        let e = err(&named.replace("\"web\"", "\"db\""));
+        assert!(
+            e.contains("two [[snapshots]] sections are named `db`"),
+            "{e}"
+        );
+        let e = err(&named.replace("\"web\"", "\"Web\""));
+        assert!(e.contains("lowercase letters, digits"), "{e}");
+        let e = err(&named.replace("name = \"web\"\n", ""));
+        assert!(e.contains("both keep aws snapshots in r2"), "{e}");
         assert!(Policy::parse(
             &base("[[snapshots]]\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\n[[snapshots]]\nprovider = \"azure\"\nregion = \"r1\"\nvolumes = [\"b\"]\n"),
             "p.toml"

@@ -211,7 +211,11 @@ fn snapshot_words(policy: &Policy) -> Vec<String> {
                 })
                 .collect::<Vec<_>>();
             format!(
-                "{} {}: {what}; retention {}{}",
+                "{}{} {}: {what}; retention {}{}",
+                s.name
+                    .as_ref()
+                    .map(|n| format!("{n}: "))
+                    .unwrap_or_default(),
                 s.provider.as_str(),
                 s.region
                     .as_deref()

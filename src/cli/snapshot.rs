@@ -256,6 +256,8 @@ struct Job {
     /// A policy's `select = "key=value"`: volumes found when the job runs.
     select: Option<String>,
     copy_to: Vec<(String, Option<String>)>,
+    /// The policy section's name, tagged on its snapshots.
+    section: Option<String>,
 }
 
 /// The policy, when one is given or named by OFFSITE_POLICY and the command line names no
@@ -299,6 +301,7 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                     target,
                     subjects,
                     select: s.select.clone(),
+                    section: s.name.clone(),
                     copy_to: s
                         .copy_to
                         .iter()
@@ -332,6 +335,7 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 target,
                 subjects,
                 select: None,
+                section: None,
                 copy_to: a
                     .copy_to
                     .iter()
@@ -388,15 +392,12 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
             }
         }
         for subject in &subjects {
-            let made = match engine::create(
-                home.as_ref(),
-                &policy_name,
-                subject,
-                &base,
-                now,
-                &a.tags,
-            )
-            .await
+            let maker = engine::Maker {
+                policy: &policy_name,
+                section: job.section.as_deref(),
+            };
+            let made = match engine::create(home.as_ref(), maker, subject, &base, now, &a.tags)
+                .await
             {
                 Ok(v) => v,
                 Err(e) => {
@@ -477,13 +478,16 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                         }
                     }
                 }
+                let series = snap.series();
+                let mut labels = vec![
+                    ("provider", job.target.provider.as_str()),
+                    ("region", snap.region.as_str()),
+                    ("volume", series.as_str()),
+                ];
+                labels.extend(job.section.as_deref().map(|n| ("section", n)));
                 m.time(
                     "offsite_snapshot_newest_timestamp_seconds",
-                    &[
-                        ("provider", job.target.provider.as_str()),
-                        ("region", &snap.region),
-                        ("volume", &snap.series()),
-                    ],
+                    &labels,
                     snap.created,
                 );
                 rows.push(json!({"volume": snap.series(), "region": snap.region, "snapshot": snap, "reused": reused, "ok": ok, "copies": copies}));

@@ -256,7 +256,10 @@ fn print_snapshots(
                 r.region,
                 if r.copy { " (copy)" } else { "" }
             ),
-            r.volume,
+            match &r.section {
+                Some(n) => format!("{n}: {}", r.volume),
+                None => r.volume.clone(),
+            },
             r.newest.as_deref().unwrap_or("-"),
             r.newest_created
                 .map(|t| age_words(now - t))
@@ -279,14 +282,17 @@ fn snapshot_metrics(
     rows: &[crate::engine::snapshot::VolumeStatus],
     now: DateTime<Utc>,
 ) {
-    let mut per_region: std::collections::BTreeMap<(&str, &str), (usize, usize, usize)> =
+    // A named section's series carry `section`, so two sections sharing a region stay apart.
+    type Place<'a> = (&'a str, &'a str, Option<&'a str>);
+    let mut per_region: std::collections::BTreeMap<Place, (usize, usize, usize)> =
         Default::default();
     for r in rows {
-        let l = [
+        let mut l = vec![
             ("provider", r.provider),
             ("region", r.region.as_str()),
             ("volume", r.volume.as_str()),
         ];
+        l.extend(r.section.as_deref().map(|n| ("section", n)));
         if let Some(t) = r.newest_created {
             m.time("offsite_snapshot_newest_timestamp_seconds", &l, t);
             m.set(
@@ -299,14 +305,15 @@ fn snapshot_metrics(
             m.flag("offsite_snapshot_rpo_met", &l, f);
         }
         let e = per_region
-            .entry((r.provider, r.region.as_str()))
+            .entry((r.provider, r.region.as_str(), r.section.as_deref()))
             .or_default();
         e.0 += r.completed;
         e.1 += r.pending;
         e.2 += r.failed;
     }
-    for ((provider, region), (c, p, f)) in per_region {
-        let l = [("provider", provider), ("region", region)];
+    for ((provider, region, section), (c, p, f)) in per_region {
+        let mut l = vec![("provider", provider), ("region", region)];
+        l.extend(section.map(|n| ("section", n)));
         m.set("offsite_snapshots_completed", &l, c as f64);
         m.set("offsite_snapshots_pending", &l, p as f64);
         m.set("offsite_snapshots_failed", &l, f as f64);

@@ -154,9 +154,19 @@ impl Subject {
     }
 }
 
+/// Who makes a snapshot: the policy's name (`adhoc` without one) and, for a named
+/// `[[snapshots]]` section, its name.
+#[derive(Debug, Clone, Copy)]
+pub struct Maker<'a> {
+    /// The policy's name.
+    pub policy: &'a str,
+    /// The section's name.
+    pub section: Option<&'a str>,
+}
+
 /// The engine's tags for a new snapshot.
 pub fn new_tags(
-    policy: &str,
+    maker: Maker<'_>,
     subject: &Subject,
     token: &str,
     now: DateTime<Utc>,
@@ -164,7 +174,10 @@ pub fn new_tags(
 ) -> BTreeMap<String, String> {
     let mut t: BTreeMap<String, String> = extra.iter().cloned().collect();
     t.insert(tags::TOOL.into(), tags::TOOL_VALUE.into());
-    t.insert(tags::POLICY.into(), policy.into());
+    t.insert(tags::POLICY.into(), maker.policy.into());
+    if let Some(n) = maker.section {
+        t.insert(tags::SECTION.into(), n.into());
+    }
     t.insert(tags::CREATED.into(), tag_time(now));
     t.insert(tags::TOKEN.into(), token.into());
     if let Subject::Volume(v) = subject {
@@ -177,20 +190,27 @@ pub fn new_tags(
 /// whether it was found already made.
 pub async fn create(
     snaps: &dyn Snapshots,
-    policy: &str,
+    maker: Maker<'_>,
     subject: &Subject,
     base: &str,
     now: DateTime<Utc>,
     extra: &[(String, String)],
 ) -> Result<Vec<(Snapshot, bool)>, offsite_storage::Error> {
-    let token = token(&[policy, snaps.region(), subject.id(), base]);
+    // A section's name is part of the token, so two sections naming one volume each get a
+    // snapshot; without one the token is what it always was.
+    let policy = maker.policy;
+    let token = match maker.section {
+        None => token(&[policy, snaps.region(), subject.id(), base]),
+        Some(n) => token(&[policy, n, snaps.region(), subject.id(), base]),
+    };
     let spec = CreateSnapshot {
         volume: subject.id().to_string(),
         name: derived_name("offsite", subject.id(), &token),
         token: token.clone(),
-        tags: new_tags(policy, subject, &token, now, extra),
+        tags: new_tags(maker, subject, &token, now, extra),
         description: format!(
-            "offsite {policy}: {} at {}",
+            "offsite {policy}{}: {} at {}",
+            maker.section.map(|n| format!(" [{n}]")).unwrap_or_default(),
             subject.id(),
             crate::report::time(&now)
         ),
@@ -279,27 +299,36 @@ pub struct Holding {
 }
 
 /// Lists a section's snapshots in its region and in every copy-to region: the first error
-/// stops it (a region that cannot be read could hold the newest snapshot of a volume).
+/// stops it (a region that cannot be read could hold the newest snapshot of a volume). A
+/// section holds the snapshots carrying the policy's tag and its own name (none for a section
+/// without one), so sections sharing a region never judge each other's.
 pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>> {
     let target = Target::of(section);
-    let filter = [(tags::POLICY.to_string(), policy.name.clone())];
+    let mut filter = vec![(tags::POLICY.to_string(), policy.name.clone())];
+    if let Some(n) = &section.name {
+        filter.push((tags::SECTION.to_string(), n.clone()));
+    }
+    let own = |mut v: Vec<Snapshot>| {
+        v.retain(|s| s.tag(tags::SECTION) == section.name.as_deref());
+        v
+    };
     let home = open(&target).await?;
     let mut out = vec![Holding {
         snaps: home.clone(),
         provider: section.provider.as_str(),
         region: home.region().to_string(),
         copy: None,
-        snapshots: home
+        snapshots: own(home
             .list(&filter)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", home.region()))?,
+            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", home.region()))?),
     }];
     for (ci, c) in section.copy_to.iter().enumerate() {
         let there = open(&target.in_region(&c.region)).await?;
-        let snapshots = there
+        let snapshots = own(there
             .list(&filter)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", c.region))?;
+            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", c.region))?);
         out.push(Holding {
             snaps: there,
             provider: section.provider.as_str(),
@@ -384,6 +413,8 @@ mod tests {
 /// The newest snapshot of one volume in one region, as `status` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeStatus {
+    /// The `[[snapshots]]` section's name, when it has one.
+    pub section: Option<String>,
     /// `aws`, `gcp`, `azure`.
     pub provider: &'static str,
     /// The region.
@@ -429,13 +460,18 @@ pub fn judge(
             let fresh = policy
                 .rpo
                 .map(|rpo| n.is_some_and(|s| s.created >= rpo.before(now)));
+            let at = section
+                .name
+                .as_ref()
+                .map(|n| format!("[{n}] "))
+                .unwrap_or_default();
             match (n, fresh) {
                 (None, _) => unmet.push(format!(
-                    "snapshots: no completed snapshot of {v} in {} {}",
+                    "snapshots: {at}no completed snapshot of {v} in {} {}",
                     h.provider, h.region
                 )),
                 (Some(s), Some(false)) => unmet.push(format!(
-                    "snapshots: the newest completed snapshot of {v} in {} {} is from {} (rpo {})",
+                    "snapshots: {at}the newest completed snapshot of {v} in {} {} is from {} (rpo {})",
                     h.provider,
                     h.region,
                     crate::report::time(&s.created),
@@ -444,6 +480,7 @@ pub fn judge(
                 _ => {}
             }
             rows.push(VolumeStatus {
+                section: section.name.clone(),
                 provider: h.provider,
                 region: h.region.clone(),
                 copy: h.copy.is_some(),

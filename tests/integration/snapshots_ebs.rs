@@ -221,6 +221,91 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     assert!(stdout(&o).contains(&made[0].0), "{}", stdout(&o));
 }
 
+/// Two named sections keep EBS snapshots in one region, each by its own retention: each
+/// section's snapshots carry its name, and status, metrics and prune judge only its own.
+#[test]
+fn ebs_named_sections_share_a_region_each_with_its_own_retention() {
+    let sb = Sandbox::new();
+    let tag = format!("t{:08x}", rand_u32());
+    let policy_name = format!("two-{tag}");
+    let vols = boto(&format!(
+        "c = ec2('us-east-1')\n\
+         db = c.create_volume(AvailabilityZone='us-east-1a', Size=8)['VolumeId']\n\
+         web = c.create_volume(AvailabilityZone='us-east-1a', Size=4, TagSpecifications=[{{'ResourceType': 'volume', 'Tags': [{{'Key': 'role', 'Value': '{tag}'}}]}}])['VolumeId']\n\
+         print(json.dumps([db, web]))"
+    ));
+    let [db, web]: [String; 2] = serde_json::from_str(&vols).unwrap();
+    let policy = sb.snapshot_policy(
+        &policy_name,
+        "rpo = \"26h\"",
+        &format!(
+            "[[snapshots]]\nname = \"db\"\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"{db}\"]\nretention = {{ keep-last = 3 }}\n\
+             [[snapshots]]\nname = \"web\"\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"role={tag}\"\nretention = {{ keep-last = 1 }}\n"
+        ),
+    );
+    for t in ["run-1", "run-2", "run-3"] {
+        let o = policy_run(sb.ebs_cmd(), &["snapshot", "create", "--token", t], &policy);
+        assert_code(&o, 0);
+    }
+    let sections = boto(&format!(
+        "r = ec2('us-east-1').describe_snapshots(Filters=[{{'Name': 'tag:offsite-policy', 'Values': ['{policy_name}']}}])['Snapshots']\n\
+         print(json.dumps(sorted([[s['VolumeId'], dict((t['Key'], t['Value']) for t in s['Tags'])['offsite-section']] for s in r])))"
+    ));
+    let sections: Vec<(String, String)> = serde_json::from_str(&sections).unwrap();
+    assert_eq!(sections.len(), 6, "{sections:?}");
+    for (v, n) in &sections {
+        assert_eq!(n, if *v == db { "db" } else { "web" }, "{sections:?}");
+    }
+
+    let metrics = sb.path("status.prom");
+    let o = policy_run(
+        sb.ebs_cmd(),
+        &[
+            "--json",
+            "status",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+        &policy,
+    );
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["snapshots"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "one volume in each section, not both in both: {v}"
+    );
+    for r in rows {
+        let want = if r["volume"] == db.as_str() {
+            "db"
+        } else {
+            "web"
+        };
+        assert_eq!(r["section"], want, "{v}");
+        assert_eq!(r["completed"], 3, "{v}");
+    }
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("section=\"db\"") && prom.contains(&format!("volume=\"{web}\"")),
+        "{prom}"
+    );
+
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &policy);
+    assert_code(&o, 0);
+    let left = snapshots_of("us-east-1", &policy_name);
+    assert_eq!(
+        left.iter().filter(|(_, v)| *v == db).count(),
+        3,
+        "db keeps its last 3: {left:?}"
+    );
+    assert_eq!(
+        left.iter().filter(|(_, v)| *v == web).count(),
+        1,
+        "web keeps its last 1: {left:?}"
+    );
+}
+
 #[test]
 fn ebs_instance_volumes_are_snapshotted_together() {
     let sb = Sandbox::new();

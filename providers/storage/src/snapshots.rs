@@ -24,6 +24,9 @@ pub mod tags {
     pub const TOOL_VALUE: &str = "offsite";
     /// The policy's name (or `adhoc` for a snapshot made without one).
     pub const POLICY: &str = "offsite-policy";
+    /// The name of the policy's `[[snapshots]]` section that made it, when the section has one;
+    /// copies carry it along.
+    pub const SECTION: &str = "offsite-section";
     /// The volume the snapshot (or the snapshot it was copied from) was made of, as the engine
     /// named it; copies carry it along so retention groups them by volume in every region.
     pub const VOLUME: &str = "offsite-volume";
