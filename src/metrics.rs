@@ -39,7 +39,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_last_proof_timestamp_seconds", "When a deep verify or drill last passed at the destination (Unix time)."),
     ("offsite_last_proof_age_seconds", "Age of the last passed deep verify or drill at the destination."),
     ("offsite_verify_every_seconds", "The policy's verify-every."),
-    ("offsite_rules_unmet", "Rules of the policy (placement, rpo, verify-every) that do not hold."),
+    ("offsite_rules_unmet", "Rules of the policy (placement, rpo, verify-every, snapshots) that do not hold."),
     ("offsite_drill_copies_proven", "Copies the last drill restored and proved."),
     ("offsite_drill_copies_failed", "Copies the last drill found damaged or could not read."),
     ("offsite_prune_archives_kept", "Archive copies the last prune kept, across destinations."),

@@ -582,6 +582,22 @@ impl Policy {
             if self.replication.is_some() {
                 return Err("[replication] copies archives between destinations, and this policy has no [[destination]]: add destinations or remove [replication]".into());
             }
+            // The archive keys, said where nothing reads them, are a mistake to point out.
+            for (given, key) in [
+                (self.encryption.is_some(), "[encryption] encrypts archives"),
+                (
+                    self.prefix.is_some(),
+                    "prefix places archives under each destination",
+                ),
+                (
+                    self.verify_every.is_some(),
+                    "verify-every asks for proof of archives",
+                ),
+            ] {
+                if given {
+                    return Err(format!("{key}, and this policy has no [[destination]]: add destinations or remove it"));
+                }
+            }
             return self.check_snapshots();
         }
         match &self.encryption {
@@ -680,21 +696,50 @@ impl Policy {
         }
         // Snapshots are found by the policy's tag in each region, and a named section's also by
         // its name: two sections keeping one provider's snapshots in one region would each judge
-        // the other's by its own retention, unless both are named.
-        let mut regions: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        // the other's by its own retention, unless both are named. A section without a region
+        // lists where the provider's setting says (EBS), or every location of its project or
+        // resource group (GCP, Azure): it may meet any region of its provider.
         for (i, s) in self.snapshots.iter().enumerate() {
-            let home = s.region.as_deref().unwrap_or("(default)");
-            for r in std::iter::once(home).chain(s.copy_to.iter().map(|c| c.region.as_str())) {
-                if let Some(j) = regions.insert((s.provider.as_str(), r), i) {
-                    let other = &self.snapshots[j];
-                    if j != i && (s.name.is_none() || other.name.is_none()) {
-                        return Err(format!(
-                            "[[snapshots]] #{} and #{} both keep {} snapshots in {r}: prune would judge each one's snapshots by the other's retention; give each section a name = \"...\" (its snapshots carry it, and each section judges only its own), or put their volumes in one section",
-                            j + 1,
-                            i + 1,
-                            s.provider.as_str()
-                        ));
-                    }
+            if s.provider == SnapshotProvider::Azure && s.region.is_none() && !s.copy_to.is_empty()
+            {
+                return Err(format!(
+                    "[[snapshots]] #{}: copy-to needs region = \"...\" (the disks' location): without one the section's own listing takes in every location of the resource group, its copies too, and would prune them by its own retention",
+                    i + 1
+                ));
+            }
+            for (j, other) in self.snapshots.iter().enumerate().take(i) {
+                if other.provider != s.provider || (s.name.is_some() && other.name.is_some()) {
+                    continue;
+                }
+                let regions = |x: &Snapshots| -> Vec<Option<String>> {
+                    std::iter::once(x.region.clone())
+                        .chain(x.copy_to.iter().map(|c| Some(c.region.clone())))
+                        .collect()
+                };
+                let (mine, theirs) = (regions(s), regions(other));
+                let shared = mine.iter().find_map(|a| {
+                    theirs.iter().find_map(|b| match (a, b) {
+                        (Some(a), Some(b)) if a == b => Some(a.clone()),
+                        (None, _) | (_, None) => Some(
+                            b.clone()
+                                .or_else(|| a.clone())
+                                .unwrap_or_else(|| "the provider's default region".into()),
+                        ),
+                        _ => None,
+                    })
+                });
+                if let Some(r) = shared {
+                    return Err(format!(
+                        "[[snapshots]] #{} and #{} both keep {} snapshots in {r}{}: prune would judge each one's snapshots by the other's retention; give each section a name = \"...\" (its snapshots carry it, and each section judges only its own), or put their volumes in one section",
+                        j + 1,
+                        i + 1,
+                        s.provider.as_str(),
+                        if s.region.is_none() || other.region.is_none() {
+                            " (a section without region may list any region of its provider)"
+                        } else {
+                            ""
+                        }
+                    ));
                 }
             }
         }
@@ -999,7 +1044,7 @@ mod tests {
             ("provider = \"aws\"\nvolumes = [\"v\"]\nproject = \"p\"", "project is a GCP key"),
             ("provider = \"aws\"\nregion = \"r1\"\nvolumes = [\"v\"]\ncopy-to = [\"r1\"]", "the snapshots' own region"),
             ("provider = \"aws\"\nvolumes = [\"v\"]\ncopy-to = [\"r2\", \"r2\"]", "names \"r2\" twice"),
-            ("provider = \"azure\"\nvolumes = [\"v\"]\ncopy-to = [{ region = \"r2\", kms-key = \"k\" }]", "kms-key in copy-to is for EBS"),
+            ("provider = \"azure\"\nregion = \"r1\"\nvolumes = [\"v\"]\ncopy-to = [{ region = \"r2\", kms-key = \"k\" }]", "kms-key in copy-to is for EBS"),
             ("provider = \"aws\"\nvolumes = [\"v\"]\ncopy-to = [{ region = \"r2\", keep = 1 }]", "a copy-to entry is a region name or"),
         ] {
             let e = err(&snap(body));
@@ -1028,6 +1073,25 @@ mod tests {
         assert!(e.contains("lowercase letters, digits"), "{e}");
         let e = err(&named.replace("name = \"web\"\n", ""));
         assert!(e.contains("both keep aws snapshots in r2"), "{e}");
+        // A section without a region may list any region of its provider (GCP and Azure list a
+        // whole project or resource group): it meets every other section of that provider.
+        let e = err(&base(
+            "[[snapshots]]\nprovider = \"gcp\"\nvolumes = [\"a\"]\n\
+             [[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nvolumes = [\"b\"]\n",
+        ));
+        assert!(
+            e.contains("#1 and #2 both keep gcp snapshots in us (a section without region"),
+            "{e}"
+        );
+        let e = err(&base(
+            "[[snapshots]]\nprovider = \"azure\"\nvolumes = [\"a\"]\n\
+             [[snapshots]]\nprovider = \"azure\"\nvolumes = [\"b\"]\n",
+        ));
+        assert!(e.contains("in the provider's default region"), "{e}");
+        let e = err(&base(
+            "[[snapshots]]\nprovider = \"azure\"\nvolumes = [\"a\"]\ncopy-to = [\"westus2\"]\n",
+        ));
+        assert!(e.contains("copy-to needs region"), "{e}");
         assert!(Policy::parse(
             &base("[[snapshots]]\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\n[[snapshots]]\nprovider = \"azure\"\nregion = \"r1\"\nvolumes = [\"b\"]\n"),
             "p.toml"
@@ -1052,6 +1116,12 @@ mod tests {
             "{only}[replication]\nfrom = \"a\"\nto = [\"b\"]\n"
         ));
         assert!(e.contains("[replication] copies archives"), "{e}");
+        let e = err(&format!("{only}[encryption]\nunencrypted = true\n"));
+        assert!(e.contains("[encryption] encrypts archives"), "{e}");
+        let e = err(&only.replace("rpo = ", "prefix = \"app\"\nrpo = "));
+        assert!(e.contains("prefix places archives"), "{e}");
+        let e = err(&only.replace("rpo = ", "verify-every = \"7d\"\nrpo = "));
+        assert!(e.contains("verify-every asks for proof"), "{e}");
         // With a destination, [encryption] is required as before.
         let e = err(&format!(
             "{only}[[destination]]\nname = \"d\"\nurl = \"file:///b\"\n"

@@ -245,6 +245,12 @@ fn recipients_words(policy: &Policy) -> Result<String> {
 
 pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     let policy = crate::policy::load(&args.policy)?;
+    if !policy.has_archives() && (args.check_access || args.create) {
+        return Err(crate::report::usage(format!(
+            "policy `{}` has no [[destination]] for --check-access or --create to probe; `offsite snapshot list --policy` reaches each [[snapshots]] region",
+            policy.name
+        )));
+    }
     let encryption = recipients_words(&policy)?;
     let slots = slots(&policy);
     let reach = reach(&policy, &slots);
@@ -287,7 +293,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
             "policy": policy.name,
             "file": args.policy.display().to_string(),
             "prefix": policy.prefix,
-            "encryption": encryption,
+            "encryption": policy.has_archives().then_some(&encryption),
             "rpo": policy.rpo.map(|s| s.to_string()),
             "verify_every": policy.verify_every.map(|s| s.to_string()),
             "destinations": dests,

@@ -25,7 +25,8 @@ pub struct SnapshotArgs {
 #[derive(Debug, Subcommand)]
 enum SnapshotCommand {
     /// Snapshot volumes (by --volume, --instance, or a policy's [[snapshots]]), tagged with the
-    /// policy, the tool, the volume and the time; copy them to other regions.
+    /// policy (and a named section), the tool, the volume and the time; copy them to other
+    /// regions.
     Create(CreateArgs),
     /// List snapshots: offsite's in a region, or a policy's in every region it names.
     List(ListArgs),
@@ -136,7 +137,7 @@ pub struct CreateArgs {
     /// EBS: encrypt the copies with this KMS key of the target region.
     #[arg(long, value_name = "KEY")]
     kms_key: Option<String>,
-    /// An extra tag or label on every snapshot (repeatable).
+    /// An extra tag or label on every snapshot (repeatable; not an offsite-* key).
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
     #[command(flatten)]
@@ -157,6 +158,11 @@ pub struct CreateArgs {
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
+        // The engine's own tags say which policy, section and run a snapshot belongs to:
+        // set by hand they would hand it to another section's retention, or hide it.
+        Some((k, _)) if k.starts_with("offsite-") || k.starts_with("offsite_") => Err(format!(
+            "{k} is one of offsite's own tags (policy, section, volume, time, token): choose another key"
+        )),
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
@@ -490,7 +496,7 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                     &labels,
                     snap.created,
                 );
-                rows.push(json!({"volume": snap.series(), "region": snap.region, "snapshot": snap, "reused": reused, "ok": ok, "copies": copies}));
+                rows.push(json!({"section": job.section, "volume": snap.series(), "region": snap.region, "snapshot": snap, "reused": reused, "ok": ok, "copies": copies}));
             }
         }
     }
@@ -742,7 +748,15 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
             };
             let items = engine::items(&h.snapshots, &every);
             let plan = offsite_policies::snapshots::plan(
-                &format!("{} {}", h.provider, h.region),
+                &format!(
+                    "{}{} {}",
+                    s.name
+                        .as_ref()
+                        .map(|n| format!("{n}: "))
+                        .unwrap_or_default(),
+                    h.provider,
+                    h.region
+                ),
                 rule,
                 &items,
                 now,
@@ -799,18 +813,22 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
         out.print_json(&json!({
             "policy": policy.name,
             "dry_run": a.dry_run,
-            "plans": plans.iter().map(|(i, _, r, p)| json!({"section": i + 1, "region": r, "items": p.items, "refusals": p.refusals})).collect::<Vec<_>>(),
+            "plans": plans.iter().map(|(i, _, r, p)| json!({"section": i + 1, "name": policy.snapshots[*i].name, "region": r, "items": p.items, "refusals": p.refusals})).collect::<Vec<_>>(),
             "deleted": done,
             "refused": refused,
             "exit": code,
         }))?;
     } else {
-        for (_, _, region, plan) in &plans {
+        for (i, _, region, plan) in &plans {
+            let name = policy.snapshots[*i].name.as_deref();
             for d in &plan.items {
                 outln!(
                     "{:<14} {:<28} {:<40} {:<21} {:<6} {}",
                     region,
-                    d.volume,
+                    match name {
+                        Some(n) => format!("{n}: {}", d.volume),
+                        None => d.volume.clone(),
+                    },
                     d.id,
                     time(&d.created),
                     if d.keep {

@@ -49,7 +49,7 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
         .filter_map(|(r, (name, _))| r.entries.as_ref().err().map(|e| (name.clone(), e.clone())))
         .collect();
     // Snapshots beside archives: every region of every [[snapshots]] section.
-    let mut unreadable = unreadable;
+    let mut snap_unreadable = Vec::new();
     let mut snap_rows = Vec::new();
     let mut snap_unmet = Vec::new();
     for (i, s) in policy.snapshots.iter().enumerate() {
@@ -59,13 +59,17 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
                 snap_rows.extend(rows);
                 snap_unmet.extend(unmet);
             }
-            Err(e) => unreadable.push((
-                format!("[[snapshots]] #{} ({})", i + 1, s.provider.as_str()),
+            Err(e) => snap_unreadable.push((
+                format!(
+                    "[[snapshots]] {} ({})",
+                    s.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
+                    s.provider.as_str()
+                ),
                 format!("{e:#}"),
             )),
         }
     }
-    let code = if !unreadable.is_empty() {
+    let code = if !unreadable.is_empty() || !snap_unreadable.is_empty() {
         exit::FAILED
     } else if !status.damage.is_empty() {
         exit::DAMAGED
@@ -75,7 +79,7 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
         exit::OK
     };
 
-    metrics_of(m, policy, &status, &unreadable, now);
+    metrics_of(m, policy, &status, &unreadable, snap_unmet.len(), now);
     snapshot_metrics(m, &snap_rows, now);
 
     if out.json {
@@ -97,7 +101,9 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
             "verify_every": policy.verify_every.map(|s| s.to_string()),
             "series": status.series,
             "destinations": dests,
-            "unreadable": unreadable.iter().map(|(n, e)| json!({"destination": n, "error": e})).collect::<Vec<_>>(),
+            "unreadable": unreadable.iter().map(|(n, e)| json!({"destination": n, "error": e}))
+                .chain(snap_unreadable.iter().map(|(n, e)| json!({"snapshots": n, "error": e})))
+                .collect::<Vec<_>>(),
             "damage": status.damage,
             "unmet": status.unmet.iter().chain(&snap_unmet).collect::<Vec<_>>(),
             "snapshots": snap_rows,
@@ -115,6 +121,9 @@ async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8
     }
     for (n, e) in &unreadable {
         eprintln!("error: cannot read destination {n}: {e}");
+    }
+    for (n, e) in &snap_unreadable {
+        eprintln!("error: cannot read the snapshots of {n}: {e}");
     }
     for d in &status.damage {
         eprintln!("error: damaged: {d}");
@@ -325,6 +334,7 @@ fn metrics_of(
     policy: &Policy,
     status: &Status,
     unreadable: &[(String, String)],
+    snapshots_unmet: usize,
     now: DateTime<Utc>,
 ) {
     let all_placed = !status.series.is_empty()
@@ -336,7 +346,11 @@ fn metrics_of(
     if policy.has_archives() {
         m.flag("offsite_placement_met", &[], all_placed);
     }
-    m.set("offsite_rules_unmet", &[], status.unmet.len() as f64);
+    m.set(
+        "offsite_rules_unmet",
+        &[],
+        (status.unmet.len() + snapshots_unmet) as f64,
+    );
     if let Some(rpo) = policy.rpo {
         m.set("offsite_rpo_seconds", &[], span_seconds(rpo, now));
     }

@@ -174,6 +174,40 @@ fn plan_shows_each_snapshots_section_with_its_regions_retention() {
         "{}",
         stdout(&o)
     );
+    let o = sb
+        .cmd()
+        .args(["--json", "plan", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["placement"].is_null() && v["encryption"].is_null(), "{v}");
+    let o = sb
+        .cmd()
+        .args(["plan", "--check-access", "--policy"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("no [[destination]] for --check-access"),
+        "{}",
+        stderr(&o)
+    );
+    // Through OFFSITE_POLICY as through --policy.
+    let o = sb
+        .cmd()
+        .arg("ls")
+        .env("OFFSITE_POLICY", &p)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("`offsite ls` works on archives"),
+        "{}",
+        stderr(&o)
+    );
     let src = sb.archive("app-backup-20261201_000000.tar.gz", 100, 1);
     for args in [
         vec!["push".to_string(), src.display().to_string()],

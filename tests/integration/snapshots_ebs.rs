@@ -185,6 +185,30 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
         );
     }
 
+    // A snapshot with the policy's tag and a section's name (one a section of that name made,
+    // since renamed) belongs to no unnamed section: neither judged nor pruned by this one.
+    let foreign = boto(&format!(
+        "print(ec2('us-east-1').create_snapshot(VolumeId='{}', TagSpecifications=[{{'ResourceType': 'snapshot', 'Tags': [{{'Key': 'offsite-policy', 'Value': '{policy_name}'}}, {{'Key': 'offsite-section', 'Value': 'old'}}, {{'Key': 'offsite-created', 'Value': '20200101t000000z'}}]}}])['SnapshotId'])",
+        vols[0]
+    ));
+    let o = policy_run(sb.ebs_cmd(), &["--json", "status"], &policy);
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["completed"] == 2 || s["completed"] == 1),
+        "{v}"
+    );
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &policy);
+    assert_code(&o, 0);
+    assert!(!stdout(&o).contains(&foreign), "{}", stdout(&o));
+    assert!(snapshots_of("us-east-1", &policy_name)
+        .iter()
+        .any(|(id, _)| *id == foreign));
+
     // restore the copy in us-west-2 to a new volume
     let (copy, _) = &west[0];
     let o = sb
@@ -240,6 +264,7 @@ fn ebs_named_sections_share_a_region_each_with_its_own_retention() {
         "rpo = \"26h\"",
         &format!(
             "[[snapshots]]\nname = \"db\"\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [\"{db}\"]\nretention = {{ keep-last = 3 }}\n\
+             copy-to = [{{ region = \"us-west-2\", retention = {{ keep-last = 2 }} }}]\n\
              [[snapshots]]\nname = \"web\"\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"role={tag}\"\nretention = {{ keep-last = 1 }}\n"
         ),
     );
@@ -256,6 +281,12 @@ fn ebs_named_sections_share_a_region_each_with_its_own_retention() {
     for (v, n) in &sections {
         assert_eq!(n, if *v == db { "db" } else { "web" }, "{sections:?}");
     }
+    // The copies carry the section's name along.
+    let copies = boto(&format!(
+        "r = ec2('us-west-2').describe_snapshots(Filters=[{{'Name': 'tag:offsite-section', 'Values': ['db']}}, {{'Name': 'tag:offsite-policy', 'Values': ['{policy_name}']}}])['Snapshots']\n\
+         print(len(r))"
+    ));
+    assert_eq!(copies, "3");
 
     let metrics = sb.path("status.prom");
     let o = policy_run(
@@ -273,8 +304,8 @@ fn ebs_named_sections_share_a_region_each_with_its_own_retention() {
     let rows = v["snapshots"].as_array().unwrap();
     assert_eq!(
         rows.len(),
-        2,
-        "one volume in each section, not both in both: {v}"
+        3,
+        "db in two regions and web in one, not both volumes in both sections: {v}"
     );
     for r in rows {
         let want = if r["volume"] == db.as_str() {
@@ -290,6 +321,13 @@ fn ebs_named_sections_share_a_region_each_with_its_own_retention() {
         prom.contains("section=\"db\"") && prom.contains(&format!("volume=\"{web}\"")),
         "{prom}"
     );
+    // A policy of snapshots alone: no placement to report, and no rule unmet.
+    assert!(!prom.contains("offsite_placement_met"), "{prom}");
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("offsite_rules_unmet{") && l.ends_with(" 0")),
+        "{prom}"
+    );
 
     let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &policy);
     assert_code(&o, 0);
@@ -303,6 +341,11 @@ fn ebs_named_sections_share_a_region_each_with_its_own_retention() {
         left.iter().filter(|(_, v)| *v == web).count(),
         1,
         "web keeps its last 1: {left:?}"
+    );
+    assert_eq!(
+        snapshots_of("us-west-2", &policy_name).len(),
+        2,
+        "db's copies keep their last 2"
     );
 }
 
@@ -424,6 +467,26 @@ fn ebs_errors_name_the_volume_the_region_and_the_fix() {
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("InvalidSnapshot.NotFound"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = sb
+        .ebs_cmd()
+        .args([
+            "snapshot",
+            "create",
+            "--provider",
+            "aws",
+            "--region",
+            "us-east-1",
+        ])
+        .args(["--volume", "vol-1", "--tag", "offsite-section=db"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("offsite-section is one of offsite's own tags"),
         "{}",
         stderr(&o)
     );

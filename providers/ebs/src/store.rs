@@ -436,3 +436,48 @@ impl Snapshots for EbsSnapshots {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts<'a>(state: &'a str, message: Option<&'a str>) -> Parts<'a> {
+        Parts {
+            id: Some("snap-1"),
+            volume: Some("vol-ffffffff"),
+            started: None,
+            state: Some(state),
+            message,
+            progress: Some("42%"),
+            size: Some(8),
+        }
+    }
+
+    /// moto completes every snapshot at once, so the states EC2 reports on the way are read
+    /// here: `error` with its StateMessage, `pending`, and a copy's placeholder volume id.
+    #[test]
+    fn states_and_the_tags_time_are_read_as_ec2_reports_them() {
+        let mut t = BTreeMap::new();
+        t.insert(tags::CREATED.to_string(), "20261126t020000z".to_string());
+        let s = build(
+            "us-west-2",
+            parts("error", Some("KMS key is disabled")),
+            t.clone(),
+        );
+        assert_eq!(s.state, SnapshotState::Failed("KMS key is disabled".into()));
+        // A copy's VolumeId is EC2's placeholder: no volume; its data time is the tag's.
+        assert_eq!(s.volume, None);
+        assert_eq!(s.created.to_rfc3339(), "2026-11-26T02:00:00+00:00");
+        assert_eq!((s.progress, s.size_gib), (Some(42), Some(8)));
+        let s = build("us-west-2", parts("error", None), t.clone());
+        assert!(matches!(s.state, SnapshotState::Failed(m) if m.contains("state error")));
+        assert_eq!(
+            build("us-west-2", parts("pending", None), t.clone()).state,
+            SnapshotState::Pending
+        );
+        assert_eq!(
+            build("us-west-2", parts("recoverable", None), t).state,
+            SnapshotState::Pending
+        );
+    }
+}

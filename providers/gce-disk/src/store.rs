@@ -526,6 +526,10 @@ mod tests {
         assert!(parse_disk("projects/p/regions/r/disks/db").is_err());
         assert_eq!(label_value("App.Prod/DB"), "app_prod_db");
         assert_eq!(label_key("offsite-policy"), "offsite_policy");
+        // A section's name (lowercase letters, digits, '-', '_') is a label value as it is, so
+        // the section's filter and its local match agree.
+        assert_eq!(label_key("offsite-section"), "offsite_section");
+        assert_eq!(label_value("db-tier_2"), "db-tier_2");
         let id = request_id("t");
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
