@@ -11,7 +11,8 @@
 //!   than `min-age`;
 //! - the plan is refused as a whole (nothing deleted) when it would delete more than
 //!   `max-delete` snapshots, or, unless forced, when a volume's newest completed snapshot is
-//!   older than the policy's `rpo` (snapshots seem to have stopped).
+//!   older than the policy's `rpo` (snapshots seem to have stopped); a volume retired on
+//!   purpose (taken out of the section's `volumes`) has no rpo rail, and keeps its newest.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,9 @@ pub struct Item {
     pub state: State,
     /// A copy in progress reads from it, or the provider says it is in use.
     pub in_use: bool,
+    /// Its volume was retired on purpose (the section no longer names it): no new snapshots
+    /// are due, so the rpo rail does not hold for it.
+    pub retired: bool,
 }
 
 /// What prune does with one snapshot.
@@ -105,8 +109,9 @@ pub fn plan(
             .map(|s| (s.id.clone(), s.created))
             .collect();
         let newest = completed.first().map(|c| c.0.clone());
+        let retired = snaps.iter().any(|s| s.retired);
         if let (Some(rpo), Some((_, t))) = (rpo, completed.first()) {
-            if *t < rpo.before(now) && !options.force {
+            if *t < rpo.before(now) && !options.force && !retired {
                 refusals.push(format!(
                     "rpo {rpo}: the newest completed snapshot of {volume} in {place} is from {}; snapshots seem to have stopped, so nothing is deleted (fix them, or prune with --force)",
                     t.format("%Y-%m-%dT%H:%M:%SZ")
@@ -136,6 +141,9 @@ pub fn plan(
                         _ => Vec::new(),
                     };
                     r.push("newest completed of its volume".to_string());
+                    if retired {
+                        r.push("volume retired".to_string());
+                    }
                     (true, r)
                 }
                 State::Completed => match decided.get(&s.id) {
@@ -189,6 +197,7 @@ mod tests {
             created: at(day),
             state,
             in_use: false,
+            retired: false,
         }
     }
 
@@ -280,6 +289,26 @@ mod tests {
         assert!(plan("eu", Some(&daily(1)), &items, at(9), rpo, forced)
             .refusals
             .is_empty());
+        // A retired volume has no rpo rail: its retention applies, and its newest stays.
+        let retired: Vec<Item> = items
+            .iter()
+            .cloned()
+            .map(|i| Item { retired: true, ..i })
+            .collect();
+        let p = plan(
+            "eu",
+            Some(&daily(1)),
+            &retired,
+            at(9),
+            rpo,
+            Options::default(),
+        );
+        assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+        assert_eq!(kept(&p), ["s4"]);
+        assert_eq!(
+            p.items[0].reasons,
+            ["daily", "newest completed of its volume", "volume retired"]
+        );
     }
 
     #[test]
@@ -304,6 +333,7 @@ mod tests {
                 created: at(*d),
                 state: match s { 0 => State::Pending, 1 => State::Failed, _ => State::Completed },
                 in_use: *used,
+                retired: false,
             }).collect();
             let p = plan("r", Some(&daily(keep)), &items, at(61), None, Options::default());
             for d in p.deletions() {

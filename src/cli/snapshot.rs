@@ -746,7 +746,7 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                 None => s.retention_here(&policy),
                 Some(c) => s.retention_of(&s.copy_to[c], &policy),
             };
-            let items = engine::items(&h.snapshots, &every);
+            let items = engine::items(s, &h.snapshots, &every);
             let plan = offsite_policies::snapshots::plan(
                 &format!(
                     "{}{} {}",

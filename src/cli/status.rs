@@ -274,6 +274,7 @@ fn print_snapshots(
                 .map(|t| age_words(now - t))
                 .unwrap_or_else(|| "-".into()),
             match r.fresh {
+                _ if r.retired => "retired",
                 Some(true) => "ok",
                 Some(false) => "LATE",
                 None => "-",

@@ -104,9 +104,13 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Snapshots>> {
             target.resource_group.as_deref(),
         )
         .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
+        // A value, not a return: in a build without any snapshot feature this is the only arm.
         #[allow(unreachable_patterns)]
-        p => {
-            return Err(crate::report::usage(format!(
+        p => Err(offsite_storage::Error::new(
+            offsite_storage::ErrorKind::Unsupported,
+            "offsite",
+            offsite_storage::Operation::Volume,
+            format!(
                 "{} snapshots are not supported by this build of offsite: rebuild with default features (cargo feature {})",
                 p.as_str(),
                 match p {
@@ -114,8 +118,8 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Snapshots>> {
                     SnapshotProvider::Gcp => "gce-disk",
                     SnapshotProvider::Azure => "azure-disk",
                 }
-            )))
-        }
+            ),
+        )),
     };
     opened.map_err(crate::report::store_error)
 }
@@ -340,12 +344,20 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>
     Ok(out)
 }
 
-/// What retention reads of a region's snapshots; `copies` are every region's, so a snapshot
-/// that a copy still in progress reads from counts as in use.
-pub fn items(snapshots: &[Snapshot], copies: &[&Snapshot]) -> Vec<Item> {
+/// Whether a section retired `volume` on purpose: it lists its volumes (`volumes = [...]`) and
+/// this one is no longer among them. A `select` or `instances` section cannot tell a retired
+/// volume from one that stopped: none is retired there.
+pub fn retired(section: &Section, volume: &str) -> bool {
+    !section.volumes.is_empty() && !section.volumes.iter().any(|v| v == volume)
+}
+
+/// What retention reads of a section's snapshots in one region; `copies` are every region's,
+/// so a snapshot that a copy still in progress reads from counts as in use.
+pub fn items(section: &Section, snapshots: &[Snapshot], copies: &[&Snapshot]) -> Vec<Item> {
     snapshots
         .iter()
         .map(|s| Item {
+            retired: retired(section, &s.series()),
             id: s.id.clone(),
             volume: s.series(),
             created: s.created,
@@ -413,6 +425,8 @@ mod tests {
 /// The newest snapshot of one volume in one region, as `status` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeStatus {
+    /// The section no longer names the volume: shown, and judged by no rpo.
+    pub retired: bool,
     /// The `[[snapshots]]` section's name, when it has one.
     pub section: Option<String>,
     /// `aws`, `gcp`, `azure`.
@@ -457,8 +471,11 @@ pub fn judge(
             let of: Vec<&Snapshot> = h.snapshots.iter().filter(|s| s.series() == *v).collect();
             let count = |f: fn(&SnapshotState) -> bool| of.iter().filter(|s| f(&s.state)).count();
             let n = newest.get(v);
+            // A volume retired on purpose is shown, but no snapshot of it is due.
+            let gone = retired(section, v);
             let fresh = policy
                 .rpo
+                .filter(|_| !gone)
                 .map(|rpo| n.is_some_and(|s| s.created >= rpo.before(now)));
             let at = section
                 .name
@@ -466,6 +483,7 @@ pub fn judge(
                 .map(|n| format!("[{n}] "))
                 .unwrap_or_default();
             match (n, fresh) {
+                _ if gone => {}
                 (None, _) => unmet.push(format!(
                     "snapshots: {at}no completed snapshot of {v} in {} {}",
                     h.provider, h.region
@@ -480,6 +498,7 @@ pub fn judge(
                 _ => {}
             }
             rows.push(VolumeStatus {
+                retired: gone,
                 section: section.name.clone(),
                 provider: h.provider,
                 region: h.region.clone(),

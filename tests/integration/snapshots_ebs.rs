@@ -349,6 +349,72 @@ fn ebs_named_sections_share_a_region_each_with_its_own_retention() {
     );
 }
 
+/// A volume taken out of a section's `volumes` is retired: status shows it without an rpo, and
+/// prune applies its retention without the rpo rail (its newest stays); while it is listed,
+/// its stale snapshots are late in status and stop prune.
+#[test]
+fn ebs_a_volume_retired_from_the_section_is_pruned_without_the_rpo_rail() {
+    let sb = Sandbox::new();
+    let tag = format!("t{:08x}", rand_u32());
+    let policy_name = format!("ret-{tag}");
+    // The old volume's snapshots are a month old (their offsite-created tag says so).
+    let ids = boto(&format!(
+        "c = ec2('us-east-1')\n\
+         live = c.create_volume(AvailabilityZone='us-east-1a', Size=8)['VolumeId']\n\
+         old = c.create_volume(AvailabilityZone='us-east-1a', Size=8)['VolumeId']\n\
+         for d in ('20261101t020000z', '20261102t020000z'):\n\
+         \x20   c.create_snapshot(VolumeId=old, TagSpecifications=[{{'ResourceType': 'snapshot', 'Tags': [{{'Key': 'offsite-policy', 'Value': '{policy_name}'}}, {{'Key': 'offsite-volume', 'Value': old}}, {{'Key': 'offsite-created', 'Value': d}}]}}])\n\
+         print(json.dumps([live, old]))"
+    ));
+    let [live, old]: [String; 2] = serde_json::from_str(&ids).unwrap();
+    let write = |volumes: &str| {
+        sb.snapshot_policy(
+            &policy_name,
+            "rpo = \"26h\"",
+            &format!(
+                "[[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nvolumes = [{volumes}]\nretention = {{ keep-last = 1 }}\n"
+            ),
+        )
+    };
+    let live_only = format!("\"{live}\"");
+    let both = format!("\"{live}\", \"{old}\"");
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "create"], &write(&live_only));
+    assert_code(&o, 0);
+
+    // Still listed, the old volume is late: status says so and prune is refused.
+    let o = policy_run(sb.ebs_cmd(), &["status"], &write(&both));
+    assert_code(&o, 3);
+    assert!(
+        stderr(&o).contains(&format!("the newest completed snapshot of {old}")),
+        "{}",
+        stderr(&o)
+    );
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &write(&both));
+    assert_code(&o, 5);
+    assert_eq!(snapshots_of("us-east-1", &policy_name).len(), 3);
+
+    // Taken out of the section, it is retired: no rpo, its retention applies, its newest stays.
+    let o = policy_run(sb.ebs_cmd(), &["status"], &write(&live_only));
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.contains(&old) && l.contains("retired")),
+        "{}",
+        stdout(&o)
+    );
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "prune"], &write(&live_only));
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("volume retired"), "{}", stdout(&o));
+    let left = snapshots_of("us-east-1", &policy_name);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(
+        left.iter().filter(|(_, v)| *v == old).count(),
+        1,
+        "{left:?}"
+    );
+}
+
 #[test]
 fn ebs_instance_volumes_are_snapshotted_together() {
     let sb = Sandbox::new();
