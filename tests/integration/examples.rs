@@ -95,15 +95,10 @@ fn every_policy_under_examples_and_presets_parses_and_plans() {
             ));
         }
     }
-    let cm: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(root().join("examples/kubernetes/policy-configmap.yaml")).unwrap(),
-    )
-    .unwrap();
-    policies.push((
-        "examples/kubernetes/policy-configmap.yaml".into(),
-        cm["data"]["policy.toml"].as_str().unwrap().to_string(),
-    ));
-    assert!(policies.len() >= 7, "{}", policies.len());
+    for (origin, _, text) in configmap_policies() {
+        policies.push((origin, text));
+    }
+    assert!(policies.len() >= 8, "{}", policies.len());
     let rfile = sb.path("recipients.txt");
     std::fs::write(&rfile, format!("{}\n", sb.recipient)).unwrap();
     for (origin, text) in &policies {
@@ -125,6 +120,25 @@ fn every_policy_under_examples_and_presets_parses_and_plans() {
             .unwrap();
         assert_eq!(code(&o), 0, "{origin}: {}{}", stdout(&o), stderr(&o));
     }
+}
+
+/// The policies the Kubernetes ConfigMaps hold: (file, ConfigMap name, policy.toml).
+fn configmap_policies() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for f in files(&root().join("examples/kubernetes"), "yaml") {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        if doc["kind"] == "ConfigMap" {
+            if let Some(text) = doc["data"]["policy.toml"].as_str() {
+                out.push((
+                    f.display().to_string(),
+                    doc["metadata"]["name"].as_str().unwrap().to_string(),
+                    text.to_string(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -177,6 +191,40 @@ fn kubernetes_manifests_are_cronjobs_whose_offsite_commands_the_cli_accepts() {
             .as_sequence()
             .map(|v| v.iter().filter_map(|v| v["name"].as_str()).collect())
             .unwrap_or_default();
+        // A policy it mounts from a ConfigMap is one shipped here: with [[snapshots]] for a job
+        // that snapshots volumes, with destinations for one that works on archives.
+        let snapshot_job = containers.iter().any(|c| {
+            let words: Vec<&str> = c["command"]
+                .as_sequence()
+                .into_iter()
+                .chain(c["args"].as_sequence())
+                .flatten()
+                .filter_map(|w| w.as_str())
+                .collect();
+            words.first() == Some(&"offsite") && words.get(1) == Some(&"snapshot")
+        });
+        let maps = configmap_policies();
+        for v in pod["volumes"].as_sequence().into_iter().flatten() {
+            let Some(name) = v["configMap"]["name"].as_str() else {
+                continue;
+            };
+            let (_, _, text) = maps
+                .iter()
+                .find(|(_, n, _)| n == name)
+                .unwrap_or_else(|| panic!("{origin}: no ConfigMap {name} with a policy.toml here"));
+            let policy = offsite_policies::policy::Policy::parse(text, name).unwrap();
+            if snapshot_job {
+                assert!(
+                    !policy.snapshots.is_empty(),
+                    "{origin}: snapshots volumes by {name}, which has no [[snapshots]]"
+                );
+            } else {
+                assert!(
+                    policy.has_archives(),
+                    "{origin}: works on archives by {name}, which has no [[destination]]"
+                );
+            }
+        }
         for c in &containers {
             for m in c["volumeMounts"].as_sequence().into_iter().flatten() {
                 let n = m["name"].as_str().unwrap();

@@ -36,6 +36,15 @@ impl Sandbox {
     }
 }
 
+/// `offsite snapshot SUB --provider aws --region REGION ARGS...` on moto.
+fn aws(sb: &Sandbox, sub: &str, region: &str, args: &[&str]) -> std::process::Output {
+    sb.ebs_cmd()
+        .args(["snapshot", sub, "--provider", "aws", "--region", region])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Snapshot ids of a policy in a region, by volume tag, as moto holds them.
 fn snapshots_of(region: &str, policy: &str) -> Vec<(String, String)> {
     let out = boto(&format!(
@@ -211,18 +220,12 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
 
     // restore the copy in us-west-2 to a new volume
     let (copy, _) = &west[0];
-    let o = sb
-        .ebs_cmd()
-        .args([
-            "snapshot",
-            "restore",
+    let o = aws(
+        &sb,
+        "restore",
+        "us-west-2",
+        &[
             copy,
-            "--provider",
-            "aws",
-            "--region",
-            "us-west-2",
-        ])
-        .args([
             "--to-volume",
             "db-restored",
             "--zone",
@@ -230,9 +233,8 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
             "--volume-type",
             "gp3",
             "--wait",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&o, 0);
     let made = boto(&format!(
         "r = ec2('us-west-2').describe_volumes(Filters=[{{'Name': 'snapshot-id', 'Values': ['{copy}']}}])['Volumes']\n\
@@ -427,20 +429,19 @@ fn ebs_instance_volumes_are_snapshotted_together() {
          print(json.dumps([i, v]))",
     );
     let (instance, data): (String, String) = serde_json::from_str(&ids).unwrap();
-    let o = sb
-        .ebs_cmd()
-        .args([
+    let o = aws(
+        &sb,
+        "create",
+        "us-east-1",
+        &[
             "--json",
-            "snapshot",
-            "create",
-            "--provider",
-            "aws",
-            "--region",
-            "us-east-1",
-        ])
-        .args(["--instance", &instance, "--token", "together", "--wait"])
-        .output()
-        .unwrap();
+            "--instance",
+            &instance,
+            "--token",
+            "together",
+            "--wait",
+        ],
+    );
     assert_code(&o, 0);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = v["snapshots"].as_array().unwrap();
@@ -451,19 +452,12 @@ fn ebs_instance_volumes_are_snapshotted_together() {
         assert_eq!(r["snapshot"]["tags"]["offsite-policy"], "adhoc", "{v}");
     }
     // a rerun with the token finds both
-    let o = sb
-        .ebs_cmd()
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "aws",
-            "--region",
-            "us-east-1",
-        ])
-        .args(["--instance", &instance, "--token", "together"])
-        .output()
-        .unwrap();
+    let o = aws(
+        &sb,
+        "create",
+        "us-east-1",
+        &["--instance", &instance, "--token", "together"],
+    );
     assert_code(&o, 0);
     assert_eq!(
         stdout(&o).matches("found (same token)").count(),
@@ -476,19 +470,12 @@ fn ebs_instance_volumes_are_snapshotted_together() {
 #[test]
 fn ebs_errors_name_the_volume_the_region_and_the_fix() {
     let sb = Sandbox::new();
-    let o = sb
-        .ebs_cmd()
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "aws",
-            "--region",
-            "us-east-1",
-        ])
-        .args(["--volume", "vol-0123456789abcdef0"])
-        .output()
-        .unwrap();
+    let o = aws(
+        &sb,
+        "create",
+        "us-east-1",
+        &["--volume", "vol-0123456789abcdef0"],
+    );
     assert_code(&o, 1);
     let e = stderr(&o);
     assert!(
@@ -498,18 +485,7 @@ fn ebs_errors_name_the_volume_the_region_and_the_fix() {
         "{e}"
     );
 
-    let o = sb
-        .ebs_cmd()
-        .args([
-            "snapshot",
-            "list",
-            "--provider",
-            "aws",
-            "--region",
-            "us-east",
-        ])
-        .output()
-        .unwrap();
+    let o = aws(&sb, "list", "us-east", &[]);
     assert_code(&o, 2);
     assert!(
         stderr(&o).contains("unknown region \"us-east\""),
@@ -517,19 +493,7 @@ fn ebs_errors_name_the_volume_the_region_and_the_fix() {
         stderr(&o)
     );
 
-    let o = sb
-        .ebs_cmd()
-        .args([
-            "snapshot",
-            "delete",
-            "snap-0123456789abcdef0",
-            "--provider",
-            "aws",
-            "--region",
-            "us-east-1",
-        ])
-        .output()
-        .unwrap();
+    let o = aws(&sb, "delete", "us-east-1", &["snap-0123456789abcdef0"]);
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("InvalidSnapshot.NotFound"),
@@ -537,19 +501,12 @@ fn ebs_errors_name_the_volume_the_region_and_the_fix() {
         stderr(&o)
     );
 
-    let o = sb
-        .ebs_cmd()
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "aws",
-            "--region",
-            "us-east-1",
-        ])
-        .args(["--volume", "vol-1", "--tag", "offsite-section=db"])
-        .output()
-        .unwrap();
+    let o = aws(
+        &sb,
+        "create",
+        "us-east-1",
+        &["--volume", "vol-1", "--tag", "offsite-section=db"],
+    );
     assert_code(&o, 2);
     assert!(
         stderr(&o).contains("offsite-section is one of offsite's own tags"),
