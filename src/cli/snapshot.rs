@@ -543,6 +543,7 @@ async fn copy_one(
 async fn list(a: &ListArgs, out: Output) -> Result<u8> {
     let policy = policy_of(&a.policy, &a.at, false)?;
     let mut rows: Vec<(String, Snapshot)> = Vec::new();
+    let mut unclaimed: Vec<(String, Snapshot)> = Vec::new();
     match &policy {
         Some(p) => {
             for s in &p.snapshots {
@@ -550,6 +551,7 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
                     rows.extend(h.snapshots.into_iter().map(|s| (h.region.clone(), s)));
                 }
             }
+            unclaimed = engine::unclaimed(p).await?;
         }
         None => {
             let target = a.at.target(a.volume.as_deref())?;
@@ -569,12 +571,21 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
             rows.extend(found.into_iter().map(|s| (snaps.region().to_string(), s)));
         }
     }
-    if let Some(v) = &a.volume {
-        rows.retain(|(_, s)| s.series() == *v || s.volume.as_deref() == Some(v.as_str()));
+    for r in [&mut rows, &mut unclaimed] {
+        if let Some(v) = &a.volume {
+            r.retain(|(_, s)| s.series() == *v || s.volume.as_deref() == Some(v.as_str()));
+        }
+        r.sort_by(|a, b| (&a.0, a.1.series(), b.1.created).cmp(&(&b.0, b.1.series(), a.1.created)));
     }
-    rows.sort_by(|a, b| (&a.0, a.1.series(), b.1.created).cmp(&(&b.0, b.1.series(), a.1.created)));
     if out.json {
-        out.print_json(&json!({"snapshots": rows.iter().map(|(_, s)| s).collect::<Vec<_>>()}))?;
+        let doc = match policy {
+            Some(_) => json!({
+                "snapshots": rows.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+                "unclaimed": unclaimed.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+            }),
+            None => json!({"snapshots": rows.iter().map(|(_, s)| s).collect::<Vec<_>>()}),
+        };
+        out.print_json(&doc)?;
         return Ok(exit::OK);
     }
     outln!(
@@ -599,6 +610,22 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
             },
             s.size_gib.map_or("-".into(), |g| g.to_string())
         )?;
+    }
+    if !unclaimed.is_empty() {
+        outln!(
+            "{} snapshot(s) carry the policy's tag but no section holds them (a section renamed, or named since): no retention reaches them; delete them with `offsite snapshot delete`, or give the section its old name back:",
+            unclaimed.len()
+        )?;
+        for (region, s) in &unclaimed {
+            outln!(
+                "{:<14} {:<28} {:<40} {:<21} section {}",
+                region,
+                s.series(),
+                s.id,
+                time(&s.created),
+                s.tag(offsite_storage::tags::SECTION).unwrap_or("(none)")
+            )?;
+        }
     }
     Ok(exit::OK)
 }

@@ -344,6 +344,47 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>
     Ok(out)
 }
 
+/// The snapshots carrying the policy's tag that no section holds, in every region the policy
+/// names: those of a section since renamed (or named), whose retention no longer reaches them.
+/// Each with the region it was listed in.
+pub async fn unclaimed(policy: &Policy) -> Result<Vec<(String, Snapshot)>> {
+    let mut targets: Vec<Target> = Vec::new();
+    for s in &policy.snapshots {
+        let home = Target::of(s);
+        for t in
+            std::iter::once(home.clone()).chain(s.copy_to.iter().map(|c| home.in_region(&c.region)))
+        {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+    }
+    let filter = [(tags::POLICY.to_string(), policy.name.clone())];
+    let mut out = Vec::new();
+    for t in targets {
+        let snaps = open(&t).await?;
+        let listed = snaps
+            .list(&filter)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", snaps.region()))?;
+        for snap in listed {
+            let claimed = policy.snapshots.iter().any(|s| {
+                s.provider == t.provider
+                    && s.name.as_deref() == snap.tag(tags::SECTION)
+                    && (s.region.is_none()
+                        || s.region == t.region
+                        || s.copy_to
+                            .iter()
+                            .any(|c| Some(&c.region) == t.region.as_ref()))
+            });
+            if !claimed {
+                out.push((snaps.region().to_string(), snap));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Whether a section retired `volume` on purpose: it lists its volumes (`volumes = [...]`) and
 /// this one is no longer among them. A `select` or `instances` section cannot tell a retired
 /// volume from one that stopped: none is retired there.

@@ -217,6 +217,32 @@ fn ebs_snapshots_by_tag_copied_to_a_second_region_pruned_per_region_and_restored
     assert!(snapshots_of("us-east-1", &policy_name)
         .iter()
         .any(|(id, _)| *id == foreign));
+    // list --policy shows it apart: no section's retention reaches it.
+    let o = policy_run(sb.ebs_cmd(), &["--json", "snapshot", "list"], &policy);
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let unclaimed: Vec<&str> = v["unclaimed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(unclaimed, [foreign.as_str()], "{v}");
+    assert!(
+        !v["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == foreign.as_str()),
+        "{v}"
+    );
+    let o = policy_run(sb.ebs_cmd(), &["snapshot", "list"], &policy);
+    assert!(
+        stdout(&o).contains("1 snapshot(s) carry the policy's tag but no section holds them")
+            && stdout(&o).contains("section old"),
+        "{}",
+        stdout(&o)
+    );
 
     // restore the copy in us-west-2 to a new volume
     let (copy, _) = &west[0];
