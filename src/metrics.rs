@@ -57,6 +57,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_snapshot_rpo_met", "1 when the newest completed snapshot of the volume in the region is within rpo, else 0."),
     ("offsite_snapshots_completed", "Completed snapshots of the policy in the region."),
     ("offsite_snapshots_pending", "Snapshots and copies of the policy still being made in the region."),
+    ("offsite_snapshot_retired", "1 for a volume taken out of its section's volumes: shown by status, judged by no rpo."),
     ("offsite_snapshots_failed", "Snapshots of the policy the provider failed, in the region."),
     ("offsite_snapshot_failures", "Snapshots and copies the last snapshot create could not make."),
     ("offsite_snapshot_prune_kept", "Snapshots the last snapshot prune kept, across regions."),

@@ -527,6 +527,19 @@ impl Policy {
             };
             PolicyError(format!("{at}: {}", explain(e.message())))
         })?;
+        // Azure names a location both ways (`West Europe`, `westeurope`); one spelling, so the
+        // checks below compare places, not spellings.
+        for sec in policy
+            .snapshots
+            .iter_mut()
+            .filter(|s| s.provider == SnapshotProvider::Azure)
+        {
+            let norm = |r: &str| r.to_ascii_lowercase().replace(' ', "");
+            sec.region = sec.region.as_deref().map(norm);
+            for c in sec.copy_to.iter_mut() {
+                c.region = norm(&c.region);
+            }
+        }
         policy
             .check()
             .map_err(|m| PolicyError(format!("{origin}: {m}")))?;
@@ -1092,6 +1105,16 @@ mod tests {
             "[[snapshots]]\nprovider = \"azure\"\nvolumes = [\"a\"]\ncopy-to = [\"westus2\"]\n",
         ));
         assert!(e.contains("copy-to needs region"), "{e}");
+        // Azure's two spellings of a location are one place.
+        let e = err(&base(
+            "[[snapshots]]\nprovider = \"azure\"\nregion = \"westeurope\"\nvolumes = [\"a\"]\n\
+             [[snapshots]]\nprovider = \"azure\"\nregion = \"West Europe\"\nvolumes = [\"b\"]\n",
+        ));
+        assert!(e.contains("both keep azure snapshots in westeurope"), "{e}");
+        let e = err(&base(
+            "[[snapshots]]\nprovider = \"azure\"\nregion = \"westeurope\"\nvolumes = [\"a\"]\ncopy-to = [\"West Europe\"]\n",
+        ));
+        assert!(e.contains("own region"), "{e}");
         assert!(Policy::parse(
             &base("[[snapshots]]\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\n[[snapshots]]\nprovider = \"azure\"\nregion = \"r1\"\nvolumes = [\"b\"]\n"),
             "p.toml"

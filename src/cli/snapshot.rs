@@ -373,6 +373,7 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
         // Each copy-to region is opened once for the job, not once per snapshot.
         let mut dests = Vec::new();
         for (region, kms) in &job.copy_to {
+            engine::same_region(home.region(), region)?;
             let dest = match engine::open(&job.target.in_region(region)).await {
                 Ok(d) => Ok(d),
                 Err(e) if e.downcast_ref::<crate::report::UsageError>().is_some() => return Err(e),
@@ -484,7 +485,7 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
                         }
                     }
                 }
-                let series = snap.series();
+                let series = engine::volume_key(job.target.provider, &snap.series());
                 let mut labels = vec![
                     ("provider", job.target.provider.as_str()),
                     ("region", snap.region.as_str()),
@@ -551,7 +552,8 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
                     rows.extend(h.snapshots.into_iter().map(|s| (h.region.clone(), s)));
                 }
             }
-            unclaimed = engine::unclaimed(p).await?;
+            let claimed = rows.iter().map(|(_, s)| s.id.clone()).collect();
+            unclaimed = engine::unclaimed(p, &claimed).await?;
         }
         None => {
             let target = a.at.target(a.volume.as_deref())?;

@@ -303,7 +303,10 @@ fn snapshot_metrics(
             ("volume", r.volume.as_str()),
         ];
         l.extend(r.section.as_deref().map(|n| ("section", n)));
-        if let Some(t) = r.newest_created {
+        // A retired volume is not due: no age for an alert to fire on, a flag instead.
+        if r.retired {
+            m.flag("offsite_snapshot_retired", &l, true);
+        } else if let Some(t) = r.newest_created {
             m.time("offsite_snapshot_newest_timestamp_seconds", &l, t);
             m.set(
                 "offsite_snapshot_newest_age_seconds",

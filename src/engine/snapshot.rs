@@ -302,6 +302,18 @@ pub struct Holding {
     pub snapshots: Vec<Snapshot>,
 }
 
+/// Refuses a copy-to region that is where the snapshots are made already (a section without
+/// `region` takes the provider's setting, such as `AWS_REGION`): the copies would sit in the
+/// section's own holding too, under two retentions.
+pub fn same_region(home: &str, copy_to: &str) -> Result<()> {
+    if home == copy_to {
+        return Err(crate::report::usage(format!(
+            "copy-to {copy_to:?} is the region the snapshots are made in (the provider's setting, as no region is given): remove it, or set region to the other one"
+        )));
+    }
+    Ok(())
+}
+
 /// Lists a section's snapshots in its region and in every copy-to region: the first error
 /// stops it (a region that cannot be read could hold the newest snapshot of a volume). A
 /// section holds the snapshots carrying the policy's tag and its own name (none for a section
@@ -328,6 +340,7 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>
             .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", home.region()))?),
     }];
     for (ci, c) in section.copy_to.iter().enumerate() {
+        same_region(home.region(), &c.region)?;
         let there = open(&target.in_region(&c.region)).await?;
         let snapshots = own(there
             .list(&filter)
@@ -344,10 +357,13 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>
     Ok(out)
 }
 
-/// The snapshots carrying the policy's tag that no section holds, in every region the policy
-/// names: those of a section since renamed (or named), whose retention no longer reaches them.
-/// Each with the region it was listed in.
-pub async fn unclaimed(policy: &Policy) -> Result<Vec<(String, Snapshot)>> {
+/// The snapshots carrying the policy's tag that no section holds (`claimed`: the ids of every
+/// section's [`holdings`]), in every region the policy names, each once: those of a section
+/// since renamed (or named), whose retention no longer reaches them. Each with its region.
+pub async fn unclaimed(
+    policy: &Policy,
+    claimed: &std::collections::BTreeSet<String>,
+) -> Result<Vec<(String, Snapshot)>> {
     let mut targets: Vec<Target> = Vec::new();
     for s in &policy.snapshots {
         let home = Target::of(s);
@@ -360,6 +376,7 @@ pub async fn unclaimed(policy: &Policy) -> Result<Vec<(String, Snapshot)>> {
         }
     }
     let filter = [(tags::POLICY.to_string(), policy.name.clone())];
+    let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for t in targets {
         let snaps = open(&t).await?;
@@ -368,28 +385,47 @@ pub async fn unclaimed(policy: &Policy) -> Result<Vec<(String, Snapshot)>> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", snaps.region()))?;
         for snap in listed {
-            let claimed = policy.snapshots.iter().any(|s| {
-                s.provider == t.provider
-                    && s.name.as_deref() == snap.tag(tags::SECTION)
-                    && (s.region.is_none()
-                        || s.region == t.region
-                        || s.copy_to
-                            .iter()
-                            .any(|c| Some(&c.region) == t.region.as_ref()))
-            });
-            if !claimed {
-                out.push((snaps.region().to_string(), snap));
+            if !claimed.contains(&snap.id) && seen.insert(snap.id.clone()) {
+                let region = if snap.region.is_empty() {
+                    snaps.region().to_string()
+                } else {
+                    snap.region.clone()
+                };
+                out.push((region, snap));
             }
         }
     }
     Ok(out)
 }
 
-/// Whether a section retired `volume` on purpose: it lists its volumes (`volumes = [...]`) and
-/// this one is no longer among them. A `select` or `instances` section cannot tell a retired
-/// volume from one that stopped: none is retired there.
+/// One spelling of a volume id, so a policy's `volumes`, the volume a snapshot names and the
+/// engine's tag compare equal however each was written: GCP from `projects/` on (a full
+/// compute URL is the same disk), Azure resource ids without regard to case (ARM ignores it),
+/// EBS ids as they are.
+pub fn volume_key(provider: SnapshotProvider, id: &str) -> String {
+    match provider {
+        SnapshotProvider::Gcp => id.find("projects/").map_or(id, |at| &id[at..]).to_string(),
+        SnapshotProvider::Azure => id.to_ascii_lowercase(),
+        SnapshotProvider::Aws => id.to_string(),
+    }
+}
+
+/// The volume a snapshot of `section` is a series of, as [`volume_key`] spells it.
+pub fn series_key(section: &Section, s: &Snapshot) -> String {
+    volume_key(section.provider, &s.series())
+}
+
+/// Whether a section retired `volume` (a [`volume_key`]) on purpose: it lists its volumes
+/// (`volumes = [...]`) and this one is no longer among them. A `select` or `instances` section
+/// cannot tell a retired volume from one that stopped: none is retired there. (A snapshot that
+/// names no volume at all, series `-`, counts as retired under a `volumes` list: it is of none
+/// of them, and its newest is kept all the same.)
 pub fn retired(section: &Section, volume: &str) -> bool {
-    !section.volumes.is_empty() && !section.volumes.iter().any(|v| v == volume)
+    !section.volumes.is_empty()
+        && !section
+            .volumes
+            .iter()
+            .any(|v| volume_key(section.provider, v) == volume)
 }
 
 /// What retention reads of a section's snapshots in one region; `copies` are every region's,
@@ -398,9 +434,9 @@ pub fn items(section: &Section, snapshots: &[Snapshot], copies: &[&Snapshot]) ->
     snapshots
         .iter()
         .map(|s| Item {
-            retired: retired(section, &s.series()),
+            retired: retired(section, &series_key(section, s)),
             id: s.id.clone(),
-            volume: s.series(),
+            volume: series_key(section, s),
             created: s.created,
             state: match s.state {
                 SnapshotState::Pending => State::Pending,
@@ -414,15 +450,16 @@ pub fn items(section: &Section, snapshots: &[Snapshot], copies: &[&Snapshot]) ->
         .collect()
 }
 
-/// The newest completed snapshot of each volume in a holding: (volume, snapshot).
-pub fn newest(h: &Holding) -> BTreeMap<String, &Snapshot> {
+/// The newest completed snapshot of each volume in a section's holding: (volume, as
+/// [`volume_key`] spells it; snapshot).
+pub fn newest<'a>(section: &Section, h: &'a Holding) -> BTreeMap<String, &'a Snapshot> {
     let mut m: BTreeMap<String, &Snapshot> = BTreeMap::new();
     for s in h
         .snapshots
         .iter()
         .filter(|s| s.state == SnapshotState::Completed)
     {
-        let e = m.entry(s.series()).or_insert(s);
+        let e = m.entry(series_key(section, s)).or_insert(s);
         if s.created > e.created {
             *e = s;
         }
@@ -449,6 +486,29 @@ mod tests {
             Some("/subscriptions/0000/resourceGroups/rg-app")
         );
         assert_eq!(azure_resource_group("vol-0abc"), None);
+    }
+
+    #[test]
+    fn one_volume_however_its_id_is_spelt() {
+        use SnapshotProvider::*;
+        assert_eq!(
+            volume_key(
+                Gcp,
+                "https://www.googleapis.com/compute/v1/projects/p/zones/z/disks/d"
+            ),
+            volume_key(Gcp, "projects/p/zones/z/disks/d")
+        );
+        assert_eq!(
+            volume_key(
+                Azure,
+                "/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/disks/D"
+            ),
+            volume_key(
+                Azure,
+                "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/disks/d"
+            )
+        );
+        assert_ne!(volume_key(Aws, "vol-0ABC"), volume_key(Aws, "vol-0abc"));
     }
 
     #[test]
@@ -500,16 +560,25 @@ pub fn judge(
     holdings: &[Holding],
     now: DateTime<Utc>,
 ) -> (Vec<VolumeStatus>, Vec<String>) {
-    let mut volumes: std::collections::BTreeSet<String> = section.volumes.iter().cloned().collect();
+    // One row per volume however its id is spelt in the policy and on the snapshots.
+    let mut volumes: std::collections::BTreeSet<String> = section
+        .volumes
+        .iter()
+        .map(|v| volume_key(section.provider, v))
+        .collect();
     for h in holdings {
-        volumes.extend(h.snapshots.iter().map(Snapshot::series));
+        volumes.extend(h.snapshots.iter().map(|s| series_key(section, s)));
     }
     let mut rows = Vec::new();
     let mut unmet = Vec::new();
     for h in holdings {
-        let newest = newest(h);
+        let newest = newest(section, h);
         for v in &volumes {
-            let of: Vec<&Snapshot> = h.snapshots.iter().filter(|s| s.series() == *v).collect();
+            let of: Vec<&Snapshot> = h
+                .snapshots
+                .iter()
+                .filter(|s| series_key(section, s) == *v)
+                .collect();
             let count = |f: fn(&SnapshotState) -> bool| of.iter().filter(|s| f(&s.state)).count();
             let n = newest.get(v);
             // A volume retired on purpose is shown, but no snapshot of it is due.

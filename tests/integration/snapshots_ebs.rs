@@ -422,8 +422,22 @@ fn ebs_a_volume_retired_from_the_section_is_pruned_without_the_rpo_rail() {
     assert_eq!(snapshots_of("us-east-1", &policy_name).len(), 3);
 
     // Taken out of the section, it is retired: no rpo, its retention applies, its newest stays.
-    let o = policy_run(sb.ebs_cmd(), &["status"], &write(&live_only));
+    let prom = sb.path("retired.prom");
+    let o = policy_run(
+        sb.ebs_cmd(),
+        &["status", "--metrics-file", prom.to_str().unwrap()],
+        &write(&live_only),
+    );
     assert_code(&o, 0);
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    let of_old: Vec<&str> = prom.lines().filter(|l| l.contains(&old)).collect();
+    assert!(
+        of_old
+            .iter()
+            .any(|l| l.starts_with("offsite_snapshot_retired{"))
+            && !of_old.iter().any(|l| l.contains("age_seconds")),
+        "{prom}"
+    );
     assert!(
         stdout(&o)
             .lines()
