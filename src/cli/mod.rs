@@ -68,11 +68,9 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Create the directory, bucket or container a URL points into.
     Create(create::CreateArgs),
-    /// Validate a policy file and show what its destinations can reach against its placement,
-    /// and its [[snapshots]] sections.
+    /// Validate a policy: what its destinations can reach, and its [[snapshots]] sections.
     Plan(plan::PlanArgs),
-    /// Judge a policy's rules over what its destinations and snapshot regions hold: a
-    /// monitoring probe.
+    /// Judge a policy's rules over its destinations and snapshots: a monitoring probe.
     Status(status::StatusArgs),
     /// Restore the newest archive at each of a policy's destinations to nowhere, proving it.
     Drill(drill::DrillArgs),
