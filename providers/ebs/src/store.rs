@@ -1,6 +1,7 @@
 //! The [`Snapshots`] implementation over EC2.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
@@ -22,6 +23,16 @@ pub struct EbsSnapshots {
     client: Client,
     region: String,
     retry: RetryPolicy,
+    /// What the policy's tag found in this region, by client token: read once by the first
+    /// create or copy of a run, so a run of N volumes makes one tag-filtered listing instead of
+    /// one per volume (CreateSnapshot and CopySnapshot take no client token to do this for us).
+    made: Arc<tokio::sync::Mutex<Option<Found>>>,
+}
+
+/// The snapshots one policy's tag found, by token.
+struct Found {
+    policy: String,
+    by_token: BTreeMap<String, Vec<Snapshot>>,
 }
 
 impl std::fmt::Debug for EbsSnapshots {
@@ -40,6 +51,7 @@ impl EbsSnapshots {
             client,
             region,
             retry: RetryPolicy::default(),
+            made: Arc::default(),
         })
     }
 
@@ -82,10 +94,39 @@ impl EbsSnapshots {
         .with_key(id)
     }
 
-    /// The snapshots in this region a token already made.
-    async fn by_token(&self, token: &str) -> Result<Vec<Snapshot>> {
-        self.list(&[(tags::TOKEN.to_string(), token.to_string())])
-            .await
+    /// The snapshots in this region a token already made. With the policy's tag among `tags`,
+    /// every snapshot of that policy here is listed once and kept for the run's later calls;
+    /// without it, the token is looked for alone.
+    async fn by_token(
+        &self,
+        token: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Snapshot>> {
+        let Some(policy) = tags.get(tags::POLICY) else {
+            return self
+                .list(&[(tags::TOKEN.to_string(), token.to_string())])
+                .await;
+        };
+        let mut made = self.made.lock().await;
+        if made.as_ref().is_none_or(|m| m.policy != *policy) {
+            let mut by_token: BTreeMap<String, Vec<Snapshot>> = BTreeMap::new();
+            for s in self
+                .list(&[(tags::POLICY.to_string(), policy.clone())])
+                .await?
+            {
+                if let Some(t) = s.tag(tags::TOKEN) {
+                    by_token.entry(t.to_string()).or_default().push(s);
+                }
+            }
+            *made = Some(Found {
+                policy: policy.clone(),
+                by_token,
+            });
+        }
+        Ok(made
+            .as_ref()
+            .and_then(|m| m.by_token.get(token).cloned())
+            .unwrap_or_default())
     }
 }
 
@@ -180,7 +221,7 @@ impl Snapshots for EbsSnapshots {
     async fn create(&self, spec: &CreateSnapshot) -> Result<Made> {
         // CreateSnapshot takes no client token: the token is a tag, looked for first.
         if let Some(s) = self
-            .by_token(&spec.token)
+            .by_token(&spec.token, &spec.tags)
             .await?
             .into_iter()
             .find(|s| s.volume.as_deref() == Some(spec.volume.as_str()))
@@ -212,7 +253,7 @@ impl Snapshots for EbsSnapshots {
     }
 
     async fn create_group(&self, instance: &str, spec: &CreateSnapshot) -> Result<Vec<Made>> {
-        let made = self.by_token(&spec.token).await?;
+        let made = self.by_token(&spec.token, &spec.tags).await?;
         if !made.is_empty() {
             return Ok(made.into_iter().map(Made::found).collect());
         }
@@ -357,7 +398,12 @@ impl Snapshots for EbsSnapshots {
     }
 
     async fn copy(&self, source: &Snapshot, spec: &CopySnapshot) -> Result<Made> {
-        if let Some(s) = self.by_token(&spec.token).await?.into_iter().next() {
+        if let Some(s) = self
+            .by_token(&spec.token, &spec.tags)
+            .await?
+            .into_iter()
+            .next()
+        {
             return Ok(Made::found(s));
         }
         let out = self
