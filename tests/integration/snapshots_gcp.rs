@@ -91,6 +91,15 @@ impl Sandbox {
     }
 }
 
+/// `offsite snapshot SUB --provider gcp ARGS...` against the fake API.
+fn gcp(sb: &Sandbox, api: &FakeApi, sub: &str, args: &[&str]) -> std::process::Output {
+    sb.gcp_cmd(api)
+        .args(["snapshot", sub, "--provider", "gcp"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_disk() {
     let sb = Sandbox::new();
@@ -133,21 +142,15 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
                 "labels": {"offsite_tool": "offsite", "offsite_source": "*"},
             })),
     ]);
-    let o = sb
-        .gcp_cmd(&api)
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "gcp",
-            "--region",
-            "us",
-            "--volume",
-            DISK,
-        ])
-        .args(["--token", "run-1", "--tag", "team=db", "--wait", "--json"])
-        .output()
-        .unwrap();
+    let o = gcp(
+        &sb,
+        &api,
+        "create",
+        &[
+            "--region", "us", "--volume", DISK, "--token", "run-1", "--tag", "team=db", "--wait",
+            "--json",
+        ],
+    );
     assert_code(&o, 0);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let s = &v["snapshots"][0];
@@ -155,20 +158,20 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
     assert_eq!(s["snapshot"]["state"], "completed", "{v}");
     assert_eq!(s["snapshot"]["volume"], DISK, "{v}");
     assert_eq!(s["volume"], DISK, "{v}");
-    let o = sb
-        .gcp_cmd(&api)
-        .args([
-            "snapshot",
-            "restore",
+    let o = gcp(
+        &sb,
+        &api,
+        "restore",
+        &[
             &id,
-            "--provider",
-            "gcp",
             "--to-volume",
             "db-data-restored",
-        ])
-        .args(["--zone", "us-central1-a", "--volume-type", "pd-balanced"])
-        .output()
-        .unwrap();
+            "--zone",
+            "us-central1-a",
+            "--volume-type",
+            "pd-balanced",
+        ],
+    );
     assert_code(&o, 0);
     assert!(
         stdout(&o).contains("projects/acme-prod/zones/us-central1-a/disks/db-data-restored"),
@@ -197,20 +200,7 @@ fn contract_gcp_snapshot_quota_error_in_the_operation_is_named() {
         .status(404),
         Step::new(INSERT, "POST", snapshots_path(), failed).query("requestId", "*"),
     ]);
-    let o = sb
-        .gcp_cmd(&api)
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "gcp",
-            "--volume",
-            DISK,
-            "--token",
-            "run-q",
-        ])
-        .output()
-        .unwrap();
+    let o = gcp(&sb, &api, "create", &["--volume", DISK, "--token", "run-q"]);
     assert_code(&o, 1);
     let e = stderr(&o);
     assert!(
@@ -235,20 +225,7 @@ fn contract_gcp_snapshot_of_a_missing_disk_says_not_found() {
         .status(404),
         Step::new(INSERT, "POST", snapshots_path(), not_found(DISK)).status(404),
     ]);
-    let o = sb
-        .gcp_cmd(&api)
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "gcp",
-            "--volume",
-            DISK,
-            "--token",
-            "run-m",
-        ])
-        .output()
-        .unwrap();
+    let o = gcp(&sb, &api, "create", &["--volume", DISK, "--token", "run-m"]);
     assert_code(&o, 1);
     let e = stderr(&o);
     assert!(e.contains("was not found") && e.contains(DISK), "{e}");
@@ -262,12 +239,22 @@ fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest
         json!({"offsite_tool": "offsite", "offsite_policy": "db-gcp", "offsite_created": t,
         "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data"})
     };
-    let list = json!({
+    // Two pages: the first names the next by nextPageToken, asked for as pageToken
+    // (snapshots.list, "Response body").
+    let page1 = json!({
         "kind": "compute#snapshotList",
         "id": "projects/acme-prod/global/snapshots",
         "items": [
             snapshot("offsite-db-data-aaaaaaaaaaaa", "READY", "2026-12-01T02:00:00.000+00:00", labels("20261201t020000z")),
             snapshot("offsite-db-data-bbbbbbbbbbbb", "READY", "2026-12-03T02:00:00.000+00:00", labels("20261203t020000z")),
+        ],
+        "nextPageToken": "page-2",
+        "selfLink": "https://www.googleapis.com/compute/v1/projects/acme-prod/global/snapshots",
+    });
+    let page2 = json!({
+        "kind": "compute#snapshotList",
+        "id": "projects/acme-prod/global/snapshots",
+        "items": [
             snapshot("offsite-db-data-cccccccccccc", "READY", "2026-12-05T02:00:00.000+00:00", labels("20261205t020000z")),
             snapshot("offsite-db-data-dddddddddddd", "UPLOADING", "2026-12-07T02:00:00.000+00:00", labels("20261207t020000z")),
         ],
@@ -280,9 +267,12 @@ fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest
         &format!("[[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nvolumes = [\"{DISK}\"]\nretention = {{ keep-last = 1 }}\n"),
     );
     let api = FakeApi::start(vec![
-        Step::new(LIST, "GET", snapshots_path(), list.clone())
+        Step::new(LIST, "GET", snapshots_path(), page1)
             .query("filter", "(labels.offsite_policy = \"db-gcp\")")
             .query("maxResults", "500"),
+        Step::new(LIST, "GET", snapshots_path(), page2)
+            .query("filter", "(labels.offsite_policy = \"db-gcp\")")
+            .query("pageToken", "page-2"),
         Step::new(
             DELETE,
             "DELETE",
@@ -388,20 +378,20 @@ fn contract_gcp_policy_select_finds_disks_by_label_across_zones() {
 fn gcp_a_malformed_id_is_a_usage_error_that_shows_the_form() {
     let sb = Sandbox::new();
     let api = FakeApi::start(vec![]);
-    let o = sb
-        .gcp_cmd(&api)
-        .args([
-            "snapshot",
-            "restore",
+    let o = gcp(
+        &sb,
+        &api,
+        "restore",
+        &[
             "db-snap-1",
-            "--provider",
-            "gcp",
             "--project",
             PROJECT,
-        ])
-        .args(["--to-volume", "x", "--zone", "us-central1-a"])
-        .output()
-        .unwrap();
+            "--to-volume",
+            "x",
+            "--zone",
+            "us-central1-a",
+        ],
+    );
     assert_code(&o, 2);
     assert!(
         stderr(&o).contains("not a snapshot id; write projects/PROJECT/global/snapshots/NAME"),

@@ -319,29 +319,25 @@ impl Snapshots for EbsSnapshots {
             .iter()
             .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
             .collect();
-        let mut out = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .retry
-                .run(|| async {
-                    self.client
-                        .describe_snapshots()
-                        .owner_ids("self")
-                        .set_filters(Some(filters.clone()))
-                        .set_next_token(next.clone())
-                        .max_results(1000)
-                        .send()
-                        .await
-                        .map_err(|e| map(e, Operation::SnapshotList, &self.region, "snapshots"))
-                })
-                .await?;
-            out.extend(page.snapshots().iter().map(|s| self.snapshot(s)));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+        // The SDK's paginator follows NextToken; a throttled page retries the whole listing
+        // (the SDK's own retries are off: ours are the ones that run).
+        let found = self
+            .retry
+            .run(|| async {
+                self.client
+                    .describe_snapshots()
+                    .owner_ids("self")
+                    .set_filters(Some(filters.clone()))
+                    .max_results(1000)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| map(e, Operation::SnapshotList, &self.region, "snapshots"))
+            })
+            .await?;
+        Ok(found.iter().map(|s| self.snapshot(s)).collect())
     }
 
     async fn volumes(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
@@ -349,34 +345,28 @@ impl Snapshots for EbsSnapshots {
             .name(format!("tag:{key}"))
             .values(value)
             .build();
-        let mut out = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .retry
-                .run(|| async {
-                    self.client
-                        .describe_volumes()
-                        .filters(filter.clone())
-                        .set_next_token(next.clone())
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            map(
-                                e,
-                                Operation::Volume,
-                                &self.region,
-                                &format!("{key}={value}"),
-                            )
-                        })
-                })
-                .await?;
-            out.extend(page.volumes().iter().map(volume));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+        let found = self
+            .retry
+            .run(|| async {
+                self.client
+                    .describe_volumes()
+                    .filters(filter.clone())
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| {
+                        map(
+                            e,
+                            Operation::Volume,
+                            &self.region,
+                            &format!("{key}={value}"),
+                        )
+                    })
+            })
+            .await?;
+        Ok(found.iter().map(volume).collect())
     }
 
     async fn volume(&self, id: &str) -> Result<Volume> {

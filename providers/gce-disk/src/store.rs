@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use google_cloud_compute_v1::client::{Disks, Snapshots as SnapshotsClient};
 use google_cloud_compute_v1::model;
+use google_cloud_gax::paginator::ItemPaginator as _;
 use offsite_storage::{
     parse_tag_time, tags, CreateSnapshot, Error, ErrorKind, Made, Operation, RestoreVolume, Result,
     RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
@@ -338,34 +339,30 @@ impl Snapshots for GceSnapshots {
             .map(|(k, v)| format!("(labels.{} = \"{}\")", label_key(k), label_value(v)))
             .collect::<Vec<_>>()
             .join(" ");
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .retry
-                .run(|| async {
-                    let mut req = self
-                        .snaps
-                        .list()
-                        .set_project(&project)
-                        .set_max_results(500u32);
-                    if !filter.is_empty() {
-                        req = req.set_filter(filter.clone());
-                    }
-                    if let Some(t) = &token {
-                        req = req.set_page_token(t.clone());
-                    }
-                    req.send()
-                        .await
-                        .map_err(|e| map(e, Operation::SnapshotList, &project, "snapshots"))
-                })
-                .await?;
-            out.extend(page.items.iter().map(|s| self.snapshot(&project, s)));
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
-        }
+        // The client's paginator follows pageToken; a throttled page retries the whole listing
+        // (the retries are ours).
+        let found = self
+            .retry
+            .run(|| async {
+                let mut req = self
+                    .snaps
+                    .list()
+                    .set_project(&project)
+                    .set_max_results(500u32);
+                if !filter.is_empty() {
+                    req = req.set_filter(filter.clone());
+                }
+                let mut items = req.by_item();
+                let mut found = Vec::new();
+                while let Some(s) = items.next().await {
+                    found.push(
+                        s.map_err(|e| map(e, Operation::SnapshotList, &project, "snapshots"))?,
+                    );
+                }
+                Ok(found)
+            })
+            .await?;
+        let mut out: Vec<Snapshot> = found.iter().map(|s| self.snapshot(&project, s)).collect();
         // Where a storage location is given, the snapshots stored elsewhere are not its.
         if let Some(l) = &self.location {
             out.retain(|s| s.region.is_empty() || s.region == *l);
@@ -376,33 +373,28 @@ impl Snapshots for GceSnapshots {
     async fn volumes(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
         let project = self.project(Operation::Volume)?.to_string();
         let filter = format!("labels.{} = \"{}\"", label_key(key), label_value(value));
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .retry
-                .run(|| async {
-                    let mut req = self
-                        .disks
-                        .aggregated_list()
-                        .set_project(&project)
-                        .set_filter(filter.clone());
-                    if let Some(t) = &token {
-                        req = req.set_page_token(t.clone());
-                    }
-                    req.send()
-                        .await
-                        .map_err(|e| map(e, Operation::Volume, &project, &format!("{key}={value}")))
-                })
-                .await?;
-            for scoped in page.items.values() {
-                out.extend(scoped.disks.iter().map(disk_volume));
-            }
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
-        }
+        let scoped = self
+            .retry
+            .run(|| async {
+                let mut items = self
+                    .disks
+                    .aggregated_list()
+                    .set_project(&project)
+                    .set_filter(filter.clone())
+                    .by_item();
+                let mut found = Vec::new();
+                while let Some(zone) = items.next().await {
+                    found.push(zone.map_err(|e| {
+                        map(e, Operation::Volume, &project, &format!("{key}={value}"))
+                    })?);
+                }
+                Ok(found)
+            })
+            .await?;
+        let mut out: Vec<Volume> = scoped
+            .iter()
+            .flat_map(|(_, zone)| zone.disks.iter().map(disk_volume))
+            .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
