@@ -243,6 +243,52 @@ fn recipients_words(policy: &Policy) -> Result<String> {
     Ok(format!("age, {n} recipient(s)"))
 }
 
+/// The destination table, each destination's retention, and the placement line.
+fn destinations_text(
+    text: &mut String,
+    policy: &Policy,
+    slots: &[offsite_policies::placement::Slot],
+    reach: &offsite_policies::placement::Reach,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        text,
+        "{:<12} {:<6} {:<9} {:<14} {:<16} {:<8} URL",
+        "DESTINATION", "KIND", "SITE", "CLASS", "LOCK", "ROLE"
+    );
+    for (d, s) in policy.destinations.iter().zip(slots) {
+        let lock = match (d.lock, d.lock_days) {
+            (Some(l), Some(n)) => format!("{} {n}d", l.as_str()),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            text,
+            "{:<12} {:<6} {:<9} {:<14} {:<16} {:<8} {}",
+            d.name,
+            s.kind.as_str(),
+            if s.offsite { "off site" } else { "on site" },
+            d.storage_class.as_deref().unwrap_or("-"),
+            lock,
+            if s.replica { "replica" } else { "push" },
+            crate::policy::destination_url(d),
+        );
+        let _ = writeln!(
+            text,
+            "{:<12} retention: {}",
+            "",
+            policy
+                .retention_of(d)
+                .map_or("keep everything".into(), retention_words)
+        );
+    }
+    let rule = policy.placement;
+    let _ = writeln!(
+        text,
+        "placement: copies {} (of {} destinations), media {} (of {} kinds), offsite {} (of {}), immutable {} (of {} locked)",
+        rule.copies, reach.copies, rule.media, reach.media, rule.offsite, reach.offsite, rule.immutable, reach.immutable
+    );
+}
+
 pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     let policy = crate::policy::load(&args.policy)?;
     if !policy.has_archives() && (args.check_access || args.create) {
@@ -312,6 +358,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     }
     let mut text = String::new();
     use std::fmt::Write as _;
+    let rpo = policy.rpo.map_or("not set".into(), |s| s.to_string());
     if policy.has_archives() {
         let _ = writeln!(
             text,
@@ -320,59 +367,20 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
             args.policy.display(),
             policy.prefix.as_deref().unwrap_or("none"),
         );
-    } else {
-        let _ = writeln!(text, "policy {} ({})", policy.name, args.policy.display());
-    }
-    let _ = writeln!(
-        text,
-        "rpo {}, verify-every {}",
-        policy.rpo.map_or("not set".into(), |s| s.to_string()),
-        policy
-            .verify_every
-            .map_or("not set".into(), |s| s.to_string())
-    );
-    if !policy.has_archives() {
         let _ = writeln!(
             text,
-            "no [[destination]]: this policy makes volume snapshots only"
-        );
-    } else {
-        let _ = writeln!(
-            text,
-            "{:<12} {:<6} {:<9} {:<14} {:<16} {:<8} URL",
-            "DESTINATION", "KIND", "SITE", "CLASS", "LOCK", "ROLE"
-        );
-    }
-    for (d, s) in policy.destinations.iter().zip(&slots) {
-        let lock = match (d.lock, d.lock_days) {
-            (Some(l), Some(n)) => format!("{} {n}d", l.as_str()),
-            _ => "-".into(),
-        };
-        let _ = writeln!(
-            text,
-            "{:<12} {:<6} {:<9} {:<14} {:<16} {:<8} {}",
-            d.name,
-            s.kind.as_str(),
-            if s.offsite { "off site" } else { "on site" },
-            d.storage_class.as_deref().unwrap_or("-"),
-            lock,
-            if s.replica { "replica" } else { "push" },
-            crate::policy::destination_url(d),
-        );
-        let _ = writeln!(
-            text,
-            "{:<12} retention: {}",
-            "",
+            "rpo {rpo}, verify-every {}",
             policy
-                .retention_of(d)
-                .map_or("keep everything".into(), retention_words)
+                .verify_every
+                .map_or("not set".into(), |s| s.to_string())
         );
-    }
-    if policy.has_archives() {
+        destinations_text(&mut text, &policy, &slots, &reach);
+    } else {
         let _ = writeln!(
             text,
-            "placement: copies {} (of {} destinations), media {} (of {} kinds), offsite {} (of {}), immutable {} (of {} locked)",
-            rule.copies, reach.copies, rule.media, reach.media, rule.offsite, reach.offsite, rule.immutable, reach.immutable
+            "policy {} ({}), rpo {rpo}\nno [[destination]]: this policy makes volume snapshots only",
+            policy.name,
+            args.policy.display()
         );
     }
     for line in snapshot_words(&policy) {
