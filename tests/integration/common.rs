@@ -173,6 +173,21 @@ pub fn emulator(var: &str) -> String {
     })
 }
 
+/// Runs a Python script in moto's own venv (boto3 there talks to the emulators) and returns
+/// its stdout, trimmed; a failing script fails the test with its stderr.
+pub fn moto_python(script: &str) -> String {
+    let out = std::process::Command::new(emulator("OFFSITE_TEST_MOTO_PYTHON"))
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Static credentials for the loopback emulators (test values, not secrets).
 pub const S3S_ACCESS: &str = "offsite-test";
 pub const S3S_SECRET: &str = "offsite-test-secret";

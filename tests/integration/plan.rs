@@ -21,13 +21,7 @@ fn every_preset_plans_valid_and_satisfiable() {
     let sb = Sandbox::new();
     for name in ["local.toml", "3-2-1.toml", "3-2-1-1-0.toml", "gfs.toml"] {
         let p = preset(&sb, name);
-        let o = sb
-            .cmd()
-            .arg("plan")
-            .arg("--policy")
-            .arg(&p)
-            .output()
-            .unwrap();
+        let o = policy_run(sb.cmd(), &["plan"], &p);
         assert_code(&o, 0);
         assert!(
             stdout(&o).contains("the policy is valid and its placement can be met."),
@@ -66,13 +60,7 @@ fn a_rule_that_cannot_be_met_is_named_with_exit_3() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&p, text).unwrap();
-    let o = sb
-        .cmd()
-        .arg("plan")
-        .arg("--policy")
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["plan"], &p);
     assert_code(&o, 3);
     let e = stderr(&o);
     assert!(
@@ -92,13 +80,7 @@ fn an_invalid_policy_is_exit_2_with_line_column_and_the_fix() {
     let good = std::fs::read_to_string(&p).unwrap();
     let case = |text: String| {
         std::fs::write(&p, text).unwrap();
-        let o = sb
-            .cmd()
-            .arg("plan")
-            .arg("--policy")
-            .arg(&p)
-            .output()
-            .unwrap();
+        let o = policy_run(sb.cmd(), &["plan"], &p);
         assert_code(&o, 2);
         stderr(&o)
     };
@@ -152,21 +134,27 @@ fn plan_shows_each_snapshots_section_with_its_regions_retention() {
         "[[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup=db\"\n\
          copy-to = [\"eu-west-1\", { region = \"us-west-2\", retention = { keep-weekly = 8 } }]\n",
     );
-    let o = sb
-        .cmd()
-        .arg("plan")
-        .arg("--policy")
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["plan"], &p);
     assert_code(&o, 0);
     assert!(
         stdout(&o).contains("snapshots: aws us-east-1: volumes tagged backup=db; retention keep-daily 7; copy-to eu-west-1 (keep-daily 7), us-west-2 (keep-weekly 8)"),
         "{}",
         stdout(&o)
     );
-    // A policy of snapshots alone: no destinations, no placement to meet; the archive
-    // commands refuse it, naming the commands that read it.
+}
+
+/// A policy of snapshots alone (the helper writes no destination): plan shows no placement to
+/// meet, and the archive commands refuse it, naming the commands that read it.
+#[test]
+fn a_policy_of_snapshots_alone_plans_and_the_archive_commands_refuse_it() {
+    let sb = Sandbox::new();
+    let p = sb.snapshot_policy(
+        "x",
+        "",
+        "[[snapshots]]\nprovider = \"aws\"\nregion = \"us-east-1\"\nselect = \"backup=db\"\n",
+    );
+    let o = policy_run(sb.cmd(), &["plan"], &p);
+    assert_code(&o, 0);
     assert!(
         stdout(&o).contains("this policy makes volume snapshots only")
             && stdout(&o).contains("the policy is valid.")
@@ -174,21 +162,11 @@ fn plan_shows_each_snapshots_section_with_its_regions_retention() {
         "{}",
         stdout(&o)
     );
-    let o = sb
-        .cmd()
-        .args(["--json", "plan", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["--json", "plan"], &p);
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["placement"].is_null() && v["encryption"].is_null(), "{v}");
-    let o = sb
-        .cmd()
-        .args(["plan", "--check-access", "--policy"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = policy_run(sb.cmd(), &["plan", "--check-access"], &p);
     assert_code(&o, 2);
     assert!(
         stderr(&o).contains("no [[destination]] for --check-access"),

@@ -479,15 +479,7 @@ async fn a_locked_copy_under_a_delete_marker_counts_in_status_and_restores_on_mo
         "import boto3\ns3 = boto3.client('s3', endpoint_url='{moto}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='y')\n\
          for k in ['app/{archive}.manifest.json', 'app/{archive}.age']:\n    r = s3.delete_object(Bucket='{name}', Key=k)\n    assert r.get('DeleteMarker'), r\n"
     );
-    let out = std::process::Command::new(emulator("OFFSITE_TEST_MOTO_PYTHON"))
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    moto_python(&script);
     let o = policy_run(cmd(), &["ls"], &p);
     assert!(
         !stdout(&o).contains("complete"),

@@ -115,6 +115,15 @@ impl Sandbox {
     }
 }
 
+/// `offsite snapshot SUB --provider azure ARGS...` against the fake API.
+fn azure(sb: &Sandbox, api: &FakeApi, sub: &str, args: &[&str]) -> std::process::Output {
+    sb.azure_disk_cmd(api)
+        .args(["snapshot", sub, "--provider", "azure"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn disk() -> Value {
     json!({
         "id": disk_id(), "name": "db-data", "location": "eastus", "type": "Microsoft.Compute/disks",
@@ -165,26 +174,21 @@ fn contract_azure_snapshot_create_polls_the_async_operation_and_copies_across_re
         arm(SNAP_GET, "GET", copy_id.clone(), copy_of("Succeeded", json!({"completionPercent": 42.0}))),
         arm(SNAP_GET, "GET", copy_id.clone(), copy_of("Succeeded", json!({"completionPercent": 100.0}))),
     ]);
-    let o = sb
-        .azure_disk_cmd(&api)
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "azure",
+    let o = azure(
+        &sb,
+        &api,
+        "create",
+        &[
             "--volume",
             &disk_id(),
-        ])
-        .args([
             "--token",
             "run-1",
             "--copy-to",
             "westus2",
             "--wait",
             "--json",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&o, 0);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let s = &v["snapshots"][0];
@@ -230,19 +234,19 @@ fn contract_azure_snapshot_copy_that_fails_at_the_provider_exits_3_with_its_reas
         .status(404),
         arm(SNAP_PUT, "PUT", copy_id.clone(), broken.clone()),
     ]);
-    let o = sb
-        .azure_disk_cmd(&api)
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "azure",
+    let o = azure(
+        &sb,
+        &api,
+        "create",
+        &[
             "--volume",
             &disk_id(),
-        ])
-        .args(["--token", "run-2", "--copy-to", "westus2"])
-        .output()
-        .unwrap();
+            "--token",
+            "run-2",
+            "--copy-to",
+            "westus2",
+        ],
+    );
     assert_code(&o, 3);
     assert!(stdout(&o).contains("found (same token)"), "{}", stdout(&o));
     let e = stderr(&o);
@@ -259,20 +263,12 @@ fn contract_azure_permission_denied_is_named_with_the_role_to_grant() {
     let api = FakeApi::start(vec![arm(DISK_GET, "GET", disk_id(), json!({"error": {"code": "AuthorizationFailed",
         "message": "The client 'app' with object id '1111' does not have authorization to perform action 'Microsoft.Compute/disks/read' over scope '/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-app/providers/Microsoft.Compute/disks/db-data'."}}))
         .status(403)]);
-    let o = sb
-        .azure_disk_cmd(&api)
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "azure",
-            "--volume",
-            &disk_id(),
-            "--token",
-            "run-3",
-        ])
-        .output()
-        .unwrap();
+    let o = azure(
+        &sb,
+        &api,
+        "create",
+        &["--volume", &disk_id(), "--token", "run-3"],
+    );
     assert_code(&o, 1);
     let e = stderr(&o);
     assert!(
@@ -351,20 +347,12 @@ fn contract_azure_operation_url_on_another_host_is_not_followed() {
             "https://attacker.example/steal?api-version=2024-03-02",
         ),
     ]);
-    let o = sb
-        .azure_disk_cmd(&api)
-        .args([
-            "snapshot",
-            "create",
-            "--provider",
-            "azure",
-            "--volume",
-            &disk_id(),
-            "--token",
-            "run-4",
-        ])
-        .output()
-        .unwrap();
+    let o = azure(
+        &sb,
+        &api,
+        "create",
+        &["--volume", &disk_id(), "--token", "run-4"],
+    );
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("ARM pointed at another host (attacker.example); not followed"),

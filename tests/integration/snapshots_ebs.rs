@@ -15,16 +15,7 @@ fn boto(script: &str) -> String {
          def ec2(region):\n    return boto3.client('ec2', endpoint_url='{moto}', region_name=region, aws_access_key_id='x', aws_secret_access_key='y')\n\
          {script}"
     );
-    let out = std::process::Command::new(emulator("OFFSITE_TEST_MOTO_PYTHON"))
-        .args(["-c", &full])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    moto_python(&full)
 }
 
 impl Sandbox {
