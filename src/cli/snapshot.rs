@@ -24,11 +24,15 @@ pub struct SnapshotArgs {
 
 #[derive(Debug, Subcommand)]
 enum SnapshotCommand {
-    /// Snapshot volumes (by --volume, --instance, or a policy's [[snapshots]]), tagged with the
-    /// policy (and a named section), the tool, the volume and the time; copy them to other
-    /// regions.
+    /// Snapshot volumes (--volume, --instance, or a policy's) and copy them to other regions.
+    ///
+    /// Each snapshot is tagged with the policy (and a named section), the tool, the volume and
+    /// the time, and a client token that makes a rerun find it instead of making another.
     Create(CreateArgs),
-    /// List snapshots: offsite's in a region, or a policy's in every region it names.
+    /// List offsite's snapshots in a region, or a policy's in every region it names.
+    ///
+    /// By policy, the snapshots that carry its tag but that no section holds (a section renamed)
+    /// are listed apart.
     List(ListArgs),
     /// Make a new volume from a snapshot: the restore drill for volumes.
     Restore(RestoreArgs),
