@@ -9,7 +9,7 @@ use anyhow::Result;
 use offsite_policies::policy::{Destination, Policy};
 use offsite_storage::Location;
 
-use crate::report::usage;
+use crate::error::usage;
 
 /// Reads and checks the policy at `path`; every problem is a usage error (exit 2).
 pub fn load(path: &Path) -> Result<Policy> {

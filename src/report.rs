@@ -24,7 +24,7 @@ pub mod exit {
     pub fn of(e: &anyhow::Error) -> u8 {
         if e.downcast_ref::<super::StdoutClosed>().is_some() {
             OK
-        } else if e.downcast_ref::<super::UsageError>().is_some() {
+        } else if e.downcast_ref::<crate::error::UsageError>().is_some() {
             USAGE
         } else {
             FAILED
@@ -32,33 +32,7 @@ pub mod exit {
     }
 }
 
-/// A usage or configuration error: exit status 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// Shorthand for a usage error.
-pub fn usage(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(msg.into()))
-}
-
-/// A store's or snapshot provider's error as the command's: what the user wrote (a URL, an id,
-/// a region, an option the store cannot honour: `InvalidConfig`, `Unsupported`) is a usage error
-/// (exit 2); a store that cannot be reached or refuses the credentials is a failure (exit 1).
-pub fn store_error(e: offsite_storage::Error) -> anyhow::Error {
-    use offsite_storage::ErrorKind;
-    match e.kind() {
-        ErrorKind::InvalidConfig | ErrorKind::Unsupported => usage(e.to_string()),
-        _ => anyhow::anyhow!("{e}"),
-    }
-}
+pub use crate::error::{store_error, usage, UsageError};
 
 /// Standard output was closed by its reader (`offsite ls | head -1`): the program ends
 /// quietly with success, as ripgrep does, instead of panicking in `println!`.
@@ -132,23 +106,22 @@ impl Output {
     }
 }
 
-/// `1.5 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
+pub use crate::units::{human_bytes, time};
+
+impl crate::engine::progress::Observer for ProgressBar {
+    fn set_length(&self, len: u64) {
+        ProgressBar::set_length(self, len)
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
+    fn set_position(&self, pos: u64) {
+        ProgressBar::set_position(self, pos)
+    }
+    fn inc(&self, n: u64) {
+        ProgressBar::inc(self, n)
     }
 }
 
-/// A UTC time as `2026-11-26T02:00:00Z`.
-pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+/// The engine's view of a progress bar.
+pub fn observer(pb: &Option<ProgressBar>) -> crate::engine::progress::Progress {
+    pb.clone()
+        .map(|p| std::sync::Arc::new(p) as std::sync::Arc<dyn crate::engine::progress::Observer>)
 }

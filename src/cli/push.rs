@@ -226,7 +226,7 @@ async fn run_inner(args: PushArgs, out: Output, m: &mut Metrics) -> Result<u8> {
         recipients,
         destinations,
         overwrite: args.overwrite,
-        progress: progress.clone(),
+        progress: crate::report::observer(&progress),
         annotations: Annotations {
             policy: policy.as_ref().map(|p| p.name.clone()),
             metadata,
@@ -482,7 +482,7 @@ async fn check_source(
     out: &Output,
 ) -> Result<(Source, Digest)> {
     let pb = out.progress(len, "checking");
-    let (digest, rewound) = push::hash_source(source, pb.clone()).await?;
+    let (digest, rewound) = push::hash_source(source, crate::report::observer(&pb)).await?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }

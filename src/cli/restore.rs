@@ -88,7 +88,15 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         .await?;
     let pb = out.progress(None, "restore");
     let thaw = args.thaw.then_some(args.thaw_days);
-    let res = restore::run(&locations, &selector, &target, identities, thaw, pb.clone()).await;
+    let res = restore::run(
+        &locations,
+        &selector,
+        &target,
+        identities,
+        thaw,
+        crate::report::observer(&pb),
+    )
+    .await;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }

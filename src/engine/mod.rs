@@ -4,6 +4,7 @@ pub mod hidden;
 pub mod holdings;
 pub mod identity;
 pub mod inventory;
+pub mod progress;
 pub mod push;
 pub mod readback;
 pub mod replicate;

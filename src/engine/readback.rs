@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use indicatif::ProgressBar;
 use sha2::{Digest as _, Sha256};
 
 use super::identity::Identities;
@@ -117,7 +116,7 @@ pub async fn read_copy<W: Write + Send + 'static>(
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
     sink: W,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
     prove_stored: bool,
 ) -> Result<(Proven, W), ReadbackError> {
     let url = loc.url().to_string();
@@ -288,7 +287,7 @@ pub async fn read_copy<W: Write + Send + 'static>(
 fn copy_plain<R: Read, W: Write>(
     r: &mut R,
     w: &mut HashingWriter<W>,
-    pb: &Option<ProgressBar>,
+    pb: &crate::engine::progress::Progress,
 ) -> Result<(), ReadbackError> {
     let mut buf = vec![0u8; 1 << 20];
     loop {

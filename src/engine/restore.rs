@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::identity::Identities;
 use super::inventory::{Entry, Listing, ReadOptions, Reader, State};
 use super::readback::{read_copy, Proven, ReadbackError};
 use crate::archive::time_from_name;
+use crate::error::usage;
 use crate::registry::{key_prefix, Opened};
-use crate::report::{time, usage};
+use crate::units::time;
 
 /// Which archive.
 #[derive(Debug, Clone)]
@@ -255,7 +255,7 @@ pub async fn run(
     target: &Target,
     identities: Option<Arc<Identities>>,
     thaw_days: Option<u32>,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
 ) -> Result<RestoreReport> {
     let Chosen {
         name,
@@ -429,7 +429,7 @@ async fn read_to(
     manifest: &crate::archive::Manifest,
     identities: Option<Arc<Identities>>,
     target: &Target,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
     written: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Proven, ReadbackError> {
     match target {
@@ -481,7 +481,7 @@ async fn restore_hidden(
     selector: &Selector,
     target: &Target,
     identities: Option<Arc<Identities>>,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
     attempts: &mut Vec<Attempt>,
 ) -> Option<Result<RestoreReport>> {
     // Bytes already on stdout cannot be taken back: no fallback once any were written.
@@ -577,7 +577,7 @@ async fn restore_to_file(
     identities: Option<Arc<Identities>>,
     path: &Path,
     force: bool,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
 ) -> Result<Proven, ReadbackError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

@@ -121,7 +121,7 @@ pub async fn open(target: &Target) -> Result<Arc<dyn Snapshots>> {
             ),
         )),
     };
-    opened.map_err(crate::report::store_error)
+    opened.map_err(crate::error::store_error)
 }
 
 /// A client token: the same job run again (same policy, volume and `base`) gets the same one.
@@ -216,7 +216,7 @@ pub async fn create(
             "offsite {policy}{}: {} at {}",
             maker.section.map(|n| format!(" [{n}]")).unwrap_or_default(),
             subject.id(),
-            crate::report::time(&now)
+            crate::units::time(&now)
         ),
     };
     let made = match subject {
@@ -307,7 +307,7 @@ pub struct Holding {
 /// section's own holding too, under two retentions.
 pub fn same_region(home: &str, copy_to: &str) -> Result<()> {
     if home == copy_to {
-        return Err(crate::report::usage(format!(
+        return Err(crate::error::usage(format!(
             "copy-to {copy_to:?} is the region the snapshots are made in (the provider's setting, as no region is given): remove it, or set region to the other one"
         )));
     }
@@ -602,7 +602,7 @@ pub fn judge(
                     "snapshots: {at}the newest completed snapshot of {v} in {} {} is from {} (rpo {})",
                     h.provider,
                     h.region,
-                    crate::report::time(&s.created),
+                    crate::units::time(&s.created),
                     policy.rpo.map(|r| r.to_string()).unwrap_or_default()
                 )),
                 _ => {}

@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use offsite_policies::encryption::Recipient;
 use offsite_storage::{Checksum, InFlightBudget};
 use serde::Serialize;
@@ -65,7 +64,7 @@ pub struct PushRequest {
     /// Replace a different archive of the same name.
     pub overwrite: bool,
     /// A progress bar over source bytes, on a terminal.
-    pub progress: Option<ProgressBar>,
+    pub progress: crate::engine::progress::Progress,
     /// The policy's name and the job's metadata, for the manifests.
     pub annotations: Annotations,
     /// The plaintext's size and SHA-256 when the caller has already checked the source (`push

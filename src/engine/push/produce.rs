@@ -12,7 +12,6 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use indicatif::ProgressBar;
 use offsite_policies::encryption::Recipient;
 use sha2::{Digest as _, Sha256};
 
@@ -35,7 +34,7 @@ fn open_reader(source: Source) -> Box<dyn Read + Send> {
 /// Hashes the whole source; gives a file back rewound (stdin cannot be read again).
 pub async fn hash_source(
     source: Source,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
 ) -> Result<(Digest, Option<Source>)> {
     use std::io::{Seek, SeekFrom};
     let what = source_name(&source);
@@ -71,7 +70,7 @@ pub(super) async fn produce(
     recipients: Vec<Recipient>,
     spool: File,
     progress: Arc<ProgressTx>,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
 ) -> Result<(Digest, Digest)> {
     let what = source_name(&source);
     let encrypted = !recipients.is_empty();
@@ -178,7 +177,7 @@ pub(super) fn read_and_encrypt(
     source: Source,
     recipients: &[Recipient],
     sink: BlockSink,
-    pb: Option<ProgressBar>,
+    pb: crate::engine::progress::Progress,
 ) -> std::io::Result<Digest> {
     let mut source = open_reader(source);
     enum Out {

@@ -744,7 +744,7 @@ async fn delete(ctx: &Ctx<'_>, d: &Decision) -> ItemReport {
                 "kept",
                 format!(
                     "locked at the destination until {}",
-                    crate::report::time(&h.retention.expect("checked").retain_until)
+                    crate::units::time(&h.retention.expect("checked").retain_until)
                 ),
             )
         }
