@@ -145,6 +145,24 @@ impl Metrics {
         self.set(name, extra, if on { 1.0 } else { 0.0 });
     }
 
+    /// Runs a job command with its metrics: `body` adds samples, and the run's own samples and
+    /// the textfile or push that `args` ask for follow on every exit, an early failure too (a
+    /// stale file must not say all is well).
+    pub async fn around(
+        command: &'static str,
+        args: &MetricsArgs,
+        body: impl AsyncFnOnce(&mut Metrics) -> Result<u8>,
+    ) -> Result<u8> {
+        let mut m = Metrics::new(command, "-");
+        let res = body(&mut m).await;
+        m.finish(
+            args,
+            res.as_ref().map_or_else(crate::report::exit::of, |c| *c),
+        )
+        .await;
+        res
+    }
+
     /// Adds the run's own samples (time, duration, exit, success) and writes the textfile and
     /// the push that `args` ask for. A failure to write metrics is reported on stderr and does
     /// not change the command's exit status: the job's outcome is what it is.

@@ -25,19 +25,10 @@ pub struct DrillArgs {
     #[command(flatten)]
     inventory: InventoryArgs,
     #[command(flatten)]
-    metrics: MetricsArgs,
+    pub(super) metrics: MetricsArgs,
 }
 
-pub(super) async fn run(args: DrillArgs, out: Output) -> Result<u8> {
-    let mut m = Metrics::new("drill", "-");
-    // Metrics on every exit, an early failure too: a stale file must not say all is well.
-    let res = run_inner(&args, out, &mut m).await;
-    m.finish(&args.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
-        .await;
-    res
-}
-
-async fn run_inner(args: &DrillArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+pub(super) async fn run(args: &DrillArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let (policy, place) = args.policy.required("drill")?;
     crate::policy::need_archives(&policy, "drill")?;
     let policy = &policy;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::metrics::Metrics;
 use crate::report::{exit, Output};
 
 mod completions;
@@ -229,16 +230,33 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Push(a) => push::run(a, out).await,
+            Command::Push(a) => {
+                let metrics = a.metrics.clone();
+                Metrics::around("push", &metrics, async |m| push::run(a, out, m).await).await
+            }
             Command::Ls(a) => ls::run(a, out).await,
             Command::Verify(a) => verify::run(a, out).await,
             Command::Restore(a) => restore::run(a, out).await,
             Command::Create(a) => create::run(a, out).await,
             Command::Plan(a) => plan::run(a, out).await,
-            Command::Status(a) => status::run(a, out).await,
-            Command::Drill(a) => drill::run(a, out).await,
-            Command::Prune(a) => prune::run(a, out).await,
-            Command::Replicate(a) => replicate::run(a, out).await,
+            Command::Status(a) => {
+                Metrics::around("status", &a.metrics, async |m| {
+                    status::run(&a, out, m).await
+                })
+                .await
+            }
+            Command::Drill(a) => {
+                Metrics::around("drill", &a.metrics, async |m| drill::run(&a, out, m).await).await
+            }
+            Command::Prune(a) => {
+                Metrics::around("prune", &a.metrics, async |m| prune::run(&a, out, m).await).await
+            }
+            Command::Replicate(a) => {
+                Metrics::around("replicate", &a.metrics, async |m| {
+                    replicate::run(&a, out, m).await
+                })
+                .await
+            }
             Command::Snapshot(a) => snapshot::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),

@@ -38,7 +38,7 @@ pub struct PruneArgs {
     #[command(flatten)]
     inventory: InventoryArgs,
     #[command(flatten)]
-    metrics: MetricsArgs,
+    pub(super) metrics: MetricsArgs,
 }
 
 /// What was done to one archive or object.
@@ -51,15 +51,7 @@ struct Done {
     ok: bool,
 }
 
-pub(super) async fn run(args: PruneArgs, out: Output) -> Result<u8> {
-    let mut m = Metrics::new("prune", "-");
-    let res = run_inner(&args, out, &mut m).await;
-    m.finish(&args.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
-        .await;
-    res
-}
-
-async fn run_inner(args: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+pub(super) async fn run(args: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let (policy, place) = args.policy.required("prune")?;
     crate::policy::need_archives(&policy, "prune")?;
     let policy = &policy;

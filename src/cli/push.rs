@@ -38,7 +38,7 @@ pub struct PushArgs {
     #[arg(long, value_name = "FILE")]
     metadata: Option<PathBuf>,
     #[command(flatten)]
-    metrics: MetricsArgs,
+    pub(super) metrics: MetricsArgs,
     /// An age recipient: an `age1...` key, or an `ssh-ed25519` / `ssh-rsa` public key line.
     #[arg(short = 'r', long = "recipient", value_name = "KEY")]
     recipients: Vec<String>,
@@ -113,16 +113,7 @@ fn plan(args: &PushArgs) -> Result<Plan> {
     })
 }
 
-pub(super) async fn run(args: PushArgs, out: Output) -> Result<u8> {
-    let margs = args.metrics.clone();
-    let mut m = Metrics::new("push", "-");
-    let res = run_inner(args, out, &mut m).await;
-    m.finish(&margs, res.as_ref().map_or_else(exit::of, |c| *c))
-        .await;
-    res
-}
-
-async fn run_inner(args: PushArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let Plan {
         policy,
         destinations: named,

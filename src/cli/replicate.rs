@@ -54,7 +54,7 @@ pub struct ReplicateArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<(u32, u32)>,
     #[command(flatten)]
-    metrics: MetricsArgs,
+    pub(super) metrics: MetricsArgs,
 }
 
 fn parse_shard(s: &str) -> std::result::Result<(u32, u32), String> {
@@ -68,14 +68,6 @@ fn parse_shard(s: &str) -> std::result::Result<(u32, u32), String> {
         return Err(bad());
     }
     Ok((i, n))
-}
-
-pub(super) async fn run(args: ReplicateArgs, out: Output) -> Result<u8> {
-    let mut m = Metrics::new("replicate", "-");
-    let res = run_inner(&args, out, &mut m).await;
-    m.finish(&args.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
-        .await;
-    res
 }
 
 /// (name, url) of the source and destinations.
@@ -124,7 +116,7 @@ fn route(args: &ReplicateArgs) -> Result<(Route, Option<String>, String)> {
     }
 }
 
-async fn run_inner(args: &ReplicateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+pub(super) async fn run(args: &ReplicateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let (((src_name, src_url), dsts), prefix, policy) = route(args)?;
     m.set_policy(&policy);
     for u in std::iter::once(&src_url).chain(dsts.iter().map(|(_, u)| u)) {

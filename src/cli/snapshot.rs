@@ -240,21 +240,19 @@ pub struct PruneArgs {
 pub(super) async fn run(args: SnapshotArgs, out: Output) -> Result<u8> {
     match args.command {
         SnapshotCommand::Create(a) => {
-            let mut m = Metrics::new("snapshot-create", "-");
-            let res = create(&a, out, &mut m).await;
-            m.finish(&a.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
-                .await;
-            res
+            Metrics::around("snapshot-create", &a.metrics, async |m| {
+                create(&a, out, m).await
+            })
+            .await
         }
         SnapshotCommand::List(a) => list(&a, out).await,
         SnapshotCommand::Restore(a) => restore(&a, out).await,
         SnapshotCommand::Delete(a) => delete(&a, out).await,
         SnapshotCommand::Prune(a) => {
-            let mut m = Metrics::new("snapshot-prune", "-");
-            let res = prune(&a, out, &mut m).await;
-            m.finish(&a.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
-                .await;
-            res
+            Metrics::around("snapshot-prune", &a.metrics, async |m| {
+                prune(&a, out, m).await
+            })
+            .await
         }
     }
 }

@@ -22,19 +22,10 @@ pub struct StatusArgs {
     #[command(flatten)]
     inventory: InventoryArgs,
     #[command(flatten)]
-    metrics: MetricsArgs,
+    pub(super) metrics: MetricsArgs,
 }
 
-pub(super) async fn run(args: StatusArgs, out: Output) -> Result<u8> {
-    let mut m = Metrics::new("status", "-");
-    // Metrics on every exit, an early failure too: a stale file must not say all is well.
-    let res = run_inner(&args, out, &mut m).await;
-    m.finish(&args.metrics, res.as_ref().map_or_else(exit::of, |c| *c))
-        .await;
-    res
-}
-
-async fn run_inner(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let (policy, place) = args.policy.required("status")?;
     let policy = &policy;
     m.set_policy(&policy.name);
