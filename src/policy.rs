@@ -127,7 +127,7 @@ pub fn chosen(flag: Option<&Path>, locations_given: bool) -> Option<std::path::P
 /// The policy's age recipients (`recipients` and `recipients-file`), or none for
 /// `unencrypted = true`. A recipients file that cannot be read is a usage error.
 pub fn recipients(policy: &Policy) -> Result<Vec<offsite_policies::encryption::Recipient>> {
-    use offsite_policies::encryption::{dedup, read_recipients_file, Recipient};
+    use offsite_policies::encryption::{dedup, Recipient};
     let Some(e) = &policy.encryption else {
         return Ok(Vec::new());
     };
@@ -145,6 +145,21 @@ pub fn recipients(policy: &Policy) -> Result<Vec<offsite_policies::encryption::R
         );
     }
     Ok(dedup(out))
+}
+
+/// Reads a recipients file (`-R`, `recipients-file`): one key per line, as `age -R` reads it.
+pub fn read_recipients_file(
+    path: &Path,
+) -> Result<
+    Vec<offsite_policies::encryption::Recipient>,
+    offsite_policies::encryption::RecipientError,
+> {
+    use offsite_policies::encryption::{parse_recipients, RecipientError};
+    let text = std::fs::read_to_string(path).map_err(|source| RecipientError::File {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_recipients(&text, &path.display().to_string())
 }
 
 /// Whether the policy stores archives unencrypted on purpose.

@@ -3,7 +3,6 @@
 //! Only public keys are handled here. Identities (secret keys) never appear in a policy.
 
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 
 /// Why a recipient could not be used.
@@ -113,27 +112,21 @@ impl PartialEq for Recipient {
     }
 }
 
-/// Reads a recipients file: one key per line, `#` comments and blank lines ignored (the format
-/// of `age -R`).
-pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, RecipientError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RecipientError::File {
-        path: path.display().to_string(),
-        source,
-    })?;
+/// Parses the text of a recipients file: one key per line, `#` comments and blank lines ignored
+/// (the format of `age -R`). `origin` names the file in errors (`recipients.txt line 3`); reading
+/// the file is the caller's (the [`RecipientError::File`] error is theirs to build).
+pub fn parse_recipients(text: &str, origin: &str) -> Result<Vec<Recipient>, RecipientError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        out.push(Recipient::parse(
-            line,
-            &format!("{} line {}", path.display(), i + 1),
-        )?);
+        out.push(Recipient::parse(line, &format!("{origin} line {}", i + 1))?);
     }
     if out.is_empty() {
         return Err(RecipientError::EmptyFile {
-            path: path.display().to_string(),
+            path: origin.to_string(),
         });
     }
     Ok(out)
@@ -192,21 +185,17 @@ mod tests {
 
     #[test]
     fn recipients_file_skips_comments_and_reports_lines() {
-        let dir = std::env::temp_dir().join(format!("offsite-rcpt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let pk = age::x25519::Identity::generate().to_public().to_string();
-        let f = dir.join("r.txt");
-        std::fs::write(&f, format!("# team keys\n\n{pk}\n{ED25519}\n")).unwrap();
-        assert_eq!(read_recipients_file(&f).unwrap().len(), 2);
-        std::fs::write(&f, format!("{pk}\nbogus\n")).unwrap();
-        let e = read_recipients_file(&f).unwrap_err().to_string();
+        let text = format!("# team keys\n\n{pk}\n{ED25519}\n");
+        assert_eq!(parse_recipients(&text, "r.txt").unwrap().len(), 2);
+        let e = parse_recipients(&format!("{pk}\nbogus\n"), "r.txt")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("r.txt line 2"), "{e}");
-        std::fs::write(&f, "# nothing\n").unwrap();
         assert!(matches!(
-            read_recipients_file(&f),
+            parse_recipients("# nothing\n", "r.txt"),
             Err(RecipientError::EmptyFile { .. })
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     proptest::proptest! {

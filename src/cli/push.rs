@@ -102,7 +102,8 @@ fn plan(args: &PushArgs) -> Result<Plan> {
         recipients.push(Recipient::parse(r, "--recipient").map_err(|e| usage(e.to_string()))?);
     }
     for f in &args.recipients_files {
-        recipients.extend(encryption::read_recipients_file(f).map_err(|e| usage(e.to_string()))?);
+        recipients
+            .extend(crate::policy::read_recipients_file(f).map_err(|e| usage(e.to_string()))?);
     }
     Ok(Plan {
         policy: None,
