@@ -1,5 +1,6 @@
 //! The engine: runs pushes, verification and restores against stores.
 
+pub mod hashing;
 pub mod hidden;
 pub mod holdings;
 pub mod identity;
