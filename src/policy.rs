@@ -109,6 +109,29 @@ fn percent_encode(v: &str) -> String {
     out
 }
 
+/// The one "policy or URLs" choice every command makes. `--policy FILE` (or `OFFSITE_POLICY`
+/// when no URL was given: see [`chosen`]) loads and checks the policy; a policy together with
+/// URLs, or with `--prefix` (the policy's own prefix applies), is a usage error. `None` means the
+/// URLs given are the locations: the caller says what is missing when there are none.
+pub fn resolve(
+    flag: Option<&Path>,
+    urls_given: bool,
+    prefix_given: bool,
+) -> Result<Option<Policy>> {
+    if flag.is_some() && urls_given {
+        return Err(usage("give locations as URLs or --policy FILE, not both"));
+    }
+    let Some(path) = chosen(flag, urls_given) else {
+        return Ok(None);
+    };
+    if prefix_given {
+        return Err(usage(
+            "--prefix cannot be combined with --policy: the policy's prefix applies",
+        ));
+    }
+    load(&path).map(Some)
+}
+
 /// The policy file a command uses: `--policy FILE`, else `OFFSITE_POLICY` when the command
 /// was given no location of its own (a URL on the command line is a one-off run, and wins over
 /// the environment).

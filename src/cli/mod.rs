@@ -147,19 +147,10 @@ impl PolicyArgs {
         urls: &[String],
         prefix: Option<&str>,
     ) -> anyhow::Result<Where> {
-        if self.policy.is_some() && !urls.is_empty() {
-            return Err(crate::report::usage(
-                "give locations as URLs or --policy FILE, not both",
-            ));
-        }
-        if self.policy.is_some() && prefix.is_some() {
-            return Err(crate::report::usage(
-                "--prefix cannot be combined with --policy: the policy's prefix applies",
-            ));
-        }
-        match crate::policy::chosen(self.policy.as_deref(), !urls.is_empty()) {
-            Some(path) => {
-                let policy = crate::policy::load(&path)?;
+        let chosen =
+            crate::policy::resolve(self.policy.as_deref(), !urls.is_empty(), prefix.is_some())?;
+        match chosen {
+            Some(policy) => {
                 crate::policy::need_archives(&policy, command)?;
                 Ok(Where {
                     named: crate::policy::locations(&policy, true),
@@ -177,19 +168,16 @@ impl PolicyArgs {
             }),
         }
     }
-}
 
-impl PolicyArgs {
     /// For the commands that work only by policy (status, drill, prune): the policy, and its
     /// destinations as locations (none for a policy of `[[snapshots]]` alone, which drill and
     /// prune refuse with [`crate::policy::need_archives`]).
     fn required(&self, command: &str) -> anyhow::Result<(offsite_policies::policy::Policy, Where)> {
-        let Some(path) = crate::policy::chosen(self.policy.as_deref(), false) else {
+        let Some(policy) = crate::policy::resolve(self.policy.as_deref(), false, false)? else {
             return Err(crate::report::usage(format!(
                 "{command} works by policy: give --policy FILE or set OFFSITE_POLICY"
             )));
         };
-        let policy = crate::policy::load(&path)?;
         let place = Where {
             named: crate::policy::locations(&policy, true),
             prefix: policy.prefix.clone(),
