@@ -259,4 +259,67 @@ mod tests {
         );
         assert_ne!(volume_key(Aws, "vol-0ABC"), volume_key(Aws, "vol-0abc"));
     }
+
+    fn at(hours_ago: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            - chrono::Duration::hours(hours_ago)
+    }
+
+    fn snap(id: &str, series: &str, hours_ago: i64, state: State) -> Listed {
+        Listed {
+            id: id.into(),
+            series: series.into(),
+            created: at(hours_ago),
+            state,
+            source: None,
+        }
+    }
+
+    fn policy() -> Policy {
+        let text = "version = 1\nname = \"vols\"\nrpo = \"26h\"\n[[snapshots]]\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"vol-1\", \"vol-2\"]\n";
+        Policy::parse(text, "p.toml").unwrap()
+    }
+
+    #[test]
+    fn every_named_volume_is_judged_in_every_region_and_a_retired_one_by_no_rpo() {
+        let p = policy();
+        let s = &p.snapshots[0];
+        let home = RegionListing {
+            region: "r1".into(),
+            copy: None,
+            snapshots: vec![
+                snap("s1", "vol-1", 2, State::Completed),
+                snap("s0", "vol-1", 30, State::Completed),
+                snap("s2", "vol-1", 1, State::Pending),
+                snap("s3", "vol-2", 40, State::Completed),
+                snap("s4", "vol-old", 100, State::Completed),
+            ],
+        };
+        let (rows, unmet) = judge(&p, s, &[home], at(0));
+        let row = |v: &str| rows.iter().find(|r| r.volume == v).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(row("vol-1").newest.as_deref(), Some("s1"));
+        assert_eq!(row("vol-1").fresh, Some(true));
+        assert_eq!((row("vol-1").completed, row("vol-1").pending), (2, 1));
+        assert_eq!(row("vol-2").fresh, Some(false));
+        assert!(row("vol-old").retired && row("vol-old").fresh.is_none());
+        assert_eq!(unmet.len(), 1, "{unmet:?}");
+        assert!(unmet[0].contains("vol-2 in aws r1"), "{unmet:?}");
+    }
+
+    #[test]
+    fn a_snapshot_a_pending_copy_reads_from_is_in_use() {
+        let p = policy();
+        let s = &p.snapshots[0];
+        let source = snap("s1", "vol-1", 2, State::Completed);
+        let mut copy = snap("c1", "vol-1", 2, State::Pending);
+        copy.source = Some("s1".into());
+        let items = items(s, std::slice::from_ref(&source), &[&source, &copy]);
+        assert!(items[0].in_use && !items[0].retired);
+        copy.state = State::Completed;
+        let items = super::items(s, std::slice::from_ref(&source), &[&copy]);
+        assert!(!items[0].in_use);
+    }
 }
