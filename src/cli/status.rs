@@ -44,7 +44,7 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     let mut snap_rows = Vec::new();
     let mut snap_unmet = Vec::new();
     for (i, s) in policy.snapshots.iter().enumerate() {
-        match crate::engine::snapshot::holdings(policy, s).await {
+        match crate::engine::snapshot::section_regions(policy, s).await {
             Ok(h) => {
                 let (rows, unmet) = offsite_policies::snapshot_status::judge(policy, s, &h, now);
                 snap_rows.extend(rows);

@@ -8,7 +8,9 @@ use offsite_policies::policy::Policy;
 use offsite_storage::{tags, RestoreVolume, Snapshot, SnapshotState, Snapshots, Volume};
 use serde::Serialize;
 
-use super::{holdings, open, poll_interval, token, unclaimed, DeleteRow, Deletion, SnapshotPlace};
+use super::{
+    open, poll_interval, section_regions, token, unclaimed, DeleteRow, Deletion, SnapshotPlace,
+};
 use crate::error::store_error;
 
 /// What `snapshot list` lists.
@@ -92,7 +94,7 @@ fn sighted(region: &str, snapshot: Snapshot) -> Sighted {
 async fn list_policy(p: &Policy) -> Result<Listing> {
     let mut rows = Vec::new();
     for s in &p.snapshots {
-        for h in holdings(p, s).await? {
+        for h in section_regions(p, s).await? {
             let region = h.region().to_string();
             rows.extend(h.snapshots.into_iter().map(|s| sighted(&region, s)));
         }

@@ -1,6 +1,9 @@
-//! Volume snapshots under a policy: which provider and region a job talks to, which volumes a
-//! `[[snapshots]]` section means, how a snapshot is named, tagged and made idempotent, copies
-//! to other regions, and the holdings that `snapshot prune`, `snapshot list` and `status` read.
+//! Volume snapshots under a policy: which provider and region a job talks to ([`SnapshotPlace`]),
+//! how a snapshot is named, tagged and made idempotent, copies to other regions, and each
+//! section's snapshots region by region ([`section_regions`]) that `snapshot prune`, `snapshot
+//! list` and `status` read. The commands run in [`create`](create()), [`prune`](prune()),
+//! [`list`](list()), [`restore`](restore()) and [`delete`](delete()), and return rows the CLI
+//! prints; judging what they find is pure, in `offsite_policies::snapshot_status`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,7 +103,7 @@ pub struct SnapshotPlace {
 }
 
 impl SnapshotPlace {
-    /// The target of a policy section, its scope filled from its volumes where not given.
+    /// The place of a policy section, its scope filled from its volumes where not given.
     pub fn of(section: &Section) -> SnapshotPlace {
         let first = section.volumes.first().map(String::as_str);
         SnapshotPlace {
@@ -151,26 +154,26 @@ pub fn azure_resource_group(id: &str) -> Option<String> {
     }
 }
 
-/// Opens the provider's adapter in the target's region. A wrong region, id or option is a
+/// Opens the provider's adapter in the place's region. A wrong region, id or option is a
 /// usage error (exit 2); a provider that cannot be reached or will not take the credentials is
 /// a failure (exit 1).
-pub async fn open(target: &SnapshotPlace) -> Result<Arc<dyn Snapshots>> {
-    let opened: Result<Arc<dyn Snapshots>, offsite_storage::Error> = match target.provider {
+pub async fn open(place: &SnapshotPlace) -> Result<Arc<dyn Snapshots>> {
+    let opened: Result<Arc<dyn Snapshots>, offsite_storage::Error> = match place.provider {
         #[cfg(feature = "ebs")]
-        SnapshotProvider::Aws => offsite_ebs::EbsSnapshots::open(target.region.as_deref())
+        SnapshotProvider::Aws => offsite_ebs::EbsSnapshots::open(place.region.as_deref())
             .await
             .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
         #[cfg(feature = "gce-disk")]
         SnapshotProvider::Gcp => offsite_gce_disk::GceSnapshots::open(
-            target.region.as_deref(),
-            target.project.as_deref(),
+            place.region.as_deref(),
+            place.project.as_deref(),
         )
         .await
         .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
         #[cfg(feature = "azure-disk")]
         SnapshotProvider::Azure => offsite_azure_disk::AzureDiskSnapshots::open(
-            target.region.as_deref(),
-            target.resource_group.as_deref(),
+            place.region.as_deref(),
+            place.resource_group.as_deref(),
         )
         .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
         // A value, not a return: in a build without any snapshot feature this is the only arm.
@@ -410,7 +413,7 @@ pub fn listed(s: &Snapshot) -> Listed {
 
 /// Refuses a copy-to region that is where the snapshots are made already (a section without
 /// `region` takes the provider's setting, such as `AWS_REGION`): the copies would sit in the
-/// section's own holding too, under two retentions.
+/// section's own region too, under two retentions.
 pub fn same_region(home: &str, copy_to: &str) -> Result<()> {
     if home == copy_to {
         return Err(crate::error::usage(format!(
@@ -424,8 +427,8 @@ pub fn same_region(home: &str, copy_to: &str) -> Result<()> {
 /// stops it (a region that cannot be read could hold the newest snapshot of a volume). A
 /// section holds the snapshots carrying the policy's tag and its own name (none for a section
 /// without one), so sections sharing a region never judge each other's.
-pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<RegionSnapshots>> {
-    let target = SnapshotPlace::of(section);
+pub async fn section_regions(policy: &Policy, section: &Section) -> Result<Vec<RegionSnapshots>> {
+    let place = SnapshotPlace::of(section);
     let mut filter = vec![(tags::POLICY.to_string(), policy.name.clone())];
     if let Some(n) = &section.name {
         filter.push((tags::SECTION.to_string(), n.clone()));
@@ -434,7 +437,7 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<RegionSn
         v.retain(|s| s.tag(tags::SECTION) == section.name.as_deref());
         v
     };
-    let home = open(&target).await?;
+    let home = open(&place).await?;
     let listed = home
         .list(&filter)
         .await
@@ -443,7 +446,7 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<RegionSn
     let mut out = vec![RegionSnapshots::new(home, &region, None, own(listed))];
     for (ci, c) in section.copy_to.iter().enumerate() {
         same_region(&region, &c.region)?;
-        let there = open(&target.in_region(&c.region)).await?;
+        let there = open(&place.in_region(&c.region)).await?;
         let snapshots = own(there
             .list(&filter)
             .await
@@ -454,27 +457,27 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<RegionSn
 }
 
 /// The snapshots carrying the policy's tag that no section holds (`claimed`: the ids of every
-/// section's [`holdings`]), in every region the policy names, each once: those of a section
+/// section's [`section_regions`]), in every region the policy names, each once: those of a section
 /// since renamed (or named), whose retention no longer reaches them. Each with its region.
 pub async fn unclaimed(
     policy: &Policy,
     claimed: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<(String, Snapshot)>> {
-    let mut targets: Vec<SnapshotPlace> = Vec::new();
+    let mut places: Vec<SnapshotPlace> = Vec::new();
     for s in &policy.snapshots {
         let home = SnapshotPlace::of(s);
         for t in
             std::iter::once(home.clone()).chain(s.copy_to.iter().map(|c| home.in_region(&c.region)))
         {
-            if !targets.contains(&t) {
-                targets.push(t);
+            if !places.contains(&t) {
+                places.push(t);
             }
         }
     }
     let filter = [(tags::POLICY.to_string(), policy.name.clone())];
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
-    for t in targets {
+    for t in places {
         let snaps = open(&t).await?;
         let listed = snaps
             .list(&filter)

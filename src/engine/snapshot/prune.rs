@@ -13,7 +13,7 @@ use offsite_policies::snapshots::{plan, Plan};
 use offsite_storage::Snapshots;
 use serde::Serialize;
 
-use super::{holdings, DeleteRow, Deletion};
+use super::{section_regions, DeleteRow, Deletion};
 
 /// What `snapshot prune` is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -111,13 +111,13 @@ pub async fn prune(req: PruneRequest<'_>) -> Result<PruneReport> {
 /// The plans of section `i`, one per region.
 async fn plan_section(req: &PruneRequest<'_>, i: usize, s: &Section) -> Result<Vec<RegionPlan>> {
     let policy = req.policy;
-    let holdings = holdings(policy, s).await?;
-    let every: Vec<&Listed> = holdings
+    let regions = section_regions(policy, s).await?;
+    let every: Vec<&Listed> = regions
         .iter()
         .flat_map(|h| h.listing.snapshots.iter())
         .collect();
     let mut out = Vec::new();
-    for h in holdings.iter() {
+    for h in regions.iter() {
         let rule = match h.listing.copy {
             None => s.retention_here(policy),
             Some(c) => s.retention_of(&s.copy_to[c], policy),
