@@ -528,4 +528,54 @@ mod tests {
         assert_ne!(token(&["ab", "c"]), token(&["a", "bc"]));
         assert_eq!(a.len(), 24);
     }
+
+    #[test]
+    fn rows_serialize_as_the_json_documents_always_did() {
+        use serde_json::{json, to_value};
+        let row = |region: Option<&str>, outcome| {
+            to_value(DeleteRow {
+                region: region.map(str::to_string),
+                snapshot: "snap-1".into(),
+                outcome,
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            row(Some("r"), Deletion::Deleted),
+            json!({"region": "r", "snapshot": "snap-1", "ok": true})
+        );
+        assert_eq!(
+            row(Some("r"), Deletion::AlreadyGone),
+            json!({"region": "r", "snapshot": "snap-1", "ok": true, "detail": "already gone"})
+        );
+        assert_eq!(
+            row(None, Deletion::Failed("no".into())),
+            json!({"snapshot": "snap-1", "ok": false, "error": "no"})
+        );
+        let unreachable = CreateRow::Unreachable {
+            provider: "aws",
+            failure: Failure("down".into()),
+        };
+        assert_eq!(
+            to_value(&unreachable).unwrap(),
+            json!({"provider": "aws", "ok": false, "error": "down"})
+        );
+        let select = CreateRow::SelectFailed {
+            select: "k=v".into(),
+            region: "r".into(),
+            failure: Failure("no".into()),
+        };
+        assert_eq!(
+            to_value(&select).unwrap(),
+            json!({"select": "k=v", "region": "r", "ok": false, "error": "no"})
+        );
+        let copy = CopyRow {
+            region: "r2".into(),
+            outcome: CopyOutcome::Failed("x".into()),
+        };
+        assert_eq!(
+            to_value(&copy).unwrap(),
+            json!({"region": "r2", "ok": false, "error": "x"})
+        );
+    }
 }
