@@ -8,7 +8,8 @@
 //! destinations can reach against its 3-2-1-1-0 rule and what real copies reach; and
 //! [`status`], whether a policy's rules hold over an inventory; [`retention`], what prune keeps;
 //! [`replication`], the streaming plan that `offsite replicate` carries out; and [`snapshots`],
-//! what `offsite snapshot prune` keeps of each volume's snapshots.
+//! what `offsite snapshot prune` keeps of each volume's snapshots; and [`snapshot_status`], how
+//! each volume's snapshots stand region by region (what `status` reports and prune reads).
 
 pub mod duration;
 pub mod encryption;
@@ -17,5 +18,6 @@ pub mod placement;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod snapshot_status;
 pub mod snapshots;
 pub mod status;

@@ -118,7 +118,7 @@ pub fn plan(
                 ));
             }
         }
-        let decided: BTreeMap<String, (bool, Vec<String>)> = match rule {
+        let decided: Verdicts = match rule {
             Some(r) => apply(r, &completed, now)
                 .into_iter()
                 .map(|d| (d.name, (d.keep, d.reasons)))
@@ -127,30 +127,7 @@ pub fn plan(
         };
         for s in snaps {
             let young = min_age.is_some_and(|m| s.created > m.before(now));
-            let (keep, reasons) = match s.state {
-                State::Pending => (true, vec!["pending".to_string()]),
-                State::Failed if young => (true, vec!["failed, younger than min-age".to_string()]),
-                State::Failed => (
-                    false,
-                    vec!["failed at the provider: holds no data".to_string()],
-                ),
-                State::Completed if s.in_use => (true, vec!["in use".to_string()]),
-                State::Completed if newest.as_deref() == Some(s.id.as_str()) => {
-                    let mut r = match decided.get(&s.id) {
-                        Some((true, r)) => r.clone(),
-                        _ => Vec::new(),
-                    };
-                    r.push("newest completed of its volume".to_string());
-                    if retired {
-                        r.push("volume retired".to_string());
-                    }
-                    (true, r)
-                }
-                State::Completed => match decided.get(&s.id) {
-                    Some((keep, reasons)) => (*keep, reasons.clone()),
-                    None => (true, vec!["no retention".to_string()]),
-                },
-            };
+            let (keep, reasons) = decide(s, newest.as_deref(), retired, young, &decided);
             out.push(Decision {
                 id: s.id.clone(),
                 volume: volume.to_string(),
@@ -174,6 +151,44 @@ pub fn plan(
     Plan {
         items: out,
         refusals,
+    }
+}
+
+/// Retention's verdicts on a volume's completed snapshots, by id: keep, and why.
+type Verdicts = BTreeMap<String, (bool, Vec<String>)>;
+
+/// What prune does with one snapshot of a volume whose newest completed one is `newest`;
+/// `young`: within `min-age`; `decided`: the retention rule's verdicts.
+fn decide(
+    s: &Item,
+    newest: Option<&str>,
+    retired: bool,
+    young: bool,
+    decided: &Verdicts,
+) -> (bool, Vec<String>) {
+    match s.state {
+        State::Pending => (true, vec!["pending".to_string()]),
+        State::Failed if young => (true, vec!["failed, younger than min-age".to_string()]),
+        State::Failed => (
+            false,
+            vec!["failed at the provider: holds no data".to_string()],
+        ),
+        State::Completed if s.in_use => (true, vec!["in use".to_string()]),
+        State::Completed if newest == Some(s.id.as_str()) => {
+            let mut r = match decided.get(&s.id) {
+                Some((true, r)) => r.clone(),
+                _ => Vec::new(),
+            };
+            r.push("newest completed of its volume".to_string());
+            if retired {
+                r.push("volume retired".to_string());
+            }
+            (true, r)
+        }
+        State::Completed => match decided.get(&s.id) {
+            Some((keep, reasons)) => (*keep, reasons.clone()),
+            None => (true, vec!["no retention".to_string()]),
+        },
     }
 }
 

@@ -4,14 +4,19 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use offsite_policies::policy::{Policy, SnapshotProvider};
 use offsite_policies::retention::Options;
-use offsite_storage::{RestoreVolume, Snapshot, SnapshotState};
-use serde_json::json;
+use offsite_policies::snapshot_status::volume_key;
+use offsite_storage::{Snapshot, SnapshotState};
+use serde::Serialize;
 
-use crate::engine::snapshot::{self as engine, Subject, Target};
+use crate::engine::progress::Progress;
+use crate::engine::snapshot::{
+    self as engine, CopyOutcome, CopyTo, CreateRequest, CreateRow, DeleteRow, Deletion, Job,
+    ListScope, Listing, NewVolume, PruneReport, PruneRequest, SnapshotPlace, SnapshotRow, Subject,
+};
 use crate::metrics::{Metrics, MetricsArgs};
 use crate::report::{exit, outln, time, Output};
 
@@ -63,9 +68,10 @@ impl From<Provider> for SnapshotProvider {
     }
 }
 
-/// Where, without a policy.
+/// The provider and region (and GCP project, Azure resource group) a command works in, without
+/// a policy.
 #[derive(Debug, Clone, Args)]
-struct Where {
+struct PlaceArgs {
     /// The cloud whose volumes are snapshotted.
     #[arg(long, value_enum)]
     provider: Option<Provider>,
@@ -82,14 +88,14 @@ struct Where {
     resource_group: Option<String>,
 }
 
-impl Where {
-    fn target(&self, first_id: Option<&str>) -> Result<Target> {
+impl PlaceArgs {
+    fn place(&self, first_id: Option<&str>) -> Result<SnapshotPlace> {
         let Some(p) = self.provider else {
             return Err(crate::report::usage(
                 "give --provider aws|gcp|azure (with --region), or --policy FILE",
             ));
         };
-        Ok(Target {
+        Ok(SnapshotPlace {
             provider: p.into(),
             region: self.region.clone(),
             project: self
@@ -125,7 +131,7 @@ struct SnapshotPolicy {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     #[command(flatten)]
-    at: Where,
+    at: PlaceArgs,
     /// A volume to snapshot: `vol-0abc`, `projects/P/zones/Z/disks/D`, an ARM disk id
     /// (repeatable).
     #[arg(long = "volume", value_name = "ID")]
@@ -176,7 +182,7 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    at: Where,
+    at: PlaceArgs,
     #[command(flatten)]
     policy: SnapshotPolicy,
     /// Only the snapshots of this volume.
@@ -193,7 +199,7 @@ pub struct RestoreArgs {
     /// The snapshot: `snap-0abc`, `projects/P/global/snapshots/N`, an ARM snapshot id.
     snapshot: String,
     #[command(flatten)]
-    at: Where,
+    at: PlaceArgs,
     /// The new volume's name (an EBS Name tag; the GCP or Azure disk name).
     #[arg(long, value_name = "NAME")]
     to_volume: String,
@@ -215,7 +221,7 @@ pub struct DeleteArgs {
     #[arg(required = true)]
     snapshots: Vec<String>,
     #[command(flatten)]
-    at: Where,
+    at: PlaceArgs,
 }
 
 /// Arguments of `offsite snapshot prune`.
@@ -257,20 +263,9 @@ pub(super) async fn run(args: SnapshotArgs, out: Output) -> Result<u8> {
     }
 }
 
-/// One job of `create`: a target, what to snapshot there, where to copy.
-struct Job {
-    target: Target,
-    subjects: Vec<Subject>,
-    /// A policy's `select = "key=value"`: volumes found when the job runs.
-    select: Option<String>,
-    copy_to: Vec<(String, Option<String>)>,
-    /// The policy section's name, tagged on its snapshots.
-    section: Option<String>,
-}
-
 /// The policy, when one is given or named by OFFSITE_POLICY and the command line names no
 /// provider.
-fn policy_of(p: &SnapshotPolicy, at: &Where, what_else: bool) -> Result<Option<Policy>> {
+fn policy_of(p: &SnapshotPolicy, at: &PlaceArgs, what_else: bool) -> Result<Option<Policy>> {
     if p.policy.is_some() && (at.given() || what_else) {
         return Err(crate::report::usage(
             "give --policy FILE, or --provider with volumes or snapshots, not both",
@@ -282,225 +277,92 @@ fn policy_of(p: &SnapshotPolicy, at: &Where, what_else: bool) -> Result<Option<P
     }
 }
 
+/// The jobs of a policy: one per `[[snapshots]]` section.
+fn policy_jobs(p: &Policy) -> Result<Vec<Job>> {
+    if p.snapshots.is_empty() {
+        return Err(crate::report::usage(format!(
+            "policy {} has no [[snapshots]] section: add one (provider, region, volumes)",
+            p.name
+        )));
+    }
+    Ok(p.snapshots.iter().map(Job::of).collect())
+}
+
+/// The one job the command line describes without a policy.
+fn adhoc_job(a: &CreateArgs) -> Result<Job> {
+    if a.volumes.is_empty() && a.instances.is_empty() {
+        return Err(crate::report::usage(
+            "nothing to snapshot: give --volume ID (or --instance ID) with --provider, or --policy FILE",
+        ));
+    }
+    let place = a.at.place(a.volumes.first().map(String::as_str))?;
+    if !a.instances.is_empty() && place.provider != SnapshotProvider::Aws {
+        return Err(crate::report::usage(
+            "--instance snapshots an EBS instance's volumes together: it is for --provider aws",
+        ));
+    }
+    if place.provider == SnapshotProvider::Gcp && !a.copy_to.is_empty() {
+        return Err(crate::report::usage(
+            "GCP standard snapshots cannot be copied between regions: each is stored where it is made; give --region with the storage location it must live in (a region, or a multi-region such as us) instead of --copy-to",
+        ));
+    }
+    let mut subjects: Vec<Subject> = a.volumes.iter().cloned().map(Subject::Volume).collect();
+    subjects.extend(a.instances.iter().cloned().map(Subject::Instance));
+    Ok(Job {
+        place,
+        subjects,
+        select: None,
+        section: None,
+        copy_to: a
+            .copy_to
+            .iter()
+            .map(|r| CopyTo {
+                region: r.clone(),
+                kms_key: a.kms_key.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// The JSON document of `snapshot create`.
+#[derive(Serialize)]
+struct CreateDoc<'a> {
+    policy: &'a str,
+    time: DateTime<Utc>,
+    snapshots: Vec<&'a CreateRow>,
+    exit: u8,
+}
+
 async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let now = Utc::now();
     let adhoc = !a.volumes.is_empty() || !a.instances.is_empty() || !a.copy_to.is_empty();
     let policy = policy_of(&a.policy, &a.at, adhoc)?;
-    let policy_name = policy
-        .as_ref()
-        .map_or("adhoc", |p| p.name.as_str())
-        .to_string();
-    m.set_policy(&policy_name);
-    let mut jobs = Vec::new();
-    match &policy {
-        Some(p) => {
-            if p.snapshots.is_empty() {
-                return Err(crate::report::usage(format!(
-                    "policy {} has no [[snapshots]] section: add one (provider, region, volumes)",
-                    p.name
-                )));
-            }
-            for s in &p.snapshots {
-                let target = Target::of(s);
-                let mut subjects: Vec<Subject> =
-                    s.volumes.iter().cloned().map(Subject::Volume).collect();
-                subjects.extend(s.instances.iter().cloned().map(Subject::Instance));
-                jobs.push(Job {
-                    target,
-                    subjects,
-                    select: s.select.clone(),
-                    section: s.name.clone(),
-                    copy_to: s
-                        .copy_to
-                        .iter()
-                        .map(|c| (c.region.clone(), c.kms_key.clone()))
-                        .collect(),
-                });
-            }
-        }
-        None => {
-            if a.volumes.is_empty() && a.instances.is_empty() {
-                return Err(crate::report::usage(
-                    "nothing to snapshot: give --volume ID (or --instance ID) with --provider, or --policy FILE",
-                ));
-            }
-            let first = a.volumes.first().map(String::as_str);
-            let target = a.at.target(first)?;
-            if !a.instances.is_empty() && target.provider != SnapshotProvider::Aws {
-                return Err(crate::report::usage(
-                    "--instance snapshots an EBS instance's volumes together: it is for --provider aws",
-                ));
-            }
-            if target.provider == SnapshotProvider::Gcp && !a.copy_to.is_empty() {
-                return Err(crate::report::usage(
-                    "GCP standard snapshots cannot be copied between regions: each is stored where it is made; give --region with the storage location it must live in (a region, or a multi-region such as us) instead of --copy-to",
-                ));
-            }
-            let mut subjects: Vec<Subject> =
-                a.volumes.iter().cloned().map(Subject::Volume).collect();
-            subjects.extend(a.instances.iter().cloned().map(Subject::Instance));
-            jobs.push(Job {
-                target,
-                subjects,
-                select: None,
-                section: None,
-                copy_to: a
-                    .copy_to
-                    .iter()
-                    .map(|r| (r.clone(), a.kms_key.clone()))
-                    .collect(),
-            });
-        }
-    }
-    let base = a
-        .token
-        .clone()
-        .unwrap_or_else(|| engine::default_token_base(now));
-    let timeout = Duration::from_secs(a.timeout.saturating_mul(60));
-    let mut rows: Vec<serde_json::Value> = Vec::new();
-    let (mut failed, mut copy_failed) = (0usize, 0usize);
-    // A section whose provider cannot be reached or will not take the credentials fails alone
-    // (exit 1): the other sections still get their snapshots. A wrong region or id is exit 2.
-    for job in &jobs {
-        let home = match engine::open(&job.target).await {
-            Ok(h) => h,
-            Err(e) if e.downcast_ref::<crate::report::UsageError>().is_some() => return Err(e),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {} snapshots: {e:#}", job.target.provider.as_str());
-                rows.push(json!({"provider": job.target.provider.as_str(), "ok": false, "error": format!("{e:#}")}));
-                continue;
-            }
-        };
-        // Each copy-to region is opened once for the job, not once per snapshot.
-        let mut dests = Vec::new();
-        for (region, kms) in &job.copy_to {
-            engine::same_region(home.region(), region)?;
-            let dest = match engine::open(&job.target.in_region(region)).await {
-                Ok(d) => Ok(d),
-                Err(e) if e.downcast_ref::<crate::report::UsageError>().is_some() => return Err(e),
-                Err(e) => Err(format!("{e:#}")),
-            };
-            dests.push((region, kms.as_deref(), dest));
-        }
-        let mut subjects = job.subjects.clone();
-        if let Some(sel) = &job.select {
-            let (k, v) = sel.split_once('=').expect("checked at parse");
-            match home.volumes(k, v).await {
-                Ok(found) if found.is_empty() => eprintln!(
-                    "warning: no volume in {} carries the tag {sel}: nothing to snapshot",
-                    home.region()
-                ),
-                Ok(found) => subjects.extend(found.into_iter().map(|v| Subject::Volume(v.id))),
-                Err(e) => {
-                    failed += 1;
-                    eprintln!("error: cannot list the volumes tagged {sel}: {e}");
-                    rows.push(json!({"select": sel, "region": home.region(), "ok": false, "error": e.to_string()}));
-                    continue;
-                }
-            }
-        }
-        for subject in &subjects {
-            let maker = engine::Maker {
-                policy: &policy_name,
-                section: job.section.as_deref(),
-            };
-            let made = match engine::create(home.as_ref(), maker, subject, &base, now, &a.tags)
-                .await
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    failed += 1;
-                    eprintln!("error: snapshot of {}: {e}", subject.id());
-                    rows.push(json!({"volume": subject.id(), "region": home.region(), "ok": false, "error": e.to_string()}));
-                    continue;
-                }
-            };
-            for (mut snap, reused) in made {
-                // A copy starts from a completed snapshot: copy-to waits for it.
-                let must_wait = a.wait || !job.copy_to.is_empty();
-                let unfinished = snap.state == SnapshotState::Pending || snap.operation.is_some();
-                if must_wait && unfinished {
-                    match engine::wait(home.as_ref(), &snap, out, timeout).await {
-                        Ok(s) => snap = s,
-                        Err(e) => {
-                            failed += 1;
-                            eprintln!("error: waiting for {}: {e}", snap.id);
-                        }
-                    }
-                }
-                let ok = !matches!(snap.state, SnapshotState::Failed(_));
-                if !ok {
-                    failed += 1;
-                    if let SnapshotState::Failed(why) = &snap.state {
-                        eprintln!(
-                            "error: snapshot {} of {} failed at the provider: {why}",
-                            snap.id,
-                            snap.series()
-                        );
-                    }
-                }
-                if !out.json {
-                    outln!(
-                        "{} {} {} {} {}{}",
-                        snap.region,
-                        snap.series(),
-                        snap.id,
-                        snap.state.as_str(),
-                        if reused {
-                            "found (same token)"
-                        } else {
-                            "created"
-                        },
-                        snap.progress.map(|p| format!(" {p}%")).unwrap_or_default()
-                    )?;
-                }
-                let mut copies = Vec::new();
-                for (region, kms, dest) in &dests {
-                    let res = match dest {
-                        Ok(d) => copy_one(d.as_ref(), &snap, *kms, a.wait, out, timeout).await,
-                        Err(e) => Err(anyhow::anyhow!("{e}")),
-                    };
-                    match res {
-                        Ok(c) => {
-                            if let SnapshotState::Failed(why) = &c.state {
-                                copy_failed += 1;
-                                eprintln!("error: copy {} of {} to {region} failed at the provider: {why}", c.id, snap.id);
-                            }
-                            if !out.json {
-                                outln!(
-                                    "{region} {} {} {} copy of {}",
-                                    c.series(),
-                                    c.id,
-                                    c.state.as_str(),
-                                    snap.id
-                                )?;
-                            }
-                            copies.push(json!({"region": region, "snapshot": c, "ok": !matches!(c.state, SnapshotState::Failed(_))}));
-                        }
-                        Err(e) => {
-                            copy_failed += 1;
-                            eprintln!("error: copy of {} to {region}: {e:#}", snap.id);
-                            copies.push(
-                                json!({"region": region, "ok": false, "error": format!("{e:#}")}),
-                            );
-                        }
-                    }
-                }
-                let series = engine::volume_key(job.target.provider, &snap.series());
-                let mut labels = vec![
-                    ("provider", job.target.provider.as_str()),
-                    ("region", snap.region.as_str()),
-                    ("volume", series.as_str()),
-                ];
-                labels.extend(job.section.as_deref().map(|n| ("section", n)));
-                m.time(
-                    "offsite_snapshot_newest_timestamp_seconds",
-                    &labels,
-                    snap.created,
-                );
-                rows.push(json!({"section": job.section, "volume": snap.series(), "region": snap.region, "snapshot": snap, "reused": reused, "ok": ok, "copies": copies}));
-            }
+    let policy_name = policy.as_ref().map_or("adhoc", |p| p.name.as_str());
+    m.set_policy(policy_name);
+    let jobs = match &policy {
+        Some(p) => policy_jobs(p)?,
+        None => vec![adhoc_job(a)?],
+    };
+    let req = CreateRequest {
+        policy: policy_name.to_string(),
+        jobs,
+        base: a
+            .token
+            .clone()
+            .unwrap_or_else(|| engine::default_token_base(now)),
+        now,
+        tags: a.tags.clone(),
+        wait: a.wait,
+        timeout: Duration::from_secs(a.timeout.saturating_mul(60)),
+    };
+    // A bar per wait on a terminal, cleared when the engine lets it go.
+    let bars = |what: &str| -> Progress { crate::report::observer(&out.progress(Some(100), what)) };
+    let rows = engine::create(&req, &bars, &mut |row| print_create_row(row, out.json)).await?;
+    let failed: usize = rows.iter().map(CreateRow::failures).sum();
+    let copy_failed: usize = rows.iter().map(CreateRow::copy_failures).sum();
+    for row in &rows {
+        if let CreateRow::Snapshot(s) = row {
+            newest_metric(m, s);
         }
     }
     let code = if failed > 0 {
@@ -516,82 +378,124 @@ async fn create(a: &CreateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
         (failed + copy_failed) as f64,
     );
     if out.json {
-        out.print_json(
-            &json!({"policy": policy_name, "time": now, "snapshots": rows, "exit": code}),
-        )?;
+        let doc = CreateDoc {
+            policy: policy_name,
+            time: now,
+            snapshots: rows.iter().filter(|r| r.in_json()).collect(),
+            exit: code,
+        };
+        out.print_json(&serde_json::to_value(doc)?)?;
     }
     Ok(code)
 }
 
-/// Copies one completed snapshot to a region (the source must be complete: a pending one is
-/// waited for first by the caller).
-async fn copy_one(
-    dest: &dyn offsite_storage::Snapshots,
-    snap: &Snapshot,
-    kms: Option<&str>,
-    wait: bool,
-    out: Output,
-    timeout: Duration,
-) -> Result<Snapshot> {
-    if snap.state != SnapshotState::Completed {
-        anyhow::bail!("the snapshot is {}, and only a completed snapshot can be copied; run again with --wait", snap.state.as_str());
+/// The time of a snapshot a run made or found, as the newest of its volume there.
+fn newest_metric(m: &mut Metrics, s: &SnapshotRow) {
+    let series = volume_key(s.provider, &s.snapshot.series());
+    let mut labels = vec![
+        ("provider", s.provider.as_str()),
+        ("region", s.snapshot.region.as_str()),
+        ("volume", series.as_str()),
+    ];
+    labels.extend(s.section.as_deref().map(|n| ("section", n)));
+    m.time(
+        "offsite_snapshot_newest_timestamp_seconds",
+        &labels,
+        s.snapshot.created,
+    );
+}
+
+/// A row of `create` as it settles: errors and warnings on stderr, the snapshot and its copies
+/// on stdout (unless `--json`).
+fn print_create_row(row: &CreateRow, json: bool) -> Result<()> {
+    match row {
+        CreateRow::Unreachable { provider, failure } => {
+            eprintln!("error: {provider} snapshots: {}", failure.0)
+        }
+        CreateRow::NothingSelected { select, region } => eprintln!(
+            "warning: no volume in {region} carries the tag {select}: nothing to snapshot"
+        ),
+        CreateRow::SelectFailed {
+            select, failure, ..
+        } => eprintln!(
+            "error: cannot list the volumes tagged {select}: {}",
+            failure.0
+        ),
+        CreateRow::CreateFailed {
+            volume, failure, ..
+        } => eprintln!("error: snapshot of {volume}: {}", failure.0),
+        CreateRow::Snapshot(s) => print_snapshot_row(s, json)?,
     }
-    let mut c = engine::copy(dest, snap, kms).await?.snapshot;
-    if wait && (c.state == SnapshotState::Pending || c.operation.is_some()) {
-        c = engine::wait(dest, &c, out, timeout).await?;
+    Ok(())
+}
+
+fn print_snapshot_row(s: &SnapshotRow, json: bool) -> Result<()> {
+    let snap = &s.snapshot;
+    if let Some(e) = &s.wait_failed {
+        eprintln!("error: waiting for {}: {e}", snap.id);
     }
-    Ok(c)
+    if let SnapshotState::Failed(why) = &snap.state {
+        eprintln!(
+            "error: snapshot {} of {} failed at the provider: {why}",
+            snap.id,
+            snap.series()
+        );
+    }
+    if !json {
+        outln!(
+            "{} {} {} {} {}{}",
+            snap.region,
+            snap.series(),
+            snap.id,
+            snap.state.as_str(),
+            if s.reused {
+                "found (same token)"
+            } else {
+                "created"
+            },
+            snap.progress.map(|p| format!(" {p}%")).unwrap_or_default()
+        )?;
+    }
+    for copy in &s.copies {
+        let region = &copy.region;
+        match &copy.outcome {
+            CopyOutcome::Made(c) => {
+                if let SnapshotState::Failed(why) = &c.state {
+                    eprintln!(
+                        "error: copy {} of {} to {region} failed at the provider: {why}",
+                        c.id, snap.id
+                    );
+                }
+                if !json {
+                    let (series, state) = (c.series(), c.state.as_str());
+                    outln!("{region} {series} {} {state} copy of {}", c.id, snap.id)?;
+                }
+            }
+            CopyOutcome::Failed(e) => eprintln!("error: copy of {} to {region}: {e}", snap.id),
+        }
+    }
+    Ok(())
 }
 
 async fn list(a: &ListArgs, out: Output) -> Result<u8> {
     let policy = policy_of(&a.policy, &a.at, false)?;
-    let mut rows: Vec<(String, Snapshot)> = Vec::new();
-    let mut unclaimed: Vec<(String, Snapshot)> = Vec::new();
-    match &policy {
-        Some(p) => {
-            for s in &p.snapshots {
-                for h in engine::holdings(p, s).await? {
-                    rows.extend(h.snapshots.into_iter().map(|s| (h.region.clone(), s)));
-                }
-            }
-            let claimed = rows.iter().map(|(_, s)| s.id.clone()).collect();
-            unclaimed = engine::unclaimed(p, &claimed).await?;
-        }
-        None => {
-            let target = a.at.target(a.volume.as_deref())?;
-            let snaps = engine::open(&target).await?;
-            let filter = if a.all {
-                vec![]
-            } else {
-                vec![(
-                    offsite_storage::tags::TOOL.to_string(),
-                    offsite_storage::tags::TOOL_VALUE.to_string(),
-                )]
-            };
-            let found = snaps
-                .list(&filter)
-                .await
-                .map_err(crate::report::store_error)?;
-            rows.extend(found.into_iter().map(|s| (snaps.region().to_string(), s)));
-        }
-    }
-    for r in [&mut rows, &mut unclaimed] {
-        if let Some(v) = &a.volume {
-            r.retain(|(_, s)| s.series() == *v || s.volume.as_deref() == Some(v.as_str()));
-        }
-        r.sort_by(|a, b| (&a.0, a.1.series(), b.1.created).cmp(&(&b.0, b.1.series(), a.1.created)));
-    }
+    let scope = match &policy {
+        Some(p) => ListScope::Policy(p),
+        None => ListScope::Place {
+            place: a.at.place(a.volume.as_deref())?,
+            all: a.all,
+        },
+    };
+    let listing = engine::list(&scope, a.volume.as_deref()).await?;
     if out.json {
-        let doc = match policy {
-            Some(_) => json!({
-                "snapshots": rows.iter().map(|(_, s)| s).collect::<Vec<_>>(),
-                "unclaimed": unclaimed.iter().map(|(_, s)| s).collect::<Vec<_>>(),
-            }),
-            None => json!({"snapshots": rows.iter().map(|(_, s)| s).collect::<Vec<_>>()}),
-        };
-        out.print_json(&doc)?;
+        out.print_json(&serde_json::to_value(&listing)?)?;
         return Ok(exit::OK);
     }
+    print_listing(&listing)?;
+    Ok(exit::OK)
+}
+
+fn print_listing(listing: &Listing) -> Result<()> {
     outln!(
         "{:<14} {:<28} {:<40} {:<21} {:<10} {:>6}",
         "REGION",
@@ -601,10 +505,11 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
         "STATE",
         "GIB"
     )?;
-    for (region, s) in &rows {
+    for row in &listing.snapshots {
+        let s = &row.snapshot;
         outln!(
             "{:<14} {:<28} {:<40} {:<21} {:<10} {:>6}",
-            region,
+            row.region,
             s.series(),
             s.id,
             time(&s.created),
@@ -615,15 +520,17 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
             s.size_gib.map_or("-".into(), |g| g.to_string())
         )?;
     }
+    let unclaimed = listing.unclaimed.as_deref().unwrap_or_default();
     if !unclaimed.is_empty() {
         outln!(
             "{} snapshot(s) carry the policy's tag but no section holds them (a section renamed, or named since): no retention reaches them; delete them with `offsite snapshot delete`, or give the section its old name back:",
             unclaimed.len()
         )?;
-        for (region, s) in &unclaimed {
+        for row in unclaimed {
+            let s: &Snapshot = &row.snapshot;
             outln!(
                 "{:<14} {:<28} {:<40} {:<21} section {}",
-                region,
+                row.region,
                 s.series(),
                 s.id,
                 time(&s.created),
@@ -631,121 +538,69 @@ async fn list(a: &ListArgs, out: Output) -> Result<u8> {
             )?;
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 async fn restore(a: &RestoreArgs, out: Output) -> Result<u8> {
-    let target = a.at.target(Some(&a.snapshot))?;
-    let snaps = engine::open(&target).await?;
-    let snap = snaps
-        .get(&a.snapshot)
-        .await
-        .map_err(crate::report::store_error)?;
-    if snap.state != SnapshotState::Completed {
-        anyhow::bail!(
-            "snapshot {} is {}: only a completed snapshot can be restored{}",
-            snap.id,
-            snap.state.as_str(),
-            if snap.state == SnapshotState::Pending {
-                "; wait for it (offsite snapshot list shows its progress)"
-            } else {
-                ""
-            }
-        );
-    }
-    let spec = RestoreVolume {
+    let req = NewVolume {
+        place: a.at.place(Some(&a.snapshot))?,
+        snapshot: a.snapshot.clone(),
         name: a.to_volume.clone(),
         zone: a.zone.clone(),
         volume_type: a.volume_type.clone(),
-        token: engine::token(&["restore", &snap.id, &a.to_volume]),
-        tags: [
-            (
-                offsite_storage::tags::TOOL.to_string(),
-                offsite_storage::tags::TOOL_VALUE.to_string(),
-            ),
-            (offsite_storage::tags::SOURCE.to_string(), snap.id.clone()),
-        ]
-        .into_iter()
-        .collect(),
+        wait: a.wait,
     };
-    let mut vol = snaps
-        .restore(&snap, &spec)
-        .await
-        .map_err(crate::report::store_error)?;
-    if a.wait {
-        vol = wait_volume(snaps.as_ref(), vol).await?;
-    }
+    let r = engine::restore(&req).await?;
     if out.json {
-        out.print_json(&json!({"snapshot": snap, "volume": vol}))?;
+        out.print_json(&serde_json::to_value(&r)?)?;
     } else {
         outln!(
             "volume {} from {} ({}) in {}: {}",
-            vol.id,
-            snap.id,
-            time(&snap.created),
-            vol.zone.as_deref().unwrap_or(snaps.region()),
-            vol.state
+            r.volume.id,
+            r.snapshot.id,
+            time(&r.snapshot.created),
+            r.volume.zone.as_deref().unwrap_or(&r.region),
+            r.volume.state
         )?;
     }
     Ok(exit::OK)
 }
 
-/// Polls a new volume until the provider says it is usable.
-async fn wait_volume(
-    snaps: &dyn offsite_storage::Snapshots,
-    mut vol: offsite_storage::Volume,
-) -> Result<offsite_storage::Volume> {
-    let ready = |s: &str| {
-        matches!(
-            s.to_ascii_lowercase().as_str(),
-            "available" | "ready" | "succeeded" | "unattached" | "in-use"
-        )
-    };
-    let started = std::time::Instant::now();
-    while !ready(&vol.state) {
-        if vol.state.eq_ignore_ascii_case("error") || vol.state.eq_ignore_ascii_case("failed") {
-            anyhow::bail!(
-                "volume {} failed at the provider (state {})",
-                vol.id,
-                vol.state
-            );
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            anyhow::bail!("volume {} still {} after an hour", vol.id, vol.state);
-        }
-        tokio::time::sleep(engine::poll_interval()).await;
-        vol = snaps
-            .volume(&vol.id)
-            .await
-            .map_err(crate::report::store_error)?;
-    }
-    Ok(vol)
+/// The JSON document of `snapshot delete`.
+#[derive(Serialize)]
+struct DeleteDoc<'a> {
+    deleted: &'a [DeleteRow],
 }
 
 async fn delete(a: &DeleteArgs, out: Output) -> Result<u8> {
-    let target = a.at.target(a.snapshots.first().map(String::as_str))?;
-    let snaps = engine::open(&target).await?;
+    let place = a.at.place(a.snapshots.first().map(String::as_str))?;
+    let rows = engine::delete(&place, &a.snapshots).await?;
     let mut failed = 0;
-    let mut rows = Vec::new();
-    for id in &a.snapshots {
-        match snaps.delete(id).await {
-            Ok(()) => {
-                if !out.json {
-                    outln!("deleted {id}")?;
-                }
-                rows.push(json!({"snapshot": id, "ok": true}));
-            }
-            Err(e) => {
+    for r in &rows {
+        match &r.outcome {
+            Deletion::Failed(e) => {
                 failed += 1;
                 eprintln!("error: {e}");
-                rows.push(json!({"snapshot": id, "ok": false, "error": e.to_string()}));
             }
+            _ if !out.json => outln!("deleted {}", r.snapshot)?,
+            _ => {}
         }
     }
     if out.json {
-        out.print_json(&json!({"deleted": rows}))?;
+        out.print_json(&serde_json::to_value(DeleteDoc { deleted: &rows })?)?;
     }
     Ok(if failed > 0 { exit::FAILED } else { exit::OK })
+}
+
+/// The JSON document of `snapshot prune`.
+#[derive(Serialize)]
+struct PruneDoc<'a> {
+    policy: &'a str,
+    dry_run: bool,
+    plans: &'a [engine::RegionPlan],
+    deleted: &'a [DeleteRow],
+    refused: bool,
+    exit: u8,
 }
 
 async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
@@ -762,127 +617,91 @@ async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
             policy.name
         )));
     }
-    let now = Utc::now();
-    let options = Options {
-        force: a.force,
-        max_delete: a.max_delete,
-    };
-    // Every region of every section is read before anything is deleted.
-    let mut plans = Vec::new();
-    for (i, s) in policy.snapshots.iter().enumerate() {
-        let holdings = engine::holdings(&policy, s).await?;
-        let every: Vec<&Snapshot> = holdings.iter().flat_map(|h| h.snapshots.iter()).collect();
-        for h in &holdings {
-            let rule = match h.copy {
-                None => s.retention_here(&policy),
-                Some(c) => s.retention_of(&s.copy_to[c], &policy),
-            };
-            let items = engine::items(s, &h.snapshots, &every);
-            let plan = offsite_policies::snapshots::plan(
-                &format!(
-                    "{}{} {}",
-                    s.name
-                        .as_ref()
-                        .map(|n| format!("{n}: "))
-                        .unwrap_or_default(),
-                    h.provider,
-                    h.region
-                ),
-                rule,
-                &items,
-                now,
-                policy.rpo,
-                options,
-            );
-            plans.push((i, h.snaps.clone(), h.region.clone(), plan));
-        }
-    }
-    let refusals: Vec<&String> = plans.iter().flat_map(|(_, _, _, p)| &p.refusals).collect();
-    let refused = !refusals.is_empty();
-    let mut deleted = 0usize;
-    let mut failed = 0usize;
-    let mut done = Vec::new();
-    if !refused && !a.dry_run {
-        // Through the adapters that listed them: nothing is opened twice.
-        for (_, snaps, region, plan) in &plans {
-            for d in plan.deletions() {
-                match snaps.delete(&d.id).await {
-                    Ok(()) => {
-                        deleted += 1;
-                        done.push(json!({"region": region, "snapshot": d.id, "ok": true}));
-                    }
-                    Err(e) if e.is_not_found() => {
-                        done.push(json!({"region": region, "snapshot": d.id, "ok": true, "detail": "already gone"}));
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("error: {e}");
-                        done.push(json!({"region": region, "snapshot": d.id, "ok": false, "error": e.to_string()}));
-                    }
-                }
-            }
-        }
-    }
-    let planned: usize = plans.iter().map(|(_, _, _, p)| p.deletions().count()).sum();
-    let kept: usize = plans
-        .iter()
-        .map(|(_, _, _, p)| p.items.len())
-        .sum::<usize>()
-        - planned;
-    m.set("offsite_snapshot_prune_kept", &[], kept as f64);
-    m.set("offsite_snapshot_prune_planned", &[], planned as f64);
-    m.set("offsite_snapshot_prune_deleted", &[], deleted as f64);
+    let report = engine::prune(PruneRequest {
+        policy: &policy,
+        now: Utc::now(),
+        options: Options {
+            force: a.force,
+            max_delete: a.max_delete,
+        },
+        dry_run: a.dry_run,
+    })
+    .await?;
+    let refused = report.refused();
+    m.set("offsite_snapshot_prune_kept", &[], report.kept() as f64);
+    m.set(
+        "offsite_snapshot_prune_planned",
+        &[],
+        report.planned() as f64,
+    );
+    m.set(
+        "offsite_snapshot_prune_deleted",
+        &[],
+        report.deleted_now() as f64,
+    );
     m.flag("offsite_prune_refused", &[], refused);
     let code = if refused {
         exit::REFUSED
-    } else if failed > 0 {
+    } else if report.failed() > 0 {
         exit::FAILED
     } else {
         exit::OK
     };
-    if out.json {
-        out.print_json(&json!({
-            "policy": policy.name,
-            "dry_run": a.dry_run,
-            "plans": plans.iter().map(|(i, _, r, p)| json!({"section": i + 1, "name": policy.snapshots[*i].name, "region": r, "items": p.items, "refusals": p.refusals})).collect::<Vec<_>>(),
-            "deleted": done,
-            "refused": refused,
-            "exit": code,
-        }))?;
-    } else {
-        for (i, _, region, plan) in &plans {
-            let name = policy.snapshots[*i].name.as_deref();
-            for d in &plan.items {
-                outln!(
-                    "{:<14} {:<28} {:<40} {:<21} {:<6} {}",
-                    region,
-                    match name {
-                        Some(n) => format!("{n}: {}", d.volume),
-                        None => d.volume.clone(),
-                    },
-                    d.id,
-                    time(&d.created),
-                    if d.keep {
-                        "keep"
-                    } else if refused || a.dry_run {
-                        "would delete"
-                    } else {
-                        "delete"
-                    },
-                    d.reasons.join(", ")
-                )?;
-            }
-        }
-        if refused {
-            outln!("refused: nothing deleted.")?;
-        } else if a.dry_run {
-            outln!("dry run: {planned} snapshot(s) would be deleted, {kept} kept.")?;
-        } else {
-            outln!("{deleted} snapshot(s) deleted, {kept} kept, {failed} failed.")?;
+    for d in &report.deleted {
+        if let Deletion::Failed(e) = &d.outcome {
+            eprintln!("error: {e}");
         }
     }
-    for r in refusals {
+    if out.json {
+        out.print_json(&serde_json::to_value(PruneDoc {
+            policy: &policy.name,
+            dry_run: a.dry_run,
+            plans: &report.plans,
+            deleted: &report.deleted,
+            refused,
+            exit: code,
+        })?)?;
+    } else {
+        print_prune(&report, a.dry_run)?;
+    }
+    for r in report.refusals() {
         eprintln!("error: refused: {r}");
     }
     Ok(code)
+}
+
+fn print_prune(report: &PruneReport, dry_run: bool) -> Result<()> {
+    let refused = report.refused();
+    for p in &report.plans {
+        for d in &p.plan.items {
+            outln!(
+                "{:<14} {:<28} {:<40} {:<21} {:<6} {}",
+                p.region,
+                match &p.name {
+                    Some(n) => format!("{n}: {}", d.volume),
+                    None => d.volume.clone(),
+                },
+                d.id,
+                time(&d.created),
+                if d.keep {
+                    "keep"
+                } else if refused || dry_run {
+                    "would delete"
+                } else {
+                    "delete"
+                },
+                d.reasons.join(", ")
+            )?;
+        }
+    }
+    let (planned, kept) = (report.planned(), report.kept());
+    if refused {
+        outln!("refused: nothing deleted.")?;
+    } else if dry_run {
+        outln!("dry run: {planned} snapshot(s) would be deleted, {kept} kept.")?;
+    } else {
+        let (deleted, failed) = (report.deleted_now(), report.failed());
+        outln!("{deleted} snapshot(s) deleted, {kept} kept, {failed} failed.")?;
+    }
+    Ok(())
 }

@@ -44,9 +44,9 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     let mut snap_rows = Vec::new();
     let mut snap_unmet = Vec::new();
     for (i, s) in policy.snapshots.iter().enumerate() {
-        match crate::engine::snapshot::holdings(policy, s).await {
+        match crate::engine::snapshot::section_regions(policy, s).await {
             Ok(h) => {
-                let (rows, unmet) = crate::engine::snapshot::judge(policy, s, &h, now);
+                let (rows, unmet) = offsite_policies::snapshot_status::judge(policy, s, &h, now);
                 snap_rows.extend(rows);
                 snap_unmet.extend(unmet);
             }
@@ -130,7 +130,7 @@ fn print_text(
     status: &Status,
     named: &[(String, String)],
     now: DateTime<Utc>,
-    snapshots: &[crate::engine::snapshot::VolumeStatus],
+    snapshots: &[offsite_policies::snapshot_status::VolumeStatus],
     snapshots_unmet: usize,
 ) -> Result<()> {
     let rpo = policy.rpo.map_or("not set".into(), |s| s.to_string());
@@ -230,7 +230,7 @@ fn verdict(policy: &Policy, status: &Status, snapshots_unmet: usize) -> Result<(
 }
 
 fn print_snapshots(
-    rows: &[crate::engine::snapshot::VolumeStatus],
+    rows: &[offsite_policies::snapshot_status::VolumeStatus],
     now: DateTime<Utc>,
 ) -> Result<()> {
     if rows.is_empty() {
@@ -280,7 +280,7 @@ fn print_snapshots(
 
 fn snapshot_metrics(
     m: &mut Metrics,
-    rows: &[crate::engine::snapshot::VolumeStatus],
+    rows: &[offsite_policies::snapshot_status::VolumeStatus],
     now: DateTime<Utc>,
 ) {
     // A named section's series carry `section`, so two sections sharing a region stay apart.

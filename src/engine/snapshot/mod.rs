@@ -1,6 +1,9 @@
-//! Volume snapshots under a policy: which provider and region a job talks to, which volumes a
-//! `[[snapshots]]` section means, how a snapshot is named, tagged and made idempotent, copies
-//! to other regions, and the holdings that `snapshot prune`, `snapshot list` and `status` read.
+//! Volume snapshots under a policy: which provider and region a job talks to ([`SnapshotPlace`]),
+//! how a snapshot is named, tagged and made idempotent, copies to other regions, and each
+//! section's snapshots region by region ([`section_regions`]) that `snapshot prune`, `snapshot
+//! list` and `status` read. The commands run in [`create`](create()), [`prune`](prune()),
+//! [`list`](list()), [`restore`](restore()) and [`delete`](delete()), and return rows the CLI
+//! prints; judging what they find is pure, in `offsite_policies::snapshot_status`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,17 +12,86 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use offsite_policies::policy::{Policy, SnapshotProvider, Snapshots as Section};
-use offsite_policies::snapshots::{Item, State};
+use offsite_policies::snapshot_status::{Listed, RegionListing};
+use offsite_policies::snapshots::State;
 use offsite_storage::{
     derived_name, tag_time, tags, CopySnapshot, CreateSnapshot, Made, Snapshot, SnapshotState,
     Snapshots, WaitOptions,
 };
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
+
+use crate::engine::progress::Progress;
+
+mod create;
+mod manage;
+mod prune;
+
+pub use create::{
+    create, CopyOutcome, CopyRow, CopyTo, CreateRequest, CreateRow, Job, SnapshotRow,
+};
+pub use manage::{delete, list, restore, ListScope, Listing, NewVolume, Restored, Sighted};
+pub use prune::{prune, PruneReport, PruneRequest, RegionPlan};
+
+/// An error as a row of a JSON document reads it: `"ok": false, "error": "..."`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub String);
+
+impl Serialize for Failure {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("ok", &false)?;
+        m.serialize_entry("error", &self.0)?;
+        m.end()
+    }
+}
+
+/// How deleting one snapshot came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// Deleted.
+    Deleted,
+    /// Not there any more (prune: deleted meanwhile, by hand or by another run).
+    AlreadyGone,
+    /// The provider refused or failed: why.
+    Failed(String),
+}
+
+impl Serialize for Deletion {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Deletion::Deleted => m.serialize_entry("ok", &true)?,
+            Deletion::AlreadyGone => {
+                m.serialize_entry("ok", &true)?;
+                m.serialize_entry("detail", "already gone")?;
+            }
+            Deletion::Failed(e) => {
+                m.serialize_entry("ok", &false)?;
+                m.serialize_entry("error", e)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// One snapshot deleted (or not).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeleteRow {
+    /// The region (prune names it; `snapshot delete` works in one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The snapshot's id.
+    pub snapshot: String,
+    /// How it came out.
+    #[serde(flatten)]
+    pub outcome: Deletion,
+}
 
 /// Where snapshot calls go: a provider and its region, and the scope GCP and Azure list in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct SnapshotPlace {
     /// Whose snapshots.
     pub provider: SnapshotProvider,
     /// The region (EBS, Azure) or storage location (GCP); else the provider's usual setting.
@@ -30,11 +102,11 @@ pub struct Target {
     pub resource_group: Option<String>,
 }
 
-impl Target {
-    /// The target of a policy section, its scope filled from its volumes where not given.
-    pub fn of(section: &Section) -> Target {
+impl SnapshotPlace {
+    /// The place of a policy section, its scope filled from its volumes where not given.
+    pub fn of(section: &Section) -> SnapshotPlace {
         let first = section.volumes.first().map(String::as_str);
-        Target {
+        SnapshotPlace {
             provider: section.provider,
             region: section.region.clone(),
             project: section
@@ -49,8 +121,8 @@ impl Target {
     }
 
     /// The same provider and scope in another region.
-    pub fn in_region(&self, region: &str) -> Target {
-        Target {
+    pub fn in_region(&self, region: &str) -> SnapshotPlace {
+        SnapshotPlace {
             region: Some(region.to_string()),
             ..self.clone()
         }
@@ -82,26 +154,26 @@ pub fn azure_resource_group(id: &str) -> Option<String> {
     }
 }
 
-/// Opens the provider's adapter in the target's region. A wrong region, id or option is a
+/// Opens the provider's adapter in the place's region. A wrong region, id or option is a
 /// usage error (exit 2); a provider that cannot be reached or will not take the credentials is
 /// a failure (exit 1).
-pub async fn open(target: &Target) -> Result<Arc<dyn Snapshots>> {
-    let opened: Result<Arc<dyn Snapshots>, offsite_storage::Error> = match target.provider {
+pub async fn open(place: &SnapshotPlace) -> Result<Arc<dyn Snapshots>> {
+    let opened: Result<Arc<dyn Snapshots>, offsite_storage::Error> = match place.provider {
         #[cfg(feature = "ebs")]
-        SnapshotProvider::Aws => offsite_ebs::EbsSnapshots::open(target.region.as_deref())
+        SnapshotProvider::Aws => offsite_ebs::EbsSnapshots::open(place.region.as_deref())
             .await
             .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
         #[cfg(feature = "gce-disk")]
         SnapshotProvider::Gcp => offsite_gce_disk::GceSnapshots::open(
-            target.region.as_deref(),
-            target.project.as_deref(),
+            place.region.as_deref(),
+            place.project.as_deref(),
         )
         .await
         .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
         #[cfg(feature = "azure-disk")]
         SnapshotProvider::Azure => offsite_azure_disk::AzureDiskSnapshots::open(
-            target.region.as_deref(),
-            target.resource_group.as_deref(),
+            place.region.as_deref(),
+            place.resource_group.as_deref(),
         )
         .map(|s| Arc::new(s) as Arc<dyn Snapshots>),
         // A value, not a return: in a build without any snapshot feature this is the only arm.
@@ -192,7 +264,7 @@ pub fn new_tags(
 
 /// Starts the snapshots of one subject (reusing what the token already made): each with
 /// whether it was found already made.
-pub async fn create(
+pub async fn start(
     snaps: &dyn Snapshots,
     maker: Maker<'_>,
     subject: &Subject,
@@ -227,7 +299,7 @@ pub async fn create(
 }
 
 /// Starts a copy of `source` into `dest`'s region (reusing what the token already made).
-pub async fn copy(
+pub async fn start_copy(
     dest: &dyn Snapshots,
     source: &Snapshot,
     kms_key: Option<&str>,
@@ -250,14 +322,18 @@ pub async fn copy(
     dest.copy(source, &spec).await
 }
 
-/// Waits for a snapshot with a progress line on a terminal (nothing otherwise).
+/// A progress observer for one wait, named by what is waited for (`region id`): the CLI draws
+/// a bar on a terminal (cleared when the observer is dropped), and gives none otherwise.
+pub type Bars<'a> = &'a (dyn Fn(&str) -> Progress + Send + Sync);
+
+/// Waits for a snapshot, telling its percentage to an observer from `bars`.
 pub async fn wait(
     snaps: &dyn Snapshots,
     s: &Snapshot,
-    out: crate::report::Output,
+    bars: Bars<'_>,
     timeout: Duration,
 ) -> Result<Snapshot, offsite_storage::Error> {
-    let bar = out.progress(Some(100), &format!("{} {}", s.region, s.id));
+    let bar = bars(&format!("{} {}", s.region, s.id));
     let progress = |now: &Snapshot| {
         if let Some(b) = &bar {
             b.set_position(u64::from(now.progress.unwrap_or(0)));
@@ -269,11 +345,7 @@ pub async fn wait(
         timeout,
         progress: &progress,
     };
-    let done = snaps.wait(s, &options).await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    done
+    snaps.wait(s, &options).await
 }
 
 /// Seconds between polls: `OFFSITE_SNAPSHOT_POLL_SECONDS` (tests use a fraction), else 5.
@@ -286,25 +358,62 @@ pub fn poll_interval() -> Duration {
         .unwrap_or(Duration::from_secs(5))
 }
 
-/// The snapshots of a policy in one region, and the adapter they were listed through (prune
-/// deletes through it).
+/// The snapshots of a policy's section in one region, and the adapter they were listed
+/// through (prune deletes through it).
 #[derive(Debug, Clone)]
-pub struct Holding {
+pub struct RegionSnapshots {
     /// The region's adapter.
     pub snaps: Arc<dyn Snapshots>,
-    /// `aws`, `gcp`, `azure`.
-    pub provider: &'static str,
-    /// The region.
-    pub region: String,
-    /// `None` for the section's own region, else the copy-to entry's index.
-    pub copy: Option<usize>,
-    /// The snapshots there that carry the policy's tag.
+    /// The snapshots there that the section holds, as the provider describes them.
     pub snapshots: Vec<Snapshot>,
+    /// The same, as judging and retention read them.
+    pub listing: RegionListing,
+}
+
+impl RegionSnapshots {
+    /// A region's snapshots, with the listing judging reads made of them.
+    fn new(snaps: Arc<dyn Snapshots>, region: &str, copy: Option<usize>, v: Vec<Snapshot>) -> Self {
+        RegionSnapshots {
+            listing: RegionListing {
+                region: region.to_string(),
+                copy,
+                snapshots: v.iter().map(listed).collect(),
+            },
+            snaps,
+            snapshots: v,
+        }
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.listing.region
+    }
+}
+
+impl AsRef<RegionListing> for RegionSnapshots {
+    fn as_ref(&self) -> &RegionListing {
+        &self.listing
+    }
+}
+
+/// A snapshot as judging and retention read it.
+pub fn listed(s: &Snapshot) -> Listed {
+    Listed {
+        id: s.id.clone(),
+        series: s.series(),
+        created: s.created,
+        state: match s.state {
+            SnapshotState::Pending => State::Pending,
+            SnapshotState::Completed => State::Completed,
+            SnapshotState::Failed(_) => State::Failed,
+        },
+        source: s.tag(tags::SOURCE).map(str::to_string),
+    }
 }
 
 /// Refuses a copy-to region that is where the snapshots are made already (a section without
 /// `region` takes the provider's setting, such as `AWS_REGION`): the copies would sit in the
-/// section's own holding too, under two retentions.
+/// section's own region too, under two retentions.
 pub fn same_region(home: &str, copy_to: &str) -> Result<()> {
     if home == copy_to {
         return Err(crate::error::usage(format!(
@@ -318,8 +427,8 @@ pub fn same_region(home: &str, copy_to: &str) -> Result<()> {
 /// stops it (a region that cannot be read could hold the newest snapshot of a volume). A
 /// section holds the snapshots carrying the policy's tag and its own name (none for a section
 /// without one), so sections sharing a region never judge each other's.
-pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>> {
-    let target = Target::of(section);
+pub async fn section_regions(policy: &Policy, section: &Section) -> Result<Vec<RegionSnapshots>> {
+    let place = SnapshotPlace::of(section);
     let mut filter = vec![(tags::POLICY.to_string(), policy.name.clone())];
     if let Some(n) = &section.name {
         filter.push((tags::SECTION.to_string(), n.clone()));
@@ -328,57 +437,47 @@ pub async fn holdings(policy: &Policy, section: &Section) -> Result<Vec<Holding>
         v.retain(|s| s.tag(tags::SECTION) == section.name.as_deref());
         v
     };
-    let home = open(&target).await?;
-    let mut out = vec![Holding {
-        snaps: home.clone(),
-        provider: section.provider.as_str(),
-        region: home.region().to_string(),
-        copy: None,
-        snapshots: own(home
-            .list(&filter)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", home.region()))?),
-    }];
+    let home = open(&place).await?;
+    let listed = home
+        .list(&filter)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", home.region()))?;
+    let region = home.region().to_string();
+    let mut out = vec![RegionSnapshots::new(home, &region, None, own(listed))];
     for (ci, c) in section.copy_to.iter().enumerate() {
-        same_region(home.region(), &c.region)?;
-        let there = open(&target.in_region(&c.region)).await?;
+        same_region(&region, &c.region)?;
+        let there = open(&place.in_region(&c.region)).await?;
         let snapshots = own(there
             .list(&filter)
             .await
             .map_err(|e| anyhow::anyhow!("cannot list snapshots in {}: {e}", c.region))?);
-        out.push(Holding {
-            snaps: there,
-            provider: section.provider.as_str(),
-            region: c.region.clone(),
-            copy: Some(ci),
-            snapshots,
-        });
+        out.push(RegionSnapshots::new(there, &c.region, Some(ci), snapshots));
     }
     Ok(out)
 }
 
 /// The snapshots carrying the policy's tag that no section holds (`claimed`: the ids of every
-/// section's [`holdings`]), in every region the policy names, each once: those of a section
+/// section's [`section_regions`]), in every region the policy names, each once: those of a section
 /// since renamed (or named), whose retention no longer reaches them. Each with its region.
 pub async fn unclaimed(
     policy: &Policy,
     claimed: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<(String, Snapshot)>> {
-    let mut targets: Vec<Target> = Vec::new();
+    let mut places: Vec<SnapshotPlace> = Vec::new();
     for s in &policy.snapshots {
-        let home = Target::of(s);
+        let home = SnapshotPlace::of(s);
         for t in
             std::iter::once(home.clone()).chain(s.copy_to.iter().map(|c| home.in_region(&c.region)))
         {
-            if !targets.contains(&t) {
-                targets.push(t);
+            if !places.contains(&t) {
+                places.push(t);
             }
         }
     }
     let filter = [(tags::POLICY.to_string(), policy.name.clone())];
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
-    for t in targets {
+    for t in places {
         let snaps = open(&t).await?;
         let listed = snaps
             .list(&filter)
@@ -396,75 +495,6 @@ pub async fn unclaimed(
         }
     }
     Ok(out)
-}
-
-/// One spelling of a volume id, so a policy's `volumes`, the volume a snapshot names and the
-/// engine's tag compare equal however each was written: GCP from `projects/` on (a full
-/// compute URL is the same disk), Azure resource ids without regard to case (ARM ignores it),
-/// EBS ids as they are.
-pub fn volume_key(provider: SnapshotProvider, id: &str) -> String {
-    match provider {
-        SnapshotProvider::Gcp => id.find("projects/").map_or(id, |at| &id[at..]).to_string(),
-        SnapshotProvider::Azure => id.to_ascii_lowercase(),
-        SnapshotProvider::Aws => id.to_string(),
-    }
-}
-
-/// The volume a snapshot of `section` is a series of, as [`volume_key`] spells it.
-pub fn series_key(section: &Section, s: &Snapshot) -> String {
-    volume_key(section.provider, &s.series())
-}
-
-/// Whether a section retired `volume` (a [`volume_key`]) on purpose: it lists its volumes
-/// (`volumes = [...]`) and this one is no longer among them. A `select` or `instances` section
-/// cannot tell a retired volume from one that stopped: none is retired there. (A snapshot that
-/// names no volume at all, series `-`, counts as retired under a `volumes` list: it is of none
-/// of them, and its newest is kept all the same.)
-pub fn retired(section: &Section, volume: &str) -> bool {
-    !section.volumes.is_empty()
-        && !section
-            .volumes
-            .iter()
-            .any(|v| volume_key(section.provider, v) == volume)
-}
-
-/// What retention reads of a section's snapshots in one region; `copies` are every region's,
-/// so a snapshot that a copy still in progress reads from counts as in use.
-pub fn items(section: &Section, snapshots: &[Snapshot], copies: &[&Snapshot]) -> Vec<Item> {
-    snapshots
-        .iter()
-        .map(|s| Item {
-            retired: retired(section, &series_key(section, s)),
-            id: s.id.clone(),
-            volume: series_key(section, s),
-            created: s.created,
-            state: match s.state {
-                SnapshotState::Pending => State::Pending,
-                SnapshotState::Completed => State::Completed,
-                SnapshotState::Failed(_) => State::Failed,
-            },
-            in_use: copies.iter().any(|c| {
-                c.tag(tags::SOURCE) == Some(s.id.as_str()) && c.state == SnapshotState::Pending
-            }),
-        })
-        .collect()
-}
-
-/// The newest completed snapshot of each volume in a section's holding: (volume, as
-/// [`volume_key`] spells it; snapshot).
-pub fn newest<'a>(section: &Section, h: &'a Holding) -> BTreeMap<String, &'a Snapshot> {
-    let mut m: BTreeMap<String, &Snapshot> = BTreeMap::new();
-    for s in h
-        .snapshots
-        .iter()
-        .filter(|s| s.state == SnapshotState::Completed)
-    {
-        let e = m.entry(series_key(section, s)).or_insert(s);
-        if s.created > e.created {
-            *e = s;
-        }
-    }
-    m
 }
 
 #[cfg(test)]
@@ -489,29 +519,6 @@ mod tests {
     }
 
     #[test]
-    fn one_volume_however_its_id_is_spelt() {
-        use SnapshotProvider::*;
-        assert_eq!(
-            volume_key(
-                Gcp,
-                "https://www.googleapis.com/compute/v1/projects/p/zones/z/disks/d"
-            ),
-            volume_key(Gcp, "projects/p/zones/z/disks/d")
-        );
-        assert_eq!(
-            volume_key(
-                Azure,
-                "/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/disks/D"
-            ),
-            volume_key(
-                Azure,
-                "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/disks/d"
-            )
-        );
-        assert_ne!(volume_key(Aws, "vol-0ABC"), volume_key(Aws, "vol-0abc"));
-    }
-
-    #[test]
     fn tokens_are_stable_and_distinct() {
         let a = token(&["p", "us-east-1", "vol-1", "2026120702"]);
         assert_eq!(a, token(&["p", "us-east-1", "vol-1", "2026120702"]));
@@ -521,107 +528,54 @@ mod tests {
         assert_ne!(token(&["ab", "c"]), token(&["a", "bc"]));
         assert_eq!(a.len(), 24);
     }
-}
 
-/// The newest snapshot of one volume in one region, as `status` reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct VolumeStatus {
-    /// The section no longer names the volume: shown, and judged by no rpo.
-    pub retired: bool,
-    /// The `[[snapshots]]` section's name, when it has one.
-    pub section: Option<String>,
-    /// `aws`, `gcp`, `azure`.
-    pub provider: &'static str,
-    /// The region.
-    pub region: String,
-    /// Whether the region is a copy-to region.
-    pub copy: bool,
-    /// The volume.
-    pub volume: String,
-    /// Its newest completed snapshot there.
-    pub newest: Option<String>,
-    /// When that snapshot's data was taken.
-    pub newest_created: Option<DateTime<Utc>>,
-    /// Within the policy's rpo (`None`: no rpo).
-    pub fresh: Option<bool>,
-    /// Completed snapshots of the volume there.
-    pub completed: usize,
-    /// Snapshots or copies still being made.
-    pub pending: usize,
-    /// Snapshots the provider failed.
-    pub failed: usize,
-}
-
-/// Judges a section's holdings: one row per volume and region (every volume the section
-/// names, or that any of its regions holds, in every region), and the rules that do not hold.
-pub fn judge(
-    policy: &Policy,
-    section: &Section,
-    holdings: &[Holding],
-    now: DateTime<Utc>,
-) -> (Vec<VolumeStatus>, Vec<String>) {
-    // One row per volume however its id is spelt in the policy and on the snapshots.
-    let mut volumes: std::collections::BTreeSet<String> = section
-        .volumes
-        .iter()
-        .map(|v| volume_key(section.provider, v))
-        .collect();
-    for h in holdings {
-        volumes.extend(h.snapshots.iter().map(|s| series_key(section, s)));
+    #[test]
+    fn rows_serialize_as_the_json_documents_always_did() {
+        use serde_json::{json, to_value};
+        let row = |region: Option<&str>, outcome| {
+            to_value(DeleteRow {
+                region: region.map(str::to_string),
+                snapshot: "snap-1".into(),
+                outcome,
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            row(Some("r"), Deletion::Deleted),
+            json!({"region": "r", "snapshot": "snap-1", "ok": true})
+        );
+        assert_eq!(
+            row(Some("r"), Deletion::AlreadyGone),
+            json!({"region": "r", "snapshot": "snap-1", "ok": true, "detail": "already gone"})
+        );
+        assert_eq!(
+            row(None, Deletion::Failed("no".into())),
+            json!({"snapshot": "snap-1", "ok": false, "error": "no"})
+        );
+        let unreachable = CreateRow::Unreachable {
+            provider: "aws",
+            failure: Failure("down".into()),
+        };
+        assert_eq!(
+            to_value(&unreachable).unwrap(),
+            json!({"provider": "aws", "ok": false, "error": "down"})
+        );
+        let select = CreateRow::SelectFailed {
+            select: "k=v".into(),
+            region: "r".into(),
+            failure: Failure("no".into()),
+        };
+        assert_eq!(
+            to_value(&select).unwrap(),
+            json!({"select": "k=v", "region": "r", "ok": false, "error": "no"})
+        );
+        let copy = CopyRow {
+            region: "r2".into(),
+            outcome: CopyOutcome::Failed("x".into()),
+        };
+        assert_eq!(
+            to_value(&copy).unwrap(),
+            json!({"region": "r2", "ok": false, "error": "x"})
+        );
     }
-    let mut rows = Vec::new();
-    let mut unmet = Vec::new();
-    for h in holdings {
-        let newest = newest(section, h);
-        for v in &volumes {
-            let of: Vec<&Snapshot> = h
-                .snapshots
-                .iter()
-                .filter(|s| series_key(section, s) == *v)
-                .collect();
-            let count = |f: fn(&SnapshotState) -> bool| of.iter().filter(|s| f(&s.state)).count();
-            let n = newest.get(v);
-            // A volume retired on purpose is shown, but no snapshot of it is due.
-            let gone = retired(section, v);
-            let fresh = policy
-                .rpo
-                .filter(|_| !gone)
-                .map(|rpo| n.is_some_and(|s| s.created >= rpo.before(now)));
-            let at = section
-                .name
-                .as_ref()
-                .map(|n| format!("[{n}] "))
-                .unwrap_or_default();
-            match (n, fresh) {
-                _ if gone => {}
-                (None, _) => unmet.push(format!(
-                    "snapshots: {at}no completed snapshot of {v} in {} {}",
-                    h.provider, h.region
-                )),
-                (Some(s), Some(false)) => unmet.push(format!(
-                    "snapshots: {at}the newest completed snapshot of {v} in {} {} is from {} (rpo {})",
-                    h.provider,
-                    h.region,
-                    crate::units::time(&s.created),
-                    policy.rpo.map(|r| r.to_string()).unwrap_or_default()
-                )),
-                _ => {}
-            }
-            rows.push(VolumeStatus {
-                retired: gone,
-                section: section.name.clone(),
-                provider: h.provider,
-                region: h.region.clone(),
-                copy: h.copy.is_some(),
-                volume: v.clone(),
-                newest: n.map(|s| s.id.clone()),
-                newest_created: n.map(|s| s.created),
-                fresh,
-                completed: count(|s| *s == SnapshotState::Completed),
-                pending: count(|s| *s == SnapshotState::Pending),
-                failed: count(|s| matches!(s, SnapshotState::Failed(_))),
-            });
-        }
-    }
-    (rows, unmet)
 }
