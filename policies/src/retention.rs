@@ -245,7 +245,81 @@ pub struct Plan {
     /// destination order, newest first within each series.
     pub items: Vec<Planned>,
     /// Rails that refuse the whole plan: when any is here, nothing is deleted.
-    pub refusals: Vec<String>,
+    pub refusals: Vec<Refusal>,
+}
+
+/// A rail that refuses the whole plan: while any holds, nothing is deleted. Its `Display` (and
+/// its JSON, a string) is the sentence the user reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A series' newest complete archive anywhere is older than `rpo` and the plan would delete
+    /// some of its archives: backups seem to have stopped.
+    Rpo {
+        /// The policy's rpo.
+        rpo: Span,
+        /// The series.
+        series: String,
+        /// Its newest complete archive.
+        newest: String,
+    },
+    /// The plan deletes more at one destination than its cap.
+    MaxDelete {
+        /// The destination's index in the policy.
+        destination: usize,
+        /// The destination's name.
+        name: String,
+        /// How many the plan deletes there.
+        planned: u32,
+        /// The cap (`--max-delete`, else the retention's `max-delete`).
+        limit: u32,
+        /// Counted with the orphans prune would delete there too (the planner counts
+        /// archives alone).
+        with_orphans: bool,
+    },
+}
+
+impl Refusal {
+    /// Whether this refuses for `max-delete` at the destination of index `destination`.
+    pub fn is_max_delete_at(&self, destination: usize) -> bool {
+        matches!(self, Refusal::MaxDelete { destination: d, .. } if *d == destination)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Rpo { rpo, series, newest } => write!(
+                f,
+                "rpo {rpo}: the newest complete archive of {series}, {newest}, is older than rpo: backups seem to have stopped, so prune deletes nothing (fix the backups, or pass --force)"
+            ),
+            Refusal::MaxDelete {
+                name,
+                planned,
+                limit,
+                with_orphans: false,
+                ..
+            } => write!(
+                f,
+                "max-delete {limit}: the plan deletes {planned} archives at {name}; nothing is deleted (check the rules with --dry-run, then raise --max-delete)"
+            ),
+            Refusal::MaxDelete {
+                name,
+                planned,
+                limit,
+                with_orphans: true,
+                ..
+            } => write!(
+                f,
+                "max-delete {limit}: the plan deletes {planned} archives and orphans at {name}; nothing is deleted (check with --dry-run, then raise --max-delete)"
+            ),
+        }
+    }
+}
+
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl Plan {
@@ -345,10 +419,11 @@ pub fn plan(policy: &Policy, inventory: &Inventory, now: DateTime<Utc>, options:
             if series_deletes > 0 && !options.force {
                 if let (Some(rpo), Some(newest)) = (policy.rpo, inventory.newest_complete(s)) {
                     if newest.created.is_none_or(|t| t < rpo.before(now)) {
-                        refusals.push(format!(
-                            "rpo {rpo}: the newest complete archive of {s}, {}, is older than rpo: backups seem to have stopped, so prune deletes nothing (fix the backups, or pass --force)",
-                            newest.name
-                        ));
+                        refusals.push(Refusal::Rpo {
+                            rpo,
+                            series: s.to_string(),
+                            newest: newest.name.clone(),
+                        });
                     }
                 }
             }
@@ -356,10 +431,13 @@ pub fn plan(policy: &Policy, inventory: &Inventory, now: DateTime<Utc>, options:
         let cap = options.max_delete.or(rule.max_delete);
         if let Some(cap) = cap {
             if deletions > cap {
-                refusals.push(format!(
-                    "max-delete {cap}: the plan deletes {deletions} archives at {}; nothing is deleted (check the rules with --dry-run, then raise --max-delete)",
-                    d.name
-                ));
+                refusals.push(Refusal::MaxDelete {
+                    destination: di,
+                    name: d.name.clone(),
+                    planned: deletions,
+                    limit: cap,
+                    with_orphans: false,
+                });
             }
         }
     }

@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 use clap::Args;
-use offsite_storage::{CreateOptions, ErrorKind};
-use serde_json::json;
+use offsite_storage::CreateOptions;
+use serde::Serialize;
 
-use crate::report::{exit, outln, usage, Output};
+use crate::report::{exit, outln, Output};
 
 /// Arguments of `offsite create`.
 #[derive(Debug, Args)]
@@ -26,6 +26,15 @@ pub struct CreateArgs {
     project: Option<String>,
 }
 
+/// `--json`: the location and what was made.
+#[derive(Serialize)]
+struct Json<'a> {
+    url: &'a str,
+    created: bool,
+    versioning: bool,
+    object_lock: bool,
+}
+
 pub(super) async fn run(args: CreateArgs, out: Output) -> Result<u8> {
     let loc = super::open_all(std::slice::from_ref(&args.url), None)
         .await?
@@ -34,20 +43,15 @@ pub(super) async fn run(args: CreateArgs, out: Output) -> Result<u8> {
     options.versioning = args.versioning || args.object_lock;
     options.object_lock = args.object_lock;
     options.project = args.project.clone();
-    let created = match loc.store.create_location(&options).await {
-        Ok(created) => created,
-        Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::InvalidConfig) => {
-            return Err(usage(format!("cannot create {} as asked: {e}", loc.url())))
-        }
-        Err(e) => return Err(anyhow::anyhow!("cannot create {}: {e}", loc.url())),
-    };
+    let created = crate::engine::access::create(&loc, &options).await?;
     if out.json {
-        out.print_json(&json!({
-            "url": loc.url(),
-            "created": created,
-            "versioning": options.versioning,
-            "object_lock": options.object_lock,
-        }))?;
+        let doc = Json {
+            url: loc.url(),
+            created,
+            versioning: options.versioning,
+            object_lock: options.object_lock,
+        };
+        out.print_json(&serde_json::to_value(doc)?)?;
     } else if created {
         outln!("created {}", loc.url())?;
     } else {

@@ -3,8 +3,9 @@
 use std::io::Write;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use super::InventoryArgs;
 use crate::engine::inventory::{scan, Entry, State};
@@ -71,7 +72,11 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
             .and_then(|()| write_text(&mut w, loc.url(), entries)),
             (Err(e), true) => {
                 code = exit::FAILED;
-                let doc = json!({"url": loc.url(), "error": e.to_string()});
+                let doc = serde_json::to_value(JsonError {
+                    url: loc.url(),
+                    error: e.to_string(),
+                })
+                .map_err(std::io::Error::from)?;
                 writeln!(w, "{}{doc}", if i == 0 { "" } else { "," })
             }
             (Err(e), false) => {
@@ -89,6 +94,43 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     Ok(code)
 }
 
+/// One archive in `--json`.
+#[derive(Serialize)]
+struct JsonArchive<'a> {
+    archive: &'a str,
+    series: String,
+    state: State,
+    created: Option<DateTime<Utc>>,
+    size: Option<u64>,
+    sha256: Option<&'a str>,
+    stored_size: Option<u64>,
+    encrypted: Option<bool>,
+    key: Option<&'a str>,
+}
+
+impl<'a> JsonArchive<'a> {
+    fn of(e: &'a Entry) -> JsonArchive<'a> {
+        JsonArchive {
+            archive: &e.name,
+            series: offsite_policies::inventory::series_of(&e.name),
+            state: e.state,
+            created: e.created(),
+            size: e.manifest.as_ref().map(|m| m.plaintext.size),
+            sha256: e.manifest.as_ref().map(|m| m.plaintext.sha256.as_str()),
+            stored_size: e.object.as_ref().map(|o| o.size),
+            encrypted: e.manifest.as_ref().map(|m| m.encrypted()),
+            key: e.object.as_ref().map(|o| o.key.as_str()),
+        }
+    }
+}
+
+/// A location that could not be listed, in `--json`.
+#[derive(Serialize)]
+struct JsonError<'a> {
+    url: &'a str,
+    error: String,
+}
+
 /// The JSON document, written one archive a line as it goes rather than built in memory:
 /// `{"url": ..., "archives": [ {...}, ... ]}`.
 fn write_json(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Result<()> {
@@ -96,18 +138,9 @@ fn write_json(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Resu
     writeln!(w, "  \"url\": {},", serde_json::Value::from(url))?;
     write!(w, "  \"archives\": [")?;
     for (i, e) in entries.iter().enumerate() {
-        let item = json!({
-            "archive": e.name,
-            "series": offsite_policies::inventory::series_of(&e.name),
-            "state": e.state,
-            "created": e.created(),
-            "size": e.manifest.as_ref().map(|m| m.plaintext.size),
-            "sha256": e.manifest.as_ref().map(|m| m.plaintext.sha256.clone()),
-            "stored_size": e.object.as_ref().map(|o| o.size),
-            "encrypted": e.manifest.as_ref().map(|m| m.encrypted()),
-            "key": e.object.as_ref().map(|o| o.key.clone()),
-        });
         write!(w, "{}\n    ", if i == 0 { "" } else { "," })?;
+        // Through a `Value`, as every other document: its keys in the map's order.
+        let item = serde_json::to_value(JsonArchive::of(e))?;
         serde_json::to_writer(&mut *w, &item)?;
     }
     writeln!(w, "{}]", if entries.is_empty() { "" } else { "\n  " })?;

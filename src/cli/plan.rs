@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use offsite_policies::placement::{reach, slots};
+use offsite_policies::placement::{reach, slots, Reach, Slot};
 use offsite_policies::policy::{Keep, Policy, Retention};
-use serde_json::json;
+use serde::Serialize;
 
+use crate::engine::access::{probe, Access, ProbeRequest};
 use crate::report::{exit, Output};
 
 /// Arguments of `offsite plan`.
@@ -30,123 +31,6 @@ pub struct PlanArgs {
     /// The project new GCS buckets belong to (else GOOGLE_CLOUD_PROJECT), with --create.
     #[arg(long, value_name = "ID", requires = "create")]
     project: Option<String>,
-}
-
-/// What probing one destination found.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Access {
-    name: String,
-    url: String,
-    /// `created`, `exists`, or why it could not be created (with --create).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    create: Option<String>,
-    /// Each probe and its result (`ok`, or the error).
-    checks: Vec<(String, String)>,
-    ok: bool,
-}
-
-/// Creates (with `create`) and probes (with `check`) every destination of the policy.
-async fn probe(policy: &Policy, args: &PlanArgs) -> Vec<Access> {
-    use offsite_storage::{CreateOptions, PutOptions, StorageExt};
-    let mut out = Vec::new();
-    for d in &policy.destinations {
-        let url = crate::policy::destination_url(d);
-        let mut a = Access {
-            name: d.name.clone(),
-            url: url.clone(),
-            create: None,
-            checks: Vec::new(),
-            ok: true,
-        };
-        let loc = match crate::registry::open(&url, policy.prefix.as_deref()).await {
-            Ok(l) => l,
-            Err(e) => {
-                a.ok = false;
-                a.checks.push(("open".into(), e.to_string()));
-                out.push(a);
-                continue;
-            }
-        };
-        if args.create {
-            let mut o = CreateOptions::default();
-            o.object_lock = d.lock.is_some();
-            o.versioning = d.lock.is_some();
-            o.project = args.project.clone();
-            a.create = Some(match loc.store.create_location(&o).await {
-                Ok(true) if d.lock.is_some() => "created, with versioning and object lock".into(),
-                Ok(true) => "created".into(),
-                Ok(false) => "exists already; nothing changed".into(),
-                Err(e) => {
-                    a.ok = false;
-                    format!("could not be created: {e}")
-                }
-            });
-        }
-        if args.check_access {
-            let mut check = |what: &str, r: Result<(), String>| {
-                let ok = r.is_ok();
-                a.checks
-                    .push((what.to_string(), r.err().unwrap_or_else(|| "ok".into())));
-                a.ok &= ok;
-                ok
-            };
-            let prefix = crate::registry::key_prefix(&loc.location).to_string();
-            let listed = {
-                use futures::StreamExt;
-                match loc.store.list(&prefix).next().await {
-                    None | Some(Ok(_)) => Ok(()),
-                    Some(Err(e)) => Err(e.to_string()),
-                }
-            };
-            let can_list = check("list", listed);
-            if d.lock.is_some() {
-                a.checks.push((
-                    "write".into(),
-                    "not probed: a locked destination's default retention would keep the probe object; checked with read-only calls".into(),
-                ));
-            } else if can_list {
-                let key = offsite_storage::join_key(
-                    &prefix,
-                    &format!(
-                        "offsite-access-check-{}-{}",
-                        std::process::id(),
-                        chrono::Utc::now().timestamp_millis()
-                    ),
-                );
-                let wrote = loc
-                    .store
-                    .put_bytes(
-                        &key,
-                        bytes::Bytes::from_static(b"offsite plan --check-access\n"),
-                        PutOptions::default(),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                if check("write", wrote) {
-                    let read = loc
-                        .store
-                        .get_bytes(&key)
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| {
-                            (b.as_ref() == b"offsite plan --check-access\n")
-                                .then_some(())
-                                .ok_or_else(|| {
-                                    "read back different bytes than were written".to_string()
-                                })
-                        });
-                    check("read", read);
-                    check(
-                        "delete",
-                        loc.store.delete(&key).await.map_err(|e| e.to_string()),
-                    );
-                }
-            }
-        }
-        out.push(a);
-    }
-    out
 }
 
 /// `keep-daily 7, keep-weekly 4, max-age 3y`.
@@ -244,12 +128,7 @@ fn recipients_words(policy: &Policy) -> Result<String> {
 }
 
 /// The destination table, each destination's retention, and the placement line.
-fn destinations_text(
-    text: &mut String,
-    policy: &Policy,
-    slots: &[offsite_policies::placement::Slot],
-    reach: &offsite_policies::placement::Reach,
-) {
+fn destinations_text(text: &mut String, policy: &Policy, slots: &[Slot], reach: &Reach) {
     use std::fmt::Write as _;
     let _ = writeln!(
         text,
@@ -289,6 +168,16 @@ fn destinations_text(
     );
 }
 
+/// What `plan` found: the policy read and judged, and each destination probed when asked.
+struct Found<'a> {
+    policy: &'a Policy,
+    file: &'a std::path::Path,
+    encryption: String,
+    slots: Vec<Slot>,
+    reach: Reach,
+    access: Option<Vec<Access>>,
+}
+
 pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     let policy = crate::policy::load(&args.policy)?;
     if !policy.has_archives() && (args.check_access || args.create) {
@@ -300,72 +189,140 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     let encryption = recipients_words(&policy)?;
     let slots = slots(&policy);
     let reach = reach(&policy, &slots);
-    let code = if reach.problems.is_empty() {
-        exit::OK
-    } else {
-        exit::PARTIAL
-    };
-    let rule = policy.placement;
     let access = if args.check_access || args.create {
-        Some(probe(&policy, &args).await)
+        let req = ProbeRequest {
+            create: args.create,
+            check_access: args.check_access,
+            project: args.project.clone(),
+        };
+        Some(probe(&policy, &req).await)
     } else {
         None
     };
     let code = if access.as_ref().is_some_and(|a| a.iter().any(|a| !a.ok)) {
         exit::FAILED
+    } else if reach.problems.is_empty() {
+        exit::OK
     } else {
-        code
+        exit::PARTIAL
+    };
+    let found = Found {
+        policy: &policy,
+        file: &args.policy,
+        encryption,
+        slots,
+        reach,
+        access,
     };
     if out.json {
-        let dests: Vec<_> = policy
+        out.print_json(&serde_json::to_value(json(&found, code))?)?;
+    } else {
+        print_text(&found)?;
+    }
+    Ok(code)
+}
+
+/// `--json`.
+#[derive(Serialize)]
+struct Json<'a> {
+    policy: &'a str,
+    file: String,
+    prefix: Option<&'a str>,
+    encryption: Option<&'a str>,
+    rpo: Option<String>,
+    verify_every: Option<String>,
+    destinations: Vec<JsonDestination<'a>>,
+    placement: Option<JsonPlacement<'a>>,
+    access: Option<&'a [Access]>,
+    snapshots: Vec<String>,
+    exit: u8,
+}
+
+/// One destination in `--json`.
+#[derive(Serialize)]
+struct JsonDestination<'a> {
+    name: &'a str,
+    url: String,
+    kind: &'static str,
+    offsite: bool,
+    storage_class: Option<&'a str>,
+    lock: Option<&'static str>,
+    lock_days: Option<u32>,
+    role: &'static str,
+    retention: Option<String>,
+}
+
+/// The placement rule against what the destinations reach, in `--json`.
+#[derive(Serialize)]
+struct JsonPlacement<'a> {
+    copies: Wanted,
+    media: Wanted,
+    offsite: Wanted,
+    immutable: Wanted,
+    problems: &'a [String],
+}
+
+/// A rule's number and what the destinations can reach.
+#[derive(Serialize)]
+struct Wanted {
+    wanted: u32,
+    possible: u32,
+}
+
+fn json<'a>(f: &'a Found<'a>, code: u8) -> Json<'a> {
+    let policy = f.policy;
+    let (rule, reach) = (policy.placement, &f.reach);
+    let wanted = |wanted, possible| Wanted { wanted, possible };
+    Json {
+        policy: &policy.name,
+        file: f.file.display().to_string(),
+        prefix: policy.prefix.as_deref(),
+        encryption: policy.has_archives().then_some(f.encryption.as_str()),
+        rpo: policy.rpo.map(|s| s.to_string()),
+        verify_every: policy.verify_every.map(|s| s.to_string()),
+        destinations: policy
             .destinations
             .iter()
-            .zip(&slots)
-            .map(|(d, s)| {
-                json!({
-                    "name": d.name,
-                    "url": crate::policy::destination_url(d),
-                    "kind": s.kind.as_str(),
-                    "offsite": s.offsite,
-                    "storage_class": d.storage_class,
-                    "lock": d.lock.map(|l| l.as_str()),
-                    "lock_days": d.lock_days,
-                    "role": if s.replica { "replica" } else { "push" },
-                    "retention": policy.retention_of(d).map(retention_words),
-                })
+            .zip(&f.slots)
+            .map(|(d, s)| JsonDestination {
+                name: &d.name,
+                url: crate::policy::destination_url(d),
+                kind: s.kind.as_str(),
+                offsite: s.offsite,
+                storage_class: d.storage_class.as_deref(),
+                lock: d.lock.map(|l| l.as_str()),
+                lock_days: d.lock_days,
+                role: if s.replica { "replica" } else { "push" },
+                retention: policy.retention_of(d).map(retention_words),
             })
-            .collect();
-        out.print_json(&json!({
-            "policy": policy.name,
-            "file": args.policy.display().to_string(),
-            "prefix": policy.prefix,
-            "encryption": policy.has_archives().then_some(&encryption),
-            "rpo": policy.rpo.map(|s| s.to_string()),
-            "verify_every": policy.verify_every.map(|s| s.to_string()),
-            "destinations": dests,
-            "placement": policy.has_archives().then(|| json!({
-                "copies": {"wanted": rule.copies, "possible": reach.copies},
-                "media": {"wanted": rule.media, "possible": reach.media},
-                "offsite": {"wanted": rule.offsite, "possible": reach.offsite},
-                "immutable": {"wanted": rule.immutable, "possible": reach.immutable},
-                "problems": reach.problems,
-            })),
-            "access": access,
-            "snapshots": snapshot_words(&policy),
-            "exit": code,
-        }))?;
-        return Ok(code);
+            .collect(),
+        placement: policy.has_archives().then(|| JsonPlacement {
+            copies: wanted(rule.copies, reach.copies),
+            media: wanted(rule.media, reach.media),
+            offsite: wanted(rule.offsite, reach.offsite),
+            immutable: wanted(rule.immutable, reach.immutable),
+            problems: &reach.problems,
+        }),
+        access: f.access.as_deref(),
+        snapshots: snapshot_words(policy),
+        exit: code,
     }
-    let mut text = String::new();
+}
+
+/// The policy in words, what each destination's probe found, and the problems on stderr.
+fn print_text(f: &Found) -> Result<()> {
     use std::fmt::Write as _;
+    let (policy, reach) = (f.policy, &f.reach);
+    let mut text = String::new();
     let rpo = policy.rpo.map_or("not set".into(), |s| s.to_string());
     if policy.has_archives() {
         let _ = writeln!(
             text,
-            "policy {} ({}), prefix {}, encryption {encryption}",
+            "policy {} ({}), prefix {}, encryption {}",
             policy.name,
-            args.policy.display(),
+            f.file.display(),
             policy.prefix.as_deref().unwrap_or("none"),
+            f.encryption,
         );
         let _ = writeln!(
             text,
@@ -374,16 +331,16 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
                 .verify_every
                 .map_or("not set".into(), |s| s.to_string())
         );
-        destinations_text(&mut text, &policy, &slots, &reach);
+        destinations_text(&mut text, policy, &f.slots, reach);
     } else {
         let _ = writeln!(
             text,
             "policy {} ({}), rpo {rpo}\nno [[destination]]: this policy makes volume snapshots only",
             policy.name,
-            args.policy.display()
+            f.file.display()
         );
     }
-    for line in snapshot_words(&policy) {
+    for line in snapshot_words(policy) {
         let _ = writeln!(text, "snapshots: {line}");
     }
     if !policy.has_archives() {
@@ -391,30 +348,42 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     } else if reach.problems.is_empty() {
         let _ = writeln!(text, "the policy is valid and its placement can be met.");
     }
-    for a in access.iter().flatten() {
+    access_text(&mut text, f.access.as_deref().unwrap_or_default());
+    crate::report::outln!("{}", text.trim_end())?;
+    print_problems(f);
+    Ok(())
+}
+
+/// Each probed destination's lines.
+fn access_text(text: &mut String, access: &[Access]) {
+    use std::fmt::Write as _;
+    for a in access {
         let _ = writeln!(text, "{} ({}):", a.name, a.url);
         if let Some(c) = &a.create {
             let _ = writeln!(text, "  create   {c}");
         }
-        for (what, result) in &a.checks {
-            let _ = writeln!(text, "  {what:<8} {result}");
+        for c in &a.checks {
+            let _ = writeln!(text, "  {:<8} {}", c.step.word(), c.outcome);
         }
     }
-    crate::report::outln!("{}", text.trim_end())?;
-    for p in &reach.problems {
+}
+
+/// The placement problems and the destinations that could not be checked, on stderr.
+fn print_problems(f: &Found) {
+    let problems = &f.reach.problems;
+    for p in problems {
         eprintln!("error: {p}");
     }
-    for a in access.iter().flatten().filter(|a| !a.ok) {
+    for a in f.access.iter().flatten().filter(|a| !a.ok) {
         eprintln!(
             "error: destination {} could not be checked: see its lines above; fix its credentials, bucket or permissions (plan --create makes a missing bucket)",
             a.name
         );
     }
-    if !reach.problems.is_empty() {
+    if !problems.is_empty() {
         eprintln!(
             "error: the policy is valid, but {} placement rule(s) cannot be met: add destinations or lower [placement]",
-            reach.problems.len()
+            problems.len()
         );
     }
-    Ok(code)
 }

@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use offsite_policies::placement::slots;
 use offsite_policies::policy::Policy;
-use offsite_policies::status::{age_words, judge, Status};
-use serde_json::json;
+use offsite_policies::status::{age_words, judge, DestinationStatus, SeriesStatus, Status};
+use serde::Serialize;
 
 use super::{InventoryArgs, PolicyArgs};
-use crate::engine::holdings::read_inventory;
+use crate::engine::inventory::read_inventory;
 use crate::metrics::{Metrics, MetricsArgs};
 use crate::report::{exit, outln, time, Output};
+use offsite_policies::snapshot_status::VolumeStatus;
 
 /// Arguments of `offsite status`.
 #[derive(Debug, Args)]
@@ -25,32 +26,26 @@ pub struct StatusArgs {
     pub(super) metrics: MetricsArgs,
 }
 
-pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let (policy, place) = args.policy.required("status")?;
-    let policy = &policy;
-    m.set_policy(&policy.name);
-    let locations = place.open().await?;
-    let (inv, reads) = read_inventory(policy, &locations, args.inventory.options()).await;
-    let now = Utc::now();
-    let slots = slots(policy);
-    let status = judge(policy, &slots, &inv, now);
-    let unreadable: Vec<(String, String)> = reads
-        .iter()
-        .zip(&place.named)
-        .filter_map(|(r, (name, _))| r.entries.as_ref().err().map(|e| (name.clone(), e.clone())))
-        .collect();
-    // Snapshots beside archives: every region of every [[snapshots]] section.
-    let mut snap_unreadable = Vec::new();
-    let mut snap_rows = Vec::new();
-    let mut snap_unmet = Vec::new();
+/// The `[[snapshots]]` sections read and judged: their rows, their unmet rules, and the
+/// sections that could not be read (`[[snapshots]] name (provider)`, error).
+#[derive(Default)]
+struct Snapshots {
+    rows: Vec<VolumeStatus>,
+    unmet: Vec<String>,
+    unreadable: Vec<(String, String)>,
+}
+
+/// Snapshots beside archives: every region of every `[[snapshots]]` section.
+async fn snapshots(policy: &Policy, now: DateTime<Utc>) -> Snapshots {
+    let mut out = Snapshots::default();
     for (i, s) in policy.snapshots.iter().enumerate() {
         match crate::engine::snapshot::section_regions(policy, s).await {
             Ok(h) => {
                 let (rows, unmet) = offsite_policies::snapshot_status::judge(policy, s, &h, now);
-                snap_rows.extend(rows);
-                snap_unmet.extend(unmet);
+                out.rows.extend(rows);
+                out.unmet.extend(unmet);
             }
-            Err(e) => snap_unreadable.push((
+            Err(e) => out.unreadable.push((
                 format!(
                     "[[snapshots]] {} ({})",
                     s.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
@@ -60,69 +55,157 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
             )),
         }
     }
-    let code = if !unreadable.is_empty() || !snap_unreadable.is_empty() {
-        exit::FAILED
-    } else if !status.damage.is_empty() {
-        exit::DAMAGED
-    } else if !status.unmet.is_empty() || !snap_unmet.is_empty() {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    };
+    out
+}
 
-    metrics_of(m, policy, &status, &unreadable, snap_unmet.len(), now);
-    snapshot_metrics(m, &snap_rows, now);
+/// What `status` read and judged.
+struct Found<'a> {
+    policy: &'a Policy,
+    /// The destinations' (name, url), in the policy's order.
+    named: &'a [(String, String)],
+    status: Status,
+    /// The destinations that could not be read: (name, error).
+    unreadable: Vec<(String, String)>,
+    snaps: Snapshots,
+    now: DateTime<Utc>,
+}
 
-    if out.json {
-        let dests: Vec<_> = status
-            .destinations
-            .iter()
-            .zip(&place.named)
-            .map(|(d, (_, url))| {
-                let mut v = serde_json::to_value(d).expect("serializes");
-                v["url"] = url.clone().into();
-                v["readable"] = (!unreadable.iter().any(|(n, _)| n == &d.name)).into();
-                v
-            })
-            .collect();
-        out.print_json(&json!({
-            "policy": policy.name,
-            "time": now,
-            "rpo": policy.rpo.map(|s| s.to_string()),
-            "verify_every": policy.verify_every.map(|s| s.to_string()),
-            "series": status.series,
-            "destinations": dests,
-            "unreadable": unreadable.iter().map(|(n, e)| json!({"destination": n, "error": e}))
-                .chain(snap_unreadable.iter().map(|(n, e)| json!({"snapshots": n, "error": e})))
-                .collect::<Vec<_>>(),
-            "damage": status.damage,
-            "unmet": status.unmet.iter().chain(&snap_unmet).collect::<Vec<_>>(),
-            "snapshots": snap_rows,
-            "exit": code,
-        }))?;
-    } else {
-        print_text(
-            policy,
-            &status,
-            &place.named,
-            now,
-            &snap_rows,
-            snap_unmet.len(),
-        )?;
+impl Found<'_> {
+    /// The exit status: unreadable, then damaged, then a rule not met.
+    fn code(&self) -> u8 {
+        if !self.unreadable.is_empty() || !self.snaps.unreadable.is_empty() {
+            exit::FAILED
+        } else if !self.status.damage.is_empty() {
+            exit::DAMAGED
+        } else if !self.status.unmet.is_empty() || !self.snaps.unmet.is_empty() {
+            exit::PARTIAL
+        } else {
+            exit::OK
+        }
     }
-    for (n, e) in &unreadable {
+}
+
+pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+    let (policy, place) = args.policy.required("status")?;
+    let policy = &policy;
+    m.set_policy(&policy.name);
+    let locations = place.open().await?;
+    let (inv, reads) = read_inventory(policy, &locations, args.inventory.options()).await;
+    let now = Utc::now();
+    let unreadable = reads
+        .iter()
+        .zip(&place.named)
+        .filter_map(|(r, (name, _))| r.entries.as_ref().err().map(|e| (name.clone(), e.clone())))
+        .collect();
+    let f = Found {
+        policy,
+        named: &place.named,
+        status: judge(policy, &slots(policy), &inv, now),
+        unreadable,
+        snaps: snapshots(policy, now).await,
+        now,
+    };
+    let (status, snaps) = (&f.status, &f.snaps);
+    let code = f.code();
+    metrics_of(m, policy, status, &f.unreadable, snaps.unmet.len(), now);
+    snapshot_metrics(m, &snaps.rows, now);
+    if out.json {
+        out.print_json(&serde_json::to_value(json(&f, code))?)?;
+    } else {
+        let unmet = snaps.unmet.len();
+        print_text(policy, status, f.named, now, &snaps.rows, unmet)?;
+    }
+    for (n, e) in &f.unreadable {
         eprintln!("error: cannot read destination {n}: {e}");
     }
-    for (n, e) in &snap_unreadable {
+    for (n, e) in &snaps.unreadable {
         eprintln!("error: cannot read the snapshots of {n}: {e}");
     }
     for d in &status.damage {
         eprintln!("error: damaged: {d}");
     }
-    for u in status.unmet.iter().chain(&snap_unmet) {
+    for u in status.unmet.iter().chain(&snaps.unmet) {
         eprintln!("error: not met: {u}");
     }
     Ok(code)
+}
+
+/// `--json`.
+#[derive(Serialize)]
+struct Json<'a> {
+    policy: &'a str,
+    time: DateTime<Utc>,
+    rpo: Option<String>,
+    verify_every: Option<String>,
+    series: &'a [SeriesStatus],
+    destinations: Vec<JsonDestination<'a>>,
+    unreadable: Vec<Unreadable<'a>>,
+    damage: &'a [String],
+    unmet: Vec<&'a String>,
+    snapshots: &'a [VolumeStatus],
+    exit: u8,
+}
+
+/// A destination's verdict, its URL, and whether it could be read.
+#[derive(Serialize)]
+struct JsonDestination<'a> {
+    #[serde(flatten)]
+    status: &'a DestinationStatus,
+    url: &'a str,
+    readable: bool,
+}
+
+/// What could not be read: a destination, or a `[[snapshots]]` section.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Unreadable<'a> {
+    Destination {
+        destination: &'a str,
+        error: &'a str,
+    },
+    Snapshots {
+        snapshots: &'a str,
+        error: &'a str,
+    },
+}
+
+fn json<'a>(f: &'a Found, code: u8) -> Json<'a> {
+    let (policy, status, snaps) = (f.policy, &f.status, &f.snaps);
+    let unreadable = &f.unreadable;
+    let destinations = status
+        .destinations
+        .iter()
+        .zip(f.named)
+        .map(|(d, (_, url))| JsonDestination {
+            status: d,
+            url,
+            readable: !unreadable.iter().any(|(n, _)| n == &d.name),
+        })
+        .collect();
+    let unreadable = unreadable
+        .iter()
+        .map(|(n, e)| Unreadable::Destination {
+            destination: n,
+            error: e,
+        })
+        .chain(snaps.unreadable.iter().map(|(n, e)| Unreadable::Snapshots {
+            snapshots: n,
+            error: e,
+        }))
+        .collect();
+    Json {
+        policy: &policy.name,
+        time: f.now,
+        rpo: policy.rpo.map(|s| s.to_string()),
+        verify_every: policy.verify_every.map(|s| s.to_string()),
+        series: &status.series,
+        destinations,
+        unreadable,
+        damage: &status.damage,
+        unmet: status.unmet.iter().chain(&snaps.unmet).collect(),
+        snapshots: &snaps.rows,
+        exit: code,
+    }
 }
 
 fn print_text(
@@ -130,7 +213,7 @@ fn print_text(
     status: &Status,
     named: &[(String, String)],
     now: DateTime<Utc>,
-    snapshots: &[offsite_policies::snapshot_status::VolumeStatus],
+    snapshots: &[VolumeStatus],
     snapshots_unmet: usize,
 ) -> Result<()> {
     let rpo = policy.rpo.map_or("not set".into(), |s| s.to_string());
@@ -152,6 +235,14 @@ fn print_text(
             .verify_every
             .map_or("not set".into(), |s| s.to_string())
     )?;
+    print_series(status, now)?;
+    print_destinations(status)?;
+    print_snapshots(snapshots, now)?;
+    verdict(policy, status, snapshots_unmet)
+}
+
+/// The series table: each series' newest complete archive, its age, placement and rpo.
+fn print_series(status: &Status, now: DateTime<Utc>) -> Result<()> {
     if !status.series.is_empty() {
         outln!(
             "{:<28} {:<40} {:>9} {:<10} {:<5}",
@@ -183,6 +274,11 @@ fn print_text(
             }
         )?;
     }
+    Ok(())
+}
+
+/// The destination table: counts, locks and the last proof at each destination.
+fn print_destinations(status: &Status) -> Result<()> {
     outln!(
         "{:<12} {:>8} {:>7} {:>10} {:>6} {:<21} {:<21}",
         "DESTINATION",
@@ -211,8 +307,7 @@ fn print_text(
             }
         )?;
     }
-    print_snapshots(snapshots, now)?;
-    verdict(policy, status, snapshots_unmet)
+    Ok(())
 }
 
 /// The last line: every rule holds, or how many do not.
@@ -229,10 +324,7 @@ fn verdict(policy: &Policy, status: &Status, snapshots_unmet: usize) -> Result<(
     Ok(())
 }
 
-fn print_snapshots(
-    rows: &[offsite_policies::snapshot_status::VolumeStatus],
-    now: DateTime<Utc>,
-) -> Result<()> {
+fn print_snapshots(rows: &[VolumeStatus], now: DateTime<Utc>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -278,11 +370,7 @@ fn print_snapshots(
     Ok(())
 }
 
-fn snapshot_metrics(
-    m: &mut Metrics,
-    rows: &[offsite_policies::snapshot_status::VolumeStatus],
-    now: DateTime<Utc>,
-) {
+fn snapshot_metrics(m: &mut Metrics, rows: &[VolumeStatus], now: DateTime<Utc>) {
     // A named section's series carry `section`, so two sections sharing a region stay apart.
     type Place<'a> = (&'a str, &'a str, Option<&'a str>);
     let mut per_region: std::collections::BTreeMap<Place, (usize, usize, usize)> =

@@ -1,11 +1,12 @@
 //! The engine: runs pushes, verification and restores against stores.
 
+pub mod access;
 pub mod hashing;
 pub mod hidden;
-pub mod holdings;
 pub mod identity;
 pub mod inventory;
 pub mod progress;
+pub mod prune;
 pub mod push;
 pub mod readback;
 pub mod replicate;

@@ -9,6 +9,9 @@
 //! manifest whose key is no longer listed is not a copy.
 
 pub mod cache;
+mod policy;
+
+pub use policy::{read_inventory, Scanned};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,15 +4,15 @@
 //! it and `prune` plans over it.
 
 use offsite_policies::inventory::{self, CopyState, Inventory, Lock, Proof};
-use offsite_policies::policy::Policy;
+use offsite_policies::policy::{Destination, Policy};
 use offsite_storage::StorageExt;
 
-use super::inventory::{scan, Entry, ReadOptions, State};
+use super::{scan, Entry, ReadOptions, State};
 use crate::archive::VerifiedRecord;
 use crate::registry::Opened;
 
-/// What was read at one destination.
-pub struct Read {
+/// What was read at one destination of a policy.
+pub struct Scanned {
     /// The destination's entries, or why it could not be listed.
     pub entries: Result<Vec<Entry>, String>,
     /// Proofs read from verification records, by archive name.
@@ -24,7 +24,7 @@ pub async fn read_inventory(
     policy: &Policy,
     locations: &[Opened],
     options: ReadOptions,
-) -> (Inventory, Vec<Read>) {
+) -> (Inventory, Vec<Scanned>) {
     let mut inv = Inventory::new(
         policy
             .destinations
@@ -36,39 +36,12 @@ pub async fn read_inventory(
             })
             .collect(),
     );
-    let reads: Vec<Read> = futures::future::join_all(locations.iter().zip(&policy.destinations).map(|(loc, d)| async move {
-        match scan(loc, options).await {
-            Ok(mut entries) => {
-                let proofs = read_proofs(loc, &entries).await;
-                // A locked copy under a delete marker still counts (DESIGN.md "Locks").
-                if d.lock.is_some() {
-                    match crate::engine::hidden::hidden(loc).await {
-                        Ok(hidden) => {
-                            for h in hidden {
-                                let live = entries
-                                    .iter()
-                                    .any(|e| e.name == h.entry.name && e.state == State::Complete);
-                                if !live {
-                                    entries.retain(|e| e.name != h.entry.name);
-                                    tracing::info!(destination = %d.name, archive = %h.entry.name, "a locked copy under a delete marker counts");
-                                    entries.push(h.entry);
-                                }
-                            }
-                        }
-                        Err(e) => tracing::warn!(destination = %d.name, error = %e, "cannot list versions"),
-                    }
-                }
-                Read {
-                    entries: Ok(entries),
-                    proofs,
-                }
-            }
-            Err(e) => Read {
-                entries: Err(e.to_string()),
-                proofs: Default::default(),
-            },
-        }
-    }))
+    let reads: Vec<Scanned> = futures::future::join_all(
+        locations
+            .iter()
+            .zip(&policy.destinations)
+            .map(|(loc, d)| scan_destination(loc, d, options)),
+    )
     .await;
     for (i, read) in reads.iter().enumerate() {
         let Ok(entries) = &read.entries else { continue };
@@ -101,6 +74,42 @@ pub async fn read_inventory(
         }
     }
     (inv, reads)
+}
+
+/// Scans one destination, reads its proofs, and adds the locked copies delete markers hide
+/// (DESIGN.md "Locks") where it locks.
+async fn scan_destination(loc: &Opened, d: &Destination, options: ReadOptions) -> Scanned {
+    let mut entries = match scan(loc, options).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            return Scanned {
+                entries: Err(e.to_string()),
+                proofs: Default::default(),
+            }
+        }
+    };
+    let proofs = read_proofs(loc, &entries).await;
+    if d.lock.is_some() {
+        match crate::engine::hidden::hidden(loc).await {
+            Ok(hidden) => {
+                for h in hidden {
+                    let live = entries
+                        .iter()
+                        .any(|e| e.name == h.entry.name && e.state == State::Complete);
+                    if !live {
+                        entries.retain(|e| e.name != h.entry.name);
+                        tracing::info!(destination = %d.name, archive = %h.entry.name, "a locked copy under a delete marker counts");
+                        entries.push(h.entry);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(destination = %d.name, error = %e, "cannot list versions"),
+        }
+    }
+    Scanned {
+        entries: Ok(entries),
+        proofs,
+    }
 }
 
 /// The verification records of a destination (one per proven copy): the latest passed proof

@@ -1,0 +1,708 @@
+//! The prune runner: reads what a policy's destinations hold, plans with
+//! `offsite_policies::retention::plan` (its rails included), adds what killed pushes leave
+//! (data without a manifest, open multipart uploads, stale local spools), and, unless the plan
+//! is refused or this is a dry run, carries it out: deletes, lock extensions, aborted uploads.
+//! It returns a [`Report`] of typed actions; the CLI prints it.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use offsite_policies::policy::{Destination, Policy};
+use offsite_policies::retention::{plan, Options, Plan, Planned, Refusal};
+use offsite_storage::{ErrorKind, Retention};
+use serde::Serialize;
+
+use crate::archive::ArchiveKeys;
+use crate::engine::inventory::{read_inventory, Entry, ReadOptions, Scanned, State};
+use crate::registry::{key_prefix, Opened};
+use crate::units::time;
+
+/// What prune is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+    /// Delete even when backups seem to have stopped (the rpo rail).
+    pub force: bool,
+    /// The cap on deletions at one destination (else each retention's `max-delete`).
+    pub max_delete: Option<u32>,
+    /// The time the plan is made at.
+    pub now: DateTime<Utc>,
+    /// How destinations are read.
+    pub inventory: ReadOptions,
+}
+
+/// What a killed push left behind, that prune deletes.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    /// The destination's index in the policy.
+    pub destination: usize,
+    /// The object's key (or the upload's).
+    pub key: String,
+    /// What it is.
+    pub kind: OrphanKind,
+}
+
+/// The kinds of [`Orphan`].
+#[derive(Debug, Clone)]
+pub enum OrphanKind {
+    /// An encrypted data object without a manifest.
+    Data,
+    /// A multipart upload never completed nor aborted.
+    Upload {
+        /// The upload's id.
+        id: String,
+        /// When it started.
+        started: DateTime<Utc>,
+    },
+}
+
+impl Orphan {
+    /// Why it is an orphan, in words.
+    pub fn reason(&self) -> String {
+        match &self.kind {
+            OrphanKind::Data => "data without a manifest: an upload that never committed".into(),
+            OrphanKind::Upload { started, .. } => format!(
+                "a multipart upload started {} and never completed",
+                time(started)
+            ),
+        }
+    }
+}
+
+/// What prune did, or tried to do, to one thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Deleted an archive (manifest, data, verification record).
+    DeleteArchive,
+    /// Deleted data without a manifest.
+    DeleteOrphan,
+    /// Listed the versions of a destination before deleting there (reported only on failure:
+    /// then nothing is deleted there).
+    ListVersions,
+    /// Aborted an open multipart upload.
+    AbortUpload,
+    /// Extended the lock of a kept archive.
+    ExtendLock,
+    /// Left a planned deletion in place: locked or held at the store.
+    KeepLocked,
+    /// Removed a stale local spool.
+    SweepSpool,
+}
+
+impl Action {
+    /// The word the report shows: `deleted`, `aborted`, `extended` or `kept`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::DeleteArchive
+            | Action::DeleteOrphan
+            | Action::ListVersions
+            | Action::SweepSpool => "deleted",
+            Action::AbortUpload => "aborted",
+            Action::ExtendLock => "extended",
+            Action::KeepLocked => "kept",
+        }
+    }
+
+    /// Whether it deletes something.
+    pub fn deletes(self) -> bool {
+        matches!(
+            self,
+            Action::DeleteArchive
+                | Action::DeleteOrphan
+                | Action::ListVersions
+                | Action::SweepSpool
+        )
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.word())
+    }
+}
+
+/// What was done to one archive or object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Done {
+    /// The destination's name (`local spool` for a spool).
+    pub destination: String,
+    /// The archive, key or spool.
+    pub name: String,
+    /// What was done.
+    pub action: Action,
+    /// The outcome in words: the reasons, or the error.
+    pub detail: String,
+    /// Whether it went as it should (a lock the store cannot extend is fine).
+    pub ok: bool,
+}
+
+impl Done {
+    fn new(dest: &str, name: &str, action: Action, detail: String, ok: bool) -> Done {
+        Done {
+            destination: dest.to_string(),
+            name: name.to_string(),
+            action,
+            detail,
+            ok,
+        }
+    }
+}
+
+/// What prune planned and did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The plan, its refusals included (prune's own `max-delete` over archives and orphans).
+    pub plan: Plan,
+    /// What killed pushes left: data without a manifest, then open uploads.
+    pub orphans: Vec<Orphan>,
+    /// What was done, in order (empty on a dry run or a refused plan).
+    pub done: Vec<Done>,
+}
+
+impl Report {
+    /// Whether a rail refused the plan (nothing was deleted).
+    pub fn refused(&self) -> bool {
+        !self.plan.refusals.is_empty()
+    }
+
+    /// How many actions failed.
+    pub fn failed(&self) -> usize {
+        self.done.iter().filter(|d| !d.ok).count()
+    }
+
+    /// How many deletions succeeded (archives, orphans and spools).
+    pub fn deleted(&self) -> usize {
+        self.done
+            .iter()
+            .filter(|d| d.ok && d.action.deletes())
+            .count()
+    }
+}
+
+/// Runs prune for `policy` over its destinations (`locations`, in its order).
+///
+/// Prune decides from everything there is: a destination that cannot be read could hold the
+/// newest archive of a series, so then nothing is deleted anywhere (an error).
+pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result<Report> {
+    let (inv, reads) = read_inventory(policy, locations, req.inventory).await;
+    for (r, d) in reads.iter().zip(&policy.destinations) {
+        if let Err(e) = &r.entries {
+            anyhow::bail!("cannot read destination {}: {e}; prune deletes nothing while a destination cannot be read", d.name);
+        }
+    }
+    let options = Options {
+        force: req.force,
+        max_delete: req.max_delete,
+    };
+    let mut planned = plan(policy, &inv, req.now, options);
+    let entries = by_name(&reads);
+    let mut orphans = orphans(policy, &entries, req.now);
+    orphans.extend(open_uploads(policy, locations, req.now).await);
+    refuse_over_cap(policy, &mut planned, &orphans, req.max_delete);
+    let mut done = Vec::new();
+    if planned.refusals.is_empty() && !req.dry_run {
+        done = Executor::new(policy, locations, &entries)
+            .run(&planned, &orphans)
+            .await;
+        done.extend(abort_uploads(policy, locations, &orphans).await);
+        done.extend(sweep_spools(req.now));
+    }
+    Ok(Report {
+        plan: planned,
+        orphans,
+        done,
+    })
+}
+
+/// Each destination's entries by name; where a stray object shares an archive's name, the
+/// entry with the manifest wins.
+fn by_name(reads: &[Scanned]) -> Vec<BTreeMap<&str, &Entry>> {
+    reads
+        .iter()
+        .map(|r| {
+            let mut m: BTreeMap<&str, &Entry> = BTreeMap::new();
+            for e in r.entries.as_deref().unwrap_or_default() {
+                let keep_old = m
+                    .get(e.name.as_str())
+                    .is_some_and(|old| old.manifest.is_some());
+                if !keep_old {
+                    m.insert(e.name.as_str(), e);
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+/// Prune's own `max-delete` rail: archives and orphans together over the cap at a destination
+/// refuse the plan, unless the planner already refused for `max-delete` there.
+fn refuse_over_cap(
+    policy: &Policy,
+    planned: &mut Plan,
+    orphans: &[Orphan],
+    max_delete: Option<u32>,
+) {
+    for (di, d) in policy.destinations.iter().enumerate() {
+        let cap = max_delete.or_else(|| policy.retention_of(d).and_then(|r| r.max_delete));
+        let Some(cap) = cap else { continue };
+        let n = planned.deletions().filter(|p| p.destination == di).count()
+            + orphans.iter().filter(|o| o.destination == di).count();
+        if n as u32 > cap && !planned.refusals.iter().any(|r| r.is_max_delete_at(di)) {
+            planned.refusals.push(Refusal::MaxDelete {
+                destination: di,
+                name: d.name.clone(),
+                planned: n as u32,
+                limit: cap,
+                with_orphans: true,
+            });
+        }
+    }
+}
+
+/// What an orphan must be older than: `min-age`, and never less than a day (a large upload can
+/// run for hours, and S3 dates a multipart object by the start of its upload).
+fn orphan_cutoff(rule: &offsite_policies::policy::Retention, now: DateTime<Utc>) -> DateTime<Utc> {
+    let day = now - chrono::Duration::days(1);
+    rule.min_age.map(|s| s.before(now)).unwrap_or(day).min(day)
+}
+
+/// Encrypted data objects without a manifest (what a killed push leaves) older than
+/// [`orphan_cutoff`], at destinations with a retention.
+fn orphans(policy: &Policy, entries: &[BTreeMap<&str, &Entry>], now: DateTime<Utc>) -> Vec<Orphan> {
+    let mut out = Vec::new();
+    for (di, d) in policy.destinations.iter().enumerate() {
+        let Some(rule) = policy.retention_of(d) else {
+            continue;
+        };
+        let cutoff = orphan_cutoff(rule, now);
+        for e in entries[di].values() {
+            if e.state != State::Incomplete {
+                continue;
+            }
+            let Some(o) = &e.object else { continue };
+            // Only what offsite writes: encrypted data (`.age`). An unencrypted file without a
+            // manifest may be anyone's (an old script's archives) and is never touched.
+            if !o.key.ends_with(crate::archive::AGE_SUFFIX) {
+                continue;
+            }
+            if o.last_modified.is_some_and(|t| t < cutoff) {
+                out.push(Orphan {
+                    destination: di,
+                    key: o.key.clone(),
+                    kind: OrphanKind::Data,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Multipart uploads started before [`orphan_cutoff`] and never completed or aborted, where the
+/// store can list them (S3): a killed push that is never rerun leaves one, and the provider
+/// bills for its parts.
+async fn open_uploads(policy: &Policy, locations: &[Opened], now: DateTime<Utc>) -> Vec<Orphan> {
+    use futures::TryStreamExt;
+    let mut out = Vec::new();
+    for (di, d) in policy.destinations.iter().enumerate() {
+        let Some(rule) = policy.retention_of(d) else {
+            continue;
+        };
+        let loc = &locations[di];
+        if !loc.store.capabilities().list_uploads {
+            continue;
+        }
+        let cutoff = orphan_cutoff(rule, now);
+        let prefix = key_prefix(&loc.location);
+        match loc.store.list_uploads(prefix).try_collect::<Vec<_>>().await {
+            Ok(list) => {
+                for u in list {
+                    let Some(started) = u.started.filter(|t| *t < cutoff) else {
+                        continue;
+                    };
+                    out.push(Orphan {
+                        destination: di,
+                        key: u.key,
+                        kind: OrphanKind::Upload { id: u.id, started },
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(destination = %d.name, error = %e, "cannot list open uploads"),
+        }
+    }
+    out
+}
+
+/// Aborts the open uploads among `orphans`.
+async fn abort_uploads(policy: &Policy, locations: &[Opened], orphans: &[Orphan]) -> Vec<Done> {
+    let mut done = Vec::new();
+    for o in orphans {
+        let OrphanKind::Upload { id, .. } = &o.kind else {
+            continue;
+        };
+        let Some(mp) = locations[o.destination].store.multipart() else {
+            continue;
+        };
+        let res = mp.abort_upload(&o.key, id).await;
+        let detail = match &res {
+            Ok(()) => o.reason(),
+            Err(e) => e.to_string(),
+        };
+        let dest = &policy.destinations[o.destination].name;
+        done.push(Done::new(
+            dest,
+            &o.key,
+            Action::AbortUpload,
+            detail,
+            res.is_ok(),
+        ));
+    }
+    done
+}
+
+/// Every version id of every key at a versioned location, listed once per prune.
+type Versions = BTreeMap<String, Vec<String>>;
+
+async fn versions_of(
+    loc: &Opened,
+) -> std::result::Result<Option<Versions>, offsite_storage::Error> {
+    use futures::TryStreamExt;
+    if !loc.store.capabilities().versions {
+        return Ok(None);
+    }
+    let mut out: Versions = BTreeMap::new();
+    let mut s = loc.store.list_versions(key_prefix(&loc.location));
+    while let Some(v) = s.try_next().await? {
+        out.entry(v.key).or_default().push(v.version);
+    }
+    Ok(Some(out))
+}
+
+/// Deletes every version of `key` on a versioned store (a plain delete there only adds a
+/// marker over data that stays), else the key. Missing is fine.
+async fn delete_all(
+    loc: &Opened,
+    versions: Option<&Versions>,
+    key: &str,
+) -> std::result::Result<(), offsite_storage::Error> {
+    if let Some(map) = versions {
+        for v in map.get(key).into_iter().flatten() {
+            match loc.store.delete_version(key, v).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(());
+    }
+    match loc.store.delete(key).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Carries out a plan: lock extensions, deletions, orphans.
+struct Executor<'a> {
+    policy: &'a Policy,
+    locations: &'a [Opened],
+    entries: &'a [BTreeMap<&'a str, &'a Entry>],
+    /// Version lists, once per destination that deletes on a versioned store.
+    versions: BTreeMap<usize, Option<Versions>>,
+    /// Destinations whose versions could not be listed: nothing is deleted there.
+    failed_listing: Vec<usize>,
+    done: Vec<Done>,
+    /// The time a store's lock is compared with.
+    now: DateTime<Utc>,
+}
+
+impl<'a> Executor<'a> {
+    fn new(
+        policy: &'a Policy,
+        locations: &'a [Opened],
+        entries: &'a [BTreeMap<&'a str, &'a Entry>],
+    ) -> Executor<'a> {
+        Executor {
+            policy,
+            locations,
+            entries,
+            versions: BTreeMap::new(),
+            failed_listing: Vec::new(),
+            done: Vec::new(),
+            now: Utc::now(),
+        }
+    }
+
+    async fn run(mut self, planned: &Plan, orphans: &[Orphan]) -> Vec<Done> {
+        let data: Vec<&Orphan> = orphans
+            .iter()
+            .filter(|o| matches!(o.kind, OrphanKind::Data))
+            .collect();
+        let deleting = planned
+            .deletions()
+            .map(|p| p.destination)
+            .chain(data.iter().map(|o| o.destination));
+        self.list_versions(deleting.collect()).await;
+        for item in &planned.items {
+            self.item(item).await;
+        }
+        for o in data {
+            self.orphan(o).await;
+        }
+        self.done
+    }
+
+    /// Lists the versions at each destination in `dests` once (failures reported).
+    async fn list_versions(&mut self, dests: Vec<usize>) {
+        for di in dests {
+            if self.versions.contains_key(&di) || self.failed_listing.contains(&di) {
+                continue;
+            }
+            match versions_of(&self.locations[di]).await {
+                Ok(v) => {
+                    self.versions.insert(di, v);
+                }
+                Err(e) => {
+                    let detail = format!("nothing deleted here: cannot list versions: {e}");
+                    let dest = &self.policy.destinations[di].name;
+                    let d = Done::new(dest, "", Action::ListVersions, detail, false);
+                    self.done.push(d);
+                    self.failed_listing.push(di);
+                }
+            }
+        }
+    }
+
+    /// One planned archive: extend a kept one's lock, delete a deleted one.
+    async fn item(&mut self, item: &Planned) {
+        let di = item.destination;
+        let Some(entry) = self.entries[di].get(item.name.as_str()).copied() else {
+            return;
+        };
+        let Some(manifest) = &entry.manifest else {
+            return;
+        };
+        let loc = &self.locations[di];
+        let keys = ArchiveKeys::new(key_prefix(&loc.location), &item.name, manifest.encrypted());
+        if item.keep {
+            // A hidden copy's current version is a marker: nothing to extend there.
+            if !entry.hidden {
+                let dest = &self.policy.destinations[di];
+                if let Some(d) = extend_lock(loc, dest, item, &keys).await {
+                    self.done.push(d);
+                }
+            }
+            return;
+        }
+        if self.failed_listing.contains(&di) {
+            return;
+        }
+        let dest = &self.policy.destinations[di].name;
+        if entry.hidden {
+            let detail =
+                "a locked copy under a delete marker: left in place until its lock runs out";
+            let d = Done::new(dest, &item.name, Action::KeepLocked, detail.into(), true);
+            self.done.push(d);
+            return;
+        }
+        if let Some(d) = store_lock(loc, dest, &item.name, &keys, self.now).await {
+            self.done.push(d);
+            return;
+        }
+        let v = self.versions.get(&di).and_then(|v| v.as_ref());
+        // The manifest first: from then on the archive no longer looks complete there, so a
+        // crash between the two deletes leaves an orphan (cleaned next time), never a
+        // complete-looking archive without its data.
+        let mut res = delete_all(loc, v, &keys.manifest).await;
+        if res.is_ok() {
+            res = delete_all(loc, v, &keys.object).await;
+        }
+        if res.is_ok() {
+            if let Some(key) = &entry.verified_key {
+                // The record goes with its archive; one left over is harmless.
+                delete_all(loc, v, key).await.ok();
+            }
+        }
+        let detail = match &res {
+            Ok(()) => item.reasons.join(", "),
+            Err(e) if e.kind() == ErrorKind::Locked => format!("locked: left in place ({e})"),
+            Err(e) => e.to_string(),
+        };
+        let d = Done::new(dest, &item.name, Action::DeleteArchive, detail, res.is_ok());
+        self.done.push(d);
+    }
+
+    /// Deletes one orphan of data without a manifest.
+    async fn orphan(&mut self, o: &Orphan) {
+        if self.failed_listing.contains(&o.destination) {
+            return;
+        }
+        let v = self.versions.get(&o.destination).and_then(|v| v.as_ref());
+        let res = delete_all(&self.locations[o.destination], v, &o.key).await;
+        let detail = match &res {
+            Ok(()) => format!("orphan: {}", o.reason()),
+            Err(e) => e.to_string(),
+        };
+        let dest = &self.policy.destinations[o.destination].name;
+        let d = Done::new(dest, &o.key, Action::DeleteOrphan, detail, res.is_ok());
+        self.done.push(d);
+    }
+}
+
+/// Extends a kept archive's lock (data and manifest) to what its keep class earns, at a locked
+/// destination; a store that cannot extend locks is no failure.
+async fn extend_lock(
+    loc: &Opened,
+    dest: &Destination,
+    item: &Planned,
+    keys: &ArchiveKeys,
+) -> Option<Done> {
+    let (until, mode) = (item.extend_lock_to?, dest.lock?);
+    let r = Retention {
+        mode: match mode {
+            offsite_policies::policy::LockMode::Governance => offsite_storage::LockMode::Governance,
+            offsite_policies::policy::LockMode::Compliance => offsite_storage::LockMode::Compliance,
+        },
+        retain_until: until,
+    };
+    let mut res = Ok(());
+    for key in [&keys.object, &keys.manifest] {
+        if let Err(e) = loc.store.extend_retention(key, r).await {
+            res = Err(e);
+            break;
+        }
+    }
+    let (detail, ok) = match &res {
+        Ok(()) => (format!("lock extended to {}", time(&until)), true),
+        Err(e) => (
+            format!("lock not extended: {e}"),
+            e.kind() == ErrorKind::Unsupported,
+        ),
+    };
+    Some(Done::new(
+        &dest.name,
+        &item.name,
+        Action::ExtendLock,
+        detail,
+        ok,
+    ))
+}
+
+/// What the store's own lock says about deleting an archive: `None` to go ahead, else what was
+/// done instead (kept, or failed when the lock cannot be read). The store's lock decides, not
+/// the manifest's record of the push-time one (a prune may have extended it since, and a legal
+/// hold is not in the manifest).
+async fn store_lock(
+    loc: &Opened,
+    dest: &str,
+    name: &str,
+    keys: &ArchiveKeys,
+    now: DateTime<Utc>,
+) -> Option<Done> {
+    if !loc.store.capabilities().retention {
+        return None;
+    }
+    match loc.store.head(&keys.object).await {
+        Ok(meta) => {
+            let until = meta.retention.map(|r| r.retain_until).filter(|t| *t > now);
+            let detail = match until {
+                Some(t) => format!("locked at the store until {}: left in place", time(&t)),
+                None if meta.legal_hold => "under a legal hold at the store: left in place".into(),
+                None => return None,
+            };
+            Some(Done::new(dest, name, Action::KeepLocked, detail, true))
+        }
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            let detail = format!("not deleted: cannot read its lock: {e}");
+            Some(Done::new(dest, name, Action::DeleteArchive, detail, false))
+        }
+    }
+}
+
+/// Removes local spools of pushes never run again: a work directory under the cache's
+/// `spool/` untouched for 7 days whose lock no push holds.
+fn sweep_spools(now: DateTime<Utc>) -> Vec<Done> {
+    let root = crate::engine::spool::cache_dir().join("spool");
+    let Ok(dirs) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for d in dirs.flatten() {
+        let path = d.path();
+        let newest = std::fs::read_dir(&path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|f| f.metadata().ok()?.modified().ok())
+            .max();
+        let Some(newest) = newest else { continue };
+        if DateTime::<Utc>::from(newest) > now - chrono::Duration::days(7) {
+            continue;
+        }
+        let name = d.file_name().to_string_lossy().to_string();
+        let Ok(_lock) = crate::engine::spool::lock_work_dir(&path, &name) else {
+            continue;
+        };
+        let ok = std::fs::remove_dir_all(&path).is_ok();
+        let detail = "the spool of a push not run again for 7 days".into();
+        out.push(Done::new(
+            "local spool",
+            &name,
+            Action::SweepSpool,
+            detail,
+            ok,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        let text = "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n\
+            [[destination]]\nname = \"dr\"\nurl = \"file:///a\"\n\
+            [[destination]]\nname = \"dr2\"\nurl = \"file:///b\"\n\
+            [retention]\nkeep-last = 1\nmax-delete = 2\n";
+        Policy::parse(text, "p.toml").unwrap()
+    }
+
+    fn orphan(destination: usize, key: &str) -> Orphan {
+        Orphan {
+            destination,
+            key: key.into(),
+            kind: OrphanKind::Data,
+        }
+    }
+
+    #[test]
+    fn a_refusal_at_dr2_does_not_count_for_dr() {
+        let p = policy();
+        // The planner refused at dr2; dr's archives and orphans together are over the cap too.
+        let mut planned = Plan {
+            items: Vec::new(),
+            refusals: vec![Refusal::MaxDelete {
+                destination: 1,
+                name: "dr2".into(),
+                planned: 3,
+                limit: 2,
+                with_orphans: false,
+            }],
+        };
+        let orphans: Vec<Orphan> = (0..3).map(|i| orphan(0, &format!("o{i}.age"))).collect();
+        refuse_over_cap(&p, &mut planned, &orphans, None);
+        assert_eq!(planned.refusals.len(), 2, "{:?}", planned.refusals);
+        assert!(planned.refusals[1].is_max_delete_at(0));
+        assert_eq!(
+            planned.refusals[1].to_string(),
+            "max-delete 2: the plan deletes 3 archives and orphans at dr; nothing is deleted (check with --dry-run, then raise --max-delete)"
+        );
+        // Over the cap at dr2 as well: the planner's refusal there stands alone.
+        let more: Vec<Orphan> = (0..3).map(|i| orphan(1, &format!("p{i}.age"))).collect();
+        refuse_over_cap(&p, &mut planned, &more, None);
+        assert_eq!(planned.refusals.len(), 2, "{:?}", planned.refusals);
+    }
+}
