@@ -412,22 +412,52 @@ pub fn decide_archive(
     }
 }
 
-/// Why deletions must not happen, or `None`: nothing is deleted when the source listed
-/// nothing (the classic way a sync wipes its target), or when more would go than `max_delete`.
-pub fn refuse_deletes(source_keys: u64, deletes: u64, max_delete: Option<u64>) -> Option<String> {
+/// Why the deletions of a run must not happen: the guards a sync needs so that a broken
+/// source never wipes its target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeleteRefusal {
+    /// A listing (either side's) failed or broke key order: what is missing is not known.
+    #[error("a listing did not complete ({0}): nothing is deleted")]
+    ListingIncomplete(String),
+    /// The source listed nothing (the classic way a sync wipes its target).
+    #[error("the source lists nothing, and {deletes} key(s) would be deleted at the destination: nothing is deleted (check the source URL and credentials)")]
+    SourceEmpty {
+        /// Keys that would have been deleted.
+        deletes: u64,
+    },
+    /// More would go than `--max-delete` allows.
+    #[error("{deletes} key(s) would be deleted, more than --max-delete {max}: nothing is deleted")]
+    OverMaxDelete {
+        /// Keys that would have been deleted.
+        deletes: u64,
+        /// The cap.
+        max: u64,
+    },
+}
+
+/// Serialized as its sentence (the `--json` summary's `deletes_refused`).
+impl Serialize for DeleteRefusal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Why deletions must not happen, or `None`. `source_keys` is how many keys the source listed,
+/// or why a listing did not complete; nothing is deleted then, nor when the source listed
+/// nothing, nor when more would go than `max_delete`.
+pub fn refuse_deletes(
+    source_keys: Result<u64, &str>,
+    deletes: u64,
+    max_delete: Option<u64>,
+) -> Option<DeleteRefusal> {
     if deletes == 0 {
         return None;
     }
-    if source_keys == 0 {
-        return Some(format!(
-            "the source lists nothing, and {deletes} key(s) would be deleted at the destination: nothing is deleted (check the source URL and credentials)"
-        ));
-    }
-    match max_delete {
-        Some(m) if deletes > m => Some(format!(
-            "{deletes} key(s) would be deleted, more than --max-delete {m}: nothing is deleted"
-        )),
-        _ => None,
+    match (source_keys, max_delete) {
+        (Err(why), _) => Some(DeleteRefusal::ListingIncomplete(why.to_string())),
+        (Ok(0), _) => Some(DeleteRefusal::SourceEmpty { deletes }),
+        (Ok(_), Some(max)) if deletes > max => Some(DeleteRefusal::OverMaxDelete { deletes, max }),
+        (Ok(_), _) => None,
     }
 }
 
@@ -515,14 +545,24 @@ mod tests {
 
     #[test]
     fn deletion_guards() {
-        assert!(refuse_deletes(0, 5, None)
-            .unwrap()
-            .contains("source lists nothing"));
-        assert!(refuse_deletes(10, 5, Some(4))
-            .unwrap()
+        assert_eq!(
+            refuse_deletes(Ok(0), 5, None),
+            Some(DeleteRefusal::SourceEmpty { deletes: 5 })
+        );
+        assert_eq!(
+            refuse_deletes(Ok(10), 5, Some(4)),
+            Some(DeleteRefusal::OverMaxDelete { deletes: 5, max: 4 })
+        );
+        assert!(matches!(
+            refuse_deletes(Err("cannot list"), 1, None),
+            Some(DeleteRefusal::ListingIncomplete(_))
+        ));
+        assert_eq!(refuse_deletes(Ok(10), 4, Some(4)), None);
+        assert_eq!(refuse_deletes(Ok(0), 0, None), None);
+        assert_eq!(refuse_deletes(Err("cannot list"), 0, None), None);
+        assert!(DeleteRefusal::OverMaxDelete { deletes: 5, max: 4 }
+            .to_string()
             .contains("--max-delete 4"));
-        assert_eq!(refuse_deletes(10, 4, Some(4)), None);
-        assert_eq!(refuse_deletes(0, 0, None), None);
     }
 
     #[test]
