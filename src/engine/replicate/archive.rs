@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use offsite_policies::encryption::Recipient;
-use offsite_policies::replication::{decide_archive, ArchiveAction, Decision, Held};
+use offsite_policies::replication::{decide_archive, ArchiveAction, Decision, Held, Reason};
 use offsite_storage::{PutOptions, Retention, StorageExt};
 
 use super::{check_receipt, Annotations, ArchiveFacts, Finished, Status};
@@ -58,7 +58,7 @@ fn only_at_destination(ctx: &Ctx<'_>, name: &str, mut keys: Vec<Decision>) -> Ou
         return Outcome::one(ItemReport::new(
             name,
             ItemAction::Skipped,
-            "only at the destination (kept without --delete)",
+            Reason::OnlyAtDestination,
         ));
     }
     keys.sort_by_key(|d| !d.key.ends_with(MANIFEST_SUFFIX));
@@ -166,7 +166,7 @@ async fn copy_archive(
     name: &str,
     m: &Manifest,
     sides: &Sides,
-    why: &str,
+    why: Reason,
 ) -> ItemReport {
     let (options, retention) = placement(ctx, m);
     let fingerprint = sides

@@ -1,7 +1,7 @@
 //! A plain object (one that belongs to no archive): compared, copied as it is, and checked
 //! against what the source said of it.
 
-use offsite_policies::replication::{compare, Action, Decision, Item};
+use offsite_policies::replication::{compare, Action, Decision, Item, Reason};
 use offsite_storage::PutOptions;
 
 use super::{check_receipt, copy, sha256_form, Copied, Ctx, Digest, Outcome};
@@ -59,7 +59,7 @@ async fn copy_object(ctx: &Ctx<'_>, d: Decision) -> ItemReport {
 /// The source's item and why it goes; with `--checksum` and a copy at the destination, the
 /// providers' SHA-256s first (one HEAD per side), which may find it the same: `Err` is then
 /// the skipped item.
-async fn recheck(ctx: &Ctx<'_>, d: &Decision) -> Result<(Item, &'static str), ItemReport> {
+async fn recheck(ctx: &Ctx<'_>, d: &Decision) -> Result<(Item, Reason), ItemReport> {
     let mut s = d.source.clone().expect("a copy has a source");
     let t = match &d.destination {
         Some(t) if ctx.opts.checksum => t,

@@ -113,11 +113,11 @@ pub struct ItemReport {
 
 impl ItemReport {
     /// `action` on `key`, because of `reason`; no bytes, no copy.
-    pub(super) fn new(key: &str, action: ItemAction, reason: impl Into<String>) -> ItemReport {
+    pub(super) fn new(key: &str, action: ItemAction, reason: impl std::fmt::Display) -> ItemReport {
         ItemReport {
             key: key.to_string(),
             action,
-            reason: reason.into(),
+            reason: reason.to_string(),
             bytes: 0,
             route: None,
             verified: None,
@@ -134,7 +134,7 @@ impl ItemReport {
     /// `bytes` copied to `key` as `c` says, and checked `how`.
     pub(super) fn copied(
         key: &str,
-        reason: impl Into<String>,
+        reason: impl std::fmt::Display,
         bytes: u64,
         c: &Copied,
         how: Verified,
