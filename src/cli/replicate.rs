@@ -100,16 +100,9 @@ struct Request {
 }
 
 impl Request {
-    /// The request `args` make, refused as a usage error where they cannot work.
+    /// The request `args` make, refused as a usage error where they name no source or
+    /// destination.
     fn new(args: &ReplicateArgs) -> Result<Request> {
-        let (from, to, prefix, policy) = route(args)?;
-        for u in std::iter::once(&from.url).chain(to.iter().map(|n| &n.url)) {
-            if u.starts_with("memory://") {
-                return Err(usage(format!(
-                    "{u}: a memory:// store lives inside one process; replicate between stores that outlast it"
-                )));
-            }
-        }
         let options = Options {
             delete: args.delete,
             max_delete: args.max_delete,
@@ -119,81 +112,83 @@ impl Request {
             shard: args.shard,
             bwlimit: args.bwlimit,
         };
+        if args.policy.is_some() && !args.urls.is_empty() {
+            return Err(usage(
+                "give a source and destinations as URLs or --policy FILE, not both",
+            ));
+        }
+        if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.urls.is_empty()) {
+            if args.prefix.is_some() {
+                return Err(usage(
+                    "--prefix cannot be combined with --policy: the policy's prefix applies",
+                ));
+            }
+            return Request::from_policy(&path, options);
+        }
+        match args.urls.as_slice() {
+            [] => Err(usage(
+                "no source: give SOURCE DESTINATION..., or --policy FILE (or set OFFSITE_POLICY)",
+            )),
+            [_] => Err(usage("no destination: give SOURCE DESTINATION...")),
+            [src, dsts @ ..] => Ok(Request {
+                from: Named::url(src),
+                to: dsts.iter().map(|d| Named::url(d)).collect(),
+                prefix: args.prefix.clone(),
+                policy: "-".into(),
+                options,
+            }),
+        }
+    }
+
+    /// A policy's `[replication]`: its `from` destination to each of its `to`, under its
+    /// prefix.
+    fn from_policy(path: &std::path::Path, options: Options) -> Result<Request> {
+        let policy = crate::policy::load(path)?;
+        crate::policy::need_archives(&policy, "replicate")?;
+        let Some(r) = &policy.replication else {
+            return Err(usage(format!(
+                "{} has no [replication] section: add one with from = \"<destination>\" and to = [\"<replica>\", ...]",
+                path.display()
+            )));
+        };
+        let all = crate::policy::locations(&policy, true);
+        let find = |n: &str| {
+            all.iter()
+                .find(|(name, _)| name == n)
+                .map(|(name, url)| Named {
+                    name: name.clone(),
+                    url: url.clone(),
+                })
+        };
         Ok(Request {
-            from,
-            to,
-            prefix,
-            policy,
+            from: find(&r.from).expect("validated: from names a destination"),
+            to: r.to.iter().filter_map(|t| find(t)).collect(),
+            prefix: policy.prefix.clone(),
+            policy: policy.name.clone(),
             options,
         })
     }
 
-    /// The source's URL, then each destination's.
-    fn urls(&self) -> Vec<String> {
-        std::iter::once(&self.from)
+    /// The source's URL, then each destination's; a usage error for a memory:// store, which
+    /// no other run could see.
+    fn urls(&self) -> Result<Vec<String>> {
+        let urls: Vec<String> = std::iter::once(&self.from)
             .chain(&self.to)
             .map(|n| n.url.clone())
-            .collect()
-    }
-}
-
-/// The source and destinations, the prefix and the policy's name (`-` for URLs).
-fn route(args: &ReplicateArgs) -> Result<(Named, Vec<Named>, Option<String>, String)> {
-    if args.policy.is_some() && !args.urls.is_empty() {
-        return Err(usage(
-            "give a source and destinations as URLs or --policy FILE, not both",
-        ));
-    }
-    if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.urls.is_empty()) {
-        if args.prefix.is_some() {
-            return Err(usage(
-                "--prefix cannot be combined with --policy: the policy's prefix applies",
-            ));
+            .collect();
+        if let Some(u) = urls.iter().find(|u| u.starts_with("memory://")) {
+            return Err(usage(format!(
+                "{u}: a memory:// store lives inside one process; replicate between stores that outlast it"
+            )));
         }
-        return from_policy(&path);
+        Ok(urls)
     }
-    match args.urls.as_slice() {
-        [] => Err(usage(
-            "no source: give SOURCE DESTINATION..., or --policy FILE (or set OFFSITE_POLICY)",
-        )),
-        [_] => Err(usage("no destination: give SOURCE DESTINATION...")),
-        [src, dsts @ ..] => Ok((
-            Named::url(src),
-            dsts.iter().map(|d| Named::url(d)).collect(),
-            args.prefix.clone(),
-            "-".into(),
-        )),
-    }
-}
-
-/// A policy's `[replication]`: its `from` destination to each of its `to`, under its prefix.
-fn from_policy(path: &std::path::Path) -> Result<(Named, Vec<Named>, Option<String>, String)> {
-    let policy = crate::policy::load(path)?;
-    crate::policy::need_archives(&policy, "replicate")?;
-    let Some(r) = &policy.replication else {
-        return Err(usage(format!(
-            "{} has no [replication] section: add one with from = \"<destination>\" and to = [\"<replica>\", ...]",
-            path.display()
-        )));
-    };
-    let all = crate::policy::locations(&policy, true);
-    let find = |n: &str| {
-        all.iter()
-            .find(|(name, _)| name == n)
-            .map(|(name, url)| Named {
-                name: name.clone(),
-                url: url.clone(),
-            })
-    };
-    let from = find(&r.from).expect("validated: from names a destination");
-    let to = r.to.iter().filter_map(|t| find(t)).collect();
-    Ok((from, to, policy.prefix.clone(), policy.name.clone()))
 }
 
 pub(super) async fn run(args: &ReplicateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let req = Request::new(args)?;
     m.set_policy(&req.policy);
-    let opened = super::open_all(&req.urls(), req.prefix.as_deref()).await?;
+    let opened = super::open_all(&req.urls()?, req.prefix.as_deref()).await?;
     let (src, dests) = opened.split_first().expect("a source");
     for (d, to) in dests.iter().zip(&req.to) {
         if d.url() == src.url() {
