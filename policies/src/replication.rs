@@ -40,6 +40,86 @@ pub enum Action {
     Delete,
 }
 
+/// Why a key or an archive is copied, skipped or deleted: shown to the user beside the action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The sizes differ.
+    SizeDiffers,
+    /// Both sides' SHA-256s are the same.
+    SameSha256,
+    /// The SHA-256s differ.
+    Sha256Differs,
+    /// `checksum`, and a side whose SHA-256 is not known.
+    NoSha256,
+    /// The same size and entity tag.
+    SameSizeAndEtag,
+    /// The entity tags differ.
+    EtagDiffers,
+    /// The same size, and nothing else to compare.
+    SameSize,
+    /// Only at the source.
+    MissingAtDestination,
+    /// Only at the destination, with `delete`.
+    NotAtSource,
+    /// Only at the destination, without `delete`.
+    OnlyAtDestination,
+    /// An archive with no manifest at the source.
+    NoSourceManifest,
+    /// An archive whose data at the source is missing or the wrong size.
+    SourceDataMissing,
+    /// Another archive under the same name at the destination.
+    DifferentArchive,
+    /// The destination's data object is missing or the wrong size.
+    DestinationDataMissing,
+    /// `checksum`: the destination's data does not match its manifest.
+    DestinationDataDiffers,
+    /// `checksum`: the destination's data could not be checked.
+    DestinationDataUnchecked,
+    /// `checksum`: the same archive, its data checked.
+    SameArchiveChecked,
+    /// The same archive (same SHA-256s and size), trusted as quick verify trusts it.
+    SameArchive,
+}
+
+impl Reason {
+    /// The words shown for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SizeDiffers => "size differs",
+            Reason::SameSha256 => "same SHA-256",
+            Reason::Sha256Differs => "SHA-256 differs",
+            Reason::NoSha256 => "no SHA-256 to compare (--checksum)",
+            Reason::SameSizeAndEtag => "same size and ETag",
+            Reason::EtagDiffers => "ETag differs",
+            Reason::SameSize => "same size",
+            Reason::MissingAtDestination => "missing at the destination",
+            Reason::NotAtSource => "not at the source",
+            Reason::OnlyAtDestination => "only at the destination (kept without --delete)",
+            Reason::NoSourceManifest => "no manifest at the source (an incomplete push): not replicated",
+            Reason::SourceDataMissing => "the source's data object is missing or not the size its manifest records: not replicated",
+            Reason::DifferentArchive => "a different archive under the same name",
+            Reason::DestinationDataMissing => "the destination's data object is missing or the wrong size",
+            Reason::DestinationDataDiffers => "the destination's data does not match its SHA-256 (--checksum)",
+            Reason::DestinationDataUnchecked => "the destination's data could not be checked (--checksum)",
+            Reason::SameArchiveChecked => "same archive, data checked",
+            Reason::SameArchive => "same archive (same SHA-256 and size)",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Serialized as its words.
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// The decision on one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
@@ -48,7 +128,7 @@ pub struct Decision {
     /// What to do.
     pub action: Action,
     /// Why.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// The source's size (the destination's for a delete).
     pub size: u64,
     /// The key as the source listed it, when it has it.
@@ -121,22 +201,24 @@ fn check_order(side: &'static str, last: &mut Option<String>, key: &str) -> Resu
 }
 
 /// The decision for a key on both sides.
-pub fn compare(s: &Item, d: &Item, options: Options) -> (Action, &'static str) {
+pub fn compare(s: &Item, d: &Item, options: Options) -> (Action, Reason) {
     if s.size != d.size {
-        return (Action::Copy, "size differs");
+        return (Action::Copy, Reason::SizeDiffers);
     }
     match (&s.sha256, &d.sha256) {
-        (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => return (Action::Skip, "same SHA-256"),
-        (Some(_), Some(_)) => return (Action::Copy, "SHA-256 differs"),
-        _ if options.checksum => return (Action::Copy, "no SHA-256 to compare (--checksum)"),
+        (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => {
+            return (Action::Skip, Reason::SameSha256)
+        }
+        (Some(_), Some(_)) => return (Action::Copy, Reason::Sha256Differs),
+        _ if options.checksum => return (Action::Copy, Reason::NoSha256),
         _ => {}
     }
     match (&s.etag, &d.etag) {
         (Some(a), Some(b)) if a.trim_matches('"') == b.trim_matches('"') => {
-            (Action::Skip, "same size and ETag")
+            (Action::Skip, Reason::SameSizeAndEtag)
         }
-        (Some(_), Some(_)) => (Action::Copy, "ETag differs"),
-        _ => (Action::Skip, "same size"),
+        (Some(_), Some(_)) => (Action::Copy, Reason::EtagDiffers),
+        _ => (Action::Skip, Reason::SameSize),
     }
 }
 
@@ -161,7 +243,7 @@ impl<S: Iterator<Item = Item>, D: Iterator<Item = Item>> Iterator for Plan<S, D>
                     size: s.size,
                     key: s.key.clone(),
                     action: Action::Copy,
-                    reason: "missing at the destination",
+                    reason: Reason::MissingAtDestination,
                     source: Some(s),
                     destination: None,
                 })
@@ -170,12 +252,9 @@ impl<S: Iterator<Item = Item>, D: Iterator<Item = Item>> Iterator for Plan<S, D>
                 let d = self.dst.next().expect("peeked");
                 order("destination", &mut self.last_dst, &d.key).map(|()| {
                     let (action, reason) = if self.options.delete {
-                        (Action::Delete, "not at the source")
+                        (Action::Delete, Reason::NotAtSource)
                     } else {
-                        (
-                            Action::Skip,
-                            "only at the destination (kept without --delete)",
-                        )
+                        (Action::Skip, Reason::OnlyAtDestination)
                     };
                     Decision {
                         size: d.size,
@@ -368,66 +447,78 @@ pub fn decide_archive(
     dst: Option<&Held>,
     checksum: bool,
     data_proven: Option<bool>,
-) -> (ArchiveAction, &'static str) {
+) -> (ArchiveAction, Reason) {
     let Some(s) = src else {
-        return (
-            ArchiveAction::NoManifest,
-            "no manifest at the source (an incomplete push): not replicated",
-        );
+        return (ArchiveAction::NoManifest, Reason::NoSourceManifest);
     };
     if s.data_size != Some(s.stored_size) {
-        return (
-            ArchiveAction::NoManifest,
-            "the source's data object is missing or not the size its manifest records: not replicated",
-        );
+        return (ArchiveAction::NoManifest, Reason::SourceDataMissing);
     }
     let Some(d) = dst else {
-        return (ArchiveAction::Copy, "missing at the destination");
+        return (ArchiveAction::Copy, Reason::MissingAtDestination);
     };
     if !d.plaintext_sha256.eq_ignore_ascii_case(&s.plaintext_sha256)
         || !d.stored_sha256.eq_ignore_ascii_case(&s.stored_sha256)
     {
-        return (
-            ArchiveAction::Copy,
-            "a different archive under the same name",
-        );
+        return (ArchiveAction::Copy, Reason::DifferentArchive);
     }
     if d.data_size != Some(s.stored_size) {
-        return (
-            ArchiveAction::Copy,
-            "the destination's data object is missing or the wrong size",
-        );
+        return (ArchiveAction::Copy, Reason::DestinationDataMissing);
     }
     match (checksum, data_proven) {
-        (true, Some(false)) => (
-            ArchiveAction::Copy,
-            "the destination's data does not match its SHA-256 (--checksum)",
-        ),
-        (true, None) => (
-            ArchiveAction::Copy,
-            "the destination's data could not be checked (--checksum)",
-        ),
-        (true, Some(true)) => (ArchiveAction::Skip, "same archive, data checked"),
-        (false, _) => (ArchiveAction::Skip, "same archive (same SHA-256 and size)"),
+        (true, Some(false)) => (ArchiveAction::Copy, Reason::DestinationDataDiffers),
+        (true, None) => (ArchiveAction::Copy, Reason::DestinationDataUnchecked),
+        (true, Some(true)) => (ArchiveAction::Skip, Reason::SameArchiveChecked),
+        (false, _) => (ArchiveAction::Skip, Reason::SameArchive),
     }
 }
 
-/// Why deletions must not happen, or `None`: nothing is deleted when the source listed
-/// nothing (the classic way a sync wipes its target), or when more would go than `max_delete`.
-pub fn refuse_deletes(source_keys: u64, deletes: u64, max_delete: Option<u64>) -> Option<String> {
+/// Why the deletions of a run must not happen: the guards a sync needs so that a broken
+/// source never wipes its target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeleteRefusal {
+    /// A listing (either side's) failed or broke key order: what is missing is not known.
+    #[error("a listing did not complete ({0}): nothing is deleted")]
+    ListingIncomplete(String),
+    /// The source listed nothing (the classic way a sync wipes its target).
+    #[error("the source lists nothing, and {deletes} key(s) would be deleted at the destination: nothing is deleted (check the source URL and credentials)")]
+    SourceEmpty {
+        /// Keys that would have been deleted.
+        deletes: u64,
+    },
+    /// More would go than `--max-delete` allows.
+    #[error("{deletes} key(s) would be deleted, more than --max-delete {max}: nothing is deleted")]
+    OverMaxDelete {
+        /// Keys that would have been deleted.
+        deletes: u64,
+        /// The cap.
+        max: u64,
+    },
+}
+
+/// Serialized as its sentence (the `--json` summary's `deletes_refused`).
+impl Serialize for DeleteRefusal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Why deletions must not happen, or `None`. `source_keys` is how many keys the source listed,
+/// or why a listing did not complete; nothing is deleted then, nor when the source listed
+/// nothing, nor when more would go than `max_delete`.
+pub fn refuse_deletes(
+    source_keys: Result<u64, &str>,
+    deletes: u64,
+    max_delete: Option<u64>,
+) -> Option<DeleteRefusal> {
     if deletes == 0 {
         return None;
     }
-    if source_keys == 0 {
-        return Some(format!(
-            "the source lists nothing, and {deletes} key(s) would be deleted at the destination: nothing is deleted (check the source URL and credentials)"
-        ));
-    }
-    match max_delete {
-        Some(m) if deletes > m => Some(format!(
-            "{deletes} key(s) would be deleted, more than --max-delete {m}: nothing is deleted"
-        )),
-        _ => None,
+    match (source_keys, max_delete) {
+        (Err(why), _) => Some(DeleteRefusal::ListingIncomplete(why.to_string())),
+        (Ok(0), _) => Some(DeleteRefusal::SourceEmpty { deletes }),
+        (Ok(_), Some(max)) if deletes > max => Some(DeleteRefusal::OverMaxDelete { deletes, max }),
+        (Ok(_), _) => None,
     }
 }
 
@@ -452,7 +543,7 @@ mod tests {
         let c = |s, d| compare(&s, &d, o);
         assert_eq!(
             c(item("k", 1, None, None), item("k", 2, None, None)).1,
-            "size differs"
+            Reason::SizeDiffers
         );
         assert_eq!(
             c(
@@ -468,7 +559,7 @@ mod tests {
                 item("k", 1, Some("cd"), Some("x"))
             )
             .1,
-            "SHA-256 differs"
+            Reason::Sha256Differs
         );
         assert_eq!(
             c(
@@ -480,11 +571,11 @@ mod tests {
         );
         assert_eq!(
             c(item("k", 1, None, Some("x")), item("k", 1, None, Some("y"))).1,
-            "ETag differs"
+            Reason::EtagDiffers
         );
         assert_eq!(
             c(item("k", 1, None, None), item("k", 1, None, None)).1,
-            "same size"
+            Reason::SameSize
         );
         let strict = Options {
             checksum: true,
@@ -515,14 +606,24 @@ mod tests {
 
     #[test]
     fn deletion_guards() {
-        assert!(refuse_deletes(0, 5, None)
-            .unwrap()
-            .contains("source lists nothing"));
-        assert!(refuse_deletes(10, 5, Some(4))
-            .unwrap()
+        assert_eq!(
+            refuse_deletes(Ok(0), 5, None),
+            Some(DeleteRefusal::SourceEmpty { deletes: 5 })
+        );
+        assert_eq!(
+            refuse_deletes(Ok(10), 5, Some(4)),
+            Some(DeleteRefusal::OverMaxDelete { deletes: 5, max: 4 })
+        );
+        assert!(matches!(
+            refuse_deletes(Err("cannot list"), 1, None),
+            Some(DeleteRefusal::ListingIncomplete(_))
+        ));
+        assert_eq!(refuse_deletes(Ok(10), 4, Some(4)), None);
+        assert_eq!(refuse_deletes(Ok(0), 0, None), None);
+        assert_eq!(refuse_deletes(Err("cannot list"), 0, None), None);
+        assert!(DeleteRefusal::OverMaxDelete { deletes: 5, max: 4 }
+            .to_string()
             .contains("--max-delete 4"));
-        assert_eq!(refuse_deletes(10, 4, Some(4)), None);
-        assert_eq!(refuse_deletes(0, 0, None), None);
     }
 
     #[test]

@@ -3,9 +3,12 @@
 
 use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
 
-use crate::engine::replicate::{self, ItemReport, Options, Summary};
+use crate::engine::replicate::{self, ItemAction, ItemReport, Options, Summary};
+use crate::error::usage;
 use crate::metrics::{Metrics, MetricsArgs};
+use crate::registry::Opened;
 use crate::report::{exit, human_bytes, outln, Output};
 
 /// Arguments of `offsite replicate`.
@@ -70,23 +73,77 @@ fn parse_shard(s: &str) -> std::result::Result<(u32, u32), String> {
     Ok((i, n))
 }
 
-/// (name, url) of the source and destinations.
-type Route = ((String, String), Vec<(String, String)>);
+/// A location as the user named it (a policy's destination name, else its URL) and its URL.
+#[derive(Debug, Clone)]
+struct Named {
+    name: String,
+    url: String,
+}
 
-fn route(args: &ReplicateArgs) -> Result<(Route, Option<String>, String)> {
-    use crate::report::usage;
-    if args.policy.is_some() && !args.urls.is_empty() {
-        return Err(usage(
-            "give a source and destinations as URLs or --policy FILE, not both",
-        ));
+impl Named {
+    fn url(url: &str) -> Named {
+        Named {
+            name: url.to_string(),
+            url: url.to_string(),
+        }
     }
-    if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.urls.is_empty()) {
-        if args.prefix.is_some() {
+}
+
+/// What `offsite replicate` was asked: from where to where, under which prefix, for which
+/// policy (`-` for URLs), and how.
+struct Request {
+    from: Named,
+    to: Vec<Named>,
+    prefix: Option<String>,
+    policy: String,
+    options: Options,
+}
+
+impl Request {
+    /// The request `args` make, refused as a usage error where they name no source or
+    /// destination.
+    fn new(args: &ReplicateArgs) -> Result<Request> {
+        let options = Options {
+            delete: args.delete,
+            max_delete: args.max_delete,
+            checksum: args.checksum,
+            dry_run: args.dry_run,
+            jobs: usize::from(args.jobs),
+            shard: args.shard,
+            bwlimit: args.bwlimit,
+        };
+        if args.policy.is_some() && !args.urls.is_empty() {
             return Err(usage(
-                "--prefix cannot be combined with --policy: the policy's prefix applies",
+                "give a source and destinations as URLs or --policy FILE, not both",
             ));
         }
-        let policy = crate::policy::load(&path)?;
+        if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.urls.is_empty()) {
+            if args.prefix.is_some() {
+                return Err(usage(
+                    "--prefix cannot be combined with --policy: the policy's prefix applies",
+                ));
+            }
+            return Request::from_policy(&path, options);
+        }
+        match args.urls.as_slice() {
+            [] => Err(usage(
+                "no source: give SOURCE DESTINATION..., or --policy FILE (or set OFFSITE_POLICY)",
+            )),
+            [_] => Err(usage("no destination: give SOURCE DESTINATION...")),
+            [src, dsts @ ..] => Ok(Request {
+                from: Named::url(src),
+                to: dsts.iter().map(|d| Named::url(d)).collect(),
+                prefix: args.prefix.clone(),
+                policy: "-".into(),
+                options,
+            }),
+        }
+    }
+
+    /// A policy's `[replication]`: its `from` destination to each of its `to`, under its
+    /// prefix.
+    fn from_policy(path: &std::path::Path, options: Options) -> Result<Request> {
+        let policy = crate::policy::load(path)?;
         crate::policy::need_archives(&policy, "replicate")?;
         let Some(r) = &policy.replication else {
             return Err(usage(format!(
@@ -95,81 +152,87 @@ fn route(args: &ReplicateArgs) -> Result<(Route, Option<String>, String)> {
             )));
         };
         let all = crate::policy::locations(&policy, true);
-        let find = |n: &str| all.iter().find(|(name, _)| name == n).cloned();
-        let from = find(&r.from).expect("validated: from names a destination");
-        let to = r.to.iter().filter_map(|t| find(t)).collect();
-        return Ok(((from, to), policy.prefix.clone(), policy.name.clone()));
+        let find = |n: &str| {
+            all.iter()
+                .find(|(name, _)| name == n)
+                .map(|(name, url)| Named {
+                    name: name.clone(),
+                    url: url.clone(),
+                })
+        };
+        Ok(Request {
+            from: find(&r.from).expect("validated: from names a destination"),
+            to: r.to.iter().filter_map(|t| find(t)).collect(),
+            prefix: policy.prefix.clone(),
+            policy: policy.name.clone(),
+            options,
+        })
     }
-    match args.urls.as_slice() {
-        [] => Err(usage(
-            "no source: give SOURCE DESTINATION..., or --policy FILE (or set OFFSITE_POLICY)",
-        )),
-        [_] => Err(usage("no destination: give SOURCE DESTINATION...")),
-        [src, dsts @ ..] => Ok((
-            (
-                (src.clone(), src.clone()),
-                dsts.iter().map(|d| (d.clone(), d.clone())).collect(),
-            ),
-            args.prefix.clone(),
-            "-".into(),
-        )),
+
+    /// The source's URL, then each destination's; a usage error for a memory:// store, which
+    /// no other run could see.
+    fn urls(&self) -> Result<Vec<String>> {
+        let urls: Vec<String> = std::iter::once(&self.from)
+            .chain(&self.to)
+            .map(|n| n.url.clone())
+            .collect();
+        if let Some(u) = urls.iter().find(|u| u.starts_with("memory://")) {
+            return Err(usage(format!(
+                "{u}: a memory:// store lives inside one process; replicate between stores that outlast it"
+            )));
+        }
+        Ok(urls)
     }
 }
 
 pub(super) async fn run(args: &ReplicateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let (((src_name, src_url), dsts), prefix, policy) = route(args)?;
-    m.set_policy(&policy);
-    for u in std::iter::once(&src_url).chain(dsts.iter().map(|(_, u)| u)) {
-        if u.starts_with("memory://") {
-            return Err(crate::report::usage(format!(
-                "{u}: a memory:// store lives inside one process; replicate between stores that outlast it"
-            )));
-        }
-    }
-    let urls: Vec<String> = std::iter::once(src_url.clone())
-        .chain(dsts.iter().map(|(_, u)| u.clone()))
-        .collect();
-    let opened = super::open_all(&urls, prefix.as_deref()).await?;
+    let req = Request::new(args)?;
+    m.set_policy(&req.policy);
+    let opened = super::open_all(&req.urls()?, req.prefix.as_deref()).await?;
     let (src, dests) = opened.split_first().expect("a source");
-    for (d, (_, url)) in dests.iter().zip(&dsts) {
+    for (d, to) in dests.iter().zip(&req.to) {
         if d.url() == src.url() {
-            return Err(crate::report::usage(format!(
-                "{url} is the source itself: give another destination"
+            return Err(usage(format!(
+                "{} is the source itself: give another destination",
+                to.url
             )));
         }
     }
-    let opts = Options {
-        delete: args.delete,
-        max_delete: args.max_delete,
-        checksum: args.checksum,
-        dry_run: args.dry_run,
-        jobs: usize::from(args.jobs),
-        shard: args.shard,
-        bwlimit: args.bwlimit,
-    };
     let mut summaries = Vec::new();
-    for (dst, (dst_name, _)) in dests.iter().zip(&dsts) {
-        let progress = out.progress(None, &format!("{src_name} -> {dst_name}"));
-        let mut printed = Ok(());
-        let mut on_item = |i: &ItemReport| {
-            if let Some(p) = &progress {
-                p.inc(i.bytes);
-            }
-            if printed.is_err() {
-                return;
-            }
-            printed = print_item(out, src.url(), dst.url(), i, progress.as_ref());
-        };
-        let s = replicate::run(src, dst, opts, &mut on_item).await;
-        if let Some(p) = progress {
-            p.finish_and_clear();
-        }
-        printed?;
-        print_summary(out, dst_name, &s)?;
-        record(m, dst_name, &s);
+    for (dst, to) in dests.iter().zip(&req.to) {
+        let s = replicate_one(out, src, (dst, &to.name), &req).await?;
+        print_summary(out, &to.name, &s)?;
+        record(m, &to.name, &s);
         summaries.push(s);
     }
     Ok(code(&summaries))
+}
+
+/// One source to one destination, each item printed as it is done (above a progress bar on
+/// a terminal).
+async fn replicate_one(
+    out: Output,
+    src: &Opened,
+    (dst, dst_name): (&Opened, &str),
+    req: &Request,
+) -> Result<Summary> {
+    let progress = out.progress(None, &format!("{} -> {dst_name}", req.from.name));
+    let mut printed = Ok(());
+    let mut on_item = |i: &ItemReport| {
+        if let Some(p) = &progress {
+            p.inc(i.bytes);
+        }
+        if printed.is_err() {
+            return;
+        }
+        printed = print_item(out, src.url(), dst.url(), i, progress.as_ref());
+    };
+    let s = replicate::run(src, dst, req.options, &mut on_item).await;
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    printed?;
+    Ok(s)
 }
 
 /// 4 when a copy failed verification, else 1 when anything failed, else 5 when deletions
@@ -189,6 +252,28 @@ fn code(summaries: &[Summary]) -> u8 {
     }
 }
 
+/// One `--json` line of an item: `"type": "item"`, the two URLs, and the item's fields.
+#[derive(Serialize)]
+struct ItemLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    source: &'a str,
+    destination: &'a str,
+    #[serde(flatten)]
+    item: &'a ItemReport,
+}
+
+/// The `--json` line of one destination's summary: `"type": "summary"`, its name, and the
+/// summary's fields.
+#[derive(Serialize)]
+struct SummaryLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    destination_name: &'a str,
+    #[serde(flatten)]
+    summary: &'a Summary,
+}
+
 fn print_item(
     out: Output,
     src: &str,
@@ -197,13 +282,15 @@ fn print_item(
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<()> {
     if out.json {
-        let mut v = serde_json::to_value(i)?;
-        v["type"] = "item".into();
-        v["source"] = src.into();
-        v["destination"] = dst.into();
-        return outln!("{}", serde_json::to_string(&v)?);
+        let line = ItemLine {
+            kind: "item",
+            source: src,
+            destination: dst,
+            item: i,
+        };
+        return outln!("{}", serde_json::to_string(&line)?);
     }
-    if i.action == "skipped" {
+    if i.action == ItemAction::Skipped {
         return Ok(());
     }
     let mut how = Vec::new();
@@ -231,7 +318,12 @@ fn print_item(
     } else {
         format!(" ({})", how.join(", "))
     };
-    let line = format!("{:<14} {}{size}{how}: {}", i.action, i.key, i.reason);
+    let line = format!(
+        "{:<14} {}{size}{how}: {}",
+        i.action.as_str(),
+        i.key,
+        i.reason
+    );
     match progress {
         Some(p) => {
             p.println(line);
@@ -243,10 +335,12 @@ fn print_item(
 
 fn print_summary(out: Output, dst_name: &str, s: &Summary) -> Result<()> {
     if out.json {
-        let mut v = serde_json::to_value(s)?;
-        v["type"] = "summary".into();
-        v["destination_name"] = dst_name.into();
-        return outln!("{}", serde_json::to_string(&v)?);
+        let line = SummaryLine {
+            kind: "summary",
+            destination_name: dst_name,
+            summary: s,
+        };
+        return outln!("{}", serde_json::to_string(&line)?);
     }
     let verb = if s.dry_run { "would copy" } else { "copied" };
     let del = if s.dry_run { "would delete" } else { "deleted" };

@@ -140,6 +140,10 @@ pub async fn copy(
 }
 
 /// The provider's own copy, when both ends are one provider's and the options allow it.
+#[cfg_attr(
+    not(any(feature = "s3", feature = "gcs", feature = "azure")),
+    allow(unused_variables)
+)]
 async fn server_side(
     src: &Opened,
     dst: &Opened,
@@ -147,7 +151,6 @@ async fn server_side(
     size: u64,
     options: &PutOptions,
 ) -> Option<Result<Receipt>> {
-    let _ = (key, size, options);
     match (&src.native, &dst.native) {
         #[cfg(feature = "s3")]
         (Native::S3(a), Native::S3(b)) if b.same_service(a) => {
