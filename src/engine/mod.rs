@@ -1,5 +1,7 @@
 //! The engine: runs pushes, verification and restores against stores.
 
+pub mod cache_dir;
+pub mod commit;
 pub mod hidden;
 pub mod holdings;
 pub mod identity;

@@ -32,8 +32,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use self::copy::{BwLimit, Copied, Route, Shared};
-use super::push::commit::{self, check_receipt, ArchiveFacts, Finished};
-use super::push::{Annotations, Status};
+use super::commit::{self, check_receipt, Annotations, ArchiveFacts, Finished, NotCommitted};
 use crate::archive::{ArchiveKeys, Digest, Manifest, MANIFEST_SUFFIX, VERIFIED_SUFFIX};
 use crate::registry::Opened;
 
@@ -254,7 +253,7 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..Summary::default()
     };
-    let journal_dir = super::spool::cache_dir().join("replicate");
+    let journal_dir = super::cache_dir::replicate_journals();
     if let Err(e) = super::spool::private_dir(&journal_dir) {
         summary.listing_error = Some(format!(
             "cannot make the journal directory {}: {e}",
@@ -696,7 +695,7 @@ async fn copy_archive(
     } else {
         "size"
     };
-    let report = commit::commit(
+    let committed = commit::commit(
         &facts,
         Finished {
             dest: ctx.dst,
@@ -707,8 +706,8 @@ async fn copy_archive(
         },
     )
     .await;
-    match report.status {
-        Status::Stored => {
+    match committed {
+        Ok(_) => {
             let mut i = ItemReport::new(name, "copied", why);
             i.bytes = m.stored.size;
             i.route = Some(copied.route);
@@ -716,14 +715,12 @@ async fn copy_archive(
             i.resumed_parts = copied.resumed;
             i
         }
-        _ => {
-            let msg = report.message.unwrap_or_default();
-            let action = if msg.contains("did not arrive intact") {
-                "verify-failed"
-            } else {
-                "failed"
+        Err(e) => {
+            let action = match e {
+                NotCommitted::NotIntact { .. } => "verify-failed",
+                NotCommitted::ManifestNotWritten(_) => "failed",
             };
-            ItemReport::new(name, action, msg)
+            ItemReport::new(name, action, e.to_string())
         }
     }
 }
