@@ -147,20 +147,6 @@ impl DestinationReport {
             ..DestinationReport::new(dest, keys, status)
         }
     }
-
-    /// Commits one copy, and reports it.
-    async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationReport {
-        let (dest, keys) = (done.dest, done.keys);
-        match commit::commit(facts, done).await {
-            Ok(c) => DestinationReport {
-                stored: Some(facts.stored.clone()),
-                provider_checksum: c.provider_checksum,
-                retain_until: c.retain_until,
-                ..DestinationReport::new(dest, keys, Status::Stored)
-            },
-            Err(e) => DestinationReport::failed(dest, keys, e.to_string()),
-        }
-    }
 }
 
 /// The report for a whole push.
@@ -192,6 +178,21 @@ impl PushReport {
             .iter()
             .filter(|d| matches!(d.status, Status::Stored | Status::AlreadyStored))
             .count()
+    }
+}
+
+/// Commits one destination's copy (the same for a spooled and an unspooled push), and
+/// reports it.
+async fn commit_one(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationReport {
+    let (dest, keys) = (done.dest, done.keys);
+    match commit::commit(facts, done).await {
+        Ok(c) => DestinationReport {
+            stored: Some(facts.stored.clone()),
+            provider_checksum: c.provider_checksum,
+            retain_until: c.retain_until,
+            ..DestinationReport::new(dest, keys, Status::Stored)
+        },
+        Err(e) => DestinationReport::failed(dest, keys, e.to_string()),
     }
 }
 

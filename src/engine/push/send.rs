@@ -78,6 +78,7 @@ impl Spool {
         let (journal, producer, progress, digests) = match state {
             SpoolState::Reused(r) => {
                 let digests = (r.plaintext, r.stored);
+                // Complete from the start: the readers need no producer to tell them more.
                 let (_, progress) = spool::progress_channel(Progress::Done(digests.1.size));
                 let (_, rx) = watch::channel(Some(digests.clone()));
                 let journal = JournalHandle::reused(r.journal, work.path());
@@ -237,7 +238,7 @@ impl Spool {
             computed: sent.computed,
             retention: step.retention,
         };
-        let mut r = DestinationReport::commit(&facts, done).await;
+        let mut r = super::commit_one(&facts, done).await;
         r.resumed_parts = sent.resumed_parts;
         r
     }

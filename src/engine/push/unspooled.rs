@@ -71,7 +71,7 @@ pub(super) async fn run(job: Job, source: Source) -> Result<PushReport> {
                     computed: Vec::new(),
                     retention: steps[i].retention,
                 };
-                DestinationReport::commit(&facts, done).await
+                super::commit_one(&facts, done).await
             }
         };
         r.message = Some(match r.message.take() {
