@@ -3,15 +3,19 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use clap::Args;
 use offsite_policies::encryption::{self, Recipient};
-
 use offsite_policies::placement::{judge, slots, Held, Verdict};
 use offsite_policies::policy::Policy;
+use serde::Serialize;
 
-use crate::archive::{validate_name, Digest};
-use crate::engine::push::{self, Annotations, PushReport, PushRequest, Source, Status};
+use crate::archive::{validate_name, CreatedFrom, Digest};
+use crate::engine::push::{
+    self, Annotations, DestinationReport, PushReport, PushRequest, Source, Status,
+};
 use crate::metrics::{Metrics, MetricsArgs};
+use crate::registry::Opened;
 use crate::report::{exit, human_bytes, outln, time, usage, Output};
 
 /// Arguments of `offsite push`.
@@ -68,26 +72,26 @@ pub struct PushArgs {
 }
 
 /// Where a push goes: the URLs given, or a policy's destinations.
-struct Plan {
+struct Destinations {
     policy: Option<Policy>,
     /// (name, url) per destination; the name is the URL without a policy.
-    destinations: Vec<(String, String)>,
+    named: Vec<(String, String)>,
     prefix: Option<String>,
     recipients: Vec<Recipient>,
     no_encrypt: bool,
 }
 
-fn plan(args: &PushArgs) -> Result<Plan> {
+fn destinations(args: &PushArgs) -> Result<Destinations> {
     if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.to.is_empty()) {
         let policy = crate::policy::load(&path)?;
         crate::policy::need_archives(&policy, "push")?;
         let recipients = crate::policy::recipients(&policy)?;
         let no_encrypt = crate::policy::unencrypted(&policy);
-        let destinations = crate::policy::locations(&policy, false);
-        return Ok(Plan {
+        let named = crate::policy::locations(&policy, false);
+        return Ok(Destinations {
             prefix: policy.prefix.clone(),
             policy: Some(policy),
-            destinations,
+            named,
             recipients,
             no_encrypt,
         });
@@ -105,23 +109,72 @@ fn plan(args: &PushArgs) -> Result<Plan> {
         recipients
             .extend(crate::policy::read_recipients_file(f).map_err(|e| usage(e.to_string()))?);
     }
-    Ok(Plan {
+    Ok(Destinations {
         policy: None,
-        destinations: args.to.iter().map(|u| (u.clone(), u.clone())).collect(),
+        named: args.to.iter().map(|u| (u.clone(), u.clone())).collect(),
         prefix: args.prefix.clone(),
         recipients: encryption::dedup(recipients),
         no_encrypt: args.no_encrypt,
     })
 }
 
+/// A request ready to run, with what the CLI needs to word its report.
+struct Prepared {
+    request: PushRequest,
+    policy: Option<Policy>,
+    named: Vec<(String, String)>,
+    /// The source's size, for the progress bar.
+    len: Option<u64>,
+}
+
 pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let Plan {
+    let Prepared {
+        mut request,
         policy,
-        destinations: named,
+        named,
+        len,
+    } = prepare(&args, &out, m).await?;
+    let progress = out.progress(len, &request.name);
+    request.progress = crate::report::observer(&progress);
+    let report = push::run(request).await;
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let report = report?;
+    let verdict = policy
+        .as_ref()
+        .map(|p| placement_verdict(p, &named, &report));
+    record_metrics(m, &report, &named, verdict.as_ref());
+    let code = exit_code(&report, verdict.as_ref());
+    let warnings = warnings(&report);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let shown = Shown {
+        report: &report,
+        policy: policy.as_ref(),
+        named: &named,
+        verdict: verdict.as_ref(),
+    };
+    if out.json {
+        out.print_json(&serde_json::to_value(shown.json(code, &warnings))?)?;
+    } else {
+        shown.text()?;
+    }
+    shown.errors();
+    Ok(code)
+}
+
+/// Turns the arguments into a request: destinations, recipients, the source (checked against
+/// `--checksums`), the metadata, the opened stores.
+async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepared> {
+    let Destinations {
+        policy,
+        named,
         prefix,
         recipients,
         no_encrypt,
-    } = plan(&args)?;
+    } = destinations(args)?;
     if let Some(p) = &policy {
         m.set_policy(&p.name);
     }
@@ -136,48 +189,7 @@ pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<
              (offsite keygen makes a key), or --no-encrypt to store the archive unencrypted on purpose",
         ));
     }
-
-    let (source, name, len) = if args.source == "-" {
-        let name = args.name.clone().ok_or_else(|| {
-            usage("reading standard input needs --name NAME (the archive's name on the stores)")
-        })?;
-        (Source::Stdin, name, None)
-    } else {
-        let path = PathBuf::from(&args.source);
-        let file = std::fs::File::open(&path).map_err(|e| {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    "it does not exist; check the path the backup job wrote".to_string()
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    "permission denied; run offsite as a user that can read it".to_string()
-                }
-                _ => e.to_string(),
-            };
-            usage(format!("cannot read the source {}: {why}", path.display()))
-        })?;
-        let md = file.metadata()?;
-        if md.is_dir() {
-            return Err(usage(format!(
-                "the source {} is a directory; offsite pushes archive files (make one with tar first)",
-                path.display()
-            )));
-        }
-        let name = match &args.name {
-            Some(n) => n.clone(),
-            None => path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| {
-                    usage(format!(
-                        "{} has no usable file name; give --name",
-                        path.display()
-                    ))
-                })?
-                .to_string(),
-        };
-        (Source::File(file, path), name, Some(md.len()))
-    };
+    let (source, name, len) = open_source(args)?;
     validate_name(&name, !recipients.is_empty()).map_err(usage)?;
     let metadata = match &args.metadata {
         Some(f) => Some(read_metadata(f)?),
@@ -190,83 +202,137 @@ pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<
         )),
         (Some(f), Source::File(file, path)) => {
             let want = checksum_for(f, &path, &name)?;
-            let (source, digest) =
-                check_source(Source::File(file, path), &want, f, len, &out).await?;
+            let (source, digest) = check_source(file, path, &want, f, len, out).await?;
             (source, Some(digest))
         }
     };
     let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
     let destinations = super::open_all(&urls, prefix.as_deref()).await?;
-    {
-        let mut seen = std::collections::HashSet::new();
-        for d in &destinations {
-            // file:///x and file:///x/ are one directory.
-            let id = d
-                .local_root()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| d.url().to_string());
-            if !seen.insert(id) {
-                return Err(usage(format!("destination {} is given twice", d.url())));
-            }
-        }
-    }
-
-    let progress = out.progress(len, &name);
+    refuse_twice(&destinations)?;
     let request = PushRequest {
         source,
         name,
         recipients,
         destinations,
         overwrite: args.overwrite,
-        progress: crate::report::observer(&progress),
+        progress: None,
         annotations: Annotations {
             policy: policy.as_ref().map(|p| p.name.clone()),
             metadata,
         },
         expect_plaintext,
+        no_spool: args.no_spool,
     };
-    let report = if args.no_spool {
-        push::unspooled::run(request).await
-    } else {
-        push::run(request).await
-    };
-    if let Some(pb) = progress {
-        pb.finish_and_clear();
+    Ok(Prepared {
+        request,
+        policy,
+        named,
+        len,
+    })
+}
+
+/// The source, its archive name and its size (`None` for standard input).
+fn open_source(args: &PushArgs) -> Result<(Source, String, Option<u64>)> {
+    if args.source == "-" {
+        let name = args.name.clone().ok_or_else(|| {
+            usage("reading standard input needs --name NAME (the archive's name on the stores)")
+        })?;
+        return Ok((Source::Stdin, name, None));
     }
-    let report = report?;
-    let total = report.destinations.len();
-    let held = report.stored_count();
-    let verdict = policy
-        .as_ref()
-        .map(|p| placement_verdict(p, &named, &report));
-    let met = verdict.as_ref().is_none_or(|v| v.verdict.met);
+    let path = PathBuf::from(&args.source);
+    let file = std::fs::File::open(&path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "it does not exist; check the path the backup job wrote".to_string()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied; run offsite as a user that can read it".to_string()
+            }
+            _ => e.to_string(),
+        };
+        usage(format!("cannot read the source {}: {why}", path.display()))
+    })?;
+    let md = file.metadata()?;
+    if md.is_dir() {
+        return Err(usage(format!(
+            "the source {} is a directory; offsite pushes archive files (make one with tar first)",
+            path.display()
+        )));
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| {
+                usage(format!(
+                    "{} has no usable file name; give --name",
+                    path.display()
+                ))
+            })?
+            .to_string(),
+    };
+    Ok((Source::File(file, path), name, Some(md.len())))
+}
+
+/// One destination given twice is a mistake: file:///x and file:///x/ are one directory.
+fn refuse_twice(destinations: &[Opened]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for d in destinations {
+        let id = d
+            .local_root()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| d.url().to_string());
+        if !seen.insert(id) {
+            return Err(usage(format!("destination {} is given twice", d.url())));
+        }
+    }
+    Ok(())
+}
+
+fn record_metrics(
+    m: &mut Metrics,
+    report: &PushReport,
+    named: &[(String, String)],
+    verdict: Option<&PushVerdict>,
+) {
     if let Some(d) = &report.plaintext {
         m.set("offsite_archive_size_bytes", &[], d.size as f64);
     }
     if let Some(d) = &report.stored {
         m.set("offsite_archive_stored_bytes", &[], d.size as f64);
     }
-    for (d, (dest_name, _)) in report.destinations.iter().zip(&named) {
+    for (d, (dest_name, _)) in report.destinations.iter().zip(named) {
         m.flag(
             "offsite_destination_up",
             &[("destination", dest_name)],
             matches!(d.status, Status::Stored | Status::AlreadyStored),
         );
     }
-    if let Some(pv) = &verdict {
+    if let Some(pv) = verdict {
         m.flag("offsite_placement_met", &[], pv.verdict.met);
     }
-    let code = if held == 0 {
+}
+
+/// 0 when every destination holds the archive and the placement is met, 1 when none does, 3
+/// in between.
+fn exit_code(report: &PushReport, verdict: Option<&PushVerdict>) -> u8 {
+    let held = report.stored_count();
+    let met = verdict.is_none_or(|v| v.verdict.met);
+    if held == 0 {
         exit::FAILED
-    } else if held == total && met {
+    } else if held == report.destinations.len() && met {
         exit::OK
     } else {
         exit::PARTIAL
-    };
-    // An empty archive is stored (it may be what the job meant), but never without a word: it
-    // is most often a backup job that failed before writing.
+    }
+}
+
+/// An empty archive is stored (it may be what the job meant), but never without a word: it
+/// is most often a backup job that failed before writing.
+fn warnings(report: &PushReport) -> Vec<String> {
     let empty = report.plaintext.as_ref().is_some_and(|d| d.size == 0);
-    let warnings: Vec<String> = empty
+    empty
         .then(|| {
             format!(
                 "{} is empty (0 bytes); it was stored as it is, but check the job that wrote it",
@@ -274,31 +340,83 @@ pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<
             )
         })
         .into_iter()
-        .collect();
-    for w in &warnings {
-        eprintln!("warning: {w}");
+        .collect()
+}
+
+/// A push's report with what the CLI adds to it: the policy's names and its placement.
+struct Shown<'a> {
+    report: &'a PushReport,
+    policy: Option<&'a Policy>,
+    named: &'a [(String, String)],
+    verdict: Option<&'a PushVerdict>,
+}
+
+/// `push --json`: the report, each destination named by the policy, the placement reached.
+#[derive(Serialize)]
+struct PushJson<'a> {
+    archive: &'a str,
+    created: DateTime<Utc>,
+    created_from: CreatedFrom,
+    encrypted: bool,
+    plaintext: &'a Option<Digest>,
+    stored: &'a Option<Digest>,
+    resumed: bool,
+    destinations: Vec<DestinationJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement: Option<PlacementJson<'a>>,
+    exit: u8,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct DestinationJson<'a> {
+    #[serde(flatten)]
+    report: &'a DestinationReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PlacementJson<'a> {
+    #[serde(flatten)]
+    verdict: &'a Verdict,
+    pending_replicas: &'a [String],
+}
+
+impl<'a> Shown<'a> {
+    fn json(&self, exit: u8, warnings: &'a [String]) -> PushJson<'a> {
+        let r = self.report;
+        PushJson {
+            archive: &r.archive,
+            created: r.created,
+            created_from: r.created_from,
+            encrypted: r.encrypted,
+            plaintext: &r.plaintext,
+            stored: &r.stored,
+            resumed: r.resumed,
+            destinations: r
+                .destinations
+                .iter()
+                .zip(self.named)
+                .map(|(d, (n, _))| DestinationJson {
+                    report: d,
+                    name: self.policy.map(|_| n.as_str()),
+                })
+                .collect(),
+            policy: self.policy.map(|p| p.name.as_str()),
+            placement: self.verdict.map(|pv| PlacementJson {
+                verdict: &pv.verdict,
+                pending_replicas: &pv.pending,
+            }),
+            exit,
+            warnings,
+        }
     }
-    if out.json {
-        let mut v = serde_json::to_value(&report)?;
-        if let Some(p) = &policy {
-            v["policy"] = p.name.clone().into();
-            for (d, (n, _)) in v["destinations"]
-                .as_array_mut()
-                .into_iter()
-                .flatten()
-                .zip(&named)
-            {
-                d["name"] = n.clone().into();
-            }
-        }
-        if let Some(pv) = &verdict {
-            v["placement"] = serde_json::to_value(&pv.verdict)?;
-            v["placement"]["pending_replicas"] = pv.pending.clone().into();
-        }
-        v["exit"] = code.into();
-        v["warnings"] = warnings.into();
-        out.print_json(&v)?;
-    } else {
+
+    fn text(&self) -> Result<()> {
+        let report = self.report;
         let size = report
             .plaintext
             .as_ref()
@@ -309,61 +427,75 @@ pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<
         } else {
             "unencrypted"
         };
+        let resumed = if report.resumed {
+            ", resumed from the spool of an earlier run"
+        } else {
+            ""
+        };
         outln!(
-            "{} ({size}, created {}, {how}){}",
+            "{} ({size}, created {}, {how}){resumed}",
             report.archive,
             time(&report.created),
-            if report.resumed {
-                ", resumed from the spool of an earlier run"
-            } else {
-                ""
-            }
         )?;
-        for (d, (dest_name, _)) in report.destinations.iter().zip(&named) {
-            let word = match d.status {
-                Status::Stored => "stored",
-                Status::AlreadyStored => "already stored",
-                Status::Refused => "REFUSED",
-                Status::Failed => "FAILED",
-            };
-            if policy.is_some() {
-                outln!("  {word:<15} {dest_name:<12} {}  {}", d.url, d.key)?;
-            } else {
-                outln!("  {word:<15} {}  {}", d.url, d.key)?;
-            }
-            if let Some(m) = &d.message {
-                outln!("  {:<15} {m}", "")?;
-            }
-            if let Some((reused, total)) = d.resumed_parts {
-                outln!(
-                    "  {:<15} resumed the earlier upload: {reused} of {total} parts were already on the server",
-                    ""
-                )?;
-            }
+        for (d, (dest_name, _)) in report.destinations.iter().zip(self.named) {
+            self.destination_lines(d, dest_name)?;
         }
-        outln!("{held} of {total} destinations hold the archive.")?;
-        if let (Some(p), Some(pv)) = (&policy, &verdict) {
+        outln!(
+            "{} of {} destinations hold the archive.",
+            report.stored_count(),
+            report.destinations.len()
+        )?;
+        if let (Some(p), Some(pv)) = (self.policy, self.verdict) {
             outln!("{}", placement_words(p, pv))?;
         }
+        Ok(())
     }
-    if let Some(pv) = verdict.as_ref().filter(|pv| !pv.verdict.met) {
-        eprintln!(
-            "error: placement not met: {}",
-            pv.verdict.missing.join("; ")
-        );
+
+    fn destination_lines(&self, d: &DestinationReport, dest_name: &str) -> Result<()> {
+        let word = match d.status {
+            Status::Stored => "stored",
+            Status::AlreadyStored => "already stored",
+            Status::Refused => "REFUSED",
+            Status::Failed => "FAILED",
+        };
+        if self.policy.is_some() {
+            outln!("  {word:<15} {dest_name:<12} {}  {}", d.url, d.key)?;
+        } else {
+            outln!("  {word:<15} {}  {}", d.url, d.key)?;
+        }
+        if let Some(m) = &d.message {
+            outln!("  {:<15} {m}", "")?;
+        }
+        if let Some((reused, total)) = d.resumed_parts {
+            outln!(
+                "  {:<15} resumed the earlier upload: {reused} of {total} parts were already on the server",
+                ""
+            )?;
+        }
+        Ok(())
     }
-    for d in report
-        .destinations
-        .iter()
-        .filter(|d| matches!(d.status, Status::Failed | Status::Refused))
-    {
-        eprintln!(
-            "error: {}: {}",
-            d.url,
-            d.message.as_deref().unwrap_or("failed")
-        );
+
+    /// What went wrong, on stderr: the placement missed, each destination refused or failed.
+    fn errors(&self) {
+        if let Some(pv) = self.verdict.filter(|pv| !pv.verdict.met) {
+            eprintln!(
+                "error: placement not met: {}",
+                pv.verdict.missing.join("; ")
+            );
+        }
+        for d in self
+            .report
+            .destinations
+            .iter()
+            .filter(|d| matches!(d.status, Status::Failed | Status::Refused))
+        {
+            eprintln!(
+                "error: {}: {}",
+                d.url,
+                d.message.as_deref().unwrap_or("failed")
+            );
+        }
     }
-    Ok(code)
 }
 
 /// Reads a backup job's metadata.json: JSON, at most 64 KiB (it goes into every manifest).
@@ -467,14 +599,15 @@ fn listed_names(text: &str) -> String {
 
 /// Hashes the source and compares it with the checksum file's line; a mismatch stores nothing.
 async fn check_source(
-    source: Source,
+    file: std::fs::File,
+    path: PathBuf,
     want: &str,
     list: &std::path::Path,
     len: Option<u64>,
     out: &Output,
 ) -> Result<(Source, Digest)> {
     let pb = out.progress(len, "checking");
-    let (digest, rewound) = push::hash_source(source, crate::report::observer(&pb)).await?;
+    let (digest, rewound) = push::hash_file(file, path, crate::report::observer(&pb)).await?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -486,7 +619,7 @@ async fn check_source(
             digest.size
         ));
     }
-    Ok((rewound.expect("a file source is rewound"), digest))
+    Ok((rewound, digest))
 }
 
 /// The placement a push reached: the copies it holds now, and replicas still to be filled by

@@ -1,6 +1,8 @@
 //! The engine: runs pushes, verification and restores against stores.
 
 pub mod access;
+pub mod cache_dir;
+pub mod commit;
 pub mod hashing;
 pub mod hidden;
 pub mod identity;

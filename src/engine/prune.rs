@@ -624,7 +624,7 @@ async fn store_lock(
 /// Removes local spools of pushes never run again: a work directory under the cache's
 /// `spool/` untouched for 7 days whose lock no push holds.
 fn sweep_spools(now: DateTime<Utc>) -> Vec<Done> {
-    let root = crate::engine::spool::cache_dir().join("spool");
+    let root = crate::engine::cache_dir::spools();
     let Ok(dirs) = std::fs::read_dir(&root) else {
         return Vec::new();
     };

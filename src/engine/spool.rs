@@ -28,22 +28,7 @@ use tokio::sync::watch;
 use crate::archive::{CreatedFrom, Digest};
 
 /// Journal format version.
-const JOURNAL_FORMAT: u32 = 1;
-
-/// The cache directory: `$OFFSITE_CACHE_DIR`, else `$XDG_CACHE_HOME/offsite`, else
-/// `~/.cache/offsite`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("OFFSITE_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("offsite");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("offsite")
-}
+pub const JOURNAL_FORMAT: u32 = 1;
 
 /// The per-push working directory in the cache: archive name plus a hash of the destinations.
 pub fn work_dir(name: &str, destination_urls: &[String]) -> PathBuf {
@@ -67,7 +52,7 @@ pub fn work_dir(name: &str, destination_urls: &[String]) -> PathBuf {
         })
         .take(80)
         .collect();
-    cache_dir().join("spool").join(format!("{safe}-{tag}"))
+    crate::engine::cache_dir::spools().join(format!("{safe}-{tag}"))
 }
 
 /// Creates a spool directory and its missing parents with mode 0700, and makes an existing one
@@ -140,12 +125,29 @@ pub fn create_spool(path: &Path) -> Result<File> {
         .with_context(|| format!("cannot create the spool {}", path.display()))
 }
 
+/// Where one destination's copy stands, as the journal records it (`"uploading"`, `"stored"`,
+/// `"failed"` on disk, as journals have always spelled it).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DestinationState {
+    /// A resumable upload was started; its record is beside.
+    Uploading,
+    /// Committed by the run that wrote the journal.
+    Stored,
+    /// Failed in the run that wrote the journal; a rerun sends it again.
+    Failed,
+    /// Nothing recorded yet (also what a state this version does not know reads as).
+    #[default]
+    #[serde(other)]
+    Pending,
+}
+
 /// What the journal records of one destination.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct DestinationJournal {
-    /// `pending`, `stored` or `failed`.
-    pub state: String,
+    /// Where the copy stands.
+    pub state: DestinationState,
     /// The resumable upload's state (upload id and part size, or session URL), when it has
     /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -327,7 +329,7 @@ mod tests {
         destinations.insert(
             "gs://b/app".to_string(),
             DestinationJournal {
-                state: "uploading".into(),
+                state: DestinationState::Uploading,
                 upload: Some(offsite_storage::UploadRecord::Session {
                     session: "https://storage.googleapis.com/upload?upload_id=SECRETSESSION".into(),
                 }),
@@ -358,6 +360,23 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "private to the user: {mode:o}");
         assert_eq!(Journal::load(dir.path()), Some(j));
+    }
+
+    #[test]
+    fn journal_states_keep_their_spelling_on_disk() {
+        for (state, text) in [
+            (DestinationState::Uploading, "\"uploading\""),
+            (DestinationState::Stored, "\"stored\""),
+            (DestinationState::Failed, "\"failed\""),
+        ] {
+            assert_eq!(serde_json::to_string(&state).unwrap(), text);
+            assert_eq!(
+                serde_json::from_str::<DestinationState>(text).unwrap(),
+                state
+            );
+        }
+        let old: DestinationJournal = serde_json::from_str(r#"{"state":""}"#).unwrap();
+        assert_eq!(old.state, DestinationState::Pending);
     }
 
     proptest::proptest! {

@@ -120,9 +120,7 @@ fn identity(location: &Location) -> String {
 /// The cache file of a location.
 pub fn path_for(location: &Location) -> PathBuf {
     let digest = hex::encode(Sha256::digest(identity(location).as_bytes()));
-    crate::engine::spool::cache_dir()
-        .join("inventory")
-        .join(format!("{}.jsonl", &digest[..32]))
+    crate::engine::cache_dir::inventory().join(format!("{}.jsonl", &digest[..32]))
 }
 
 impl Cache {

@@ -14,9 +14,9 @@ use crate::archive::{ArchiveKeys, Digest, Manifest};
 use crate::engine::inventory::read_manifest;
 use crate::registry::{key_prefix, Opened};
 
-/// What a destination holds under the archive's name before the push.
+/// What the survey found at a destination under the archive's name, before the push.
 #[derive(Debug, Clone)]
-pub enum Holding {
+pub enum Found {
     /// Nothing: no manifest.
     Nothing,
     /// A complete copy: a manifest and its data object at the recorded size.
@@ -29,11 +29,11 @@ pub enum Holding {
     Unreachable(String),
 }
 
-impl Holding {
+impl Found {
     /// The manifest found there, if it parsed.
     fn manifest(&self) -> Option<&Manifest> {
         match self {
-            Holding::Complete(m) | Holding::DataMissing(m) => Some(m),
+            Found::Complete(m) | Found::DataMissing(m) => Some(m),
             _ => None,
         }
     }
@@ -55,6 +55,8 @@ pub enum Action {
     Replace,
     /// The same archive for the same recipients is there: nothing to send.
     Keep(Box<Manifest>),
+    /// A different archive of this name is here: refused, and the push sends it nowhere.
+    Conflict(String),
     /// Nothing is sent here, and why (refused or failed).
     Skip(Status, String),
 }
@@ -66,13 +68,23 @@ impl Action {
     }
 }
 
-/// One destination with its decided action and the lock its copy gets.
+/// One destination's step of the plan: its decided action and the lock its copy gets.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Step {
     /// What to do.
     pub action: Action,
     /// The lock on the data object and its manifest alike, computed once for the archive.
     pub retention: Option<Retention>,
+}
+
+/// The plan of a spooled push.
+#[derive(Debug)]
+pub enum Plan {
+    /// Every destination decided before a byte moves.
+    Decided(Vec<Step>),
+    /// Standard input met a manifest of its name: it is spooled first, and decided on the
+    /// digest the spool gives (nothing is sent before).
+    Gated,
 }
 
 /// The archive's keys at each destination.
@@ -90,15 +102,50 @@ pub fn sorted_recipients(recipients: &[Recipient]) -> Vec<String> {
     v
 }
 
-/// What every destination holds, read at once, with its URL.
-pub async fn survey_all(destinations: &[Opened], keys: &[ArchiveKeys]) -> Vec<(String, Holding)> {
-    futures::future::join_all(
-        destinations
+/// What the survey found at every destination, with its URL, in the order given.
+pub struct Survey {
+    found: Vec<(String, Found)>,
+}
+
+impl Survey {
+    /// Reads every destination at once.
+    pub async fn read(destinations: &[Opened], keys: &[ArchiveKeys]) -> Survey {
+        let found = futures::future::join_all(
+            destinations
+                .iter()
+                .zip(keys)
+                .map(|(d, k)| async move { (d.url().to_string(), survey(d, k).await) }),
+        )
+        .await;
+        Survey { found }
+    }
+
+    /// The first destination that holds a manifest of this name: deciding there needs the
+    /// plaintext digest (see [`Found::needs_digest`]).
+    pub fn holding_a_manifest(&self) -> Option<&str> {
+        self.found
             .iter()
-            .zip(keys)
-            .map(|(d, k)| async move { (d.url().to_string(), survey(d, k).await) }),
-    )
-    .await
+            .find(|(_, f)| f.needs_digest())
+            .map(|(url, _)| url.as_str())
+    }
+
+    /// The plan: [`decide`]'s actions, each with the lock its destination's copy gets.
+    pub fn steps(
+        &self,
+        plaintext: Option<&Digest>,
+        recipients: &[String],
+        overwrite: bool,
+        retentions: &[Option<Retention>],
+    ) -> Vec<Step> {
+        decide(&self.found, plaintext, recipients, overwrite)
+            .into_iter()
+            .zip(retentions)
+            .map(|(action, retention)| Step {
+                action,
+                retention: *retention,
+            })
+            .collect()
+    }
 }
 
 /// The options a copy at `dest` is written with: its placement options, the archive's lock,
@@ -117,41 +164,41 @@ pub fn put_options(
 }
 
 /// Reads what `dest` holds under `keys`.
-pub async fn survey(dest: &Opened, keys: &ArchiveKeys) -> Holding {
+pub async fn survey(dest: &Opened, keys: &ArchiveKeys) -> Found {
     let manifest = match read_manifest(dest.store.as_ref(), &keys.manifest).await {
-        Err(e) => return Holding::Unreachable(format!("cannot read {}: {e}", keys.manifest)),
-        Ok(None) => return Holding::Nothing,
-        Ok(Some(Err(bad))) => return Holding::Unreadable(bad),
+        Err(e) => return Found::Unreachable(format!("cannot read {}: {e}", keys.manifest)),
+        Ok(None) => return Found::Nothing,
+        Ok(Some(Err(bad))) => return Found::Unreadable(bad),
         Ok(Some(Ok(m))) => m,
     };
     // A manifest alone is not a copy: the data must be there, whole.
     let object_key = offsite_storage::join_key(key_prefix(&dest.location), &manifest.stored.key);
     match dest.store.head(&object_key).await {
-        Ok(meta) if meta.size == manifest.stored.size => Holding::Complete(Box::new(manifest)),
-        Ok(_) => Holding::DataMissing(Box::new(manifest)),
-        Err(e) if e.is_not_found() => Holding::DataMissing(Box::new(manifest)),
-        Err(e) => Holding::Unreachable(format!("cannot check {object_key}: {e}")),
+        Ok(meta) if meta.size == manifest.stored.size => Found::Complete(Box::new(manifest)),
+        Ok(_) => Found::DataMissing(Box::new(manifest)),
+        Err(e) if e.is_not_found() => Found::DataMissing(Box::new(manifest)),
+        Err(e) => Found::Unreachable(format!("cannot check {object_key}: {e}")),
     }
 }
 
 /// The rules, for every destination at once. `plaintext` is the archive's digest; it is needed
-/// only where a destination holds a manifest (see [`Holding::needs_digest`]) and `overwrite` is
+/// only where a destination holds a manifest (see [`Found::needs_digest`]) and `overwrite` is
 /// off. `recipients` are sorted.
 pub fn decide(
-    holdings: &[(String, Holding)],
+    found: &[(String, Found)],
     plaintext: Option<&Digest>,
     recipients: &[String],
     overwrite: bool,
 ) -> Vec<Action> {
-    let mut actions: Vec<Action> = holdings
+    let mut actions: Vec<Action> = found
         .iter()
         .map(|(_, h)| decide_one(h, plaintext, recipients, overwrite))
         .collect();
     // A different archive under this name anywhere: send it nowhere.
-    let conflict = holdings
+    let conflict = found
         .iter()
         .zip(&actions)
-        .find(|(_, a)| matches!(a, Action::Skip(Status::Refused, m) if m.starts_with(DIFFERENT)))
+        .find(|(_, a)| matches!(a, Action::Conflict(_)))
         .map(|((url, _), _)| url.clone());
     if let Some(url) = conflict {
         for a in &mut actions {
@@ -166,40 +213,37 @@ pub fn decide(
     actions
 }
 
-const DIFFERENT: &str = "a different archive named";
-
 fn decide_one(
-    holding: &Holding,
+    found: &Found,
     plaintext: Option<&Digest>,
     recipients: &[String],
     overwrite: bool,
 ) -> Action {
-    match holding {
-        Holding::Nothing => Action::Upload,
-        Holding::Unreachable(why) => Action::Skip(Status::Failed, why.clone()),
-        Holding::Unreadable(_) | Holding::Complete(_) | Holding::DataMissing(_) if overwrite => {
+    match found {
+        Found::Nothing => Action::Upload,
+        Found::Unreachable(why) => Action::Skip(Status::Failed, why.clone()),
+        Found::Unreadable(_) | Found::Complete(_) | Found::DataMissing(_) if overwrite => {
             Action::Replace
         }
-        Holding::Unreadable(bad) => Action::Skip(
+        Found::Unreadable(bad) => Action::Skip(
             Status::Refused,
             format!("the manifest here is unreadable ({bad}); inspect that copy, or pass --overwrite to replace it"),
         ),
-        Holding::Complete(m) | Holding::DataMissing(m) => {
+        Found::Complete(m) | Found::DataMissing(m) => {
             let same =
                 plaintext.is_some_and(|p| p.sha256 == m.plaintext.sha256 && p.size == m.plaintext.size);
             if !same {
                 let short: String = m.plaintext.sha256.chars().take(16).collect();
-                return Action::Skip(
-                    Status::Refused,
+                return Action::Conflict(
                     format!(
-                        "{DIFFERENT} {:?} is already stored here (pushed {}, plaintext SHA-256 {short}...){}; pass --overwrite to replace it, or push under another --name",
+                        "a different archive named {:?} is already stored here (pushed {}, plaintext SHA-256 {short}...){}; pass --overwrite to replace it, or push under another --name",
                         m.archive,
                         m.pushed.format("%Y-%m-%dT%H:%M:%SZ"),
-                        if matches!(holding, Holding::DataMissing(_)) { ", its data object gone" } else { "" },
+                        if matches!(found, Found::DataMissing(_)) { ", its data object gone" } else { "" },
                     ),
                 );
             }
-            if matches!(holding, Holding::DataMissing(_)) {
+            if matches!(found, Found::DataMissing(_)) {
                 return Action::Repair;
             }
             let mut theirs: Vec<String> = m
@@ -283,7 +327,7 @@ mod tests {
         })
     }
 
-    fn h(list: Vec<Holding>) -> Vec<(String, Holding)> {
+    fn h(list: Vec<Found>) -> Vec<(String, Found)> {
         list.into_iter()
             .enumerate()
             .map(|(i, h)| (format!("d{i}"), h))
@@ -295,8 +339,8 @@ mod tests {
         let r = vec!["age1x".to_string()];
         let a = decide(
             &h(vec![
-                Holding::Nothing,
-                Holding::Complete(manifest("a", &["age1x"])),
+                Found::Nothing,
+                Found::Complete(manifest("a", &["age1x"])),
             ]),
             Some(&digest("a")),
             &r,
@@ -311,9 +355,9 @@ mod tests {
         let r = vec!["age1x".to_string()];
         let a = decide(
             &h(vec![
-                Holding::Nothing,
-                Holding::Complete(manifest("b", &["age1x"])),
-                Holding::DataMissing(manifest("a", &["age1x"])),
+                Found::Nothing,
+                Found::Complete(manifest("b", &["age1x"])),
+                Found::DataMissing(manifest("a", &["age1x"])),
             ]),
             Some(&digest("a")),
             &r,
@@ -323,34 +367,29 @@ mod tests {
             matches!(&a[0], Action::Skip(Status::Refused, m) if m.contains("stored at d1")),
             "{a:?}"
         );
-        assert!(matches!(&a[1], Action::Skip(Status::Refused, m) if m.starts_with(DIFFERENT)));
+        assert!(matches!(&a[1], Action::Conflict(m) if m.starts_with("a different archive named")));
         assert!(matches!(&a[2], Action::Skip(Status::Refused, m) if m.contains("stored at d1")));
     }
 
     #[test]
     fn a_different_archive_whose_data_is_gone_also_conflicts() {
         let a = decide(
-            &h(vec![
-                Holding::Nothing,
-                Holding::DataMissing(manifest("b", &[])),
-            ]),
+            &h(vec![Found::Nothing, Found::DataMissing(manifest("b", &[]))]),
             Some(&digest("a")),
             &[],
             false,
         );
         assert!(matches!(&a[0], Action::Skip(Status::Refused, _)));
-        assert!(
-            matches!(&a[1], Action::Skip(Status::Refused, m) if m.contains("data object gone"))
-        );
+        assert!(matches!(&a[1], Action::Conflict(m) if m.contains("data object gone")));
     }
 
     #[test]
     fn overwrite_replaces_whatever_is_there_and_needs_no_digest() {
         let a = decide(
             &h(vec![
-                Holding::Complete(manifest("b", &[])),
-                Holding::Unreadable("bad json".into()),
-                Holding::Nothing,
+                Found::Complete(manifest("b", &[])),
+                Found::Unreadable("bad json".into()),
+                Found::Nothing,
             ]),
             None,
             &[],
@@ -364,10 +403,10 @@ mod tests {
         let r = vec!["age1x".to_string()];
         let a = decide(
             &h(vec![
-                Holding::Complete(manifest("a", &["age1y"])),
-                Holding::Unreadable("bad".into()),
-                Holding::Nothing,
-                Holding::Unreachable("down".into()),
+                Found::Complete(manifest("a", &["age1y"])),
+                Found::Unreadable("bad".into()),
+                Found::Nothing,
+                Found::Unreachable("down".into()),
             ]),
             Some(&digest("a")),
             &r,

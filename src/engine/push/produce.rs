@@ -31,30 +31,34 @@ fn open_reader(source: Source) -> Box<dyn Read + Send> {
     }
 }
 
-/// Hashes the whole source; gives a file back rewound (stdin cannot be read again).
-pub async fn hash_source(
-    source: Source,
+/// Hashes a file and gives it back rewound, to be read again.
+pub async fn hash_file(
+    mut f: File,
+    path: std::path::PathBuf,
     pb: crate::engine::progress::Progress,
-) -> Result<(Digest, Option<Source>)> {
+) -> Result<(Digest, Source)> {
     use std::io::{Seek, SeekFrom};
-    let what = source_name(&source);
-    tokio::task::spawn_blocking(move || -> std::io::Result<(Digest, Option<Source>)> {
-        let inc = |n| {
-            if let Some(pb) = &pb {
-                pb.inc(n)
-            }
-        };
-        match source {
-            Source::File(mut f, p) => {
-                let d = spool::digest_reader(&mut f, inc)?;
-                f.seek(SeekFrom::Start(0))?;
-                Ok((d, Some(Source::File(f, p))))
-            }
-            Source::Stdin => Ok((spool::digest_reader(std::io::stdin(), inc)?, None)),
-        }
+    let what = path.display().to_string();
+    tokio::task::spawn_blocking(move || -> std::io::Result<(Digest, Source)> {
+        let d = spool::digest_reader(&mut f, |n| count(&pb, n))?;
+        f.seek(SeekFrom::Start(0))?;
+        Ok((d, Source::File(f, path)))
     })
     .await?
     .with_context(|| format!("cannot read {what}"))
+}
+
+/// Hashes standard input, which is then consumed.
+pub(super) async fn hash_stdin(pb: crate::engine::progress::Progress) -> Result<Digest> {
+    tokio::task::spawn_blocking(move || spool::digest_reader(std::io::stdin(), |n| count(&pb, n)))
+        .await?
+        .context("cannot read standard input")
+}
+
+fn count(pb: &crate::engine::progress::Progress, n: u64) {
+    if let Some(pb) = pb {
+        pb.inc(n)
+    }
 }
 
 pub(super) fn source_name(source: &Source) -> String {
@@ -97,7 +101,7 @@ pub(super) async fn produce(
         }
         // The spool failing (disk full) closes the channel under the reader: report the cause.
         (_, Err(e)) => {
-            let dir = crate::engine::spool::cache_dir().join("spool");
+            let dir = crate::engine::cache_dir::spools();
             let hint = if e.kind() == std::io::ErrorKind::StorageFull {
                 "; the spool holds the encrypted archive until every destination has it, so it \
                  needs room for all of it: free space there, set OFFSITE_CACHE_DIR to a larger \

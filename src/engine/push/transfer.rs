@@ -20,8 +20,8 @@ use offsite_storage::{
     RangedSource, Receipt, RetryPolicy, Upload, UploadRecord,
 };
 
-use crate::archive::Digest;
-use crate::engine::spool::{Journal, Progress, SpoolTail};
+use super::journal::JournalHandle;
+use crate::engine::spool::{Progress, SpoolTail};
 use crate::registry::Opened;
 
 /// Bytes per read of the spool for a plain stream.
@@ -353,33 +353,4 @@ async fn link_spool(
         .as_ref()
         .expect("only local destinations link the spool");
     Ok(local.link_from(spool, key).await?)
-}
-
-/// The journal, shared by the uploads that record their ids in it as they start.
-#[derive(Clone)]
-pub(super) struct JournalHandle {
-    pub(super) journal: Arc<std::sync::Mutex<Journal>>,
-    pub(super) work: PathBuf,
-}
-
-impl JournalHandle {
-    pub(super) fn mark_complete(&self, plaintext: &Digest, stored: &Digest) {
-        let mut j = self.journal.lock().expect("journal lock");
-        j.complete = true;
-        j.plaintext = Some(plaintext.clone());
-        j.stored = Some(stored.clone());
-        if let Err(e) = j.save(&self.work) {
-            tracing::warn!(error = %e, "could not record the complete spool; a rerun will re-encrypt");
-        }
-    }
-
-    fn record_upload(&self, url: &str, record: &UploadRecord) {
-        let mut j = self.journal.lock().expect("journal lock");
-        let entry = j.destinations.entry(url.to_string()).or_default();
-        entry.state = "uploading".into();
-        entry.upload = Some(record.clone());
-        if let Err(e) = j.save(&self.work) {
-            tracing::warn!(error = %e, "could not record the upload id; a rerun will start this upload over");
-        }
-    }
 }

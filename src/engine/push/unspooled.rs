@@ -14,16 +14,18 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
-use chrono::Utc;
 use offsite_storage::{ObjectWriter, Receipt};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use super::commit::{self, ArchiveFacts, Finished};
-use super::plan::{self, Action, Target};
+use super::job::Job;
+use super::plan::{self, Action, Step, Survey};
 use super::produce::{self, BlockSink};
-use super::{creation_time, report, DestinationReport, PushReport, PushRequest};
+use super::report::{report, Outcome};
+use super::{DestinationReport, PushReport, Source};
 use crate::archive::Digest;
+use crate::engine::commit::Finished;
 
 /// Blocks queued per destination between the encrypting thread and its writer.
 const QUEUED_BLOCKS: usize = 4;
@@ -32,208 +34,208 @@ const QUEUED_BLOCKS: usize = 4;
 pub const NOT_RESUMABLE: &str =
     "sent without a spool (--no-spool): not resumable; a failure here means pushing again";
 
-/// Runs one push without a spool.
-pub async fn run(req: PushRequest) -> Result<PushReport> {
-    let PushRequest {
-        source,
-        name,
-        recipients,
-        destinations,
-        overwrite,
-        progress: pb,
-        annotations,
-        expect_plaintext,
-    } = req;
-    let encrypted = !recipients.is_empty();
-    let keys = plan::archive_keys(&destinations, &name, encrypted);
-    let recipient_strings = plan::sorted_recipients(&recipients);
-    let (created, created_from) = creation_time(&name, &source);
-    let holdings = plan::survey_all(&destinations, &keys).await;
-    if !overwrite {
-        if let Some((url, _)) = holdings.iter().find(|(_, h)| h.needs_digest()) {
-            bail!(
-                "an archive named {name:?} is already stored at {url}; --no-spool cannot tell whether the stream is the same archive before reading it all, so nothing was sent: pass --overwrite to replace it everywhere, push under another --name, or push without --no-spool"
-            );
-        }
+/// Runs one push without a spool: the spooled push's job, survey, plan, commit and report,
+/// with the bytes carried by a [`Fanout`].
+pub(super) async fn run(job: Job, source: Source) -> Result<PushReport> {
+    let survey = Survey::read(&job.destinations, &job.keys).await;
+    if let Some(url) = survey.holding_a_manifest().filter(|_| !job.overwrite) {
+        bail!(
+            "an archive named {:?} is already stored at {url}; --no-spool cannot tell whether the stream is the same archive before reading it all, so nothing was sent: pass --overwrite to replace it everywhere, push under another --name, or push without --no-spool",
+            job.name
+        );
     }
-    let now = Utc::now();
-    let plan: Vec<Target> = plan::decide(&holdings, None, &recipient_strings, overwrite)
-        .into_iter()
-        .zip(&destinations)
-        .map(|(action, d)| Target {
-            action,
-            retention: d.options.retention_at(created, now),
-        })
-        .collect();
-
-    // One writer per destination that gets bytes, each fed by its own bounded queue.
-    // Whether the whole stream was read, told to every writer once its queue is drained.
-    let (read_all_tx, read_all) = watch::channel(None::<bool>);
-    let mut senders = Vec::new();
-    let mut writers = Vec::new();
-    let mut early = Vec::new();
-    for (i, target) in plan.iter().enumerate() {
-        if !target.action.uploads() {
-            continue;
-        }
-        let (dest, k) = (&destinations[i], &keys[i]);
-        if let Action::Skip(status, message) = plan::prepare(dest, k, target.action.clone()).await {
-            early.push((
-                i,
-                DestinationReport {
-                    message: Some(message),
-                    ..DestinationReport::new(dest, k, status)
-                },
-            ));
-            continue;
-        }
-        let options = plan::put_options(dest, target.retention, None);
-        let writer = match dest.store.writer(&k.object, options).await {
-            Ok(w) => w,
-            Err(e) => {
-                early.push((i, DestinationReport::failed(dest, k, e.to_string())));
-                continue;
-            }
-        };
-        let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_BLOCKS);
-        senders.push(tx);
-        writers.push((i, tokio::spawn(feed(writer, rx, read_all.clone()))));
-    }
-    if writers.is_empty() {
+    let created = job.created_now;
+    let steps = job.steps(&survey, created, None);
+    let (fanout, early) = Fanout::open(&job, &steps).await;
+    if fanout.writers.is_empty() {
         // Nothing will take the stream (every destination refused or failed already): say so
         // without reading it.
-        return Ok(report(
-            name,
-            created,
-            created_from,
-            encrypted,
-            None,
-            None,
-            false,
-            &destinations,
-            &keys,
-            plan,
-            early,
-        ));
+        let outcome = Outcome {
+            results: early,
+            ..Outcome::nothing_sent(None)
+        };
+        return Ok(report(&job, created, steps, outcome));
     }
-
-    // Read, hash and encrypt on one thread; hash the ciphertext and hand each block to every
-    // writer still going.
-    let stored_hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
-    let sink = {
-        let stored_hash = Arc::clone(&stored_hash);
-        BlockSink::new(move |block| {
-            {
-                let mut h = stored_hash.lock().expect("hash lock");
-                h.0.update(&block);
-                h.1 += block.len() as u64;
-            }
-            let block = Bytes::from(block);
-            senders.retain(|tx| tx.blocking_send(block.clone()).is_ok());
-            if senders.is_empty() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::BrokenPipe,
-                    "every destination's upload failed",
-                ));
-            }
-            Ok(())
-        })
-    };
-    let produced = tokio::task::spawn_blocking({
-        let recipients = recipients.clone();
-        move || produce::read_and_encrypt(source, &recipients, sink, pb)
-    })
-    .await?;
-    // The writers publish only when the whole stream was read, and was what the caller checked.
-    let changed = match (&produced, &expect_plaintext) {
-        (Ok(p), Some(want)) if p != want => Some(format!(
-            "the source changed while it was pushed: it was checked as {} bytes with SHA-256 {}, then read as {} bytes with SHA-256 {}; nothing was stored; push again once the backup job has finished writing it",
-            want.size, want.sha256, p.size, p.sha256
-        )),
-        _ => None,
-    };
-    read_all_tx.send_replace(Some(produced.is_ok() && changed.is_none()));
-    let mut results = Vec::new();
-    for (i, handle) in writers {
-        let sent = handle.await;
-        results.push((i, sent));
-    }
-    let plaintext = match produced {
-        Ok(p) => p,
-        Err(e) => {
-            // Every writer was aborted (the flag stayed down): nothing was published.
-            let failed_everywhere = e.kind() == std::io::ErrorKind::BrokenPipe;
-            let first = results.iter().find_map(|(_, r)| match r {
-                Ok(Err(why)) => Some(why.clone()),
-                _ => None,
-            });
-            if let (true, Some(why)) = (failed_everywhere, first) {
-                bail!("every destination failed; nothing was stored: {why}");
-            }
-            return Err(anyhow::Error::new(e).context("cannot read the source; nothing was stored"));
-        }
-    };
-    if let Some(why) = changed {
-        bail!(why);
-    }
-    let stored = {
-        let h = stored_hash.lock().expect("hash lock");
-        if encrypted {
-            Digest {
-                size: h.1,
-                sha256: hex::encode(h.0.clone().finalize()),
-            }
-        } else {
-            plaintext.clone()
-        }
-    };
-    let facts = ArchiveFacts {
-        name: name.clone(),
-        created,
-        created_from,
-        recipients: recipients.clone(),
-        plaintext: plaintext.clone(),
-        stored: stored.clone(),
-        annotations,
-    };
-    let mut reports = early;
-    for (i, sent) in results {
-        let (dest, k) = (&destinations[i], &keys[i]);
+    let streamed = fanout.stream(&job, source).await?;
+    let facts = job.facts(created, streamed.plaintext.clone(), streamed.stored.clone());
+    let mut results = early;
+    for (i, sent) in streamed.sent {
+        let (dest, keys) = (&job.destinations[i], &job.keys[i]);
         let mut r = match sent {
-            Err(join) => {
-                DestinationReport::failed(dest, k, format!("the upload task failed: {join}"))
-            }
-            Ok(Err(why)) => DestinationReport::failed(dest, k, why),
-            Ok(Ok(receipt)) => {
+            Err(why) => DestinationReport::failed(dest, keys, why),
+            Ok(receipt) => {
                 let done = Finished {
                     dest,
-                    keys: k,
+                    keys,
                     receipt,
                     computed: Vec::new(),
-                    retention: plan[i].retention,
+                    retention: steps[i].retention,
                 };
-                commit::commit(&facts, done).await
+                super::commit_one(&facts, done).await
             }
         };
         r.message = Some(match r.message.take() {
             Some(m) => format!("{m}; {NOT_RESUMABLE}"),
             None => NOT_RESUMABLE.to_string(),
         });
-        reports.push((i, r));
+        results.push((i, r));
     }
-    Ok(report(
-        name,
-        created,
-        created_from,
-        encrypted,
-        Some(plaintext),
-        Some(stored),
-        false,
-        &destinations,
-        &keys,
-        plan,
-        reports,
-    ))
+    let outcome = Outcome {
+        plaintext: Some(streamed.plaintext),
+        sent: Some(streamed.stored),
+        resumed: false,
+        results,
+    };
+    Ok(report(&job, created, steps, outcome))
+}
+
+/// A writer task's end: its receipt, or why it has none (or how the task itself failed).
+type Joined = Result<Result<Receipt, String>, tokio::task::JoinError>;
+
+/// One writer per destination that gets bytes, each fed by its own bounded queue.
+struct Fanout {
+    senders: Vec<mpsc::Sender<Bytes>>,
+    writers: Vec<(usize, JoinHandle<Result<Receipt, String>>)>,
+    /// Whether the whole stream was read, told to every writer once its queue is drained.
+    read_all: watch::Sender<Option<bool>>,
+}
+
+/// What the stream came to: its digests, and each writer's receipt or why it has none.
+struct Streamed {
+    plaintext: Digest,
+    stored: Digest,
+    sent: Vec<(usize, Result<Receipt, String>)>,
+}
+
+impl Fanout {
+    /// Prepares every uploading step and opens its writer; the reports of those that failed
+    /// or were refused already.
+    async fn open(job: &Job, steps: &[Step]) -> (Fanout, Vec<(usize, DestinationReport)>) {
+        let (read_all, read_all_rx) = watch::channel(None::<bool>);
+        let mut fanout = Fanout {
+            senders: Vec::new(),
+            writers: Vec::new(),
+            read_all,
+        };
+        let mut early = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            if !step.action.uploads() {
+                continue;
+            }
+            let (dest, k) = (&job.destinations[i], &job.keys[i]);
+            if let Action::Skip(status, message) = plan::prepare(dest, k, step.action.clone()).await
+            {
+                early.push((i, DestinationReport::skipped(dest, k, status, message)));
+                continue;
+            }
+            let options = plan::put_options(dest, step.retention, None);
+            let writer = match dest.store.writer(&k.object, options).await {
+                Ok(w) => w,
+                Err(e) => {
+                    early.push((i, DestinationReport::failed(dest, k, e.to_string())));
+                    continue;
+                }
+            };
+            let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_BLOCKS);
+            fanout.senders.push(tx);
+            let feeding = tokio::spawn(feed(writer, rx, read_all_rx.clone()));
+            fanout.writers.push((i, feeding));
+        }
+        (fanout, early)
+    }
+
+    /// Reads, hashes and encrypts on one thread; hashes the ciphertext and hands each block to
+    /// every writer still going. The writers publish only when the whole stream was read, and
+    /// was what the caller checked.
+    async fn stream(self, job: &Job, source: Source) -> Result<Streamed> {
+        let Fanout {
+            mut senders,
+            writers,
+            read_all,
+        } = self;
+        let stored_hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let sink = {
+            let stored_hash = Arc::clone(&stored_hash);
+            BlockSink::new(move |block| {
+                {
+                    let mut h = stored_hash.lock().expect("hash lock");
+                    h.0.update(&block);
+                    h.1 += block.len() as u64;
+                }
+                let block = Bytes::from(block);
+                senders.retain(|tx| tx.blocking_send(block.clone()).is_ok());
+                if senders.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "every destination's upload failed",
+                    ));
+                }
+                Ok(())
+            })
+        };
+        let produced = tokio::task::spawn_blocking({
+            let recipients = job.recipients.clone();
+            let pb = job.progress.clone();
+            move || produce::read_and_encrypt(source, &recipients, sink, pb)
+        })
+        .await?;
+        let changed = match (&produced, &job.expect_plaintext) {
+            (Ok(p), Some(want)) if p != want => Some(format!(
+                "the source changed while it was pushed: it was checked as {} bytes with SHA-256 {}, then read as {} bytes with SHA-256 {}; nothing was stored; push again once the backup job has finished writing it",
+                want.size, want.sha256, p.size, p.sha256
+            )),
+            _ => None,
+        };
+        read_all.send_replace(Some(produced.is_ok() && changed.is_none()));
+        let mut joined = Vec::new();
+        for (i, handle) in writers {
+            joined.push((i, handle.await));
+        }
+        let plaintext = match produced {
+            Ok(p) => p,
+            Err(e) => return Err(unread(e, &joined)),
+        };
+        let sent = joined
+            .into_iter()
+            .map(|(i, r)| {
+                (
+                    i,
+                    r.unwrap_or_else(|join| Err(format!("the upload task failed: {join}"))),
+                )
+            })
+            .collect();
+        if let Some(why) = changed {
+            bail!(why);
+        }
+        let stored = if job.encrypted() {
+            let h = stored_hash.lock().expect("hash lock");
+            Digest {
+                size: h.1,
+                sha256: hex::encode(h.0.clone().finalize()),
+            }
+        } else {
+            plaintext.clone()
+        };
+        Ok(Streamed {
+            plaintext,
+            stored,
+            sent,
+        })
+    }
+}
+
+/// The push's error when the source was not read to the end: every writer was aborted (the
+/// flag stayed down), so nothing was published.
+fn unread(e: std::io::Error, joined: &[(usize, Joined)]) -> anyhow::Error {
+    let failed_everywhere = e.kind() == std::io::ErrorKind::BrokenPipe;
+    let first = joined.iter().find_map(|(_, r)| match r {
+        Ok(Err(why)) => Some(why.clone()),
+        _ => None,
+    });
+    match (failed_everywhere, first) {
+        (true, Some(why)) => anyhow::anyhow!("every destination failed; nothing was stored: {why}"),
+        _ => anyhow::Error::new(e).context("cannot read the source; nothing was stored"),
+    }
 }
 
 /// Writes the blocks of one destination's queue; once it closes, publishes if the whole stream

@@ -7,8 +7,8 @@ use offsite_policies::encryption::Recipient;
 use offsite_policies::replication::{decide_archive, ArchiveAction, Decision, Held, Reason};
 use offsite_storage::{PutOptions, Retention, StorageExt};
 
-use super::{check_receipt, Annotations, ArchiveFacts, Finished, Status};
 use super::{commit, copy, sha256_form, Copied, Ctx, Outcome, Route};
+use super::{Annotations, ArchiveFacts, Finished, NotCommitted};
 use super::{ArchiveKeys, Digest, Manifest, MANIFEST_SUFFIX};
 use super::{ItemAction, ItemReport, Opened, Verified};
 
@@ -196,9 +196,9 @@ async fn copy_archive(
         Err(why) => return ItemReport::new(name, ItemAction::VerifyFailed, why),
     };
     match commit_copy(ctx, m, &sides.keys, &copied, retention).await {
-        Committed::Stored => ItemReport::copied(name, why, m.stored.size, &copied, verified),
-        Committed::NotIntact(msg) => ItemReport::new(name, ItemAction::VerifyFailed, msg),
-        Committed::Failed(msg) => ItemReport::new(name, ItemAction::Failed, msg),
+        Settled::Stored => ItemReport::copied(name, why, m.stored.size, &copied, verified),
+        Settled::NotIntact(msg) => ItemReport::new(name, ItemAction::VerifyFailed, msg),
+        Settled::Failed(msg) => ItemReport::new(name, ItemAction::Failed, msg),
     }
 }
 
@@ -245,7 +245,7 @@ async fn check_sent(
 }
 
 /// How committing the destination's manifest went.
-enum Committed {
+enum Settled {
     /// The manifest is written: the copy counts.
     Stored,
     /// The provider's receipt does not match what the source manifest records: the copy was
@@ -263,17 +263,11 @@ async fn commit_copy(
     keys: &ArchiveKeys,
     copied: &Copied,
     retention: Option<Retention>,
-) -> Committed {
+) -> Settled {
     // Server-side: what the provider reports of the copy against the source's forms.
     let mut computed = copied.computed.clone();
     computed.extend(m.stored.provider_checksum.clone());
     let facts = facts(m);
-    // Commit refuses a receipt that does not match before it writes anything: the same check,
-    // asked here, tells that refusal from a manifest that could not be written.
-    let not_intact = matches!(
-        check_receipt(&copied.receipt, &facts.stored, &computed),
-        Ok(Some(_))
-    );
     let done = Finished {
         dest: ctx.dst,
         keys,
@@ -281,11 +275,10 @@ async fn commit_copy(
         computed,
         retention,
     };
-    let report = commit::commit(&facts, done).await;
-    match report.status {
-        Status::Stored => Committed::Stored,
-        _ if not_intact => Committed::NotIntact(report.message.unwrap_or_default()),
-        _ => Committed::Failed(report.message.unwrap_or_default()),
+    match commit::commit(&facts, done).await {
+        Ok(_) => Settled::Stored,
+        Err(e @ NotCommitted::NotIntact { .. }) => Settled::NotIntact(e.to_string()),
+        Err(e) => Settled::Failed(e.to_string()),
     }
 }
 

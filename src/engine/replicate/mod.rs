@@ -38,8 +38,7 @@ use tokio::sync::mpsc;
 pub use self::report::{ItemAction, ItemReport, Summary, Verified};
 
 use self::copy::{BwLimit, Copied, Route, Shared};
-use super::push::commit::{self, check_receipt, ArchiveFacts, Finished};
-use super::push::{Annotations, Status};
+use super::commit::{self, check_receipt, Annotations, ArchiveFacts, Finished, NotCommitted};
 use crate::archive::{ArchiveKeys, Digest, Manifest, MANIFEST_SUFFIX, VERIFIED_SUFFIX};
 use crate::registry::Opened;
 
@@ -99,7 +98,7 @@ impl<'a> Ctx<'a> {
     /// The run's context: its journal directory made, its bandwidth limit and memory budget
     /// shared by every copy. An error is why the directory could not be made.
     fn new(src: &'a Opened, dst: &'a Opened, opts: Options) -> Result<Ctx<'a>, String> {
-        let journal_dir = super::spool::cache_dir().join("replicate");
+        let journal_dir = super::cache_dir::replicate_journals();
         super::spool::private_dir(&journal_dir).map_err(|e| {
             format!(
                 "cannot make the journal directory {}: {e}",

@@ -1,12 +1,11 @@
-//! The commit stage: check what a provider answered against what offsite computed from the
-//! spool, and write the manifest that makes the copy count. It is callable on its own: a
-//! replication that streams a copy commits it through the same code.
+//! Committing a copy: check what a provider answered against what offsite computed from the
+//! bytes it sent, and write the manifest that makes the copy count. Push commits each
+//! destination's copy through it, and replication each copy it streams.
 
 use chrono::{DateTime, Utc};
 use offsite_policies::encryption::Recipient;
 use offsite_storage::{Checksum, PutOptions, Receipt, Retention, StorageExt};
 
-use super::{DestinationReport, Status};
 use crate::archive::{
     tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, Stored, MANIFEST_FORMAT,
 };
@@ -101,9 +100,52 @@ fn equal(a: &Checksum, b: &Checksum) -> bool {
     }
 }
 
+/// A committed copy: its manifest is written.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The provider's checksum, recorded in the manifest when it matched what offsite computed.
+    pub provider_checksum: Option<Checksum>,
+    /// The copy's retention lock, when it has one.
+    pub retain_until: Option<DateTime<Utc>>,
+}
+
+/// Why a copy was not committed. The `Display` text is the message a report shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotCommitted {
+    /// The receipt does not match the bytes sent: the object got no manifest, and was removed
+    /// where the store allows (`removed`).
+    NotIntact {
+        /// What differs.
+        why: String,
+        /// Whether the object was removed.
+        removed: bool,
+    },
+    /// The data is stored, but its manifest could not be written: the copy does not count.
+    ManifestNotWritten(String),
+}
+
+impl std::fmt::Display for NotCommitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotCommitted::NotIntact { why, removed } => {
+                let removed = if *removed {
+                    "it was removed"
+                } else {
+                    "it has no manifest, so it does not count"
+                };
+                write!(f, "the upload did not arrive intact ({why}); {removed}; push again")
+            }
+            NotCommitted::ManifestNotWritten(e) => write!(
+                f,
+                "the data was stored but its manifest could not be written, so the copy does not count: {e}"
+            ),
+        }
+    }
+}
+
 /// Checks `done`'s receipt and writes its manifest. A copy that did not arrive intact is
 /// removed where the store allows, and never gets a manifest.
-pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationReport {
+pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committed, NotCommitted> {
     let Finished {
         dest,
         keys,
@@ -111,26 +153,58 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
         computed,
         retention,
     } = done;
-    let failed = |message: String| DestinationReport::failed(dest, keys, message);
     let provider_checksum = match check_receipt(&receipt, &facts.stored, &computed) {
         Ok(None) => receipt.checksum.clone(),
         Ok(Some(why)) => {
             // Never leave an object that could be mistaken for this archive: it has no
             // manifest, and it is removed too where the store allows.
-            let removed = match dest.store.delete(&keys.object).await {
-                Ok(()) => "it was removed",
-                Err(_) => "it has no manifest, so it does not count",
-            };
-            return failed(format!(
-                "the upload did not arrive intact ({why}); {removed}; push again"
-            ));
+            let removed = dest.store.delete(&keys.object).await.is_ok();
+            return Err(NotCommitted::NotIntact { why, removed });
         }
         Err(why) => {
             tracing::warn!(url = %dest.url(), "{why}; recording no provider checksum for this copy");
             None
         }
     };
-    let manifest = Manifest {
+    let manifest = manifest(
+        facts,
+        keys,
+        dest,
+        &receipt,
+        provider_checksum.clone(),
+        retention,
+    );
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    // The manifest carries the same lock as its data: an immutable copy must keep counting.
+    let mut options = PutOptions::default();
+    options.retention = retention;
+    options.legal_hold = dest.options.legal_hold;
+    match dest
+        .store
+        .put_bytes(&keys.manifest, bytes.into(), options)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(url = %dest.url(), manifest = %keys.manifest, size = facts.stored.size, "committed: the data is stored and its manifest written last");
+            Ok(Committed {
+                provider_checksum,
+                retain_until: manifest.retain_until,
+            })
+        }
+        Err(e) => Err(NotCommitted::ManifestNotWritten(e.to_string())),
+    }
+}
+
+/// The manifest of one committed copy.
+fn manifest(
+    facts: &ArchiveFacts,
+    keys: &ArchiveKeys,
+    dest: &Opened,
+    receipt: &Receipt,
+    provider_checksum: Option<Checksum>,
+    retention: Option<Retention>,
+) -> Manifest {
+    Manifest {
         format: MANIFEST_FORMAT,
         archive: facts.name.clone(),
         created: facts.created,
@@ -145,7 +219,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
                 .to_string(),
             size: facts.stored.size,
             sha256: facts.stored.sha256.clone(),
-            provider_checksum: provider_checksum.clone(),
+            provider_checksum,
             storage_class: dest.options.storage_class.clone(),
             etag: receipt.etag.clone(),
         },
@@ -158,23 +232,6 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
         metadata: facts.annotations.metadata.clone(),
         pushed: Utc::now(),
         tool: tool_version(),
-    };
-    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    // The manifest carries the same lock as its data: an immutable copy must keep counting.
-    let mut options = PutOptions::default();
-    options.retention = retention;
-    options.legal_hold = dest.options.legal_hold;
-    match dest.store.put_bytes(&keys.manifest, bytes.into(), options).await {
-        Ok(_) => {
-            tracing::info!(url = %dest.url(), manifest = %keys.manifest, size = facts.stored.size, "committed: the data is stored and its manifest written last");
-            DestinationReport {
-                stored: Some(facts.stored.clone()),
-                provider_checksum,
-                retain_until: manifest.retain_until,
-                ..DestinationReport::new(dest, keys, Status::Stored)
-            }
-        }
-        Err(e) => failed(format!("the data was stored but its manifest could not be written, so the copy does not count: {e}")),
     }
 }
 
