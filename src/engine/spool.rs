@@ -297,28 +297,6 @@ impl SpoolTail {
     }
 }
 
-/// Hashes a whole file or stream (used when resuming, to prove the source is the same).
-pub fn digest_reader(mut r: impl std::io::Read, on_bytes: impl Fn(u64)) -> std::io::Result<Digest> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        size += n as u64;
-        on_bytes(n as u64);
-    }
-    Ok(Digest {
-        size,
-        sha256: hex::encode(h.finalize()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,13 +11,13 @@ use std::io::{Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
+use crate::engine::hashing::{self, Hasher};
 use anyhow::{Context, Result};
 use offsite_policies::encryption::Recipient;
-use sha2::{Digest as _, Sha256};
 
 use super::Source;
 use crate::archive::Digest;
-use crate::engine::spool::{self, Progress, ProgressTx};
+use crate::engine::spool::{Progress, ProgressTx};
 
 /// Bytes per block between the pipeline's threads.
 const BLOCK: usize = 1 << 20;
@@ -40,7 +40,7 @@ pub async fn hash_file(
     use std::io::{Seek, SeekFrom};
     let what = path.display().to_string();
     tokio::task::spawn_blocking(move || -> std::io::Result<(Digest, Source)> {
-        let d = spool::digest_reader(&mut f, |n| count(&pb, n))?;
+        let d = hashing::digest_reader(&mut f, |n| count(&pb, n))?;
         f.seek(SeekFrom::Start(0))?;
         Ok((d, Source::File(f, path)))
     })
@@ -50,7 +50,7 @@ pub async fn hash_file(
 
 /// Hashes standard input, which is then consumed.
 pub(super) async fn hash_stdin(pb: crate::engine::progress::Progress) -> Result<Digest> {
-    tokio::task::spawn_blocking(move || spool::digest_reader(std::io::stdin(), |n| count(&pb, n)))
+    tokio::task::spawn_blocking(move || hashing::digest_reader(std::io::stdin(), |n| count(&pb, n)))
         .await?
         .context("cannot read standard input")
 }
@@ -196,8 +196,7 @@ pub(super) fn read_and_encrypt(
         )?;
         Out::Age(enc.wrap_output(sink)?)
     };
-    let mut h = Sha256::new();
-    let mut size = 0u64;
+    let mut h = Hasher::new();
     let mut buf = vec![0u8; BLOCK];
     loop {
         let n = match source.read(&mut buf) {
@@ -207,7 +206,6 @@ pub(super) fn read_and_encrypt(
             Err(e) => return Err(e),
         };
         h.update(&buf[..n]);
-        size += n as u64;
         match &mut out {
             Out::Age(w) => w.write_all(&buf[..n])?,
             Out::Plain(w) => w.write_all(&buf[..n])?,
@@ -221,10 +219,7 @@ pub(super) fn read_and_encrypt(
         Out::Plain(w) => w,
     };
     sink.send()?;
-    Ok(Digest {
-        size,
-        sha256: hex::encode(h.finalize()),
-    })
+    Ok(h.finish())
 }
 
 fn write_spool(
@@ -246,7 +241,7 @@ fn write_spool(
             }
         })
     };
-    let mut h = hash.then(Sha256::new);
+    let mut h = hash.then(Hasher::new);
     let mut size = 0u64;
     let mut since_sync = 0u64;
     for block in rx {
@@ -268,8 +263,8 @@ fn write_spool(
     drop(sync_tx);
     let _ = syncer.join();
     file.sync_all()?;
-    Ok(Digest {
+    Ok(h.map(Hasher::finish).unwrap_or(Digest {
         size,
-        sha256: h.map(|h| hex::encode(h.finalize())).unwrap_or_default(),
-    })
+        sha256: String::new(),
+    }))
 }

@@ -12,10 +12,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::engine::hashing::Hasher;
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use offsite_storage::{ObjectWriter, Receipt};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -153,14 +153,12 @@ impl Fanout {
             writers,
             read_all,
         } = self;
-        let stored_hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let stored_hash = Arc::new(Mutex::new(Hasher::new()));
         let sink = {
             let stored_hash = Arc::clone(&stored_hash);
             BlockSink::new(move |block| {
                 {
-                    let mut h = stored_hash.lock().expect("hash lock");
-                    h.0.update(&block);
-                    h.1 += block.len() as u64;
+                    stored_hash.lock().expect("hash lock").update(&block);
                 }
                 let block = Bytes::from(block);
                 senders.retain(|tx| tx.blocking_send(block.clone()).is_ok());
@@ -208,11 +206,7 @@ impl Fanout {
             bail!(why);
         }
         let stored = if job.encrypted() {
-            let h = stored_hash.lock().expect("hash lock");
-            Digest {
-                size: h.1,
-                sha256: hex::encode(h.0.clone().finalize()),
-            }
+            stored_hash.lock().expect("hash lock").clone().finish()
         } else {
             plaintext.clone()
         };

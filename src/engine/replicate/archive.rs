@@ -11,6 +11,7 @@ use super::{commit, copy, sha256_form, Copied, Ctx, Outcome, Route};
 use super::{Annotations, ArchiveFacts, Finished, NotCommitted};
 use super::{ArchiveKeys, Digest, Manifest, MANIFEST_SUFFIX};
 use super::{ItemAction, ItemReport, Opened, Verified};
+use crate::engine::hashing::object_digest;
 
 /// One archive's keys carried out: copied, skipped, left out, or (only at the destination,
 /// with `--delete`) held for the deletions.
@@ -155,7 +156,8 @@ async fn prove(ctx: &Ctx<'_>, key: &str, dm: &Manifest) -> Option<bool> {
     if let Some(h) = sha256_form(head.checksum.as_ref()) {
         return Some(h.eq_ignore_ascii_case(&dm.stored.sha256));
     }
-    let (n, sha) = copy::sha256_of(&*ctx.dst.store, key).await.ok()?;
+    let d = object_digest(&*ctx.dst.store, key).await.ok()?;
+    let (n, sha) = (d.size, d.sha256);
     Some(n == dm.stored.size && sha.eq_ignore_ascii_case(&dm.stored.sha256))
 }
 
@@ -224,10 +226,10 @@ async fn check_sent(
 ) -> Result<Verified, String> {
     let sent = match &copied.sha256 {
         Some(h) => Some(h.clone()),
-        None if copied.route == Route::Streamed => copy::sha256_of(&*ctx.dst.store, object)
+        None if copied.route == Route::Streamed => object_digest(&*ctx.dst.store, object)
             .await
             .ok()
-            .map(|(_, h)| h),
+            .map(|d| d.sha256),
         None => None,
     };
     match sent {

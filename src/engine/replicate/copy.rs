@@ -16,10 +16,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use offsite_storage::{
     Checksum, Error, ErrorKind, Extent, InFlightBudget, ObjectSource, Operation, PutOptions,
-    RangedSource, Receipt, Result, RetryPolicy, Storage, Upload, UploadRecord,
+    RangedSource, Receipt, Result, RetryPolicy, Upload, UploadRecord,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use crate::engine::hashing::Hasher;
 
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 use crate::registry::Native;
@@ -273,9 +275,8 @@ async fn streamed_once(
 ) -> Result<Copied> {
     let got = src.store.get(key, None).await?;
     let mut w = dst.store.writer(key, options).await?;
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new();
     let mut stream = got.stream;
-    let mut sent = 0u64;
     while let Some(chunk) = stream.next().await {
         let res = match chunk {
             Ok(b) => {
@@ -283,7 +284,6 @@ async fn streamed_once(
                     bw.take(b.len()).await;
                 }
                 hasher.update(&b);
-                sent += b.len() as u64;
                 w.write(b).await
             }
             Err(e) => Err(e),
@@ -293,6 +293,7 @@ async fn streamed_once(
             return Err(e);
         }
     }
+    let sent = hasher.size();
     if sent != size {
         let _ = w.abort().await;
         return Err(Error::new(
@@ -308,7 +309,7 @@ async fn streamed_once(
     Ok(Copied {
         receipt,
         computed: Vec::new(),
-        sha256: Some(hex::encode(hasher.finalize())),
+        sha256: Some(hasher.finish().sha256),
         route: Route::Streamed,
         resumed: None,
     })
@@ -320,7 +321,8 @@ async fn streamed_once(
 struct Hashing<S> {
     inner: S,
     bwlimit: Option<Arc<BwLimit>>,
-    state: Mutex<(u64, Sha256, bool)>,
+    /// The hash of the bytes read in order so far; `None` once a read skipped ahead.
+    state: Mutex<Option<Hasher>>,
 }
 
 impl<S> Hashing<S> {
@@ -328,14 +330,15 @@ impl<S> Hashing<S> {
         Hashing {
             inner,
             bwlimit,
-            state: Mutex::new((0, Sha256::new(), true)),
+            state: Mutex::new(Some(Hasher::new())),
         }
     }
 
     /// The SHA-256 of the whole object, when every byte of its `size` was read in order.
     fn sha256(&self, size: u64) -> Option<String> {
         let st = self.state.lock().expect("hash lock");
-        (st.2 && st.0 == size).then(|| hex::encode(st.1.clone().finalize()))
+        let h = st.as_ref().filter(|h| h.size() == size)?;
+        Some(h.clone().finish().sha256)
     }
 }
 
@@ -351,29 +354,14 @@ impl<S: RangedSource> RangedSource for Hashing<S> {
             bw.take(b.len()).await;
         }
         let mut st = self.state.lock().expect("hash lock");
-        if offset == st.0 {
-            st.1.update(&b);
-            st.0 += b.len() as u64;
-        } else if offset > st.0 {
+        match st.as_mut().map(|h| h.size()) {
+            Some(at) if offset == at => st.as_mut().expect("some").update(&b),
             // Out of order: the whole-object hash is not ours to give.
-            st.2 = false;
+            Some(at) if offset > at => *st = None,
+            _ => {}
         }
         Ok(b)
     }
-}
-
-/// Reads an object and returns its SHA-256 (a destination copy proved by its bytes).
-pub async fn sha256_of(store: &dyn Storage, key: &str) -> Result<(u64, String)> {
-    let got = store.get(key, None).await?;
-    let mut hasher = Sha256::new();
-    let mut n = 0u64;
-    let mut stream = got.stream;
-    while let Some(chunk) = stream.next().await {
-        let b = chunk?;
-        n += b.len() as u64;
-        hasher.update(&b);
-    }
-    Ok((n, hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]
