@@ -135,7 +135,7 @@ pub fn resolve(
 /// The policy file a command uses: `--policy FILE`, else `OFFSITE_POLICY` when the command
 /// was given no location of its own (a URL on the command line is a one-off run, and wins over
 /// the environment).
-pub fn chosen(flag: Option<&Path>, locations_given: bool) -> Option<std::path::PathBuf> {
+fn chosen(flag: Option<&Path>, locations_given: bool) -> Option<std::path::PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
     }

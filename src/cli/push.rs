@@ -82,8 +82,9 @@ struct Destinations {
 }
 
 fn destinations(args: &PushArgs) -> Result<Destinations> {
-    if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.to.is_empty()) {
-        let policy = crate::policy::load(&path)?;
+    // clap refuses --policy beside --to, -r, -R, --no-encrypt and --prefix.
+    let chosen = crate::policy::resolve(args.policy.as_deref(), !args.to.is_empty(), false)?;
+    if let Some(policy) = chosen {
         crate::policy::need_archives(&policy, "push")?;
         let recipients = crate::policy::recipients(&policy)?;
         let no_encrypt = crate::policy::unencrypted(&policy);

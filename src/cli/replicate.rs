@@ -5,6 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
+use offsite_policies::policy::Policy;
+
 use crate::engine::replicate::{self, ItemAction, ItemReport, Options, Summary};
 use crate::error::usage;
 use crate::metrics::{Metrics, MetricsArgs};
@@ -112,18 +114,13 @@ impl Request {
             shard: args.shard,
             bwlimit: args.bwlimit,
         };
-        if args.policy.is_some() && !args.urls.is_empty() {
-            return Err(usage(
-                "give a source and destinations as URLs or --policy FILE, not both",
-            ));
-        }
-        if let Some(path) = crate::policy::chosen(args.policy.as_deref(), !args.urls.is_empty()) {
-            if args.prefix.is_some() {
-                return Err(usage(
-                    "--prefix cannot be combined with --policy: the policy's prefix applies",
-                ));
-            }
-            return Request::from_policy(&path, options);
+        let chosen = crate::policy::resolve(
+            args.policy.as_deref(),
+            !args.urls.is_empty(),
+            args.prefix.is_some(),
+        )?;
+        if let Some(policy) = chosen {
+            return Request::from_policy(&policy, options);
         }
         match args.urls.as_slice() {
             [] => Err(usage(
@@ -142,16 +139,15 @@ impl Request {
 
     /// A policy's `[replication]`: its `from` destination to each of its `to`, under its
     /// prefix.
-    fn from_policy(path: &std::path::Path, options: Options) -> Result<Request> {
-        let policy = crate::policy::load(path)?;
-        crate::policy::need_archives(&policy, "replicate")?;
+    fn from_policy(policy: &Policy, options: Options) -> Result<Request> {
+        crate::policy::need_archives(policy, "replicate")?;
         let Some(r) = &policy.replication else {
             return Err(usage(format!(
-                "{} has no [replication] section: add one with from = \"<destination>\" and to = [\"<replica>\", ...]",
-                path.display()
+                "policy `{}` has no [replication] section: add one with from = \"<destination>\" and to = [\"<replica>\", ...]",
+                policy.name
             )));
         };
-        let all = crate::policy::locations(&policy, true);
+        let all = crate::policy::locations(policy, true);
         let find = |n: &str| {
             all.iter()
                 .find(|(name, _)| name == n)

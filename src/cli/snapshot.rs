@@ -271,10 +271,7 @@ fn policy_of(p: &SnapshotPolicy, at: &PlaceArgs, what_else: bool) -> Result<Opti
             "give --policy FILE, or --provider with volumes or snapshots, not both",
         ));
     }
-    match crate::policy::chosen(p.policy.as_deref(), at.given() || what_else) {
-        Some(path) => Ok(Some(crate::policy::load(&path)?)),
-        None => Ok(None),
-    }
+    crate::policy::resolve(p.policy.as_deref(), at.given() || what_else, false)
 }
 
 /// The jobs of a policy: one per `[[snapshots]]` section.
@@ -604,12 +601,11 @@ struct PruneDoc<'a> {
 }
 
 async fn prune(a: &PruneArgs, out: Output, m: &mut Metrics) -> Result<u8> {
-    let Some(path) = crate::policy::chosen(a.policy.policy.as_deref(), false) else {
+    let Some(policy) = crate::policy::resolve(a.policy.policy.as_deref(), false, false)? else {
         return Err(crate::report::usage(
             "snapshot prune works by policy: give --policy FILE or set OFFSITE_POLICY",
         ));
     };
-    let policy = crate::policy::load(&path)?;
     m.set_policy(&policy.name);
     if policy.snapshots.is_empty() {
         return Err(crate::report::usage(format!(
