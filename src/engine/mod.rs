@@ -1,5 +1,6 @@
 //! The engine: runs pushes, verification and restores against stores.
 
+pub mod drill;
 pub mod hidden;
 pub mod holdings;
 pub mod identity;
