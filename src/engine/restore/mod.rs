@@ -150,7 +150,10 @@ enum Candidate<'a> {
         entry: Option<&'a Entry>,
     },
     /// A locked copy under a delete marker.
-    Hidden { loc: &'a Opened, hidden: Hidden },
+    Hidden {
+        loc: &'a Opened,
+        hidden: Box<Hidden>,
+    },
 }
 
 /// A candidate with something to read.
@@ -368,7 +371,10 @@ fn hidden<'a>(
                 Selector::At(t) => h.entry.created().is_some_and(|c| c <= *t),
             })
             .max_by_key(|h| (h.entry.created(), h.entry.name.clone()))?;
-        Some(Candidate::Hidden { loc, hidden: pick })
+        Some(Candidate::Hidden {
+            loc,
+            hidden: Box::new(pick),
+        })
     })
 }
 
