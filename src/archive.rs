@@ -181,15 +181,41 @@ impl Manifest {
 pub struct VerifiedRecord {
     /// When the check ran.
     pub time: DateTime<Utc>,
-    /// `deep` (downloaded, hashed, decrypted, hashed again).
-    pub depth: String,
+    /// `deep` (downloaded, hashed, decrypted, hashed again) or `drill`.
+    pub depth: RecordedDepth,
     /// `ok` or `failed`.
-    pub result: String,
+    pub result: RecordedResult,
     /// What failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// `offsite X.Y.Z`.
     pub tool: String,
+}
+
+/// How far a recorded check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordedDepth {
+    /// `verify --deep`: downloaded, hashed, decrypted, hashed again.
+    Deep,
+    /// A restore drill: the same as deep.
+    Drill,
+    /// A word this version does not know (never written): not a deep proof.
+    #[serde(other)]
+    Unknown,
+}
+
+/// What a recorded check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordedResult {
+    /// The copy was proven good.
+    Ok,
+    /// The copy was found damaged.
+    Failed,
+    /// A word this version does not know (never written): not a pass.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The tool version string recorded in manifests.

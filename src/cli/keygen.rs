@@ -53,7 +53,16 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             f.sync_all()?;
             if out.json {
-                out.print_json(&serde_json::json!({ "recipient": public, "identity_file": path }))?;
+                #[derive(serde::Serialize)]
+                struct Json<'a> {
+                    recipient: &'a str,
+                    identity_file: &'a std::path::Path,
+                }
+                let json = Json {
+                    recipient: &public,
+                    identity_file: path,
+                };
+                out.print_json(&serde_json::to_value(json)?)?;
             } else {
                 eprintln!("Identity written to {} (mode 0600). Keep a copy somewhere safe and off this machine:", path.display());
                 eprintln!("without it no archive encrypted to this key can be restored.");

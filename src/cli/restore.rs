@@ -1,15 +1,18 @@
 //! `offsite restore`: an archive back from the first healthy copy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{ArgGroup, Args};
+use serde::Serialize;
 
 use super::IdentityArgs;
 use crate::archive::parse_time_arg;
-use crate::engine::identity::Identities;
-use crate::engine::restore::{self, Selector, Target};
+use crate::engine::identity::{Identities, IdentityFile};
+use crate::engine::restore::{
+    self, AttemptResult, RestoreReport, RestoreRequest, Selector, Target,
+};
 use crate::report::{exit, usage, Output};
 
 /// Arguments of `offsite restore`.
@@ -74,12 +77,12 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
             force: args.force,
         }
     };
-    let identities = match &args.identity.identity {
-        Some(p) => Some(Arc::new(
-            Identities::load(p).map_err(|e| usage(format!("{e:#}")))?,
-        )),
-        None => None,
-    };
+    let identities = args
+        .identity
+        .identity
+        .as_deref()
+        .map(identities)
+        .transpose()?;
     // A policy's destinations are tried in the order it lists them, replicas included.
     let locations = args
         .policy
@@ -87,45 +90,69 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         .open()
         .await?;
     let pb = out.progress(None, "restore");
-    let thaw = args.thaw.then_some(args.thaw_days);
-    let res = restore::run(
-        &locations,
-        &selector,
-        &target,
+    let request = RestoreRequest {
+        locations: &locations,
+        selector,
+        target,
         identities,
-        thaw,
-        crate::report::observer(&pb),
-    )
-    .await;
+        thaw_days: args.thaw.then_some(args.thaw_days),
+        progress: crate::report::observer(&pb),
+    };
+    let res = restore::run(&request).await;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    let report = res?;
-    let fell_back = report.attempts.iter().any(|a| a.result == "failed");
-    if out.json {
-        let mut v = serde_json::to_value(&report)?;
-        v["exit"] = exit::OK.into();
-        out.print_json(&v)?;
-    } else {
-        for a in report.attempts.iter().filter(|a| a.result != "restored") {
-            eprintln!("warning: {} {}: {}", a.result, a.url, a.detail);
-        }
-        let dest = match &report.output {
-            None => "standard output".to_string(),
-            Some(path) => path.display().to_string(),
-        };
-        eprintln!(
-            "restored {} from {} to {dest}: {} bytes, SHA-256 {} verified{}",
-            report.archive,
-            report.from.as_deref().unwrap_or("?"),
-            report.size.unwrap_or(0),
-            report.sha256.as_deref().unwrap_or(""),
-            if fell_back {
-                " (after falling back past a bad copy)"
-            } else {
-                ""
-            }
-        );
-    }
+    print(&res?, out)?;
     Ok(exit::OK)
+}
+
+/// Loads an identity file for the engine, showing the warning about a file others can read
+/// (before a parse error, as that comes second).
+pub(super) fn identities(path: &Path) -> Result<Arc<Identities>> {
+    let file = IdentityFile::read(path).map_err(|e| usage(format!("{e:#}")))?;
+    if let Some(warning) = &file.warning {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Arc::new(file.parse().map_err(|e| usage(format!("{e:#}")))?))
+}
+
+/// The report as `--json` (with the exit status) or text.
+fn print(report: &RestoreReport, out: Output) -> Result<()> {
+    if out.json {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            report: &'a RestoreReport,
+            exit: u8,
+        }
+        let json = Json {
+            report,
+            exit: exit::OK,
+        };
+        return out.print_json(&serde_json::to_value(json)?);
+    }
+    for a in report
+        .attempts
+        .iter()
+        .filter(|a| a.result != AttemptResult::Restored)
+    {
+        eprintln!("warning: {} {}: {}", a.result, a.url, a.detail);
+    }
+    let dest = match &report.output {
+        None => "standard output".to_string(),
+        Some(path) => path.display().to_string(),
+    };
+    eprintln!(
+        "restored {} from {} to {dest}: {} bytes, SHA-256 {} verified{}",
+        report.archive,
+        report.from.as_deref().unwrap_or("?"),
+        report.size.unwrap_or(0),
+        report.sha256.as_deref().unwrap_or(""),
+        if report.fell_back() {
+            " (after falling back past a bad copy)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }

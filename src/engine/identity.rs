@@ -1,4 +1,6 @@
 //! age identities for restore and deep verify: `--identity FILE` or `OFFSITE_IDENTITY_FILE`.
+//! Read in two steps, [`IdentityFile::read`] then [`IdentityFile::parse`], so that the caller can
+//! show the warning about a file others can read before a parse error.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -26,14 +28,43 @@ impl std::fmt::Debug for Identities {
     }
 }
 
-impl Identities {
-    /// Loads an identity file: age `AGE-SECRET-KEY-1...` lines (comments allowed) or an
-    /// unencrypted OpenSSH private key. Warns when others can read the file.
-    pub fn load(path: &Path) -> Result<Identities> {
+/// An identity file as read from disk, before its keys are parsed: the warning about who else
+/// can read it comes first, whether or not the keys then parse.
+pub struct IdentityFile {
+    path: PathBuf,
+    text: String,
+    /// "identity file ... is readable by others ...", when it is: the caller shows it.
+    pub warning: Option<String>,
+}
+
+impl std::fmt::Debug for IdentityFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the text: it holds the secret keys.
+        f.debug_struct("IdentityFile")
+            .field("path", &self.path)
+            .field("warning", &self.warning)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityFile {
+    /// Reads an identity file, and notes when others can read it.
+    pub fn read(path: &Path) -> Result<IdentityFile> {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!("cannot read identity file {}; check the path given with --identity or OFFSITE_IDENTITY_FILE", path.display())
         })?;
-        warn_if_exposed(path);
+        Ok(IdentityFile {
+            path: path.to_path_buf(),
+            text,
+            warning: exposure(path),
+        })
+    }
+
+    /// The identities it holds: age `AGE-SECRET-KEY-1...` lines (comments allowed) or an
+    /// unencrypted OpenSSH private key.
+    pub fn parse(self) -> Result<Identities> {
+        let IdentityFile { path, text, .. } = self;
+        let path = path.as_path();
         let mut keys: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         let mut publics = Vec::new();
         if text.contains("-----BEGIN") {
@@ -83,23 +114,24 @@ impl Identities {
             publics,
         })
     }
+}
 
+impl Identities {
     /// For age's decryptor.
     pub fn as_age(&self) -> impl Iterator<Item = &dyn age::Identity> {
         self.keys.iter().map(|k| k.as_ref() as &dyn age::Identity)
     }
 }
 
-fn warn_if_exposed(path: &Path) {
+/// The warning for an identity file others can read, without the "warning: " the CLI adds.
+fn exposure(path: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(md) = std::fs::metadata(path) {
-        let mode = md.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            eprintln!(
-                "warning: identity file {} is readable by others (mode {mode:04o}); run: chmod 600 {}",
-                path.display(),
-                path.display()
-            );
-        }
-    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "identity file {} is readable by others (mode {mode:04o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
 }

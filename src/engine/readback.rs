@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use offsite_storage::GetResult;
 use sha2::{Digest as _, Sha256};
 
 use super::identity::Identities;
+use super::progress::Progress;
 use crate::archive::{Digest, Manifest};
 use crate::registry::Opened;
 
@@ -101,25 +103,82 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Streams the copy at `loc` described by `manifest` through every check into `sink`, and
-/// gives the sink back. Nothing is trusted until this returns `Ok`.
+/// One stored copy to read: where it is, which object (and which version of it, for a copy a
+/// delete marker hides), and the manifest that says what it must be.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredCopy<'a> {
+    /// The location.
+    pub loc: &'a Opened,
+    /// The data object's full key.
+    pub object_key: &'a str,
+    /// The data object's version, for a copy a delete marker hides (engine::hidden).
+    pub version: Option<&'a str>,
+    /// What the copy must be.
+    pub manifest: &'a Manifest,
+}
+
+/// Streams `copy` through every check into `sink`, and gives the sink back. Nothing is trusted
+/// until this returns `Ok`.
 ///
 /// `prove_stored` also hashes the stored (encrypted) bytes against the manifest, which deep
 /// verify records. Restore leaves it off: the size check, age's authentication of every chunk
 /// and the plaintext's SHA-256 already prove the archive, so one hash pass is enough. For an
 /// unencrypted copy the stored bytes are the plaintext and are hashed once either way.
-#[allow(clippy::too_many_arguments)]
 pub async fn read_copy<W: Write + Send + 'static>(
-    loc: &Opened,
-    object_key: &str,
-    version: Option<&str>,
-    manifest: &Manifest,
+    copy: &StoredCopy<'_>,
     identities: Option<Arc<Identities>>,
     sink: W,
-    pb: crate::engine::progress::Progress,
+    pb: Progress,
     prove_stored: bool,
 ) -> Result<(Proven, W), ReadbackError> {
-    let url = loc.url().to_string();
+    let got = open(copy).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>, String>>(4);
+    let store_error = Arc::new(Mutex::new(None));
+    let reader = ChannelReader {
+        rx,
+        batch: Vec::new(),
+        current: Bytes::new(),
+        store_error: store_error.clone(),
+    };
+    let unlock = copy.manifest.encrypted().then(|| Unlock {
+        identities,
+        archive: copy.manifest.archive.clone(),
+        recipients: copy
+            .manifest
+            .encryption
+            .as_ref()
+            .map(|e| e.recipients.join(", "))
+            .unwrap_or_default(),
+    });
+    let hash_stored = prove_stored && unlock.is_some();
+    let decode = tokio::task::spawn_blocking(move || decode(reader, sink, unlock, &pb));
+    // The stored bytes are hashed on the feeding side, the plaintext on the decrypting side:
+    // two cores, one pass.
+    let (stored, decoded) = futures::join!(feed(got.stream, tx, hash_stored), decode);
+    let decoded =
+        decoded.map_err(|e| ReadbackError::Unreachable(format!("reader task failed: {e}")))?;
+    let (url, object_key) = (copy.loc.url(), copy.object_key);
+    if let Some(e) = store_error.lock().expect("poisoned").take() {
+        return Err(ReadbackError::Unreachable(format!(
+            "{url}: reading {object_key} failed: {e}"
+        )));
+    }
+    let (plaintext, sink) = decoded.map_err(|e| match e {
+        ReadbackError::Corrupt(m) => ReadbackError::Corrupt(format!("{url}: {object_key}: {m}")),
+        other => other,
+    })?;
+    Ok((prove(copy, stored, plaintext)?, sink))
+}
+
+/// Opens the copy's data object and checks its size against the manifest before a byte is read.
+async fn open(copy: &StoredCopy<'_>) -> Result<GetResult, ReadbackError> {
+    let StoredCopy {
+        loc,
+        object_key,
+        version,
+        manifest,
+    } = *copy;
+    let url = loc.url();
     let got = match version {
         // A copy a delete marker hides (engine::hidden): its data version.
         Some(v) => loc.store.get_version(object_key, v, None).await,
@@ -140,136 +199,146 @@ pub async fn read_copy<W: Write + Send + 'static>(
             got.meta.size, manifest.stored.size
         )));
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>, String>>(4);
-    let hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
-    let store_error = Arc::new(Mutex::new(None));
-    let reader = ChannelReader {
-        rx,
-        batch: Vec::new(),
-        current: Bytes::new(),
-        store_error: store_error.clone(),
-    };
-    let encrypted = manifest.encrypted();
-    let recipients = manifest
-        .encryption
-        .as_ref()
-        .map(|e| e.recipients.join(", "))
-        .unwrap_or_default();
-    let name = manifest.archive.clone();
-    let decode = tokio::task::spawn_blocking(move || -> Result<(Digest, W), ReadbackError> {
-        let mut out = HashingWriter {
-            inner: sink,
-            hash: Sha256::new(),
-            size: 0,
-        };
-        let mut reader = reader;
-        let copied = if encrypted {
-            let ids = identities.expect("identities are required for encrypted copies");
-            let dec = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(
-                1 << 20,
-                &mut reader,
-            ))
-            .map_err(|e| {
-                ReadbackError::Corrupt(format!(
-                    "not a readable age file ({e}): the header is damaged"
-                ))
-            })?;
-            let mut plain = match dec.decrypt(ids.as_age()) {
-                Ok(p) => p,
-                Err(age::DecryptError::NoMatchingKeys) => {
-                    return Err(ReadbackError::WrongKey(format!(
-                        "none of the identities in {} can decrypt {name}; it was encrypted for: {recipients}; the identity file holds: {}",
-                        ids.path.display(),
-                        ids.publics.join(", ")
-                    )))
+    Ok(got)
+}
+
+/// Feeds the store's stream to the decoding thread, hashing the stored bytes on the way when
+/// asked (the digest is returned). A store error goes down the channel for the reader to
+/// record.
+async fn feed(
+    mut stream: offsite_storage::ByteStream,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<Bytes>, String>>,
+    hash_stored: bool,
+) -> Option<Digest> {
+    // Network chunks (often 16 KiB) go to the decrypting thread in batches of about 1 MiB:
+    // one wake-up per batch, not per packet, and no copy.
+    const BATCH: usize = 1 << 20;
+    let mut hash = hash_stored.then(|| (Sha256::new(), 0u64));
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(chunk) => {
+                if let Some((h, n)) = &mut hash {
+                    h.update(&chunk);
+                    *n += chunk.len() as u64;
                 }
-                Err(e) => return Err(ReadbackError::Corrupt(format!("the age header does not authenticate ({e})"))),
-            };
-            copy_plain(&mut plain, &mut out, &pb)
-        } else {
-            copy_plain(&mut reader, &mut out, &pb)
-        };
-        copied?;
-        // Read whatever follows the age stream too, so the stored hash covers every byte.
-        std::io::copy(&mut reader, &mut std::io::sink())
-            .map_err(|e| ReadbackError::Corrupt(format!("reading past the end: {e}")))?;
-        out.flush()
-            .map_err(|e| ReadbackError::Output(format!("cannot write the restored data: {e}")))?;
-        let digest = Digest {
-            size: out.size,
-            sha256: hex::encode(out.hash.finalize()),
-        };
-        Ok((digest, out.inner))
-    });
-    // The stored bytes are hashed on the feeding side, the plaintext on the decrypting side:
-    // two cores, one pass.
-    let mut stream = got.stream;
-    let feed_hash = hash.clone();
-    let hash_stored = prove_stored && encrypted;
-    let feed = async move {
-        // Network chunks (often 16 KiB) go to the decrypting thread in batches of about 1 MiB:
-        // one wake-up per batch, not per packet, and no copy.
-        const BATCH: usize = 1 << 20;
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batched = 0usize;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(chunk) => {
-                    if hash_stored {
-                        let mut h = feed_hash.lock().expect("poisoned");
-                        h.0.update(&chunk);
-                        h.1 += chunk.len() as u64;
+                batched += chunk.len();
+                batch.push(chunk);
+                if batched >= BATCH {
+                    batched = 0;
+                    if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                        break;
                     }
-                    batched += chunk.len();
-                    batch.push(chunk);
-                    if batched >= BATCH {
-                        batched = 0;
-                        if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string())).await;
-                    return;
                 }
             }
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                batch.clear();
+                break;
+            }
         }
-        if !batch.is_empty() {
-            let _ = tx.send(Ok(batch)).await;
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch)).await;
+    }
+    hash.map(|(h, size)| Digest {
+        size,
+        sha256: hex::encode(h.finalize()),
+    })
+}
+
+/// What decrypting a copy needs, and what its error messages name.
+struct Unlock {
+    identities: Option<Arc<Identities>>,
+    archive: String,
+    recipients: String,
+}
+
+/// On the blocking thread: decrypts (when `unlock` is given) and hashes the plaintext into
+/// `sink`, then reads whatever follows so that the stored hash covers every byte.
+fn decode<W: Write>(
+    mut reader: ChannelReader,
+    sink: W,
+    unlock: Option<Unlock>,
+    pb: &Progress,
+) -> Result<(Digest, W), ReadbackError> {
+    let mut out = HashingWriter {
+        inner: sink,
+        hash: Sha256::new(),
+        size: 0,
+    };
+    match unlock {
+        Some(unlock) => decrypt(&mut reader, &mut out, unlock, pb)?,
+        None => copy_plain(&mut reader, &mut out, pb)?,
+    }
+    // Read whatever follows the age stream too, so the stored hash covers every byte.
+    std::io::copy(&mut reader, &mut std::io::sink())
+        .map_err(|e| ReadbackError::Corrupt(format!("reading past the end: {e}")))?;
+    out.flush()
+        .map_err(|e| ReadbackError::Output(format!("cannot write the restored data: {e}")))?;
+    let digest = Digest {
+        size: out.size,
+        sha256: hex::encode(out.hash.finalize()),
+    };
+    Ok((digest, out.inner))
+}
+
+/// Decrypts the age stream `reader` carries into `out`.
+fn decrypt<R: Read, W: Write>(
+    reader: &mut R,
+    out: &mut HashingWriter<W>,
+    unlock: Unlock,
+    pb: &Progress,
+) -> Result<(), ReadbackError> {
+    let ids = unlock
+        .identities
+        .expect("identities are required for encrypted copies");
+    let dec = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(1 << 20, reader))
+        .map_err(|e| {
+            ReadbackError::Corrupt(format!(
+                "not a readable age file ({e}): the header is damaged"
+            ))
+        })?;
+    let mut plain = match dec.decrypt(ids.as_age()) {
+        Ok(p) => p,
+        Err(age::DecryptError::NoMatchingKeys) => {
+            return Err(ReadbackError::WrongKey(format!(
+                "none of the identities in {} can decrypt {}; it was encrypted for: {}; the identity file holds: {}",
+                ids.path.display(),
+                unlock.archive,
+                unlock.recipients,
+                ids.publics.join(", ")
+            )))
+        }
+        Err(e) => {
+            return Err(ReadbackError::Corrupt(format!(
+                "the age header does not authenticate ({e})"
+            )))
         }
     };
-    let ((), decoded) = futures::join!(feed, decode);
-    let decoded =
-        decoded.map_err(|e| ReadbackError::Unreachable(format!("reader task failed: {e}")))?;
-    if let Some(e) = store_error.lock().expect("poisoned").take() {
-        return Err(ReadbackError::Unreachable(format!(
-            "{url}: reading {object_key} failed: {e}"
-        )));
-    }
-    let (plaintext, sink) = decoded.map_err(|e| match e {
-        ReadbackError::Corrupt(m) => ReadbackError::Corrupt(format!("{url}: {object_key}: {m}")),
-        other => other,
-    })?;
-    let mut stored = None;
-    if hash_stored {
-        let (h, n) = std::mem::replace(&mut *hash.lock().expect("poisoned"), (Sha256::new(), 0));
-        let digest = Digest {
-            size: n,
-            sha256: hex::encode(h.finalize()),
+    copy_plain(&mut plain, out, pb)
+}
+
+/// Compares what was read with what the manifest records: the stored bytes' digest (when they
+/// were hashed) and the plaintext's.
+fn prove(
+    copy: &StoredCopy<'_>,
+    stored: Option<Digest>,
+    plaintext: Digest,
+) -> Result<Proven, ReadbackError> {
+    let (url, object_key, manifest) = (copy.loc.url(), copy.object_key, copy.manifest);
+    if let Some(digest) = &stored {
+        let recorded = Digest {
+            size: manifest.stored.size,
+            sha256: manifest.stored.sha256.clone(),
         };
-        if digest
-            != (Digest {
-                size: manifest.stored.size,
-                sha256: manifest.stored.sha256.clone(),
-            })
-        {
+        if *digest != recorded {
             return Err(ReadbackError::Corrupt(format!(
                 "{url}: {object_key}: stored bytes hash to {} ({} bytes) but the manifest records {} ({} bytes)",
                 digest.sha256, digest.size, manifest.stored.sha256, manifest.stored.size
             )));
         }
-        stored = Some(digest);
     }
     if plaintext != manifest.plaintext {
         return Err(ReadbackError::Corrupt(format!(
@@ -277,17 +346,19 @@ pub async fn read_copy<W: Write + Send + 'static>(
             plaintext.sha256, plaintext.size, manifest.plaintext.sha256, manifest.plaintext.size
         )));
     }
-    if !encrypted {
-        // The stored bytes are the plaintext, proven just above.
-        stored = Some(plaintext.clone());
-    }
-    Ok((Proven { stored, plaintext }, sink))
+    // Unencrypted: the stored bytes are the plaintext, proven just above.
+    let stored = if manifest.encrypted() {
+        stored
+    } else {
+        Some(plaintext.clone())
+    };
+    Ok(Proven { stored, plaintext })
 }
 
 fn copy_plain<R: Read, W: Write>(
     r: &mut R,
     w: &mut HashingWriter<W>,
-    pb: &crate::engine::progress::Progress,
+    pb: &Progress,
 ) -> Result<(), ReadbackError> {
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -1,18 +1,22 @@
 //! Verification: quick (manifest, object present, size, the provider's checksum or, on local
-//! disk, a re-hash) and deep (download, hash, decrypt, hash again, record the result).
+//! disk, a re-hash) and deep (download, hash, decrypt, hash again, record the result), and
+//! `offsite verify`'s walk over its locations.
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::TryStreamExt;
+use futures::{stream, StreamExt, TryStreamExt};
 use offsite_storage::{PutOptions, StorageExt};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::identity::Identities;
-use super::inventory::{Entry, State};
-use super::readback::{read_copy, ReadbackError};
-use crate::archive::{tool_version, ArchiveKeys, VerifiedRecord};
+use super::inventory::{one, scan, Entry, ReadOptions, Reader, State};
+use super::readback::{read_copy, ReadbackError, StoredCopy};
+use crate::archive::{
+    tool_version, ArchiveKeys, Manifest, RecordedDepth, RecordedResult, VerifiedRecord,
+};
+use crate::error::usage;
 use crate::registry::{key_prefix, Opened};
 
 /// The verdict on one copy.
@@ -31,23 +35,16 @@ pub enum Verdict {
     Incomplete,
 }
 
-/// One checked copy.
-#[derive(Debug, Clone, Serialize)]
-pub struct CopyReport {
-    /// The location.
-    pub url: String,
-    /// The archive.
-    pub archive: String,
-    /// `quick` or `deep`.
-    pub depth: &'static str,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// What was compared, or what went wrong.
-    pub detail: String,
+impl Verdict {
+    /// A copy missing or damaged (exit 4).
+    pub fn damaged(self) -> bool {
+        matches!(self, Verdict::Missing | Verdict::Corrupt)
+    }
 }
 
-/// How far a check goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How far a check went, as reports name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Depth {
     /// No download: manifest, object, size, the provider's checksum.
     Quick,
@@ -57,123 +54,121 @@ pub enum Depth {
     Drill,
 }
 
-impl Depth {
-    /// The word reports and records use.
-    pub fn as_str(self) -> &'static str {
-        match self {
+impl std::fmt::Display for Depth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
             Depth::Quick => "quick",
             Depth::Deep => "deep",
             Depth::Drill => "drill",
+        })
+    }
+}
+
+/// Why a copy is read back whole: its record says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeepCheck {
+    /// `verify --deep`.
+    Verify,
+    /// A restore drill.
+    Drill,
+}
+
+impl DeepCheck {
+    fn depth(self) -> Depth {
+        match self {
+            DeepCheck::Verify => Depth::Deep,
+            DeepCheck::Drill => Depth::Drill,
+        }
+    }
+
+    fn recorded(self) -> RecordedDepth {
+        match self {
+            DeepCheck::Verify => RecordedDepth::Deep,
+            DeepCheck::Drill => RecordedDepth::Drill,
         }
     }
 }
 
-/// Checks one entry of a location's inventory.
-pub async fn check(
-    loc: &Opened,
-    entry: &Entry,
-    depth: Depth,
-    identities: Option<Arc<Identities>>,
-) -> CopyReport {
-    let deep = depth != Depth::Quick;
-    let depth = depth.as_str();
-    let report = |verdict, detail: String| CopyReport {
-        url: loc.url().to_string(),
-        archive: entry.name.clone(),
-        depth,
-        verdict,
-        detail,
-    };
-    let manifest = match (entry.state, &entry.manifest) {
-        (State::Incomplete, _) => {
-            return report(Verdict::Incomplete, "data without a manifest: an upload that never completed; it does not count (push again)".into())
-        }
-        (State::BadManifest, _) => {
-            return report(
-                Verdict::Corrupt,
-                format!("the manifest is unreadable: {}", entry.manifest_error.clone().unwrap_or_default()),
-            )
-        }
-        (_, None) => return report(Verdict::Corrupt, "no manifest".into()),
-        (State::MissingData, Some(m)) => {
-            return report(Verdict::Missing, format!("the manifest is here but the data object {} is missing", m.stored.key))
-        }
-        (State::WrongSize, Some(_)) => {
-            return report(
-                Verdict::Corrupt,
-                format!(
-                    "{}; push the archive again with --overwrite, or restore from another copy",
-                    entry.size_problem().unwrap_or_default()
-                ),
-            );
-        }
-        (State::Complete, Some(m)) => m,
-    };
-    let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());
-    let object_key = offsite_storage::join_key(key_prefix(&loc.location), &manifest.stored.key);
+/// One checked copy (or, in [`VerifyReport::locations`], one location as a whole).
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// The location.
+    pub url: String,
+    /// The archive.
+    pub archive: String,
+    /// How far the check went.
+    pub depth: Depth,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What was compared, or what went wrong.
+    pub detail: String,
+}
 
-    if deep {
-        if manifest.encrypted() && identities.is_none() {
-            return report(
-                Verdict::Unchecked,
-                "encrypted: deep verify needs --identity".into(),
-            );
+impl CopyReport {
+    fn of(loc: &Opened, archive: &str, depth: Depth, verdict: Verdict, detail: String) -> Self {
+        CopyReport {
+            url: loc.url().to_string(),
+            archive: archive.to_string(),
+            depth,
+            verdict,
+            detail,
         }
-        let res = read_copy(
-            loc,
-            &object_key,
-            None,
-            manifest,
-            identities,
-            std::io::sink(),
-            None,
-            true,
-        )
-        .await;
-        let (verdict, detail) = match res {
-            Ok((proven, _)) => (
-                Verdict::Ok,
-                format!(
-                    "downloaded {} bytes, SHA-256 matches; decrypted {} bytes, SHA-256 matches",
-                    proven.stored.map(|d| d.size).unwrap_or_default(),
-                    proven.plaintext.size
-                ),
-            ),
-            Err(ReadbackError::Corrupt(m)) => (Verdict::Corrupt, m),
-            Err(e) => (Verdict::Unchecked, e.to_string()),
-        };
-        if matches!(verdict, Verdict::Ok | Verdict::Corrupt) {
-            let record = VerifiedRecord {
-                time: Utc::now(),
-                depth: depth.into(),
-                result: if verdict == Verdict::Ok {
-                    "ok"
-                } else {
-                    "failed"
-                }
-                .into(),
-                detail: (verdict != Verdict::Ok).then(|| detail.clone()),
-                tool: tool_version(),
-            };
-            let bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
-            if let Err(e) = loc
-                .store
-                .put_bytes(&keys.verified, bytes.into(), PutOptions::default())
-                .await
-            {
-                tracing::warn!(error = %e, "could not record the verification result");
-            }
-        }
-        return report(verdict, detail);
     }
+}
 
+/// The manifest of an entry whose listing shows a committed copy of the right size, or the
+/// verdict on an entry that is not one (the same for a quick and a deep check).
+fn committed(entry: &Entry) -> Result<&Manifest, (Verdict, String)> {
+    match (entry.state, &entry.manifest) {
+        (State::Incomplete, _) => Err((
+            Verdict::Incomplete,
+            "data without a manifest: an upload that never completed; it does not count (push again)".into(),
+        )),
+        (State::BadManifest, _) => Err((
+            Verdict::Corrupt,
+            format!(
+                "the manifest is unreadable: {}",
+                entry.manifest_error.clone().unwrap_or_default()
+            ),
+        )),
+        (_, None) => Err((Verdict::Corrupt, "no manifest".into())),
+        (State::MissingData, Some(m)) => Err((
+            Verdict::Missing,
+            format!(
+                "the manifest is here but the data object {} is missing",
+                m.stored.key
+            ),
+        )),
+        (State::WrongSize, Some(_)) => Err((
+            Verdict::Corrupt,
+            format!(
+                "{}; push the archive again with --overwrite, or restore from another copy",
+                entry.size_problem().unwrap_or_default()
+            ),
+        )),
+        (State::Complete, Some(m)) => Ok(m),
+    }
+}
+
+/// Quick check of one entry: no download (except on local disk, where a re-hash costs no
+/// egress). Records nothing.
+pub async fn quick(loc: &Opened, entry: &Entry) -> CopyReport {
+    let (verdict, detail) = match committed(entry) {
+        Ok(manifest) => quick_verdict(loc, entry, manifest).await,
+        Err(found) => found,
+    };
+    CopyReport::of(loc, &entry.name, Depth::Quick, verdict, detail)
+}
+
+async fn quick_verdict(loc: &Opened, entry: &Entry, manifest: &Manifest) -> (Verdict, String) {
+    let local = loc.store.capabilities().local;
     // The listing already shows the object that was committed: the size the manifest records
     // (the entry's state) and the entity tag the provider gave it at commit, which it changes
     // on any rewrite. A HEAD would show nothing more. Any other tag falls through to the HEAD.
     let listed_etag = entry.object.as_ref().and_then(|o| o.etag.as_deref());
     if let (Some(listed), Some(committed)) = (listed_etag, manifest.stored.etag.as_deref()) {
-        if !loc.store.capabilities().local && same_etag(listed, committed) {
-            return report(
+        if !local && same_etag(listed, committed) {
+            return (
                 Verdict::Ok,
                 format!(
                     "size and ETag {} as listed are the committed object's: unchanged since it was pushed and checked; only --deep proves the bytes",
@@ -182,18 +177,19 @@ pub async fn check(
             );
         }
     }
+    let object_key = offsite_storage::join_key(key_prefix(&loc.location), &manifest.stored.key);
     let head = match loc.store.head(&object_key).await {
         Ok(h) => h,
         Err(e) if e.is_not_found() => {
-            return report(
+            return (
                 Verdict::Missing,
                 format!("the data object {object_key} is missing"),
             )
         }
-        Err(e) => return report(Verdict::Unchecked, e.to_string()),
+        Err(e) => return (Verdict::Unchecked, e.to_string()),
     };
     if head.size != manifest.stored.size {
-        return report(
+        return (
             Verdict::Corrupt,
             format!(
                 "{} bytes stored but the manifest records {} (truncated or replaced)",
@@ -202,32 +198,262 @@ pub async fn check(
         );
     }
     match (&head.checksum, &manifest.stored.provider_checksum) {
-        (Some(now), Some(then)) if now.same_value(then) => {
-            report(Verdict::Ok, format!("size and the provider's checksum ({now}) match the manifest"))
-        }
-        (Some(now), Some(then)) => report(
+        (Some(now), Some(then)) if now.same_value(then) => (
+            Verdict::Ok,
+            format!("size and the provider's checksum ({now}) match the manifest"),
+        ),
+        (Some(now), Some(then)) => (
             Verdict::Corrupt,
             format!("the provider reports {now} but the manifest recorded {then}"),
         ),
-        (None, Some(then)) if !loc.store.capabilities().local => report(
+        (None, Some(then)) if !local => (
             Verdict::Unchecked,
             format!("the manifest recorded {then} but the provider reports no checksum now (the object was replaced?); run verify --deep"),
         ),
-        _ if loc.store.capabilities().local => {
-            // Local disk: re-hashing costs no egress, so quick verify proves the bytes.
-            match hash_object(loc, &object_key).await {
-                Ok(h) if h == manifest.stored.sha256 => report(Verdict::Ok, "size and SHA-256 of the stored bytes match the manifest".into()),
-                Ok(h) => report(
-                    Verdict::Corrupt,
-                    format!("the stored bytes hash to {h} but the manifest records {} (damaged on disk)", manifest.stored.sha256),
-                ),
-                Err(e) => report(Verdict::Unchecked, e.to_string()),
-            }
-        }
-        _ => report(
+        // Local disk: re-hashing costs no egress, so quick verify proves the bytes.
+        _ if local => rehash(loc, &object_key, manifest).await,
+        _ => (
             Verdict::Ok,
             "size matches the manifest; this provider reports no whole-object checksum, so only --deep proves the bytes".into(),
         ),
+    }
+}
+
+/// Local disk: the stored bytes hashed against the manifest.
+async fn rehash(loc: &Opened, object_key: &str, manifest: &Manifest) -> (Verdict, String) {
+    match hash_object(loc, object_key).await {
+        Ok(h) if h == manifest.stored.sha256 => (
+            Verdict::Ok,
+            "size and SHA-256 of the stored bytes match the manifest".into(),
+        ),
+        Ok(h) => (
+            Verdict::Corrupt,
+            format!(
+                "the stored bytes hash to {h} but the manifest records {} (damaged on disk)",
+                manifest.stored.sha256
+            ),
+        ),
+        Err(e) => (Verdict::Unchecked, e.to_string()),
+    }
+}
+
+/// Deep check of one entry: download, hash, decrypt, hash again; a verdict on the bytes (good
+/// or damaged) is recorded beside the manifest, where `status` reads it.
+pub async fn deep(
+    loc: &Opened,
+    entry: &Entry,
+    identities: Option<Arc<Identities>>,
+    why: DeepCheck,
+) -> CopyReport {
+    let (verdict, detail) = match committed(entry) {
+        Ok(manifest) if manifest.encrypted() && identities.is_none() => (
+            Verdict::Unchecked,
+            "encrypted: deep verify needs --identity".into(),
+        ),
+        Ok(manifest) => {
+            let found = read_back(loc, manifest, identities).await;
+            if matches!(found.0, Verdict::Ok | Verdict::Corrupt) {
+                record(loc, entry, manifest, why, &found).await;
+            }
+            found
+        }
+        Err(found) => found,
+    };
+    CopyReport::of(loc, &entry.name, why.depth(), verdict, detail)
+}
+
+/// Reads the copy back whole, plaintext discarded.
+async fn read_back(
+    loc: &Opened,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+) -> (Verdict, String) {
+    let object_key = offsite_storage::join_key(key_prefix(&loc.location), &manifest.stored.key);
+    let copy = StoredCopy {
+        loc,
+        object_key: &object_key,
+        version: None,
+        manifest,
+    };
+    match read_copy(&copy, identities, std::io::sink(), None, true).await {
+        Ok((proven, _)) => (
+            Verdict::Ok,
+            format!(
+                "downloaded {} bytes, SHA-256 matches; decrypted {} bytes, SHA-256 matches",
+                proven.stored.map(|d| d.size).unwrap_or_default(),
+                proven.plaintext.size
+            ),
+        ),
+        Err(ReadbackError::Corrupt(m)) => (Verdict::Corrupt, m),
+        Err(e) => (Verdict::Unchecked, e.to_string()),
+    }
+}
+
+/// Writes the verification record of a deep check that reached a verdict on the bytes.
+async fn record(
+    loc: &Opened,
+    entry: &Entry,
+    manifest: &Manifest,
+    why: DeepCheck,
+    (verdict, detail): &(Verdict, String),
+) {
+    let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());
+    let ok = *verdict == Verdict::Ok;
+    let record = VerifiedRecord {
+        time: Utc::now(),
+        depth: why.recorded(),
+        result: if ok {
+            RecordedResult::Ok
+        } else {
+            RecordedResult::Failed
+        },
+        detail: (!ok).then(|| detail.clone()),
+        tool: tool_version(),
+    };
+    let bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
+    if let Err(e) = loc
+        .store
+        .put_bytes(&keys.verified, bytes.into(), PutOptions::default())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record the verification result");
+    }
+}
+
+/// What `offsite verify` checks.
+pub struct VerifyRequest<'a> {
+    /// The locations, in order.
+    pub locations: &'a [Opened],
+    /// Only this archive (its manifest alone is read); `None`: every archive (a full scan).
+    pub archive: Option<String>,
+    /// Deep rather than quick.
+    pub deep: bool,
+    /// For deep checks of encrypted copies.
+    pub identities: Option<Arc<Identities>>,
+    /// How inventories are read.
+    pub options: ReadOptions,
+}
+
+impl VerifyRequest<'_> {
+    fn depth(&self) -> Depth {
+        if self.deep {
+            Depth::Deep
+        } else {
+            Depth::Quick
+        }
+    }
+
+    /// A finding about a location as a whole.
+    fn place(&self, loc: &Opened, verdict: Verdict, detail: String) -> CopyReport {
+        let archive = self.archive.as_deref().unwrap_or_default();
+        CopyReport::of(loc, archive, self.depth(), verdict, detail)
+    }
+}
+
+/// What `offsite verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Every copy checked, location by location in the inventory's order.
+    pub copies: Vec<CopyReport>,
+    /// Findings about a location as a whole (cannot list it, nothing there): not copies, so
+    /// they are not counted as copies, but they decide the exit code as much as a bad copy.
+    pub locations: Vec<CopyReport>,
+}
+
+impl VerifyReport {
+    /// Copies, then findings about locations.
+    pub fn all(&self) -> impl Iterator<Item = &CopyReport> {
+        self.copies.iter().chain(&self.locations)
+    }
+
+    /// Whether a copy (or a location's copies) is missing or corrupt.
+    pub fn damaged(&self) -> bool {
+        self.all().any(|r| r.verdict.damaged())
+    }
+
+    /// Whether something could not be checked.
+    pub fn unchecked(&self) -> bool {
+        self.all().any(|r| r.verdict == Verdict::Unchecked)
+    }
+}
+
+/// `offsite verify`: every selected copy at every location, checked quick or deep.
+pub async fn run(req: &VerifyRequest<'_>) -> anyhow::Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    for loc in req.locations {
+        let selected = match select(loc, req).await {
+            Ok(selected) => selected,
+            Err(place) => {
+                report.locations.push(place);
+                continue;
+            }
+        };
+        if !selected.iter().any(|e| e.state == State::Complete) {
+            report.locations.push(
+                req.place(
+                    loc,
+                    Verdict::Missing,
+                    "no complete copy here: only uploads that never committed or damaged manifests"
+                        .into(),
+                ),
+            );
+        }
+        if req.deep
+            && req.identities.is_none()
+            && selected
+                .iter()
+                .any(|e| e.manifest.as_ref().is_some_and(|m| m.encrypted()))
+        {
+            return Err(usage(
+                "deep verify of encrypted archives needs the identity: give --identity FILE or set OFFSITE_IDENTITY_FILE",
+            ));
+        }
+        report.copies.extend(check_all(loc, &selected, req).await);
+    }
+    Ok(report)
+}
+
+/// The entries to check at one location, or the finding that there are none.
+async fn select(loc: &Opened, req: &VerifyRequest<'_>) -> Result<Vec<Entry>, CopyReport> {
+    // One archive: only its manifest is read. Every archive: a full scan (cached).
+    let listed = match &req.archive {
+        Some(name) => one(loc, req.options, name)
+            .await
+            .map(|e| e.into_iter().collect::<Vec<_>>()),
+        None => scan(loc, req.options).await,
+    };
+    let selected = listed.map_err(|e| {
+        let verdict = if e.is_not_found() {
+            Verdict::Missing
+        } else {
+            Verdict::Unchecked
+        };
+        req.place(loc, verdict, format!("cannot list the location: {e}"))
+    })?;
+    if selected.is_empty() {
+        let detail = match &req.archive {
+            Some(a) => format!("no archive named {a:?} here"),
+            None => "no archives here".into(),
+        };
+        return Err(req.place(loc, Verdict::Missing, detail));
+    }
+    Ok(selected)
+}
+
+/// Quick checks run `jobs` at a time (a HEAD each at most); deep ones download whole archives,
+/// one after another. Reports keep the inventory's order.
+async fn check_all(loc: &Opened, selected: &[Entry], req: &VerifyRequest<'_>) -> Vec<CopyReport> {
+    if req.deep {
+        stream::iter(selected)
+            .then(|entry| deep(loc, entry, req.identities.clone(), DeepCheck::Verify))
+            .collect()
+            .await
+    } else {
+        stream::iter(selected)
+            .map(|entry| quick(loc, entry))
+            .buffered(Reader::new(loc, req.options).jobs())
+            .collect()
+            .await
     }
 }
 
@@ -252,4 +478,36 @@ async fn hash_object(loc: &Opened, key: &str) -> offsite_storage::Result<String>
         })
         .await?;
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_their_words() {
+        let record = VerifiedRecord {
+            time: Utc::now(),
+            depth: DeepCheck::Drill.recorded(),
+            result: RecordedResult::Failed,
+            detail: Some("x".into()),
+            tool: tool_version(),
+        };
+        let v = serde_json::to_value(&record).unwrap();
+        assert_eq!(v["depth"], "drill");
+        assert_eq!(v["result"], "failed");
+        let back: VerifiedRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, record);
+        let odd = serde_json::json!({"time": "2026-01-01T00:00:00Z", "depth": "quick",
+            "result": "maybe", "tool": "offsite 9"});
+        let odd: VerifiedRecord = serde_json::from_value(odd).unwrap();
+        assert_eq!(odd.depth, RecordedDepth::Unknown);
+        assert_eq!(odd.result, RecordedResult::Unknown);
+    }
+
+    #[test]
+    fn reports_name_their_depth() {
+        assert_eq!(serde_json::to_value(Depth::Quick).unwrap(), "quick");
+        assert_eq!(Depth::Drill.to_string(), "drill");
+    }
 }

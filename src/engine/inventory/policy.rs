@@ -8,7 +8,7 @@ use offsite_policies::policy::{Destination, Policy};
 use offsite_storage::StorageExt;
 
 use super::{scan, Entry, ReadOptions, State};
-use crate::archive::VerifiedRecord;
+use crate::archive::{RecordedDepth, RecordedResult, VerifiedRecord};
 use crate::registry::Opened;
 
 /// What was read at one destination of a policy.
@@ -131,8 +131,8 @@ async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTree
         };
         let proof = Proof {
             at: r.time,
-            deep: matches!(r.depth.as_str(), "deep" | "drill"),
-            passed: r.result == "ok",
+            deep: matches!(r.depth, RecordedDepth::Deep | RecordedDepth::Drill),
+            passed: r.result == RecordedResult::Ok,
         };
         // Every record is read: a failure recorded for an older archive is damage even when a
         // newer one passed.

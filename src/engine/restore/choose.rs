@@ -1,0 +1,223 @@
+//! Choosing the archive to restore from the locations' listings, reading only the manifests it
+//! needs.
+
+use std::collections::{BTreeSet, HashMap};
+
+use anyhow::{anyhow, Result};
+use chrono::{DateTime, Utc};
+
+use super::{Attempt, AttemptResult, Selector};
+use crate::archive::time_from_name;
+use crate::engine::inventory::{Entry, Listing, ReadOptions, Reader, State};
+use crate::error::usage;
+use crate::registry::Opened;
+use crate::units::time;
+
+/// The archive chosen, with its entry at each location (`None` where the location could not
+/// be listed or shows nothing of that name).
+pub struct Chosen {
+    /// The archive's name.
+    pub name: String,
+    /// Its entry per location, in the order given.
+    pub entries: Vec<Option<Entry>>,
+    /// Locations that could not be listed.
+    pub attempts: Vec<Attempt>,
+    /// Per location: whether it could be listed.
+    pub listed: Vec<bool>,
+}
+
+/// Entries of one name, one per location.
+type Entries = Vec<Option<Entry>>;
+
+/// Picks the archive the selector names from the locations' listings, reading only the
+/// manifests it needs: candidates are ordered by the creation time in their names (an archive
+/// whose name has none is read to learn it), and from the newest down (at or before `--at`)
+/// each candidate's manifests are read until one has a complete copy somewhere. `--archive`
+/// reads that archive's manifests only.
+pub async fn choose(locations: &[Opened], selector: &Selector) -> Result<Chosen> {
+    let survey = Survey::list(locations).await;
+    let (name, entries) = match selector {
+        Selector::Name(n) => (n.clone(), survey.entries_of(n).await?),
+        Selector::Latest => survey.newest(None).await?,
+        Selector::At(t) => survey.newest(Some(*t)).await?,
+    };
+    Ok(survey.chosen(name, entries))
+}
+
+/// Every location's listing (`None` where it could not be listed), and a manifest reader each.
+struct Survey<'a> {
+    locations: &'a [Opened],
+    listings: Vec<Option<Listing>>,
+    readers: Vec<Reader<'a>>,
+    /// The locations that could not be listed.
+    attempts: Vec<Attempt>,
+}
+
+impl<'a> Survey<'a> {
+    async fn list(locations: &'a [Opened]) -> Survey<'a> {
+        let mut listings = Vec::new();
+        let mut attempts = Vec::new();
+        for loc in locations {
+            match Listing::of(loc).await {
+                Ok(l) => listings.push(Some(l)),
+                Err(e) => {
+                    attempts.push(Attempt::new(
+                        loc,
+                        AttemptResult::Failed,
+                        format!("cannot list: {e}"),
+                    ));
+                    listings.push(None);
+                }
+            }
+        }
+        let readers = locations
+            .iter()
+            .map(|l| Reader::new(l, ReadOptions::default()))
+            .collect();
+        Survey {
+            locations,
+            listings,
+            readers,
+            attempts,
+        }
+    }
+
+    /// The entries of one name at every location; reads at different locations run together.
+    async fn entries_of(&self, name: &str) -> Result<Entries> {
+        let reads = self
+            .listings
+            .iter()
+            .zip(&self.readers)
+            .map(|(listing, reader)| async move {
+                match listing {
+                    Some(l) => reader.entry(l, name).await,
+                    None => Ok(None),
+                }
+            });
+        let got = futures::future::join_all(reads).await;
+        got.into_iter()
+            .collect::<offsite_storage::Result<Vec<_>>>()
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Every committed name once with its creation time, oldest first: the time from the name,
+    /// else from a manifest (whose entries are kept, read once).
+    async fn candidates(&self) -> Result<(Vec<(DateTime<Utc>, String)>, HashMap<String, Entries>)> {
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for l in self.listings.iter().flatten() {
+            names.extend(l.manifests.keys().map(String::as_str));
+        }
+        let mut candidates = Vec::new();
+        let mut known = HashMap::new();
+        for name in names {
+            if let Some(t) = time_from_name(name) {
+                candidates.push((t, name.to_string()));
+                continue;
+            }
+            let entries = self.entries_of(name).await?;
+            let created = entries
+                .iter()
+                .flatten()
+                .filter(|e| e.state == State::Complete)
+                .find_map(Entry::created);
+            if let Some(t) = created {
+                candidates.push((t, name.to_string()));
+                known.insert(name.to_string(), entries);
+            }
+        }
+        candidates.sort();
+        Ok((candidates, known))
+    }
+
+    /// The newest archive (created at or before `at`) with a complete copy somewhere.
+    async fn newest(&self, at: Option<DateTime<Utc>>) -> Result<(String, Entries)> {
+        let (candidates, mut known) = self.candidates().await?;
+        let split = candidates.partition_point(|(c, _)| at.is_none_or(|t| *c <= t));
+        let mut reads = 0usize;
+        for (_, name) in candidates[..split].iter().rev() {
+            let entries = match known.remove(name) {
+                Some(e) => e,
+                None => {
+                    reads += 1;
+                    self.entries_of(name).await?
+                }
+            };
+            if complete(&entries) {
+                tracing::info!(archive = %name, candidates_read = reads, "chose from the listing");
+                return Ok((name.clone(), entries));
+            }
+            tracing::info!(archive = %name, "no complete copy anywhere; trying the next older archive");
+        }
+        if let Some(t) = at {
+            self.too_early(t, &candidates[split..]).await?;
+        }
+        Err(self.nothing_complete())
+    }
+
+    /// Nothing at or before `--at`: names the oldest complete archive, so the user can see why.
+    async fn too_early(&self, at: DateTime<Utc>, later: &[(DateTime<Utc>, String)]) -> Result<()> {
+        for (c, name) in later {
+            if complete(&self.entries_of(name).await?) {
+                return Err(usage(format!(
+                    "--at {} is earlier than every archive; the oldest is {name} created {}",
+                    time(&at),
+                    time(c)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn chosen(self, name: String, entries: Entries) -> Chosen {
+        for (listing, reader) in self.listings.iter().zip(&self.readers) {
+            if let Some(l) = listing {
+                reader.log(l, 0);
+            }
+        }
+        Chosen {
+            name,
+            entries,
+            listed: self.listings.iter().map(Option::is_some).collect(),
+            attempts: self.attempts,
+        }
+    }
+
+    /// "No complete archive", with what each location said: a location that could not be
+    /// listed (wrong credentials, server down) is not the same as one that holds nothing, and
+    /// the user must not be left believing the backups are gone.
+    fn nothing_complete(&self) -> anyhow::Error {
+        let why: Vec<String> = self
+            .locations
+            .iter()
+            .zip(&self.listings)
+            .map(|(loc, listing)| match listing {
+                None => self
+                    .attempts
+                    .iter()
+                    .find(|a| a.url == loc.url())
+                    .map(|a| format!("{}: {}", a.url, a.detail))
+                    .unwrap_or_else(|| format!("{}: could not be listed", loc.url())),
+                Some(l) if l.archive_count() == 0 => format!("{}: no archives there", loc.url()),
+                Some(l) => format!(
+                    "{}: {} archive(s), none complete (see `offsite ls`)",
+                    loc.url(),
+                    l.archive_count()
+                ),
+            })
+            .collect();
+        let unreachable = self.listings.iter().filter(|s| s.is_none()).count();
+        let lead = if unreachable > 0 {
+            format!(
+                "no complete archive found, and {unreachable} of {} location(s) could not be read, so this says nothing about the copies there",
+                self.locations.len()
+            )
+        } else {
+            "no complete archive at any location".to_string()
+        };
+        anyhow!("{lead}: {}", why.join("; "))
+    }
+}
+
+fn complete(entries: &[Option<Entry>]) -> bool {
+    entries.iter().flatten().any(|e| e.state == State::Complete)
+}

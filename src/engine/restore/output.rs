@@ -1,0 +1,178 @@
+//! Where restored plaintext goes: a file, written under a temporary name and put in place only
+//! when every check passed, or standard output, counted so that restore never falls back onto
+//! bytes already written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::Target;
+use crate::engine::identity::Identities;
+use crate::engine::progress::Progress;
+use crate::engine::readback::{read_copy, Proven, ReadbackError, StoredCopy};
+use crate::error::usage;
+
+/// `-o DIR` restores into the directory under the archive's name, as `cp` does; an existing
+/// file is never replaced without `--force`.
+pub(super) fn resolve_target(target: &Target, name: &str) -> Result<Target> {
+    let target = match target {
+        Target::File { path, force } if path.is_dir() => Target::File {
+            path: path.join(name),
+            force: *force,
+        },
+        t => t.clone(),
+    };
+    if let Target::File { path, force: false } = &target {
+        if path.exists() {
+            return Err(usage(format!(
+                "{} already exists; restore never overwrites a file unless --force is given",
+                path.display()
+            )));
+        }
+    }
+    Ok(target)
+}
+
+/// How many bytes reached standard output over every attempt: bytes written there cannot be
+/// taken back.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Written(Arc<AtomicU64>);
+
+impl Written {
+    /// Whether any byte reached standard output.
+    pub(super) fn any(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// Reads one copy into `target` (already resolved), counting what reaches standard output.
+pub(super) async fn read_to(
+    copy: &StoredCopy<'_>,
+    identities: Option<Arc<Identities>>,
+    target: &Target,
+    pb: Progress,
+    written: &Written,
+) -> Result<Proven, ReadbackError> {
+    match target {
+        Target::Stdout => {
+            let out = CountingWriter {
+                inner: std::io::stdout(),
+                count: written.0.clone(),
+            };
+            read_copy(copy, identities, out, pb, false)
+                .await
+                .map(|(p, _)| p)
+        }
+        Target::File { path, force } => {
+            let tmp = TempFile::create(path)?;
+            let res = read_copy(copy, identities, tmp.writer, pb, false).await;
+            let result = settle(res, &tmp.path, path, *force);
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp.path);
+            }
+            result
+        }
+    }
+}
+
+/// The temporary file beside the target that a restore writes into.
+struct TempFile {
+    path: PathBuf,
+    writer: std::io::BufWriter<std::fs::File>,
+}
+
+impl TempFile {
+    fn create(target: &Path) -> Result<TempFile, ReadbackError> {
+        let file_name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = dir_of(target).join(format!(".{file_name}.offsite-restore-{:08x}", rand_tag()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot create {} (is the directory there and writable?)",
+                    path.display()
+                )
+            })
+            .map_err(|e| ReadbackError::Output(format!("{e:#}")))?;
+        Ok(TempFile {
+            path,
+            writer: std::io::BufWriter::with_capacity(1 << 20, file),
+        })
+    }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A read that passed every check: flushed, synced and put in place at `path`.
+fn settle(
+    res: Result<(Proven, std::io::BufWriter<std::fs::File>), ReadbackError>,
+    tmp: &Path,
+    path: &Path,
+    force: bool,
+) -> Result<Proven, ReadbackError> {
+    let (proven, mut w) = res?;
+    let out =
+        |e: std::io::Error| ReadbackError::Output(format!("cannot write {}: {e}", path.display()));
+    w.flush().map_err(out)?;
+    let f = w.into_inner().map_err(|e| out(e.into_error()))?;
+    f.sync_all().map_err(out)?;
+    if force {
+        std::fs::rename(tmp, path).map_err(out)?;
+    } else {
+        // Never replace a file that appeared meanwhile: link fails if the name is taken.
+        std::fs::hard_link(tmp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ReadbackError::Output(format!(
+                    "{} appeared while restoring; restore never overwrites a file unless --force is given",
+                    path.display()
+                ))
+            } else {
+                out(e)
+            }
+        })?;
+        let _ = std::fs::remove_file(tmp);
+    }
+    if let Ok(d) = std::fs::File::open(dir_of(path)) {
+        let _ = d.sync_all();
+    }
+    Ok(proven)
+}
+
+fn rand_tag() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ std::process::id())
+        .unwrap_or(0)
+}
+
+/// Counts what reaches stdout, so that restore knows whether it may still fall back.
+struct CountingWriter<W> {
+    inner: W,
+    count: Arc<AtomicU64>,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
