@@ -170,6 +170,17 @@ pub async fn open(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
     Ok(opened)
 }
 
+/// Opens each URL, as [`open`] does. A URL or option that is wrong is a usage error (exit 2);
+/// a store that cannot be reached or will not take the credentials (network, auth) is a failure
+/// (exit 1), as DESIGN.md's exit codes say: the command line was right, the world was not.
+pub async fn open_all(urls: &[String], prefix: Option<&str>) -> anyhow::Result<Vec<Opened>> {
+    let mut out = Vec::new();
+    for u in urls {
+        out.push(open(u, prefix).await.map_err(crate::error::store_error)?);
+    }
+    Ok(out)
+}
+
 async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
     let mut location = Location::parse(url)?;
     if let Some(p) = prefix {

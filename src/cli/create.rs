@@ -36,7 +36,7 @@ struct Json<'a> {
 }
 
 pub(super) async fn run(args: CreateArgs, out: Output) -> Result<u8> {
-    let loc = super::open_all(std::slice::from_ref(&args.url), None)
+    let loc = crate::registry::open_all(std::slice::from_ref(&args.url), None)
         .await?
         .remove(0);
     let mut options = CreateOptions::default();

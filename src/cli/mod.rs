@@ -195,7 +195,7 @@ impl Where {
 
     /// Opens every location.
     pub async fn open(&self) -> anyhow::Result<Vec<crate::registry::Opened>> {
-        open_all(&self.urls(), self.prefix.as_deref()).await
+        crate::registry::open_all(&self.urls(), self.prefix.as_deref()).await
     }
 }
 
@@ -288,22 +288,4 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-/// Opens each URL. A URL or option that is wrong is a usage error (exit 2); a store that cannot
-/// be reached or will not take the credentials (network, auth) is a failure (exit 1), as
-/// DESIGN.md's exit codes say: the command line was right, the world was not.
-async fn open_all(
-    urls: &[String],
-    prefix: Option<&str>,
-) -> anyhow::Result<Vec<crate::registry::Opened>> {
-    let mut out = Vec::new();
-    for u in urls {
-        out.push(
-            crate::registry::open(u, prefix)
-                .await
-                .map_err(crate::report::store_error)?,
-        );
-    }
-    Ok(out)
 }

@@ -208,7 +208,7 @@ async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepa
         }
     };
     let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
-    let destinations = super::open_all(&urls, prefix.as_deref()).await?;
+    let destinations = crate::registry::open_all(&urls, prefix.as_deref()).await?;
     refuse_twice(&destinations)?;
     let request = PushRequest {
         source,

@@ -184,7 +184,7 @@ impl Request {
 pub(super) async fn run(args: &ReplicateArgs, out: Output, m: &mut Metrics) -> Result<u8> {
     let req = Request::new(args)?;
     m.set_policy(&req.policy);
-    let opened = super::open_all(&req.urls()?, req.prefix.as_deref()).await?;
+    let opened = crate::registry::open_all(&req.urls()?, req.prefix.as_deref()).await?;
     let (src, dests) = opened.split_first().expect("a source");
     for (d, to) in dests.iter().zip(&req.to) {
         if d.url() == src.url() {

@@ -57,6 +57,11 @@ impl<W> HashingWriter<W> {
         }
     }
 
+    /// How many bytes reached the inner writer so far.
+    pub fn written(&self) -> u64 {
+        self.hasher.size()
+    }
+
     /// The inner writer and the digest of what reached it.
     pub fn finish(self) -> (W, Digest) {
         (self.inner, self.hasher.finish())

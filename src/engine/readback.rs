@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use offsite_storage::GetResult;
-use sha2::{Digest as _, Sha256};
 
+use super::hashing::{Hasher, HashingWriter};
 use super::identity::Identities;
 use super::progress::Progress;
 use crate::archive::{Digest, Manifest};
@@ -82,24 +82,6 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
-    }
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -213,15 +195,14 @@ async fn feed(
     // Network chunks (often 16 KiB) go to the decrypting thread in batches of about 1 MiB:
     // one wake-up per batch, not per packet, and no copy.
     const BATCH: usize = 1 << 20;
-    let mut hash = hash_stored.then(|| (Sha256::new(), 0u64));
+    let mut hash = hash_stored.then(Hasher::new);
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0usize;
     while let Some(item) = stream.next().await {
         match item {
             Ok(chunk) => {
-                if let Some((h, n)) = &mut hash {
+                if let Some(h) = &mut hash {
                     h.update(&chunk);
-                    *n += chunk.len() as u64;
                 }
                 batched += chunk.len();
                 batch.push(chunk);
@@ -242,10 +223,7 @@ async fn feed(
     if !batch.is_empty() {
         let _ = tx.send(Ok(batch)).await;
     }
-    hash.map(|(h, size)| Digest {
-        size,
-        sha256: hex::encode(h.finalize()),
-    })
+    hash.map(Hasher::finish)
 }
 
 /// What decrypting a copy needs, and what its error messages name.
@@ -263,11 +241,7 @@ fn decode<W: Write>(
     unlock: Option<Unlock>,
     pb: &Progress,
 ) -> Result<(Digest, W), ReadbackError> {
-    let mut out = HashingWriter {
-        inner: sink,
-        hash: Sha256::new(),
-        size: 0,
-    };
+    let mut out = HashingWriter::new(sink);
     match unlock {
         Some(unlock) => decrypt(&mut reader, &mut out, unlock, pb)?,
         None => copy_plain(&mut reader, &mut out, pb)?,
@@ -277,11 +251,8 @@ fn decode<W: Write>(
         .map_err(|e| ReadbackError::Corrupt(format!("reading past the end: {e}")))?;
     out.flush()
         .map_err(|e| ReadbackError::Output(format!("cannot write the restored data: {e}")))?;
-    let digest = Digest {
-        size: out.size,
-        sha256: hex::encode(out.hash.finalize()),
-    };
-    Ok((digest, out.inner))
+    let (sink, digest) = out.finish();
+    Ok((digest, sink))
 }
 
 /// Decrypts the age stream `reader` carries into `out`.
@@ -369,7 +340,7 @@ fn copy_plain<R: Read, W: Write>(
             Err(e) => {
                 return Err(ReadbackError::Corrupt(format!(
                     "failed authentication after {} good bytes ({e}): the copy has flipped or missing bytes",
-                    w.size
+                    w.written()
                 )))
             }
         };

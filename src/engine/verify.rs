@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, StreamExt};
 use offsite_storage::{PutOptions, StorageExt};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
+use super::hashing::object_digest;
 use super::identity::Identities;
 use super::inventory::{one, scan, Entry, ReadOptions, Reader, State};
 use super::readback::{read_copy, ReadbackError, StoredCopy};
@@ -221,7 +221,10 @@ async fn quick_verdict(loc: &Opened, entry: &Entry, manifest: &Manifest) -> (Ver
 
 /// Local disk: the stored bytes hashed against the manifest.
 async fn rehash(loc: &Opened, object_key: &str, manifest: &Manifest) -> (Verdict, String) {
-    match hash_object(loc, object_key).await {
+    match object_digest(&*loc.store, object_key)
+        .await
+        .map(|d| d.sha256)
+    {
         Ok(h) if h == manifest.stored.sha256 => (
             Verdict::Ok,
             "size and SHA-256 of the stored bytes match the manifest".into(),
@@ -466,18 +469,6 @@ fn bare_etag(t: &str) -> &str {
 fn same_etag(a: &str, b: &str) -> bool {
     let (a, b) = (bare_etag(a), bare_etag(b));
     !a.is_empty() && a == b
-}
-
-async fn hash_object(loc: &Opened, key: &str) -> offsite_storage::Result<String> {
-    let got = loc.store.get(key, None).await?;
-    let h = got
-        .stream
-        .try_fold(Sha256::new(), |mut h, chunk| async move {
-            h.update(&chunk);
-            Ok(h)
-        })
-        .await?;
-    Ok(hex::encode(h.finalize()))
 }
 
 #[cfg(test)]
