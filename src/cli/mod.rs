@@ -199,6 +199,13 @@ impl Where {
     }
 }
 
+/// The `--json` document of a command that ended in an error.
+#[derive(serde::Serialize)]
+struct Failed {
+    error: String,
+    exit: u8,
+}
+
 /// The program: parse, run, map the outcome to an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -259,8 +266,13 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let code = exit::of(&e);
             if out.json {
-                let _ =
-                    out.print_json(&serde_json::json!({ "error": format!("{e:#}"), "exit": code }));
+                let failed = Failed {
+                    error: format!("{e:#}"),
+                    exit: code,
+                };
+                if let Ok(v) = serde_json::to_value(failed) {
+                    let _ = out.print_json(&v);
+                }
             }
             eprintln!("error: {e:#}");
             ExitCode::from(code)
