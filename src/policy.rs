@@ -110,7 +110,7 @@ fn percent_encode(v: &str) -> String {
 }
 
 /// The one "policy or URLs" choice every command makes. `--policy FILE` (or `OFFSITE_POLICY`
-/// when no URL was given: see [`chosen`]) loads and checks the policy; a policy together with
+/// when no URL was given) loads and checks the policy; a policy together with
 /// URLs, or with `--prefix` (the policy's own prefix applies), is a usage error. `None` means the
 /// URLs given are the locations: the caller says what is missing when there are none.
 pub fn resolve(
