@@ -74,10 +74,14 @@ impl SigningKey {
             };
             return Err(SigningError(format!("{origin} {what}; {MAKE}")));
         }
-        let key = PrivateKey::from_openssh(trimmed).map_err(|e| {
-            SigningError(format!(
+        let key = PrivateKey::from_openssh(trimmed).map_err(|e| match e {
+            // Built with Ed25519 alone, ssh-key knows no other key type.
+            ssh_key::Error::AlgorithmUnknown => SigningError(format!(
+                "{origin} is not an Ed25519 key; offsite signs with Ed25519 keys only: {MAKE}"
+            )),
+            e => SigningError(format!(
                 "{origin} is not a readable OpenSSH private key ({e}); {MAKE}"
-            ))
+            )),
         })?;
         if key.is_encrypted() {
             return Err(SigningError(format!(
@@ -410,9 +414,11 @@ impl TrustedSigners {
                     "{at}: empty; give a public line such as `ssh-ed25519 AAAA... host-a`"
                 )))
             }
-            [_] => return Err(SigningError(format!(
+            [_] => {
+                return Err(SigningError(format!(
                 "{at}: a key type and its base64 are needed, such as `ssh-ed25519 AAAA... host-a`"
-            ))),
+            )))
+            }
         };
         let key = public_key(keytype, base64, at)?;
         let comment = parts[2..].join(" ");
@@ -606,4 +612,473 @@ fn split_options(options: &str) -> Vec<&str> {
     }
     out.push(&options[start..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ssh-keygen -t ed25519 -N pass -C enc`: a test key, passphrase-protected.
+    const ENCRYPTED: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABCittWiUY
+NRBbrZGOr/7X3EAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIFuDsgrI9J44h3NP
+CPgvK3ROh4lZorFu0AlWScaq17hOAAAAkADiFJQAGZ1j5F5489Vg9wAhivUx0S81NpI+zG
+uv7NtwijLeMEKP/s+p4PrfMKKCWxwSzXAN3qwLZpmC7XH1NOuy7IywyXCKtB93Sd9n+GwE
+PL0HZxKtmpiV4rgx6x1W4XtSNE2dsFa8/gJafQkashW1oS9GBinttcjg0GKcU4nBXA8+jX
+9tOCXtuHYRPTDcoA==
+-----END OPENSSH PRIVATE KEY-----
+";
+    /// `ssh-keygen -t ecdsa -b 256 -N '' -C ec`: a test key of another type.
+    const ECDSA: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS
+1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQTysnmtYl26u2rsFDF00yZ9u0AvD1Of
+qREJlDrEO8x3uTmqga9Dq5+n5ACTvY79/2d9Zp0tfKtQSA3qQGdsvN6eAAAAoHtGwg97Rs
+IPAAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPKyea1iXbq7auwU
+MXTTJn27QC8PU5+pEQmUOsQ7zHe5OaqBr0Orn6fkAJO9jv3/Z31mnS18q1BIDepAZ2y83p
+4AAAAgPQzXEWTXzktLGxHTuGXzNztPA4tEG+x7aos3Hca8JtEAAAACZWMBAgMEBQY=
+-----END OPENSSH PRIVATE KEY-----
+";
+    const ECDSA_PUBLIC: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPKyea1iXbq7auwUMXTTJn27QC8PU5+pEQmUOsQ7zHe5OaqBr0Orn6fkAJO9jv3/Z31mnS18q1BIDepAZ2y83p4= ec";
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn now() -> DateTime<Utc> {
+        at("2026-11-26T02:00:00Z")
+    }
+
+    /// The base64 body of `key`'s public line.
+    fn body(key: &SigningKey) -> String {
+        key.public_line().split(' ').nth(1).unwrap().to_string()
+    }
+
+    fn trusting(key: &SigningKey) -> TrustedSigners {
+        TrustedSigners::parse(&[key.public_line()], "policy.toml [signing] trusted", None).unwrap()
+    }
+
+    fn untrusted(v: Verdict) -> UntrustedReason {
+        match v {
+            Verdict::Untrusted { reason } => reason,
+            v => panic!("expected untrusted, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_generated_key_round_trips_through_openssh_text_and_signs_what_it_trusts() {
+        use age::secrecy::ExposeSecret;
+        let key = SigningKey::generate("offsite@host-a");
+        let text = key.to_openssh();
+        assert!(text
+            .expose_secret()
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+        let again = SigningKey::from_openssh(text.expose_secret(), "key").unwrap();
+        assert_eq!(again.public_line(), key.public_line());
+        assert!(key.public_line().starts_with("ssh-ed25519 AAAA"));
+        assert!(key.public_line().ends_with(" offsite@host-a"));
+        let sig = key.sign(b"manifest bytes");
+        assert!(sig.starts_with("-----BEGIN SSH SIGNATURE-----\n"), "{sig}");
+        assert_eq!(
+            trusting(&key).verify(b"manifest bytes", Some(&sig), now()),
+            Verdict::Trusted {
+                signer: "offsite@host-a".into(),
+                fingerprint: key.fingerprint(),
+            }
+        );
+        assert!(key.fingerprint().starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn debug_and_errors_never_show_key_material() {
+        use age::secrecy::ExposeSecret;
+        let key = SigningKey::generate("c");
+        let text = key.to_openssh().expose_secret().to_string();
+        let dbg = format!("{key:?}");
+        for line in text.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!dbg.contains(line), "{dbg}");
+        }
+        assert!(dbg.contains("SHA256:"), "{dbg}");
+        // A private key pasted where public lines belong: refused, never echoed.
+        let secret_line = text.lines().nth(2).unwrap().to_string();
+        let e = TrustedSigners::parse(&[text.clone()], "policy.toml [signing] trusted", None)
+            .unwrap_err();
+        assert!(
+            e.0.contains("policy.toml [signing] trusted, entry 1"),
+            "{e}"
+        );
+        assert!(e.0.contains("PRIVATE key (not shown)"), "{e}");
+        assert!(!e.0.contains(&secret_line), "{e}");
+        let file = format!("# keys\nhost-a {}\n{text}", key.public_line());
+        let e = TrustedSigners::parse(&[], "t", Some((&file, "/etc/offsite/allowed_signers")))
+            .unwrap_err();
+        assert!(
+            e.0.starts_with("/etc/offsite/allowed_signers, line 3: this is a PRIVATE key"),
+            "{e}"
+        );
+        // Only the body of the key, without its armor, is caught too.
+        let e = TrustedSigners::parse(&[], "t", Some((&secret_line, "f"))).unwrap_err();
+        assert!(
+            e.0.contains("f, line 1") && !e.0.contains(&secret_line[20..]),
+            "{e}"
+        );
+        let body_only = text.lines().nth(1).unwrap();
+        let e = TrustedSigners::parse(&[body_only.to_string()], "t", None).unwrap_err();
+        assert!(
+            e.0.contains("PRIVATE key") && !e.0.contains(body_only),
+            "{e}"
+        );
+        let e = TrustedSigners::parse(&["AGE-SECRET-KEY-1QQQ".into()], "t", None).unwrap_err();
+        assert!(e.0.contains("PRIVATE key") && !e.0.contains("1QQQ"), "{e}");
+    }
+
+    #[test]
+    fn a_passphrase_protected_key_is_refused_with_what_to_do() {
+        let e = SigningKey::from_openssh(ENCRYPTED, "/etc/offsite/signing.key").unwrap_err();
+        assert!(
+            e.0.starts_with("/etc/offsite/signing.key is protected by a passphrase"),
+            "{e}"
+        );
+        assert!(e.0.contains("offsite keygen --signing -o FILE"), "{e}");
+        assert!(!e.0.contains("b3BlbnNzaC1rZXkt"), "{e}");
+    }
+
+    #[test]
+    fn other_keys_and_texts_are_refused_as_signing_keys() {
+        let e = SigningKey::from_openssh(ECDSA, "k").unwrap_err();
+        assert!(e.0.contains("Ed25519 keys only"), "{e}");
+        assert!(!e.0.contains("b3BlbnNzaC1rZXkt"), "{e}");
+        let key = SigningKey::generate("c");
+        let e = SigningKey::from_openssh(&key.public_line(), "k").unwrap_err();
+        assert!(e.0.contains("k holds a public key"), "{e}");
+        let e = SigningKey::from_openssh("AGE-SECRET-KEY-1ABCDEF", "k").unwrap_err();
+        assert!(
+            e.0.contains("age identity") && !e.0.contains("ABCDEF"),
+            "{e}"
+        );
+        let e =
+            SigningKey::from_openssh("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n", "k").unwrap_err();
+        assert!(
+            e.0.contains("PEM key of another format") && !e.0.contains("MIIE"),
+            "{e}"
+        );
+        let e = SigningKey::from_openssh(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+            "k",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("k is not a readable OpenSSH private key"),
+            "{e}"
+        );
+        assert!(SigningKey::from_openssh("", "k").is_err());
+    }
+
+    #[test]
+    fn unsigned_and_malformed_signatures_are_untrusted() {
+        let key = SigningKey::generate("a");
+        let t = trusting(&key);
+        assert_eq!(
+            untrusted(t.verify(b"x", None, now())),
+            UntrustedReason::Unsigned
+        );
+        assert_eq!(
+            untrusted(t.verify(b"x", Some(" \n"), now())),
+            UntrustedReason::Unsigned
+        );
+        let r = untrusted(t.verify(b"x", Some("garbage"), now()));
+        assert!(matches!(r, UntrustedReason::Malformed { .. }), "{r:?}");
+        assert!(r.to_string().starts_with("malformed signature"), "{r}");
+        // Armor intact, body cut short.
+        let sig = key.sign(b"x");
+        let cut: String = sig
+            .lines()
+            .take(2)
+            .chain(sig.lines().last())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let r = untrusted(t.verify(b"x", Some(&cut), now()));
+        assert!(matches!(r, UntrustedReason::Malformed { .. }), "{r:?}");
+    }
+
+    #[test]
+    fn a_signature_in_another_namespace_is_named() {
+        let key = SigningKey::generate("a");
+        let sig = key
+            .key
+            .sign("file", HashAlg::Sha512, b"x")
+            .unwrap()
+            .to_pem(LineEnding::LF)
+            .unwrap();
+        let r = untrusted(trusting(&key).verify(b"x", Some(&sig), now()));
+        assert_eq!(
+            r,
+            UntrustedReason::WrongNamespace {
+                namespace: "file".into()
+            }
+        );
+        assert_eq!(
+            r.to_string(),
+            "signed in the namespace \"file\", not \"offsite-manifest\""
+        );
+    }
+
+    #[test]
+    fn a_key_not_trusted_is_named_by_its_fingerprint() {
+        let key = SigningKey::generate("a");
+        let other = SigningKey::generate("b");
+        let r = untrusted(trusting(&other).verify(b"x", Some(&key.sign(b"x")), now()));
+        assert_eq!(
+            r,
+            UntrustedReason::KeyNotTrusted {
+                fingerprint: key.fingerprint()
+            }
+        );
+        assert!(r.to_string().contains(&key.fingerprint()), "{r}");
+        // No trusted signers at all: nothing verifies (the caller decides what empty means).
+        let none = TrustedSigners::default();
+        assert!(none.is_empty());
+        assert!(matches!(
+            untrusted(none.verify(b"x", Some(&key.sign(b"x")), now())),
+            UntrustedReason::KeyNotTrusted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_signature_over_one_byte_string_does_not_verify_another() {
+        let key = SigningKey::generate("host-a");
+        let t = trusting(&key);
+        let first = key.sign(b"{\"name\":\"a.tar.gz\"}");
+        assert!(matches!(
+            t.verify(b"{\"name\":\"a.tar.gz\"}", Some(&first), now()),
+            Verdict::Trusted { .. }
+        ));
+        let r = untrusted(t.verify(b"{\"name\":\"b.tar.gz\"}", Some(&first), now()));
+        assert_eq!(
+            r,
+            UntrustedReason::BadSignature {
+                signer: "host-a".into(),
+                fingerprint: key.fingerprint()
+            }
+        );
+        assert!(r.to_string().contains("does not match"), "{r}");
+        assert!(matches!(
+            untrusted(t.verify(b"{\"name\":\"a.tar.gz\"} ", Some(&first), now())),
+            UntrustedReason::BadSignature { .. }
+        ));
+        assert!(matches!(
+            untrusted(t.verify(b"", Some(&first), now())),
+            UntrustedReason::BadSignature { .. }
+        ));
+    }
+
+    #[test]
+    fn allowed_signers_validity_bounds_are_inclusive_as_ssh_keygen_counts_them() {
+        let key = SigningKey::generate("c");
+        let file = format!(
+            "# retired host\nhost-a,backup@host-a valid-after=\"20260101Z\",valid-before=\"20261126020000Z\" ssh-ed25519 {} retired\n",
+            body(&key)
+        );
+        let t = TrustedSigners::parse(&[], "t", Some((&file, "allowed_signers"))).unwrap();
+        assert_eq!(t.len(), 1);
+        let sig = key.sign(b"m");
+        let trusted = Verdict::Trusted {
+            signer: "host-a,backup@host-a".into(),
+            fingerprint: key.fingerprint(),
+        };
+        assert_eq!(
+            t.verify(b"m", Some(&sig), at("2026-11-26T02:00:00Z")),
+            trusted
+        );
+        assert_eq!(
+            t.verify(b"m", Some(&sig), at("2026-01-01T00:00:00Z")),
+            trusted
+        );
+        let r = untrusted(t.verify(b"m", Some(&sig), at("2026-11-26T02:00:01Z")));
+        assert!(
+            matches!(r, UntrustedReason::OutsideValidity { .. }),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.to_string(),
+            format!(
+                "signed by host-a,backup@host-a ({}), whose key is not trusted at 2026-11-26T02:00:01Z (valid from 2026-01-01T00:00:00Z to 2026-11-26T02:00:00Z)",
+                key.fingerprint()
+            )
+        );
+        let r = untrusted(t.verify(b"m", Some(&sig), at("2025-12-31T23:59:59Z")));
+        assert!(
+            matches!(r, UntrustedReason::OutsideValidity { .. }),
+            "{r:?}"
+        );
+        // A bad signature is reported as such even outside the window.
+        let r = untrusted(t.verify(b"other", Some(&sig), at("2027-01-01T00:00:00Z")));
+        assert!(matches!(r, UntrustedReason::BadSignature { .. }), "{r:?}");
+    }
+
+    #[test]
+    fn a_rotated_key_listed_twice_is_trusted_in_either_window() {
+        let key = SigningKey::generate("c");
+        let file = format!(
+            "host-a valid-before=\"202603010000Z\" ssh-ed25519 {b}\nhost-a-again valid-after=\"20260601Z\" ssh-ed25519 {b}\n",
+            b = body(&key)
+        );
+        let t = TrustedSigners::parse(&[], "t", Some((&file, "f"))).unwrap();
+        let sig = key.sign(b"m");
+        assert!(
+            matches!(t.verify(b"m", Some(&sig), at("2026-02-01T00:00:00Z")), Verdict::Trusted { signer, .. } if signer == "host-a")
+        );
+        assert!(
+            matches!(t.verify(b"m", Some(&sig), at("2026-07-01T00:00:00Z")), Verdict::Trusted { signer, .. } if signer == "host-a-again")
+        );
+        assert!(matches!(
+            untrusted(t.verify(b"m", Some(&sig), at("2026-04-01T00:00:00Z"))),
+            UntrustedReason::OutsideValidity { .. }
+        ));
+    }
+
+    #[test]
+    fn namespaces_restrict_a_key_as_ssh_keygen_does() {
+        let key = SigningKey::generate("c");
+        let sig = key.sign(b"m");
+        let with = |opts: &str| {
+            let file = format!("host-a {opts} ssh-ed25519 {}\n", body(&key));
+            TrustedSigners::parse(&[], "t", Some((&file, "f"))).unwrap()
+        };
+        for ok in [
+            "namespaces=\"offsite-manifest\"",
+            "namespaces=\"git,offsite-*\"",
+            "namespaces=\"*\",valid-after=\"20200101\"",
+        ] {
+            assert!(
+                matches!(
+                    with(ok).verify(b"m", Some(&sig), now()),
+                    Verdict::Trusted { .. }
+                ),
+                "{ok}"
+            );
+        }
+        for no in ["namespaces=\"git\"", "namespaces=\"*,!offsite-manifest\""] {
+            assert!(
+                matches!(
+                    untrusted(with(no).verify(b"m", Some(&sig), now())),
+                    UntrustedReason::KeyNotTrusted { .. }
+                ),
+                "{no}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_public_line_without_a_comment_is_named_by_its_fingerprint() {
+        let key = SigningKey::generate("");
+        let line = format!("ssh-ed25519 {}", body(&key));
+        let t = TrustedSigners::parse(&[line], "t", None).unwrap();
+        assert_eq!(
+            t.verify(b"m", Some(&key.sign(b"m")), now()),
+            Verdict::Trusted {
+                signer: key.fingerprint(),
+                fingerprint: key.fingerprint()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_trusted_lines_name_their_origin_and_line() {
+        let key = SigningKey::generate("c");
+        let b = body(&key);
+        let cases: &[(&str, &str)] = &[
+            ("host-a ssh-ed25519 AAAAC3NzaC1lZDI1NTE5", "does not decode"),
+            (
+                "host-a cert-authority ssh-ed25519 KEY",
+                "cert-authority is not supported",
+            ),
+            (
+                "host-a valid-after=\"2026\" ssh-ed25519 KEY",
+                "valid-after is not a time",
+            ),
+            (
+                "host-a valid-before=\"20261340Z\" ssh-ed25519 KEY",
+                "valid-before is not a time",
+            ),
+            ("host-a no-touch-required ssh-ed25519 KEY", "unknown option"),
+            ("ssh-ed25519 KEY", "no principals"),
+            ("host-a", "no key"),
+            (
+                "host-a ssh-rsa AAAAB3NzaC1yc2E",
+                "a `ssh-rsa` key; offsite trusts ssh-ed25519 keys only",
+            ),
+        ];
+        for (line, want) in cases {
+            let text = format!(
+                "# ok\n\nhost-b ssh-ed25519 {b}\n{}\n",
+                line.replace("KEY", &b)
+            );
+            let e = TrustedSigners::parse(&[], "t", Some((&text, "/etc/offsite/allowed_signers")))
+                .unwrap_err();
+            assert!(
+                e.0.starts_with("/etc/offsite/allowed_signers, line 4: "),
+                "{line}: {e}"
+            );
+            assert!(e.0.contains(want), "{line}: {e}");
+        }
+        let e = TrustedSigners::parse(
+            &[key.public_line(), ECDSA_PUBLIC.into()],
+            "policy.toml [signing] trusted",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("policy.toml [signing] trusted, entry 2: a `ecdsa-sha2-nistp256` key"),
+            "{e}"
+        );
+        for bad in ["", "ssh-ed25519", "ssh-ed25519 not-base64!"] {
+            let e = TrustedSigners::parse(&[bad.into()], "trusted", None).unwrap_err();
+            assert!(e.0.starts_with("trusted, entry 1: "), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_read_as_ssh_keygen_reads_them() {
+        assert_eq!(parse_time("20261126Z"), Some(at("2026-11-26T00:00:00Z")));
+        assert_eq!(
+            parse_time("202611260230Z"),
+            Some(at("2026-11-26T02:30:00Z"))
+        );
+        assert_eq!(
+            parse_time("20261126023015Z"),
+            Some(at("2026-11-26T02:30:15Z"))
+        );
+        let local = parse_time("20261126").unwrap();
+        assert_eq!(
+            local.with_timezone(&Local).naive_local(),
+            NaiveDate::from_ymd_opt(2026, 11, 26)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+        );
+        for bad in [
+            "",
+            "Z",
+            "2026112",
+            "2026-11-26",
+            "20261126T0000Z",
+            "202611262500Z",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics(
+            text in "(host-a |\\* )?(namespaces=\"[a-z*,!-]{0,12}\" |valid-after=\"[0-9Z]{0,15}\" |cert-authority )?(ssh-ed25519 |ssh-rsa )?(AAAAC3NzaC1lZDI1NTE5AAAAI)?[A-Za-z0-9+/=\"\n ,#-]{0,80}",
+        ) {
+            let _ = TrustedSigners::parse(std::slice::from_ref(&text), "t", Some((&text, "f")));
+            let _ = SigningKey::from_openssh(&text, "k");
+            let t = TrustedSigners::default();
+            let _ = t.verify(text.as_bytes(), Some(&text), now());
+            let armored = format!("-----BEGIN SSH SIGNATURE-----\n{text}\n-----END SSH SIGNATURE-----\n");
+            let _ = t.verify(b"x", Some(&armored), now());
+        }
+    }
 }
