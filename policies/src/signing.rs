@@ -700,8 +700,12 @@ MXTTJn27QC8PU5+pEQmUOsQ7zHe5OaqBr0Orn6fkAJO9jv3/Z31mnS18q1BIDepAZ2y83p
         assert!(dbg.contains("SHA256:"), "{dbg}");
         // A private key pasted where public lines belong: refused, never echoed.
         let secret_line = text.lines().nth(2).unwrap().to_string();
-        let e = TrustedSigners::parse(&[text.clone()], "policy.toml [signing] trusted", None)
-            .unwrap_err();
+        let e = TrustedSigners::parse(
+            std::slice::from_ref(&text),
+            "policy.toml [signing] trusted",
+            None,
+        )
+        .unwrap_err();
         assert!(
             e.0.contains("policy.toml [signing] trusted, entry 1"),
             "{e}"
