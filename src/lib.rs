@@ -3,8 +3,9 @@
 //! The binary's pieces: [`cli`] (one file per subcommand), [`engine`] (push, verify, restore
 //! against stores), [`archive`] (the layout of an archive on a store), [`registry`] (URL to
 //! store), [`policy`] (a policy file's destinations as locations), [`report`] (text and
-//! `--json` output, exit codes), [`metrics`] (Prometheus textfile and Pushgateway), [`error`]
-//! (which errors are the user's to fix) and [`units`] (sizes and times in messages).
+//! `--json` output, exit codes), [`metrics`] (Prometheus textfile and Pushgateway), [`signing`]
+//! (this host's signing key file), [`error`] (which errors are the user's to fix) and [`units`]
+//! (sizes and times in messages).
 
 pub mod archive;
 pub mod cli;
@@ -14,4 +15,5 @@ pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod report;
+pub mod signing;
 pub mod units;

@@ -9,7 +9,8 @@
 //! [`status`], whether a policy's rules hold over an inventory; [`retention`], what prune keeps;
 //! [`replication`], the streaming plan that `offsite replicate` carries out; and [`snapshots`],
 //! what `offsite snapshot prune` keeps of each volume's snapshots; and [`snapshot_status`], how
-//! each volume's snapshots stand region by region (what `status` reports and prune reads).
+//! each volume's snapshots stand region by region (what `status` reports and prune reads); and
+//! [`signing`], the keys that sign manifests and the signers a reader trusts.
 
 pub mod duration;
 pub mod encryption;
@@ -18,6 +19,7 @@ pub mod placement;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod signing;
 pub mod snapshot_status;
 pub mod snapshots;
 pub mod status;

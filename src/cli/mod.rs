@@ -81,7 +81,8 @@ enum Command {
     Replicate(replicate::ReplicateArgs),
     /// Volume snapshots (EBS, GCP disks, Azure disks): create, list, restore, delete, prune.
     Snapshot(snapshot::SnapshotArgs),
-    /// Make a new age identity (secret key) and print its recipient (public key).
+    /// Make a new age identity (secret key) and print its recipient (public key); with --signing,
+    /// an SSH signing key and its public line.
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),

@@ -40,6 +40,7 @@ mod s3;
 mod s3_cli;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod secrets;
+mod signing;
 #[cfg(feature = "azure-disk")]
 mod snapshots_azure;
 #[cfg(all(feature = "ebs", feature = "s3"))]
