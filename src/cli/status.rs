@@ -83,7 +83,10 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     for d in &status.damage {
         eprintln!("error: damaged: {d}");
     }
-    for u in status.unmet.iter().chain(&snaps.unmet) {
+    for u in &status.unmet {
+        eprintln!("error: not met: {u}");
+    }
+    for u in &snaps.unmet {
         eprintln!("error: not met: {u}");
     }
     Ok(code)
@@ -100,7 +103,7 @@ struct Json<'a> {
     destinations: Vec<JsonDestination<'a>>,
     unreadable: Vec<Unreadable<'a>>,
     damage: &'a [String],
-    unmet: Vec<&'a String>,
+    unmet: Vec<String>,
     snapshots: &'a [VolumeStatus],
     exit: u8,
 }
@@ -162,7 +165,12 @@ fn json<'a>(f: &'a Found, code: u8) -> Json<'a> {
         destinations,
         unreadable,
         damage: &status.damage,
-        unmet: status.unmet.iter().chain(&snaps.unmet).collect(),
+        unmet: status
+            .unmet
+            .iter()
+            .cloned()
+            .chain(snaps.unmet.iter().map(|u| u.to_string()))
+            .collect(),
         snapshots: &snaps.rows,
         exit: code,
     }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use offsite_policies::placement::slots;
 use offsite_policies::policy::Policy;
-use offsite_policies::snapshot_status::VolumeStatus;
+use offsite_policies::snapshot_status::{Unmet, VolumeStatus};
 use offsite_policies::status::{judge, Status};
 
 use crate::engine::inventory::{read_inventory, ReadOptions};
@@ -26,7 +26,7 @@ pub struct SnapshotsStatus {
     /// One row per volume and region.
     pub rows: Vec<VolumeStatus>,
     /// The snapshot rules that do not hold.
-    pub unmet: Vec<String>,
+    pub unmet: Vec<Unmet>,
     /// The sections that could not be read.
     pub unreadable: Vec<Unreadable>,
 }
