@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::duration::Span;
 use crate::policy::{Policy, SnapshotProvider, Snapshots as Section};
 use crate::snapshots::{Item, State};
 
@@ -144,7 +145,7 @@ pub fn judge<H: AsRef<RegionListing>>(
     section: &Section,
     regions: &[H],
     now: DateTime<Utc>,
-) -> (Vec<VolumeStatus>, Vec<String>) {
+) -> (Vec<VolumeStatus>, Vec<Unmet>) {
     // One row per volume however its id is spelt in the policy and on the snapshots.
     let mut volumes: BTreeSet<String> = section
         .volumes
@@ -205,30 +206,108 @@ fn volume_row(
     }
 }
 
-/// The rule a row breaks, in words: no completed snapshot, or the newest older than the rpo.
+/// A snapshot rule that does not hold for one volume in one region. Its `Display` (and its
+/// JSON, a string) is the sentence the user reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmet {
+    /// The region holds no completed snapshot of the volume.
+    NoSnapshot {
+        /// The section's name, if it has one.
+        section: Option<String>,
+        /// The provider's name.
+        provider: &'static str,
+        /// The region.
+        region: String,
+        /// The volume.
+        volume: String,
+    },
+    /// The volume's newest completed snapshot in the region is older than the policy's rpo.
+    Late {
+        /// The section's name, if it has one.
+        section: Option<String>,
+        /// The provider's name.
+        provider: &'static str,
+        /// The region.
+        region: String,
+        /// The volume.
+        volume: String,
+        /// When that snapshot's data was taken.
+        newest: DateTime<Utc>,
+        /// The policy's rpo.
+        rpo: Option<Span>,
+    },
+}
+
+impl std::fmt::Display for Unmet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (Unmet::NoSnapshot { section, .. } | Unmet::Late { section, .. }) = self;
+        let at = section
+            .as_ref()
+            .map(|n| format!("[{n}] "))
+            .unwrap_or_default();
+        match self {
+            Unmet::NoSnapshot {
+                provider,
+                region,
+                volume,
+                ..
+            } => write!(
+                f,
+                "snapshots: {at}no completed snapshot of {volume} in {provider} {region}"
+            ),
+            Unmet::Late {
+                provider,
+                region,
+                volume,
+                newest,
+                rpo,
+                ..
+            } => write!(
+                f,
+                "snapshots: {at}the newest completed snapshot of {volume} in {provider} {region} is from {} (rpo {})",
+                newest.format("%Y-%m-%dT%H:%M:%SZ"),
+                rpo.map(|r| r.to_string()).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+impl Serialize for Unmet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The rule a row breaks: no completed snapshot, or the newest older than the rpo.
 fn unmet_of(
     policy: &Policy,
     section: &Section,
     h: &RegionListing,
     row: &VolumeStatus,
     n: Option<&Listed>,
-) -> Option<String> {
-    let at = section
-        .name
-        .as_ref()
-        .map(|n| format!("[{n}] "))
-        .unwrap_or_default();
-    let (provider, region, v) = (section.provider.as_str(), &h.region, &row.volume);
+) -> Option<Unmet> {
+    let (section, provider, region, volume) = (
+        section.name.clone(),
+        section.provider.as_str(),
+        h.region.clone(),
+        row.volume.clone(),
+    );
     match (n, row.fresh) {
         _ if row.retired => None,
-        (None, _) => Some(format!(
-            "snapshots: {at}no completed snapshot of {v} in {provider} {region}"
-        )),
-        (Some(s), Some(false)) => Some(format!(
-            "snapshots: {at}the newest completed snapshot of {v} in {provider} {region} is from {} (rpo {})",
-            s.created.format("%Y-%m-%dT%H:%M:%SZ"),
-            policy.rpo.map(|r| r.to_string()).unwrap_or_default()
-        )),
+        (None, _) => Some(Unmet::NoSnapshot {
+            section,
+            provider,
+            region,
+            volume,
+        }),
+        (Some(s), Some(false)) => Some(Unmet::Late {
+            section,
+            provider,
+            region,
+            volume,
+            newest: s.created,
+            rpo: policy.rpo,
+        }),
         _ => None,
     }
 }
@@ -306,7 +385,16 @@ mod tests {
         assert_eq!(row("vol-2").fresh, Some(false));
         assert!(row("vol-old").retired && row("vol-old").fresh.is_none());
         assert_eq!(unmet.len(), 1, "{unmet:?}");
-        assert!(unmet[0].contains("vol-2 in aws r1"), "{unmet:?}");
+        assert!(
+            matches!(&unmet[0], Unmet::Late { volume, region, .. } if volume == "vol-2" && region == "r1"),
+            "{unmet:?}"
+        );
+        assert!(
+            unmet[0].to_string().starts_with(
+                "snapshots: the newest completed snapshot of vol-2 in aws r1 is from "
+            ),
+            "{unmet:?}"
+        );
     }
 
     #[test]

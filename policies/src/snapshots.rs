@@ -74,7 +74,65 @@ pub struct Plan {
     /// Every snapshot, by volume, newest first.
     pub items: Vec<Decision>,
     /// Rails that refuse the whole plan: when any is here, nothing is deleted.
-    pub refusals: Vec<String>,
+    pub refusals: Vec<Refusal>,
+}
+
+/// A rail that refuses a region's whole plan: while any holds, nothing is deleted. Its
+/// `Display` (and its JSON, a string) is the sentence the user reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A volume's newest completed snapshot is older than `rpo`: snapshots seem to have
+    /// stopped (not forced, volume not retired).
+    Rpo {
+        /// The policy's rpo.
+        rpo: Span,
+        /// The volume.
+        volume: String,
+        /// The region, as the plan names it.
+        place: String,
+        /// When the volume's newest completed snapshot's data was taken.
+        newest: DateTime<Utc>,
+    },
+    /// The plan deletes more snapshots in the region than its cap.
+    MaxDelete {
+        /// The cap (`--max-delete`, else the retention's `max-delete`).
+        limit: u32,
+        /// How many the plan deletes.
+        planned: usize,
+        /// The region, as the plan names it.
+        place: String,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Rpo {
+                rpo,
+                volume,
+                place,
+                newest,
+            } => write!(
+                f,
+                "rpo {rpo}: the newest completed snapshot of {volume} in {place} is from {}; snapshots seem to have stopped, so nothing is deleted (fix them, or prune with --force)",
+                newest.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+            Refusal::MaxDelete {
+                limit,
+                planned,
+                place,
+            } => write!(
+                f,
+                "max-delete {limit}: the plan deletes {planned} snapshots in {place}; nothing is deleted (check with --dry-run, then raise --max-delete)"
+            ),
+        }
+    }
+}
+
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl Plan {
@@ -112,10 +170,12 @@ pub fn plan(
         let retired = snaps.iter().any(|s| s.retired);
         if let (Some(rpo), Some((_, t))) = (rpo, completed.first()) {
             if *t < rpo.before(now) && !options.force && !retired {
-                refusals.push(format!(
-                    "rpo {rpo}: the newest completed snapshot of {volume} in {place} is from {}; snapshots seem to have stopped, so nothing is deleted (fix them, or prune with --force)",
-                    t.format("%Y-%m-%dT%H:%M:%SZ")
-                ));
+                refusals.push(Refusal::Rpo {
+                    rpo,
+                    volume: volume.to_string(),
+                    place: place.to_string(),
+                    newest: *t,
+                });
             }
         }
         let decided: Verdicts = match rule {
@@ -143,9 +203,11 @@ pub fn plan(
         .or_else(|| rule.and_then(|r| r.max_delete));
     if let Some(cap) = cap {
         if deletions as u32 > cap {
-            refusals.push(format!(
-                "max-delete {cap}: the plan deletes {deletions} snapshots in {place}; nothing is deleted (check with --dry-run, then raise --max-delete)"
-            ));
+            refusals.push(Refusal::MaxDelete {
+                limit: cap,
+                planned: deletions,
+                place: place.to_string(),
+            });
         }
     }
     Plan {
@@ -282,8 +344,18 @@ mod tests {
         };
         let p = plan("eu", Some(&daily(1)), &items, at(5), None, o);
         assert_eq!(p.deletions().count(), 4);
+        assert_eq!(
+            p.refusals,
+            [Refusal::MaxDelete {
+                limit: 2,
+                planned: 4,
+                place: "eu".into()
+            }]
+        );
         assert!(
-            p.refusals[0].starts_with("max-delete 2: the plan deletes 4 snapshots in eu"),
+            p.refusals[0]
+                .to_string()
+                .starts_with("max-delete 2: the plan deletes 4 snapshots in eu"),
             "{:?}",
             p.refusals
         );
@@ -296,7 +368,18 @@ mod tests {
             rpo,
             Options::default(),
         );
-        assert!(p.refusals[0].contains("rpo 26h"), "{:?}", p.refusals);
+        assert!(
+            matches!(&p.refusals[0], Refusal::Rpo { volume, .. } if volume == "v"),
+            "{:?}",
+            p.refusals
+        );
+        assert!(
+            p.refusals[0].to_string().starts_with(
+                "rpo 26h: the newest completed snapshot of v in eu is from 2026-11-05T02:00:00Z; snapshots seem to have stopped"
+            ),
+            "{:?}",
+            p.refusals
+        );
         let forced = Options {
             force: true,
             ..Options::default()

@@ -4,13 +4,12 @@
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use offsite_policies::placement::slots;
 use offsite_policies::policy::Policy;
-use offsite_policies::status::{age_words, judge, DestinationStatus, SeriesStatus, Status};
+use offsite_policies::status::{age_words, DestinationStatus, SeriesStatus, Status};
 use serde::Serialize;
 
 use super::{InventoryArgs, PolicyArgs};
-use crate::engine::inventory::read_inventory;
+use crate::engine::status::StatusReport;
 use crate::metrics::{Metrics, MetricsArgs};
 use crate::report::{exit, outln, time, Output};
 use offsite_policies::snapshot_status::VolumeStatus;
@@ -26,58 +25,23 @@ pub struct StatusArgs {
     pub(super) metrics: MetricsArgs,
 }
 
-/// The `[[snapshots]]` sections read and judged: their rows, their unmet rules, and the
-/// sections that could not be read (`[[snapshots]] name (provider)`, error).
-#[derive(Default)]
-struct Snapshots {
-    rows: Vec<VolumeStatus>,
-    unmet: Vec<String>,
-    unreadable: Vec<(String, String)>,
-}
-
-/// Snapshots beside archives: every region of every `[[snapshots]]` section.
-async fn snapshots(policy: &Policy, now: DateTime<Utc>) -> Snapshots {
-    let mut out = Snapshots::default();
-    for (i, s) in policy.snapshots.iter().enumerate() {
-        match crate::engine::snapshot::section_regions(policy, s).await {
-            Ok(h) => {
-                let (rows, unmet) = offsite_policies::snapshot_status::judge(policy, s, &h, now);
-                out.rows.extend(rows);
-                out.unmet.extend(unmet);
-            }
-            Err(e) => out.unreadable.push((
-                format!(
-                    "[[snapshots]] {} ({})",
-                    s.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
-                    s.provider.as_str()
-                ),
-                format!("{e:#}"),
-            )),
-        }
-    }
-    out
-}
-
-/// What `status` read and judged.
+/// What `status` read and judged, with the policy and its destinations' (name, url).
 struct Found<'a> {
     policy: &'a Policy,
     /// The destinations' (name, url), in the policy's order.
     named: &'a [(String, String)],
-    status: Status,
-    /// The destinations that could not be read: (name, error).
-    unreadable: Vec<(String, String)>,
-    snaps: Snapshots,
-    now: DateTime<Utc>,
+    report: StatusReport,
 }
 
 impl Found<'_> {
     /// The exit status: unreadable, then damaged, then a rule not met.
     fn code(&self) -> u8 {
-        if !self.unreadable.is_empty() || !self.snaps.unreadable.is_empty() {
+        let r = &self.report;
+        if !r.unreadable.is_empty() || !r.snapshots.unreadable.is_empty() {
             exit::FAILED
-        } else if !self.status.damage.is_empty() {
+        } else if !r.status.damage.is_empty() {
             exit::DAMAGED
-        } else if !self.status.unmet.is_empty() || !self.snaps.unmet.is_empty() {
+        } else if !r.status.unmet.is_empty() || !r.snapshots.unmet.is_empty() {
             exit::PARTIAL
         } else {
             exit::OK
@@ -90,24 +54,16 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     let policy = &policy;
     m.set_policy(&policy.name);
     let locations = place.open().await?;
-    let (inv, reads) = read_inventory(policy, &locations, args.inventory.options()).await;
-    let now = Utc::now();
-    let unreadable = reads
-        .iter()
-        .zip(&place.named)
-        .filter_map(|(r, (name, _))| r.entries.as_ref().err().map(|e| (name.clone(), e.clone())))
-        .collect();
+    let options = args.inventory.options();
     let f = Found {
         policy,
         named: &place.named,
-        status: judge(policy, &slots(policy), &inv, now),
-        unreadable,
-        snaps: snapshots(policy, now).await,
-        now,
+        report: crate::engine::status::run(policy, &locations, options, Utc::now()).await,
     };
-    let (status, snaps) = (&f.status, &f.snaps);
+    let r = &f.report;
+    let (status, snaps, now) = (&r.status, &r.snapshots, r.now);
     let code = f.code();
-    metrics_of(m, policy, status, &f.unreadable, snaps.unmet.len(), now);
+    metrics_of(m, policy, r);
     snapshot_metrics(m, &snaps.rows, now);
     if out.json {
         out.print_json(&serde_json::to_value(json(&f, code))?)?;
@@ -115,16 +71,22 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
         let unmet = snaps.unmet.len();
         print_text(policy, status, f.named, now, &snaps.rows, unmet)?;
     }
-    for (n, e) in &f.unreadable {
-        eprintln!("error: cannot read destination {n}: {e}");
+    for u in &r.unreadable {
+        eprintln!("error: cannot read destination {}: {}", u.name, u.error);
     }
-    for (n, e) in &snaps.unreadable {
-        eprintln!("error: cannot read the snapshots of {n}: {e}");
+    for u in &snaps.unreadable {
+        eprintln!(
+            "error: cannot read the snapshots of {}: {}",
+            u.name, u.error
+        );
     }
     for d in &status.damage {
         eprintln!("error: damaged: {d}");
     }
-    for u in status.unmet.iter().chain(&snaps.unmet) {
+    for u in &status.unmet {
+        eprintln!("error: not met: {u}");
+    }
+    for u in &snaps.unmet {
         eprintln!("error: not met: {u}");
     }
     Ok(code)
@@ -141,7 +103,7 @@ struct Json<'a> {
     destinations: Vec<JsonDestination<'a>>,
     unreadable: Vec<Unreadable<'a>>,
     damage: &'a [String],
-    unmet: Vec<&'a String>,
+    unmet: Vec<String>,
     snapshots: &'a [VolumeStatus],
     exit: u8,
 }
@@ -170,8 +132,8 @@ enum Unreadable<'a> {
 }
 
 fn json<'a>(f: &'a Found, code: u8) -> Json<'a> {
-    let (policy, status, snaps) = (f.policy, &f.status, &f.snaps);
-    let unreadable = &f.unreadable;
+    let (policy, r) = (f.policy, &f.report);
+    let (status, snaps) = (&r.status, &r.snapshots);
     let destinations = status
         .destinations
         .iter()
@@ -179,30 +141,36 @@ fn json<'a>(f: &'a Found, code: u8) -> Json<'a> {
         .map(|(d, (_, url))| JsonDestination {
             status: d,
             url,
-            readable: !unreadable.iter().any(|(n, _)| n == &d.name),
+            readable: r.readable(&d.name),
         })
         .collect();
-    let unreadable = unreadable
+    let unreadable = r
+        .unreadable
         .iter()
-        .map(|(n, e)| Unreadable::Destination {
-            destination: n,
-            error: e,
+        .map(|u| Unreadable::Destination {
+            destination: &u.name,
+            error: &u.error,
         })
-        .chain(snaps.unreadable.iter().map(|(n, e)| Unreadable::Snapshots {
-            snapshots: n,
-            error: e,
+        .chain(snaps.unreadable.iter().map(|u| Unreadable::Snapshots {
+            snapshots: &u.name,
+            error: &u.error,
         }))
         .collect();
     Json {
         policy: &policy.name,
-        time: f.now,
+        time: r.now,
         rpo: policy.rpo.map(|s| s.to_string()),
         verify_every: policy.verify_every.map(|s| s.to_string()),
         series: &status.series,
         destinations,
         unreadable,
         damage: &status.damage,
-        unmet: status.unmet.iter().chain(&snaps.unmet).collect(),
+        unmet: status
+            .unmet
+            .iter()
+            .cloned()
+            .chain(snaps.unmet.iter().map(|u| u.to_string()))
+            .collect(),
         snapshots: &snaps.rows,
         exit: code,
     }
@@ -412,14 +380,9 @@ fn snapshot_metrics(m: &mut Metrics, rows: &[VolumeStatus], now: DateTime<Utc>) 
     }
 }
 
-fn metrics_of(
-    m: &mut Metrics,
-    policy: &Policy,
-    status: &Status,
-    unreadable: &[(String, String)],
-    snapshots_unmet: usize,
-    now: DateTime<Utc>,
-) {
+fn metrics_of(m: &mut Metrics, policy: &Policy, r: &StatusReport) {
+    let (status, now) = (&r.status, r.now);
+    let snapshots_unmet = r.snapshots.unmet.len();
     let all_placed = !status.series.is_empty()
         && status
             .series
@@ -464,11 +427,7 @@ fn metrics_of(
     }
     for d in &status.destinations {
         let l = [("destination", d.name.as_str())];
-        m.flag(
-            "offsite_destination_up",
-            &l,
-            !unreadable.iter().any(|(n, _)| n == &d.name),
-        );
+        m.flag("offsite_destination_up", &l, r.readable(&d.name));
         m.set("offsite_archives_complete", &l, d.complete as f64);
         m.set("offsite_copies_damaged", &l, d.damaged as f64);
         m.set("offsite_uploads_incomplete", &l, d.incomplete as f64);

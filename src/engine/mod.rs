@@ -16,4 +16,5 @@ pub mod replicate;
 pub mod restore;
 pub mod snapshot;
 pub mod spool;
+pub mod status;
 pub mod verify;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use offsite_policies::policy::{Policy, Snapshots as Section};
 use offsite_policies::retention::Options;
 use offsite_policies::snapshot_status::{items, Listed};
-use offsite_policies::snapshots::{plan, Plan};
+use offsite_policies::snapshots::{plan, Plan, Refusal};
 use offsite_storage::Snapshots;
 use serde::Serialize;
 
@@ -61,7 +61,7 @@ impl PruneReport {
     }
 
     /// Every plan's refusals.
-    pub fn refusals(&self) -> impl Iterator<Item = &String> {
+    pub fn refusals(&self) -> impl Iterator<Item = &Refusal> {
         self.plans.iter().flat_map(|p| &p.plan.refusals)
     }
 

@@ -1,0 +1,102 @@
+//! The status runner: reads what a policy's destinations hold and what its `[[snapshots]]`
+//! sections' regions hold, and judges both against the policy's rules at a given time. The
+//! CLI prints the report, sets the metrics and picks the exit code.
+
+use chrono::{DateTime, Utc};
+use offsite_policies::placement::slots;
+use offsite_policies::policy::Policy;
+use offsite_policies::snapshot_status::{Unmet, VolumeStatus};
+use offsite_policies::status::{judge, Status};
+
+use crate::engine::inventory::{read_inventory, ReadOptions};
+use crate::registry::Opened;
+
+/// Something that could not be read: a destination, or a `[[snapshots]]` section.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// The destination's name, or the section as `[[snapshots]] name (provider)`.
+    pub name: String,
+    /// Why, in words.
+    pub error: String,
+}
+
+/// The `[[snapshots]]` sections read and judged.
+#[derive(Debug, Default)]
+pub struct SnapshotsStatus {
+    /// One row per volume and region.
+    pub rows: Vec<VolumeStatus>,
+    /// The snapshot rules that do not hold.
+    pub unmet: Vec<Unmet>,
+    /// The sections that could not be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// What `status` read and judged.
+#[derive(Debug)]
+pub struct StatusReport {
+    /// The archives' verdict: series, destinations, damage and unmet rules.
+    pub status: Status,
+    /// The destinations that could not be read, in the policy's order.
+    pub unreadable: Vec<Unreadable>,
+    /// The volume snapshots' verdict.
+    pub snapshots: SnapshotsStatus,
+    /// The time everything was judged at.
+    pub now: DateTime<Utc>,
+}
+
+impl StatusReport {
+    /// Whether destination `name` could be read.
+    pub fn readable(&self, name: &str) -> bool {
+        !self.unreadable.iter().any(|u| u.name == name)
+    }
+}
+
+/// Reads every destination of `policy` (`locations`, in its order) and every region of its
+/// `[[snapshots]]` sections, and judges them at `now`.
+pub async fn run(
+    policy: &Policy,
+    locations: &[Opened],
+    options: ReadOptions,
+    now: DateTime<Utc>,
+) -> StatusReport {
+    let (inv, reads) = read_inventory(policy, locations, options).await;
+    let unreadable = reads
+        .iter()
+        .zip(&policy.destinations)
+        .filter_map(|(r, d)| {
+            r.entries.as_ref().err().map(|e| Unreadable {
+                name: d.name.clone(),
+                error: e.clone(),
+            })
+        })
+        .collect();
+    StatusReport {
+        status: judge(policy, &slots(policy), &inv, now),
+        unreadable,
+        snapshots: snapshots(policy, now).await,
+        now,
+    }
+}
+
+/// Snapshots beside archives: every region of every `[[snapshots]]` section.
+async fn snapshots(policy: &Policy, now: DateTime<Utc>) -> SnapshotsStatus {
+    let mut out = SnapshotsStatus::default();
+    for (i, s) in policy.snapshots.iter().enumerate() {
+        match crate::engine::snapshot::section_regions(policy, s).await {
+            Ok(h) => {
+                let (rows, unmet) = offsite_policies::snapshot_status::judge(policy, s, &h, now);
+                out.rows.extend(rows);
+                out.unmet.extend(unmet);
+            }
+            Err(e) => out.unreadable.push(Unreadable {
+                name: format!(
+                    "[[snapshots]] {} ({})",
+                    s.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
+                    s.provider.as_str()
+                ),
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+    out
+}
