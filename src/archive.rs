@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 /// The manifest format this build writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
+/// The format of a signed manifest: an envelope holding a format-1 manifest's exact bytes and
+/// the SSH signature over them (see [`ManifestFile`]). Builds that know only format 1 refuse it
+/// with "upgrade offsite" instead of misreading it.
+pub const SIGNED_MANIFEST_FORMAT: u32 = 2;
 /// Suffix of the encrypted data object.
 pub const AGE_SUFFIX: &str = ".age";
 /// Suffix of the manifest.
@@ -149,30 +153,129 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Parses a manifest, refusing formats from the future with a clear message.
+    /// Parses a manifest, signed or not (see [`ManifestFile::parse`]), refusing formats from
+    /// the future with a clear message. A signature is not checked here.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
-        #[derive(Deserialize)]
-        struct Probe {
-            format: Option<u32>,
-        }
-        let probe: Probe =
-            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-        match probe.format {
-            Some(f) if f > MANIFEST_FORMAT => {
-                return Err(format!(
-                    "manifest format {f} is newer than this offsite understands ({MANIFEST_FORMAT}); upgrade offsite"
-                ))
-            }
-            None => return Err("no \"format\" field: this is not an offsite manifest".into()),
-            _ => {}
-        }
-        serde_json::from_slice(bytes).map_err(|e| format!("malformed manifest: {e}"))
+        ManifestFile::parse(bytes).map(|f| f.manifest)
     }
 
     /// Whether the stored object is age-encrypted.
     pub fn encrypted(&self) -> bool {
         self.encryption.is_some()
     }
+}
+
+/// A signed manifest's parts, as stored: the exact bytes signed and the signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// The format-1 manifest's JSON text, exactly the bytes signed.
+    pub signed: String,
+    /// The armored SSH signature (`-----BEGIN SSH SIGNATURE-----`) over `signed`, in the
+    /// namespace [`offsite_policies::signing::NAMESPACE`].
+    pub signature: String,
+}
+
+/// A manifest object as stored: a plain format-1 manifest, or a format-2 envelope
+/// `{"format": 2, "signed": "<format-1 manifest JSON>", "signature": "<armored SSH
+/// signature over exactly those bytes>"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// The manifest (for a signed one, parsed from `signed`).
+    pub manifest: Manifest,
+    /// The signed bytes and the signature, when the manifest is signed. Parsing does not
+    /// check the signature.
+    pub signature: Option<Signed>,
+}
+
+/// The envelope of a signed manifest, as written.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    format: u32,
+    signed: &'a str,
+    signature: &'a str,
+}
+
+impl ManifestFile {
+    /// Parses a manifest object: a plain manifest (format 1) or a signed envelope (format 2,
+    /// whose `signed` text must itself be a format-1 manifest). A newer format is refused with
+    /// "upgrade offsite". The signature is kept, not checked.
+    pub fn parse(bytes: &[u8]) -> Result<ManifestFile, String> {
+        match probe(bytes)? {
+            SIGNED_MANIFEST_FORMAT => {
+                #[derive(Deserialize)]
+                struct Parts {
+                    signed: String,
+                    signature: String,
+                }
+                let parts: Parts = serde_json::from_slice(bytes)
+                    .map_err(|e| format!("malformed signed manifest: {e}"))?;
+                let manifest = match probe(parts.signed.as_bytes()) {
+                    Ok(f) if f <= MANIFEST_FORMAT => plain(parts.signed.as_bytes()),
+                    Ok(f) => Err(format!(
+                        "the manifest a signed manifest holds must be format {MANIFEST_FORMAT}, not {f}"
+                    )),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| format!("in its \"signed\" text: {e}"))?;
+                Ok(ManifestFile {
+                    manifest,
+                    signature: Some(Signed {
+                        signed: parts.signed,
+                        signature: parts.signature,
+                    }),
+                })
+            }
+            _ => Ok(ManifestFile {
+                manifest: plain(bytes)?,
+                signature: None,
+            }),
+        }
+    }
+
+    /// The bytes of an unsigned manifest object: the format-1 manifest, as push has always
+    /// written it.
+    pub fn unsigned_bytes(manifest: &Manifest) -> Vec<u8> {
+        serde_json::to_vec_pretty(manifest).expect("manifest serializes")
+    }
+
+    /// The bytes of a signed manifest object: the envelope holding the format-1 manifest's
+    /// text (exactly [`ManifestFile::unsigned_bytes`]) and `key`'s signature over it.
+    pub fn signed_bytes(
+        manifest: &Manifest,
+        key: &offsite_policies::signing::SigningKey,
+    ) -> Vec<u8> {
+        let signed =
+            String::from_utf8(Self::unsigned_bytes(manifest)).expect("serde_json writes UTF-8");
+        let signature = key.sign(signed.as_bytes());
+        serde_json::to_vec_pretty(&Envelope {
+            format: SIGNED_MANIFEST_FORMAT,
+            signed: &signed,
+            signature: &signature,
+        })
+        .expect("envelope serializes")
+    }
+}
+
+/// A manifest object's `format`, refusing what is not JSON, has none, or is newer than this
+/// build reads.
+fn probe(bytes: &[u8]) -> Result<u32, String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        format: Option<u32>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    match probe.format {
+        Some(f) if f > SIGNED_MANIFEST_FORMAT => Err(format!(
+            "manifest format {f} is newer than this offsite understands ({SIGNED_MANIFEST_FORMAT}); upgrade offsite"
+        )),
+        None => Err("no \"format\" field: this is not an offsite manifest".into()),
+        Some(f) => Ok(f),
+    }
+}
+
+/// A plain (format-1) manifest.
+fn plain(bytes: &[u8]) -> Result<Manifest, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("malformed manifest: {e}"))
 }
 
 /// The record `verify --deep` and restore drills write beside the manifest.
@@ -297,6 +400,7 @@ pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use offsite_policies::signing::{SigningKey, TrustedSigners, Verdict};
 
     fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<DateTime<Utc>> {
         Some(Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap())
@@ -402,6 +506,119 @@ mod tests {
             m.stored.provider_checksum,
             Some(Checksum::Sha256("ab".into()))
         );
+    }
+
+    fn sample(name: &str) -> Manifest {
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
+        Manifest {
+            format: MANIFEST_FORMAT,
+            archive: name.into(),
+            created: at,
+            created_from: CreatedFrom::Name,
+            plaintext: Digest {
+                size: 3,
+                sha256: "ab".repeat(32),
+            },
+            stored: Stored {
+                key: format!("{name}.age"),
+                size: 200,
+                sha256: "cd".repeat(32),
+                provider_checksum: None,
+                storage_class: None,
+                etag: None,
+            },
+            encryption: Some(Encryption {
+                scheme: "age".into(),
+                recipients: vec!["age1x".into()],
+            }),
+            policy: Some("app".into()),
+            retain_until: None,
+            metadata: None,
+            pushed: at,
+            tool: tool_version(),
+        }
+    }
+
+    fn trusting(key: &SigningKey) -> TrustedSigners {
+        TrustedSigners::parse(&[key.public_line()], "test", None).unwrap()
+    }
+
+    #[test]
+    fn unsigned_manifests_are_written_as_before_and_read_back() {
+        let m = sample("app-20261126_020000.tgz");
+        let bytes = ManifestFile::unsigned_bytes(&m);
+        assert_eq!(bytes, serde_json::to_vec_pretty(&m).unwrap());
+        let f = ManifestFile::parse(&bytes).unwrap();
+        assert_eq!(f.manifest, m);
+        assert_eq!(f.signature, None);
+        assert_eq!(Manifest::from_json(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn signed_manifests_are_an_envelope_over_the_format_1_bytes() {
+        let key = SigningKey::generate("host-a");
+        let m = sample("app-20261126_020000.tgz");
+        let bytes = ManifestFile::signed_bytes(&m, &key);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["format"], 2);
+        let f = ManifestFile::parse(&bytes).unwrap();
+        assert_eq!(f.manifest, m);
+        assert_eq!(Manifest::from_json(&bytes).unwrap(), m);
+        let s = f.signature.unwrap();
+        assert_eq!(s.signed.as_bytes(), ManifestFile::unsigned_bytes(&m));
+        assert_eq!(v["signed"], s.signed.as_str());
+        assert!(
+            s.signature.starts_with("-----BEGIN SSH SIGNATURE-----"),
+            "{}",
+            s.signature
+        );
+        assert!(matches!(
+            trusting(&key).verify(s.signed.as_bytes(), Some(&s.signature), Utc::now()),
+            Verdict::Trusted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_tampered_signed_manifest_parses_but_does_not_verify() {
+        let key = SigningKey::generate("host-a");
+        let bytes = ManifestFile::signed_bytes(&sample("app-20261126_020000.tgz"), &key);
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let tampered = v["signed"]
+            .as_str()
+            .unwrap()
+            .replace("abababab", "00000000");
+        v["signed"] = tampered.into();
+        let f = ManifestFile::parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(f.manifest.plaintext.sha256.starts_with("00000000"));
+        let s = f.signature.unwrap();
+        assert!(matches!(
+            trusting(&key).verify(s.signed.as_bytes(), Some(&s.signature), Utc::now()),
+            Verdict::Untrusted { .. }
+        ));
+        // Another archive's signature over this one's bytes does not verify either.
+        let other = ManifestFile::signed_bytes(&sample("app-20261127_020000.tgz"), &key);
+        let other = ManifestFile::parse(&other).unwrap().signature.unwrap();
+        let this = ManifestFile::parse(&bytes).unwrap().signature.unwrap();
+        assert!(matches!(
+            trusting(&key).verify(this.signed.as_bytes(), Some(&other.signature), Utc::now()),
+            Verdict::Untrusted { .. }
+        ));
+    }
+
+    #[test]
+    fn newer_and_nested_formats_are_refused() {
+        let e =
+            ManifestFile::parse(br#"{"format": 3, "signed": "{}", "signature": ""}"#).unwrap_err();
+        assert!(e.contains("upgrade offsite"), "{e}");
+        let inner = serde_json::to_string(
+            &serde_json::json!({"format": 2, "signed": "{}", "signature": ""}),
+        )
+        .unwrap();
+        let nested = serde_json::json!({"format": 2, "signed": inner, "signature": ""});
+        let e = ManifestFile::parse(&serde_json::to_vec(&nested).unwrap()).unwrap_err();
+        assert!(e.contains("must be format 1"), "{e}");
+        let e = ManifestFile::parse(br#"{"format": 2, "signed": "{\"format\": 1}"}"#).unwrap_err();
+        assert!(e.contains("malformed signed manifest"), "{e}");
     }
 
     proptest::proptest! {

@@ -185,6 +185,17 @@ pub fn read_recipients_file(
     parse_recipients(&text, &path.display().to_string())
 }
 
+/// The policy's signing key (`[signing] key-file`), read and checked as `push --sign-with`
+/// reads it (a usage error when it is missing, unreadable, or readable by others), or `None`
+/// when the policy has no `[signing]`.
+pub fn signing_key(policy: &Policy) -> Result<Option<offsite_policies::signing::SigningKey>> {
+    policy
+        .signing
+        .as_ref()
+        .map(|s| crate::signing::read_signing_key(&s.key_file))
+        .transpose()
+}
+
 /// Whether the policy stores archives unencrypted on purpose.
 pub fn unencrypted(policy: &Policy) -> bool {
     policy.encryption.as_ref().is_some_and(|e| e.unencrypted)

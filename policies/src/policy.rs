@@ -59,6 +59,18 @@ pub struct Policy {
     /// Volume snapshots under the same rules.
     #[serde(default)]
     pub snapshots: Vec<Snapshots>,
+    /// This host's key for signing the manifests push writes.
+    #[serde(default)]
+    pub signing: Option<Signing>,
+}
+
+/// `[signing]`: the key push signs manifests with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Signing {
+    /// This host's OpenSSH Ed25519 private key (`offsite keygen --signing -o FILE`), private
+    /// to its owner.
+    pub key_file: PathBuf,
 }
 
 /// `[encryption]`.
@@ -599,6 +611,10 @@ impl Policy {
             for (given, key) in [
                 (self.encryption.is_some(), "[encryption] encrypts archives"),
                 (
+                    self.signing.is_some(),
+                    "[signing] signs archives' manifests",
+                ),
+                (
                     self.prefix.is_some(),
                     "prefix places archives under each destination",
                 ),
@@ -969,6 +985,29 @@ mod tests {
         assert_eq!(p.placement, Placement::default());
         assert!(!p.destinations[0].is_offsite());
         assert_eq!(p.push_destinations().count(), 1);
+    }
+
+    #[test]
+    fn signing_takes_a_key_file_only() {
+        let p = Policy::parse(
+            &base("[signing]\nkey-file = \"/etc/offsite/signing.key\"\n"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            p.signing.unwrap().key_file,
+            PathBuf::from("/etc/offsite/signing.key")
+        );
+        assert!(Policy::parse(&base(""), "p.toml")
+            .unwrap()
+            .signing
+            .is_none());
+        let e = err(&base(
+            "[signing]\nkey-file = \"/k\"\ntrusted = [\"ssh-ed25519 AAAA\"]\n",
+        ));
+        assert!(e.contains("unknown key `trusted`"), "{e}");
+        let e = err(&base("[signing]\n"));
+        assert!(e.contains("key-file"), "{e}");
     }
 
     #[test]

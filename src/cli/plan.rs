@@ -187,6 +187,8 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
         )));
     }
     let encryption = recipients_words(&policy)?;
+    // A key push could not read fails the plan, as it would fail every push.
+    crate::policy::signing_key(&policy)?;
     let slots = slots(&policy);
     let reach = reach(&policy, &slots);
     let access = if args.check_access || args.create {
@@ -229,6 +231,8 @@ struct Json<'a> {
     file: String,
     prefix: Option<&'a str>,
     encryption: Option<&'a str>,
+    /// The key file that signs manifests (`[signing] key-file`), if any.
+    signing: Option<String>,
     rpo: Option<String>,
     verify_every: Option<String>,
     destinations: Vec<JsonDestination<'a>>,
@@ -278,6 +282,10 @@ fn json<'a>(f: &'a Found<'a>, code: u8) -> Json<'a> {
         file: f.file.display().to_string(),
         prefix: policy.prefix.as_deref(),
         encryption: policy.has_archives().then_some(f.encryption.as_str()),
+        signing: policy
+            .signing
+            .as_ref()
+            .map(|s| s.key_file.display().to_string()),
         rpo: policy.rpo.map(|s| s.to_string()),
         verify_every: policy.verify_every.map(|s| s.to_string()),
         destinations: policy
@@ -324,6 +332,13 @@ fn print_text(f: &Found) -> Result<()> {
             policy.prefix.as_deref().unwrap_or("none"),
             f.encryption,
         );
+        if let Some(s) = &policy.signing {
+            let _ = writeln!(
+                text,
+                "signing: manifests signed with {}",
+                s.key_file.display()
+            );
+        }
         let _ = writeln!(
             text,
             "rpo {rpo}, verify-every {}",

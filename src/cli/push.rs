@@ -1,6 +1,7 @@
 //! `offsite push`: encrypt an archive and store it at every destination.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -8,6 +9,7 @@ use clap::Args;
 use offsite_policies::encryption::{self, Recipient};
 use offsite_policies::placement::{judge, slots, Held, Verdict};
 use offsite_policies::policy::Policy;
+use offsite_policies::signing::SigningKey;
 use serde::Serialize;
 
 use crate::archive::{validate_name, CreatedFrom, Digest};
@@ -32,7 +34,7 @@ pub struct PushArgs {
     /// A policy file: destinations, encryption, prefix, storage classes and locks come from
     /// it, and the exit status says whether its placement was met. Without --to, the
     /// OFFSITE_POLICY environment variable names it.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "recipients", "recipients_files", "no_encrypt", "prefix"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "recipients", "recipients_files", "no_encrypt", "prefix", "sign_with"])]
     policy: Option<PathBuf>,
     /// The backup job's checksum file (`sha256sum` output, such as checksums.sha256): the
     /// source must match its line for the archive before anything is stored.
@@ -53,6 +55,11 @@ pub struct PushArgs {
     /// recipients otherwise.
     #[arg(long, conflicts_with_all = ["recipients", "recipients_files"])]
     no_encrypt: bool,
+    /// Sign every manifest with this SSH signing key (`offsite keygen --signing -o FILE`; mode
+    /// 0600): each manifest is then written as a signed envelope. With --policy, the policy's
+    /// `[signing] key-file` says it instead.
+    #[arg(long, value_name = "FILE", env = "OFFSITE_SIGNING_KEY_FILE")]
+    sign_with: Option<PathBuf>,
     /// The archive's name (default: the file's name; required for stdin).
     #[arg(long)]
     name: Option<String>,
@@ -79,17 +86,28 @@ struct Destinations {
     prefix: Option<String>,
     recipients: Vec<Recipient>,
     no_encrypt: bool,
+    /// The key that signs the manifests, read before anything else is.
+    signing: Option<Arc<SigningKey>>,
 }
 
 fn destinations(args: &PushArgs) -> Result<Destinations> {
     // clap refuses --policy beside --to, -r, -R, --no-encrypt and --prefix.
     let chosen = crate::policy::resolve(args.policy.as_deref(), !args.to.is_empty(), false)?;
     if let Some(policy) = chosen {
+        if let Some(f) = &args.sign_with {
+            // OFFSITE_POLICY beside OFFSITE_SIGNING_KEY_FILE: clap sees no --policy to refuse.
+            return Err(usage(format!(
+                "--sign-with {} (or OFFSITE_SIGNING_KEY_FILE) cannot be combined with a policy: write key-file under [signing] in the policy instead",
+                f.display()
+            )));
+        }
         crate::policy::need_archives(&policy, "push")?;
         let recipients = crate::policy::recipients(&policy)?;
         let no_encrypt = crate::policy::unencrypted(&policy);
         let named = crate::policy::locations(&policy, false);
+        let signing = crate::policy::signing_key(&policy)?.map(Arc::new);
         return Ok(Destinations {
+            signing,
             prefix: policy.prefix.clone(),
             policy: Some(policy),
             named,
@@ -102,6 +120,10 @@ fn destinations(args: &PushArgs) -> Result<Destinations> {
             "push needs somewhere to go: --to URL (repeat for several), or --policy FILE (or OFFSITE_POLICY)",
         ));
     }
+    let signing = match &args.sign_with {
+        Some(f) => Some(Arc::new(crate::signing::read_signing_key(f)?)),
+        None => None,
+    };
     let mut recipients: Vec<Recipient> = Vec::new();
     for r in &args.recipients {
         recipients.push(Recipient::parse(r, "--recipient").map_err(|e| usage(e.to_string()))?);
@@ -116,6 +138,7 @@ fn destinations(args: &PushArgs) -> Result<Destinations> {
         prefix: args.prefix.clone(),
         recipients: encryption::dedup(recipients),
         no_encrypt: args.no_encrypt,
+        signing,
     })
 }
 
@@ -175,6 +198,7 @@ async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepa
         prefix,
         recipients,
         no_encrypt,
+        signing,
     } = destinations(args)?;
     if let Some(p) = &policy {
         m.set_policy(&p.name);
@@ -220,6 +244,7 @@ async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepa
         annotations: Annotations {
             policy: policy.as_ref().map(|p| p.name.clone()),
             metadata,
+            signing,
         },
         expect_plaintext,
         no_spool: args.no_spool,

@@ -2,12 +2,16 @@
 //! bytes it sent, and write the manifest that makes the copy count. Push commits each
 //! destination's copy through it, and replication each copy it streams.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use offsite_policies::encryption::Recipient;
+use offsite_policies::signing::SigningKey;
 use offsite_storage::{Checksum, PutOptions, Receipt, Retention, StorageExt};
 
 use crate::archive::{
-    tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, Stored, MANIFEST_FORMAT,
+    tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, ManifestFile, Stored,
+    MANIFEST_FORMAT,
 };
 use crate::registry::Opened;
 
@@ -25,17 +29,23 @@ pub struct ArchiveFacts {
     pub plaintext: Digest,
     /// The stored bytes' size and SHA-256.
     pub stored: Digest,
-    /// The policy's name and the job's metadata, recorded in every manifest.
+    /// The policy's name and the job's metadata, recorded in every manifest, and the signing
+    /// key, if any.
     pub annotations: Annotations,
 }
 
-/// What a push records in its manifests beside the archive's own facts.
+/// What a push records in its manifests beside the archive's own facts, and the key that
+/// signs them.
 #[derive(Debug, Clone, Default)]
 pub struct Annotations {
     /// The policy that placed the archive (`push --policy`).
     pub policy: Option<String>,
     /// The backup job's `metadata.json` (`push --metadata`).
     pub metadata: Option<serde_json::Value>,
+    /// This host's signing key (`push --sign-with`, the policy's `[signing] key-file`): each
+    /// manifest is then written signed, as a format-2 envelope ([`ManifestFile`]). `None`
+    /// writes the plain format-1 manifest.
+    pub signing: Option<Arc<SigningKey>>,
 }
 
 /// One copy to commit: where, what the provider said, and what was computed locally.
@@ -174,7 +184,10 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
         provider_checksum.clone(),
         retention,
     );
-    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    let bytes = match &facts.annotations.signing {
+        Some(key) => ManifestFile::signed_bytes(&manifest, key),
+        None => ManifestFile::unsigned_bytes(&manifest),
+    };
     // The manifest carries the same lock as its data: an immutable copy must keep counting.
     let mut options = PutOptions::default();
     options.retention = retention;

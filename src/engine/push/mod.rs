@@ -68,7 +68,8 @@ pub struct PushRequest {
     pub overwrite: bool,
     /// A progress bar over source bytes, on a terminal.
     pub progress: crate::engine::progress::Progress,
-    /// The policy's name and the job's metadata, for the manifests.
+    /// The policy's name and the job's metadata, for the manifests, and the key that signs
+    /// them (`None`: unsigned).
     pub annotations: Annotations,
     /// The plaintext's size and SHA-256 when the caller has already checked the source (`push
     /// --checksums`): used for the plan instead of hashing the source again, and a source that

@@ -304,6 +304,8 @@ fn facts(m: &Manifest) -> ArchiveFacts {
         annotations: Annotations {
             policy: m.policy.clone(),
             metadata: m.metadata.clone(),
+            // Replicas are not signed yet: that comes with the readers that check signatures.
+            signing: None,
         },
     }
 }
