@@ -350,3 +350,341 @@ fn validity_windows_end_where_ssh_keygen_ends_them() {
         );
     }
 }
+
+// Push signs its manifests (issue 27): a format-2 envelope over the format-1 manifest's exact
+// bytes. Readers do not check signatures yet; they read signed manifests as unsigned ones.
+
+/// A signing key for `host-a` and an `allowed_signers` file trusting it in NAMESPACE.
+fn host_a(sb: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = sb.path("keys/signing.key");
+    let public = keygen_signing(sb, &key, "host-a");
+    let body = public.split_whitespace().nth(1).unwrap();
+    let allowed = sb.path("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("host-a namespaces=\"{NAMESPACE}\" ssh-ed25519 {body}\n"),
+    )
+    .unwrap();
+    (key, allowed)
+}
+
+/// The envelope's `signed` text and `signature`, written to files as `jq -j .signed` and
+/// `jq -r .signature` would.
+fn envelope_parts(
+    sb: &Sandbox,
+    m: &serde_json::Value,
+    tag: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    assert_eq!(m["format"], 2, "{m}");
+    let signed = m["signed"].as_str().expect("signed is a string");
+    let signature = m["signature"].as_str().expect("signature is a string");
+    assert!(
+        signature.starts_with("-----BEGIN SSH SIGNATURE-----"),
+        "{signature}"
+    );
+    let inner: serde_json::Value = serde_json::from_str(signed).unwrap();
+    assert_eq!(inner["format"], 1, "{inner}");
+    let (bytes, sig) = (
+        sb.path(&format!("{tag}.bytes")),
+        sb.path(&format!("{tag}.sig")),
+    );
+    std::fs::write(&bytes, signed).unwrap();
+    std::fs::write(&sig, format!("{}\n", signature.trim_end())).unwrap();
+    (bytes, sig)
+}
+
+/// `ls`, `verify --deep` and `restore --latest` read a signed archive as an unsigned one.
+fn readers_work(sb: &Sandbox, url: &str, src: &Path) {
+    let o = sb.cmd().args(["ls", url]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("complete"), "{}", stdout(&o));
+    let o = sb
+        .cmd()
+        .args(["verify", "--deep", url, "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let back = sb.path("back");
+    let _ = std::fs::remove_file(&back);
+    let o = sb
+        .cmd()
+        .args(["restore", url, "--latest", "-o", "back", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(sha256_file(&back), sha256_file(src));
+}
+
+#[test]
+fn push_sign_with_writes_a_signed_envelope_ssh_keygen_verifies() {
+    let sb = Sandbox::new();
+    let (key, allowed) = host_a(&sb);
+    let src = sb.archive(NAME, 100_000, 3);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &sb.url("a"), "--sign-with"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let m = manifest(&sb.path("a"), NAME);
+    assert_eq!(
+        m.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["format", "signature", "signed"],
+        "{m}"
+    );
+    let (bytes, sig) = envelope_parts(&sb, &m, "a");
+    let inner: serde_json::Value = serde_json::from_slice(&std::fs::read(&bytes).unwrap()).unwrap();
+    assert_eq!(inner["archive"], NAME);
+    assert_eq!(inner["plaintext"]["sha256"], sha256_file(&src));
+    let o = ssh_verify(&allowed, "host-a", &sig, &bytes);
+    assert!(
+        o.status.success(),
+        "ssh-keygen -Y verify: {} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("Good \"offsite-manifest\" signature for host-a"),
+        "{}",
+        stdout(&o)
+    );
+    readers_work(&sb, &sb.url("a"), &src);
+
+    // Another archive's manifest, signed by the same key: its signature does not verify this
+    // one's bytes, nor this one's signature those.
+    let other_name = "app-backup-20261127_020000.tar.gz";
+    let other = sb.archive(other_name, 1000, 4);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&other)
+        .args(["-r", &sb.recipient, "--to", &sb.url("a")])
+        .env("OFFSITE_SIGNING_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let (other_bytes, other_sig) = envelope_parts(&sb, &manifest(&sb.path("a"), other_name), "b");
+    assert!(ssh_verify(&allowed, "host-a", &other_sig, &other_bytes)
+        .status
+        .success());
+    let o = ssh_verify(&allowed, "host-a", &other_sig, &bytes);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let o = ssh_verify(&allowed, "host-a", &sig, &other_bytes);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    // The library agrees: the key's public line trusted, the other's signature refused.
+    let trusted = TrustedSigners::parse(
+        &[],
+        "t",
+        Some((
+            &std::fs::read_to_string(&allowed).unwrap(),
+            "allowed_signers",
+        )),
+    )
+    .unwrap();
+    let sig_text = std::fs::read_to_string(&other_sig).unwrap();
+    assert!(matches!(
+        trusted.verify(
+            &std::fs::read(&bytes).unwrap(),
+            Some(&sig_text),
+            chrono::Utc::now()
+        ),
+        Verdict::Untrusted { .. }
+    ));
+
+    // Without a key, push writes the plain format-1 manifest as before.
+    let plain = "app-backup-20261128_020000.tar.gz";
+    let o = sb.push(&sb.archive(plain, 10, 5), &["a"]);
+    assert_code(&o, 0);
+    let m = manifest(&sb.path("a"), plain);
+    assert_eq!(m["format"], 1, "{m}");
+    assert!(m.get("signature").is_none(), "{m}");
+    let o = sb.cmd().args(["ls", &sb.url("a")]).output().unwrap();
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).matches("complete").count(), 3, "{}", stdout(&o));
+}
+
+#[test]
+fn a_policy_signing_key_file_signs_and_plan_names_it() {
+    let sb = Sandbox::new();
+    let (key, allowed) = host_a(&sb);
+    let policy = sb.path("policy.toml");
+    let write = |key: &Path| {
+        std::fs::write(
+            &policy,
+            format!(
+                "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{}\"]\n[[destination]]\nname = \"local\"\nurl = \"{}\"\n[signing]\nkey-file = \"{}\"\n",
+                sb.recipient,
+                sb.url("a"),
+                key.display()
+            ),
+        )
+        .unwrap()
+    };
+    write(&key);
+    let o = policy_run(sb.cmd(), &["plan"], &policy);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("signing: manifests signed with {}", key.display())),
+        "{}",
+        stdout(&o)
+    );
+    let src = sb.archive(NAME, 5000, 6);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let (bytes, sig) = envelope_parts(&sb, &manifest(&sb.path("a"), NAME), "p");
+    let o = ssh_verify(&allowed, "host-a", &sig, &bytes);
+    assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+    readers_work(&sb, &sb.url("a"), &src);
+
+    // --sign-with beside a policy is refused, as push's other URL-mode flags are.
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--sign-with")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    // ... and so is OFFSITE_SIGNING_KEY_FILE beside OFFSITE_POLICY.
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .env("OFFSITE_POLICY", &policy)
+        .env("OFFSITE_SIGNING_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("[signing]"), "{}", stderr(&o));
+
+    // A key file that cannot be read fails plan and push alike, naming it.
+    let missing = sb.path("keys/none.key");
+    write(&missing);
+    let o = policy_run(sb.cmd(), &["plan"], &policy);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(&missing.display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("offsite keygen --signing"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn push_refuses_a_signing_key_others_can_read_and_writes_nothing() {
+    let sb = Sandbox::new();
+    let (key, _) = host_a(&sb);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let src = sb.archive(NAME, 1000, 7);
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &sb.url("a"), "--sign-with"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("chmod 600 {}", key.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!sb.path("a").exists() || visible_files(&sb.path("a")).is_empty());
+    // Nothing spooled either: the key is read before the source.
+    assert!(visible_files(&sb.path("cache/spool")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_signs_manifests_on_seaweedfs() {
+    if std::env::var_os("OFFSITE_TEST_SEAWEEDFS").is_none() {
+        eprintln!("OFFSITE_TEST_SEAWEEDFS is not set: skipped");
+        return;
+    }
+    let sb = Sandbox::new();
+    let (key, allowed) = host_a(&sb);
+    let name = bucket("sign");
+    let store = crate::s3::store("OFFSITE_TEST_SEAWEEDFS", &name, "app", false).await;
+    let url = format!(
+        "s3://{name}/app?endpoint={}",
+        emulator("OFFSITE_TEST_SEAWEEDFS")
+    );
+    let src = sb.archive(NAME, 200_000, 8);
+
+    // A key others can read: exit 2, and nothing in the bucket.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url, "--sign-with"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    let listed = offsite_storage::StorageExt::list_all(&store, "")
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url, "--sign-with"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let bytes = offsite_storage::StorageExt::get_bytes(&store, &format!("{NAME}.manifest.json"))
+        .await
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let (signed, sig) = envelope_parts(&sb, &m, "s3");
+    let o = ssh_verify(&allowed, "host-a", &sig, &signed);
+    assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+    for args in [
+        vec!["ls", url.as_str()],
+        vec!["verify", "--deep", url.as_str(), "-i"],
+        vec!["restore", url.as_str(), "--latest", "-o", "back", "-i"],
+    ] {
+        let mut c = sb.s3_cmd();
+        c.args(&args);
+        if args.last() == Some(&"-i") {
+            c.arg(&sb.key);
+        }
+        let o = c.output().unwrap();
+        assert_code(&o, 0);
+    }
+    assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
+}
