@@ -210,7 +210,7 @@ impl ManifestFile {
                 let parts: Parts = serde_json::from_slice(bytes)
                     .map_err(|e| format!("malformed signed manifest: {e}"))?;
                 let manifest = match probe(parts.signed.as_bytes()) {
-                    Ok(f) if f <= MANIFEST_FORMAT => plain(parts.signed.as_bytes()),
+                    Ok(MANIFEST_FORMAT) => plain(parts.signed.as_bytes()),
                     Ok(f) => Err(format!(
                         "the manifest a signed manifest holds must be format {MANIFEST_FORMAT}, not {f}"
                     )),
@@ -617,6 +617,10 @@ mod tests {
         let nested = serde_json::json!({"format": 2, "signed": inner, "signature": ""});
         let e = ManifestFile::parse(&serde_json::to_vec(&nested).unwrap()).unwrap_err();
         assert!(e.contains("must be format 1"), "{e}");
+        let e =
+            ManifestFile::parse(br#"{"format": 2, "signed": "{\"format\": 0}", "signature": ""}"#)
+                .unwrap_err();
+        assert!(e.contains("must be format 1, not 0"), "{e}");
         let e = ManifestFile::parse(br#"{"format": 2, "signed": "{\"format\": 1}"}"#).unwrap_err();
         assert!(e.contains("malformed signed manifest"), "{e}");
     }

@@ -1,7 +1,8 @@
 //! Signing keys and SSH signatures against stock OpenSSH (Debian's openssh-client): what
 //! `offsite keygen --signing` makes and the library signs, `ssh-keygen -Y verify` accepts, and
-//! what `ssh-keygen -Y sign` makes, `TrustedSigners::verify` accepts. Manifests are not
-//! signed yet (issue 27); these are the pieces push and the readers will use.
+//! what `ssh-keygen -Y sign` makes, `TrustedSigners::verify` accepts; and push's signed
+//! manifests (issue 27), which `ssh-keygen -Y verify` accepts and today's readers read as
+//! unsigned ones (they do not check signatures yet).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -476,7 +477,7 @@ fn push_sign_with_writes_a_signed_envelope_ssh_keygen_verifies() {
     assert!(!o.status.success(), "{}", stdout(&o));
     let o = ssh_verify(&allowed, "host-a", &sig, &other_bytes);
     assert!(!o.status.success(), "{}", stdout(&o));
-    // The library agrees: the key's public line trusted, the other's signature refused.
+    // The library agrees: trusting the same allowed_signers, it refuses the other's signature.
     let trusted = TrustedSigners::parse(
         &[],
         "t",
