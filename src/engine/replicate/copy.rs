@@ -142,10 +142,7 @@ pub async fn copy(
 }
 
 /// The provider's own copy, when both ends are one provider's and the options allow it.
-#[cfg_attr(
-    not(any(feature = "s3", feature = "gcs", feature = "azure")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(feature = "s3"), allow(unused_variables))]
 async fn server_side(
     src: &Opened,
     dst: &Opened,
