@@ -81,8 +81,7 @@ enum Command {
     Replicate(replicate::ReplicateArgs),
     /// Volume snapshots (EBS, GCP disks, Azure disks): create, list, restore, delete, prune.
     Snapshot(snapshot::SnapshotArgs),
-    /// Make a new age identity (secret key) and print its recipient (public key); with --signing,
-    /// an SSH signing key and its public line.
+    /// Make an age identity and print its recipient, or with --signing an SSH signing key.
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
