@@ -244,15 +244,34 @@ impl ManifestFile {
         manifest: &Manifest,
         key: &offsite_policies::signing::SigningKey,
     ) -> Vec<u8> {
+        Self::sign_stored(&Self::unsigned_bytes(manifest), key)
+            .expect("an unsigned manifest is a format-1 manifest")
+    }
+
+    /// The bytes of a signed manifest object holding exactly `stored`, an unsigned manifest
+    /// object as it was stored (`offsite sign`: not a byte of it changes), and `key`'s
+    /// signature over it. Refuses bytes that are not a format-1 manifest.
+    pub fn sign_stored(
+        stored: &[u8],
+        key: &offsite_policies::signing::SigningKey,
+    ) -> Result<Vec<u8>, String> {
         let signed =
-            String::from_utf8(Self::unsigned_bytes(manifest)).expect("serde_json writes UTF-8");
+            std::str::from_utf8(stored).map_err(|e| format!("the manifest is not UTF-8: {e}"))?;
+        match probe(stored)? {
+            MANIFEST_FORMAT => plain(stored)?,
+            f => {
+                return Err(format!(
+                    "only a format-{MANIFEST_FORMAT} manifest is signed, not format {f}"
+                ))
+            }
+        };
         let signature = key.sign(signed.as_bytes());
-        serde_json::to_vec_pretty(&Envelope {
+        Ok(serde_json::to_vec_pretty(&Envelope {
             format: SIGNED_MANIFEST_FORMAT,
-            signed: &signed,
+            signed,
             signature: &signature,
         })
-        .expect("envelope serializes")
+        .expect("envelope serializes"))
     }
 }
 
@@ -552,6 +571,28 @@ mod tests {
         assert_eq!(f.manifest, m);
         assert_eq!(f.signature, None);
         assert_eq!(Manifest::from_json(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn a_stored_manifest_is_signed_byte_for_byte() {
+        let key = SigningKey::generate("host-a");
+        let m = sample("app-20261126_020000.tgz");
+        // Compact, with a field this build does not know: kept exactly, not re-serialized.
+        let mut v = serde_json::to_value(&m).unwrap();
+        v["from-a-newer-build"] = serde_json::json!(1);
+        let stored = serde_json::to_vec(&v).unwrap();
+        let bytes = ManifestFile::sign_stored(&stored, &key).unwrap();
+        let f = ManifestFile::parse(&bytes).unwrap();
+        assert_eq!(f.manifest, m);
+        let s = f.signature.unwrap();
+        assert_eq!(s.signed.as_bytes(), stored);
+        assert!(matches!(
+            trusting(&key).verify(&stored, Some(&s.signature), Utc::now()),
+            Verdict::Trusted { .. }
+        ));
+        // An envelope is not signed again, nor what is not a manifest.
+        assert!(ManifestFile::sign_stored(&bytes, &key).is_err());
+        assert!(ManifestFile::sign_stored(b"{\"format\": 1}", &key).is_err());
     }
 
     #[test]

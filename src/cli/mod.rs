@@ -19,6 +19,7 @@ mod prune;
 mod push;
 mod replicate;
 mod restore;
+mod sign;
 mod snapshot;
 mod status;
 mod verify;
@@ -81,6 +82,8 @@ enum Command {
     Replicate(replicate::ReplicateArgs),
     /// Volume snapshots (EBS, GCP disks, Azure disks): create, list, restore, delete, prune.
     Snapshot(snapshot::SnapshotArgs),
+    /// Sign the manifests of a policy's unsigned archives after checking their bytes.
+    Sign(sign::SignArgs),
     /// Make an age identity and print its recipient, or with --signing an SSH signing key.
     Keygen(keygen::KeygenArgs),
     /// Print shell completions.
@@ -253,6 +256,7 @@ pub fn main() -> ExitCode {
                 .await
             }
             Command::Snapshot(a) => snapshot::run(a, out).await,
+            Command::Sign(a) => sign::run(a, out).await,
             Command::Keygen(a) => keygen::run(a, out),
             Command::Completions(a) => completions::completions(a),
             Command::Man(a) => completions::man(a),

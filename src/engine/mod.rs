@@ -14,6 +14,7 @@ pub mod push;
 pub mod readback;
 pub mod replicate;
 pub mod restore;
+pub mod sign;
 pub mod snapshot;
 pub mod spool;
 pub mod status;

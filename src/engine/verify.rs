@@ -118,7 +118,7 @@ impl CopyReport {
 
 /// The manifest of an entry whose listing shows a committed copy of the right size, or the
 /// verdict on an entry that is not one (the same for a quick and a deep check).
-fn committed(entry: &Entry) -> Result<&Manifest, (Verdict, String)> {
+pub(crate) fn committed(entry: &Entry) -> Result<&Manifest, (Verdict, String)> {
     match (entry.state, &entry.manifest) {
         (State::Incomplete, _) => Err((
             Verdict::Incomplete,

@@ -599,6 +599,144 @@ fn a_policy_signing_key_file_signs_and_plan_names_it() {
     );
 }
 
+/// A policy over `a` (and `b`, its replica-less second destination) signing with `key`, or
+/// with no `[signing]` when `key` is `None`.
+fn sign_policy(sb: &Sandbox, key: Option<&Path>) -> std::path::PathBuf {
+    let policy = sb.path("sign-policy.toml");
+    let signing = key
+        .map(|k| format!("[signing]\nkey-file = \"{}\"\n", k.display()))
+        .unwrap_or_default();
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{}\"]\n[[destination]]\nname = \"first\"\nurl = \"{}\"\n[[destination]]\nname = \"second\"\nurl = \"{}\"\n{signing}",
+            sb.recipient,
+            sb.url("a"),
+            sb.url("b"),
+        ),
+    )
+    .unwrap();
+    policy
+}
+
+fn sign_run(sb: &Sandbox, policy: &Path, extra: &[&str]) -> std::process::Output {
+    sb.cmd()
+        .arg("sign")
+        .arg("--policy")
+        .arg(policy)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sign_adopts_unsigned_history_after_checking_the_bytes() {
+    let sb = Sandbox::new();
+    let (key, allowed) = host_a(&sb);
+    let src = sb.archive(NAME, 50_000, 7);
+    assert_code(&sb.push(&src, &["a", "b"]), 0);
+    let bad_name = "app-backup-20261127_020000.tar.gz";
+    let bad = sb.archive(bad_name, 20_000, 8);
+    assert_code(&sb.push(&bad, &["a"]), 0);
+    let before = |dir: &str, name: &str| {
+        std::fs::read(sb.path(dir).join(format!("{name}.manifest.json"))).unwrap()
+    };
+    let plain_a = before("a", NAME);
+    let plain_bad = before("a", bad_name);
+
+    // No [signing] in the policy: exit 2 naming what to add, nothing written.
+    let o = sign_run(&sb, &sign_policy(&sb, None), &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("key-file"), "{}", stderr(&o));
+    let policy = sign_policy(&sb, Some(&key));
+
+    // A flipped byte in one data object: that archive is not signed, and the exit code is 4.
+    let object = sb.path("a").join(format!("{bad_name}.age"));
+    let mut data = std::fs::read(&object).unwrap();
+    data[100] ^= 0x01;
+    std::fs::write(&object, data).unwrap();
+
+    // --dry-run checks and writes nothing.
+    let o = sign_run(&sb, &policy, &["--dry-run"]);
+    assert_code(&o, 4);
+    assert!(
+        stdout(&o).contains("would sign 2, skipped 1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("would-sign"), "{}", stdout(&o));
+    assert_eq!(before("a", NAME), plain_a);
+    assert_eq!(before("a", bad_name), plain_bad);
+
+    let o = sign_run(&sb, &policy, &[]);
+    assert_code(&o, 4);
+    assert!(stdout(&o).contains("signed 2, skipped 1"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("stored bytes do not match the manifest: not signed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(before("a", bad_name), plain_bad);
+    for dir in ["a", "b"] {
+        let m = manifest(&sb.path(dir), NAME);
+        let (bytes, sig) = envelope_parts(&sb, &m, dir);
+        // Exactly the bytes push stored, not a field changed.
+        if dir == "a" {
+            assert_eq!(std::fs::read(&bytes).unwrap(), plain_a);
+        }
+        let o = ssh_verify(&allowed, "host-a", &sig, &bytes);
+        assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+    }
+    readers_work(&sb, &sb.url("b"), &src);
+
+    // Again: the good copies are already signed, the damaged one still refused.
+    let o = sign_run(&sb, &policy, &["--json"]);
+    assert_code(&o, 4);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let outcomes: Vec<_> = v["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["archive"].as_str().unwrap().to_string(),
+                c["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|(_, o)| o == "already-signed")
+            .count(),
+        2,
+        "{v}"
+    );
+    assert!(
+        outcomes.contains(&(bad_name.to_string(), "damaged".to_string())),
+        "{v}"
+    );
+    assert_eq!(v["exit"], 4);
+
+    // Repaired (the flipped byte restored): with -i the plaintext is checked too, then signed.
+    let mut data = std::fs::read(&object).unwrap();
+    data[100] ^= 0x01;
+    std::fs::write(&object, data).unwrap();
+    let o = sign_run(&sb, &policy, &["-i", sb.key.to_str().unwrap()]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("signed 1, skipped 2 (2 already signed"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("decrypted"), "{}", stdout(&o));
+    let o = sign_run(&sb, &policy, &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("already signed"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("signed 0, skipped 3"), "{}", stdout(&o));
+    readers_work(&sb, &sb.url("a"), &bad);
+}
+
 #[test]
 fn push_refuses_a_signing_key_others_can_read_and_writes_nothing() {
     let sb = Sandbox::new();
