@@ -824,3 +824,75 @@ async fn push_signs_manifests_on_seaweedfs() {
     }
     assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
 }
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_adopts_unsigned_history_on_seaweedfs() {
+    let sb = Sandbox::new();
+    let (key, allowed) = host_a(&sb);
+    let name = bucket("adopt");
+    let store = crate::s3::store("OFFSITE_TEST_SEAWEEDFS", &name, "app", false).await;
+    let url = format!(
+        "s3://{name}/app?endpoint={}",
+        emulator("OFFSITE_TEST_SEAWEEDFS")
+    );
+    let src = sb.archive(NAME, 120_000, 9);
+    let o = sb
+        .s3_cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let manifest_key = format!("{NAME}.manifest.json");
+    let unsigned = offsite_storage::StorageExt::get_bytes(&store, &manifest_key)
+        .await
+        .unwrap();
+    let policy = sb.path("s3-sign.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{}\"]\n[[destination]]\nname = \"primary\"\nurl = \"{url}\"\n[signing]\nkey-file = \"{}\"\n",
+            sb.recipient,
+            key.display()
+        ),
+    )
+    .unwrap();
+    let sign = |extra: &[&str]| {
+        sb.s3_cmd()
+            .arg("sign")
+            .arg("--policy")
+            .arg(&policy)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let o = sign(&[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("signed 1, skipped 0"), "{}", stdout(&o));
+    let bytes = offsite_storage::StorageExt::get_bytes(&store, &manifest_key)
+        .await
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(m["format"], 2, "{m}");
+    // The signed text is the manifest push stored, byte for byte.
+    assert_eq!(m["signed"].as_str().unwrap().as_bytes(), &unsigned[..]);
+    let (signed, sig) = envelope_parts(&sb, &m, "s3");
+    let o = ssh_verify(&allowed, "host-a", &sig, &signed);
+    assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+
+    // Again: nothing left to sign; and the archive still restores.
+    let o = sign(&[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("already"), "{}", stdout(&o));
+    let o = sb
+        .s3_cmd()
+        .args(["restore", url.as_str(), "--latest", "-o", "back", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
+}
