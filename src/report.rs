@@ -20,6 +20,18 @@ pub mod exit {
     /// Refused by a safety rail; nothing was deleted (prune).
     pub const REFUSED: u8 = 5;
 
+    /// The exit status of a command that checks copies: a damaged copy (4) outranks one that
+    /// could not be checked (1).
+    pub fn of_checks(damaged: bool, unchecked: bool) -> u8 {
+        if damaged {
+            DAMAGED
+        } else if unchecked {
+            FAILED
+        } else {
+            OK
+        }
+    }
+
     /// The exit status an error ends the program with.
     pub fn of(e: &anyhow::Error) -> u8 {
         if e.downcast_ref::<super::StdoutClosed>().is_some() {
@@ -98,6 +110,30 @@ impl Output {
         pb.set_style(style);
         pb.set_message(what.to_string());
         Some(pb)
+    }
+
+    /// Prints a command's report as one JSON document: the policy's name (when there is one),
+    /// the report's own fields and the exit status.
+    pub fn print_report<T: serde::Serialize>(
+        &self,
+        policy: Option<&str>,
+        report: &T,
+        exit: u8,
+    ) -> anyhow::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Document<'a, T> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            policy: Option<&'a str>,
+            #[serde(flatten)]
+            report: &'a T,
+            exit: u8,
+        }
+        let doc = Document {
+            policy,
+            report,
+            exit,
+        };
+        self.print_json(&serde_json::to_value(doc)?)
     }
 
     /// Prints a JSON value on stdout.

@@ -4,7 +4,6 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
 
 use super::restore::identities;
 use super::{IdentityArgs, InventoryArgs, PolicyArgs};
@@ -51,28 +50,10 @@ pub(super) async fn run(args: &DrillArgs, out: Output, m: &mut Metrics) -> Resul
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    let code = if report.failed > 0 {
-        exit::DAMAGED
-    } else if report.unchecked > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
-    };
+    let code = exit::of_checks(report.failed > 0, report.unchecked > 0);
     measure(&report, m);
     if out.json {
-        #[derive(Serialize)]
-        struct Json<'a> {
-            policy: &'a str,
-            #[serde(flatten)]
-            report: &'a DrillReport,
-            exit: u8,
-        }
-        let json = Json {
-            policy: &policy.name,
-            report: &report,
-            exit: code,
-        };
-        out.print_json(&serde_json::to_value(json)?)?;
+        out.print_report(Some(&policy.name), &report, code)?;
     } else {
         print(&report)?;
     }

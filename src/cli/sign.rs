@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
 
 use super::restore::identities;
 use super::{IdentityArgs, InventoryArgs, PolicyArgs};
@@ -47,27 +46,12 @@ pub(super) async fn run(args: SignArgs, out: Output) -> Result<u8> {
         options: args.inventory.options(),
     };
     let report = sign::run(&request).await;
-    let code = if report.count(Outcome::Damaged) > 0 {
-        exit::DAMAGED
-    } else if report.count(Outcome::Failed) > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
-    };
+    let code = exit::of_checks(
+        report.count(Outcome::Damaged) > 0,
+        report.count(Outcome::Failed) > 0,
+    );
     if out.json {
-        #[derive(Serialize)]
-        struct Json<'a> {
-            policy: &'a str,
-            #[serde(flatten)]
-            report: &'a SignReport,
-            exit: u8,
-        }
-        let json = Json {
-            policy: &policy.name,
-            report: &report,
-            exit: code,
-        };
-        out.print_json(&serde_json::to_value(json)?)?;
+        out.print_report(Some(&policy.name), &report, code)?;
     } else {
         print(&report)?;
     }

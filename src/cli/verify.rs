@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
 
 use super::restore::identities;
 use super::{IdentityArgs, InventoryArgs};
@@ -50,24 +49,9 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         options: args.inventory.options(),
     };
     let report = verify::run(&request).await?;
-    let code = if report.damaged() {
-        exit::DAMAGED
-    } else if report.unchecked() {
-        exit::FAILED
-    } else {
-        exit::OK
-    };
+    let code = exit::of_checks(report.damaged(), report.unchecked());
     if out.json {
-        #[derive(Serialize)]
-        struct Json<'a> {
-            #[serde(flatten)]
-            report: &'a VerifyReport,
-            exit: u8,
-        }
-        out.print_json(&serde_json::to_value(Json {
-            report: &report,
-            exit: code,
-        })?)?;
+        out.print_report(None, &report, code)?;
     } else {
         print(&report, locations.len())?;
         let problems = report
