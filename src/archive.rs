@@ -415,8 +415,47 @@ pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
         .map_err(|e| e.message().to_string())
 }
 
+/// Manifests for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A manifest of `name` for tests: encrypted, pushed and created 2026-11-26T02:00:00Z.
+    pub fn sample(name: &str) -> Manifest {
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 26, 2, 0, 0).unwrap();
+        Manifest {
+            format: MANIFEST_FORMAT,
+            archive: name.into(),
+            created: at,
+            created_from: CreatedFrom::Name,
+            plaintext: Digest {
+                size: 3,
+                sha256: "ab".repeat(32),
+            },
+            stored: Stored {
+                key: format!("{name}.age"),
+                size: 200,
+                sha256: "cd".repeat(32),
+                provider_checksum: None,
+                storage_class: None,
+                etag: None,
+            },
+            encryption: Some(Encryption {
+                scheme: "age".into(),
+                recipients: vec!["age1x".into()],
+            }),
+            policy: Some("app".into()),
+            retain_until: None,
+            metadata: None,
+            pushed: at,
+            tool: tool_version(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::tests_support::sample;
     use super::*;
     use chrono::TimeZone;
     use offsite_policies::signing::{SigningKey, TrustedSigners, Verdict};
@@ -525,37 +564,6 @@ mod tests {
             m.stored.provider_checksum,
             Some(Checksum::Sha256("ab".into()))
         );
-    }
-
-    fn sample(name: &str) -> Manifest {
-        let at = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
-        Manifest {
-            format: MANIFEST_FORMAT,
-            archive: name.into(),
-            created: at,
-            created_from: CreatedFrom::Name,
-            plaintext: Digest {
-                size: 3,
-                sha256: "ab".repeat(32),
-            },
-            stored: Stored {
-                key: format!("{name}.age"),
-                size: 200,
-                sha256: "cd".repeat(32),
-                provider_checksum: None,
-                storage_class: None,
-                etag: None,
-            },
-            encryption: Some(Encryption {
-                scheme: "age".into(),
-                recipients: vec!["age1x".into()],
-            }),
-            policy: Some("app".into()),
-            retain_until: None,
-            metadata: None,
-            pushed: at,
-            tool: tool_version(),
-        }
     }
 
     fn trusting(key: &SigningKey) -> TrustedSigners {

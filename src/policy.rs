@@ -192,8 +192,55 @@ pub fn signing_key(policy: &Policy) -> Result<Option<offsite_policies::signing::
     policy
         .signing
         .as_ref()
-        .map(|s| crate::signing::read_signing_key(&s.key_file))
+        .and_then(|s| s.key_file.as_deref())
+        .map(crate::signing::read_signing_key)
         .transpose()
+}
+
+/// The keys a reader trusts: the policy's `[signing] trusted` and `trusted-file` (when a policy
+/// is used), with `--trust` lines and `--trusted-file` files. A file that cannot be read, a
+/// malformed line (named by file and line) or a private key given where a public one belongs
+/// (never echoed) is a usage error.
+pub fn trusted_signers(
+    policy: Option<&Policy>,
+    trust: &[String],
+    trusted_files: &[std::path::PathBuf],
+) -> Result<crate::engine::inventory::Signers> {
+    use offsite_policies::signing::TrustedSigners;
+    let mut set = TrustedSigners::default();
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(s) = policy.and_then(|p| p.signing.as_ref()) {
+        for (i, line) in s.trusted.iter().enumerate() {
+            set.add_public_line(line, &format!("[signing] trusted, entry {}", i + 1))
+                .map_err(|e| usage(e.0))?;
+        }
+        files.extend(s.trusted_file.clone());
+    }
+    for (i, line) in trust.iter().enumerate() {
+        set.add_public_line(line, &format!("--trust (the {} given)", ordinal(i + 1)))
+            .map_err(|e| usage(e.0))?;
+    }
+    files.extend(trusted_files.iter().cloned());
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| {
+            usage(format!(
+                "cannot read the trusted signers file {}: {e}; it holds OpenSSH allowed_signers lines such as `host-a ssh-ed25519 AAAA...`",
+                f.display()
+            ))
+        })?;
+        set.add_allowed_signers(&text, &f.display().to_string())
+            .map_err(|e| usage(e.0))?;
+    }
+    Ok(crate::engine::inventory::Signers::new(set))
+}
+
+fn ordinal(n: usize) -> String {
+    match n {
+        1 => "first".into(),
+        2 => "second".into(),
+        3 => "third".into(),
+        n => format!("{n}th"),
+    }
 }
 
 /// Whether the policy stores archives unencrypted on purpose.

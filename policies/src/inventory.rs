@@ -81,6 +81,10 @@ pub enum CopyState {
     WrongSize,
     /// A manifest that does not parse.
     BadManifest,
+    /// Whole, but its manifest is not signed by a trusted key where trusted signers are
+    /// configured: counted for nothing (placement, retention, freshness), deleted by nothing
+    /// but `prune --delete-untrusted`.
+    Untrusted,
 }
 
 /// A retention lock on a copy.

@@ -64,13 +64,30 @@ pub struct Policy {
     pub signing: Option<Signing>,
 }
 
-/// `[signing]`: the key push signs manifests with.
-#[derive(Debug, Clone, Deserialize)]
+/// `[signing]`: the key this host signs manifests with, and the keys whose signatures readers
+/// trust. At least one of the three is given.
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Signing {
     /// This host's OpenSSH Ed25519 private key (`offsite keygen --signing -o FILE`), private
-    /// to its owner.
-    pub key_file: PathBuf,
+    /// to its owner: push, replicate, sign and the verification records of `verify --deep` and
+    /// `drill` are signed with it.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Public lines (`ssh-ed25519 AAAA... host-a`) of the keys whose signatures are trusted.
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    /// An OpenSSH `allowed_signers` file of trusted keys (`valid-after` / `valid-before`
+    /// honoured), read with `trusted`.
+    #[serde(default)]
+    pub trusted_file: Option<PathBuf>,
+}
+
+impl Signing {
+    /// Whether readers check signatures: some key is trusted.
+    pub fn has_trust(&self) -> bool {
+        !self.trusted.is_empty() || self.trusted_file.is_some()
+    }
 }
 
 /// `[encryption]`.
@@ -648,6 +665,13 @@ impl Policy {
                 }
             }
         }
+        if let Some(sig) = &self.signing {
+            if sig.key_file.is_none() && !sig.has_trust() {
+                return Err("[signing] is empty: give key-file (this host's signing key) and trusted or trusted-file (the keys readers trust)".into());
+            }
+            crate::signing::TrustedSigners::parse(&sig.trusted, "[signing] trusted", None)
+                .map_err(|e| e.0)?;
+        }
         let mut names = BTreeSet::new();
         for d in &self.destinations {
             if !name_ok(&d.name) {
@@ -988,7 +1012,7 @@ mod tests {
     }
 
     #[test]
-    fn signing_takes_a_key_file_only() {
+    fn signing_takes_a_key_file_and_trusted_keys() {
         let p = Policy::parse(
             &base("[signing]\nkey-file = \"/etc/offsite/signing.key\"\n"),
             "p.toml",
@@ -996,18 +1020,24 @@ mod tests {
         .unwrap();
         assert_eq!(
             p.signing.unwrap().key_file,
-            PathBuf::from("/etc/offsite/signing.key")
+            Some(PathBuf::from("/etc/offsite/signing.key"))
         );
         assert!(Policy::parse(&base(""), "p.toml")
             .unwrap()
             .signing
             .is_none());
-        let e = err(&base(
-            "[signing]\nkey-file = \"/k\"\ntrusted = [\"ssh-ed25519 AAAA\"]\n",
-        ));
-        assert!(e.contains("unknown key `trusted`"), "{e}");
+        let p = Policy::parse(
+            &base("[signing]\ntrusted = [\"ssh-ed25519 AAAA host-a\"]\ntrusted-file = \"/etc/offsite/allowed_signers\"\n"),
+            "p.toml",
+        )
+        .unwrap();
+        let s = p.signing.unwrap();
+        assert!(s.key_file.is_none() && s.has_trust());
+        assert_eq!(s.trusted, ["ssh-ed25519 AAAA host-a"]);
+        let e = err(&base("[signing]\nkey-file = \"/k\"\ntrust = []\n"));
+        assert!(e.contains("unknown key `trust`"), "{e}");
         let e = err(&base("[signing]\n"));
-        assert!(e.contains("key-file"), "{e}");
+        assert!(e.contains("key-file") && e.contains("trusted"), "{e}");
     }
 
     #[test]

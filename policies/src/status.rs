@@ -53,6 +53,8 @@ pub struct DestinationStatus {
     pub damaged: usize,
     /// Uploads here that never committed.
     pub incomplete: usize,
+    /// Whole copies whose manifest no trusted key signed (counted as nothing else).
+    pub untrusted: usize,
     /// Complete copies under a lock now.
     pub locked: usize,
     /// The latest lock's end among the copies here.
@@ -160,6 +162,7 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
             complete: 0,
             damaged: 0,
             incomplete: 0,
+            untrusted: 0,
             locked: 0,
             locked_until: None,
             last_proven: None,
@@ -180,6 +183,13 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
                 }
                 CopyState::Complete => d.complete += 1,
                 CopyState::Incomplete => d.incomplete += 1,
+                CopyState::Untrusted => {
+                    d.untrusted += 1;
+                    damage.push(format!(
+                        "{} at {}: untrusted: its manifest is not signed by a trusted key, so it counts for nothing (see `offsite ls` for the signer; adopt your own unsigned history with `offsite sign`, delete a planted one with `offsite prune --delete-untrusted`)",
+                        a.name, d.name
+                    ));
+                }
                 state => {
                     d.damaged += 1;
                     damage.push(format!(

@@ -22,6 +22,8 @@ pub struct DrillArgs {
     #[command(flatten)]
     inventory: InventoryArgs,
     #[command(flatten)]
+    trust: super::TrustArgs,
+    #[command(flatten)]
     pub(super) metrics: MetricsArgs,
 }
 
@@ -44,7 +46,7 @@ pub(super) async fn run(args: &DrillArgs, out: Output, m: &mut Metrics) -> Resul
         locations: &locations,
         names: place.named.iter().map(|(name, _)| name.clone()).collect(),
         identities,
-        options: args.inventory.options(),
+        options: args.inventory.options(args.trust.signers(Some(&policy))?),
     };
     let report = drill::run(&request).await;
     if let Some(pb) = pb {
@@ -93,6 +95,7 @@ fn print(report: &DrillReport) -> Result<()> {
             Verdict::Corrupt => "CORRUPT",
             Verdict::Unchecked => "UNCHECKED",
             Verdict::Incomplete => "incomplete",
+            Verdict::Untrusted => "UNTRUSTED",
         };
         outln!(
             "{word:<10} {destination:<12} {} {}  {}",

@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::InventoryArgs;
-use crate::engine::inventory::{scan, Entry, State};
+use crate::engine::inventory::{scan, Entry, Signature, State};
 use crate::report::{exit, human_bytes, stdout_failed, time, Output};
 
 /// Arguments of `offsite ls`.
@@ -25,15 +25,20 @@ pub struct LsArgs {
     prefix: Option<String>,
     #[command(flatten)]
     inventory: InventoryArgs,
+    #[command(flatten)]
+    trust: super::TrustArgs,
 }
 
 pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     let urls: Vec<String> = args.url.iter().cloned().collect();
     let place = args.policy.resolve("ls", &urls, args.prefix.as_deref())?;
+    let options = args
+        .inventory
+        .options(args.trust.signers(place.policy.as_ref())?);
     let locations = place.open().await?;
     if place.policy.is_none() {
         let loc = &locations[0];
-        let entries = scan(loc, args.inventory.options())
+        let entries = scan(loc, &options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
@@ -59,7 +64,7 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
         .map_err(stdout_failed)?;
     }
     for (i, (loc, (name, _))) in locations.iter().zip(&place.named).enumerate() {
-        let listed = scan(loc, args.inventory.options()).await;
+        let listed = scan(loc, &options).await;
         let res = match (&listed, out.json) {
             (Ok(entries), true) => write!(w, "{}", if i == 0 { "" } else { "," })
                 .and_then(|()| write_json(&mut w, loc.url(), entries)),
@@ -106,6 +111,15 @@ struct JsonArchive<'a> {
     stored_size: Option<u64>,
     encrypted: Option<bool>,
     key: Option<&'a str>,
+    /// `trusted`, `untrusted`, or where no key is trusted `signed` / `unsigned`; `None`
+    /// without a readable manifest.
+    signature: Option<&'static str>,
+    /// The signer, for a trusted manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signer: Option<&'a str>,
+    /// Why, for an untrusted one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    untrusted: Option<&'a str>,
 }
 
 impl<'a> JsonArchive<'a> {
@@ -120,6 +134,12 @@ impl<'a> JsonArchive<'a> {
             stored_size: e.object.as_ref().map(|o| o.size),
             encrypted: e.manifest.as_ref().map(|m| m.encrypted()),
             key: e.object.as_ref().map(|o| o.key.as_str()),
+            signature: e.manifest.as_ref().map(|_| e.signature.as_str()),
+            signer: match &e.signature {
+                Signature::Trusted { signer } => Some(signer),
+                _ => None,
+            },
+            untrusted: e.signature.untrusted(),
         }
     }
 }
@@ -186,6 +206,16 @@ fn write_text(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Resu
         .count();
     if incomplete > 0 {
         writeln!(w, "{incomplete} incomplete upload(s): data without a manifest never counts as a copy; push again to complete.")?;
+    }
+    for e in entries.iter().filter(|e| e.state == State::Untrusted) {
+        writeln!(
+            w,
+            "{} is untrusted: {}; it counts as no copy, and restore --latest passes over it",
+            e.name,
+            e.signature
+                .untrusted()
+                .unwrap_or("not signed by a trusted key")
+        )?;
     }
     Ok(())
 }

@@ -114,11 +114,40 @@ pub struct InventoryArgs {
 }
 
 impl InventoryArgs {
-    fn options(self) -> crate::engine::inventory::ReadOptions {
+    fn options(
+        self,
+        signers: crate::engine::inventory::Signers,
+    ) -> crate::engine::inventory::ReadOptions {
         crate::engine::inventory::ReadOptions {
             jobs: self.jobs.map(usize::from),
             no_cache: self.no_cache,
+            signers,
         }
+    }
+}
+
+/// Whose signatures a reading command trusts, with the policy's `[signing] trusted` and
+/// `trusted-file`. Where any key is trusted, an archive whose manifest no trusted key signed
+/// is untrusted: never restored by --latest, never counted, never pruned by the rules.
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// Trust manifests signed by this public key: a line `ssh-ed25519 AAAA... host-a` as
+    /// `offsite keygen --signing` prints it (repeat for more keys).
+    #[arg(long = "trust", value_name = "KEY")]
+    trust: Vec<String>,
+    /// Trust the keys of this OpenSSH allowed_signers file (`host-a ssh-ed25519 AAAA...`, with
+    /// valid-after / valid-before honoured at each archive's signed push time); repeatable.
+    #[arg(long, value_name = "FILE", env = "OFFSITE_TRUSTED_FILE")]
+    trusted_file: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    /// The trusted keys: these flags with the policy's.
+    fn signers(
+        &self,
+        policy: Option<&offsite_policies::policy::Policy>,
+    ) -> anyhow::Result<crate::engine::inventory::Signers> {
+        crate::policy::trusted_signers(policy, &self.trust, &self.trusted_file)
     }
 }
 

@@ -176,6 +176,8 @@ struct Found<'a> {
     slots: Vec<Slot>,
     reach: Reach,
     access: Option<Vec<Access>>,
+    /// Whether readers check signatures (`[signing] trusted` or `trusted-file`).
+    checks_signatures: bool,
 }
 
 pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
@@ -189,6 +191,8 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     let encryption = recipients_words(&policy)?;
     // A key push could not read fails the plan, as it would fail every push.
     crate::policy::signing_key(&policy)?;
+    // So does a trusted key (or file) readers could not read.
+    let checks_signatures = crate::policy::trusted_signers(Some(&policy), &[], &[])?.configured();
     let slots = slots(&policy);
     let reach = reach(&policy, &slots);
     let access = if args.check_access || args.create {
@@ -215,6 +219,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
         slots,
         reach,
         access,
+        checks_signatures,
     };
     if out.json {
         out.print_json(&serde_json::to_value(json(&found, code))?)?;
@@ -233,6 +238,9 @@ struct Json<'a> {
     encryption: Option<&'a str>,
     /// The key file that signs manifests (`[signing] key-file`), if any.
     signing: Option<String>,
+    /// Whether readers check manifests' signatures (`[signing] trusted` / `trusted-file`):
+    /// without it, anyone who can write to a destination can plant an archive.
+    signatures_checked: bool,
     rpo: Option<String>,
     verify_every: Option<String>,
     destinations: Vec<JsonDestination<'a>>,
@@ -285,7 +293,9 @@ fn json<'a>(f: &'a Found<'a>, code: u8) -> Json<'a> {
         signing: policy
             .signing
             .as_ref()
-            .map(|s| s.key_file.display().to_string()),
+            .and_then(|s| s.key_file.as_ref())
+            .map(|k| k.display().to_string()),
+        signatures_checked: f.checks_signatures,
         rpo: policy.rpo.map(|s| s.to_string()),
         verify_every: policy.verify_every.map(|s| s.to_string()),
         destinations: policy
@@ -332,13 +342,7 @@ fn print_text(f: &Found) -> Result<()> {
             policy.prefix.as_deref().unwrap_or("none"),
             f.encryption,
         );
-        if let Some(s) = &policy.signing {
-            let _ = writeln!(
-                text,
-                "signing: manifests signed with {}",
-                s.key_file.display()
-            );
-        }
+        let _ = writeln!(text, "{}", signing_words(policy, f.checks_signatures));
         let _ = writeln!(
             text,
             "rpo {rpo}, verify-every {}",
@@ -400,5 +404,22 @@ fn print_problems(f: &Found) {
             "error: the policy is valid, but {} placement rule(s) cannot be met: add destinations or lower [placement]",
             problems.len()
         );
+    }
+}
+
+/// What the policy's `[signing]` does, in one line; without trusted keys, what that allows.
+fn signing_words(policy: &Policy, checks: bool) -> String {
+    let key = policy
+        .signing
+        .as_ref()
+        .and_then(|s| s.key_file.as_ref())
+        .map(|k| format!("manifests signed with {}", k.display()));
+    match (key, checks) {
+        (Some(k), true) => format!("signing: {k}; readers trust only signed archives"),
+        (Some(k), false) => format!(
+            "signing: {k}, but no trusted keys: readers do not check signatures (add trusted or trusted-file under [signing])"
+        ),
+        (None, true) => "signing: this host signs nothing; readers trust only signed archives".into(),
+        (None, false) => "signing: archives are not signed: anyone who can write to a destination and knows the recipient can plant an archive that restore --latest would return (see README, Signing)".into(),
     }
 }

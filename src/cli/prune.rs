@@ -31,8 +31,14 @@ pub struct PruneArgs {
     /// seem to have stopped; by default prune then deletes nothing).
     #[arg(long)]
     force: bool,
+    /// Delete the untrusted archives (whole, but not signed by a trusted key) older than
+    /// min-age, counted against max-delete; without it they are listed and left alone.
+    #[arg(long)]
+    delete_untrusted: bool,
     #[command(flatten)]
     inventory: InventoryArgs,
+    #[command(flatten)]
+    trust: super::TrustArgs,
     #[command(flatten)]
     pub(super) metrics: MetricsArgs,
 }
@@ -44,6 +50,7 @@ struct Json<'a> {
     dry_run: bool,
     plan: Vec<JsonItem<'a>>,
     orphans: Vec<JsonOrphan<'a>>,
+    untrusted: &'a [crate::engine::prune::UntrustedCopy],
     refusals: &'a [Refusal],
     done: &'a [Done],
     exit: u8,
@@ -81,7 +88,8 @@ pub(super) async fn run(args: &PruneArgs, out: Output, m: &mut Metrics) -> Resul
         force: args.force,
         max_delete: args.max_delete,
         now: Utc::now(),
-        inventory: args.inventory.options(),
+        inventory: args.inventory.options(args.trust.signers(Some(policy))?),
+        delete_untrusted: args.delete_untrusted,
     };
     let report = crate::engine::prune::run(policy, &locations, &request).await?;
     let code = if report.refused() {
@@ -153,6 +161,7 @@ fn json<'a>(policy: &'a Policy, report: &'a Report, dry_run: bool, code: u8) -> 
                 reason: o.reason(),
             })
             .collect(),
+        untrusted: &report.untrusted,
         refusals: &report.plan.refusals,
         done: &report.done,
         exit: code,
@@ -177,7 +186,7 @@ fn print_text(policy: &Policy, report: &Report, dry_run: bool) -> Result<()> {
     if dry_run {
         outln!(
             "dry run: would delete {} archive(s) and {} orphan(s); nothing changed.",
-            report.plan.deletions().count(),
+            report.plan.deletions().count() + report.untrusted.iter().filter(|u| u.delete).count(),
             report.orphans.len()
         )?;
     } else {
@@ -219,6 +228,19 @@ fn print_plan(policy: &Policy, report: &Report, dry_run: bool) -> Result<()> {
             policy.destinations[o.destination].name,
             o.key,
             o.reason()
+        )?;
+    }
+    for u in &report.untrusted {
+        let (action, what) = if u.delete {
+            ("delete", "--delete-untrusted")
+        } else {
+            ("leave", "retention neither keeps nor deletes it; --delete-untrusted deletes it once older than min-age")
+        };
+        outln!(
+            "  {action:<6} untrusted at {}: {} ({}; {what})",
+            u.destination,
+            u.name,
+            u.reason
         )?;
     }
     Ok(())

@@ -50,6 +50,12 @@ pub struct RestoreArgs {
     thaw_days: u32,
     #[command(flatten)]
     identity: IdentityArgs,
+    #[command(flatten)]
+    trust: super::TrustArgs,
+    /// Restore the archive --archive names even when its manifest is untrusted (not signed
+    /// by a trusted key): only after checking where it came from.
+    #[arg(long, requires = "archive")]
+    allow_untrusted: bool,
     /// A sub-prefix under every URL.
     #[arg(long)]
     prefix: Option<String>,
@@ -84,11 +90,11 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         .map(identities)
         .transpose()?;
     // A policy's destinations are tried in the order it lists them, replicas included.
-    let locations = args
+    let place = args
         .policy
-        .resolve("restore", &args.urls, args.prefix.as_deref())?
-        .open()
-        .await?;
+        .resolve("restore", &args.urls, args.prefix.as_deref())?;
+    let signers = args.trust.signers(place.policy.as_ref())?;
+    let locations = place.open().await?;
     let pb = out.progress(None, "restore");
     let request = RestoreRequest {
         locations: &locations,
@@ -97,6 +103,8 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         identities,
         thaw_days: args.thaw.then_some(args.thaw_days),
         progress: crate::report::observer(&pb),
+        signers,
+        allow_untrusted: args.allow_untrusted,
     };
     let res = restore::run(&request).await;
     if let Some(pb) = pb {
@@ -118,6 +126,9 @@ pub(super) fn identities(path: &Path) -> Result<Arc<Identities>> {
 
 /// The report as `--json` (with the exit status) or text.
 fn print(report: &RestoreReport, out: Output) -> Result<()> {
+    for why in &report.passed_over {
+        eprintln!("warning: passed over {why}");
+    }
     if out.json {
         #[derive(Serialize)]
         struct Json<'a> {

@@ -43,7 +43,7 @@ pub(super) async fn run(args: SignArgs, out: Output) -> Result<u8> {
         key: &key,
         identities,
         dry_run: args.dry_run,
-        options: args.inventory.options(),
+        options: args.inventory.options(Default::default()),
     };
     let report = sign::run(&request).await;
     let code = exit::of_checks(

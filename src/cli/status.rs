@@ -22,6 +22,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     inventory: InventoryArgs,
     #[command(flatten)]
+    trust: super::TrustArgs,
+    #[command(flatten)]
     pub(super) metrics: MetricsArgs,
 }
 
@@ -54,7 +56,8 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     let policy = &policy;
     m.set_policy(&policy.name);
     let locations = place.open().await?;
-    let options = args.inventory.options();
+    let options = args.inventory.options(args.trust.signers(Some(policy))?);
+    let signatures_checked = options.signers.configured();
     let f = Found {
         policy,
         named: &place.named,
@@ -70,6 +73,9 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     } else {
         let unmet = snaps.unmet.len();
         print_text(policy, status, f.named, now, &snaps.rows, unmet)?;
+        if !signatures_checked && policy.has_archives() {
+            outln!("note: archives are not signed (no trusted keys under [signing]): anyone who can write to a destination and knows the recipient can plant an archive that status counts and restore --latest returns; see README, Signing.")?;
+        }
     }
     for u in &r.unreadable {
         eprintln!("error: cannot read destination {}: {}", u.name, u.error);
@@ -248,22 +254,24 @@ fn print_series(status: &Status, now: DateTime<Utc>) -> Result<()> {
 /// The destination table: counts, locks and the last proof at each destination.
 fn print_destinations(status: &Status) -> Result<()> {
     outln!(
-        "{:<12} {:>8} {:>7} {:>10} {:>6} {:<21} {:<21}",
+        "{:<12} {:>8} {:>7} {:>10} {:>9} {:>6} {:<21} {:<21}",
         "DESTINATION",
         "COMPLETE",
         "DAMAGED",
         "INCOMPLETE",
+        "UNTRUSTED",
         "LOCKED",
         "LOCKED UNTIL",
         "LAST PROVEN"
     )?;
     for d in &status.destinations {
         outln!(
-            "{:<12} {:>8} {:>7} {:>10} {:>6} {:<21} {:<21}",
+            "{:<12} {:>8} {:>7} {:>10} {:>9} {:>6} {:<21} {:<21}",
             d.name,
             d.complete,
             d.damaged,
             d.incomplete,
+            d.untrusted,
             d.locked,
             d.locked_until
                 .map(|t| time(&t))
@@ -431,6 +439,7 @@ fn metrics_of(m: &mut Metrics, policy: &Policy, r: &StatusReport) {
         m.set("offsite_archives_complete", &l, d.complete as f64);
         m.set("offsite_copies_damaged", &l, d.damaged as f64);
         m.set("offsite_uploads_incomplete", &l, d.incomplete as f64);
+        m.set("offsite_archives_untrusted", &l, d.untrusted as f64);
         m.set("offsite_copies_locked", &l, d.locked as f64);
         if let Some(t) = d.locked_until {
             m.time("offsite_locked_until_timestamp_seconds", &l, t);

@@ -29,14 +29,18 @@ pub struct VerifyArgs {
     prefix: Option<String>,
     #[command(flatten)]
     inventory: InventoryArgs,
+    #[command(flatten)]
+    trust: super::TrustArgs,
 }
 
 pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
-    let locations = args
+    let place = args
         .policy
-        .resolve("verify", &args.urls, args.prefix.as_deref())?
-        .open()
-        .await?;
+        .resolve("verify", &args.urls, args.prefix.as_deref())?;
+    let options = args
+        .inventory
+        .options(args.trust.signers(place.policy.as_ref())?);
+    let locations = place.open().await?;
     let identities = match (&args.identity.identity, args.deep) {
         (Some(p), true) => Some(identities(p)?),
         _ => None,
@@ -46,7 +50,7 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         archive: args.archive,
         deep: args.deep,
         identities,
-        options: args.inventory.options(),
+        options,
     };
     let report = verify::run(&request).await?;
     let code = exit::of_checks(report.damaged(), report.unchecked());
@@ -73,6 +77,7 @@ fn print(report: &VerifyReport, locations: usize) -> Result<()> {
             Verdict::Corrupt => "CORRUPT",
             Verdict::Unchecked => "UNCHECKED",
             Verdict::Incomplete => "incomplete",
+            Verdict::Untrusted => "UNTRUSTED",
         };
         outln!(
             "{word:<10} {} {}  ({} verify) {}",

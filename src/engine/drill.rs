@@ -72,7 +72,7 @@ async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> CopyReport {
         verdict,
         detail,
     };
-    let entries = match scan(loc, req.options).await {
+    let entries = match scan(loc, &req.options).await {
         Ok(entries) => entries,
         Err(e) => {
             return failed(

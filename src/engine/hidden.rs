@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use offsite_storage::{ObjectMeta, ObjectVersion};
 
-use super::inventory::{Entry, State};
-use crate::archive::{Manifest, MANIFEST_SUFFIX};
+use super::inventory::{Entry, Signature, Signers, State};
+use crate::archive::{ManifestFile, MANIFEST_SUFFIX};
 use crate::registry::{key_prefix, Opened};
 
 /// A hidden copy: its entry (state complete, the manifest read from its version) and the
@@ -36,8 +36,11 @@ fn hidden_version(versions: &[ObjectVersion]) -> Option<&ObjectVersion> {
 }
 
 /// The copies at `loc` that delete markers hide, where the store keeps versions; empty where it
-/// does not.
-pub async fn hidden(loc: &Opened) -> Result<Vec<Hidden>, offsite_storage::Error> {
+/// does not. Each manifest is judged by `signers` as a scan judges a live one.
+pub async fn hidden(
+    loc: &Opened,
+    signers: &Signers,
+) -> Result<Vec<Hidden>, offsite_storage::Error> {
     if !loc.store.capabilities().versions {
         return Ok(Vec::new());
     }
@@ -65,7 +68,11 @@ pub async fn hidden(loc: &Opened) -> Result<Vec<Hidden>, offsite_storage::Error>
             },
             Err(_) => continue,
         };
-        let Ok(manifest) = Manifest::from_json(&bytes.concat()) else {
+        let Ok(ManifestFile {
+            manifest,
+            signature: signed,
+        }) = ManifestFile::parse(&bytes.concat())
+        else {
             continue;
         };
         // Only a *locked* copy under a marker still counts: one deleted after its lock ran out
@@ -95,11 +102,14 @@ pub async fn hidden(loc: &Opened) -> Result<Vec<Hidden>, offsite_storage::Error>
                 name: name.to_string(),
                 manifest: Some(manifest),
                 manifest_error: None,
+                signed,
+                signature: Signature::NotChecked { signed: false },
                 object: Some(object),
                 verified_key: None,
                 state: State::Complete,
                 hidden: true,
-            },
+            }
+            .judged(signers),
         });
     }
     Ok(out)

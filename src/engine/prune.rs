@@ -19,7 +19,7 @@ use crate::registry::{key_prefix, Opened};
 use crate::units::time;
 
 /// What prune is asked to do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Request {
     /// Plan only: change nothing.
     pub dry_run: bool,
@@ -31,6 +31,25 @@ pub struct Request {
     pub now: DateTime<Utc>,
     /// How destinations are read.
     pub inventory: ReadOptions,
+    /// Delete untrusted archives older than `min-age` (`--delete-untrusted`), counted against
+    /// `max-delete`; else they are listed and left alone.
+    pub delete_untrusted: bool,
+}
+
+/// A whole archive whose manifest no trusted key signed: retention neither keeps anything for
+/// it nor deletes it; prune lists it, and deletes it only when asked.
+#[derive(Debug, Clone, Serialize)]
+pub struct UntrustedCopy {
+    /// The destination's name.
+    pub destination: String,
+    /// The archive.
+    pub name: String,
+    /// Why it is untrusted.
+    pub reason: String,
+    /// Whether prune deletes it (`--delete-untrusted` and older than `min-age`).
+    pub delete: bool,
+    #[serde(skip)]
+    di: usize,
 }
 
 /// What a killed push left behind, that prune deletes.
@@ -157,6 +176,8 @@ pub struct Report {
     pub plan: Plan,
     /// What killed pushes left: data without a manifest, then open uploads.
     pub orphans: Vec<Orphan>,
+    /// Untrusted archives, listed (and deleted with `--delete-untrusted`).
+    pub untrusted: Vec<UntrustedCopy>,
     /// What was done, in order (empty on a dry run or a refused plan).
     pub done: Vec<Done>,
 }
@@ -186,7 +207,7 @@ impl Report {
 /// Prune decides from everything there is: a destination that cannot be read could hold the
 /// newest archive of a series, so then nothing is deleted anywhere (an error).
 pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result<Report> {
-    let (inv, reads) = read_inventory(policy, locations, req.inventory).await;
+    let (inv, reads) = read_inventory(policy, locations, &req.inventory).await;
     for (r, d) in reads.iter().zip(&policy.destinations) {
         if let Err(e) = &r.entries {
             anyhow::bail!("cannot read destination {}: {e}; prune deletes nothing while a destination cannot be read", d.name);
@@ -200,11 +221,16 @@ pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result
     let entries = by_name(&reads);
     let mut orphans = orphans(policy, &entries, req.now);
     orphans.extend(open_uploads(policy, locations, req.now).await);
-    refuse_over_cap(policy, &mut planned, &orphans, req.max_delete);
+    let untrusted = untrusted(policy, &entries, req);
+    let extra = Extra {
+        orphans: &orphans,
+        untrusted: &untrusted,
+    };
+    refuse_over_cap(policy, &mut planned, &extra, req.max_delete);
     let mut done = Vec::new();
     if planned.refusals.is_empty() && !req.dry_run {
         done = Executor::new(policy, locations, &entries)
-            .run(&planned, &orphans)
+            .run(&planned, &extra)
             .await;
         done.extend(abort_uploads(policy, locations, &orphans).await);
         done.extend(sweep_spools(req.now));
@@ -212,8 +238,63 @@ pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result
     Ok(Report {
         plan: planned,
         orphans,
+        untrusted,
         done,
     })
+}
+
+/// What prune deletes beside the plan: orphans, and untrusted archives when asked.
+struct Extra<'a> {
+    orphans: &'a [Orphan],
+    untrusted: &'a [UntrustedCopy],
+}
+
+impl Extra<'_> {
+    /// How many deletions at the destination of index `di`.
+    fn deletions_at(&self, di: usize) -> usize {
+        self.orphans.iter().filter(|o| o.destination == di).count()
+            + self
+                .untrusted
+                .iter()
+                .filter(|u| u.di == di && u.delete)
+                .count()
+    }
+}
+
+/// The untrusted archives at destinations with a retention; with `--delete-untrusted`, those
+/// older than `min-age` by both their creation time and the store's write time are marked
+/// for deletion.
+fn untrusted(
+    policy: &Policy,
+    entries: &[BTreeMap<&str, &Entry>],
+    req: &Request,
+) -> Vec<UntrustedCopy> {
+    let mut out = Vec::new();
+    for (di, d) in policy.destinations.iter().enumerate() {
+        let Some(rule) = policy.retention_of(d) else {
+            continue;
+        };
+        let cutoff = rule.min_age.map_or(req.now, |s| s.before(req.now));
+        for e in entries[di].values().filter(|e| e.state == State::Untrusted) {
+            let old = e.created().is_some_and(|t| t <= cutoff)
+                && e.object
+                    .as_ref()
+                    .and_then(|o| o.last_modified)
+                    .is_none_or(|t| t <= cutoff);
+            out.push(UntrustedCopy {
+                destination: d.name.clone(),
+                name: e.name.clone(),
+                reason: e
+                    .signature
+                    .untrusted()
+                    .unwrap_or("not signed by a trusted key")
+                    .to_string(),
+                delete: req.delete_untrusted && old && !e.hidden,
+                di,
+            });
+        }
+    }
+    out
 }
 
 /// Each destination's entries by name; where a stray object shares an archive's name, the
@@ -238,17 +319,12 @@ fn by_name(reads: &[Scanned]) -> Vec<BTreeMap<&str, &Entry>> {
 
 /// Prune's own `max-delete` rail: archives and orphans together over the cap at a destination
 /// refuse the plan, unless the planner already refused for `max-delete` there.
-fn refuse_over_cap(
-    policy: &Policy,
-    planned: &mut Plan,
-    orphans: &[Orphan],
-    max_delete: Option<u32>,
-) {
+fn refuse_over_cap(policy: &Policy, planned: &mut Plan, extra: &Extra, max_delete: Option<u32>) {
     for (di, d) in policy.destinations.iter().enumerate() {
         let cap = max_delete.or_else(|| policy.retention_of(d).and_then(|r| r.max_delete));
         let Some(cap) = cap else { continue };
-        let n = planned.deletions().filter(|p| p.destination == di).count()
-            + orphans.iter().filter(|o| o.destination == di).count();
+        let n =
+            planned.deletions().filter(|p| p.destination == di).count() + extra.deletions_at(di);
         if n as u32 > cap && !planned.refusals.iter().any(|r| r.is_max_delete_at(di)) {
             planned.refusals.push(Refusal::MaxDelete {
                 destination: di,
@@ -434,17 +510,36 @@ impl<'a> Executor<'a> {
         }
     }
 
-    async fn run(mut self, planned: &Plan, orphans: &[Orphan]) -> Vec<Done> {
-        let data: Vec<&Orphan> = orphans
+    async fn run(mut self, planned: &Plan, extra: &Extra<'_>) -> Vec<Done> {
+        let data: Vec<&Orphan> = extra
+            .orphans
             .iter()
             .filter(|o| matches!(o.kind, OrphanKind::Data))
             .collect();
+        let untrusted: Vec<Planned> = extra
+            .untrusted
+            .iter()
+            .filter(|u| u.delete)
+            .filter_map(|u| {
+                Some(Planned {
+                    destination: u.di,
+                    name: u.name.clone(),
+                    series: offsite_policies::inventory::series_of(&u.name),
+                    created: self.entries[u.di].get(u.name.as_str())?.created()?,
+                    keep: false,
+                    reasons: vec![format!("untrusted ({}): --delete-untrusted", u.reason)],
+                    locked_until: None,
+                    extend_lock_to: None,
+                })
+            })
+            .collect();
         let deleting = planned
             .deletions()
+            .chain(&untrusted)
             .map(|p| p.destination)
             .chain(data.iter().map(|o| o.destination));
         self.list_versions(deleting.collect()).await;
-        for item in &planned.items {
+        for item in planned.items.iter().chain(&untrusted) {
             self.item(item).await;
         }
         for o in data {

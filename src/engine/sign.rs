@@ -97,7 +97,7 @@ pub async fn run(req: &SignRequest<'_>) -> SignReport {
             outcome,
             detail,
         };
-        match scan(loc, req.options).await {
+        match scan(loc, &req.options).await {
             Ok(entries) => {
                 for entry in &entries {
                     let found = sign_one(loc, entry, req).await;

@@ -59,7 +59,7 @@ pub async fn run(
     options: ReadOptions,
     now: DateTime<Utc>,
 ) -> StatusReport {
-    let (inv, reads) = read_inventory(policy, locations, options).await;
+    let (inv, reads) = read_inventory(policy, locations, &options).await;
     let unreadable = reads
         .iter()
         .zip(&policy.destinations)

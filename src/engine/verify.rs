@@ -33,12 +33,18 @@ pub enum Verdict {
     Unchecked,
     /// An upload that never committed; it does not count as a copy.
     Incomplete,
+    /// Whole, but its manifest is not signed by a trusted key: not checked further, and
+    /// counted as damage (exit 4).
+    Untrusted,
 }
 
 impl Verdict {
-    /// A copy missing or damaged (exit 4).
+    /// A copy missing, damaged or untrusted (exit 4).
     pub fn damaged(self) -> bool {
-        matches!(self, Verdict::Missing | Verdict::Corrupt)
+        matches!(
+            self,
+            Verdict::Missing | Verdict::Corrupt | Verdict::Untrusted
+        )
     }
 }
 
@@ -144,6 +150,13 @@ pub(crate) fn committed(entry: &Entry) -> Result<&Manifest, (Verdict, String)> {
             format!(
                 "{}; push the archive again with --overwrite, or restore from another copy",
                 entry.size_problem().unwrap_or_default()
+            ),
+        )),
+        (State::Untrusted, Some(_)) => Err((
+            Verdict::Untrusted,
+            format!(
+                "untrusted: {}; it counts as no copy (if this host pushed it before signing was turned on, adopt it with `offsite sign`; otherwise delete it with `offsite prune --delete-untrusted`)",
+                entry.signature.untrusted().unwrap_or("not signed by a trusted key")
             ),
         )),
         (State::Complete, Some(m)) => Ok(m),
@@ -420,10 +433,10 @@ pub async fn run(req: &VerifyRequest<'_>) -> anyhow::Result<VerifyReport> {
 async fn select(loc: &Opened, req: &VerifyRequest<'_>) -> Result<Vec<Entry>, CopyReport> {
     // One archive: only its manifest is read. Every archive: a full scan (cached).
     let listed = match &req.archive {
-        Some(name) => one(loc, req.options, name)
+        Some(name) => one(loc, &req.options, name)
             .await
             .map(|e| e.into_iter().collect::<Vec<_>>()),
-        None => scan(loc, req.options).await,
+        None => scan(loc, &req.options).await,
     };
     let selected = listed.map_err(|e| {
         let verdict = if e.is_not_found() {
@@ -454,7 +467,7 @@ async fn check_all(loc: &Opened, selected: &[Entry], req: &VerifyRequest<'_>) ->
     } else {
         stream::iter(selected)
             .map(|entry| quick(loc, entry))
-            .buffered(Reader::new(loc, req.options).jobs())
+            .buffered(Reader::new(loc, &req.options).jobs())
             .collect()
             .await
     }

@@ -25,10 +25,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{Entry, Listing};
-use crate::archive::{tool_version, Manifest};
+use crate::archive::{tool_version, Manifest, ManifestFile, Signed};
 
 /// The cache file's format.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// The first line.
 #[derive(Serialize, Deserialize)]
@@ -38,12 +38,15 @@ struct Header {
     location: String,
 }
 
-/// One manifest, as read back.
+/// One manifest, as read back. A signed manifest keeps its signed text and signature, so that
+/// every scan judges it again against the trusted keys of that run: no verdict is cached.
 #[derive(Deserialize)]
 struct Line {
     key: String,
     fingerprint: String,
     manifest: Manifest,
+    #[serde(default)]
+    signed: Option<Signed>,
 }
 
 /// One manifest, as written.
@@ -52,6 +55,8 @@ struct LineRef<'a> {
     key: &'a str,
     fingerprint: &'a str,
     manifest: &'a Manifest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed: Option<&'a Signed>,
 }
 
 /// The last line: without it the file was cut short.
@@ -94,7 +99,7 @@ pub fn fingerprint(meta: &ObjectMeta, fine_times: bool) -> Option<String> {
 pub struct Cache {
     path: PathBuf,
     location: String,
-    entries: HashMap<String, (String, Manifest)>,
+    entries: HashMap<String, (String, ManifestFile)>,
     loaded: usize,
 }
 
@@ -151,7 +156,7 @@ impl Cache {
 
     /// The cached manifest of a listed key, moved out, when its fingerprint is still the
     /// listed one.
-    pub fn take(&mut self, meta: &ObjectMeta, fine_times: bool) -> Option<Manifest> {
+    pub fn take(&mut self, meta: &ObjectMeta, fine_times: bool) -> Option<ManifestFile> {
         let fp = fingerprint(meta, fine_times)?;
         match self.entries.remove(&meta.key) {
             Some((f, m)) if f == fp => Some(m),
@@ -214,6 +219,7 @@ impl Cache {
                         key: &meta.key,
                         fingerprint: &fingerprint,
                         manifest,
+                        signed: e.signed.as_ref(),
                     },
                 )?;
                 line.push(b'\n');
@@ -240,7 +246,7 @@ impl Cache {
 }
 
 /// Reads a cache file whole, or says why it cannot be used.
-fn read(path: &Path, location: &str) -> Result<HashMap<String, (String, Manifest)>, String> {
+fn read(path: &Path, location: &str) -> Result<HashMap<String, (String, ManifestFile)>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut lines = BufReader::new(file).lines();
     let header: Header = match lines.next() {
@@ -272,7 +278,21 @@ fn read(path: &Path, location: &str) -> Result<HashMap<String, (String, Manifest
         hash.update(line.as_bytes());
         hash.update(b"\n");
         let l: Line = serde_json::from_str(&line).map_err(|e| format!("bad line: {e}"))?;
-        entries.insert(l.key, (l.fingerprint, l.manifest));
+        // A signed manifest is taken from the text its signature covers, never from the
+        // cache's copy, so what is judged is what is used.
+        let manifest = match &l.signed {
+            Some(signed) => {
+                ManifestFile::parse(signed.signed.as_bytes())
+                    .map_err(|e| format!("bad signed manifest: {e}"))?
+                    .manifest
+            }
+            None => l.manifest,
+        };
+        let file = ManifestFile {
+            manifest,
+            signature: l.signed,
+        };
+        entries.insert(l.key, (l.fingerprint, file));
     }
     Err("cut short (no trailer)".into())
 }

@@ -10,8 +10,10 @@
 
 pub mod cache;
 mod policy;
+mod trust;
 
 pub use policy::{read_inventory, Scanned};
+pub use trust::{Signature, Signers};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +22,9 @@ use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use offsite_storage::{ObjectMeta, Scheme, StorageExt};
 
-use crate::archive::{time_from_name, Manifest, AGE_SUFFIX, MANIFEST_SUFFIX, VERIFIED_SUFFIX};
+use crate::archive::{
+    time_from_name, Manifest, ManifestFile, Signed, AGE_SUFFIX, MANIFEST_SUFFIX, VERIFIED_SUFFIX,
+};
 use crate::registry::{key_prefix, Opened};
 
 /// The state of one archive at one location.
@@ -39,6 +43,10 @@ pub enum State {
     MissingData,
     /// A manifest that does not parse.
     BadManifest,
+    /// Manifest and data object present, but trusted signers are configured and the manifest
+    /// is not signed by one of them (see [`Entry::signature`]): never counts as a copy, never
+    /// restored by `--latest`, never deleted by retention.
+    Untrusted,
 }
 
 impl State {
@@ -50,6 +58,7 @@ impl State {
             State::Incomplete => "incomplete",
             State::MissingData => "missing-data",
             State::BadManifest => "bad-manifest",
+            State::Untrusted => "untrusted",
         }
     }
 }
@@ -63,6 +72,10 @@ pub struct Entry {
     pub manifest: Option<Manifest>,
     /// Why the manifest could not be used, when it could not.
     pub manifest_error: Option<String>,
+    /// A signed manifest's exact signed text and signature.
+    pub signed: Option<Signed>,
+    /// Whether the manifest is trusted.
+    pub signature: Signature,
     /// The data object as listed.
     pub object: Option<ObjectMeta>,
     /// The verification record, when one was listed.
@@ -74,6 +87,18 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry with its manifest judged by `signers`: a complete copy whose manifest is not
+    /// trusted becomes [`State::Untrusted`]. Every entry a reader builds passes here.
+    pub fn judged(mut self, signers: &Signers) -> Entry {
+        if let Some(m) = &self.manifest {
+            self.signature = signers.judge(&self.name, m, self.signed.as_ref());
+            if self.state == State::Complete && self.signature.untrusted().is_some() {
+                self.state = State::Untrusted;
+            }
+        }
+        self
+    }
+
     /// Creation time: the manifest's, else a timestamp in the name, else the object's mtime.
     pub fn created(&self) -> Option<DateTime<Utc>> {
         self.manifest
@@ -96,12 +121,14 @@ impl Entry {
 }
 
 /// How manifests are read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     /// Manifest reads in flight at once; `None` takes [`default_jobs`] of the store.
     pub jobs: Option<usize>,
     /// Leave the inventory cache alone: read every manifest and neither load nor save it.
     pub no_cache: bool,
+    /// The keys whose signatures are trusted (none: every archive counts as trusted).
+    pub signers: Signers,
 }
 
 /// Manifest reads in flight by default: object stores answer many small GETs at once (S3
@@ -178,12 +205,17 @@ impl Listing {
         self.manifests.len() + orphans
     }
 
-    /// Pairs a manifest as read with the listed data object. `None` when the manifest was
-    /// listed but gone by the time it was read.
-    fn entry(&self, name: &str, read: Option<Result<Manifest, String>>) -> Option<Entry> {
-        let (manifest, manifest_error) = match read? {
-            Ok(m) => (Some(m), None),
-            Err(e) => (None, Some(e)),
+    /// Pairs a manifest as read with the listed data object, judged by `signers`. `None` when
+    /// the manifest was listed but gone by the time it was read.
+    fn entry(
+        &self,
+        name: &str,
+        read: Option<Result<ManifestFile, String>>,
+        signers: &Signers,
+    ) -> Option<Entry> {
+        let (manifest, signed, manifest_error) = match read? {
+            Ok(f) => (Some(f.manifest), f.signature, None),
+            Err(e) => (None, None, Some(e)),
         };
         let object = self
             .objects
@@ -195,15 +227,18 @@ impl Listing {
             (Some(m), Some(o)) if o.size != m.stored.size => State::WrongSize,
             (Some(_), Some(_)) => State::Complete,
         };
-        Some(Entry {
+        let entry = Entry {
             name: name.to_string(),
             manifest,
             manifest_error,
+            signed,
+            signature: Signature::NotChecked { signed: false },
             object,
             verified_key: self.verified.get(name).cloned(),
             hidden: false,
             state,
-        })
+        };
+        Some(entry.judged(signers))
     }
 
     /// The entry of a data object that no manifest claims: an upload that never committed.
@@ -215,6 +250,8 @@ impl Listing {
                 .to_string(),
             manifest: None,
             manifest_error: None,
+            signed: None,
+            signature: Signature::NotChecked { signed: false },
             object: self.objects.get(object).cloned(),
             verified_key: None,
             hidden: false,
@@ -244,18 +281,20 @@ fn object_name(listing: &Listing, name: &str, manifest: Option<&Manifest>) -> St
 pub struct Reader<'a> {
     loc: &'a Opened,
     jobs: usize,
+    signers: Signers,
     reads: AtomicU64,
 }
 
 impl<'a> Reader<'a> {
     /// A reader for `loc`.
-    pub fn new(loc: &'a Opened, options: ReadOptions) -> Reader<'a> {
+    pub fn new(loc: &'a Opened, options: &ReadOptions) -> Reader<'a> {
         Reader {
             loc,
             jobs: options
                 .jobs
                 .unwrap_or_else(|| default_jobs(loc.location.scheme))
                 .max(1),
+            signers: options.signers.clone(),
             reads: AtomicU64::new(0),
         }
     }
@@ -274,7 +313,7 @@ impl<'a> Reader<'a> {
     pub async fn read(
         &self,
         meta: &ObjectMeta,
-    ) -> offsite_storage::Result<Option<Result<Manifest, String>>> {
+    ) -> offsite_storage::Result<Option<Result<ManifestFile, String>>> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         read_manifest(&*self.loc.store, &meta.key).await
     }
@@ -289,7 +328,7 @@ impl<'a> Reader<'a> {
     ) -> offsite_storage::Result<Option<Entry>> {
         if let Some(meta) = listing.manifests.get(name) {
             let read = self.read(meta).await?;
-            if let Some(e) = listing.entry(name, read) {
+            if let Some(e) = listing.entry(name, read, &self.signers) {
                 return Ok(Some(e));
             }
         }
@@ -307,7 +346,7 @@ impl<'a> Reader<'a> {
         listing: &Listing,
         mut cache: Option<&mut cache::Cache>,
     ) -> offsite_storage::Result<Vec<Entry>> {
-        let mut reads: Vec<Option<Option<Result<Manifest, String>>>> =
+        let mut reads: Vec<Option<Option<Result<ManifestFile, String>>>> =
             Vec::with_capacity(listing.manifests.len());
         let mut wanted = Vec::new();
         for (i, meta) in listing.manifests.values().enumerate() {
@@ -332,7 +371,7 @@ impl<'a> Reader<'a> {
         let mut claimed = std::collections::BTreeSet::new();
         let mut out = Vec::with_capacity(listing.manifests.len());
         for (name, read) in listing.manifests.keys().zip(reads) {
-            if let Some(e) = listing.entry(name, read.flatten()) {
+            if let Some(e) = listing.entry(name, read.flatten(), &self.signers) {
                 if let Some(o) = &e.object {
                     claimed.insert(o.key.clone());
                 }
@@ -371,7 +410,7 @@ impl Reader<'_> {
 /// Lists a location and reads all its manifests: the inventory `ls` and `verify` show. On a
 /// remote store the cache spares the reads of manifests that have not changed since the last
 /// scan, unless `options.no_cache`.
-pub async fn scan(loc: &Opened, options: ReadOptions) -> offsite_storage::Result<Vec<Entry>> {
+pub async fn scan(loc: &Opened, options: &ReadOptions) -> offsite_storage::Result<Vec<Entry>> {
     let listing = Listing::of(loc).await?;
     let reader = Reader::new(loc, options);
     let mut cache = (!options.no_cache)
@@ -395,7 +434,7 @@ pub async fn scan(loc: &Opened, options: ReadOptions) -> offsite_storage::Result
 /// `verify --archive` checks, `None` when the location shows nothing of that name.
 pub async fn one(
     loc: &Opened,
-    options: ReadOptions,
+    options: &ReadOptions,
     name: &str,
 ) -> offsite_storage::Result<Option<Entry>> {
     let listing = Listing::of(loc).await?;
@@ -405,13 +444,13 @@ pub async fn one(
     Ok(entry)
 }
 
-/// Reads one archive's manifest at a location, `Ok(None)` when there is none.
+/// Reads one archive's manifest object at a location, `Ok(None)` when there is none.
 pub async fn read_manifest(
     store: &dyn offsite_storage::Storage,
     key: &str,
-) -> offsite_storage::Result<Option<Result<Manifest, String>>> {
+) -> offsite_storage::Result<Option<Result<ManifestFile, String>>> {
     match store.get_bytes(key).await {
-        Ok(bytes) => Ok(Some(Manifest::from_json(&bytes))),
+        Ok(bytes) => Ok(Some(ManifestFile::parse(&bytes))),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }

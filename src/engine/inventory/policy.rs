@@ -23,7 +23,7 @@ pub struct Scanned {
 pub async fn read_inventory(
     policy: &Policy,
     locations: &[Opened],
-    options: ReadOptions,
+    options: &ReadOptions,
 ) -> (Inventory, Vec<Scanned>) {
     let mut inv = Inventory::new(
         policy
@@ -52,6 +52,7 @@ pub async fn read_inventory(
                 State::Incomplete => CopyState::Incomplete,
                 State::MissingData => CopyState::MissingData,
                 State::BadManifest => CopyState::BadManifest,
+                State::Untrusted => CopyState::Untrusted,
             };
             inv.add(
                 &e.name,
@@ -78,7 +79,7 @@ pub async fn read_inventory(
 
 /// Scans one destination, reads its proofs, and adds the locked copies delete markers hide
 /// (DESIGN.md "Locks") where it locks.
-async fn scan_destination(loc: &Opened, d: &Destination, options: ReadOptions) -> Scanned {
+async fn scan_destination(loc: &Opened, d: &Destination, options: &ReadOptions) -> Scanned {
     let mut entries = match scan(loc, options).await {
         Ok(entries) => entries,
         Err(e) => {
@@ -90,7 +91,7 @@ async fn scan_destination(loc: &Opened, d: &Destination, options: ReadOptions) -
     };
     let proofs = read_proofs(loc, &entries).await;
     if d.lock.is_some() {
-        match crate::engine::hidden::hidden(loc).await {
+        match crate::engine::hidden::hidden(loc, &options.signers).await {
             Ok(hidden) => {
                 for h in hidden {
                     let live = entries

@@ -169,7 +169,7 @@ pub async fn survey(dest: &Opened, keys: &ArchiveKeys) -> Found {
         Err(e) => return Found::Unreachable(format!("cannot read {}: {e}", keys.manifest)),
         Ok(None) => return Found::Nothing,
         Ok(Some(Err(bad))) => return Found::Unreadable(bad),
-        Ok(Some(Ok(m))) => m,
+        Ok(Some(Ok(f))) => f.manifest,
     };
     // A manifest alone is not a copy: the data must be there, whole.
     let object_key = offsite_storage::join_key(key_prefix(&dest.location), &manifest.stored.key);

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Attempt, AttemptResult, Selector};
 use crate::archive::time_from_name;
-use crate::engine::inventory::{Entry, Listing, ReadOptions, Reader, State};
+use crate::engine::inventory::{Entry, Listing, ReadOptions, Reader, Signers, State};
 use crate::error::usage;
 use crate::registry::Opened;
 use crate::units::time;
@@ -24,6 +24,8 @@ pub struct Chosen {
     pub attempts: Vec<Attempt>,
     /// Per location: whether it could be listed.
     pub listed: Vec<bool>,
+    /// Newer archives `--latest` / `--at` passed over, each with why (untrusted), in words.
+    pub passed_over: Vec<String>,
 }
 
 /// Entries of one name, one per location.
@@ -33,15 +35,20 @@ type Entries = Vec<Option<Entry>>;
 /// manifests it needs: candidates are ordered by the creation time in their names (an archive
 /// whose name has none is read to learn it), and from the newest down (at or before `--at`)
 /// each candidate's manifests are read until one has a complete copy somewhere. `--archive`
-/// reads that archive's manifests only.
-pub async fn choose(locations: &[Opened], selector: &Selector) -> Result<Chosen> {
-    let survey = Survey::list(locations).await;
-    let (name, entries) = match selector {
-        Selector::Name(n) => (n.clone(), survey.entries_of(n).await?),
+/// reads that archive's manifests only. Manifests are judged by `signers`: `--latest` and
+/// `--at` pass over an untrusted archive (said in [`Chosen::passed_over`]).
+pub async fn choose(
+    locations: &[Opened],
+    selector: &Selector,
+    signers: &Signers,
+) -> Result<Chosen> {
+    let survey = Survey::list(locations, signers).await;
+    let (name, entries, passed_over) = match selector {
+        Selector::Name(n) => (n.clone(), survey.entries_of(n).await?, Vec::new()),
         Selector::Latest => survey.newest(None).await?,
         Selector::At(t) => survey.newest(Some(*t)).await?,
     };
-    Ok(survey.chosen(name, entries))
+    Ok(survey.chosen(name, entries, passed_over))
 }
 
 /// Every location's listing (`None` where it could not be listed), and a manifest reader each.
@@ -54,7 +61,7 @@ struct Survey<'a> {
 }
 
 impl<'a> Survey<'a> {
-    async fn list(locations: &'a [Opened]) -> Survey<'a> {
+    async fn list(locations: &'a [Opened], signers: &Signers) -> Survey<'a> {
         let mut listings = Vec::new();
         let mut attempts = Vec::new();
         for loc in locations {
@@ -70,10 +77,11 @@ impl<'a> Survey<'a> {
                 }
             }
         }
-        let readers = locations
-            .iter()
-            .map(|l| Reader::new(l, ReadOptions::default()))
-            .collect();
+        let options = ReadOptions {
+            signers: signers.clone(),
+            ..ReadOptions::default()
+        };
+        let readers = locations.iter().map(|l| Reader::new(l, &options)).collect();
         Survey {
             locations,
             listings,
@@ -129,11 +137,13 @@ impl<'a> Survey<'a> {
         Ok((candidates, known))
     }
 
-    /// The newest archive (created at or before `at`) with a complete copy somewhere.
-    async fn newest(&self, at: Option<DateTime<Utc>>) -> Result<(String, Entries)> {
+    /// The newest archive (created at or before `at`) with a complete copy somewhere, and the
+    /// newer untrusted archives passed over on the way.
+    async fn newest(&self, at: Option<DateTime<Utc>>) -> Result<(String, Entries, Vec<String>)> {
         let (candidates, mut known) = self.candidates().await?;
         let split = candidates.partition_point(|(c, _)| at.is_none_or(|t| *c <= t));
         let mut reads = 0usize;
+        let mut passed_over = Vec::new();
         for (_, name) in candidates[..split].iter().rev() {
             let entries = match known.remove(name) {
                 Some(e) => e,
@@ -144,14 +154,33 @@ impl<'a> Survey<'a> {
             };
             if complete(&entries) {
                 tracing::info!(archive = %name, candidates_read = reads, "chose from the listing");
-                return Ok((name.clone(), entries));
+                return Ok((name.clone(), entries, passed_over));
+            }
+            if let Some(why) = self.untrusted(name, &entries) {
+                passed_over.push(why);
+                continue;
             }
             tracing::info!(archive = %name, "no complete copy anywhere; trying the next older archive");
         }
         if let Some(t) = at {
             self.too_early(t, &candidates[split..]).await?;
         }
-        Err(self.nothing_complete())
+        Err(self.nothing_complete(&passed_over))
+    }
+
+    /// For an archive whose only whole copies are untrusted: its name and, per location, why.
+    fn untrusted(&self, name: &str, entries: &Entries) -> Option<String> {
+        let why: Vec<String> = self
+            .locations
+            .iter()
+            .zip(entries)
+            .filter_map(|(loc, e)| {
+                let reason = e.as_ref()?.signature.untrusted()?;
+                (e.as_ref()?.state == State::Untrusted)
+                    .then(|| format!("at {}: {reason}", loc.url()))
+            })
+            .collect();
+        (!why.is_empty()).then(|| format!("{name} is untrusted ({})", why.join("; ")))
     }
 
     /// Nothing at or before `--at`: names the oldest complete archive, so the user can see why.
@@ -168,7 +197,7 @@ impl<'a> Survey<'a> {
         Ok(())
     }
 
-    fn chosen(self, name: String, entries: Entries) -> Chosen {
+    fn chosen(self, name: String, entries: Entries, passed_over: Vec<String>) -> Chosen {
         for (listing, reader) in self.listings.iter().zip(&self.readers) {
             if let Some(l) = listing {
                 reader.log(l, 0);
@@ -179,13 +208,14 @@ impl<'a> Survey<'a> {
             entries,
             listed: self.listings.iter().map(Option::is_some).collect(),
             attempts: self.attempts,
+            passed_over,
         }
     }
 
     /// "No complete archive", with what each location said: a location that could not be
     /// listed (wrong credentials, server down) is not the same as one that holds nothing, and
     /// the user must not be left believing the backups are gone.
-    fn nothing_complete(&self) -> anyhow::Error {
+    fn nothing_complete(&self, untrusted: &[String]) -> anyhow::Error {
         let why: Vec<String> = self
             .locations
             .iter()
@@ -206,6 +236,12 @@ impl<'a> Survey<'a> {
             })
             .collect();
         let unreachable = self.listings.iter().filter(|s| s.is_none()).count();
+        if !untrusted.is_empty() {
+            return anyhow!(
+                "no trusted archive to restore: {}; restore only what a trusted key signed (check [signing] trusted), or restore one by name with --archive NAME --allow-untrusted after checking it",
+                untrusted.join("; ")
+            );
+        }
         let lead = if unreachable > 0 {
             format!(
                 "no complete archive found, and {unreachable} of {} location(s) could not be read, so this says nothing about the copies there",

@@ -20,7 +20,7 @@ pub use choose::{choose, Chosen};
 
 use super::hidden::Hidden;
 use super::identity::Identities;
-use super::inventory::{Entry, State};
+use super::inventory::{Entry, Signers, State};
 use super::progress::Progress;
 use super::readback::{Proven, ReadbackError, StoredCopy};
 use crate::archive::Manifest;
@@ -113,6 +113,9 @@ pub struct RestoreReport {
     pub output: Option<PathBuf>,
     /// Every location tried, in order.
     pub attempts: Vec<Attempt>,
+    /// Newer archives `--latest` / `--at` passed over because they are untrusted, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<String>,
 }
 
 impl RestoreReport {
@@ -138,6 +141,10 @@ pub struct RestoreRequest<'a> {
     pub thaw_days: Option<u32>,
     /// Told the bytes restored.
     pub progress: Progress,
+    /// The keys whose signatures are trusted.
+    pub signers: Signers,
+    /// Restore an untrusted archive named by `--archive` (`--allow-untrusted`).
+    pub allow_untrusted: bool,
 }
 
 /// A copy restore may read: a live one or one a delete marker hides.
@@ -177,15 +184,22 @@ impl<'a> Candidate<'a> {
         }
     }
 
-    /// What to read, or why there is nothing here.
-    fn readable(&self) -> Result<Readable<'_>, String> {
+    /// What to read, or why there is nothing here. An untrusted copy is read only when
+    /// `allow_untrusted`.
+    fn readable(&self, allow_untrusted: bool) -> Result<Readable<'_>, String> {
         match self {
             Candidate::Live { name, entry, loc } => {
                 let Some(entry) = entry else {
                     return Err(format!("no archive named {name}"));
                 };
-                match (&entry.manifest, entry.state) {
-                    (Some(manifest), State::Complete) => Ok(Readable {
+                let trusted = entry.state == State::Complete
+                    || (allow_untrusted && entry.state == State::Untrusted);
+                match (&entry.manifest, trusted) {
+                    (Some(_), false) if entry.state == State::Untrusted => Err(format!(
+                        "the copy is untrusted: {}; restore it only after checking it, with --allow-untrusted",
+                        entry.signature.untrusted().unwrap_or("not signed by a trusted key")
+                    )),
+                    (Some(manifest), true) => Ok(Readable {
                         manifest,
                         object_key: offsite_storage::join_key(
                             key_prefix(&loc.location),
@@ -197,6 +211,18 @@ impl<'a> Candidate<'a> {
                         .size_problem()
                         .unwrap_or_else(|| format!("the copy is {}", entry.state.as_str()))),
                 }
+            }
+            Candidate::Hidden { hidden, .. }
+                if hidden.entry.state == State::Untrusted && !allow_untrusted =>
+            {
+                Err(format!(
+                    "the locked version under a delete marker is untrusted: {}",
+                    hidden
+                        .entry
+                        .signature
+                        .untrusted()
+                        .unwrap_or("not signed by a trusted key")
+                ))
             }
             Candidate::Hidden { hidden, .. } => Ok(Readable {
                 manifest: hidden
@@ -280,7 +306,7 @@ struct Tried {
 
 /// Restores the request's archive to its target from the first healthy copy.
 pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
-    let chosen = choose(req.locations, &req.selector).await;
+    let chosen = choose(req.locations, &req.selector, &req.signers).await;
     // After the live copies (none when nothing live was found), the locked copies under a
     // delete marker: of the archive chosen, or else of what the selector picks among them.
     let (live, attempts, hidden_selector) = match &chosen {
@@ -291,9 +317,14 @@ pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
         }
         Err(_) => (Vec::new(), Vec::new(), req.selector.clone()),
     };
-    let candidates = stream::iter(live).chain(hidden(req.locations, &hidden_selector));
+    let candidates = stream::iter(live).chain(hidden(req.locations, &hidden_selector, req));
     let attempts = match in_turn(req, candidates, attempts).await? {
-        Settled::Restored(report) => return Ok(report),
+        Settled::Restored(mut report) => {
+            if let Ok(c) = &chosen {
+                report.passed_over.clone_from(&c.passed_over);
+            }
+            return Ok(report);
+        }
         Settled::Exhausted(attempts) => attempts,
     };
     match chosen {
@@ -355,16 +386,22 @@ fn live<'a>(locations: &'a [Opened], chosen: &'a Chosen) -> impl Iterator<Item =
         })
 }
 
-/// At each versioned location in turn, the hidden copy the selector picks there (the newest),
-/// found only when the loop asks for it.
+/// At each versioned location in turn, the hidden copy the selector picks there (the newest
+/// trusted one, unless an untrusted one is named and allowed), found only when the loop asks
+/// for it.
 fn hidden<'a>(
     locations: &'a [Opened],
     selector: &'a Selector,
+    req: &'a RestoreRequest<'_>,
 ) -> impl Stream<Item = Candidate<'a>> + 'a {
     stream::iter(locations).filter_map(move |loc| async move {
-        let hidden = super::hidden::hidden(loc).await.ok()?;
+        let hidden = super::hidden::hidden(loc, &req.signers).await.ok()?;
         let pick = hidden
             .into_iter()
+            .filter(|h| {
+                h.entry.state != State::Untrusted
+                    || (req.allow_untrusted && matches!(selector, Selector::Name(_)))
+            })
             .filter(|h| match selector {
                 Selector::Name(n) => &h.entry.name == n,
                 Selector::Latest => true,
@@ -385,7 +422,7 @@ async fn attempt(
     written: &Written,
 ) -> Result<Tried> {
     let loc = candidate.loc();
-    let readable = match candidate.readable() {
+    let readable = match candidate.readable(req.allow_untrusted) {
         Ok(r) => r,
         Err(why) => {
             return Ok(Tried {
@@ -453,6 +490,7 @@ fn report(
             Target::Stdout => None,
         },
         attempts,
+        passed_over: Vec::new(),
     }
 }
 
