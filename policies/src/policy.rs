@@ -1026,14 +1026,19 @@ mod tests {
             .unwrap()
             .signing
             .is_none());
+        let line = crate::signing::SigningKey::generate("host-a").public_line();
         let p = Policy::parse(
-            &base("[signing]\ntrusted = [\"ssh-ed25519 AAAA host-a\"]\ntrusted-file = \"/etc/offsite/allowed_signers\"\n"),
+            &base(&format!("[signing]\ntrusted = [\"{line}\"]\ntrusted-file = \"/etc/offsite/allowed_signers\"\n")),
             "p.toml",
         )
         .unwrap();
         let s = p.signing.unwrap();
         assert!(s.key_file.is_none() && s.has_trust());
-        assert_eq!(s.trusted, ["ssh-ed25519 AAAA host-a"]);
+        assert_eq!(s.trusted, [line]);
+        let e = err(&base(
+            "[signing]\ntrusted = [\"ssh-ed25519 AAAA host-a\"]\n",
+        ));
+        assert!(e.contains("[signing] trusted, entry 1"), "{e}");
         let e = err(&base("[signing]\nkey-file = \"/k\"\ntrust = []\n"));
         assert!(e.contains("unknown key `trust`"), "{e}");
         let e = err(&base("[signing]\n"));

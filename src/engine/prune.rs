@@ -788,7 +788,15 @@ mod tests {
             }],
         };
         let orphans: Vec<Orphan> = (0..3).map(|i| orphan(0, &format!("o{i}.age"))).collect();
-        refuse_over_cap(&p, &mut planned, &orphans, None);
+        refuse_over_cap(
+            &p,
+            &mut planned,
+            &Extra {
+                orphans: &orphans,
+                untrusted: &[],
+            },
+            None,
+        );
         assert_eq!(planned.refusals.len(), 2, "{:?}", planned.refusals);
         assert!(planned.refusals[1].is_max_delete_at(0));
         assert_eq!(
@@ -797,7 +805,15 @@ mod tests {
         );
         // Over the cap at dr2 as well: the planner's refusal there stands alone.
         let more: Vec<Orphan> = (0..3).map(|i| orphan(1, &format!("p{i}.age"))).collect();
-        refuse_over_cap(&p, &mut planned, &more, None);
+        refuse_over_cap(
+            &p,
+            &mut planned,
+            &Extra {
+                orphans: &more,
+                untrusted: &[],
+            },
+            None,
+        );
         assert_eq!(planned.refusals.len(), 2, "{:?}", planned.refusals);
     }
 }
