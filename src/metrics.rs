@@ -52,6 +52,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_replicate_deleted", "Keys the last replication deleted at the destination (--delete)."),
     ("offsite_replicate_bytes", "Bytes the last replication copied to the destination."),
     ("offsite_replicate_failures", "Items the last replication could not copy, delete or verify."),
+    ("offsite_replicate_untrusted", "Source archives the last replication left out because their manifest no trusted key signed."),
     ("offsite_replicate_not_replicated", "Archives without a manifest at the source, left out by the last replication."),
     ("offsite_snapshot_newest_timestamp_seconds", "Creation time of the newest completed snapshot of the volume in the region (snapshot create: the one just made), Unix time."),
     ("offsite_snapshot_newest_age_seconds", "Age of the newest completed snapshot of the volume in the region."),

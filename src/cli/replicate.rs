@@ -17,8 +17,9 @@ use crate::report::{exit, human_bytes, outln, Output};
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 everything copied and verified; 1 some items failed or a \
-listing failed; 2 usage; 4 a copy failed verification (removed, never counted); 5 deletions \
-refused by a guard (nothing deleted). 4 wins over 1, and 1 over 5."
+listing failed; 2 usage; 4 a copy failed verification (removed, never counted), or a source \
+archive is untrusted (not copied); 5 deletions refused by a guard (nothing deleted). 4 wins \
+over 1, and 1 over 5."
 )]
 pub struct ReplicateArgs {
     /// The source location, then one or more destinations (or --policy).
@@ -58,6 +59,13 @@ pub struct ReplicateArgs {
     /// JOB_COMPLETION_INDEX): keys are split by archive, so n runs together cover each once.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<(u32, u32)>,
+    /// Sign each replica's manifest with this SSH signing key (`offsite keygen --signing`;
+    /// mode 0600). With --policy, the policy's `[signing] key-file` says it instead. Where
+    /// keys are trusted, a key is required and must be one of them.
+    #[arg(long, value_name = "FILE", env = "OFFSITE_SIGNING_KEY_FILE")]
+    sign_with: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    trust: super::TrustArgs,
     #[command(flatten)]
     pub(super) metrics: MetricsArgs,
 }
@@ -99,6 +107,7 @@ struct Request {
     prefix: Option<String>,
     policy: String,
     options: Options,
+    signing: replicate::Signing,
 }
 
 impl Request {
@@ -120,8 +129,25 @@ impl Request {
             args.prefix.is_some(),
         )?;
         if let Some(policy) = chosen {
-            return Request::from_policy(&policy, options);
+            if let Some(f) = &args.sign_with {
+                return Err(usage(format!(
+                    "--sign-with {} (or OFFSITE_SIGNING_KEY_FILE) cannot be combined with a policy: write key-file under [signing] in the policy instead",
+                    f.display()
+                )));
+            }
+            let signing = signing(
+                crate::policy::signing_key(&policy)?,
+                args.trust.signers(Some(&policy))?,
+                args.dry_run,
+            )?;
+            return Request::from_policy(&policy, options, signing);
         }
+        let key = args
+            .sign_with
+            .as_deref()
+            .map(crate::signing::read_signing_key)
+            .transpose()?;
+        let signing = signing(key, args.trust.signers(None)?, args.dry_run)?;
         match args.urls.as_slice() {
             [] => Err(usage(
                 "no source: give SOURCE DESTINATION..., or --policy FILE (or set OFFSITE_POLICY)",
@@ -133,13 +159,18 @@ impl Request {
                 prefix: args.prefix.clone(),
                 policy: "-".into(),
                 options,
+                signing,
             }),
         }
     }
 
     /// A policy's `[replication]`: its `from` destination to each of its `to`, under its
     /// prefix.
-    fn from_policy(policy: &Policy, options: Options) -> Result<Request> {
+    fn from_policy(
+        policy: &Policy,
+        options: Options,
+        signing: replicate::Signing,
+    ) -> Result<Request> {
         crate::policy::need_archives(policy, "replicate")?;
         let Some(r) = &policy.replication else {
             return Err(usage(format!(
@@ -162,6 +193,7 @@ impl Request {
             prefix: policy.prefix.clone(),
             policy: policy.name.clone(),
             options,
+            signing,
         })
     }
 
@@ -223,7 +255,7 @@ async fn replicate_one(
         }
         printed = print_item(out, src.url(), dst.url(), i, progress.as_ref());
     };
-    let s = replicate::run(src, dst, req.options, &mut on_item).await;
+    let s = replicate::run(src, dst, req.options, &req.signing, &mut on_item).await;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -234,7 +266,10 @@ async fn replicate_one(
 /// 4 when a copy failed verification, else 1 when anything failed, else 5 when deletions
 /// were refused, else 0.
 fn code(summaries: &[Summary]) -> u8 {
-    if summaries.iter().any(|s| s.verify_failures > 0) {
+    if summaries
+        .iter()
+        .any(|s| s.verify_failures > 0 || s.untrusted > 0)
+    {
         exit::DAMAGED
     } else if summaries
         .iter()
@@ -363,6 +398,12 @@ fn print_summary(out: Output, dst_name: &str, s: &Summary) -> Result<()> {
             String::new()
         }
     )?;
+    if s.untrusted > 0 {
+        outln!(
+            "  {} source archive(s) untrusted (not signed by a trusted key): not replicated",
+            s.untrusted
+        )?;
+    }
     if s.verify_failures > 0 {
         outln!(
             "  {} copy(ies) did not match the source's checksum: removed, not counted",
@@ -385,6 +426,7 @@ fn record(m: &mut Metrics, dst: &str, s: &Summary) {
     m.set("offsite_replicate_deleted", &l, s.deleted as f64);
     m.set("offsite_replicate_bytes", &l, s.bytes as f64);
     m.set("offsite_replicate_failures", &l, s.failures as f64);
+    m.set("offsite_replicate_untrusted", &l, s.untrusted as f64);
     m.set(
         "offsite_replicate_not_replicated",
         &l,
@@ -396,4 +438,34 @@ fn record(m: &mut Metrics, dst: &str, s: &Summary) {
         s.deletes_refused.is_some(),
     );
     m.flag("offsite_destination_up", &l, s.listing_error.is_none());
+}
+
+/// How replicas are signed: where keys are trusted, replicate copies only what they signed
+/// and signs each replica with this host's key, which must be there and trusted (else every
+/// replica would be untrusted); a dry run writes nothing and needs no key.
+fn signing(
+    key: Option<offsite_policies::signing::SigningKey>,
+    signers: crate::engine::inventory::Signers,
+    dry_run: bool,
+) -> Result<replicate::Signing> {
+    if signers.configured() && !dry_run {
+        match &key {
+            None => {
+                return Err(usage(
+                    "replicate checks signatures (keys are trusted) but has no key to sign replicas with: give --sign-with FILE, or key-file under [signing] (make one with `offsite keygen --signing -o FILE`)",
+                ))
+            }
+            Some(k) if !signers.trusts(k) => {
+                return Err(usage(format!(
+                    "the signing key {} is not among the trusted keys, so every replica it signed would be untrusted: add its public line to [signing] trusted (or the trusted-file), or sign with a trusted key",
+                    k.fingerprint()
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(replicate::Signing {
+        signers,
+        key: key.map(std::sync::Arc::new),
+    })
 }

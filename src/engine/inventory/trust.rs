@@ -27,6 +27,18 @@ impl Signers {
         self.0.is_some()
     }
 
+    /// Whether what `key` signs now verifies: its public key is trusted (for offsite's
+    /// namespace, at this time).
+    pub fn trusts(&self, key: &offsite_policies::signing::SigningKey) -> bool {
+        let probe = b"offsite: is this key trusted?";
+        self.0.as_ref().is_some_and(|set| {
+            matches!(
+                set.verify(probe, Some(&key.sign(probe)), chrono::Utc::now()),
+                Verdict::Trusted { .. }
+            )
+        })
+    }
+
     /// Judges the manifest of `name` (as stored under that name) and its signature parts.
     pub fn judge(&self, name: &str, manifest: &Manifest, signed: Option<&Signed>) -> Signature {
         let Some(set) = &self.0 else {

@@ -11,7 +11,10 @@ use super::{commit, copy, sha256_form, Copied, Ctx, Outcome, Route};
 use super::{Annotations, ArchiveFacts, Finished, NotCommitted};
 use super::{ArchiveKeys, Digest, Manifest, MANIFEST_SUFFIX};
 use super::{ItemAction, ItemReport, Opened, Verified};
+use crate::archive::ManifestFile;
 use crate::engine::hashing::object_digest;
+use offsite_policies::signing::SigningKey;
+use std::sync::Arc;
 
 /// One archive's keys carried out: copied, skipped, left out, or (only at the destination,
 /// with `--delete`) held for the deletions.
@@ -23,8 +26,13 @@ pub(super) async fn archive(ctx: &Ctx<'_>, name: &str, keys: Vec<Decision>) -> O
     let manifest = keys.iter().find(|d| d.key == manifest_key);
     let m = match manifest.and_then(|d| d.source.as_ref()) {
         None => None,
-        Some(_) => match read_manifest(ctx.src, &manifest_key).await {
-            Ok(m) => Some(m),
+        Some(_) => match read_manifest_file(ctx.src, &manifest_key).await {
+            Ok(f) => match untrusted(ctx, name, &f) {
+                Some(why) => {
+                    return Outcome::one(ItemReport::new(name, ItemAction::Untrusted, why))
+                }
+                None => Some(f.manifest),
+            },
             Err(e) => {
                 let why = format!("cannot read the source manifest: {e}");
                 return Outcome::one(ItemReport::new(name, ItemAction::Failed, why));
@@ -130,8 +138,25 @@ async fn size_at(at: &Opened, key: &str) -> Option<u64> {
 }
 
 async fn read_manifest(at: &Opened, key: &str) -> Result<Manifest, String> {
+    read_manifest_file(at, key).await.map(|f| f.manifest)
+}
+
+async fn read_manifest_file(at: &Opened, key: &str) -> Result<ManifestFile, String> {
     let bytes = at.store.get_bytes(key).await.map_err(|e| e.to_string())?;
-    Manifest::from_json(&bytes)
+    ManifestFile::parse(&bytes)
+}
+
+/// Why the source's manifest of `name` (its key relative to the prefix) is not to be copied,
+/// where keys are trusted.
+fn untrusted(ctx: &Ctx<'_>, name: &str, f: &ManifestFile) -> Option<String> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let verdict = ctx
+        .signing
+        .signers
+        .judge(base, &f.manifest, f.signature.as_ref());
+    verdict
+        .untrusted()
+        .map(|why| format!("the source's manifest is untrusted ({why}): not replicated"))
 }
 
 fn held(m: &Manifest, data_size: Option<u64>) -> Held {
@@ -269,7 +294,7 @@ async fn commit_copy(
     // Server-side: what the provider reports of the copy against the source's forms.
     let mut computed = copied.computed.clone();
     computed.extend(m.stored.provider_checksum.clone());
-    let facts = facts(m);
+    let facts = facts(m, ctx.signing.key.as_ref());
     let done = Finished {
         dest: ctx.dst,
         keys,
@@ -285,7 +310,7 @@ async fn commit_copy(
 }
 
 /// What the destination's manifest keeps of the source's.
-fn facts(m: &Manifest) -> ArchiveFacts {
+fn facts(m: &Manifest, key: Option<&Arc<SigningKey>>) -> ArchiveFacts {
     ArchiveFacts {
         name: m.archive.clone(),
         created: m.created,
@@ -304,8 +329,9 @@ fn facts(m: &Manifest) -> ArchiveFacts {
         annotations: Annotations {
             policy: m.policy.clone(),
             metadata: m.metadata.clone(),
-            // Replicas are not signed yet: that comes with the readers that check signatures.
-            signing: None,
+            // Signed by this host, after the source's signature was checked (where keys are
+            // trusted).
+            signing: key.cloned(),
         },
     }
 }

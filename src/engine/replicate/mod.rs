@@ -86,18 +86,35 @@ impl Outcome {
     }
 }
 
+/// Whose archives are copied and how replicas are signed.
+#[derive(Debug, Clone, Default)]
+pub struct Signing {
+    /// Where keys are trusted, only archives whose source manifest a trusted key signed are
+    /// copied.
+    pub signers: crate::engine::inventory::Signers,
+    /// This host's key: each replica's manifest is signed with it (after the source's was
+    /// checked).
+    pub key: Option<Arc<offsite_policies::signing::SigningKey>>,
+}
+
 /// Everything a unit needs.
 struct Ctx<'a> {
     src: &'a Opened,
     dst: &'a Opened,
     opts: Options,
+    signing: &'a Signing,
     shared: Shared,
 }
 
 impl<'a> Ctx<'a> {
     /// The run's context: its journal directory made, its bandwidth limit and memory budget
     /// shared by every copy. An error is why the directory could not be made.
-    fn new(src: &'a Opened, dst: &'a Opened, opts: Options) -> Result<Ctx<'a>, String> {
+    fn new(
+        src: &'a Opened,
+        dst: &'a Opened,
+        opts: Options,
+        signing: &'a Signing,
+    ) -> Result<Ctx<'a>, String> {
         let journal_dir = super::cache_dir::replicate_journals();
         super::spool::private_dir(&journal_dir).map_err(|e| {
             format!(
@@ -109,6 +126,7 @@ impl<'a> Ctx<'a> {
             src,
             dst,
             opts,
+            signing,
             shared: Shared {
                 bwlimit: opts.bwlimit.map(|b| Arc::new(BwLimit::new(b))),
                 budget: InFlightBudget::new(256 << 20),
@@ -123,6 +141,7 @@ pub async fn run(
     src: &Opened,
     dst: &Opened,
     opts: Options,
+    signing: &Signing,
     on_item: &mut (dyn FnMut(&ItemReport) + Send),
 ) -> Summary {
     let mut summary = Summary {
@@ -131,7 +150,7 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..Summary::default()
     };
-    let ctx = match Ctx::new(src, dst, opts) {
+    let ctx = match Ctx::new(src, dst, opts, signing) {
         Ok(ctx) => ctx,
         Err(e) => {
             summary.listing_error = Some(e);

@@ -29,6 +29,9 @@ pub enum ItemAction {
     Failed,
     /// The copy did not match the source's checksum: removed, never counted.
     VerifyFailed,
+    /// The source's manifest is not signed by a trusted key: not copied, so that a replica
+    /// never launders a planted archive.
+    Untrusted,
 }
 
 impl ItemAction {
@@ -44,6 +47,7 @@ impl ItemAction {
             ItemAction::NotReplicated => "not-replicated",
             ItemAction::Failed => "failed",
             ItemAction::VerifyFailed => "verify-failed",
+            ItemAction::Untrusted => "untrusted",
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct Summary {
     pub failures: u64,
     /// Copies that did not match the source's checksum (removed, never counted).
     pub verify_failures: u64,
+    /// Source archives not copied because their manifest is untrusted.
+    pub untrusted: u64,
     /// Why deletions were refused, when they were.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletes_refused: Option<DeleteRefusal>,
@@ -205,6 +211,7 @@ impl Summary {
                 self.failures += 1;
             }
             ItemAction::Failed => self.failures += 1,
+            ItemAction::Untrusted => self.untrusted += 1,
         }
     }
 }
