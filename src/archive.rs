@@ -312,6 +312,38 @@ pub struct VerifiedRecord {
     pub detail: Option<String>,
     /// `offsite X.Y.Z`.
     pub tool: String,
+    /// The archive checked: a signed record binds its archive's name...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
+    /// ...and the stored bytes' SHA-256 its manifest recorded, so that a record cannot be
+    /// moved to another archive, nor outlive a replaced copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_sha256: Option<String>,
+}
+
+impl VerifiedRecord {
+    /// The record object's bytes: the record's JSON, or with `key` the envelope
+    /// `{"signed": "<record JSON>", "signature": "<armored SSH signature over it>"}` (the
+    /// manifest's namespace; a record's text never parses as a manifest, nor the reverse).
+    pub fn to_bytes(&self, key: Option<&offsite_policies::signing::SigningKey>) -> Vec<u8> {
+        let text = serde_json::to_vec_pretty(self).expect("record serializes");
+        let Some(key) = key else { return text };
+        let signed = String::from_utf8(text).expect("JSON is UTF-8");
+        let signature = key.sign(signed.as_bytes());
+        serde_json::to_vec_pretty(&Signed { signed, signature }).expect("envelope serializes")
+    }
+
+    /// Parses a record object, signed or not; a signed one's parts are returned unchecked.
+    pub fn parse(bytes: &[u8]) -> Result<(VerifiedRecord, Option<Signed>), String> {
+        if let Ok(s) = serde_json::from_slice::<Signed>(bytes) {
+            let r = serde_json::from_str(&s.signed)
+                .map_err(|e| format!("malformed signed verification record: {e}"))?;
+            return Ok((r, Some(s)));
+        }
+        serde_json::from_slice(bytes)
+            .map(|r| (r, None))
+            .map_err(|e| format!("malformed verification record: {e}"))
+    }
 }
 
 /// How far a recorded check went.

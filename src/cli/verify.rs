@@ -31,6 +31,10 @@ pub struct VerifyArgs {
     inventory: InventoryArgs,
     #[command(flatten)]
     trust: super::TrustArgs,
+    /// With --deep: sign the verification records with this SSH signing key, so that readers
+    /// who trust it count them (with --policy, its `[signing] key-file` signs instead).
+    #[arg(long, value_name = "FILE", env = "OFFSITE_SIGNING_KEY_FILE")]
+    sign_with: Option<std::path::PathBuf>,
 }
 
 pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
@@ -40,6 +44,12 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
     let options = args
         .inventory
         .options(args.trust.signers(place.policy.as_ref())?);
+    let key = match (&place.policy, &args.sign_with) {
+        _ if !args.deep => None,
+        (Some(p), _) => crate::policy::signing_key(p)?,
+        (None, Some(f)) => Some(crate::signing::read_signing_key(f)?),
+        (None, None) => None,
+    };
     let locations = place.open().await?;
     let identities = match (&args.identity.identity, args.deep) {
         (Some(p), true) => Some(identities(p)?),
@@ -51,6 +61,7 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         deep: args.deep,
         identities,
         options,
+        key: key.map(std::sync::Arc::new),
     };
     let report = verify::run(&request).await?;
     let code = exit::of_checks(report.damaged(), report.unchecked());

@@ -21,6 +21,8 @@ pub struct DrillRequest<'a> {
     pub identities: Option<Arc<Identities>>,
     /// How inventories are read.
     pub options: ReadOptions,
+    /// Signs the drill's records (the policy's `[signing] key-file`).
+    pub key: Option<Arc<offsite_policies::signing::SigningKey>>,
 }
 
 /// The drill at one destination.
@@ -90,6 +92,9 @@ async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> CopyReport {
             Verdict::Missing,
             "no complete archive here to restore".into(),
         ),
-        Some(e) => deep(loc, e, req.identities.clone(), DeepCheck::Drill).await,
+        Some(e) => {
+            let key = req.key.as_deref();
+            deep(loc, e, req.identities.clone(), DeepCheck::Drill, key).await
+        }
     }
 }

@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use super::hashing::object_digest;
 use super::identity::Identities;
+use offsite_policies::signing::SigningKey;
+
 use super::inventory::{one, scan, Entry, ReadOptions, Reader, State};
 use super::readback::{read_copy, ReadbackError, StoredCopy};
 use crate::archive::{
@@ -260,6 +262,7 @@ pub async fn deep(
     entry: &Entry,
     identities: Option<Arc<Identities>>,
     why: DeepCheck,
+    key: Option<&SigningKey>,
 ) -> CopyReport {
     let (verdict, detail) = match committed(entry) {
         Ok(manifest) if manifest.encrypted() && identities.is_none() => (
@@ -269,7 +272,7 @@ pub async fn deep(
         Ok(manifest) => {
             let found = read_back(loc, manifest, identities).await;
             if matches!(found.0, Verdict::Ok | Verdict::Corrupt) {
-                record(loc, entry, manifest, why, &found).await;
+                record((loc, entry, manifest), why, &found, key).await;
             }
             found
         }
@@ -307,11 +310,10 @@ async fn read_back(
 
 /// Writes the verification record of a deep check that reached a verdict on the bytes.
 async fn record(
-    loc: &Opened,
-    entry: &Entry,
-    manifest: &Manifest,
+    (loc, entry, manifest): (&Opened, &Entry, &Manifest),
     why: DeepCheck,
     (verdict, detail): &(Verdict, String),
+    key: Option<&SigningKey>,
 ) {
     let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());
     let ok = *verdict == Verdict::Ok;
@@ -325,8 +327,10 @@ async fn record(
         },
         detail: (!ok).then(|| detail.clone()),
         tool: tool_version(),
+        archive: Some(entry.name.clone()),
+        stored_sha256: Some(manifest.stored.sha256.clone()),
     };
-    let bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
+    let bytes = record.to_bytes(key);
     if let Err(e) = loc
         .store
         .put_bytes(&keys.verified, bytes.into(), PutOptions::default())
@@ -348,6 +352,8 @@ pub struct VerifyRequest<'a> {
     pub identities: Option<Arc<Identities>>,
     /// How inventories are read.
     pub options: ReadOptions,
+    /// Signs the records of deep checks (`[signing] key-file`, `--sign-with`).
+    pub key: Option<Arc<SigningKey>>,
 }
 
 impl VerifyRequest<'_> {
@@ -461,7 +467,15 @@ async fn select(loc: &Opened, req: &VerifyRequest<'_>) -> Result<Vec<Entry>, Cop
 async fn check_all(loc: &Opened, selected: &[Entry], req: &VerifyRequest<'_>) -> Vec<CopyReport> {
     if req.deep {
         stream::iter(selected)
-            .then(|entry| deep(loc, entry, req.identities.clone(), DeepCheck::Verify))
+            .then(|entry| {
+                deep(
+                    loc,
+                    entry,
+                    req.identities.clone(),
+                    DeepCheck::Verify,
+                    req.key.as_deref(),
+                )
+            })
             .collect()
             .await
     } else {
@@ -496,6 +510,8 @@ mod tests {
             result: RecordedResult::Failed,
             detail: Some("x".into()),
             tool: tool_version(),
+            archive: None,
+            stored_sha256: None,
         };
         let v = serde_json::to_value(&record).unwrap();
         assert_eq!(v["depth"], "drill");

@@ -7,7 +7,7 @@ use offsite_policies::inventory::{self, CopyState, Inventory, Lock, Proof};
 use offsite_policies::policy::{Destination, Policy};
 use offsite_storage::StorageExt;
 
-use super::{scan, Entry, ReadOptions, State};
+use super::{scan, Entry, ReadOptions, Signers, State};
 use crate::archive::{RecordedDepth, RecordedResult, VerifiedRecord};
 use crate::registry::Opened;
 
@@ -89,7 +89,7 @@ async fn scan_destination(loc: &Opened, d: &Destination, options: &ReadOptions) 
             }
         }
     };
-    let proofs = read_proofs(loc, &entries).await;
+    let proofs = read_proofs(loc, &entries, &options.signers).await;
     if d.lock.is_some() {
         match crate::engine::hidden::hidden(loc, &options.signers).await {
             Ok(hidden) => {
@@ -115,7 +115,13 @@ async fn scan_destination(loc: &Opened, d: &Destination, options: &ReadOptions) 
 
 /// The verification records of a destination (one per proven copy): the latest passed proof
 /// is what verify-every needs, and every recorded failure is damage.
-async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTreeMap<String, Proof> {
+/// Where keys are trusted, a record counts only when a trusted key signed it for this copy
+/// ([`Signers::record_counts`]): a bucket writer cannot forge a drill.
+async fn read_proofs(
+    loc: &Opened,
+    entries: &[Entry],
+    signers: &Signers,
+) -> std::collections::BTreeMap<String, Proof> {
     let mut with_record: Vec<&Entry> = entries
         .iter()
         .filter(|e| e.verified_key.is_some() && e.state == State::Complete)
@@ -127,9 +133,17 @@ async fn read_proofs(loc: &Opened, entries: &[Entry]) -> std::collections::BTree
         let Ok(bytes) = loc.store.get_bytes(key).await else {
             continue;
         };
-        let Ok(r) = serde_json::from_slice::<VerifiedRecord>(&bytes) else {
+        let Ok((r, signed)) = VerifiedRecord::parse(&bytes) else {
             continue;
         };
+        let manifest = e
+            .manifest
+            .as_ref()
+            .expect("a complete entry has a manifest");
+        if !signers.record_counts(&e.name, manifest, &r, signed.as_ref()) {
+            tracing::warn!(archive = %e.name, key, "a verification record not signed by a trusted key for this copy: ignored");
+            continue;
+        }
         let proof = Proof {
             at: r.time,
             deep: matches!(r.depth, RecordedDepth::Deep | RecordedDepth::Drill),

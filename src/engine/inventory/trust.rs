@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use offsite_policies::signing::{TrustedSigners, Verdict};
 
-use crate::archive::{Manifest, Signed, AGE_SUFFIX};
+use crate::archive::{Manifest, Signed, VerifiedRecord, AGE_SUFFIX};
 
 /// The keys a reader trusts; none configured means every archive counts as trusted, as
 /// before signing.
@@ -37,6 +37,24 @@ impl Signers {
                 Verdict::Trusted { .. }
             )
         })
+    }
+
+    /// Whether a verification record counts: always where no key is trusted; else only one
+    /// signed by a trusted key (valid at the record's time) for this archive's name and the
+    /// stored bytes its manifest records.
+    pub fn record_counts(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        record: &VerifiedRecord,
+        signed: Option<&Signed>,
+    ) -> bool {
+        let Some(set) = &self.0 else { return true };
+        let Some(s) = signed else { return false };
+        let verdict = set.verify(s.signed.as_bytes(), Some(&s.signature), record.time);
+        matches!(verdict, Verdict::Trusted { .. })
+            && record.archive.as_deref() == Some(name)
+            && record.stored_sha256.as_deref() == Some(manifest.stored.sha256.as_str())
     }
 
     /// Judges the manifest of `name` (as stored under that name) and its signature parts.
@@ -172,6 +190,38 @@ mod tests {
             s.untrusted().is_some_and(|r| r.contains("not trusted")),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn a_record_counts_only_signed_for_its_copy() {
+        use crate::archive::{RecordedDepth, RecordedResult, VerifiedRecord};
+        let key = SigningKey::generate("host-a");
+        let signers =
+            Signers::new(TrustedSigners::parse(&[key.public_line()], "test", None).unwrap());
+        let name = "app-20261126_020000.tgz";
+        let m = manifest(name);
+        let record = |archive: &str, sha: &str| VerifiedRecord {
+            time: m.pushed,
+            depth: RecordedDepth::Drill,
+            result: RecordedResult::Ok,
+            detail: None,
+            tool: "offsite 0".into(),
+            archive: Some(archive.into()),
+            stored_sha256: Some(sha.into()),
+        };
+        let counts = |r: &VerifiedRecord, k: Option<&SigningKey>| {
+            let (back, signed) = VerifiedRecord::parse(&r.to_bytes(k)).unwrap();
+            assert_eq!(&back, r);
+            signers.record_counts(name, &m, &back, signed.as_ref())
+        };
+        let good = record(name, &m.stored.sha256);
+        assert!(counts(&good, Some(&key)));
+        assert!(!counts(&good, None), "unsigned");
+        assert!(!counts(&good, Some(&SigningKey::generate("mallory"))));
+        assert!(!counts(&record("other", &m.stored.sha256), Some(&key)));
+        assert!(!counts(&record(name, &"00".repeat(32)), Some(&key)));
+        let (r, s) = VerifiedRecord::parse(&good.to_bytes(None)).unwrap();
+        assert!(Signers::default().record_counts(name, &m, &r, s.as_ref()));
     }
 
     #[test]
