@@ -197,6 +197,37 @@ pub fn signing_key(policy: &Policy) -> Result<Option<offsite_policies::signing::
         .transpose()
 }
 
+/// The key this host signs what it writes with (`[signing] key-file`), checked against the
+/// policy's trusted keys: where the policy trusts keys, a host without a key, or with one not
+/// among them, would write archives (and records) its own readers call untrusted, so that is a
+/// usage error naming the fix. `None` when the policy neither signs nor trusts.
+pub fn write_key(policy: &Policy) -> Result<Option<offsite_policies::signing::SigningKey>> {
+    let key = signing_key(policy)?;
+    let signers = trusted_signers(Some(policy), &[], &[])?;
+    if !signers.configured() {
+        return Ok(key);
+    }
+    match &key {
+        None => Err(usage(format!(
+            "policy `{}` trusts only signed archives but gives this host no key to sign with: add key-file = \"FILE\" under [signing] (make one with `offsite keygen --signing -o FILE` and add its public line to trusted)",
+            policy.name
+        ))),
+        Some(k) if !signers.trusts(k) => Err(usage(format!(
+            "the signing key {} ({}) is not among policy `{}`'s trusted keys, so what this host writes would be untrusted: add its public line `{}` to [signing] trusted (or the trusted-file)",
+            policy
+                .signing
+                .as_ref()
+                .and_then(|s| s.key_file.as_ref())
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
+            k.fingerprint(),
+            policy.name,
+            k.public_line()
+        ))),
+        Some(_) => Ok(key),
+    }
+}
+
 /// The keys a reader trusts: the policy's `[signing] trusted` and `trusted-file` (when a policy
 /// is used), with `--trust` lines and `--trusted-file` files. A file that cannot be read, a
 /// malformed line (named by file and line) or a private key given where a public one belongs

@@ -47,7 +47,7 @@ pub(super) async fn run(args: &DrillArgs, out: Output, m: &mut Metrics) -> Resul
         names: place.named.iter().map(|(name, _)| name.clone()).collect(),
         identities,
         options: args.inventory.options(args.trust.signers(Some(&policy))?),
-        key: crate::policy::signing_key(&policy)?.map(std::sync::Arc::new),
+        key: crate::policy::write_key(&policy)?.map(std::sync::Arc::new),
     };
     let report = drill::run(&request).await;
     if let Some(pb) = pb {

@@ -190,7 +190,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     }
     let encryption = recipients_words(&policy)?;
     // A key push could not read fails the plan, as it would fail every push.
-    crate::policy::signing_key(&policy)?;
+    crate::policy::write_key(&policy)?;
     // So does a trusted key (or file) readers could not read.
     let checks_signatures = crate::policy::trusted_signers(Some(&policy), &[], &[])?.configured();
     let slots = slots(&policy);

@@ -105,7 +105,7 @@ fn destinations(args: &PushArgs) -> Result<Destinations> {
         let recipients = crate::policy::recipients(&policy)?;
         let no_encrypt = crate::policy::unencrypted(&policy);
         let named = crate::policy::locations(&policy, false);
-        let signing = crate::policy::signing_key(&policy)?.map(Arc::new);
+        let signing = crate::policy::write_key(&policy)?.map(Arc::new);
         return Ok(Destinations {
             signing,
             prefix: policy.prefix.clone(),

@@ -896,3 +896,226 @@ async fn sign_adopts_unsigned_history_on_seaweedfs() {
     assert_code(&o, 0);
     assert_eq!(sha256_file(&sb.path("back")), sha256_file(&src));
 }
+
+// Writers that check what they sign and who reads it (issue 27): replicate copies only what a
+// trusted key signed and signs each replica; verification records are signed and bound to
+// their copy; a host whose key readers do not trust is refused before it writes.
+
+/// A public line of a fresh key `comment`, its key file beside.
+fn another_key(sb: &Sandbox, file: &str, comment: &str) -> (std::path::PathBuf, String) {
+    let key = sb.path(file);
+    let public = keygen_signing(sb, &key, comment);
+    (key, public)
+}
+
+#[test]
+fn replicate_copies_only_trusted_archives_and_signs_each_replica() {
+    let sb = Sandbox::new();
+    let (key_a, allowed) = host_a(&sb);
+    let (replicator, rep_public) = another_key(&sb, "keys/replicator.key", "replicator");
+    let (mallory, _) = another_key(&sb, "keys/mallory.key", "mallory");
+    let trusted = sb.path("trusted");
+    std::fs::write(
+        &trusted,
+        format!(
+            "{}replicator ssh-ed25519 {}\n",
+            std::fs::read_to_string(&allowed)
+                .unwrap()
+                .replace(&format!("namespaces=\"{NAMESPACE}\" "), ""),
+            rep_public.split_whitespace().nth(1).unwrap()
+        ),
+    )
+    .unwrap();
+    let good = sb.archive(NAME, 30_000, 11);
+    let signed_push = |file: &Path, key: &Path| {
+        sb.cmd()
+            .arg("push")
+            .arg(file)
+            .args(["-r", &sb.recipient, "--to", &sb.url("src"), "--sign-with"])
+            .arg(key)
+            .output()
+            .unwrap()
+    };
+    assert_code(&signed_push(&good, &key_a), 0);
+    let planted_name = "app-backup-20261127_020000.tar.gz";
+    let planted = sb.archive(planted_name, 500, 12);
+    assert_code(&sb.push_via(sb.cmd(), &planted, &sb.url("src")), 0);
+    let forged_name = "app-backup-20261128_020000.tar.gz";
+    assert_code(&signed_push(&sb.archive(forged_name, 400, 13), &mallory), 0);
+
+    let replicate = |extra: &[&str]| {
+        sb.cmd()
+            .arg("replicate")
+            .args([&sb.url("src"), &sb.url("dst"), "--trusted-file"])
+            .arg(&trusted)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Trusting keys, replicate needs a key of its own, and a trusted one.
+    let o = replicate(&[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("no key to sign replicas"),
+        "{}",
+        stderr(&o)
+    );
+    let o = replicate(&["--sign-with", mallory.to_str().unwrap()]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("not among the trusted keys"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!sb.path("dst").exists() || visible_files(&sb.path("dst")).is_empty());
+
+    let o = replicate(&["--sign-with", replicator.to_str().unwrap()]);
+    assert_code(&o, 4);
+    let text = stdout(&o);
+    assert!(text.contains(&format!("copied         {NAME}")), "{text}");
+    for name in [planted_name, forged_name] {
+        assert!(
+            text.contains(&format!(
+                "untrusted      {name}: the source's manifest is untrusted"
+            )),
+            "{text}"
+        );
+        assert!(!sb
+            .path("dst")
+            .join(format!("{name}.manifest.json"))
+            .exists());
+    }
+    assert!(text.contains("2 source archive(s) untrusted"), "{text}");
+
+    // The replica's manifest is the replicator's signature over the same archive, which stock
+    // ssh-keygen accepts for the principal `replicator`.
+    let (bytes, sig) = envelope_parts(&sb, &manifest(&sb.path("dst"), NAME), "replica");
+    let o = ssh_verify(&trusted, "replicator", &sig, &bytes);
+    assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+    let inner: serde_json::Value = serde_json::from_slice(&std::fs::read(&bytes).unwrap()).unwrap();
+    assert_eq!(inner["plaintext"]["sha256"], sha256_file(&good));
+    let o = sb
+        .cmd()
+        .args(["ls", "--json", &sb.url("dst"), "--trusted-file"])
+        .arg(&trusted)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["archives"][0]["signature"], "trusted", "{v}");
+    assert_eq!(v["archives"][0]["signer"], "replicator", "{v}");
+}
+
+#[test]
+fn a_drill_record_counts_only_when_a_trusted_key_signed_it_for_that_copy() {
+    let sb = Sandbox::new();
+    let (key, public) = another_key(&sb, "keys/host.key", "host-a");
+    let policy = sb.path("p.toml");
+    let write = |signing: &str| {
+        std::fs::write(
+            &policy,
+            format!(
+                "version = 1\nname = \"app\"\nverify-every = \"7d\"\n[encryption]\nrecipients = [\"{}\"]\n[[destination]]\nname = \"one\"\nurl = \"{}\"\n{signing}",
+                sb.recipient,
+                sb.url("a"),
+            ),
+        )
+        .unwrap();
+    };
+    // A reader that trusts keys but has none to sign with cannot drill: its records would
+    // not count.
+    write(&format!("[signing]\ntrusted = [\"{public}\"]\n"));
+    let o = policy_run(
+        sb.cmd(),
+        &["drill", "-i", sb.key.to_str().unwrap()],
+        &policy,
+    );
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("no key to sign with"), "{}", stderr(&o));
+
+    write(&format!(
+        "[signing]\nkey-file = \"{}\"\ntrusted = [\"{public}\"]\n",
+        key.display()
+    ));
+    let name = "app-backup-20261201_020000.tar.gz";
+    let src = sb.archive(name, 4000, 21);
+    assert_code(
+        &policy_run(sb.cmd(), &["push", src.to_str().unwrap()], &policy),
+        0,
+    );
+    let o = policy_run(sb.cmd(), &["status"], &policy);
+    assert_code(&o, 3);
+    let o = policy_run(
+        sb.cmd(),
+        &["drill", "-i", sb.key.to_str().unwrap()],
+        &policy,
+    );
+    assert_code(&o, 0);
+    let record_path = sb.path("a").join(format!("{name}.verified.json"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let inner: serde_json::Value =
+        serde_json::from_str(record["signed"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["archive"], name);
+    assert_eq!(inner["result"], "ok");
+    let o = policy_run(sb.cmd(), &["status"], &policy);
+    assert_code(&o, 0);
+
+    // A bucket writer's forgeries: the record unsigned, or a signed record of another copy.
+    std::fs::write(&record_path, inner.to_string()).unwrap();
+    let o = policy_run(sb.cmd(), &["status"], &policy);
+    assert_code(&o, 3);
+    assert!(
+        stderr(&o).contains("no deep verify or drill ever proved a copy at one"),
+        "{}",
+        stderr(&o)
+    );
+    let mut moved = inner.clone();
+    moved["stored-sha256"] = serde_json::Value::from("00".repeat(32));
+    let again = policy_run(
+        sb.cmd(),
+        &["drill", "-i", sb.key.to_str().unwrap()],
+        &policy,
+    );
+    assert_code(&again, 0);
+    assert_code(&policy_run(sb.cmd(), &["status"], &policy), 0);
+    let resigned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    // Edit the signed text: the signature no longer covers it.
+    let mut tampered = resigned.clone();
+    tampered["signed"] = serde_json::Value::from(moved.to_string());
+    std::fs::write(&record_path, tampered.to_string()).unwrap();
+    let o = policy_run(sb.cmd(), &["status"], &policy);
+    assert_code(&o, 3);
+}
+
+#[test]
+fn a_host_whose_key_readers_do_not_trust_is_refused_before_it_writes() {
+    let sb = Sandbox::new();
+    let (key, _) = another_key(&sb, "keys/new.key", "new-host");
+    let (_, other_public) = another_key(&sb, "keys/other.key", "host-a");
+    let policy = sb.path("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{}\"]\n[[destination]]\nname = \"one\"\nurl = \"{}\"\n[signing]\nkey-file = \"{}\"\ntrusted = [\"{other_public}\"]\n",
+            sb.recipient,
+            sb.url("a"),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let src = sb.archive(NAME, 100, 1);
+    for args in [vec!["push", src.to_str().unwrap()], vec!["plan"]] {
+        let o = policy_run(sb.cmd(), &args, &policy);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(
+            e.contains("is not among policy `app`'s trusted keys"),
+            "{e}"
+        );
+        assert!(e.contains("ssh-ed25519 AAAA"), "names the line to add: {e}");
+        assert!(!e.contains("PRIVATE KEY"), "{e}");
+    }
+    assert!(!sb.path("a").exists() || visible_files(&sb.path("a")).is_empty());
+}
