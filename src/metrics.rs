@@ -35,6 +35,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_copies_damaged", "Copies at the destination that are missing, truncated, unreadable, or failed their last deep check."),
     ("offsite_uploads_incomplete", "Uploads at the destination that never committed (data without a manifest)."),
     ("offsite_archives_untrusted", "Whole archives at the destination whose manifest no trusted key signed (counted as no copy)."),
+    ("offsite_archives_future_dated", "Whole archives at the destination whose creation time runs ahead of the clocks that judge it (counted as no copy)."),
     ("offsite_copies_locked", "Complete copies at the destination under a retention lock now."),
     ("offsite_locked_until_timestamp_seconds", "The latest retain-until among the destination's locked copies (Unix time)."),
     ("offsite_last_proof_timestamp_seconds", "When a deep verify or drill last passed at the destination (Unix time)."),

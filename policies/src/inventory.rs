@@ -85,6 +85,9 @@ pub enum CopyState {
     /// configured: counted for nothing (placement, retention, freshness), deleted by nothing
     /// but `prune --delete-untrusted`.
     Untrusted,
+    /// Whole and trusted, but its creation time runs ahead of the clocks that judge it
+    /// (`crate::clock::future_dated`): counted for nothing, never deleted.
+    FutureDated,
 }
 
 /// A retention lock on a copy.

@@ -12,6 +12,7 @@
 //! each volume's snapshots stand region by region (what `status` reports and prune reads); and
 //! [`signing`], the keys that sign manifests and the signers a reader trusts.
 
+pub mod clock;
 pub mod duration;
 pub mod encryption;
 pub mod inventory;

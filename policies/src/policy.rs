@@ -41,6 +41,10 @@ pub struct Policy {
     /// A deep verify or drill must have proven a copy this recently.
     #[serde(default)]
     pub verify_every: Option<Span>,
+    /// How far an archive's creation time may run ahead of the clocks that judge it (this
+    /// host's, the store's, the push time) before it is future-dated; default 1h.
+    #[serde(default)]
+    pub clock_tolerance: Option<Span>,
     /// Who can decrypt.
     #[serde(default)]
     pub encryption: Option<Encryption>,
@@ -882,6 +886,12 @@ impl Policy {
         self.destinations
             .iter()
             .filter(|d| !self.is_replica(&d.name))
+    }
+
+    /// The clock tolerance: `clock-tolerance`, else [`crate::clock::DEFAULT_TOLERANCE`].
+    pub fn tolerance(&self) -> Span {
+        self.clock_tolerance
+            .unwrap_or(crate::clock::DEFAULT_TOLERANCE)
     }
 
     /// A destination's retention: its own, else the policy's.

@@ -55,6 +55,8 @@ pub struct DestinationStatus {
     pub incomplete: usize,
     /// Whole copies whose manifest no trusted key signed (counted as nothing else).
     pub untrusted: usize,
+    /// Whole copies whose creation time runs ahead of the clocks (counted as nothing else).
+    pub future_dated: usize,
     /// Complete copies under a lock now.
     pub locked: usize,
     /// The latest lock's end among the copies here.
@@ -163,6 +165,7 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
             damaged: 0,
             incomplete: 0,
             untrusted: 0,
+            future_dated: 0,
             locked: 0,
             locked_until: None,
             last_proven: None,
@@ -183,6 +186,13 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
                 }
                 CopyState::Complete => d.complete += 1,
                 CopyState::Incomplete => d.incomplete += 1,
+                CopyState::FutureDated => {
+                    d.future_dated += 1;
+                    damage.push(format!(
+                        "{} at {}: future-dated: its creation time runs ahead of the clocks that judge it (see `offsite ls`), so it is never the newest and counts for nothing; fix the clock or the name of the host that pushed it",
+                        a.name, d.name
+                    ));
+                }
                 CopyState::Untrusted => {
                     d.untrusted += 1;
                     damage.push(format!(

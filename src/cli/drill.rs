@@ -46,7 +46,7 @@ pub(super) async fn run(args: &DrillArgs, out: Output, m: &mut Metrics) -> Resul
         locations: &locations,
         names: place.named.iter().map(|(name, _)| name.clone()).collect(),
         identities,
-        options: args.inventory.options(args.trust.signers(Some(&policy))?),
+        options: args.inventory.options(args.trust.judge(Some(&policy))?),
         key: crate::policy::write_key(&policy)?.map(std::sync::Arc::new),
     };
     let report = drill::run(&request).await;

@@ -34,7 +34,7 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     let place = args.policy.resolve("ls", &urls, args.prefix.as_deref())?;
     let options = args
         .inventory
-        .options(args.trust.signers(place.policy.as_ref())?);
+        .options(args.trust.judge(place.policy.as_ref())?);
     let locations = place.open().await?;
     if place.policy.is_none() {
         let loc = &locations[0];
@@ -120,6 +120,9 @@ struct JsonArchive<'a> {
     /// Why, for an untrusted one.
     #[serde(skip_serializing_if = "Option::is_none")]
     untrusted: Option<&'a str>,
+    /// Why its creation time is not believed, for a future-dated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    future_dated: Option<String>,
 }
 
 impl<'a> JsonArchive<'a> {
@@ -140,6 +143,7 @@ impl<'a> JsonArchive<'a> {
                 _ => None,
             },
             untrusted: e.signature.untrusted(),
+            future_dated: e.future.map(|f| f.to_string()),
         }
     }
 }
@@ -206,6 +210,15 @@ fn write_text(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Resu
         .count();
     if incomplete > 0 {
         writeln!(w, "{incomplete} incomplete upload(s): data without a manifest never counts as a copy; push again to complete.")?;
+    }
+    for e in entries.iter().filter(|e| e.state == State::FutureDated) {
+        if let Some(f) = &e.future {
+            writeln!(
+                w,
+                "{} is future-dated: {f}; it is never the newest, counts as no copy, and prune leaves it",
+                e.name
+            )?;
+        }
     }
     for e in entries.iter().filter(|e| e.state == State::Untrusted) {
         writeln!(

@@ -116,12 +116,12 @@ pub struct InventoryArgs {
 impl InventoryArgs {
     fn options(
         self,
-        signers: crate::engine::inventory::Signers,
+        judge: crate::engine::inventory::Judge,
     ) -> crate::engine::inventory::ReadOptions {
         crate::engine::inventory::ReadOptions {
             jobs: self.jobs.map(usize::from),
             no_cache: self.no_cache,
-            signers,
+            judge,
         }
     }
 }
@@ -142,6 +142,24 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
+    /// What copies are judged by: these keys with the policy's, at the system clock, with the
+    /// policy's `clock-tolerance` (by URL, the default).
+    fn judge(
+        &self,
+        policy: Option<&offsite_policies::policy::Policy>,
+    ) -> anyhow::Result<crate::engine::inventory::Judge> {
+        let clock = crate::engine::inventory::Clock {
+            now: chrono::Utc::now(),
+            tolerance: policy.map_or(offsite_policies::clock::DEFAULT_TOLERANCE, |p| {
+                p.tolerance()
+            }),
+        };
+        Ok(crate::engine::inventory::Judge::new(
+            self.signers(policy)?,
+            clock,
+        ))
+    }
+
     /// The trusted keys: these flags with the policy's.
     fn signers(
         &self,

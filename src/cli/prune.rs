@@ -51,6 +51,7 @@ struct Json<'a> {
     plan: Vec<JsonItem<'a>>,
     orphans: Vec<JsonOrphan<'a>>,
     untrusted: &'a [crate::engine::prune::UntrustedCopy],
+    future_dated: &'a [crate::engine::prune::FutureDatedCopy],
     refusals: &'a [Refusal],
     done: &'a [Done],
     exit: u8,
@@ -83,12 +84,13 @@ pub(super) async fn run(args: &PruneArgs, out: Output, m: &mut Metrics) -> Resul
     let policy = &policy;
     m.set_policy(&policy.name);
     let locations = place.open().await?;
+    let judge = args.trust.judge(Some(policy))?;
     let request = Request {
         dry_run: args.dry_run,
         force: args.force,
         max_delete: args.max_delete,
-        now: Utc::now(),
-        inventory: args.inventory.options(args.trust.signers(Some(policy))?),
+        now: judge.clock.now,
+        inventory: args.inventory.options(judge),
         delete_untrusted: args.delete_untrusted,
     };
     let report = crate::engine::prune::run(policy, &locations, &request).await?;
@@ -162,6 +164,7 @@ fn json<'a>(policy: &'a Policy, report: &'a Report, dry_run: bool, code: u8) -> 
             })
             .collect(),
         untrusted: &report.untrusted,
+        future_dated: &report.future_dated,
         refusals: &report.plan.refusals,
         done: &report.done,
         exit: code,
@@ -228,6 +231,15 @@ fn print_plan(policy: &Policy, report: &Report, dry_run: bool) -> Result<()> {
             policy.destinations[o.destination].name,
             o.key,
             o.reason()
+        )?;
+    }
+    for f in &report.future_dated {
+        outln!(
+            "  {:<6} future-dated at {}: {} ({}; never deleted, never counted)",
+            "leave",
+            f.destination,
+            f.name,
+            f.reason
         )?;
     }
     for u in &report.untrusted {

@@ -216,6 +216,16 @@ async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepa
     }
     let (source, name, len) = open_source(args)?;
     validate_name(&name, !recipients.is_empty()).map_err(usage)?;
+    let clock = crate::engine::inventory::Clock {
+        now: chrono::Utc::now(),
+        tolerance: policy
+            .as_ref()
+            .map_or(offsite_policies::clock::DEFAULT_TOLERANCE, |p| {
+                p.tolerance()
+            }),
+    };
+    // Before a byte is read: a creation time ahead of the clock is refused.
+    crate::engine::push::refuse_future(&name, &source, clock)?;
     let metadata = match &args.metadata {
         Some(f) => Some(read_metadata(f)?),
         None => None,
@@ -248,6 +258,7 @@ async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepa
         },
         expect_plaintext,
         no_spool: args.no_spool,
+        clock,
     };
     Ok(Prepared {
         request,

@@ -93,7 +93,7 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
     let place = args
         .policy
         .resolve("restore", &args.urls, args.prefix.as_deref())?;
-    let signers = args.trust.signers(place.policy.as_ref())?;
+    let judge = args.trust.judge(place.policy.as_ref())?;
     let locations = place.open().await?;
     let pb = out.progress(None, "restore");
     let request = RestoreRequest {
@@ -103,7 +103,7 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         identities,
         thaw_days: args.thaw.then_some(args.thaw_days),
         progress: crate::report::observer(&pb),
-        signers,
+        judge,
         allow_untrusted: args.allow_untrusted,
     };
     let res = restore::run(&request).await;
@@ -127,7 +127,7 @@ pub(super) fn identities(path: &Path) -> Result<Arc<Identities>> {
 /// The report as `--json` (with the exit status) or text.
 fn print(report: &RestoreReport, out: Output) -> Result<()> {
     for why in &report.passed_over {
-        eprintln!("warning: passed over {why}");
+        eprintln!("warning: passed over {why}: never chosen by --latest or --at");
     }
     if out.json {
         #[derive(Serialize)]

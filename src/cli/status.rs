@@ -56,12 +56,12 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     let policy = &policy;
     m.set_policy(&policy.name);
     let locations = place.open().await?;
-    let options = args.inventory.options(args.trust.signers(Some(policy))?);
-    let signatures_checked = options.signers.configured();
+    let options = args.inventory.options(args.trust.judge(Some(policy))?);
+    let signatures_checked = options.judge.signers.configured();
     let f = Found {
         policy,
         named: &place.named,
-        report: crate::engine::status::run(policy, &locations, options, Utc::now()).await,
+        report: crate::engine::status::run(policy, &locations, options).await,
     };
     let r = &f.report;
     let (status, snaps, now) = (&r.status, &r.snapshots, r.now);
@@ -440,6 +440,7 @@ fn metrics_of(m: &mut Metrics, policy: &Policy, r: &StatusReport) {
         m.set("offsite_copies_damaged", &l, d.damaged as f64);
         m.set("offsite_uploads_incomplete", &l, d.incomplete as f64);
         m.set("offsite_archives_untrusted", &l, d.untrusted as f64);
+        m.set("offsite_archives_future_dated", &l, d.future_dated as f64);
         m.set("offsite_copies_locked", &l, d.locked as f64);
         if let Some(t) = d.locked_until {
             m.time("offsite_locked_until_timestamp_seconds", &l, t);

@@ -43,7 +43,7 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         .resolve("verify", &args.urls, args.prefix.as_deref())?;
     let options = args
         .inventory
-        .options(args.trust.signers(place.policy.as_ref())?);
+        .options(args.trust.judge(place.policy.as_ref())?);
     let key = match (&place.policy, &args.sign_with) {
         _ if !args.deep => None,
         (Some(p), _) => crate::policy::signing_key(p)?,

@@ -29,6 +29,8 @@ pub struct ArchiveFacts {
     pub plaintext: Digest,
     /// The stored bytes' size and SHA-256.
     pub stored: Digest,
+    /// When the copy is committed, by the writer's clock (an input: simulated in tests).
+    pub pushed: DateTime<Utc>,
     /// The policy's name and the job's metadata, recorded in every manifest, and the signing
     /// key, if any.
     pub annotations: Annotations,
@@ -243,7 +245,7 @@ fn manifest(
         policy: facts.annotations.policy.clone(),
         retain_until: retention.map(|r| r.retain_until),
         metadata: facts.annotations.metadata.clone(),
-        pushed: Utc::now(),
+        pushed: facts.pushed,
         tool: tool_version(),
     }
 }

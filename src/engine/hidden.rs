@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use offsite_storage::{ObjectMeta, ObjectVersion};
 
-use super::inventory::{Entry, Signature, Signers, State};
+use super::inventory::{Entry, Judge, Signature, State};
 use crate::archive::{ManifestFile, MANIFEST_SUFFIX};
 use crate::registry::{key_prefix, Opened};
 
@@ -36,11 +36,9 @@ fn hidden_version(versions: &[ObjectVersion]) -> Option<&ObjectVersion> {
 }
 
 /// The copies at `loc` that delete markers hide, where the store keeps versions; empty where it
-/// does not. Each manifest is judged by `signers` as a scan judges a live one.
-pub async fn hidden(
-    loc: &Opened,
-    signers: &Signers,
-) -> Result<Vec<Hidden>, offsite_storage::Error> {
+/// does not. Each manifest is judged by `judge` as a scan judges a live one, and a lock is
+/// judged at its clock.
+pub async fn hidden(loc: &Opened, judge: &Judge) -> Result<Vec<Hidden>, offsite_storage::Error> {
     if !loc.store.capabilities().versions {
         return Ok(Vec::new());
     }
@@ -77,10 +75,7 @@ pub async fn hidden(
         };
         // Only a *locked* copy under a marker still counts: one deleted after its lock ran out
         // was deleted on purpose.
-        if manifest
-            .retain_until
-            .is_none_or(|t| t <= chrono::Utc::now())
-        {
+        if manifest.retain_until.is_none_or(|t| t <= judge.clock.now) {
             continue;
         }
         let object_key = offsite_storage::join_key(prefix, &manifest.stored.key);
@@ -104,12 +99,13 @@ pub async fn hidden(
                 manifest_error: None,
                 signed,
                 signature: Signature::NotChecked { signed: false },
+                future: None,
                 object: Some(object),
                 verified_key: None,
                 state: State::Complete,
                 hidden: true,
             }
-            .judged(signers),
+            .judged(judge, mv.last_modified),
         });
     }
     Ok(out)

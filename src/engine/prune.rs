@@ -178,6 +178,8 @@ pub struct Report {
     pub orphans: Vec<Orphan>,
     /// Untrusted archives, listed (and deleted with `--delete-untrusted`).
     pub untrusted: Vec<UntrustedCopy>,
+    /// Future-dated archives: listed, never deleted.
+    pub future_dated: Vec<FutureDatedCopy>,
     /// What was done, in order (empty on a dry run or a refused plan).
     pub done: Vec<Done>,
 }
@@ -229,7 +231,7 @@ pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result
     refuse_over_cap(policy, &mut planned, &extra, req.max_delete);
     let mut done = Vec::new();
     if planned.refusals.is_empty() && !req.dry_run {
-        done = Executor::new(policy, locations, &entries)
+        done = Executor::new(policy, locations, &entries, req.now)
             .run(&planned, &extra)
             .await;
         done.extend(abort_uploads(policy, locations, &orphans).await);
@@ -239,8 +241,41 @@ pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result
         plan: planned,
         orphans,
         untrusted,
+        future_dated: future_dated(policy, &entries),
         done,
     })
+}
+
+/// A whole archive whose creation time runs ahead of the clocks that judge it: retention
+/// neither keeps anything for it nor deletes it, and prune never deletes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FutureDatedCopy {
+    /// The destination's name.
+    pub destination: String,
+    /// The archive.
+    pub name: String,
+    /// Why its creation time is not believed.
+    pub reason: String,
+}
+
+/// The future-dated archives at destinations with a retention.
+fn future_dated(policy: &Policy, entries: &[BTreeMap<&str, &Entry>]) -> Vec<FutureDatedCopy> {
+    let mut out = Vec::new();
+    for (di, d) in policy.destinations.iter().enumerate() {
+        if policy.retention_of(d).is_none() {
+            continue;
+        }
+        for e in entries[di].values() {
+            if let (State::FutureDated, Some(f)) = (e.state, &e.future) {
+                out.push(FutureDatedCopy {
+                    destination: d.name.clone(),
+                    name: e.name.clone(),
+                    reason: f.to_string(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// What prune deletes beside the plan: orphans, and untrusted archives when asked.
@@ -498,6 +533,7 @@ impl<'a> Executor<'a> {
         policy: &'a Policy,
         locations: &'a [Opened],
         entries: &'a [BTreeMap<&'a str, &'a Entry>],
+        now: DateTime<Utc>,
     ) -> Executor<'a> {
         Executor {
             policy,
@@ -506,7 +542,7 @@ impl<'a> Executor<'a> {
             versions: BTreeMap::new(),
             failed_listing: Vec::new(),
             done: Vec::new(),
-            now: Utc::now(),
+            now,
         }
     }
 

@@ -52,13 +52,9 @@ impl StatusReport {
 }
 
 /// Reads every destination of `policy` (`locations`, in its order) and every region of its
-/// `[[snapshots]]` sections, and judges them at `now`.
-pub async fn run(
-    policy: &Policy,
-    locations: &[Opened],
-    options: ReadOptions,
-    now: DateTime<Utc>,
-) -> StatusReport {
+/// `[[snapshots]]` sections, and judges them at the clock `options` carries.
+pub async fn run(policy: &Policy, locations: &[Opened], options: ReadOptions) -> StatusReport {
+    let now = options.judge.clock.now;
     let (inv, reads) = read_inventory(policy, locations, &options).await;
     let unreadable = reads
         .iter()

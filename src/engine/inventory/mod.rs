@@ -9,9 +9,11 @@
 //! manifest whose key is no longer listed is not a copy.
 
 pub mod cache;
+mod judge;
 mod policy;
 mod trust;
 
+pub use judge::{Clock, Judge};
 pub use policy::{read_inventory, Scanned};
 pub use trust::{Signature, Signers};
 
@@ -47,6 +49,9 @@ pub enum State {
     /// is not signed by one of them (see [`Entry::signature`]): never counts as a copy, never
     /// restored by `--latest`, never deleted by retention.
     Untrusted,
+    /// Whole and trusted, but its creation time runs ahead of the clocks that judge it (see
+    /// [`Entry::future`]): never the newest, never counted, never deleted.
+    FutureDated,
 }
 
 impl State {
@@ -59,6 +64,7 @@ impl State {
             State::MissingData => "missing-data",
             State::BadManifest => "bad-manifest",
             State::Untrusted => "untrusted",
+            State::FutureDated => "future-dated",
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct Entry {
     pub signed: Option<Signed>,
     /// Whether the manifest is trusted.
     pub signature: Signature,
+    /// Why its creation time cannot be believed, when it cannot.
+    pub future: Option<offsite_policies::clock::FutureDated>,
     /// The data object as listed.
     pub object: Option<ObjectMeta>,
     /// The verification record, when one was listed.
@@ -87,13 +95,24 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The entry with its manifest judged by `signers`: a complete copy whose manifest is not
-    /// trusted becomes [`State::Untrusted`]. Every entry a reader builds passes here.
-    pub fn judged(mut self, signers: &Signers) -> Entry {
+    /// The entry with its manifest judged: a complete copy whose manifest is not trusted
+    /// becomes [`State::Untrusted`]; a trusted one whose creation time runs ahead of the
+    /// reader's clock, of `written` (when the store wrote the manifest) or of its push time
+    /// becomes [`State::FutureDated`]. Every entry a reader builds passes here.
+    pub fn judged(mut self, judge: &Judge, written: Option<DateTime<Utc>>) -> Entry {
         if let Some(m) = &self.manifest {
-            self.signature = signers.judge(&self.name, m, self.signed.as_ref());
+            self.signature = judge.signers.judge(&self.name, m, self.signed.as_ref());
+            self.future = offsite_policies::clock::future_dated(
+                m.created,
+                judge.clock.now,
+                written,
+                Some(m.pushed),
+                judge.clock.tolerance,
+            );
             if self.state == State::Complete && self.signature.untrusted().is_some() {
                 self.state = State::Untrusted;
+            } else if self.state == State::Complete && self.future.is_some() {
+                self.state = State::FutureDated;
             }
         }
         self
@@ -120,15 +139,26 @@ impl Entry {
     }
 }
 
-/// How manifests are read.
-#[derive(Debug, Clone, Default)]
+/// How manifests are read, and what their copies are judged by.
+#[derive(Debug, Clone)]
 pub struct ReadOptions {
     /// Manifest reads in flight at once; `None` takes [`default_jobs`] of the store.
     pub jobs: Option<usize>,
     /// Leave the inventory cache alone: read every manifest and neither load nor save it.
     pub no_cache: bool,
-    /// The keys whose signatures are trusted (none: every archive counts as trusted).
-    pub signers: Signers,
+    /// The trusted keys and the reader's clock.
+    pub judge: Judge,
+}
+
+impl ReadOptions {
+    /// Every manifest read `jobs` at a time by default, through the cache, judged by `judge`.
+    pub fn new(judge: Judge) -> ReadOptions {
+        ReadOptions {
+            jobs: None,
+            no_cache: false,
+            judge,
+        }
+    }
 }
 
 /// Manifest reads in flight by default: object stores answer many small GETs at once (S3
@@ -205,13 +235,13 @@ impl Listing {
         self.manifests.len() + orphans
     }
 
-    /// Pairs a manifest as read with the listed data object, judged by `signers`. `None` when
+    /// Pairs a manifest as read with the listed data object, judged by `judge`. `None` when
     /// the manifest was listed but gone by the time it was read.
     fn entry(
         &self,
         name: &str,
         read: Option<Result<ManifestFile, String>>,
-        signers: &Signers,
+        judge: &Judge,
     ) -> Option<Entry> {
         let (manifest, signed, manifest_error) = match read? {
             Ok(f) => (Some(f.manifest), f.signature, None),
@@ -233,12 +263,14 @@ impl Listing {
             manifest_error,
             signed,
             signature: Signature::NotChecked { signed: false },
+            future: None,
             object,
             verified_key: self.verified.get(name).cloned(),
             hidden: false,
             state,
         };
-        Some(entry.judged(signers))
+        let written = self.manifests.get(name).and_then(|m| m.last_modified);
+        Some(entry.judged(judge, written))
     }
 
     /// The entry of a data object that no manifest claims: an upload that never committed.
@@ -252,6 +284,7 @@ impl Listing {
             manifest_error: None,
             signed: None,
             signature: Signature::NotChecked { signed: false },
+            future: None,
             object: self.objects.get(object).cloned(),
             verified_key: None,
             hidden: false,
@@ -281,7 +314,7 @@ fn object_name(listing: &Listing, name: &str, manifest: Option<&Manifest>) -> St
 pub struct Reader<'a> {
     loc: &'a Opened,
     jobs: usize,
-    signers: Signers,
+    judge: Judge,
     reads: AtomicU64,
 }
 
@@ -294,7 +327,7 @@ impl<'a> Reader<'a> {
                 .jobs
                 .unwrap_or_else(|| default_jobs(loc.location.scheme))
                 .max(1),
-            signers: options.signers.clone(),
+            judge: options.judge.clone(),
             reads: AtomicU64::new(0),
         }
     }
@@ -328,7 +361,7 @@ impl<'a> Reader<'a> {
     ) -> offsite_storage::Result<Option<Entry>> {
         if let Some(meta) = listing.manifests.get(name) {
             let read = self.read(meta).await?;
-            if let Some(e) = listing.entry(name, read, &self.signers) {
+            if let Some(e) = listing.entry(name, read, &self.judge) {
                 return Ok(Some(e));
             }
         }
@@ -371,7 +404,7 @@ impl<'a> Reader<'a> {
         let mut claimed = std::collections::BTreeSet::new();
         let mut out = Vec::with_capacity(listing.manifests.len());
         for (name, read) in listing.manifests.keys().zip(reads) {
-            if let Some(e) = listing.entry(name, read.flatten(), &self.signers) {
+            if let Some(e) = listing.entry(name, read.flatten(), &self.judge) {
                 if let Some(o) = &e.object {
                     claimed.insert(o.key.clone());
                 }

@@ -53,6 +53,7 @@ pub async fn read_inventory(
                 State::MissingData => CopyState::MissingData,
                 State::BadManifest => CopyState::BadManifest,
                 State::Untrusted => CopyState::Untrusted,
+                State::FutureDated => CopyState::FutureDated,
             };
             inv.add(
                 &e.name,
@@ -89,9 +90,9 @@ async fn scan_destination(loc: &Opened, d: &Destination, options: &ReadOptions) 
             }
         }
     };
-    let proofs = read_proofs(loc, &entries, &options.signers).await;
+    let proofs = read_proofs(loc, &entries, &options.judge.signers).await;
     if d.lock.is_some() {
-        match crate::engine::hidden::hidden(loc, &options.signers).await {
+        match crate::engine::hidden::hidden(loc, &options.judge).await {
             Ok(hidden) => {
                 for h in hidden {
                     let live = entries

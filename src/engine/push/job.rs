@@ -12,6 +12,7 @@ use offsite_storage::Retention;
 use super::{plan, PushRequest, Source};
 use crate::archive::{time_from_name, ArchiveKeys, CreatedFrom, Digest};
 use crate::engine::commit::{Annotations, ArchiveFacts};
+use crate::engine::inventory::Clock;
 use crate::engine::progress::Progress;
 use crate::engine::spool::{self, WorkLock};
 use crate::registry::Opened;
@@ -49,6 +50,10 @@ pub(super) struct Job {
     pub(super) created_now: Created,
     /// An upper bound of the stored size, when the source is a file.
     pub(super) stored_bound: Option<u64>,
+    /// The clock the push runs by: the time it started and the tolerance.
+    pub(super) clock: Clock,
+    /// When it started, for the time since on the same clock.
+    started: std::time::Instant,
 }
 
 impl Job {
@@ -64,12 +69,15 @@ impl Job {
             annotations,
             expect_plaintext,
             no_spool: _,
+            clock,
         } = req;
         let encrypted = !recipients.is_empty();
         let job = Job {
             keys: plan::archive_keys(&destinations, &name, encrypted),
             recipient_strings: plan::sorted_recipients(&recipients),
-            created_now: creation_time(&name, &source),
+            created_now: creation_time(&name, &source, clock.now),
+            clock,
+            started: std::time::Instant::now(),
             stored_bound: stored_bound(&source, encrypted),
             name,
             recipients,
@@ -98,7 +106,7 @@ impl Job {
     /// The lock each destination's copy gets, computed once from the creation time, for the
     /// data and the manifest alike.
     pub(super) fn retentions(&self, created: Created) -> Vec<Option<Retention>> {
-        let now = Utc::now();
+        let now = self.clock.now;
         self.destinations
             .iter()
             .map(|d| d.options.retention_at(created.at, now))
@@ -153,8 +161,14 @@ impl Job {
             recipients: self.recipients.clone(),
             plaintext,
             stored,
+            pushed: self.now(),
             annotations: self.annotations.clone(),
         }
+    }
+
+    /// Now on the push's clock: its start plus the time since.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.clock.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
     }
 
     /// Back to the start of the progress bar: the source is read again.
@@ -165,8 +179,32 @@ impl Job {
     }
 }
 
+/// Refuses an archive whose creation time (from `name`, else `source`'s modification time)
+/// runs ahead of `clock` by more than its tolerance: readers would call it future-dated. Only
+/// the name and the file's metadata are read, so the CLI calls it before anything else.
+pub fn refuse_future(
+    name: &str,
+    source: &Source,
+    clock: Clock,
+) -> Result<(), crate::error::UsageError> {
+    let created = creation_time(name, source, clock.now);
+    let Some(f) =
+        offsite_policies::clock::future_dated(created.at, clock.now, None, None, clock.tolerance)
+    else {
+        return Ok(());
+    };
+    let from = match created.from {
+        CreatedFrom::Name => "read from its name",
+        CreatedFrom::Mtime => "read from the file's modification time",
+        CreatedFrom::PushTime | CreatedFrom::Other => "the push time",
+    };
+    Err(crate::error::UsageError(format!(
+        "{name}: {f}, {from}; readers would call it future-dated and never count it, so nothing was pushed. Fix this host's clock, or the name (--name with the real time)"
+    )))
+}
+
 /// The time an archive was made: from its name, else the file's mtime, else now.
-fn creation_time(name: &str, source: &Source) -> Created {
+fn creation_time(name: &str, source: &Source, now: DateTime<Utc>) -> Created {
     if let Some(at) = time_from_name(name) {
         return Created {
             at,
@@ -182,7 +220,7 @@ fn creation_time(name: &str, source: &Source) -> Created {
         }
     }
     Created {
-        at: Utc::now(),
+        at: now,
         from: CreatedFrom::PushTime,
     }
 }

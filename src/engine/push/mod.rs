@@ -35,6 +35,7 @@ use offsite_policies::encryption::Recipient;
 use offsite_storage::Checksum;
 use serde::Serialize;
 
+pub use self::job::refuse_future;
 use self::job::{Job, WorkDir};
 use self::plan::{Action, Plan, Step, Survey};
 pub use self::produce::hash_file;
@@ -77,6 +78,9 @@ pub struct PushRequest {
     pub expect_plaintext: Option<Digest>,
     /// `--no-spool`: send the stream from memory (see [`unspooled`]).
     pub no_spool: bool,
+    /// The clock the push runs by (the CLI passes the system clock) and the policy's
+    /// `clock-tolerance`.
+    pub clock: crate::engine::inventory::Clock,
 }
 
 /// What happened at one destination.
@@ -202,6 +206,7 @@ async fn commit_one(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
 /// of the same archive to the same destinations is running).
 pub async fn run(req: PushRequest) -> Result<PushReport> {
     let no_spool = req.no_spool;
+    job::refuse_future(&req.name, &req.source, req.clock)?;
     let (job, source) = Job::new(req);
     if no_spool {
         return unspooled::run(job, source).await;

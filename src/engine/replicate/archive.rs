@@ -326,6 +326,7 @@ fn facts(m: &Manifest, key: Option<&Arc<SigningKey>>) -> ArchiveFacts {
             size: m.stored.size,
             sha256: m.stored.sha256.clone(),
         },
+        pushed: Utc::now(),
         annotations: Annotations {
             policy: m.policy.clone(),
             metadata: m.metadata.clone(),

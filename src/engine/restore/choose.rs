@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Attempt, AttemptResult, Selector};
 use crate::archive::time_from_name;
-use crate::engine::inventory::{Entry, Listing, ReadOptions, Reader, Signers, State};
+use crate::engine::inventory::{Entry, Judge, Listing, ReadOptions, Reader, State};
 use crate::error::usage;
 use crate::registry::Opened;
 use crate::units::time;
@@ -35,14 +35,10 @@ type Entries = Vec<Option<Entry>>;
 /// manifests it needs: candidates are ordered by the creation time in their names (an archive
 /// whose name has none is read to learn it), and from the newest down (at or before `--at`)
 /// each candidate's manifests are read until one has a complete copy somewhere. `--archive`
-/// reads that archive's manifests only. Manifests are judged by `signers`: `--latest` and
-/// `--at` pass over an untrusted archive (said in [`Chosen::passed_over`]).
-pub async fn choose(
-    locations: &[Opened],
-    selector: &Selector,
-    signers: &Signers,
-) -> Result<Chosen> {
-    let survey = Survey::list(locations, signers).await;
+/// reads that archive's manifests only. Manifests are judged by `judge`: `--latest` and
+/// `--at` pass over an untrusted or future-dated archive (said in [`Chosen::passed_over`]).
+pub async fn choose(locations: &[Opened], selector: &Selector, judge: &Judge) -> Result<Chosen> {
+    let survey = Survey::list(locations, judge).await;
     let (name, entries, passed_over) = match selector {
         Selector::Name(n) => (n.clone(), survey.entries_of(n).await?, Vec::new()),
         Selector::Latest => survey.newest(None).await?,
@@ -61,7 +57,7 @@ struct Survey<'a> {
 }
 
 impl<'a> Survey<'a> {
-    async fn list(locations: &'a [Opened], signers: &Signers) -> Survey<'a> {
+    async fn list(locations: &'a [Opened], judge: &Judge) -> Survey<'a> {
         let mut listings = Vec::new();
         let mut attempts = Vec::new();
         for loc in locations {
@@ -77,10 +73,7 @@ impl<'a> Survey<'a> {
                 }
             }
         }
-        let options = ReadOptions {
-            signers: signers.clone(),
-            ..ReadOptions::default()
-        };
+        let options = ReadOptions::new(judge.clone());
         let readers = locations.iter().map(|l| Reader::new(l, &options)).collect();
         Survey {
             locations,
@@ -168,19 +161,24 @@ impl<'a> Survey<'a> {
         Err(self.nothing_complete(&passed_over))
     }
 
-    /// For an archive whose only whole copies are untrusted: its name and, per location, why.
+    /// For an archive whose only whole copies are untrusted or future-dated: its name and,
+    /// per location, why.
     fn untrusted(&self, name: &str, entries: &Entries) -> Option<String> {
         let why: Vec<String> = self
             .locations
             .iter()
             .zip(entries)
             .filter_map(|(loc, e)| {
-                let reason = e.as_ref()?.signature.untrusted()?;
-                (e.as_ref()?.state == State::Untrusted)
-                    .then(|| format!("at {}: {reason}", loc.url()))
+                let e = e.as_ref()?;
+                let reason = match e.state {
+                    State::Untrusted => format!("untrusted: {}", e.signature.untrusted()?),
+                    State::FutureDated => format!("future-dated: {}", e.future?),
+                    _ => return None,
+                };
+                Some(format!("at {}: {reason}", loc.url()))
             })
             .collect();
-        (!why.is_empty()).then(|| format!("{name} is untrusted ({})", why.join("; ")))
+        (!why.is_empty()).then(|| format!("{name} ({})", why.join("; ")))
     }
 
     /// Nothing at or before `--at`: names the oldest complete archive, so the user can see why.
@@ -238,7 +236,7 @@ impl<'a> Survey<'a> {
         let unreachable = self.listings.iter().filter(|s| s.is_none()).count();
         if !untrusted.is_empty() {
             return anyhow!(
-                "no trusted archive to restore: {}; restore only what a trusted key signed (check [signing] trusted), or restore one by name with --archive NAME --allow-untrusted after checking it",
+                "no trusted archive to restore: {}; an untrusted one can be restored by name with --archive NAME --allow-untrusted after checking it, a future-dated one with --archive NAME",
                 untrusted.join("; ")
             );
         }

@@ -20,7 +20,7 @@ pub use choose::{choose, Chosen};
 
 use super::hidden::Hidden;
 use super::identity::Identities;
-use super::inventory::{Entry, Signers, State};
+use super::inventory::{Entry, Judge, State};
 use super::progress::Progress;
 use super::readback::{Proven, ReadbackError, StoredCopy};
 use crate::archive::Manifest;
@@ -141,8 +141,8 @@ pub struct RestoreRequest<'a> {
     pub thaw_days: Option<u32>,
     /// Told the bytes restored.
     pub progress: Progress,
-    /// The keys whose signatures are trusted.
-    pub signers: Signers,
+    /// The trusted keys and the reader's clock.
+    pub judge: Judge,
     /// Restore an untrusted archive named by `--archive` (`--allow-untrusted`).
     pub allow_untrusted: bool,
 }
@@ -192,7 +192,8 @@ impl<'a> Candidate<'a> {
                 let Some(entry) = entry else {
                     return Err(format!("no archive named {name}"));
                 };
-                let trusted = entry.state == State::Complete
+                // A future-dated copy is only ever read by name: --latest never chooses it.
+                let trusted = matches!(entry.state, State::Complete | State::FutureDated)
                     || (allow_untrusted && entry.state == State::Untrusted);
                 match (&entry.manifest, trusted) {
                     (Some(_), false) if entry.state == State::Untrusted => Err(format!(
@@ -306,7 +307,7 @@ struct Tried {
 
 /// Restores the request's archive to its target from the first healthy copy.
 pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
-    let chosen = choose(req.locations, &req.selector, &req.signers).await;
+    let chosen = choose(req.locations, &req.selector, &req.judge).await;
     // After the live copies (none when nothing live was found), the locked copies under a
     // delete marker: of the archive chosen, or else of what the selector picks among them.
     let (live, attempts, hidden_selector) = match &chosen {
@@ -395,12 +396,13 @@ fn hidden<'a>(
     req: &'a RestoreRequest<'_>,
 ) -> impl Stream<Item = Candidate<'a>> + 'a {
     stream::iter(locations).filter_map(move |loc| async move {
-        let hidden = super::hidden::hidden(loc, &req.signers).await.ok()?;
+        let hidden = super::hidden::hidden(loc, &req.judge).await.ok()?;
         let pick = hidden
             .into_iter()
-            .filter(|h| {
-                h.entry.state != State::Untrusted
-                    || (req.allow_untrusted && matches!(selector, Selector::Name(_)))
+            .filter(|h| match h.entry.state {
+                State::Untrusted => req.allow_untrusted && matches!(selector, Selector::Name(_)),
+                State::FutureDated => matches!(selector, Selector::Name(_)),
+                _ => true,
             })
             .filter(|h| match selector {
                 Selector::Name(n) => &h.entry.name == n,
