@@ -2,7 +2,9 @@
 //!
 //! It writes through the shared [`MultipartWriter`], so the conformance suite exercises the same
 //! buffering, concurrency and abort paths the cloud adapters use. Stores opened with the same
-//! name in one process share their objects.
+//! name in one process share their objects. It holds retention locks and legal holds as the
+//! clouds do (a locked object can be neither deleted nor overwritten until its time, by this
+//! machine's clock), so lock-following logic runs against it too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,7 +21,7 @@ use crate::retry::RetryPolicy;
 use crate::storage::{GetResult, ListStream, ObjectWriter, Storage};
 use crate::types::{
     key_under_prefix, validate_key, Capabilities, Checksum, GetRange, ObjectMeta, PutOptions,
-    Receipt,
+    Receipt, Retention,
 };
 
 const PROVIDER: &str = "memory";
@@ -102,6 +104,22 @@ impl Default for MemoryStore {
     }
 }
 
+/// Whether an object's lock holds now (a retention period not yet over, or a legal hold):
+/// it can then be neither deleted nor overwritten.
+fn locked(meta: &ObjectMeta) -> bool {
+    meta.legal_hold || meta.retention.is_some_and(|r| r.retain_until > Utc::now())
+}
+
+fn locked_error(key: &str, op: Operation) -> Error {
+    Error::new(
+        ErrorKind::Locked,
+        PROVIDER,
+        op,
+        "the object is under a retention lock or legal hold",
+    )
+    .with_key(key)
+}
+
 fn store_object(
     state: &mut State,
     key: &str,
@@ -111,11 +129,16 @@ fn store_object(
     if options.if_not_exists && state.objects.contains_key(key) {
         return Err(Error::already_exists(PROVIDER, key));
     }
+    if state.objects.get(key).is_some_and(|o| locked(&o.meta)) {
+        return Err(locked_error(key, Operation::Put));
+    }
     let checksum = Checksum::Sha256(hex::encode(Sha256::digest(&data)));
     let mut meta = ObjectMeta::new(key, data.len() as u64);
     meta.last_modified = Some(Utc::now());
     meta.checksum = Some(checksum.clone());
     meta.metadata = options.metadata.clone();
+    meta.retention = options.retention;
+    meta.legal_hold = options.legal_hold;
     meta.etag = Some(format!("\"{}\"", &checksum.to_string()[7..39]));
     let receipt = Receipt::new(key, meta.size, Some(checksum));
     state.objects.insert(key.to_string(), Object { data, meta });
@@ -123,12 +146,12 @@ fn store_object(
 }
 
 fn check_options(options: &PutOptions, key: &str, op: Operation) -> Result<()> {
-    if options.retention.is_some() || options.legal_hold || options.storage_class.is_some() {
+    if options.storage_class.is_some() {
         return Err(Error::new(
             ErrorKind::Unsupported,
             PROVIDER,
             op,
-            "memory stores have no retention locks or storage classes",
+            "memory stores have no storage classes",
         )
         .with_key(key));
     }
@@ -265,7 +288,7 @@ impl Storage for MemoryStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             server_side_copy: true,
-            retention: false,
+            retention: true,
             storage_classes: false,
             metadata: true,
             checksum_on_head: true,
@@ -274,7 +297,7 @@ impl Storage for MemoryStore {
             local: false,
             create_location: true,
             versions: false,
-            extend_retention: false,
+            extend_retention: true,
             list_uploads: true,
         }
     }
@@ -403,11 +426,34 @@ impl Storage for MemoryStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key, PROVIDER, Operation::Delete)?;
-        self.lock()
+        let mut st = self.lock();
+        match st.objects.get(key) {
+            None => Err(Self::not_found(Operation::Delete, key)),
+            Some(o) if locked(&o.meta) => Err(locked_error(key, Operation::Delete)),
+            Some(_) => {
+                st.objects.remove(key);
+                Ok(())
+            }
+        }
+    }
+
+    async fn extend_retention(&self, key: &str, retention: Retention) -> Result<Retention> {
+        validate_key(key, PROVIDER, Operation::Retention)?;
+        let mut st = self.lock();
+        let obj = st
             .objects
-            .remove(key)
-            .map(|_| ())
-            .ok_or_else(|| Self::not_found(Operation::Delete, key))
+            .get_mut(key)
+            .ok_or_else(|| Self::not_found(Operation::Retention, key))?;
+        let kept = match obj.meta.retention {
+            Some(r) if r.retain_until >= retention.retain_until => r,
+            Some(r) if r.mode == crate::LockMode::Compliance => Retention {
+                mode: r.mode,
+                retain_until: retention.retain_until,
+            },
+            _ => retention,
+        };
+        obj.meta.retention = Some(kept);
+        Ok(kept)
     }
 
     async fn copy(&self, from: &str, to: &str, options: PutOptions) -> Result<Receipt> {

@@ -34,6 +34,45 @@ mod memory {
     offsite_storage::conformance_suite!(setup);
 
     #[tokio::test]
+    async fn retention_is_extended_never_shortened() {
+        offsite_storage::conformance::retention_is_extended_never_shortened(&MemoryStore::new())
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_locked_object_is_neither_overwritten_nor_deleted() {
+        use offsite_storage::{ErrorKind, LockMode, PutOptions, Retention, Storage, StorageExt};
+        let store = MemoryStore::new();
+        let mut opts = PutOptions::default();
+        opts.retention = Some(Retention {
+            mode: LockMode::Compliance,
+            retain_until: chrono::Utc::now() + chrono::Duration::days(1),
+        });
+        let data = offsite_storage::conformance::pattern(10, 1);
+        store.put_bytes("k", data.clone(), opts).await.unwrap();
+        let e = store
+            .put_bytes("k", data, PutOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked);
+        assert_eq!(store.delete("k").await.unwrap_err().kind(), ErrorKind::Locked);
+        let mut held = PutOptions::default();
+        held.legal_hold = true;
+        let data = offsite_storage::conformance::pattern(10, 2);
+        store.put_bytes("h", data, held).await.unwrap();
+        assert_eq!(store.delete("h").await.unwrap_err().kind(), ErrorKind::Locked);
+        // A lock whose time is over no longer holds.
+        let mut past = PutOptions::default();
+        past.retention = Some(Retention {
+            mode: LockMode::Governance,
+            retain_until: chrono::Utc::now() - chrono::Duration::seconds(1),
+        });
+        let data = offsite_storage::conformance::pattern(10, 3);
+        store.put_bytes("old", data, past).await.unwrap();
+        store.delete("old").await.unwrap();
+    }
+
+    #[tokio::test]
     async fn aborted_and_dropped_uploads_are_cleaned_up() {
         use offsite_storage::{PutOptions, Storage};
         let store = MemoryStore::new().with_part_size(1024);
