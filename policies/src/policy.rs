@@ -942,14 +942,16 @@ impl Destination {
             if self.lock_days == Some(0) {
                 return Err("lock-days = 0: a lock lasts at least 1 day".into());
             }
-            if matches!(kind, Kind::File | Kind::Memory) {
+            // memory:// holds locks as the clouds do (for tests and simulations); a local
+            // disk cannot.
+            if kind == Kind::File {
                 return Err(format!(
                     "lock on a {}:// destination: only S3 (Object Lock), GCS (object retention) and Azure (version-level immutability) can lock",
                     kind.as_str()
                 ));
             }
         }
-        if self.legal_hold == Some(true) && matches!(kind, Kind::File | Kind::Memory) {
+        if self.legal_hold == Some(true) && kind == Kind::File {
             return Err(
                 "legal-hold on a local destination: only S3, GCS and Azure hold objects".into(),
             );

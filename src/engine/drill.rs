@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::identity::Identities;
 use super::inventory::{scan, ReadOptions, State};
-use super::verify::{deep, CopyReport, DeepCheck, Depth, Verdict};
+use super::verify::{deep, CopyReport, DeepCheck, Depth, Recorder, Verdict};
 use crate::registry::Opened;
 
 /// What a drill proves.
@@ -93,8 +93,11 @@ async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> CopyReport {
             "no complete archive here to restore".into(),
         ),
         Some(e) => {
-            let key = req.key.as_deref();
-            deep(loc, e, req.identities.clone(), DeepCheck::Drill, key).await
+            let recorder = Recorder {
+                key: req.key.as_deref(),
+                now: req.options.judge.clock.now,
+            };
+            deep(loc, e, req.identities.clone(), DeepCheck::Drill, recorder).await
         }
     }
 }

@@ -263,7 +263,7 @@ pub async fn deep(
     entry: &Entry,
     identities: Option<Arc<Identities>>,
     why: DeepCheck,
-    key: Option<&SigningKey>,
+    recorder: Recorder<'_>,
 ) -> CopyReport {
     let (verdict, detail) = match committed(entry) {
         Ok(manifest) if manifest.encrypted() && identities.is_none() => (
@@ -273,7 +273,7 @@ pub async fn deep(
         Ok(manifest) => {
             let found = read_back(loc, manifest, identities).await;
             if matches!(found.0, Verdict::Ok | Verdict::Corrupt) {
-                record((loc, entry, manifest), why, &found, key).await;
+                record((loc, entry, manifest), why, &found, recorder).await;
             }
             found
         }
@@ -309,17 +309,27 @@ async fn read_back(
     }
 }
 
+/// How a deep check's record is written: its time (the caller's clock) and the key that signs
+/// it, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorder<'a> {
+    /// This host's signing key.
+    pub key: Option<&'a SigningKey>,
+    /// The time recorded.
+    pub now: chrono::DateTime<Utc>,
+}
+
 /// Writes the verification record of a deep check that reached a verdict on the bytes.
 async fn record(
     (loc, entry, manifest): (&Opened, &Entry, &Manifest),
     why: DeepCheck,
     (verdict, detail): &(Verdict, String),
-    key: Option<&SigningKey>,
+    signer: Recorder<'_>,
 ) {
     let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());
     let ok = *verdict == Verdict::Ok;
     let record = VerifiedRecord {
-        time: Utc::now(),
+        time: signer.now,
         depth: why.recorded(),
         result: if ok {
             RecordedResult::Ok
@@ -331,7 +341,7 @@ async fn record(
         archive: Some(entry.name.clone()),
         stored_sha256: Some(manifest.stored.sha256.clone()),
     };
-    let bytes = record.to_bytes(key);
+    let bytes = record.to_bytes(signer.key);
     if let Err(e) = loc
         .store
         .put_bytes(&keys.verified, bytes.into(), PutOptions::default())
@@ -469,12 +479,16 @@ async fn check_all(loc: &Opened, selected: &[Entry], req: &VerifyRequest<'_>) ->
     if req.deep {
         stream::iter(selected)
             .then(|entry| {
+                let recorder = Recorder {
+                    key: req.key.as_deref(),
+                    now: req.options.judge.clock.now,
+                };
                 deep(
                     loc,
                     entry,
                     req.identities.clone(),
                     DeepCheck::Verify,
-                    req.key.as_deref(),
+                    recorder,
                 )
             })
             .collect()

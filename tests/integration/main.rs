@@ -14,6 +14,7 @@ mod azure;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod campaign;
 mod common;
+mod endurance;
 mod examples;
 #[cfg(any(feature = "gce-disk", feature = "azure-disk"))]
 mod fake_api;

@@ -55,12 +55,18 @@ mod memory {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Locked);
-        assert_eq!(store.delete("k").await.unwrap_err().kind(), ErrorKind::Locked);
+        assert_eq!(
+            store.delete("k").await.unwrap_err().kind(),
+            ErrorKind::Locked
+        );
         let mut held = PutOptions::default();
         held.legal_hold = true;
         let data = offsite_storage::conformance::pattern(10, 2);
         store.put_bytes("h", data, held).await.unwrap();
-        assert_eq!(store.delete("h").await.unwrap_err().kind(), ErrorKind::Locked);
+        assert_eq!(
+            store.delete("h").await.unwrap_err().kind(),
+            ErrorKind::Locked
+        );
         // A lock whose time is over no longer holds.
         let mut past = PutOptions::default();
         past.retention = Some(Retention {
