@@ -451,17 +451,17 @@ url = "{}"
             self.check_locks(now, report, &live[0]).await;
         }
         // Nothing planted is deleted; each is seen for what it is.
-        for d in 0..2 {
+        for (d, here) in present.iter().enumerate() {
             for n in &self.unsigned[d] {
                 assert_eq!(
-                    present[d].get(n),
+                    here.get(n),
                     Some(&State::Untrusted),
                     "planted {n} at {d}"
                 );
             }
             for n in &self.future[d] {
                 assert_eq!(
-                    present[d].get(n),
+                    here.get(n),
                     Some(&State::FutureDated),
                     "fast-clock {n} at {d}"
                 );
