@@ -86,7 +86,7 @@ pub fn account_sas(expiry: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Sandbox {
-    fn az_cmd(&self, endpoint: &str) -> assert_cmd::Command {
+    pub(crate) fn az_cmd(&self, endpoint: &str) -> assert_cmd::Command {
         let mut c = self.cmd();
         c.env(
             "AZURE_STORAGE_CONNECTION_STRING",

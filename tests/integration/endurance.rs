@@ -453,11 +453,7 @@ url = "{}"
         // Nothing planted is deleted; each is seen for what it is.
         for (d, here) in present.iter().enumerate() {
             for n in &self.unsigned[d] {
-                assert_eq!(
-                    here.get(n),
-                    Some(&State::Untrusted),
-                    "planted {n} at {d}"
-                );
+                assert_eq!(here.get(n), Some(&State::Untrusted), "planted {n} at {d}");
             }
             for n in &self.future[d] {
                 assert_eq!(

@@ -13,6 +13,7 @@
 mod azure;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod campaign;
+mod clock;
 mod common;
 mod endurance;
 mod examples;
