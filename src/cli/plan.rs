@@ -243,6 +243,8 @@ struct Json<'a> {
     signatures_checked: bool,
     rpo: Option<String>,
     verify_every: Option<String>,
+    /// How far a creation time may run ahead of the clocks before it is future-dated.
+    clock_tolerance: String,
     destinations: Vec<JsonDestination<'a>>,
     placement: Option<JsonPlacement<'a>>,
     access: Option<&'a [Access]>,
@@ -298,6 +300,7 @@ fn json<'a>(f: &'a Found<'a>, code: u8) -> Json<'a> {
         signatures_checked: f.checks_signatures,
         rpo: policy.rpo.map(|s| s.to_string()),
         verify_every: policy.verify_every.map(|s| s.to_string()),
+        clock_tolerance: policy.tolerance().to_string(),
         destinations: policy
             .destinations
             .iter()
@@ -345,10 +348,11 @@ fn print_text(f: &Found) -> Result<()> {
         let _ = writeln!(text, "{}", signing_words(policy, f.checks_signatures));
         let _ = writeln!(
             text,
-            "rpo {rpo}, verify-every {}",
+            "rpo {rpo}, verify-every {}, clock-tolerance {}",
             policy
                 .verify_every
-                .map_or("not set".into(), |s| s.to_string())
+                .map_or("not set".into(), |s| s.to_string()),
+            policy.tolerance()
         );
         destinations_text(&mut text, policy, &f.slots, reach);
     } else {
