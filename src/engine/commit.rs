@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use offsite_policies::encryption::Recipient;
 use offsite_policies::signing::SigningKey;
-use offsite_storage::{Checksum, PutOptions, Receipt, Retention, StorageExt};
+use offsite_storage::{Checksum, ErrorKind, PutOptions, Receipt, Retention, StorageExt};
 
 use crate::archive::{
     tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, ManifestFile, Stored,
@@ -63,6 +63,10 @@ pub struct Finished<'a> {
     pub computed: Vec<Checksum>,
     /// The lock on the data object, which the manifest gets too.
     pub retention: Option<Retention>,
+    /// Write the manifest only where none is (a new archive): of two pushes of one name, one
+    /// commits and the other learns it lost. `false` replaces (`--overwrite`, a repair,
+    /// replication).
+    pub create_only: bool,
 }
 
 /// Why a receipt does not match the spool, or `None` when every form the provider reported
@@ -134,6 +138,13 @@ pub enum NotCommitted {
     },
     /// The data is stored, but its manifest could not be written: the copy does not count.
     ManifestNotWritten(String),
+    /// Another push committed a manifest under this name first (a create-only commit): its
+    /// manifest, when it could be read.
+    Contested(Box<Manifest>),
+    /// The manifest was written, but the data object under it is no longer the one sent
+    /// (another push wrote over it meanwhile, on a store that does not honour create-only
+    /// writes): the manifest was taken back, and the copy does not count.
+    Replaced(String),
 }
 
 impl std::fmt::Display for NotCommitted {
@@ -151,6 +162,15 @@ impl std::fmt::Display for NotCommitted {
                 f,
                 "the data was stored but its manifest could not be written, so the copy does not count: {e}"
             ),
+            NotCommitted::Contested(m) => write!(
+                f,
+                "another push stored an archive under {} here first (plaintext SHA-256 {})",
+                m.archive, m.plaintext.sha256
+            ),
+            NotCommitted::Replaced(why) => write!(
+                f,
+                "another push wrote over the data while this one committed ({why}); this push's manifest was taken back, so nothing of it counts here: push again"
+            ),
         }
     }
 }
@@ -164,6 +184,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
         receipt,
         computed,
         retention,
+        create_only,
     } = done;
     let provider_checksum = match check_receipt(&receipt, &facts.stored, &computed) {
         Ok(None) => receipt.checksum.clone(),
@@ -194,11 +215,27 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
     let mut options = PutOptions::default();
     options.retention = retention;
     options.legal_hold = dest.options.legal_hold;
+    options.if_not_exists = create_only;
     match dest
         .store
         .put_bytes(&keys.manifest, bytes.into(), options)
         .await
     {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && create_only => {
+            return Err(contested(dest, keys).await)
+        }
+        Ok(_) if create_only => {
+            if let Some(why) = replaced(dest, keys, &receipt).await {
+                // Ours is the manifest just written: taken back, so nothing looks complete.
+                let _ = dest.store.delete(&keys.manifest).await;
+                return Err(NotCommitted::Replaced(why));
+            }
+            tracing::info!(url = %dest.url(), manifest = %keys.manifest, size = facts.stored.size, "committed: the data is stored and its manifest written last, create-only");
+            Ok(Committed {
+                provider_checksum,
+                retain_until: manifest.retain_until,
+            })
+        }
         Ok(_) => {
             tracing::info!(url = %dest.url(), manifest = %keys.manifest, size = facts.stored.size, "committed: the data is stored and its manifest written last");
             Ok(Committed {
@@ -351,5 +388,44 @@ mod tests {
             ),
             Ok(Some(_))
         ));
+    }
+}
+
+/// Why a create-only manifest write found one there: the manifest another push committed.
+async fn contested(dest: &Opened, keys: &ArchiveKeys) -> NotCommitted {
+    match crate::engine::inventory::read_manifest(dest.store.as_ref(), &keys.manifest).await {
+        Ok(Some(Ok(f))) => NotCommitted::Contested(Box::new(f.manifest)),
+        _ => NotCommitted::ManifestNotWritten(
+            "another push wrote a manifest under this name first, and it cannot be read".into(),
+        ),
+    }
+}
+
+/// After a create-only commit: whether the data object under the manifest is still the one
+/// this push sent (its size, and its ETag or checksum where the receipt has one). A store that
+/// honours create-only writes never fails this; one that does not can let a concurrent push
+/// write over the data between its upload and its commit.
+async fn replaced(dest: &Opened, keys: &ArchiveKeys, receipt: &Receipt) -> Option<String> {
+    let head = match dest.store.head(&keys.object).await {
+        Ok(h) => h,
+        Err(e) => return Some(format!("the data object cannot be read back: {e}")),
+    };
+    if head.size != receipt.size {
+        return Some(format!(
+            "it is {} bytes, this push sent {}",
+            head.size, receipt.size
+        ));
+    }
+    match (&head.etag, &receipt.etag) {
+        (Some(a), Some(b)) if a.trim_matches('"') != b.trim_matches('"') => {
+            return Some(format!("its ETag is {a}, this push's was {b}"))
+        }
+        _ => {}
+    }
+    match (&head.checksum, &receipt.checksum) {
+        (Some(a), Some(b)) if same_form(a, b) && !equal(a, b) => {
+            Some(format!("its checksum is {a}, this push's was {b}"))
+        }
+        _ => None,
     }
 }

@@ -33,6 +33,7 @@ mod plan;
 mod proxy;
 mod prune;
 mod push;
+mod race;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod replicate;
 mod restore;

@@ -54,8 +54,9 @@ impl LocalStore {
     /// Publishes an existing file as the object `key` by hard-linking it into place, with the
     /// same guarantees as a writer's `finish` (the file is fsynced first, the directory after).
     /// The file must be on the same file system and must not change afterwards; push uses this
-    /// to make its spool the local copy without writing the bytes twice.
-    pub async fn link_from(&self, file: &Path, key: &str) -> Result<Receipt> {
+    /// to make its spool the local copy without writing the bytes twice. With `if_not_exists`,
+    /// an object already there is left alone and the call fails with `AlreadyExists`.
+    pub async fn link_from(&self, file: &Path, key: &str, if_not_exists: bool) -> Result<Receipt> {
         let dest = self.path_of(key, Operation::Put)?;
         let src = file.to_path_buf();
         let k = key.to_string();
@@ -69,7 +70,7 @@ impl LocalStore {
             }
             let tmp = tmp_path(&dest);
             std::fs::hard_link(&src, &tmp)?;
-            let res = publish(&tmp, &dest, false, &Metadata::new());
+            let res = publish(&tmp, &dest, if_not_exists, &Metadata::new());
             if res.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }

@@ -19,6 +19,8 @@ use crate::engine::spool::{DestinationState, Journal, JOURNAL_FORMAT};
 pub(super) struct JournalHandle {
     journal: Arc<Mutex<Journal>>,
     work: std::path::PathBuf,
+    /// Whether an earlier run of this push left it (this run resumes).
+    resumed: bool,
 }
 
 impl JournalHandle {
@@ -27,7 +29,14 @@ impl JournalHandle {
         JournalHandle {
             journal: Arc::new(Mutex::new(journal)),
             work: work.to_path_buf(),
+            resumed: true,
         }
+    }
+
+    /// Whether this run resumes an earlier one of the same push: data without a manifest at
+    /// its keys is then most likely that run's own upload.
+    pub(super) fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// A new journal for a fresh spool at `spool`, written now.
@@ -51,7 +60,10 @@ impl JournalHandle {
             destinations: BTreeMap::new(),
         };
         journal.save(work)?;
-        Ok(JournalHandle::reused(journal, work))
+        Ok(JournalHandle {
+            resumed: false,
+            ..JournalHandle::reused(journal, work)
+        })
     }
 
     /// The upload each destination's URL recorded in an earlier run.

@@ -16,6 +16,7 @@
 //! [`unspooled`] is the `--no-spool` variant: the same job, survey, plan, commit and report,
 //! with the stream sent from memory instead of a spool.
 
+mod contest;
 mod job;
 mod journal;
 pub mod plan;
@@ -42,7 +43,7 @@ pub use self::produce::hash_file;
 use self::report::{report, Outcome};
 use self::resume::SpoolState;
 use self::send::{Sent, Spool};
-use crate::archive::{ArchiveKeys, CreatedFrom, Digest};
+use crate::archive::{ArchiveKeys, CreatedFrom, Digest, Manifest};
 pub use crate::engine::commit::Annotations;
 use crate::engine::commit::{self, ArchiveFacts, Finished};
 use crate::registry::Opened;
@@ -197,8 +198,31 @@ async fn commit_one(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
             retain_until: c.retain_until,
             ..DestinationReport::new(dest, keys, Status::Stored)
         },
+        Err(commit::NotCommitted::Contested(theirs)) => {
+            settle_contest(dest, keys, &theirs, &facts.plaintext)
+        }
         Err(e) => DestinationReport::failed(dest, keys, e.to_string()),
     }
+}
+
+/// Another push committed under this name first: the same plaintext is already stored, any
+/// other is this push's loss.
+fn settle_contest(
+    dest: &Opened,
+    keys: &ArchiveKeys,
+    theirs: &Manifest,
+    ours: &Digest,
+) -> DestinationReport {
+    if theirs.plaintext.sha256 == ours.sha256 {
+        let mut r = DestinationReport::new(dest, keys, Status::AlreadyStored);
+        r.message = Some("another push stored the same archive here at the same moment".into());
+        return r;
+    }
+    let name = keys.manifest.rsplit('/').next().unwrap_or_default();
+    let name = name
+        .strip_suffix(crate::archive::MANIFEST_SUFFIX)
+        .unwrap_or(name);
+    DestinationReport::failed(dest, keys, contest::lost(name, dest, theirs, &ours.sha256))
 }
 
 /// Runs one push. Per-destination failures are in the report; an `Err` means nothing could

@@ -150,12 +150,17 @@ impl Survey {
 
 /// The options a copy at `dest` is written with: its placement options, the archive's lock,
 /// and the expected size when known.
+/// How the data object is written: with the destination's class and locks, and for a new
+/// archive (`create_only`) only where no object of its key is: two hosts pushing one name at
+/// once never write over each other's data.
 pub fn put_options(
     dest: &Opened,
     retention: Option<Retention>,
     size_hint: Option<u64>,
+    create_only: bool,
 ) -> PutOptions {
     let mut options = PutOptions::default();
+    options.if_not_exists = create_only;
     options.size_hint = size_hint;
     options.storage_class = dest.options.storage_class.clone();
     options.retention = retention;

@@ -14,7 +14,7 @@ use super::journal::JournalHandle;
 use super::plan::{self, Action, Plan, Step, Survey};
 use super::resume::{Fresh, SpoolState};
 use super::transfer::{self, Route, SpoolSource};
-use super::{produce, DestinationReport};
+use super::{contest, produce, DestinationReport};
 use crate::archive::Digest;
 use crate::engine::commit::Finished;
 use crate::engine::spool::{self, Progress, ProgressTx};
@@ -220,10 +220,18 @@ impl Spool {
             prior: self.journal.prior(dest.url()),
             budget: self.budget.clone(),
         };
-        let options = plan::put_options(dest, step.retention, self.size_hint);
+        // A new archive's data and manifest are written create-only (see `contest`).
+        let create_only = matches!(step.action, Action::Upload | Action::Repair);
+        let options = plan::put_options(dest, step.retention, self.size_hint, create_only);
         let route = Route::for_destination(dest, link);
         let sent = match transfer::transfer(dest, &keys.object, route, source, options).await {
             Ok(sent) => sent,
+            Err(e) if create_only && contest::already_exists(&e) => {
+                match self.contested(job, i, step, link).await {
+                    Ok(sent) => sent,
+                    Err(report) => return *report,
+                }
+            }
             Err(e) => return DestinationReport::failed(dest, keys, format!("{e:#}")),
         };
         let (plaintext, stored) = match wait_digests(self.digests.clone()).await {
@@ -237,10 +245,54 @@ impl Spool {
             receipt: sent.receipt,
             computed: sent.computed,
             retention: step.retention,
+            create_only: step.action == Action::Upload,
         };
         let mut r = super::commit_one(&facts, done).await;
         r.resumed_parts = sent.resumed_parts;
         r
+    }
+
+    /// The data key was taken when this push wrote create-only: another push's commit (the
+    /// report: already stored, or lost to a different archive), or an upload that never
+    /// committed, written over.
+    async fn contested(
+        &self,
+        job: &Job,
+        i: usize,
+        step: &Step,
+        link: bool,
+    ) -> Result<transfer::Transferred, Box<DestinationReport>> {
+        let (dest, keys) = (&job.destinations[i], &job.keys[i]);
+        match contest::taken(dest, keys, job.now(), self.journal.resumed()).await {
+            contest::Taken::Committed(theirs) => {
+                let ours = match wait_digests(self.digests.clone()).await {
+                    Ok((p, _)) => p,
+                    Err(e) => {
+                        return Err(Box::new(DestinationReport::failed(
+                            dest,
+                            keys,
+                            format!("{e:#}"),
+                        )))
+                    }
+                };
+                Err(Box::new(super::settle_contest(dest, keys, &theirs, &ours)))
+            }
+            contest::Taken::Stale => {
+                tracing::info!(url = %dest.url(), key = %keys.object, "data without a manifest in the way (an upload that never committed): written over");
+                let source = SpoolSource {
+                    path: self.path.clone(),
+                    progress: self.progress.clone(),
+                    journal: self.journal.clone(),
+                    prior: self.journal.prior(dest.url()),
+                    budget: self.budget.clone(),
+                };
+                let options = plan::put_options(dest, step.retention, self.size_hint, false);
+                let route = Route::for_destination(dest, link);
+                transfer::transfer(dest, &keys.object, route, source, options)
+                    .await
+                    .map_err(|e| Box::new(DestinationReport::failed(dest, keys, format!("{e:#}"))))
+            }
+        }
     }
 }
 

@@ -92,7 +92,9 @@ pub(super) async fn transfer(
         budget,
     } = source;
     match route {
-        Route::Link => Ok(plain(link_spool(dest, key, &path, progress).await?)),
+        Route::Link => Ok(plain(
+            link_spool(dest, key, &path, progress, options.if_not_exists).await?,
+        )),
         Route::Stream => {
             let tail = SpoolTail::open(&path, progress, BLOCK)?;
             Ok(plain(stream(dest, key, tail, options).await?))
@@ -335,6 +337,7 @@ async fn link_spool(
     key: &str,
     spool: &std::path::Path,
     mut rx: tokio::sync::watch::Receiver<Progress>,
+    if_not_exists: bool,
 ) -> Result<Receipt> {
     loop {
         let state = rx.borrow_and_update().clone();
@@ -352,5 +355,5 @@ async fn link_spool(
         .local
         .as_ref()
         .expect("only local destinations link the spool");
-    Ok(local.link_from(spool, key).await?)
+    Ok(local.link_from(spool, key, if_not_exists).await?)
 }

@@ -70,6 +70,7 @@ pub(super) async fn run(job: Job, source: Source) -> Result<PushReport> {
                     receipt,
                     computed: Vec::new(),
                     retention: steps[i].retention,
+                    create_only: steps[i].action == Action::Upload,
                 };
                 super::commit_one(&facts, done).await
             }
@@ -128,7 +129,8 @@ impl Fanout {
                 early.push((i, DestinationReport::skipped(dest, k, status, message)));
                 continue;
             }
-            let options = plan::put_options(dest, step.retention, None);
+            let create_only = matches!(step.action, Action::Upload | Action::Repair);
+            let options = plan::put_options(dest, step.retention, None, create_only);
             let writer = match dest.store.writer(&k.object, options).await {
                 Ok(w) => w,
                 Err(e) => {

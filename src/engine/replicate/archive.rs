@@ -301,6 +301,7 @@ async fn commit_copy(
         receipt: copied.receipt.clone(),
         computed,
         retention,
+        create_only: false,
     };
     match commit::commit(&facts, done).await {
         Ok(_) => Settled::Stored,

@@ -1,0 +1,153 @@
+//! Two hosts, one name (issue 29): two pushes of different archives under the same name to the
+//! same destination at the same moment, each with its own cache (two machines). Exactly one
+//! stores its archive; the other exits 1 with "another push stored a different archive under
+//! NAME at DEST"; neither exits 0 for bytes that are not there; what `ls` calls complete passes
+//! `verify --deep` and restores the winner's bytes. Dozens of rounds with random delays on
+//! every store here that honours create-only writes under concurrency (file:// and SeaweedFS;
+//! tests/emulators/README.md has the table).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::common::*;
+
+const ROUNDS: usize = 25;
+
+/// One round: host A and host B push `a` and `b` (same name, different bytes) to `url` at
+/// once, B after a random delay. Returns which one won, and whether they met in the commit.
+fn round(
+    sb: &Sandbox,
+    cmd: &dyn Fn(&str) -> std::process::Command,
+    url: &str,
+    n: usize,
+) -> (usize, bool) {
+    let name = format!("app-backup-20261201_{:06}.tar.gz", n);
+    let a = sb.path(&format!("a/{name}"));
+    let b = sb.path(&format!("b/{name}"));
+    for (p, seed) in [(&a, 2 * n as u64), (&b, 2 * n as u64 + 1)] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            p,
+            offsite_storage::conformance::pattern(20_000 + n * 97, seed),
+        )
+        .unwrap();
+    }
+    let delay = rand::thread_rng().gen_range(0..12);
+    let spawn = |host: &str, file: &std::path::Path| {
+        cmd(host)
+            .arg("push")
+            .arg(file)
+            .args(["-r", &sb.recipient, "--to", url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn("host-a", &a);
+    std::thread::sleep(Duration::from_millis(delay));
+    let second = spawn("host-b", &b);
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let codes: Vec<i32> = outs.iter().map(code).collect();
+    let won: Vec<usize> = (0..2).filter(|i| codes[*i] == 0).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "round {n} (delay {delay} ms): exit codes {codes:?}\nA: {}\nB: {}",
+        stderr(&outs[0]),
+        stderr(&outs[1])
+    );
+    let (winner, loser) = (won[0], 1 - won[0]);
+    assert_eq!(codes[loser], 1, "round {n}: {}", stderr(&outs[loser]));
+    // Met during its own commit, or (when it started after the winner's commit) at its
+    // survey, as any different archive already there.
+    let said = format!("{}{}", stdout(&outs[loser]), stderr(&outs[loser]));
+    let raced = said.contains(&format!(
+        "another push stored a different archive under {name} at {url}"
+    ));
+    assert!(
+        raced
+            || said.contains(&format!(
+                "a different archive named \"{name}\" is already stored here"
+            )),
+        "round {n}: {said}"
+    );
+    // What is there is the winner's, whole.
+    let o = cmd("reader")
+        .args(["verify", "--deep", url, "--archive", &name, "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "round {n}: {}{}", stdout(&o), stderr(&o));
+    let back = sb.path("back");
+    let _ = std::fs::remove_file(&back);
+    let o = cmd("reader")
+        .args(["restore", url, "--archive", &name, "-o"])
+        .arg(&back)
+        .arg("-i")
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "round {n}: {}", stderr(&o));
+    let want = if winner == 0 { &a } else { &b };
+    assert_eq!(sha256_file(&back), sha256_file(want), "round {n}");
+    (winner, raced)
+}
+
+/// Runs the rounds; some must have met in the commit itself, or the race was never run.
+fn race(sb: &Sandbox, cmd: &dyn Fn(&str) -> std::process::Command, url: &str) {
+    let (mut wins, mut raced) = ([0usize; 2], 0);
+    for n in 0..ROUNDS {
+        let (w, r) = round(sb, cmd, url, n);
+        wins[w] += 1;
+        raced += usize::from(r);
+    }
+    println!(
+        "race at {url}: host A won {} rounds, host B {}; {raced} of {ROUNDS} decided in the commit itself",
+        wins[0], wins[1]
+    );
+    assert!(raced > 0, "no round overlapped: the race was never run");
+}
+
+/// The offsite command of one host: its own cache directory.
+fn host(sb: &Sandbox, host: &str) -> std::process::Command {
+    let mut c = sb.std_cmd();
+    c.env("OFFSITE_CACHE_DIR", sb.path(&format!("cache-{host}")));
+    c
+}
+
+#[test]
+fn two_hosts_one_name_on_file_exactly_one_commits() {
+    let sb = Sandbox::new();
+    race(&sb, &|h| host(&sb, h), &sb.url("dest"));
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_one_name_on_seaweedfs_exactly_one_commits() {
+    let sb = Sandbox::new();
+    let name = bucket("race");
+    let _store = crate::s3::store("OFFSITE_TEST_SEAWEEDFS", &name, "app", false).await;
+    let url = format!(
+        "s3://{name}/app?endpoint={}",
+        emulator("OFFSITE_TEST_SEAWEEDFS")
+    );
+    tokio::task::spawn_blocking(move || {
+        let cmd = |h: &str| {
+            let mut c = host(&sb, h);
+            c.env("AWS_ACCESS_KEY_ID", S3S_ACCESS)
+                .env("AWS_SECRET_ACCESS_KEY", S3S_SECRET)
+                .env("AWS_REGION", "us-east-1")
+                .env_remove("AWS_PROFILE")
+                .env_remove("AWS_ENDPOINT_URL");
+            c
+        };
+        race(&sb, &cmd, &url)
+    })
+    .await
+    .unwrap();
+}
