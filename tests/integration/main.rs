@@ -47,4 +47,5 @@ mod snapshots_azure;
 mod snapshots_ebs;
 #[cfg(feature = "gce-disk")]
 mod snapshots_gcp;
+mod trust;
 mod verify;
