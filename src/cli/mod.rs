@@ -133,7 +133,7 @@ impl InventoryArgs {
 pub struct TrustArgs {
     /// Trust manifests signed by this public key: a line `ssh-ed25519 AAAA... host-a` as
     /// `offsite keygen --signing` prints it (repeat for more keys).
-    #[arg(long = "trust", value_name = "KEY")]
+    #[arg(long = "trust", value_name = "KEY", allow_hyphen_values = true)]
     trust: Vec<String>,
     /// Trust the keys of this OpenSSH allowed_signers file (`host-a ssh-ed25519 AAAA...`, with
     /// valid-after / valid-before honoured at each archive's signed push time); repeatable.

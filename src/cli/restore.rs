@@ -62,6 +62,12 @@ pub struct RestoreArgs {
 }
 
 pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
+    // clap lets --allow-untrusted through beside --latest / --at despite `requires`.
+    if args.allow_untrusted && args.archive.is_none() {
+        return Err(usage(
+            "--allow-untrusted needs --archive NAME: --latest and --at never restore an untrusted archive; name the one you checked",
+        ));
+    }
     let selector = match (&args.archive, args.latest, &args.at) {
         (Some(n), _, _) => Selector::Name(n.clone()),
         (_, true, _) => Selector::Latest,

@@ -48,7 +48,8 @@ pub struct DrillReport {
     pub unchecked: usize,
 }
 
-/// Restores the newest complete archive at each destination to nowhere.
+/// Restores the newest complete archive at each destination to nowhere; where a newer untrusted
+/// archive is there, reports that one (untrusted, exit 4) instead.
 pub async fn run(req: &DrillRequest<'_>) -> DrillReport {
     let mut copies = Vec::new();
     for (loc, name) in req.locations.iter().zip(&req.names) {
@@ -83,9 +84,10 @@ async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> CopyReport {
             )
         }
     };
+    // A newer untrusted archive (planted) is the newest here: reported, not passed over.
     let newest = entries
         .iter()
-        .filter(|e| e.state == State::Complete)
+        .filter(|e| matches!(e.state, State::Complete | State::Untrusted))
         .max_by(|a, b| a.created().cmp(&b.created()).then(a.name.cmp(&b.name)));
     match newest {
         None => failed(

@@ -50,4 +50,5 @@ mod snapshots_azure;
 mod snapshots_ebs;
 #[cfg(feature = "gce-disk")]
 mod snapshots_gcp;
+mod trust;
 mod verify;
