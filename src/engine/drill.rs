@@ -48,15 +48,18 @@ pub struct DrillReport {
     pub unchecked: usize,
 }
 
-/// Restores the newest complete archive at each destination to nowhere; where a newer untrusted
-/// archive is there, reports that one (untrusted, exit 4) instead.
+/// Restores the newest trusted complete archive at each destination to nowhere, and reports
+/// every untrusted archive there beside it (untrusted, exit 4): a planted archive neither
+/// stops the proof of the real ones nor goes unsaid.
 pub async fn run(req: &DrillRequest<'_>) -> DrillReport {
     let mut copies = Vec::new();
     for (loc, name) in req.locations.iter().zip(&req.names) {
-        copies.push(DrillCopy {
-            destination: name.clone(),
-            copy: drill_one(loc, req).await,
-        });
+        for copy in drill_one(loc, req).await {
+            copies.push(DrillCopy {
+                destination: name.clone(),
+                copy,
+            });
+        }
     }
     let count = |f: fn(Verdict) -> bool| copies.iter().filter(|c| f(c.copy.verdict)).count();
     DrillReport {
@@ -67,7 +70,8 @@ pub async fn run(req: &DrillRequest<'_>) -> DrillReport {
     }
 }
 
-async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> CopyReport {
+/// The drill at one destination: the newest trusted copy proven, then each untrusted one.
+async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> Vec<CopyReport> {
     let failed = |verdict, detail: String| CopyReport {
         url: loc.url().into(),
         archive: String::new(),
@@ -78,18 +82,17 @@ async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> CopyReport {
     let entries = match scan(loc, &req.options).await {
         Ok(entries) => entries,
         Err(e) => {
-            return failed(
+            return vec![failed(
                 Verdict::Unchecked,
                 format!("cannot list the destination: {e}"),
-            )
+            )]
         }
     };
-    // A newer untrusted archive (planted) is the newest here: reported, not passed over.
     let newest = entries
         .iter()
-        .filter(|e| matches!(e.state, State::Complete | State::Untrusted))
+        .filter(|e| e.state == State::Complete)
         .max_by(|a, b| a.created().cmp(&b.created()).then(a.name.cmp(&b.name)));
-    match newest {
+    let mut out = vec![match newest {
         None => failed(
             Verdict::Missing,
             "no complete archive here to restore".into(),
@@ -101,5 +104,14 @@ async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> CopyReport {
             };
             deep(loc, e, req.identities.clone(), DeepCheck::Drill, recorder).await
         }
+    }];
+    for e in entries.iter().filter(|e| e.state == State::Untrusted) {
+        if let Err((verdict, detail)) = super::verify::committed(e) {
+            out.push(CopyReport {
+                archive: e.name.clone(),
+                ..failed(verdict, detail)
+            });
+        }
     }
+    out
 }

@@ -29,6 +29,7 @@ use offsite::engine::identity::{Identities, IdentityFile};
 use offsite::engine::inventory::{scan, Clock, Judge, ReadOptions, Signers, State};
 use offsite::engine::push::{PushRequest, Source, Status as PushStatus};
 use offsite::engine::restore::{RestoreRequest, Selector, Target};
+use offsite::engine::verify::Verdict;
 use offsite::engine::{drill, prune, restore, status};
 use offsite::registry::Opened;
 use offsite_policies::duration::Span;
@@ -605,7 +606,11 @@ url = "{}"
         };
         let report = drill::run(&req).await;
         assert_eq!(report.proven, 2, "{report:?}");
-        for c in &report.copies {
+        for c in report
+            .copies
+            .iter()
+            .filter(|c| c.copy.verdict == Verdict::Ok)
+        {
             let d = self.index(&c.destination);
             assert!(
                 self.stored[d].contains_key(&c.copy.archive),
