@@ -297,12 +297,12 @@ fn kubernetes_manifests_are_cronjobs_whose_offsite_commands_the_cli_accepts() {
         });
         let maps = configmap_policies();
         // Secrets (the identity, the signing key) are private to their owner: defaultMode
-        // 0400 (octal for Kubernetes' YAML 1.1; 400 read as YAML 1.2 decimal here).
+        // 0400, octal to Kubernetes (YAML 1.1), however this YAML 1.2 parser reads it.
         for v in pod["volumes"].as_sequence().into_iter().flatten() {
             if v["secret"].is_mapping() {
-                let mode = v["secret"]["defaultMode"].as_u64();
+                let mode = &v["secret"]["defaultMode"];
                 assert!(
-                    matches!(mode, Some(0o400 | 400)),
+                    matches!(mode.as_u64(), Some(0o400 | 400)) || mode.as_str() == Some("0400"),
                     "{origin}: the Secret volume {:?} needs defaultMode: 0400, has {mode:?}",
                     v["name"]
                 );
