@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One command for the main job on local disk, by the local-only preset
 # (policies/presets/local.toml, its paths moved under the demo directory): build, make a
-# backup job's output (archive, checksums.sha256, metadata.json), then plan, push, status,
-# drill, status again, prune --dry-run (the retention plan), and restore, comparing the bytes. The key made here is a DEMO KEY:
-# never use it for real backups.
+# backup job's output (archive, checksums.sha256, metadata.json), then plan, push (signed),
+# status, drill, status again, prune --dry-run (the retention plan), and restore, comparing the
+# bytes. The keys made here (age identity, signing key) are DEMO KEYS: never use them for real
+# backups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/offsite/target}"
@@ -24,7 +25,12 @@ echo "{\"host\": \"$(hostname)\", \"source\": \"$demo/src\"}" > "$demo/metadata.
 # The preset, pointed into the demo directory.
 recipient=$("$offsite" keygen -o "$demo/demo-key.txt")
 echo "$recipient" > "$demo/recipients.txt"
+# The signing key push signs with, and the allowed_signers file readers trust it by.
+signer=$("$offsite" keygen --signing --comment demo -o "$demo/demo-signing.key")
+echo "demo $signer" > "$demo/allowed_signers"
 sed -e "s|/etc/offsite/recipients.txt|$demo/recipients.txt|" \
+    -e "s|/etc/offsite/signing.key|$demo/demo-signing.key|" \
+    -e "s|/etc/offsite/allowed_signers|$demo/allowed_signers|" \
     -e "s|file:///var/backups/offsite|file://$demo/local|" \
     -e "s|file:///mnt/usb/offsite|file://$demo/usb|" \
     policies/presets/local.toml > "$demo/policy.toml"
@@ -43,4 +49,4 @@ set -x
 "$offsite" restore --policy "$policy" --latest -o "$demo/restored.tar.gz" -i "$demo/demo-key.txt"
 cmp "$demo/$name" "$demo/restored.tar.gz"
 set +x
-echo "demo OK: placement met, every copy proven, the restored archive is byte-identical ($demo)"
+echo "demo OK: placement met, every copy signed and proven, the restored archive is byte-identical ($demo)"

@@ -1,8 +1,10 @@
 //! examples/: no Docker engine or cluster runs here, so the examples are checked for what can
 //! be checked without one. Every policy (presets, examples/policies, the policy inside the
-//! Kubernetes ConfigMap) parses and plans; every Kubernetes manifest is valid YAML of the kind
-//! it says; every offsite command line in the manifests, hooks, systemd units and Dockerfile is
-//! accepted by the CLI; the Grafana dashboard uses only metric names that offsite writes.
+//! Kubernetes ConfigMap) parses and plans, and every one that stores archives signs them and
+//! trusts signed archives only (issue 27); every Kubernetes manifest is valid YAML of the kind
+//! it says, mounts its Secrets mode 0400 and the signing key where the policy names it; every
+//! offsite command line in the manifests, hooks, systemd units and Dockerfile is accepted by
+//! the CLI; the Grafana dashboard uses only metric names that offsite writes.
 
 use std::path::{Path, PathBuf};
 
@@ -101,16 +103,38 @@ fn every_policy_under_examples_and_presets_parses_and_plans() {
     assert!(policies.len() >= 8, "{}", policies.len());
     let rfile = sb.path("recipients.txt");
     std::fs::write(&rfile, format!("{}\n", sb.recipient)).unwrap();
-    for (origin, text) in &policies {
-        offsite_policies::policy::Policy::parse(text, origin)
-            .unwrap_or_else(|e| panic!("{origin}: {}", e.0));
-        // And offsite plan accepts it as a user would run it (its recipients file here).
-        let p = sb.path("p.toml");
-        std::fs::write(
-            &p,
-            text.replace("/etc/offsite/recipients.txt", &rfile.display().to_string()),
-        )
+    // The signing key and allowed_signers a user makes before using a preset (README, Signing).
+    let key = sb.path("keys/signing.key");
+    let o = sb
+        .cmd()
+        .args(["keygen", "--signing", "--comment", "host-a", "-o"])
+        .arg(&key)
+        .output()
         .unwrap();
+    assert_code(&o, 0);
+    let allowed = sb.path("allowed_signers");
+    std::fs::write(&allowed, format!("host-a {}", stdout(&o))).unwrap();
+    for (origin, text) in &policies {
+        let policy = offsite_policies::policy::Policy::parse(text, origin)
+            .unwrap_or_else(|e| panic!("{origin}: {}", e.0));
+        // What stores archives signs them, and its readers trust signed archives only.
+        let signing = policy.signing.as_ref();
+        if policy.has_archives() {
+            let s = signing.unwrap_or_else(|| panic!("{origin}: no [signing]"));
+            assert!(s.key_file.is_some(), "{origin}: [signing] has no key-file");
+            assert!(s.has_trust(), "{origin}: [signing] trusts no key");
+        }
+        // And offsite plan accepts it as a user would run it (its recipients file, signing key
+        // and allowed_signers here).
+        let mut text = text.replace("/etc/offsite/recipients.txt", &rfile.display().to_string());
+        if let Some(f) = signing.and_then(|s| s.key_file.as_ref()) {
+            text = text.replace(&f.display().to_string(), &key.display().to_string());
+        }
+        if let Some(f) = signing.and_then(|s| s.trusted_file.as_ref()) {
+            text = text.replace(&f.display().to_string(), &allowed.display().to_string());
+        }
+        let p = sb.path("p.toml");
+        std::fs::write(&p, text).unwrap();
         let o = sb
             .cmd()
             .arg("plan")
@@ -119,7 +143,75 @@ fn every_policy_under_examples_and_presets_parses_and_plans() {
             .output()
             .unwrap();
         assert_eq!(code(&o), 0, "{origin}: {}{}", stdout(&o), stderr(&o));
+        if policy.has_archives() {
+            assert!(
+                stdout(&o).contains("readers trust only signed archives"),
+                "{origin}: {}",
+                stdout(&o)
+            );
+        }
     }
+}
+
+/// Each ConfigMap's files beside its policy.toml: (file, ConfigMap name, key, text).
+fn configmap_files() -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for f in files(&root().join("examples/kubernetes"), "yaml") {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        if doc["kind"] != "ConfigMap" {
+            continue;
+        }
+        for (k, v) in doc["data"].as_mapping().into_iter().flatten() {
+            out.push((
+                f.display().to_string(),
+                doc["metadata"]["name"].as_str().unwrap().to_string(),
+                k.as_str().unwrap().to_string(),
+                v.as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_kubernetes_policy_trusts_an_allowed_signers_file_its_configmap_holds() {
+    let files = configmap_files();
+    let mut checked = 0;
+    for (origin, name, text) in configmap_policies() {
+        let policy = offsite_policies::policy::Policy::parse(&text, &name).unwrap();
+        let Some(trusted) = policy
+            .signing
+            .as_ref()
+            .and_then(|s| s.trusted_file.as_ref())
+        else {
+            continue;
+        };
+        // Every job mounts its policy's ConfigMap at /etc/offsite.
+        let key = trusted
+            .strip_prefix("/etc/offsite")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{origin}: trusted-file {} is not in the ConfigMap's mount /etc/offsite",
+                    trusted.display()
+                )
+            })
+            .display()
+            .to_string();
+        let (_, _, _, allowed) = files
+            .iter()
+            .find(|(_, n, k, _)| *n == name && *k == key)
+            .unwrap_or_else(|| panic!("{origin}: the ConfigMap {name} has no {key}"));
+        let mut set = offsite_policies::signing::TrustedSigners::default();
+        set.add_allowed_signers(allowed, &format!("{origin}: {key}"))
+            .unwrap_or_else(|e| panic!("{}", e.0));
+        assert!(!set.is_empty(), "{origin}: {key} trusts no key");
+        checked += 1;
+    }
+    assert!(
+        checked >= 1,
+        "no Kubernetes policy trusts an allowed_signers file"
+    );
 }
 
 /// The policies the Kubernetes ConfigMaps hold: (file, ConfigMap name, policy.toml).
@@ -204,6 +296,19 @@ fn kubernetes_manifests_are_cronjobs_whose_offsite_commands_the_cli_accepts() {
             words.first() == Some(&"offsite") && words.get(1) == Some(&"snapshot")
         });
         let maps = configmap_policies();
+        // Secrets (the identity, the signing key) are private to their owner: defaultMode
+        // 0400, octal to Kubernetes (YAML 1.1), however this YAML 1.2 parser reads it.
+        for v in pod["volumes"].as_sequence().into_iter().flatten() {
+            if v["secret"].is_mapping() {
+                let mode = &v["secret"]["defaultMode"];
+                assert!(
+                    matches!(mode.as_u64(), Some(0o400 | 400)) || mode.as_str() == Some("0400"),
+                    "{origin}: the Secret volume {:?} needs defaultMode: 0400, has {mode:?}",
+                    v["name"]
+                );
+            }
+        }
+        let mut key_file = None;
         for v in pod["volumes"].as_sequence().into_iter().flatten() {
             let Some(name) = v["configMap"]["name"].as_str() else {
                 continue;
@@ -213,6 +318,7 @@ fn kubernetes_manifests_are_cronjobs_whose_offsite_commands_the_cli_accepts() {
                 .find(|(_, n, _)| n == name)
                 .unwrap_or_else(|| panic!("{origin}: no ConfigMap {name} with a policy.toml here"));
             let policy = offsite_policies::policy::Policy::parse(text, name).unwrap();
+            key_file = policy.signing.as_ref().and_then(|s| s.key_file.clone());
             if snapshot_job {
                 assert!(
                     !policy.snapshots.is_empty(),
@@ -239,6 +345,28 @@ fn kubernetes_manifests_are_cronjobs_whose_offsite_commands_the_cli_accepts() {
                     .unwrap_or_default()
             };
             let (cmd, args) = (words("command"), words("args"));
+            // A container that pushes can read the signing key where the policy names it.
+            let all = cmd
+                .iter()
+                .chain(&args)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let pushes = all.contains("offsite push")
+                || (cmd.first().map(String::as_str) == Some("offsite")
+                    && args.first().map(String::as_str) == Some("push"));
+            if let (true, Some(key)) = (pushes, &key_file) {
+                let dir = key.parent().unwrap().display().to_string();
+                assert!(
+                    c["volumeMounts"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .any(|m| m["mountPath"].as_str() == Some(dir.as_str())),
+                    "{origin}: pushes by a policy whose key-file is {}, but mounts nothing at {dir}",
+                    key.display()
+                );
+            }
             if cmd.first().map(String::as_str) == Some("offsite") {
                 accepted(
                     &origin,
