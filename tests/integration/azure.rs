@@ -546,9 +546,23 @@ async fn extend_retention_requests_match_the_rest_reference_on_a_local_server() 
 /// checks each request.
 #[test]
 fn push_sets_the_lock_and_hold_through_upload_and_commit_requests_on_a_local_server() {
-    let server = RecordingServer::answering_with_status(|r| {
+    // The blocks' bytes, for Get Blob Properties of the committed blob (push reads its data
+    // back after a create-only commit).
+    let staged = std::sync::atomic::AtomicUsize::new(0);
+    let server = RecordingServer::answering_with_status(move |r| {
         let method = r.line.split(' ').next().unwrap_or("");
+        if method == "PUT" && r.line.contains("comp=block ") {
+            staged.fetch_add(r.body.len(), std::sync::atomic::Ordering::SeqCst);
+        }
         match method {
+            "HEAD" if r.line.contains(".age") => (
+                200,
+                format!(
+                    "ETag: \"0x8DD000000000001\"\r\nContent-Length: {}\r\nLast-Modified: Wed, 02 Dec 2026 18:00:00 GMT\r\n",
+                    staged.load(std::sync::atomic::Ordering::SeqCst)
+                ),
+                String::new(),
+            ),
             "PUT" => (
                 201,
                 "ETag: \"0x8DD000000000001\"\r\nLast-Modified: Wed, 02 Dec 2026 18:00:00 GMT\r\n"

@@ -377,10 +377,15 @@ impl RecordingServer {
                     404 => "Not Found",
                     _ => "Status",
                 };
+                // An answer to HEAD says the length of what GET would send, and sends nothing.
+                let length = if extra.to_ascii_lowercase().contains("content-length:") {
+                    String::new()
+                } else {
+                    format!("Content-Length: {}\r\n", body.len())
+                };
                 write!(
                     conn,
-                    "HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: {}\r\nx-ms-request-id: 1\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
+                    "HTTP/1.1 {status} {reason}\r\n{extra}{length}x-ms-request-id: 1\r\nConnection: close\r\n\r\n{body}"
                 )
                 .unwrap();
             }

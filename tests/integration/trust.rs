@@ -123,10 +123,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// The `warning: passed over NAME is untrusted (at URL: ...)` line for `name`.
+/// The `warning: passed over NAME (at URL: untrusted: ...): ...` line for `name`.
 fn passed_over_line<'a>(err: &'a str, name: &str) -> Option<&'a str> {
     err.lines()
-        .find(|l| l.starts_with(&format!("warning: passed over {name} is untrusted (at ")))
+        .find(|l| l.starts_with(&format!("warning: passed over {name} (at ")))
 }
 
 #[test]
@@ -441,7 +441,9 @@ fn planted_archives_are_untrusted_and_restore_latest_passes_over_them_on_local_d
         let line = passed_over_line(&err, name).unwrap_or_else(|| panic!("{name}: {err}"));
         assert_eq!(
             line,
-            format!("warning: passed over {name} is untrusted (at {url}: {reason})")
+            format!(
+                "warning: passed over {name} (at {url}: untrusted: {reason}): never chosen by --latest or --at"
+            )
         );
     }
     assert!(passed_over_line(&err, &a).is_none() && passed_over_line(&err, &b).is_none());
@@ -594,14 +596,12 @@ fn planted_archives_are_untrusted_and_restore_latest_passes_over_them_on_local_d
     let err = stderr(&o);
     assert!(err.contains("no trusted archive to restore: "), "{err}");
     assert!(
-        err.contains(&format!(
-            "{unsigned} is untrusted (at {only_url}: unsigned)"
-        )),
+        err.contains(&format!("{unsigned} (at {only_url}: untrusted: unsigned)")),
         "{err}"
     );
     assert!(
         err.contains(&format!(
-            "{mallory} is untrusted (at {only_url}: signed by a key that is not trusted ({mallory_fp}))"
+            "{mallory} (at {only_url}: untrusted: signed by a key that is not trusted ({mallory_fp}))"
         )),
         "{err}"
     );
@@ -620,7 +620,7 @@ fn planted_archives_are_untrusted_and_restore_latest_passes_over_them_on_local_d
     assert_eq!(sha256_file(&sb.path("mallory")), sha256_file(&mallory_src));
     assert!(
         stderr(&o).contains(&format!(
-            "warning: passed over {unsigned} is untrusted (at {only_url}: unsigned)"
+            "warning: passed over {unsigned} (at {only_url}: untrusted: unsigned)"
         )),
         "{}",
         stderr(&o)
@@ -1011,7 +1011,7 @@ fn a_retired_key_is_trusted_only_within_its_validity_at_the_signed_push_time() {
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains(&format!(
-            "no trusted archive to restore: {a} is untrusted (at {url}: {reason})"
+            "no trusted archive to restore: {a} (at {url}: untrusted: {reason})"
         )),
         "{}",
         stderr(&o)
@@ -1339,7 +1339,7 @@ fn core_on(sb: &Sandbox, cmd: &dyn Fn() -> assert_cmd::Command, url: &str) {
     assert_eq!(sha256_file(&sb.path("back")), sha256_file(&a_src));
     assert!(
         stderr(&o).contains(&format!(
-            "warning: passed over {p} is untrusted (at {url}: unsigned)"
+            "warning: passed over {p} (at {url}: untrusted: unsigned)"
         )),
         "{}",
         stderr(&o)
