@@ -3,14 +3,36 @@
 
 use crate::common::*;
 
-/// A preset with its recipients file pointed into the sandbox.
+/// A preset with its recipients file, signing key and trusted signers pointed into the
+/// sandbox (a key made here, and trusted).
 fn preset(sb: &Sandbox, name: &str) -> std::path::PathBuf {
     let rfile = sb.path("recipients.txt");
     std::fs::write(&rfile, format!("{}\n", sb.recipient)).unwrap();
+    let key = sb.path("signing.key");
+    if !key.exists() {
+        let o = sb
+            .cmd()
+            .args(["keygen", "--signing", "--comment", "host-a", "-o"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        let body = stdout(&o).split_whitespace().nth(1).unwrap().to_string();
+        std::fs::write(
+            sb.path("allowed_signers"),
+            format!("host-a ssh-ed25519 {body}\n"),
+        )
+        .unwrap();
+    }
     let text =
         std::fs::read_to_string(crate::examples::root().join(format!("policies/presets/{name}")))
             .unwrap()
-            .replace("/etc/offsite/recipients.txt", &rfile.display().to_string());
+            .replace("/etc/offsite/recipients.txt", &rfile.display().to_string())
+            .replace("/etc/offsite/signing.key", &key.display().to_string())
+            .replace(
+                "/etc/offsite/allowed_signers",
+                &sb.path("allowed_signers").display().to_string(),
+            );
     let p = sb.path(name);
     std::fs::write(&p, text).unwrap();
     p
