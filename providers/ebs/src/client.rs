@@ -8,7 +8,7 @@ pub async fn build(region: Option<&str>) -> Result<(Client, String), Error> {
     if let Some(r) = region {
         check_region(r)?;
     }
-    let sdk = offsite_s3::aws::sdk_config(region, None, None, None).await;
+    let sdk = offsite_aws::sdk_config(region, None, None, None).await;
     let Some(region) = sdk.region().map(|r| r.to_string()) else {
         return Err(Error::new(
             ErrorKind::InvalidConfig,

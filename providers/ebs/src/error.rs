@@ -2,9 +2,7 @@
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use offsite_s3::aws::{
-    credentials_failed, sdk_words, EXPIRED_HINT, NO_CREDENTIALS_HINT, REFUSED_HINT,
-};
+use offsite_aws::{credentials_failed, sdk_words, EXPIRED_HINT, NO_CREDENTIALS_HINT, REFUSED_HINT};
 use offsite_storage::{Error, ErrorKind, Operation};
 
 pub(crate) fn map<E>(

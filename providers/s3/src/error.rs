@@ -3,6 +3,7 @@
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use offsite_aws::{credentials_failed, sdk_words, EXPIRED_HINT, NO_CREDENTIALS_HINT, REFUSED_HINT};
 use offsite_storage::{Error, ErrorKind, Operation};
 
 /// Where a request went, for messages.
@@ -99,63 +100,6 @@ where
         e = e.with_code(c);
     }
     e
-}
-
-/// What to do when the AWS credential chain finds nothing (S3 and EBS alike).
-pub const NO_CREDENTIALS_HINT: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (run `aws sso login` for an SSO profile), or run with a workload identity";
-/// What to do when AWS says the credentials expired.
-pub const EXPIRED_HINT: &str =
-    "the AWS credentials have expired; refresh them (aws sso login, a new session token) and run again";
-/// What to do when AWS refuses the credentials.
-pub const REFUSED_HINT: &str =
-    "the AWS credentials were not accepted; check AWS_ACCESS_KEY_ID / AWS_PROFILE and the secret";
-
-/// The words of an SDK error for a message: that the credential chain found nothing, else the
-/// service's code and message, else the HTTP status, else the whole error chain.
-pub fn sdk_words<E: std::error::Error>(
-    err: &E,
-    no_credentials: bool,
-    code: Option<&str>,
-    message: &str,
-    status: Option<u16>,
-) -> String {
-    match (code, status) {
-        _ if no_credentials => "no usable AWS credentials from the default chain (environment, profile, web identity, container, instance metadata)".to_string(),
-        (Some(c), _) if message.is_empty() => c.to_string(),
-        (Some(c), _) => format!("{c}: {message}"),
-        (None, Some(s)) => format!("HTTP {s}"),
-        (None, None) => DisplayErrorContext(err).to_string(),
-    }
-}
-
-/// Whether the request failed because the credential chain gave no credentials.
-pub fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(s) = src {
-        if s.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
-            .is_some()
-        {
-            return true;
-        }
-        src = s.source();
-    }
-    false
-}
-
-/// The SDK's full error chain as one line (for dispatch and timeout failures, whose cause is
-/// deep in the chain).
-struct DisplayErrorContext<'a, E>(&'a E);
-
-impl<E: std::error::Error> std::fmt::Display for DisplayErrorContext<'_, E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

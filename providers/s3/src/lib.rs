@@ -25,10 +25,4 @@ pub use config::S3Config;
 
 /// What the EBS adapter shares with this one: the SDK configuration and the reading of SDK
 /// errors that are not the service's (no credentials, a whole error chain on one line).
-pub mod aws {
-    pub use crate::client::sdk_config;
-    pub use crate::error::{
-        credentials_failed, sdk_words, EXPIRED_HINT, NO_CREDENTIALS_HINT, REFUSED_HINT,
-    };
-}
 pub use store::S3Store;
