@@ -87,7 +87,13 @@ impl ArmError {
                 ErrorKind::InvalidConfig,
                 Some("an unknown or unavailable region: `az account list-locations -o table` lists them"),
             ),
-            (_, Some("OperationNotAllowed" | "ResourceQuotaExceeded" | "QuotaExceeded")) => (
+            // Not allowed in the resource's present state (a disk being attached, a snapshot
+            // being copied): a state error to report, not a limit to back off from.
+            (_, Some("OperationNotAllowed")) => (
+                ErrorKind::PreconditionFailed,
+                Some("Azure does not allow this in the resource's present state (attached, busy or being copied); run again once it has settled"),
+            ),
+            (_, Some("ResourceQuotaExceeded" | "QuotaExceeded")) => (
                 ErrorKind::RateLimited,
                 Some("an Azure quota or limit: delete old snapshots (offsite snapshot prune) or ask for a higher quota"),
             ),
@@ -117,5 +123,28 @@ impl ArmError {
             e = e.with_code(c);
         }
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arm(status: u16, code: &str) -> ArmError {
+        ArmError {
+            status: Some(status),
+            code: Some(code.into()),
+            message: "m".into(),
+            transport: false,
+        }
+    }
+
+    #[test]
+    fn a_state_refusal_is_not_a_quota() {
+        let e = arm(409, "OperationNotAllowed").into_error(Operation::Delete, "snap");
+        assert_eq!(e.kind(), ErrorKind::PreconditionFailed);
+        assert!(!e.is_retryable());
+        let e = arm(409, "QuotaExceeded").into_error(Operation::Create, "snap");
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
     }
 }

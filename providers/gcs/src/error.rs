@@ -32,6 +32,10 @@ pub(crate) fn from_status(
             ErrorKind::Locked,
             Some("the object is under retention or a hold and cannot be changed before it expires".into()),
         ),
+        // Rate limits come as 403 with these reasons (the JSON API's errors page), not 429.
+        (403, Some("rateLimitExceeded" | "userRateLimitExceeded" | "quotaExceeded")) => {
+            (ErrorKind::RateLimited, None)
+        }
         (403, _) => (
             ErrorKind::PermissionDenied,
             Some(format!("the credentials may not do this on bucket {bucket:?}; grant roles/storage.objectAdmin or check the bucket's IAM")),
@@ -124,4 +128,23 @@ pub(crate) async fn from_response(resp: reqwest::Response, op: Operation, ctx: &
     let reason = err["errors"][0]["reason"].as_str();
     let message = err["message"].as_str().unwrap_or("");
     from_status(status, reason, message, op, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_403_rate_limit_is_rate_limiting_not_permission() {
+        let ctx = Ctx {
+            bucket: "b",
+            key: "k",
+        };
+        for reason in ["rateLimitExceeded", "userRateLimitExceeded"] {
+            let e = from_status(403, Some(reason), "slow down", Operation::Put, &ctx);
+            assert_eq!(e.kind(), ErrorKind::RateLimited, "{reason}");
+        }
+        let e = from_status(403, Some("forbidden"), "no", Operation::Put, &ctx);
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    }
 }

@@ -72,10 +72,7 @@ pub(crate) async fn copy_between(
         // moto 5.2 wants Content-MD5 on a CopyObject that carries lock headers, which a copy
         // has no body for: copy without them, and `ensure_locks` below sets the lock before
         // the copy is reported (an archive's manifest is written only after that).
-        Err(e)
-            if e.to_string()
-                .contains("MissingUploadObjectWithObjectLockHeaders") =>
-        {
+        Err(e) if e.code() == Some("MissingUploadObjectWithObjectLockHeaders") => {
             let plain = req
                 .set_object_lock_mode(None)
                 .set_object_lock_retain_until_date(None)
