@@ -12,6 +12,7 @@ use crate::report::{exit, Output};
 mod completions;
 mod create;
 mod drill;
+mod interrupt;
 mod keygen;
 mod ls;
 mod plan;
@@ -309,6 +310,9 @@ pub fn main() -> ExitCode {
             Command::Man(a) => completions::man(a),
         }
     });
+    // Blocking tasks a command stopped by a signal left running (reading the source into a
+    // spool that is no longer wanted) are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.downcast_ref::<crate::report::StdoutClosed>().is_some() => {
