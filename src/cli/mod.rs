@@ -38,7 +38,8 @@ mod verify;
     after_help = "Exit codes: 0 success; 1 failed or could not read; 2 usage or configuration; \
 3 stored, created or valid, but a destination or a snapshot copy failed, or a rule (placement, rpo, verify-every) is not met; \
 4 a copy is missing or corrupt (or, for replicate, failed verification); 5 prune, snapshot prune \
-or replicate refused by a safety rail (nothing deleted). \
+or replicate refused by a safety rail (nothing deleted); 130 / 143 push or restore stopped by SIGINT / SIGTERM \
+(what it was writing removed). \
 See README.md for each command's meaning."
 )]
 pub struct Cli {

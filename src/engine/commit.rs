@@ -287,6 +287,45 @@ fn manifest(
     }
 }
 
+/// Why a create-only manifest write found one there: the manifest another push committed.
+async fn contested(dest: &Opened, keys: &ArchiveKeys) -> NotCommitted {
+    match crate::engine::inventory::read_manifest(dest.store.as_ref(), &keys.manifest).await {
+        Ok(Some(Ok(f))) => NotCommitted::Contested(Box::new(f.manifest)),
+        _ => NotCommitted::ManifestNotWritten(
+            "another push wrote a manifest under this name first, and it cannot be read".into(),
+        ),
+    }
+}
+
+/// After a create-only commit: whether the data object under the manifest is still the one
+/// this push sent (its size, and its ETag or checksum where the receipt has one). A store that
+/// honours create-only writes never fails this; one that does not can let a concurrent push
+/// write over the data between its upload and its commit.
+async fn replaced(dest: &Opened, keys: &ArchiveKeys, receipt: &Receipt) -> Option<String> {
+    let head = match dest.store.head(&keys.object).await {
+        Ok(h) => h,
+        Err(e) => return Some(format!("the data object cannot be read back: {e}")),
+    };
+    if head.size != receipt.size {
+        return Some(format!(
+            "it is {} bytes, this push sent {}",
+            head.size, receipt.size
+        ));
+    }
+    match (&head.etag, &receipt.etag) {
+        (Some(a), Some(b)) if a.trim_matches('"') != b.trim_matches('"') => {
+            return Some(format!("its ETag is {a}, this push's was {b}"))
+        }
+        _ => {}
+    }
+    match (&head.checksum, &receipt.checksum) {
+        (Some(a), Some(b)) if same_form(a, b) && !equal(a, b) => {
+            Some(format!("its checksum is {a}, this push's was {b}"))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,44 +427,5 @@ mod tests {
             ),
             Ok(Some(_))
         ));
-    }
-}
-
-/// Why a create-only manifest write found one there: the manifest another push committed.
-async fn contested(dest: &Opened, keys: &ArchiveKeys) -> NotCommitted {
-    match crate::engine::inventory::read_manifest(dest.store.as_ref(), &keys.manifest).await {
-        Ok(Some(Ok(f))) => NotCommitted::Contested(Box::new(f.manifest)),
-        _ => NotCommitted::ManifestNotWritten(
-            "another push wrote a manifest under this name first, and it cannot be read".into(),
-        ),
-    }
-}
-
-/// After a create-only commit: whether the data object under the manifest is still the one
-/// this push sent (its size, and its ETag or checksum where the receipt has one). A store that
-/// honours create-only writes never fails this; one that does not can let a concurrent push
-/// write over the data between its upload and its commit.
-async fn replaced(dest: &Opened, keys: &ArchiveKeys, receipt: &Receipt) -> Option<String> {
-    let head = match dest.store.head(&keys.object).await {
-        Ok(h) => h,
-        Err(e) => return Some(format!("the data object cannot be read back: {e}")),
-    };
-    if head.size != receipt.size {
-        return Some(format!(
-            "it is {} bytes, this push sent {}",
-            head.size, receipt.size
-        ));
-    }
-    match (&head.etag, &receipt.etag) {
-        (Some(a), Some(b)) if a.trim_matches('"') != b.trim_matches('"') => {
-            return Some(format!("its ETag is {a}, this push's was {b}"))
-        }
-        _ => {}
-    }
-    match (&head.checksum, &receipt.checksum) {
-        (Some(a), Some(b)) if same_form(a, b) && !equal(a, b) => {
-            Some(format!("its checksum is {a}, this push's was {b}"))
-        }
-        _ => None,
     }
 }

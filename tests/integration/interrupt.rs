@@ -34,7 +34,7 @@ impl Sig {
     }
 
     fn of(round: usize) -> Sig {
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             Sig::Int
         } else {
             Sig::Term
@@ -168,15 +168,15 @@ fn push_to_file_stopped_by_a_signal_leaves_no_temporary_file_and_a_rerun_complet
         let tmp_seen = || !hidden_with(&b, ".offsite-tmp-").is_empty();
         // Even rounds: once the second destination's temporary file exists; odd rounds: at a
         // random moment from the start.
-        let ready: Option<&dyn Fn() -> bool> = (round % 2 == 0).then_some(&tmp_seen);
+        let ready: Option<&dyn Fn() -> bool> = (round.is_multiple_of(2)).then_some(&tmp_seen);
         let e = signal_at(
             push_cmd(&sb, sb.std_cmd(), &src, &urls),
             sig,
             ready,
-            if round % 2 == 0 { 300 } else { 3000 },
+            if round.is_multiple_of(2) { 150 } else { 3000 },
         );
         check_stopped(&e, sig, "push");
-        if e.out.status.code() == Some(sig.code()) && round % 2 == 0 {
+        if e.out.status.code() == Some(sig.code()) && round.is_multiple_of(2) {
             mid_write += 1;
         }
         for d in [&a, &b] {
@@ -237,16 +237,16 @@ fn restore_stopped_by_a_signal_leaves_nothing_where_o_pointed() {
             c
         };
         let partial_seen = || !hidden_with(&outdir, ".").is_empty();
-        let ready: Option<&dyn Fn() -> bool> = (round % 2 == 0).then_some(&partial_seen);
+        let ready: Option<&dyn Fn() -> bool> = (round.is_multiple_of(2)).then_some(&partial_seen);
         let e = signal_at(
             restore(),
             sig,
             ready,
-            if round % 2 == 0 { 200 } else { 1500 },
+            if round.is_multiple_of(2) { 200 } else { 1500 },
         );
         check_stopped(&e, sig, "restore");
         if e.out.status.code() == Some(sig.code()) {
-            mid_write += usize::from(round % 2 == 0);
+            mid_write += usize::from(round.is_multiple_of(2));
             assert!(
                 !target.exists(),
                 "round {round}: {} exists after the signal",
@@ -283,15 +283,17 @@ fn seaweed_cmd(sb: &Sandbox) -> Command {
 fn cloud_rounds(sb: &Sandbox, cmd: &dyn Fn() -> Command, url_of: &dyn Fn(usize) -> String) {
     let src = sb.archive(NAME, BIG, 31);
     let mut stopped = 0;
-    for round in 0..4 {
+    for round in 0..6 {
         let url = url_of(round);
         let sig = Sig::of(round);
         let spool_seen = || !hidden_with(&sb.path("cache/spool"), "data.spool").is_empty();
+        // From the moment the spool exists: soon after in half the rounds, anywhere in the
+        // push (or after it) in the others.
         let e = signal_at(
             push_cmd(sb, cmd(), &src, std::slice::from_ref(&url)),
             sig,
             Some(&spool_seen),
-            2000,
+            if round % 3 == 0 { 1500 } else { 150 },
         );
         check_stopped(&e, sig, "push");
         stopped += usize::from(e.out.status.code() == Some(sig.code()));
