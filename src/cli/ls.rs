@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::InventoryArgs;
 use crate::engine::inventory::{scan, Entry, Signature, State};
+use crate::engine::leftovers::{self, Leftover, LeftoverKind};
 use crate::report::{exit, human_bytes, stdout_failed, time, Output};
 
 /// Arguments of `offsite ls`.
@@ -41,11 +42,12 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
         let entries = scan(loc, &options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
+        let left = stale(loc).await;
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
         let res = if out.json {
-            write_json(&mut w, loc.url(), &entries)
+            write_json(&mut w, loc.url(), &entries, &left)
         } else {
-            write_text(&mut w, loc.url(), &entries)
+            write_text(&mut w, loc.url(), &entries, &left)
         };
         res.and_then(|()| w.flush()).map_err(stdout_failed)?;
         return Ok(exit::OK);
@@ -65,16 +67,17 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     }
     for (i, (loc, (name, _))) in locations.iter().zip(&place.named).enumerate() {
         let listed = scan(loc, &options).await;
+        let left = stale(loc).await;
         let res = match (&listed, out.json) {
             (Ok(entries), true) => write!(w, "{}", if i == 0 { "" } else { "," })
-                .and_then(|()| write_json(&mut w, loc.url(), entries)),
+                .and_then(|()| write_json(&mut w, loc.url(), entries, &left)),
             (Ok(entries), false) => writeln!(
                 w,
                 "{}== {name} ({})",
                 if i == 0 { "" } else { "\n" },
                 loc.url()
             )
-            .and_then(|()| write_text(&mut w, loc.url(), entries)),
+            .and_then(|()| write_text(&mut w, loc.url(), entries, &left)),
             (Err(e), true) => {
                 code = exit::FAILED;
                 let doc = serde_json::to_value(JsonError {
@@ -97,6 +100,39 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     }
     w.flush().map_err(stdout_failed)?;
     Ok(code)
+}
+
+/// What killed writes left at a location more than a day ago (a location whose uploads or
+/// temporary files cannot be listed shows none, with a warning).
+async fn stale(loc: &crate::registry::Opened) -> Vec<Leftover> {
+    let before = Utc::now() - leftovers::stale_after();
+    match leftovers::find(loc, before).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot look for what killed pushes left at {}: {e}",
+                loc.url()
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// A leftover in words: what it is, and that it is no copy.
+pub(super) fn leftover_words(l: &Leftover) -> String {
+    match &l.kind {
+        LeftoverKind::Temporary { size } => format!(
+            "temporary file {} ({}, last written {}): a write that was killed before it finished, not a copy",
+            l.key,
+            human_bytes(*size),
+            time(&l.since)
+        ),
+        LeftoverKind::Upload { id } => format!(
+            "open multipart upload of {} (id {id}, started {}): an upload that never completed, not a copy",
+            l.key,
+            time(&l.since)
+        ),
+    }
 }
 
 /// One archive in `--json`.
@@ -157,7 +193,12 @@ struct JsonError<'a> {
 
 /// The JSON document, written one archive a line as it goes rather than built in memory:
 /// `{"url": ..., "archives": [ {...}, ... ]}`.
-fn write_json(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Result<()> {
+fn write_json(
+    w: &mut impl Write,
+    url: &str,
+    entries: &[Entry],
+    left: &[Leftover],
+) -> std::io::Result<()> {
     writeln!(w, "{{")?;
     writeln!(w, "  \"url\": {},", serde_json::Value::from(url))?;
     write!(w, "  \"archives\": [")?;
@@ -167,11 +208,32 @@ fn write_json(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Resu
         let item = serde_json::to_value(JsonArchive::of(e))?;
         serde_json::to_writer(&mut *w, &item)?;
     }
-    writeln!(w, "{}]", if entries.is_empty() { "" } else { "\n  " })?;
-    writeln!(w, "}}")
+    write!(w, "{}]", if entries.is_empty() { "" } else { "\n  " })?;
+    if !left.is_empty() {
+        write!(w, ",\n  \"leftovers\": ")?;
+        serde_json::to_writer(&mut *w, &serde_json::to_value(left)?)?;
+    }
+    writeln!(w, "\n}}")
 }
 
-fn write_text(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Result<()> {
+fn write_text(
+    w: &mut impl Write,
+    url: &str,
+    entries: &[Entry],
+    left: &[Leftover],
+) -> std::io::Result<()> {
+    write_archives(w, url, entries)?;
+    for l in left {
+        writeln!(
+            w,
+            "left behind: {}; the next push or prune here removes it",
+            leftover_words(l)
+        )?;
+    }
+    Ok(())
+}
+
+fn write_archives(w: &mut impl Write, url: &str, entries: &[Entry]) -> std::io::Result<()> {
     if entries.is_empty() {
         return writeln!(w, "no archives at {url}");
     }

@@ -12,6 +12,7 @@ use crate::report::{exit, Output};
 mod completions;
 mod create;
 mod drill;
+mod interrupt;
 mod keygen;
 mod ls;
 mod plan;
@@ -37,7 +38,8 @@ mod verify;
     after_help = "Exit codes: 0 success; 1 failed or could not read; 2 usage or configuration; \
 3 stored, created or valid, but a destination or a snapshot copy failed, or a rule (placement, rpo, verify-every) is not met; \
 4 a copy is missing or corrupt (or, for replicate, failed verification); 5 prune, snapshot prune \
-or replicate refused by a safety rail (nothing deleted). \
+or replicate refused by a safety rail (nothing deleted); 130 / 143 push or restore stopped by SIGINT / SIGTERM \
+(what it was writing removed). \
 See README.md for each command's meaning."
 )]
 pub struct Cli {
@@ -309,6 +311,9 @@ pub fn main() -> ExitCode {
             Command::Man(a) => completions::man(a),
         }
     });
+    // Blocking tasks a command stopped by a signal left running (reading the source into a
+    // spool that is no longer wanted) are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.downcast_ref::<crate::report::StdoutClosed>().is_some() => {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{InventoryArgs, PolicyArgs};
 use crate::engine::prune::{Done, Report, Request};
 use crate::metrics::{Metrics, MetricsArgs};
-use crate::report::{exit, outln, time, Output};
+use crate::report::{exit, human_bytes, outln, time, Output};
 
 /// Arguments of `offsite prune`.
 #[derive(Debug, Args)]
@@ -52,6 +52,7 @@ struct Json<'a> {
     orphans: Vec<JsonOrphan<'a>>,
     untrusted: &'a [crate::engine::prune::UntrustedCopy],
     future_dated: &'a [crate::engine::prune::FutureDatedCopy],
+    spools: &'a [crate::engine::prune::StaleSpool],
     refusals: &'a [Refusal],
     done: &'a [Done],
     exit: u8,
@@ -165,6 +166,7 @@ fn json<'a>(policy: &'a Policy, report: &'a Report, dry_run: bool, code: u8) -> 
             .collect(),
         untrusted: &report.untrusted,
         future_dated: &report.future_dated,
+        spools: &report.spools,
         refusals: &report.plan.refusals,
         done: &report.done,
         exit: code,
@@ -188,9 +190,10 @@ fn print_text(policy: &Policy, report: &Report, dry_run: bool) -> Result<()> {
     }
     if dry_run {
         outln!(
-            "dry run: would delete {} archive(s) and {} orphan(s); nothing changed.",
+            "dry run: would delete {} archive(s), {} orphan(s) and {} local spool(s); nothing changed.",
             report.plan.deletions().count() + report.untrusted.iter().filter(|u| u.delete).count(),
-            report.orphans.len()
+            report.orphans.len(),
+            report.spools.len()
         )?;
     } else {
         outln!("deleted {} archive(s) or orphan(s).", report.deleted())?;
@@ -231,6 +234,16 @@ fn print_plan(policy: &Policy, report: &Report, dry_run: bool) -> Result<()> {
             policy.destinations[o.destination].name,
             o.key,
             o.reason()
+        )?;
+    }
+    for s in &report.spools {
+        outln!(
+            "  {:<6} local spool {} ({}, {}; a push not run again since {})",
+            "delete",
+            s.name,
+            s.path.display(),
+            human_bytes(s.size),
+            time(&s.last_used)
         )?;
     }
     for f in &report.future_dated {

@@ -12,6 +12,7 @@ use offsite_policies::policy::Policy;
 use offsite_policies::signing::SigningKey;
 use serde::Serialize;
 
+use super::interrupt::{Ran, Signals, Stop};
 use crate::archive::{validate_name, CreatedFrom, Digest};
 use crate::engine::push::{
     self, Annotations, DestinationReport, PushReport, PushRequest, Source, Status,
@@ -152,6 +153,7 @@ struct Prepared {
 }
 
 pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<u8> {
+    let signals = Signals::catch()?;
     let Prepared {
         mut request,
         policy,
@@ -160,11 +162,16 @@ pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<
     } = prepare(&args, &out, m).await?;
     let progress = out.progress(len, &request.name);
     request.progress = crate::report::observer(&progress);
-    let report = push::run(request).await;
+    let name = request.name.clone();
+    let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
+    let ran = signals.run(push::run(request)).await;
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    let report = report?;
+    let report = match ran {
+        Ran::Done(report) => report?,
+        Ran::Stopped(stop, removed) => return Ok(stopped(&name, &urls, stop, &removed, out)),
+    };
     let verdict = policy
         .as_ref()
         .map(|p| placement_verdict(p, &named, &report));
@@ -187,6 +194,35 @@ pub(super) async fn run(args: PushArgs, out: Output, m: &mut Metrics) -> Result<
     }
     shown.errors();
     Ok(code)
+}
+
+/// A push stopped by a signal: what it left, and what a rerun does.
+fn stopped(name: &str, urls: &[String], stop: Stop, removed: &[PathBuf], out: Output) -> u8 {
+    let kept = push::stopped(name, urls);
+    let rerun = match &kept {
+        Some(k) => format!(
+            "the complete spool {} ({}) is kept: running the same push again resumes from it, sending the same bytes and continuing any multipart upload it started",
+            k.path.display(),
+            human_bytes(k.size)
+        ),
+        None => "running the same push again encrypts the archive anew and stores it where it is not stored yet".into(),
+    };
+    if out.json {
+        let v = serde_json::json!({
+            "archive": name,
+            "stopped": stop.name(),
+            "removed": removed,
+            "kept_spool": kept,
+            "exit": stop.exit_code(),
+        });
+        let _ = out.print_json(&v);
+    }
+    eprintln!(
+        "push of {name} stopped by {}{}; {rerun}",
+        stop.name(),
+        super::interrupt::removed_words(removed)
+    );
+    stop.exit_code()
 }
 
 /// Turns the arguments into a request: destinations, recipients, the source (checked against
@@ -405,6 +441,10 @@ struct PushJson<'a> {
     placement: Option<PlacementJson<'a>>,
     exit: u8,
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept_spool: &'a Option<push::KeptSpool>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    swept: &'a [crate::engine::leftovers::Swept],
 }
 
 #[derive(Serialize)]
@@ -449,6 +489,8 @@ impl<'a> Shown<'a> {
             }),
             exit,
             warnings,
+            kept_spool: &r.kept_spool,
+            swept: &r.swept,
         }
     }
 
@@ -485,6 +527,13 @@ impl<'a> Shown<'a> {
         if let (Some(p), Some(pv)) = (self.policy, self.verdict) {
             outln!("{}", placement_words(p, pv))?;
         }
+        for s in &report.swept {
+            let what = super::ls::leftover_words(&s.leftover);
+            match &s.error {
+                None => outln!("removed at {}: {what}", s.url)?,
+                Some(e) => outln!("could not remove at {}: {what}: {e}", s.url)?,
+            }
+        }
         Ok(())
     }
 
@@ -512,8 +561,16 @@ impl<'a> Shown<'a> {
         Ok(())
     }
 
-    /// What went wrong, on stderr: the placement missed, each destination refused or failed.
+    /// What went wrong, on stderr: the placement missed, each destination refused or failed,
+    /// and the spool kept for a rerun.
     fn errors(&self) {
+        if let Some(k) = &self.report.kept_spool {
+            eprintln!(
+                "note: the spool {} ({}) is kept: running the same push again (same archive, same destinations) resumes from it, sending the same bytes where the copy failed instead of encrypting again",
+                k.path.display(),
+                human_bytes(k.size)
+            );
+        }
         if let Some(pv) = self.verdict.filter(|pv| !pv.verdict.met) {
             eprintln!(
                 "error: placement not met: {}",

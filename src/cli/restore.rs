@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{ArgGroup, Args};
 use serde::Serialize;
 
+use super::interrupt::{Ran, Signals, Stop};
 use super::IdentityArgs;
 use crate::archive::parse_time_arg;
 use crate::engine::identity::{Identities, IdentityFile};
@@ -62,6 +63,7 @@ pub struct RestoreArgs {
 }
 
 pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
+    let signals = Signals::catch()?;
     // clap lets --allow-untrusted through beside --latest / --at despite `requires`.
     if args.allow_untrusted && args.archive.is_none() {
         return Err(usage(
@@ -112,12 +114,40 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         judge,
         allow_untrusted: args.allow_untrusted,
     };
-    let res = restore::run(&request).await;
+    let ran = signals.run(restore::run(&request)).await;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    print(&res?, out)?;
-    Ok(exit::OK)
+    match ran {
+        Ran::Done(res) => {
+            print(&res?, out)?;
+            Ok(exit::OK)
+        }
+        Ran::Stopped(stop, removed) => Ok(stopped(&args.output, stop, &removed, out)),
+    }
+}
+
+/// A restore stopped by a signal: its partial file is gone, nothing is at the target.
+fn stopped(output: &str, stop: Stop, removed: &[PathBuf], out: Output) -> u8 {
+    if out.json {
+        let v = serde_json::json!({
+            "stopped": stop.name(),
+            "removed": removed,
+            "exit": stop.exit_code(),
+        });
+        let _ = out.print_json(&v);
+    }
+    let left = if output == "-" {
+        "standard output has part of the archive, which must not be used".to_string()
+    } else {
+        format!("nothing was written at {output}")
+    };
+    eprintln!(
+        "restore stopped by {}{}; {left}: running the same restore again restores it from the start",
+        stop.name(),
+        super::interrupt::removed_words(removed)
+    );
+    stop.exit_code()
 }
 
 /// Loads an identity file for the engine, showing the warning about a file others can read
@@ -132,6 +162,12 @@ pub(super) fn identities(path: &Path) -> Result<Arc<Identities>> {
 
 /// The report as `--json` (with the exit status) or text.
 fn print(report: &RestoreReport, out: Output) -> Result<()> {
+    for p in &report.swept {
+        eprintln!(
+            "removed {}: the partial file of an earlier restore to the same target that was killed",
+            p.display()
+        );
+    }
     for why in &report.passed_over {
         eprintln!("warning: passed over {why}: never chosen by --latest or --at");
     }

@@ -73,6 +73,12 @@ pub(super) async fn run(args: &StatusArgs, out: Output, m: &mut Metrics) -> Resu
     } else {
         let unmet = snaps.unmet.len();
         print_text(policy, status, f.named, now, &snaps.rows, unmet)?;
+        for (dest, l) in &r.leftovers {
+            outln!(
+                "left behind at {dest}: {}; the next push or prune there removes it",
+                super::ls::leftover_words(l)
+            )?;
+        }
         if !signatures_checked && policy.has_archives() {
             outln!("note: archives are not signed (no trusted keys under [signing]): anyone who can write to a destination and knows the recipient can plant an archive that status counts and restore --latest returns; see README, Signing.")?;
         }
@@ -111,7 +117,17 @@ struct Json<'a> {
     damage: &'a [String],
     unmet: Vec<String>,
     snapshots: &'a [VolumeStatus],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    leftovers: Vec<JsonLeftover<'a>>,
     exit: u8,
+}
+
+/// What a killed write left at a destination.
+#[derive(Serialize)]
+struct JsonLeftover<'a> {
+    destination: &'a str,
+    #[serde(flatten)]
+    leftover: &'a crate::engine::leftovers::Leftover,
 }
 
 /// A destination's verdict, its URL, and whether it could be read.
@@ -178,6 +194,14 @@ fn json<'a>(f: &'a Found, code: u8) -> Json<'a> {
             .chain(snaps.unmet.iter().map(|u| u.to_string()))
             .collect(),
         snapshots: &snaps.rows,
+        leftovers: r
+            .leftovers
+            .iter()
+            .map(|(d, l)| JsonLeftover {
+                destination: d,
+                leftover: l,
+            })
+            .collect(),
         exit: code,
     }
 }

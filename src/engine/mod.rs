@@ -8,6 +8,7 @@ pub mod hashing;
 pub mod hidden;
 pub mod identity;
 pub mod inventory;
+pub mod leftovers;
 pub mod progress;
 pub mod prune;
 pub mod push;

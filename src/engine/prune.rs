@@ -75,6 +75,13 @@ pub enum OrphanKind {
         /// When it started.
         started: DateTime<Utc>,
     },
+    /// A temporary file of a write to a `file://` destination that never finished.
+    Temporary {
+        /// Its size in bytes.
+        size: u64,
+        /// When it was last written.
+        modified: DateTime<Utc>,
+    },
 }
 
 impl Orphan {
@@ -85,6 +92,11 @@ impl Orphan {
             OrphanKind::Upload { started, .. } => format!(
                 "a multipart upload started {} and never completed",
                 time(started)
+            ),
+            OrphanKind::Temporary { size, modified } => format!(
+                "a temporary file of {} last written {}: a write that was killed, not a copy",
+                crate::report::human_bytes(*size),
+                time(modified)
             ),
         }
     }
@@ -108,6 +120,8 @@ pub enum Action {
     KeepLocked,
     /// Removed a stale local spool.
     SweepSpool,
+    /// Removed a temporary file a killed write left at a `file://` destination.
+    RemoveTemporary,
 }
 
 impl Action {
@@ -117,7 +131,8 @@ impl Action {
             Action::DeleteArchive
             | Action::DeleteOrphan
             | Action::ListVersions
-            | Action::SweepSpool => "deleted",
+            | Action::SweepSpool
+            | Action::RemoveTemporary => "deleted",
             Action::AbortUpload => "aborted",
             Action::ExtendLock => "extended",
             Action::KeepLocked => "kept",
@@ -132,6 +147,7 @@ impl Action {
                 | Action::DeleteOrphan
                 | Action::ListVersions
                 | Action::SweepSpool
+                | Action::RemoveTemporary
         )
     }
 }
@@ -180,6 +196,8 @@ pub struct Report {
     pub untrusted: Vec<UntrustedCopy>,
     /// Future-dated archives: listed, never deleted.
     pub future_dated: Vec<FutureDatedCopy>,
+    /// Local spools of pushes not run again for 7 days, removed unless this is a dry run.
+    pub spools: Vec<StaleSpool>,
     /// What was done, in order (empty on a dry run or a refused plan).
     pub done: Vec<Done>,
 }
@@ -223,6 +241,8 @@ pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result
     let entries = by_name(&reads);
     let mut orphans = orphans(policy, &entries, req.now);
     orphans.extend(open_uploads(policy, locations, req.now).await);
+    orphans.extend(temporaries(policy, locations, req.now).await);
+    let spools = stale_spools(req.now);
     let untrusted = untrusted(policy, &entries, req);
     let extra = Extra {
         orphans: &orphans,
@@ -235,11 +255,13 @@ pub async fn run(policy: &Policy, locations: &[Opened], req: &Request) -> Result
             .run(&planned, &extra)
             .await;
         done.extend(abort_uploads(policy, locations, &orphans).await);
-        done.extend(sweep_spools(req.now));
+        done.extend(remove_temporaries(policy, locations, &orphans).await);
+        done.extend(sweep_spools(&spools));
     }
     Ok(Report {
         plan: planned,
         orphans,
+        spools,
         untrusted,
         future_dated: future_dated(policy, &entries),
         done,
@@ -287,7 +309,12 @@ struct Extra<'a> {
 impl Extra<'_> {
     /// How many deletions at the destination of index `di`.
     fn deletions_at(&self, di: usize) -> usize {
-        self.orphans.iter().filter(|o| o.destination == di).count()
+        // Temporary files are no copies: never counted against `max-delete`.
+        self.orphans
+            .iter()
+            .filter(|o| o.destination == di)
+            .filter(|o| !matches!(o.kind, OrphanKind::Temporary { .. }))
+            .count()
             + self
                 .untrusted
                 .iter()
@@ -443,6 +470,66 @@ async fn open_uploads(policy: &Policy, locations: &[Opened], now: DateTime<Utc>)
         }
     }
     out
+}
+
+/// Temporary files (`.offsite-tmp-*`) last written more than a day ago at every `file://`
+/// destination: what a push killed mid-write leaves there.
+async fn temporaries(policy: &Policy, locations: &[Opened], now: DateTime<Utc>) -> Vec<Orphan> {
+    let mut out = Vec::new();
+    let before = now - crate::engine::leftovers::stale_after();
+    for (di, (d, loc)) in policy.destinations.iter().zip(locations).enumerate() {
+        let Some(local) = &loc.local else { continue };
+        match local.stale_temporaries(before).await {
+            Ok(found) => out.extend(found.into_iter().map(|t| Orphan {
+                destination: di,
+                key: t.key,
+                kind: OrphanKind::Temporary {
+                    size: t.size,
+                    modified: t.modified,
+                },
+            })),
+            Err(e) => {
+                tracing::warn!(destination = %d.name, error = %e, "cannot list temporary files")
+            }
+        }
+    }
+    out
+}
+
+/// Removes the temporary files among `orphans`.
+async fn remove_temporaries(
+    policy: &Policy,
+    locations: &[Opened],
+    orphans: &[Orphan],
+) -> Vec<Done> {
+    let mut done = Vec::new();
+    for o in orphans {
+        let OrphanKind::Temporary { size, modified } = &o.kind else {
+            continue;
+        };
+        let Some(local) = &locations[o.destination].local else {
+            continue;
+        };
+        let t = offsite_storage::Temporary {
+            key: o.key.clone(),
+            size: *size,
+            modified: *modified,
+        };
+        let res = local.remove_temporary(&t).await;
+        let detail = match &res {
+            Ok(()) => o.reason(),
+            Err(e) => e.to_string(),
+        };
+        let dest = &policy.destinations[o.destination].name;
+        done.push(Done::new(
+            dest,
+            &o.key,
+            Action::RemoveTemporary,
+            detail,
+            res.is_ok(),
+        ));
+    }
+    done
 }
 
 /// Aborts the open uploads among `orphans`.
@@ -752,9 +839,22 @@ async fn store_lock(
     }
 }
 
-/// Removes local spools of pushes never run again: a work directory under the cache's
-/// `spool/` untouched for 7 days whose lock no push holds.
-fn sweep_spools(now: DateTime<Utc>) -> Vec<Done> {
+/// A local spool of a push not run again for 7 days: the work directory under the cache's
+/// `spool/` whose newest file is that old and whose lock no push holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleSpool {
+    /// The work directory's name (the archive's name and a tag of its destinations).
+    pub name: String,
+    /// The work directory.
+    pub path: std::path::PathBuf,
+    /// The bytes in it.
+    pub size: u64,
+    /// When a file in it was last written.
+    pub last_used: DateTime<Utc>,
+}
+
+/// The spools of pushes not run again for 7 days (planned on a dry run too).
+fn stale_spools(now: DateTime<Utc>) -> Vec<StaleSpool> {
     let root = crate::engine::cache_dir::spools();
     let Ok(dirs) = std::fs::read_dir(&root) else {
         return Vec::new();
@@ -762,25 +862,53 @@ fn sweep_spools(now: DateTime<Utc>) -> Vec<Done> {
     let mut out = Vec::new();
     for d in dirs.flatten() {
         let path = d.path();
-        let newest = std::fs::read_dir(&path)
+        let files: Vec<std::fs::Metadata> = std::fs::read_dir(&path)
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|f| f.metadata().ok()?.modified().ok())
-            .max();
-        let Some(newest) = newest else { continue };
-        if DateTime::<Utc>::from(newest) > now - chrono::Duration::days(7) {
+            // Taking the lock below may create its file: only the spool and journal tell age.
+            .filter(|f| f.file_name() != "lock")
+            .filter_map(|f| f.metadata().ok())
+            .collect();
+        let Some(newest) = files.iter().filter_map(|m| m.modified().ok()).max() else {
+            continue;
+        };
+        let last_used = DateTime::<Utc>::from(newest);
+        if last_used > now - chrono::Duration::days(7) {
             continue;
         }
         let name = d.file_name().to_string_lossy().to_string();
-        let Ok(_lock) = crate::engine::spool::lock_work_dir(&path, &name) else {
+        // A push holding the lock is running now: its spool is in use.
+        if crate::engine::spool::lock_work_dir(&path, &name).is_err() {
+            continue;
+        }
+        out.push(StaleSpool {
+            name,
+            size: files.iter().map(std::fs::Metadata::len).sum(),
+            path,
+            last_used,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Removes the stale spools, each while holding its lock.
+fn sweep_spools(spools: &[StaleSpool]) -> Vec<Done> {
+    let mut out = Vec::new();
+    for s in spools {
+        let Ok(_lock) = crate::engine::spool::lock_work_dir(&s.path, &s.name) else {
             continue;
         };
-        let ok = std::fs::remove_dir_all(&path).is_ok();
-        let detail = "the spool of a push not run again for 7 days".into();
+        let ok = std::fs::remove_dir_all(&s.path).is_ok();
+        let detail = format!(
+            "the spool of a push not run again since {} ({})",
+            time(&s.last_used),
+            crate::report::human_bytes(s.size)
+        );
         out.push(Done::new(
             "local spool",
-            &name,
+            &s.name,
             Action::SweepSpool,
             detail,
             ok,

@@ -9,6 +9,7 @@ use offsite_policies::snapshot_status::{Unmet, VolumeStatus};
 use offsite_policies::status::{judge, Status};
 
 use crate::engine::inventory::{read_inventory, ReadOptions};
+use crate::engine::leftovers::{self, Leftover};
 use crate::registry::Opened;
 
 /// Something that could not be read: a destination, or a `[[snapshots]]` section.
@@ -42,6 +43,9 @@ pub struct StatusReport {
     pub snapshots: SnapshotsStatus,
     /// The time everything was judged at.
     pub now: DateTime<Utc>,
+    /// What killed writes left at each destination more than a day ago: (destination name,
+    /// leftover). Not copies; the next push or prune there removes them.
+    pub leftovers: Vec<(String, Leftover)>,
 }
 
 impl StatusReport {
@@ -71,7 +75,26 @@ pub async fn run(policy: &Policy, locations: &[Opened], options: ReadOptions) ->
         unreadable,
         snapshots: snapshots(policy, now).await,
         now,
+        leftovers: leftovers_at(policy, locations, now).await,
     }
+}
+
+/// The leftovers at every destination that can be listed.
+async fn leftovers_at(
+    policy: &Policy,
+    locations: &[Opened],
+    now: DateTime<Utc>,
+) -> Vec<(String, Leftover)> {
+    let mut out = Vec::new();
+    for (d, loc) in policy.destinations.iter().zip(locations) {
+        match leftovers::find(loc, now - leftovers::stale_after()).await {
+            Ok(found) => out.extend(found.into_iter().map(|l| (d.name.clone(), l))),
+            Err(e) => {
+                tracing::warn!(destination = %d.name, error = %e, "cannot look for what killed pushes left")
+            }
+        }
+    }
+    out
 }
 
 /// Snapshots beside archives: every region of every `[[snapshots]]` section.

@@ -24,6 +24,7 @@ mod faults;
 #[cfg(feature = "gcs")]
 mod gcs;
 mod interop;
+mod interrupt;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod inventory;
 #[cfg(all(feature = "s3", feature = "gcs"))]

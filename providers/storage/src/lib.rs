@@ -20,6 +20,7 @@ mod memory;
 mod multipart;
 mod resumable;
 mod retry;
+pub mod scratch;
 mod sequential;
 mod snapshots;
 mod storage;
@@ -29,7 +30,7 @@ mod types;
 pub mod conformance;
 
 pub use error::{Error, ErrorKind, Operation, Result};
-pub use local::LocalStore;
+pub use local::{LocalStore, Temporary};
 pub use location::{Location, Scheme};
 pub use memory::MemoryStore;
 pub use multipart::{

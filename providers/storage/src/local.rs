@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::scratch::Scratch;
 use crate::storage::{GetResult, ListStream, ObjectWriter, Storage};
 use crate::types::{
     key_under_prefix, validate_key, Capabilities, GetRange, Metadata, ObjectMeta, PutOptions,
@@ -68,16 +69,86 @@ impl LocalStore {
             if let Some(dir) = dest.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = tmp_path(&dest);
-            std::fs::hard_link(&src, &tmp)?;
-            let res = publish(&tmp, &dest, if_not_exists, &Metadata::new());
-            if res.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            res.map(|()| Receipt::new(k, size, None))
+            let tmp = Scratch::register(&tmp_path(&dest))?;
+            std::fs::hard_link(&src, tmp.path())?;
+            publish(tmp.path(), &dest, if_not_exists, &Metadata::new())
+                .map(|()| Receipt::new(k, size, None))
         })
         .await
         .map_err(|e| self.io_err(Operation::Put, key, e))
+    }
+
+    /// The temporary files (`.offsite-tmp-*`) under this store last written before
+    /// `older_than`: what a write killed before it finished (SIGKILL, a power cut) leaves. They
+    /// are never objects and never listed as such; [`LocalStore::remove_temporary`] removes one.
+    pub async fn stale_temporaries(&self, older_than: DateTime<Utc>) -> Result<Vec<Temporary>> {
+        let root = self.root.clone();
+        blocking(move || -> std::io::Result<Vec<Temporary>> {
+            let mut out = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries.flatten() {
+                    let Ok(ft) = entry.file_type() else { continue };
+                    let name = entry.file_name();
+                    if ft.is_dir() {
+                        dirs.push(entry.path());
+                        continue;
+                    }
+                    if !ft.is_file() || !name.to_string_lossy().starts_with(TMP_PREFIX) {
+                        continue;
+                    }
+                    let Ok(md) = entry.metadata() else { continue };
+                    let Some(modified) = md.modified().ok().map(DateTime::<Utc>::from) else {
+                        continue;
+                    };
+                    if modified >= older_than {
+                        continue;
+                    }
+                    let path = entry.path();
+                    let Ok(rel) = path.strip_prefix(&root) else {
+                        continue;
+                    };
+                    out.push(Temporary {
+                        key: rel
+                            .to_string_lossy()
+                            .replace(std::path::MAIN_SEPARATOR, "/"),
+                        size: md.len(),
+                        modified,
+                    });
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::from_io(e, PROVIDER, Operation::List, self.root.display()))
+    }
+
+    /// Removes a temporary file [`LocalStore::stale_temporaries`] found (gone already is fine).
+    pub async fn remove_temporary(&self, t: &Temporary) -> Result<()> {
+        let path = self.root.join(&t.key);
+        let is_tmp = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(TMP_PREFIX));
+        if !is_tmp {
+            return Err(Error::new(
+                ErrorKind::Other,
+                PROVIDER,
+                Operation::Delete,
+                format!("{} is not a temporary file", path.display()),
+            ));
+        }
+        blocking(move || match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(|e| self.io_err(Operation::Delete, &t.key, e))
     }
 
     fn path_of(&self, key: &str, op: Operation) -> Result<PathBuf> {
@@ -89,6 +160,17 @@ impl LocalStore {
         let what = self.root.join(key).display().to_string();
         Error::from_io(err, PROVIDER, op, what).with_key(key)
     }
+}
+
+/// A temporary file under a [`LocalStore`]: a write that never finished, not an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Temporary {
+    /// Its path under the store's root, `/`-separated.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: DateTime<Utc>,
 }
 
 fn meta_path(path: &Path) -> PathBuf {
@@ -143,11 +225,11 @@ fn publish(
             _ => {}
         }
     } else {
-        let meta_tmp = tmp_path(&meta);
-        let mut f = std::fs::File::create(&meta_tmp)?;
+        let meta_tmp = Scratch::register(&tmp_path(&meta))?;
+        let mut f = std::fs::File::create(meta_tmp.path())?;
         f.write_all(&serde_json::to_vec(metadata).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
-        std::fs::rename(&meta_tmp, &meta)?;
+        std::fs::rename(meta_tmp.path(), &meta)?;
     }
     if let Some(dir) = dest.parent() {
         sync_dir(dir)?;
@@ -308,7 +390,9 @@ impl Storage for LocalStore {
     async fn writer(&self, key: &str, options: PutOptions) -> Result<Box<dyn ObjectWriter>> {
         let dest = self.path_of(key, Operation::Put)?;
         unsupported_options(&options, key)?;
-        let tmp = tmp_path(&dest);
+        let scratch =
+            Scratch::register(&tmp_path(&dest)).map_err(|e| self.io_err(Operation::Put, key, e))?;
+        let tmp = scratch.path().to_path_buf();
         let (d, t) = (dest.clone(), tmp.clone());
         let file = blocking(move || {
             if let Some(dir) = d.parent() {
@@ -330,6 +414,7 @@ impl Storage for LocalStore {
             size: 0,
             options,
             finished: false,
+            _scratch: scratch,
         }))
     }
 
@@ -488,17 +573,11 @@ impl Storage for LocalStore {
             if let Some(dir) = dest.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = tmp_path(&dest);
-            let res = (|| {
-                let size = std::fs::copy(&src, &tmp)?;
-                std::fs::File::open(&tmp)?.sync_all()?;
-                publish(&tmp, &dest, options.if_not_exists, &metadata)?;
-                Ok(Receipt::new(to_key, size, None))
-            })();
-            if res.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            res
+            let tmp = Scratch::register(&tmp_path(&dest))?;
+            let size = std::fs::copy(&src, tmp.path())?;
+            std::fs::File::open(tmp.path())?.sync_all()?;
+            publish(tmp.path(), &dest, options.if_not_exists, &metadata)?;
+            Ok(Receipt::new(to_key, size, None))
         })
         .await
         .map_err(|e| self.io_err(Operation::Copy, from, e))
@@ -514,6 +593,8 @@ struct LocalWriter {
     size: u64,
     options: PutOptions,
     finished: bool,
+    /// Removes the temporary file if this writer is dropped unfinished, or the process stops.
+    _scratch: Scratch,
 }
 
 impl LocalWriter {

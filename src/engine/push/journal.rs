@@ -10,7 +10,7 @@ use anyhow::Result;
 use offsite_storage::UploadRecord;
 
 use super::job::{Created, Job};
-use super::{transfer, DestinationReport, Status};
+use super::{transfer, DestinationReport, KeptSpool, Status};
 use crate::archive::Digest;
 use crate::engine::spool::{DestinationState, Journal, JOURNAL_FORMAT};
 
@@ -115,7 +115,7 @@ impl JournalHandle {
         urls: &[String],
         sent: &[(usize, Status)],
         report: &[DestinationReport],
-    ) {
+    ) -> Option<KeptSpool> {
         let mut journal = self.journal.lock().expect("journal lock").clone();
         for (i, status) in sent {
             let entry = journal.destinations.entry(urls[*i].clone()).or_default();
@@ -129,9 +129,17 @@ impl JournalHandle {
         if sent.is_empty() || report.iter().all(|r| r.status != Status::Failed) {
             let _ = std::fs::remove_file(&journal.spool);
             let _ = std::fs::remove_file(Journal::path(&self.work));
-        } else if let Err(e) = journal.save(&self.work) {
-            tracing::warn!(error = %e, "could not record the push journal; a rerun will re-encrypt");
+            return None;
         }
+        if let Err(e) = journal.save(&self.work) {
+            tracing::warn!(error = %e, "could not record the push journal; a rerun will re-encrypt");
+            return None;
+        }
+        let size = std::fs::metadata(&journal.spool).ok()?.len();
+        Some(KeptSpool {
+            path: journal.spool,
+            size,
+        })
     }
 }
 

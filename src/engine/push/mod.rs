@@ -46,6 +46,8 @@ use self::send::{Sent, Spool};
 use crate::archive::{ArchiveKeys, CreatedFrom, Digest, Manifest};
 pub use crate::engine::commit::Annotations;
 use crate::engine::commit::{self, ArchiveFacts, Finished};
+use crate::engine::leftovers::{self, Swept};
+use crate::engine::spool::{self, Journal};
 use crate::registry::Opened;
 
 /// What to push from.
@@ -175,6 +177,42 @@ pub struct PushReport {
     pub resumed: bool,
     /// Per destination, in the order given.
     pub destinations: Vec<DestinationReport>,
+    /// The spool kept for a rerun when a destination failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_spool: Option<KeptSpool>,
+    /// What killed writes had left at the destinations more than a day ago, removed now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<Swept>,
+}
+
+/// A complete spool a push keeps under the cache directory for a rerun of the same push
+/// (same archive name, same destinations), which sends these bytes again instead of
+/// re-encrypting, and continues the uploads it recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptSpool {
+    /// The spool file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What a push stopped by a signal left in the cache: the complete spool a rerun resumes
+/// from, if it had one; an incomplete one is removed (it cannot be continued), and its journal
+/// stays so that the rerun aborts the uploads it started.
+pub fn stopped(name: &str, destination_urls: &[String]) -> Option<KeptSpool> {
+    let work = spool::work_dir(name, destination_urls);
+    let journal = Journal::load(&work)?;
+    let size = std::fs::metadata(&journal.spool).ok()?.len();
+    if journal.complete {
+        return Some(KeptSpool {
+            path: journal.spool,
+            size,
+        });
+    }
+    if journal.spool.starts_with(&work) {
+        let _ = std::fs::remove_file(&journal.spool);
+    }
+    None
 }
 
 impl PushReport {
@@ -228,7 +266,18 @@ fn settle_contest(
 /// Runs one push. Per-destination failures are in the report; an `Err` means nothing could
 /// be attempted (the source could not be read, the spool could not be written, another push
 /// of the same archive to the same destinations is running).
+///
+/// At the end it removes what killed writes left at the destinations more than a day ago
+/// (temporary files, open uploads), and reports it.
 pub async fn run(req: PushRequest) -> Result<PushReport> {
+    let destinations = req.destinations.clone();
+    let now = req.clock.now;
+    let mut report = push(req).await?;
+    report.swept = leftovers::sweep(&destinations, now).await;
+    Ok(report)
+}
+
+async fn push(req: PushRequest) -> Result<PushReport> {
     let no_spool = req.no_spool;
     job::refuse_future(&req.name, &req.source, req.clock)?;
     let (job, source) = Job::new(req);
@@ -265,8 +314,8 @@ pub async fn run(req: PushRequest) -> Result<PushReport> {
         resumed: spool.resumed,
         results,
     };
-    let report = report(&job, created, steps, outcome);
-    spool
+    let mut report = report(&job, created, steps, outcome);
+    report.kept_spool = spool
         .journal
         .settle(&job.urls(), &sent, &report.destinations);
     Ok(report)

@@ -64,6 +64,8 @@ pub(super) fn report(
         stored,
         resumed: outcome.resumed,
         destinations,
+        kept_spool: None,
+        swept: Vec::new(),
     }
 }
 

@@ -116,6 +116,9 @@ pub struct RestoreReport {
     /// Newer archives `--latest` / `--at` passed over because they are untrusted, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub passed_over: Vec<String>,
+    /// Partial files that killed restores to the same target had left, removed now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<PathBuf>,
 }
 
 impl RestoreReport {
@@ -308,11 +311,14 @@ struct Tried {
 /// Restores the request's archive to its target from the first healthy copy.
 pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
     let chosen = choose(req.locations, &req.selector, &req.judge).await;
+    let mut swept = Vec::new();
     // After the live copies (none when nothing live was found), the locked copies under a
     // delete marker: of the archive chosen, or else of what the selector picks among them.
     let (live, attempts, hidden_selector) = match &chosen {
         Ok(c) => {
-            resolve_target(&req.target, &c.name)?;
+            if let Target::File { path, .. } = resolve_target(&req.target, &c.name)? {
+                swept = output::sweep_partials(&path);
+            }
             let live: Vec<Candidate> = live(req.locations, c).collect();
             (live, c.attempts.clone(), Selector::Name(c.name.clone()))
         }
@@ -324,6 +330,7 @@ pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
             if let Ok(c) = &chosen {
                 report.passed_over.clone_from(&c.passed_over);
             }
+            report.swept = swept;
             return Ok(report);
         }
         Settled::Exhausted(attempts) => attempts,
@@ -493,6 +500,7 @@ fn report(
         },
         attempts,
         passed_over: Vec::new(),
+        swept: Vec::new(),
     }
 }
 

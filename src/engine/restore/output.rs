@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use offsite_storage::scratch::Scratch;
 
 use super::Target;
 use crate::engine::identity::Identities;
@@ -69,32 +70,68 @@ pub(super) async fn read_to(
         Target::File { path, force } => {
             let tmp = TempFile::create(path)?;
             let res = read_copy(copy, identities, tmp.writer, pb, false).await;
-            let result = settle(res, &tmp.path, path, *force);
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp.path);
-            }
-            result
+            // The partial file goes with `tmp.scratch` on every return, and when this future
+            // is dropped (a signal stopped the restore).
+            settle(res, tmp.scratch.path(), path, *force)
         }
     }
 }
 
-/// The temporary file beside the target that a restore writes into.
+/// The temporary file beside the target that a restore writes into: registered, so that it
+/// is removed however the restore ends, and locked while it is written, so that a later
+/// restore to the same target can tell a killed restore's file from a running one's.
 struct TempFile {
-    path: PathBuf,
+    scratch: Scratch,
     writer: std::io::BufWriter<std::fs::File>,
+}
+
+/// The prefix of the partial files of restores to `target`.
+fn partial_prefix(target: &Path) -> String {
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{file_name}.offsite-restore-")
+}
+
+/// Removes the partial files that killed restores to `target` left beside it (a restore that
+/// is running holds a lock on its own, and that one is left alone). Returns those removed.
+pub(super) fn sweep_partials(target: &Path) -> Vec<PathBuf> {
+    let prefix = partial_prefix(target);
+    let Ok(entries) = std::fs::read_dir(dir_of(target)) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if f.try_lock().is_ok() && std::fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
 }
 
 impl TempFile {
     fn create(target: &Path) -> Result<TempFile, ReadbackError> {
-        let file_name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = dir_of(target).join(format!(".{file_name}.offsite-restore-{:08x}", rand_tag()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let path = dir_of(target).join(format!("{}{:08x}", partial_prefix(target), rand_tag()));
+        let create = || -> std::io::Result<(Scratch, std::fs::File)> {
+            let scratch = Scratch::register(&path)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            // Held while the file is open: what tells a running restore's file from a
+            // killed one's.
+            file.try_lock().map_err(std::io::Error::other)?;
+            Ok((scratch, file))
+        };
+        let (scratch, file) = create()
             .with_context(|| {
                 format!(
                     "cannot create {} (is the directory there and writable?)",
@@ -103,7 +140,7 @@ impl TempFile {
             })
             .map_err(|e| ReadbackError::Output(format!("{e:#}")))?;
         Ok(TempFile {
-            path,
+            scratch,
             writer: std::io::BufWriter::with_capacity(1 << 20, file),
         })
     }
