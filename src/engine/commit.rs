@@ -67,6 +67,10 @@ pub struct Finished<'a> {
     /// commits and the other learns it lost. `false` replaces (`--overwrite`, a repair,
     /// replication).
     pub create_only: bool,
+    /// Whether the data was written over an object that was there (`--overwrite`, an upload
+    /// that never committed): a create-only commit then reads the data back even where the
+    /// receipt has no ETag or checksum to compare (a local disk).
+    pub overwrote: bool,
 }
 
 /// Why a receipt does not match the spool, or `None` when every form the provider reported
@@ -185,6 +189,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
         computed,
         retention,
         create_only,
+        overwrote,
     } = done;
     let provider_checksum = match check_receipt(&receipt, &facts.stored, &computed) {
         Ok(None) => receipt.checksum.clone(),
@@ -225,7 +230,9 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
             return Err(contested(dest, keys).await)
         }
         Ok(_) if create_only => {
-            if let Some(why) = replaced(dest, keys, &receipt).await {
+            if let Some(why) =
+                replaced(dest, keys, &receipt, overwrote.then_some(&facts.stored)).await
+            {
                 // Ours is the manifest just written: taken back, so nothing looks complete.
                 let _ = dest.store.delete(&keys.manifest).await;
                 return Err(NotCommitted::Replaced(why));
@@ -298,10 +305,17 @@ async fn contested(dest: &Opened, keys: &ArchiveKeys) -> NotCommitted {
 }
 
 /// After a create-only commit: whether the data object under the manifest is still the one
-/// this push sent (its size, and its ETag or checksum where the receipt has one). A store that
-/// honours create-only writes never fails this; one that does not can let a concurrent push
-/// write over the data between its upload and its commit.
-async fn replaced(dest: &Opened, keys: &ArchiveKeys, receipt: &Receipt) -> Option<String> {
+/// this push sent (its size, and its ETag or checksum where the receipt has one; with
+/// `hashed`, for data written over an object that was there, its SHA-256 where there is
+/// neither). A store that honours create-only writes never fails this; data written
+/// unconditionally (an overwrite) or a store that does not honour them can let a concurrent
+/// push write over the data between its upload and its commit.
+async fn replaced(
+    dest: &Opened,
+    keys: &ArchiveKeys,
+    receipt: &Receipt,
+    hashed: Option<&Digest>,
+) -> Option<String> {
     let head = match dest.store.head(&keys.object).await {
         Ok(h) => h,
         Err(e) => return Some(format!("the data object cannot be read back: {e}")),
@@ -320,9 +334,22 @@ async fn replaced(dest: &Opened, keys: &ArchiveKeys, receipt: &Receipt) -> Optio
     }
     match (&head.checksum, &receipt.checksum) {
         (Some(a), Some(b)) if same_form(a, b) && !equal(a, b) => {
-            Some(format!("its checksum is {a}, this push's was {b}"))
+            return Some(format!("its checksum is {a}, this push's was {b}"))
         }
-        _ => None,
+        (Some(_), Some(_)) => return None,
+        _ => {}
+    }
+    if head.etag.is_some() && receipt.etag.is_some() {
+        return None;
+    }
+    let want = hashed?;
+    match crate::engine::hashing::object_digest(dest.store.as_ref(), &keys.object).await {
+        Ok(d) if d.sha256 == want.sha256 => None,
+        Ok(d) => Some(format!(
+            "its SHA-256 is {}, this push's was {}",
+            d.sha256, want.sha256
+        )),
+        Err(e) => Some(format!("the data object cannot be read back: {e}")),
     }
 }
 

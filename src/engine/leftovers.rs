@@ -1,6 +1,6 @@
 //! What a killed write leaves at a destination that is not a copy: a `file://` destination's
 //! temporary files (`.offsite-tmp-*`) and open multipart uploads (where the store can list
-//! them). `ls` and `status` show those older than [`STALE_AFTER`]; push and prune remove them.
+//! them). `ls` and `status` show those older than [`stale_after`]; push and prune remove them.
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;

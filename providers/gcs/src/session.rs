@@ -269,6 +269,9 @@ impl Inner {
                     .unwrap_or(0);
                 Ok(SessionState::Persisted(persisted))
             }
+            // A session's only precondition is the `ifGenerationMatch=0` it was started with
+            // (create-only): a 412 when the object is assembled means the key was taken.
+            412 => Err(Error::already_exists("gcs", key)),
             _ => Err(from_response(resp, Operation::Put, &self.ctx(key)).await),
         }
     }
@@ -417,6 +420,9 @@ impl Sequential for Inner {
         // 499 is GCS's answer to a cancelled session; 404/410 mean it is gone already.
         match resp.status().as_u16() {
             200..=299 | 499 | 404 | 410 => Ok(()),
+            // A session's only precondition is the `ifGenerationMatch=0` it was started with
+            // (create-only): a 412 when the object is assembled means the key was taken.
+            412 => Err(Error::already_exists("gcs", key)),
             _ => Err(from_response(resp, Operation::Put, &self.ctx(key)).await),
         }
     }

@@ -224,9 +224,13 @@ impl Spool {
         let create_only = matches!(step.action, Action::Upload | Action::Repair);
         let options = plan::put_options(dest, step.retention, self.size_hint, create_only);
         let route = Route::for_destination(dest, link);
+        // Whether the data was written over an object there (`--overwrite`, or an upload that
+        // never committed): its commit then reads the data back (see `commit::replaced`).
+        let mut overwrote = step.action == Action::Replace;
         let sent = match transfer::transfer(dest, &keys.object, route, source, options).await {
             Ok(sent) => sent,
             Err(e) if create_only && contest::already_exists(&e) => {
+                overwrote = true;
                 match self.contested(job, i, step, link).await {
                     Ok(sent) => sent,
                     Err(report) => return *report,
@@ -245,7 +249,10 @@ impl Spool {
             receipt: sent.receipt,
             computed: sent.computed,
             retention: step.retention,
-            create_only: step.action == Action::Upload,
+            // `--overwrite` removed the old manifest first: its new one is created only where
+            // no other push's is, so two overwrites at once cannot both commit.
+            create_only: matches!(step.action, Action::Upload | Action::Replace),
+            overwrote,
         };
         let mut r = super::commit_one(&facts, done).await;
         r.resumed_parts = sent.resumed_parts;

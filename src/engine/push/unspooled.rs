@@ -70,7 +70,8 @@ pub(super) async fn run(job: Job, source: Source) -> Result<PushReport> {
                     receipt,
                     computed: Vec::new(),
                     retention: steps[i].retention,
-                    create_only: steps[i].action == Action::Upload,
+                    create_only: matches!(steps[i].action, Action::Upload | Action::Replace),
+                    overwrote: steps[i].action == Action::Replace,
                 };
                 super::commit_one(&facts, done).await
             }

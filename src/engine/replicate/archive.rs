@@ -302,6 +302,7 @@ async fn commit_copy(
         computed,
         retention,
         create_only: false,
+        overwrote: false,
     };
     match commit::commit(&facts, done).await {
         Ok(_) => Settled::Stored,
