@@ -312,16 +312,17 @@ fn open_source(args: &PushArgs) -> Result<(Source, String, Option<u64>)> {
     Ok((Source::File(file, path), name, Some(md.len())))
 }
 
-/// One destination given twice is a mistake: file:///x and file:///x/ are one directory.
+/// One destination given twice is a mistake: file:///x and file:///x/ are one directory, and
+/// counting it twice would report two copies where there is one.
 fn refuse_twice(destinations: &[Opened]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashMap<offsite_storage::Place, &str> =
+        std::collections::HashMap::new();
     for d in destinations {
-        let id = d
-            .local_root()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| d.url().to_string());
-        if !seen.insert(id) {
-            return Err(usage(format!("destination {} is given twice", d.url())));
+        if let Some(first) = seen.insert(d.location.place(), d.url()) {
+            return Err(usage(format!(
+                "destinations {first} and {} are one location: each copy must be in a different place; remove one",
+                d.url()
+            )));
         }
     }
     Ok(())

@@ -66,6 +66,18 @@ pub struct Location {
     original: String,
 }
 
+/// Where a [`Location`] points: its scheme, endpoint, bucket (or account) and container, and
+/// its prefix or directory in one spelling. Two locations with one place are one destination;
+/// the query's placement options (storage class, lock) do not make another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Place {
+    scheme: Scheme,
+    endpoint: String,
+    bucket: String,
+    container: Option<String>,
+    path: String,
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.original)
@@ -276,6 +288,36 @@ impl Location {
         &self.original
     }
 
+    /// What the location points at, for telling two spellings of one place apart
+    /// (`file:///x` and `file:///x/`, `file:///x/./y` and `file:///x//y`).
+    pub fn place(&self) -> Place {
+        let endpoint = ["endpoint", "connection-string-env"]
+            .iter()
+            .filter_map(|k| {
+                self.query
+                    .get(*k)
+                    .map(|v| format!("{k}={}", v.trim_end_matches('/').to_ascii_lowercase()))
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let path = match &self.path {
+            Some(p) => p
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect::<PathBuf>()
+                .display()
+                .to_string(),
+            None => self.prefix.clone(),
+        };
+        Place {
+            scheme: self.scheme,
+            endpoint,
+            bucket: self.bucket.to_ascii_lowercase(),
+            container: self.container.as_ref().map(|c| c.to_ascii_lowercase()),
+            path,
+        }
+    }
+
     /// A copy with `sub` added under the prefix (the policy's `prefix`, `--prefix`).
     pub fn join_prefix(&self, sub: &str) -> Result<Location> {
         let sub = clean_prefix(&self.original, sub)?;
@@ -380,6 +422,38 @@ fn check_bucket_name(url: &str, bucket: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_place_in_two_spellings_is_one_place() {
+        let place = |u: &str| Location::parse(u).unwrap().place();
+        for (a, b) in [
+            ("file:///x", "file:///x/"),
+            ("file:///x/y", "file:///x/./y"),
+            ("file:///x/y", "file:///x//y/"),
+            ("/x", "file://localhost/x"),
+            (
+                "s3://bkt/p",
+                "s3://bkt/p/?region=us-east-1&storage-class=GLACIER",
+            ),
+            (
+                "s3://bkt/p?endpoint=http://h:9/",
+                "s3://bkt/p?endpoint=HTTP://H:9",
+            ),
+            ("gs://bkt", "gcs://bkt/"),
+            ("az://acct/c/p", "azure://acct/c/p/"),
+        ] {
+            assert_eq!(place(a), place(b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("file:///x", "file:///xy"),
+            ("s3://bkt/p", "s3://bkt/q"),
+            ("s3://bkt/p", "gs://bkt/p"),
+            ("s3://bkt/p", "s3://bkt/p?endpoint=http://h:9"),
+            ("az://acct/c", "az://acct/d"),
+        ] {
+            assert_ne!(place(a), place(b), "{a} {b}");
+        }
+    }
 
     #[test]
     fn parses_each_scheme() {
