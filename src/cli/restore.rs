@@ -82,6 +82,11 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
                 "--json cannot share standard output with -o -; write to a file",
             ));
         }
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(usage(
+                "-o - would write the archive's bytes onto this terminal; redirect standard output (> FILE, | tar x) or give -o FILE",
+            ));
+        }
         Target::Stdout
     } else {
         Target::File {

@@ -73,3 +73,117 @@ fn one_location_spelled_two_ways_is_refused_naming_both() {
         }
     }
 }
+
+/// `restore --latest -i KEY -o OUT` from `a`, with `extra` arguments.
+fn restore_to(sb: &Sandbox, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    sb.cmd()
+        .args(["restore", &sb.url("a"), "--latest", "-i"])
+        .arg(&sb.key)
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn restore_writes_into_devices_and_fifos_in_place_and_refuses_other_special_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 300_000, 2);
+    assert_code(&sb.push(&src, &["a"]), 0);
+
+    // /dev/null needs no --force and stays a device, with or without --force.
+    for extra in [&[][..], &["--force"][..]] {
+        let o = restore_to(&sb, std::path::Path::new("/dev/null"), extra);
+        assert_code(&o, 0);
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+    // A character device of our own (the null device again) is written, not replaced.
+    let dev = sb.path("null");
+    let made = std::process::Command::new("mknod")
+        .arg(&dev)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    if made.success() {
+        assert_code(&restore_to(&sb, &dev, &["--force"]), 0);
+        let kind = std::fs::symlink_metadata(&dev).unwrap().file_type();
+        assert!(kind.is_char_device(), "{kind:?}");
+    }
+
+    // A FIFO receives the archive and stays a FIFO.
+    let fifo = sb.path("pipe");
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for extra in [&[][..], &["--force"][..]] {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let o = restore_to(&sb, &fifo, extra);
+        assert_code(&o, 0);
+        let got = reader.join().unwrap();
+        assert_eq!(got, std::fs::read(&src).unwrap());
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "{kind:?}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(sb.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("offsite-restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file beside a FIFO");
+
+    // A socket is neither: refused before a byte is read, and left alone.
+    let sock = sb.path("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        let o = restore_to(&sb, &sock, extra);
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains("is a socket"), "{}", stderr(&o));
+        assert!(std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket());
+    }
+}
+
+#[test]
+fn restore_to_standard_output_on_a_terminal_is_refused() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 3);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let bin = assert_cmd::cargo::cargo_bin("offsite");
+    let line = format!(
+        "{} restore {} --latest -o - -i {}",
+        bin.display(),
+        sb.url("a"),
+        sb.key.display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("OFFSITE_CACHE_DIR", sb.path("cache"))
+        .env_remove("OFFSITE_POLICY")
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    let all = stdout(&o);
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    assert!(all.contains("onto this terminal"), "{all}");
+    // Redirected, it writes.
+    let o = sb
+        .cmd()
+        .args(["restore", &sb.url("a"), "--latest", "-o", "-", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(o.stdout, std::fs::read(&src).unwrap());
+}

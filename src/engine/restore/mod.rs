@@ -49,6 +49,13 @@ pub enum Target {
         /// Replace it if it exists.
         force: bool,
     },
+    /// A character device or a FIFO (`/dev/null`, `/dev/tape`, a named pipe), written in
+    /// place as `cp` and `age -o` do: no temporary name, no rename, and what was written
+    /// cannot be taken back.
+    Device {
+        /// The device or FIFO.
+        path: PathBuf,
+    },
     /// Standard output.
     Stdout,
 }
@@ -362,8 +369,12 @@ async fn in_turn<'a>(
         if failed && written.any() {
             if let Candidate::Live { .. } = candidate {
                 let last = attempts.last().expect("just pushed");
+                let place = match &req.target {
+                    Target::Device { path } => path.display().to_string(),
+                    _ => "standard output".into(),
+                };
                 return Err(anyhow!(
-                    "{}; part of the archive may already have been written to standard output, discard it and restore to a file (-o PATH) to fall back to the next copy",
+                    "{}; part of the archive may already have been written to {place}, discard it and restore to a file (-o PATH) to fall back to the next copy",
                     last.detail
                 ));
             }
@@ -488,7 +499,7 @@ fn report(
         size: Some(proven.plaintext.size),
         sha256: Some(proven.plaintext.sha256),
         output: match target {
-            Target::File { path, .. } => Some(path),
+            Target::File { path, .. } | Target::Device { path } => Some(path),
             Target::Stdout => None,
         },
         attempts,
