@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::duration::Span;
@@ -267,25 +268,25 @@ pub struct Retention {
     #[serde(default)]
     pub keep_yearly: Option<Keep>,
     /// Everything within this span of the newest archive.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within: Option<Span>,
     /// The newest of each hour with archives, within this span of the newest archive.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_hourly: Option<Span>,
     /// ... of each day.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_daily: Option<Span>,
     /// ... of each ISO week.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_weekly: Option<Span>,
     /// ... of each month.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_monthly: Option<Span>,
     /// ... of each year.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_yearly: Option<Span>,
     /// Deleted when older, whatever the keep rules say (the newest complete never).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub max_age: Option<Span>,
     /// Never touched when younger.
     #[serde(default)]
@@ -597,6 +598,7 @@ impl Policy {
                 )
             });
         }
+        self.check_durations()?;
         let name_ok = |n: &str| {
             !n.is_empty()
                 && n.chars()
@@ -721,6 +723,60 @@ impl Policy {
             }
         }
         self.check_snapshots()
+    }
+
+    /// Durations that cannot mean what was written: an `rpo` or `verify-every` of no time (never
+    /// met), a `min-age` above `max-age` in any retention table.
+    fn check_durations(&self) -> Result<(), String> {
+        for (key, span, example) in [
+            ("rpo", self.rpo, "26h"),
+            ("verify-every", self.verify_every, "7d"),
+        ] {
+            if let Some(s) = span.filter(Span::is_zero) {
+                return Err(format!(
+                    "{key} = \"{s}\": no time can never be met; write how long may pass, such as {key} = \"{example}\""
+                ));
+            }
+        }
+        let mut tables: Vec<(String, &Retention)> = Vec::new();
+        tables.extend(
+            self.retention
+                .iter()
+                .map(|r| ("[retention]".to_string(), r)),
+        );
+        for d in &self.destinations {
+            tables.extend(
+                d.retention
+                    .iter()
+                    .map(|r| (format!("destination `{}` retention", d.name), r)),
+            );
+        }
+        for (i, sec) in self.snapshots.iter().enumerate() {
+            let at = format!("[[snapshots]] #{}", i + 1);
+            tables.extend(sec.retention.iter().map(|r| (format!("{at} retention"), r)));
+            for c in &sec.copy_to {
+                tables.extend(
+                    c.retention
+                        .iter()
+                        .map(|r| (format!("{at} copy-to {:?} retention", c.region), r)),
+                );
+            }
+        }
+        for (at, r) in tables {
+            if let (Some(min), Some(max)) = (r.min_age, r.max_age) {
+                // Compared over one fixed stretch of calendar: `1mo` and `30d` are close
+                // enough that either order is plausible, `1y` and `2d` are not.
+                let t0 = DateTime::<Utc>::UNIX_EPOCH;
+                if min.after(t0) > max.after(t0) {
+                    return Err(format!(
+                        "{at}: min-age = \"{min}\" ({}) is longer than max-age = \"{max}\" ({}): an archive would have to be deleted before it may be touched; lower min-age or raise max-age",
+                        min.words(),
+                        max.words()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the policy places archives (it has a `[[destination]]`); a policy of

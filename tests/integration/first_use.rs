@@ -187,3 +187,88 @@ fn restore_to_standard_output_on_a_terminal_is_refused() {
     assert_code(&o, 0);
     assert_eq!(o.stdout, std::fs::read(&src).unwrap());
 }
+
+/// A policy of one local destination `a`, with `top` among the top-level keys and `tail` at
+/// the end (a `[retention]` table, say).
+fn one_destination(sb: &Sandbox, top: &str, tail: &str) -> std::path::PathBuf {
+    let p = sb.path("policy.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "version = 1\nname = \"app\"\n{top}\n[encryption]\nrecipients = [\"{}\"]\n\n\
+             [[destination]]\nname = \"local\"\nurl = \"{}\"\n\n{tail}\n",
+            sb.recipient,
+            sb.url("a")
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn durations_cannot_be_misread() {
+    let sb = Sandbox::new();
+    let plan = |top: &str, tail: &str| {
+        let p = one_destination(&sb, top, tail);
+        policy_run(sb.cmd(), &["plan"], &p)
+    };
+    // A bare m where minutes are plausible: refused with both readings.
+    for (top, tail) in [
+        ("rpo = \"30m\"", ""),
+        ("verify-every = \"30m\"", ""),
+        ("clock-tolerance = \"5m\"", ""),
+        ("", "[retention]\nkeep-daily = 7\nmin-age = \"30m\""),
+    ] {
+        let o = plan(top, tail);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        let n = if top.contains("5m") { "5" } else { "30" };
+        assert!(
+            e.contains(&format!(
+                "{n}m could be {n} minutes or {n} months; write {n}min or {n}mo"
+            )),
+            "{top}{tail}: {e}"
+        );
+    }
+    // No time for rpo or verify-every is refused; min-age 0h is fine.
+    for top in ["rpo = \"0d\"", "verify-every = \"0h\""] {
+        let o = plan(top, "");
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains("no time can never be met"),
+            "{top}: {}",
+            stderr(&o)
+        );
+    }
+    let o = plan("", "[retention]\nkeep-daily = 7\nmin-age = \"0h\"");
+    assert_code(&o, 0);
+    // min-age above max-age cannot be followed.
+    let o = plan("", "[retention]\nmax-age = \"1d\"\nmin-age = \"2d\"");
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("min-age = \"2d\" (2 days) is longer than max-age = \"1d\" (1 day)"),
+        "{}",
+        stderr(&o)
+    );
+    // Retention keeps restic's m; plan says every duration in words.
+    let o = plan(
+        "rpo = \"30min\"\nverify-every = \"1w\"",
+        "[retention]\nkeep-within = \"6m\"\nmax-age = \"1y\"\nmin-age = \"90min\"",
+    );
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    for want in [
+        "rpo 30min (30 minutes), verify-every 1w (1 week), clock-tolerance 1h (1 hour)",
+        "keep-within 6mo (6 months), max-age 1y (1 year), min-age 90min (90 minutes)",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+
+    // Minutes are minutes: an archive two weeks old misses an rpo of 30 minutes.
+    let src = sb.archive(NAME, 1000, 4);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let p = one_destination(&sb, "rpo = \"30min\"", "");
+    let o = policy_run(sb.cmd(), &["status"], &p);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("rpo"), "{}", stderr(&o));
+}
