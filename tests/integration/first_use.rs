@@ -272,3 +272,48 @@ fn durations_cannot_be_misread() {
     assert_code(&o, 3);
     assert!(stderr(&o).contains("rpo"), "{}", stderr(&o));
 }
+
+#[test]
+fn an_identity_pasted_in_place_of_its_file_is_refused_and_never_echoed() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 5);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let key = std::fs::read_to_string(&sb.key).unwrap();
+    let secret = key
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_string();
+    let url = sb.url("a");
+    for given in [secret.clone(), secret.to_ascii_lowercase()] {
+        let body = &given[16..40];
+        for args in [
+            vec![
+                "restore",
+                url.as_str(),
+                "--latest",
+                "-o",
+                "out",
+                "-i",
+                &given,
+            ],
+            vec!["verify", url.as_str(), "--deep", "-i", &given],
+        ] {
+            let o = sb.cmd().args(&args).output().unwrap();
+            assert_code(&o, 2);
+            let (out, err) = (stdout(&o), stderr(&o));
+            assert!(!err.contains(body) && !out.contains(body), "{err}{out}");
+            assert!(err.contains("a key itself, not the file"), "{err}");
+        }
+        // Through the environment too.
+        let o = sb
+            .cmd()
+            .args(["restore", &url, "--latest", "-o", "out"])
+            .env("OFFSITE_IDENTITY_FILE", &given)
+            .output()
+            .unwrap();
+        assert_code(&o, 2);
+        assert!(!stderr(&o).contains(body), "{}", stderr(&o));
+        assert!(!sb.path("out").exists());
+    }
+}
