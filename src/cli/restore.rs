@@ -138,7 +138,7 @@ pub(super) fn identities(path: &Path) -> Result<Arc<Identities>> {
 /// The report as `--json` (with the exit status) or text.
 fn print(report: &RestoreReport, out: Output) -> Result<()> {
     for why in &report.passed_over {
-        eprintln!("warning: passed over {why}: never chosen by --latest or --at");
+        eprintln!("warning: passed over {why}");
     }
     if out.json {
         #[derive(Serialize)]

@@ -317,3 +317,52 @@ fn an_identity_pasted_in_place_of_its_file_is_refused_and_never_echoed() {
         assert!(!sb.path("out").exists());
     }
 }
+
+#[test]
+fn latest_says_which_newer_names_it_passed_over_and_why() {
+    let sb = Sandbox::new();
+    let names = [
+        "app-backup-20261124_020000.tar.gz",
+        "app-backup-20261125_020000.tar.gz",
+        "app-backup-20261126_020000.tar.gz",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let src = sb.archive(n, 5000, i as u64);
+        assert_code(&sb.push(&src, &["a"]), 0);
+    }
+    let a = sb.path("a");
+    // The newest has data but no manifest; the one before it a truncated data object.
+    std::fs::remove_file(a.join(format!("{}.manifest.json", names[2]))).unwrap();
+    let data = a.join(format!("{}.age", names[1]));
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
+    let url = sb.url("a");
+    for select in [vec!["--latest"], vec!["--at", "2026-11-27"]] {
+        let _ = std::fs::remove_file(sb.path("out"));
+        let o = sb
+            .cmd()
+            .args(["restore", &url])
+            .args(&select)
+            .args(["-o", "out", "-i"])
+            .arg(&sb.key)
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        let e = stderr(&o);
+        assert!(e.contains(&format!("restored {}", names[0])), "{e}");
+        assert!(
+            e.contains(&format!(
+                "warning: passed over {} (at {url}: data but no manifest: an upload not committed",
+                names[2]
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "warning: passed over {} (at {url}: damaged: its data object is not the size its manifest records (truncated or replaced)): no whole copy of it anywhere",
+                names[1]
+            )),
+            "{e}"
+        );
+    }
+}

@@ -120,7 +120,8 @@ pub struct RestoreReport {
     pub output: Option<PathBuf>,
     /// Every location tried, in order.
     pub attempts: Vec<Attempt>,
-    /// Newer archives `--latest` / `--at` passed over because they are untrusted, in words.
+    /// Newer names `--latest` / `--at` passed over (untrusted, future-dated, damaged, data
+    /// without a manifest), each with why, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub passed_over: Vec<String>,
 }
