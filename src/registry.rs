@@ -68,8 +68,32 @@ impl DestinationOptions {
                 .with_key(loc.as_str())
                 .with_hint(hint.to_string())
         };
+        // A parameter meant for a cloud (region=, endpoint=) or mistyped (storage_class=) would
+        // be ignored on a local disk; ignored is wrong, so it is refused, as s3:// does.
+        let engine_keys = offsite_storage::adapter::ENGINE_KEYS;
+        if loc.scheme == Scheme::File {
+            if let Some(k) = loc
+                .query
+                .keys()
+                .find(|k| !engine_keys.contains(&k.as_str()))
+            {
+                return Err(bad(
+                    format!("unknown parameter {k:?} in a file:// location"),
+                    &format!("file:// takes only {}; remove {k}", engine_keys.join(", ")),
+                ));
+            }
+        }
         let mut o = DestinationOptions::default();
         if let Some(c) = loc.query.get("storage-class") {
+            if let Some((classes, what)) = loc.scheme.storage_classes() {
+                if !classes.contains(&c.as_str()) {
+                    let hint = match classes.iter().find(|k| k.eq_ignore_ascii_case(c)) {
+                        Some(k) => format!("write storage-class={k}"),
+                        None => format!("use one of {}", classes.join(", ")),
+                    };
+                    return Err(bad(format!("storage-class={c:?} is not {what}"), &hint));
+                }
+            }
             o.storage_class = Some(c.clone());
         }
         if let Some(l) = loc.query.get("lock") {

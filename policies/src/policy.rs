@@ -516,12 +516,103 @@ fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// The key whose value starts at byte `at`: the word before the last `=` before it on its line
+/// (`copies = "3"`, or `keep-daily` in `retention = { keep-daily = "x" }`).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..at];
+    let eq = before.rfind('=')?;
+    let key = before[..eq]
+        .rsplit(['{', ','])
+        .next()?
+        .trim()
+        .trim_matches('"');
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then(|| key.to_string())
+}
+
+/// The line (1-based) where `key` is set in `table` (`None`: the top level), if written there.
+fn line_of(text: &str, table: Option<&str>, key: &str) -> Option<usize> {
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = Some(t.trim_matches(['[', ']']).trim().to_string());
+            continue;
+        }
+        let Some(rest) = t.strip_prefix(key) else {
+            continue;
+        };
+        if current.as_deref() == table && rest.trim_start().starts_with('=') {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// serde's "wrong type: string \"3\", expected u32" for `key`, in words: "copies must be a
+/// whole number, at least 1 (not the text \"3\": write copies = 3, without quotes)".
+fn type_in_words(message: &str, key: &str) -> Option<String> {
+    let (got, expected) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?
+        .split_once(", expected ")?;
+    let at_least = match key {
+        "copies" | "lock-days" => "at least 1",
+        _ => "0 or more",
+    };
+    let want = match expected.trim() {
+        "u8" | "u16" | "u32" | "u64" | "usize" | "an integer" => {
+            format!("a whole number, {at_least}")
+        }
+        "a string" => "text in quotes".into(),
+        "a boolean" => "true or false".into(),
+        "a sequence" => "a list in brackets, such as [\"...\"]".into(),
+        _ => return None,
+    };
+    let got_words = if let Some(q) = got.strip_prefix("string ") {
+        let inner = q.trim_matches('"');
+        if !inner.is_empty()
+            && (inner.parse::<u64>().is_ok() || inner == "true" || inner == "false")
+        {
+            format!("not the text {q}: write {key} = {inner}, without quotes")
+        } else {
+            format!("not the text {q}")
+        }
+    } else if let Some(n) = got
+        .strip_prefix("integer ")
+        .or_else(|| got.strip_prefix("floating point "))
+    {
+        format!("not {}", n.trim_matches('`'))
+    } else {
+        format!("not {got}")
+    };
+    Some(format!("{key} must be {want} ({got_words})"))
+}
+
+/// A value one key may not hold, with where the key is written.
+struct ValueError {
+    /// The table it is in (`None`: the top level).
+    table: Option<&'static str>,
+    /// The key.
+    key: &'static str,
+    /// What is wrong, and the fix.
+    message: String,
+}
+
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" as "unknown key `x`, did you
 /// mean `b`?" (or the list, when nothing is close).
-fn explain(message: &str) -> String {
+fn explain(message: &str, key: Option<&str>) -> String {
     let message = message.trim();
     let Some(rest) = message.strip_prefix("unknown field `") else {
-        return message.replace("invalid type", "wrong type");
+        if let Some(words) = key.and_then(|k| type_in_words(message, k)) {
+            return words;
+        }
+        let message = message.replace("invalid type", "wrong type");
+        return match key {
+            Some(k) if !message.contains(k) => format!("{k}: {message}"),
+            _ => message,
+        };
     };
     let Some((word, tail)) = rest.split_once('`') else {
         return message.to_string();
@@ -559,7 +650,15 @@ impl Policy {
                 }
                 None => origin.to_string(),
             };
-            PolicyError(format!("{at}: {}", explain(e.message())))
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            PolicyError(format!("{at}: {}", explain(e.message(), key.as_deref())))
+        })?;
+        // Values each key must hold on its own, with the key's line.
+        policy.check_values().map_err(|e| {
+            let line = line_of(text, e.table, e.key)
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            PolicyError(format!("{origin}{line}: {}", e.message))
         })?;
         // Azure names a location both ways (`West Europe`, `westeurope`); one spelling, so the
         // checks below compare places, not spellings.
@@ -725,19 +824,36 @@ impl Policy {
         self.check_snapshots()
     }
 
-    /// Durations that cannot mean what was written: an `rpo` or `verify-every` of no time (never
-    /// met), a `min-age` above `max-age` in any retention table.
-    fn check_durations(&self) -> Result<(), String> {
+    /// Values a key may not hold whatever the rest says: an `rpo` or `verify-every` of no time
+    /// (never met), `copies = 0` (a policy that keeps nothing).
+    fn check_values(&self) -> Result<(), ValueError> {
         for (key, span, example) in [
             ("rpo", self.rpo, "26h"),
             ("verify-every", self.verify_every, "7d"),
         ] {
             if let Some(s) = span.filter(Span::is_zero) {
-                return Err(format!(
-                    "{key} = \"{s}\": no time can never be met; write how long may pass, such as {key} = \"{example}\""
-                ));
+                return Err(ValueError {
+                    table: None,
+                    key,
+                    message: format!(
+                        "{key} = \"{s}\": no time can never be met; write how long may pass, such as {key} = \"{example}\""
+                    ),
+                });
             }
         }
+        if self.has_archives() && self.placement.copies == 0 {
+            return Err(ValueError {
+                table: Some("placement"),
+                key: "copies",
+                message: "copies = 0: a policy keeps at least one copy of each archive; write copies = 1 or more".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Durations that cannot mean what was written: a `min-age` above `max-age` in any
+    /// retention table.
+    fn check_durations(&self) -> Result<(), String> {
         let mut tables: Vec<(String, &Retention)> = Vec::new();
         tables.extend(
             self.retention
@@ -1121,7 +1237,32 @@ mod tests {
             "p.toml:9:1: unknown key `keep-dayly`, did you mean `keep-daily`?"
         );
         let e = err(&base("[placement]\ncopies = \"three\"\n"));
-        assert!(e.starts_with("p.toml:9:10: wrong type"), "{e}");
+        assert_eq!(
+            e,
+            "p.toml:9:10: copies must be a whole number, at least 1 (not the text \"three\")"
+        );
+        let e = err(&base("[placement]\ncopies = \"3\"\n"));
+        assert_eq!(e, "p.toml:9:10: copies must be a whole number, at least 1 (not the text \"3\": write copies = 3, without quotes)");
+        let e = err(&base("[placement]\ncopies = -1\n"));
+        assert_eq!(
+            e,
+            "p.toml:9:10: copies must be a whole number, at least 1 (not -1)"
+        );
+        let e = err(&base("[placement]\nmedia = 1.5\n"));
+        assert_eq!(
+            e,
+            "p.toml:9:9: media must be a whole number, 0 or more (not 1.5)"
+        );
+        let e = err(&base("[retention]\nmin-age = 5\n"));
+        assert!(
+            e.starts_with("p.toml:9:11: min-age must be text in quotes (not 5)"),
+            "{e}"
+        );
+        let e = err(&base("[[destination]]\nname = \"b\"\nurl = \"s3://bkt\"\nretention = { keep-daily = 1, keep-weekly = \"4\" }\n"));
+        assert_eq!(e, "p.toml:11:45: keep-weekly: `4` is not a keep rule: write a whole number or \"unlimited\"");
+        // A value no key may hold names its line too.
+        let e = err(&base("[placement]\ncopies = 0\n"));
+        assert_eq!(e, "p.toml:9: copies = 0: a policy keeps at least one copy of each archive; write copies = 1 or more");
         let e = err(&base("").replacen("name = \"app\"", "name = \"app\"\nrpo = \"26x\"", 1));
         assert!(e.contains("`26x` is not a duration"), "{e}");
     }

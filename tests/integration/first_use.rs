@@ -366,3 +366,131 @@ fn latest_says_which_newer_names_it_passed_over_and_why() {
         );
     }
 }
+
+#[test]
+fn wrong_inputs_are_refused_before_a_byte_is_read() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 6);
+    let push_to = |url: &str| {
+        sb.cmd()
+            .arg("push")
+            .arg(&src)
+            .args(["-r", &sb.recipient, "--to", url])
+            .output()
+            .unwrap()
+    };
+    for (url, want) in [
+        (
+            "s3://acme-backups/app?storage-class=GLACEIR&endpoint=http://127.0.0.1:9",
+            "storage-class=\"GLACEIR\" is not an S3 storage class",
+        ),
+        (
+            "s3://acme-backups/app?storage-class=glacier_ir&endpoint=http://127.0.0.1:9",
+            "write storage-class=GLACIER_IR",
+        ),
+        (
+            "gs://acme-backups/app?storage-class=GLACIER&endpoint=http://127.0.0.1:9",
+            "is not a GCS storage class",
+        ),
+        (
+            "az://devstoreaccount1/backups?storage-class=hot&endpoint=http://127.0.0.1:9/devstoreaccount1",
+            "write storage-class=Hot",
+        ),
+        (
+            "az://acmebackups/dr?endpoint=http://127.0.0.1:9/acmebackups",
+            "\"dr\" is not a valid Azure container name",
+        ),
+        (
+            "az://Acme_Backups/backups?endpoint=http://127.0.0.1:9/x",
+            "not a valid Azure storage account name",
+        ),
+    ] {
+        let o = push_to(url);
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(want), "{url}: {}", stderr(&o));
+    }
+    // file:// refuses what it would ignore, as s3:// does.
+    let o = push_to(&format!("{}?region=eu-west-1", sb.url("a")));
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("unknown parameter \"region\" in a file:// location"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!sb.path("a").exists());
+
+    // A control character in a name would forge rows in `ls`.
+    let o = sb
+        .cmd()
+        .arg("push")
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &sb.url("a")])
+        .args(["--name", "evil\nfake-row-20261126.tar.gz"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("contains a control character"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("evil\n"), "the newline is escaped");
+
+    // The same at plan, from a policy: exit 2, the destination named.
+    for (line, want) in [
+        (
+            "url = \"s3://acme-backups\"\nstorage-class = \"GLACEIR\"",
+            "is not an S3 storage class",
+        ),
+        (
+            "url = \"az://acmebackups/dr\"",
+            "is not a valid Azure container name",
+        ),
+        (
+            &format!("url = \"{}?regoin=x\"", sb.url("b")) as &str,
+            "unknown parameter \"regoin\"",
+        ),
+    ] {
+        let p = sb.path("policy.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{}\"]\n[[destination]]\nname = \"far\"\n{line}\n",
+                sb.recipient
+            ),
+        )
+        .unwrap();
+        let o = policy_run(sb.cmd(), &["plan"], &p);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(
+            e.contains("destination `far`") && e.contains(want),
+            "{line}: {e}"
+        );
+    }
+    // Type errors in words, with the key and its line; copies = 0 is exit 2 with its line.
+    let p = sb.path("policy.toml");
+    for (placement, want) in [
+        (
+            "copies = \"3\"",
+            "policy.toml:7:10: copies must be a whole number, at least 1 (not the text \"3\": write copies = 3, without quotes)",
+        ),
+        (
+            "copies = 0",
+            "policy.toml:7: copies = 0: a policy keeps at least one copy of each archive; write copies = 1 or more",
+        ),
+    ] {
+        std::fs::write(
+            &p,
+            format!(
+                "version = 1\nname = \"app\"\n[encryption]\nrecipients = [\"{}\"]\n\n[placement]\n{placement}\n[[destination]]\nname = \"a\"\nurl = \"{}\"\n",
+                sb.recipient,
+                sb.url("a")
+            ),
+        )
+        .unwrap();
+        let o = policy_run(sb.cmd(), &["plan"], &p);
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(want), "{placement}: {}", stderr(&o));
+    }
+}

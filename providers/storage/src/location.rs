@@ -36,6 +36,33 @@ impl Scheme {
         }
     }
 
+    /// The storage classes (Azure: access tiers) a cloud store takes for a data object, and
+    /// what they are called, so that a wrong one is refused when a URL or policy is read,
+    /// before a byte moves. `None` for stores without classes of their own.
+    pub const fn storage_classes(self) -> Option<(&'static [&'static str], &'static str)> {
+        match self {
+            Scheme::S3 => Some((
+                &[
+                    "STANDARD",
+                    "STANDARD_IA",
+                    "ONEZONE_IA",
+                    "INTELLIGENT_TIERING",
+                    "GLACIER",
+                    "GLACIER_IR",
+                    "DEEP_ARCHIVE",
+                    "REDUCED_REDUNDANCY",
+                ],
+                "an S3 storage class",
+            )),
+            Scheme::Gcs => Some((
+                &["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"],
+                "a GCS storage class",
+            )),
+            Scheme::Azure => Some((&["Hot", "Cool", "Cold", "Archive"], "an Azure access tier")),
+            Scheme::File | Scheme::Memory => None,
+        }
+    }
+
     /// Whether copies here count as off site by default (every remote store does).
     pub fn offsite_by_default(self) -> bool {
         matches!(self, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
@@ -275,6 +302,7 @@ impl Location {
                         "write az://ACCOUNT/CONTAINER/prefix",
                     ));
                 }
+                check_azure_names(input, account, container)?;
                 loc.bucket = account.to_string();
                 loc.container = Some(container.to_string());
                 loc.prefix = clean_prefix(input, &decode(input, it.next().unwrap_or(""))?)?;
@@ -405,6 +433,34 @@ fn clean_prefix(url: &str, prefix: &str) -> Result<String> {
     Ok(p.to_string())
 }
 
+/// Azure's naming rules, checked before any request: an account is 3-24 lowercase letters and
+/// digits; a container 3-63 lowercase letters, digits and single hyphens, starting and ending
+/// with a letter or digit (`$root` and `$web` are Azure's own).
+fn check_azure_names(url: &str, account: &str, container: &str) -> Result<()> {
+    let lower_digit = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !(3..=24).contains(&account.len()) || !account.chars().all(lower_digit) {
+        return Err(invalid(
+            url,
+            format!("{account:?} is not a valid Azure storage account name"),
+            "account names are 3-24 lowercase letters and digits",
+        ));
+    }
+    let special = matches!(container, "$root" | "$web");
+    let ok = (3..=63).contains(&container.len())
+        && container.chars().all(|c| lower_digit(c) || c == '-')
+        && container.starts_with(lower_digit)
+        && container.ends_with(lower_digit)
+        && !container.contains("--");
+    if !ok && !special {
+        return Err(invalid(
+            url,
+            format!("{container:?} is not a valid Azure container name"),
+            "container names are 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit (such as \"backups\" or \"dr-backups\")",
+        ));
+    }
+    Ok(())
+}
+
 fn check_bucket_name(url: &str, bucket: &str) -> Result<()> {
     let ok_chars = bucket
         .chars()
@@ -440,7 +496,7 @@ mod tests {
                 "s3://bkt/p?endpoint=HTTP://H:9",
             ),
             ("gs://bkt", "gcs://bkt/"),
-            ("az://acct/c/p", "azure://acct/c/p/"),
+            ("az://acct/cont/p", "azure://acct/cont/p/"),
         ] {
             assert_eq!(place(a), place(b), "{a} {b}");
         }
@@ -449,7 +505,7 @@ mod tests {
             ("s3://bkt/p", "s3://bkt/q"),
             ("s3://bkt/p", "gs://bkt/p"),
             ("s3://bkt/p", "s3://bkt/p?endpoint=http://h:9"),
-            ("az://acct/c", "az://acct/d"),
+            ("az://acct/cont", "az://acct/dont"),
         ] {
             assert_ne!(place(a), place(b), "{a} {b}");
         }
@@ -502,6 +558,24 @@ mod tests {
             ("ftp://x/y", "unknown scheme \"ftp\""),
             ("s3:///prefix", "bucket name is missing"),
             ("s3://Bad_Bucket!/x", "not a valid bucket name"),
+            ("az://acmebackups/dr", "not a valid Azure container name"),
+            (
+                "az://acmebackups/Backups",
+                "not a valid Azure container name",
+            ),
+            ("az://acmebackups/dr--x", "not a valid Azure container name"),
+            (
+                "az://acmebackups/-backups",
+                "not a valid Azure container name",
+            ),
+            (
+                "az://Acme/backups",
+                "not a valid Azure storage account name",
+            ),
+            (
+                "az://acme-backups/backups",
+                "not a valid Azure storage account name",
+            ),
             ("az://acct", "need an account and a container"),
             ("file://host/x", "has the host \"host\""),
             ("s3://bucket/a/../b", "'.' and '..'"),
