@@ -170,6 +170,28 @@ impl DestinationOptions {
 }
 
 impl Opened {
+    /// The longest archive name this destination can store, in bytes, and why: its objects'
+    /// names add offsite's suffixes (`.manifest.json` the longest) and, on a cloud, the prefix.
+    pub fn longest_name(&self) -> (usize, &'static str) {
+        let suffix = crate::archive::MANIFEST_SUFFIX.len();
+        match self.location.scheme {
+            Scheme::File => (
+                LocalStore::MAX_FILE_NAME - suffix,
+                "a file name is at most 255 bytes, with offsite's temporary prefix and suffix",
+            ),
+            _ => {
+                let prefix = match self.location.prefix.len() {
+                    0 => 0,
+                    n => n + 1,
+                };
+                (
+                    1024usize.saturating_sub(prefix + suffix),
+                    "an object key is at most 1024 bytes, with the prefix and offsite's suffix",
+                )
+            }
+        }
+    }
+
     /// The URL for messages.
     pub fn url(&self) -> &str {
         self.location.as_str()

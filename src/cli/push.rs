@@ -244,6 +244,7 @@ async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepa
     let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
     let destinations = crate::registry::open_all(&urls, prefix.as_deref()).await?;
     refuse_twice(&destinations)?;
+    refuse_long_name(&name, &destinations)?;
     let request = PushRequest {
         source,
         name,
@@ -310,6 +311,22 @@ fn open_source(args: &PushArgs) -> Result<(Source, String, Option<u64>)> {
             .to_string(),
     };
     Ok((Source::File(file, path), name, Some(md.len())))
+}
+
+/// A name too long for a destination would fail there after the whole archive was read and
+/// encrypted: refused before, with the limit.
+fn refuse_long_name(name: &str, destinations: &[Opened]) -> Result<()> {
+    for d in destinations {
+        let (limit, why) = d.longest_name();
+        if name.len() > limit {
+            return Err(usage(format!(
+                "the archive name is {} bytes, and {} takes names of at most {limit} bytes ({why}); give a shorter --name",
+                name.len(),
+                d.url()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One destination given twice is a mistake: file:///x and file:///x/ are one directory, and

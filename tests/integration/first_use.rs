@@ -494,3 +494,51 @@ fn wrong_inputs_are_refused_before_a_byte_is_read() {
         assert!(stderr(&o).contains(want), "{placement}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn a_name_too_long_for_a_destination_is_refused_with_the_limit() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 7);
+    let push_named = |name: &str| {
+        sb.cmd()
+            .arg("push")
+            .arg(&src)
+            .args(["-r", &sb.recipient, "--to", &sb.url("a"), "--name", name])
+            .output()
+            .unwrap()
+    };
+    // The longest name a local directory takes is stored; one byte more is refused.
+    let fits = format!("{}.tar", "x".repeat(211 - 4));
+    let o = push_named(&fits);
+    assert_code(&o, 0);
+    // And it lists, verifies and restores (into a directory, under its own name).
+    std::fs::create_dir(sb.path("out")).unwrap();
+    let o = sb
+        .cmd()
+        .args([
+            "restore",
+            &sb.url("a"),
+            "--archive",
+            &fits,
+            "-o",
+            "out",
+            "-i",
+        ])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        std::fs::read(sb.path("out").join(&fits)).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    let long = format!("{}.tar", "x".repeat(212 - 4));
+    let o = push_named(&long);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("the archive name is 212 bytes, and")
+            && stderr(&o).contains("takes names of at most 211 bytes"),
+        "{}",
+        stderr(&o)
+    );
+}
