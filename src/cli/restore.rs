@@ -160,6 +160,9 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
     {
         eprintln!("warning: {} {}: {}", a.result, a.url, a.detail);
     }
+    if crate::report::quiet() {
+        return Ok(());
+    }
     let dest = match &report.output {
         None => "standard output".to_string(),
         Some(path) => path.display().to_string(),

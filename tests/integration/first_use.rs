@@ -542,3 +542,77 @@ fn a_name_too_long_for_a_destination_is_refused_with_the_limit() {
         stderr(&o)
     );
 }
+
+#[test]
+fn quiet_leaves_errors_only() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 1000, 8);
+    let url = sb.url("a");
+    // push, ls-free commands: nothing on stdout, nothing on stderr, the work done.
+    let o = sb
+        .cmd()
+        .args(["-q", "push"])
+        .arg(&src)
+        .args(["-r", &sb.recipient, "--to", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!((stdout(&o), stderr(&o)), (String::new(), String::new()));
+    assert!(sb.path("a").join(format!("{NAME}.manifest.json")).exists());
+    for args in [
+        vec!["verify", url.as_str()],
+        vec!["--quiet", "restore", url.as_str(), "--latest", "-o", "out"],
+    ] {
+        let mut c = sb.cmd();
+        if args[0] != "--quiet" {
+            c.arg("-q");
+        }
+        let o = c.args(&args).arg("-i").arg(&sb.key).output().unwrap();
+        assert_code(&o, 0);
+        assert_eq!(
+            (stdout(&o), stderr(&o)),
+            (String::new(), String::new()),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(sb.path("out")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    // Prune's per-archive lines follow it.
+    let p = one_destination(&sb, "", "[retention]\nkeep-last = 1\nmin-age = \"0h\"");
+    let o = policy_run(sb.cmd(), &["-q", "prune", "--dry-run"], &p);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "");
+    // Errors still show; what was asked for (a recipient, --json) is still printed.
+    let o = sb
+        .cmd()
+        .args(["-q", "restore", &url, "--latest", "-o", "out", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = sb
+        .cmd()
+        .args(["-q", "keygen", "-o"])
+        .arg(sb.path("k2"))
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("age1"), "{}", stdout(&o));
+    let o = sb
+        .cmd()
+        .args(["-q", "--json", "verify", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let _: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // -q and -v contradict each other.
+    let o = sb
+        .cmd()
+        .args(["-q", "-v", "verify", &url])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+}
