@@ -3,14 +3,32 @@
 
 use crate::common::*;
 
-/// A preset with its recipients file pointed into the sandbox.
+/// A preset with its recipients file, signing key and allowed_signers pointed into the
+/// sandbox (made as README, Signing says, once per sandbox).
 fn preset(sb: &Sandbox, name: &str) -> std::path::PathBuf {
     let rfile = sb.path("recipients.txt");
     std::fs::write(&rfile, format!("{}\n", sb.recipient)).unwrap();
+    let key = sb.path("signing.key");
+    let allowed = sb.path("allowed_signers");
+    if !key.exists() {
+        let o = sb
+            .cmd()
+            .args(["keygen", "--signing", "--comment", "host-a", "-o"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        std::fs::write(&allowed, format!("host-a {}", stdout(&o))).unwrap();
+    }
     let text =
         std::fs::read_to_string(crate::examples::root().join(format!("policies/presets/{name}")))
             .unwrap()
-            .replace("/etc/offsite/recipients.txt", &rfile.display().to_string());
+            .replace("/etc/offsite/recipients.txt", &rfile.display().to_string())
+            .replace("/etc/offsite/signing.key", &key.display().to_string())
+            .replace(
+                "/etc/offsite/allowed_signers",
+                &allowed.display().to_string(),
+            );
     let p = sb.path(name);
     std::fs::write(&p, text).unwrap();
     p
