@@ -414,6 +414,11 @@ pub fn validate_name(name: &str, encrypted: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("the archive name is empty".into());
     }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "archive name {name:?} contains a control character (a newline, tab, escape or the like), which would garble listings; give a name of printable characters (--name)"
+        ));
+    }
     if name.contains('/') || name.contains('\\') {
         return Err(format!(
             "archive name {name:?} contains a path separator; give a plain file name"

@@ -20,10 +20,21 @@ pub fn load(path: &Path) -> Result<Policy> {
         ))
     })?;
     let policy = Policy::parse(&text, &path.display().to_string()).map_err(|e| usage(e.0))?;
+    let mut places = std::collections::HashMap::new();
     for d in &policy.destinations {
         let url = destination_url(d);
         let loc = Location::parse(&url)
             .map_err(|e| usage(format!("{}: destination `{}`: {e}", path.display(), d.name)))?;
+        if let Some(first) = places.insert(loc.place(), d) {
+            return Err(usage(format!(
+                "{}: destinations `{}` ({}) and `{}` ({}) are one location: each copy must be in a different place; remove one or change its url",
+                path.display(),
+                first.name,
+                first.url,
+                d.name,
+                d.url
+            )));
+        }
         if let Some(p) = &policy.prefix {
             loc.join_prefix(p).map_err(|e| {
                 usage(format!(

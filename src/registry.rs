@@ -68,8 +68,32 @@ impl DestinationOptions {
                 .with_key(loc.as_str())
                 .with_hint(hint.to_string())
         };
+        // A parameter meant for a cloud (region=, endpoint=) or mistyped (storage_class=) would
+        // be ignored on a local disk; ignored is wrong, so it is refused, as s3:// does.
+        let engine_keys = offsite_storage::adapter::ENGINE_KEYS;
+        if loc.scheme == Scheme::File {
+            if let Some(k) = loc
+                .query
+                .keys()
+                .find(|k| !engine_keys.contains(&k.as_str()))
+            {
+                return Err(bad(
+                    format!("unknown parameter {k:?} in a file:// location"),
+                    &format!("file:// takes only {}; remove {k}", engine_keys.join(", ")),
+                ));
+            }
+        }
         let mut o = DestinationOptions::default();
         if let Some(c) = loc.query.get("storage-class") {
+            if let Some((classes, what)) = loc.scheme.storage_classes() {
+                if !classes.contains(&c.as_str()) {
+                    let hint = match classes.iter().find(|k| k.eq_ignore_ascii_case(c)) {
+                        Some(k) => format!("write storage-class={k}"),
+                        None => format!("use one of {}", classes.join(", ")),
+                    };
+                    return Err(bad(format!("storage-class={c:?} is not {what}"), &hint));
+                }
+            }
             o.storage_class = Some(c.clone());
         }
         if let Some(l) = loc.query.get("lock") {
@@ -146,6 +170,28 @@ impl DestinationOptions {
 }
 
 impl Opened {
+    /// The longest archive name this destination can store, in bytes, and why: its objects'
+    /// names add offsite's suffixes (`.manifest.json` the longest) and, on a cloud, the prefix.
+    pub fn longest_name(&self) -> (usize, &'static str) {
+        let suffix = crate::archive::MANIFEST_SUFFIX.len();
+        match self.location.scheme {
+            Scheme::File => (
+                LocalStore::MAX_FILE_NAME - suffix,
+                "a file name is at most 255 bytes, with offsite's temporary prefix and suffix",
+            ),
+            _ => {
+                let prefix = match self.location.prefix.len() {
+                    0 => 0,
+                    n => n + 1,
+                };
+                (
+                    1024usize.saturating_sub(prefix + suffix),
+                    "an object key is at most 1024 bytes, with the prefix and offsite's suffix",
+                )
+            }
+        }
+    }
+
     /// The URL for messages.
     pub fn url(&self) -> &str {
         self.location.as_str()

@@ -68,23 +68,42 @@ pub fn stdout_failed(e: std::io::Error) -> anyhow::Error {
     }
 }
 
-/// `println!` that returns an error (see [`stdout_failed`]) instead of panicking.
+/// Whether `-q` / `--quiet` was given: a command's text report is left out, errors and
+/// warnings are not.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets `-q` / `--quiet` for the run.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `-q` / `--quiet` was given.
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `println!` of a command's text report, left out under `--quiet`; returns an error (see
+/// [`stdout_failed`]) instead of panicking.
 macro_rules! outln {
+    ($($arg:tt)*) => {{
+        if $crate::report::quiet() {
+            Ok(())
+        } else {
+            $crate::report::dataln!($($arg)*)
+        }
+    }};
+}
+pub(crate) use outln;
+
+/// `println!` of what was asked for (a new key's recipient, a JSON document), printed under
+/// `--quiet` too.
+macro_rules! dataln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::report::stdout_failed)
     }};
 }
-pub(crate) use outln;
-
-/// `print!` that returns an error instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        write!(std::io::stdout().lock(), $($arg)*).map_err($crate::report::stdout_failed)
-    }};
-}
-pub(crate) use out;
+pub(crate) use dataln;
 
 /// How to talk to the user.
 #[derive(Debug, Clone, Copy)]
@@ -96,7 +115,7 @@ pub struct Output {
 impl Output {
     /// A byte progress bar on stderr, only when stderr is a terminal and output is not JSON.
     pub fn progress(&self, len: Option<u64>, what: &str) -> Option<ProgressBar> {
-        if self.json || !std::io::stderr().is_terminal() {
+        if self.json || quiet() || !std::io::stderr().is_terminal() {
             return None;
         }
         let pb = match len {
@@ -138,7 +157,7 @@ impl Output {
 
     /// Prints a JSON value on stdout.
     pub fn print_json(&self, value: &serde_json::Value) -> anyhow::Result<()> {
-        outln!("{}", serde_json::to_string_pretty(value)?)
+        dataln!("{}", serde_json::to_string_pretty(value)?)
     }
 }
 

@@ -23,6 +23,7 @@ pub const DEFAULT_TOLERANCE: Span = Span {
     weeks: 0,
     days: 0,
     hours: 1,
+    minutes: 0,
 };
 
 /// Which clock an archive's creation time runs ahead of.

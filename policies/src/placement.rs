@@ -363,7 +363,7 @@ mod tests {
         #[test]
         fn reach_agrees_with_counting(
             dests in proptest::collection::vec((0usize..4, any::<bool>(), proptest::option::of(any::<bool>())), 1..6),
-            copies in 0u32..7, media in 0u32..5, offsite in 0u32..6, immutable in 0u32..6,
+            copies in 1u32..7, media in 0u32..5, offsite in 0u32..6, immutable in 0u32..6,
         ) {
             let schemes = ["file:///d", "s3://b/d", "gs://b/d", "az://acct/c/d"];
             let mut text = String::new();

@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::duration::Span;
@@ -267,25 +268,25 @@ pub struct Retention {
     #[serde(default)]
     pub keep_yearly: Option<Keep>,
     /// Everything within this span of the newest archive.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within: Option<Span>,
     /// The newest of each hour with archives, within this span of the newest archive.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_hourly: Option<Span>,
     /// ... of each day.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_daily: Option<Span>,
     /// ... of each ISO week.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_weekly: Option<Span>,
     /// ... of each month.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_monthly: Option<Span>,
     /// ... of each year.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub keep_within_yearly: Option<Span>,
     /// Deleted when older, whatever the keep rules say (the newest complete never).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::restic")]
     pub max_age: Option<Span>,
     /// Never touched when younger.
     #[serde(default)]
@@ -515,12 +516,103 @@ fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// The key whose value starts at byte `at`: the word before the last `=` before it on its line
+/// (`copies = "3"`, or `keep-daily` in `retention = { keep-daily = "x" }`).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..at];
+    let eq = before.rfind('=')?;
+    let key = before[..eq]
+        .rsplit(['{', ','])
+        .next()?
+        .trim()
+        .trim_matches('"');
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then(|| key.to_string())
+}
+
+/// The line (1-based) where `key` is set in `table` (`None`: the top level), if written there.
+fn line_of(text: &str, table: Option<&str>, key: &str) -> Option<usize> {
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = Some(t.trim_matches(['[', ']']).trim().to_string());
+            continue;
+        }
+        let Some(rest) = t.strip_prefix(key) else {
+            continue;
+        };
+        if current.as_deref() == table && rest.trim_start().starts_with('=') {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// serde's "wrong type: string \"3\", expected u32" for `key`, in words: "copies must be a
+/// whole number, at least 1 (not the text \"3\": write copies = 3, without quotes)".
+fn type_in_words(message: &str, key: &str) -> Option<String> {
+    let (got, expected) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?
+        .split_once(", expected ")?;
+    let at_least = match key {
+        "copies" | "lock-days" => "at least 1",
+        _ => "0 or more",
+    };
+    let want = match expected.trim() {
+        "u8" | "u16" | "u32" | "u64" | "usize" | "an integer" => {
+            format!("a whole number, {at_least}")
+        }
+        "a string" => "text in quotes".into(),
+        "a boolean" => "true or false".into(),
+        "a sequence" => "a list in brackets, such as [\"...\"]".into(),
+        _ => return None,
+    };
+    let got_words = if let Some(q) = got.strip_prefix("string ") {
+        let inner = q.trim_matches('"');
+        if !inner.is_empty()
+            && (inner.parse::<u64>().is_ok() || inner == "true" || inner == "false")
+        {
+            format!("not the text {q}: write {key} = {inner}, without quotes")
+        } else {
+            format!("not the text {q}")
+        }
+    } else if let Some(n) = got
+        .strip_prefix("integer ")
+        .or_else(|| got.strip_prefix("floating point "))
+    {
+        format!("not {}", n.trim_matches('`'))
+    } else {
+        format!("not {got}")
+    };
+    Some(format!("{key} must be {want} ({got_words})"))
+}
+
+/// A value one key may not hold, with where the key is written.
+struct ValueError {
+    /// The table it is in (`None`: the top level).
+    table: Option<&'static str>,
+    /// The key.
+    key: &'static str,
+    /// What is wrong, and the fix.
+    message: String,
+}
+
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" as "unknown key `x`, did you
 /// mean `b`?" (or the list, when nothing is close).
-fn explain(message: &str) -> String {
+fn explain(message: &str, key: Option<&str>) -> String {
     let message = message.trim();
     let Some(rest) = message.strip_prefix("unknown field `") else {
-        return message.replace("invalid type", "wrong type");
+        if let Some(words) = key.and_then(|k| type_in_words(message, k)) {
+            return words;
+        }
+        let message = message.replace("invalid type", "wrong type");
+        return match key {
+            Some(k) if !message.contains(k) => format!("{k}: {message}"),
+            _ => message,
+        };
     };
     let Some((word, tail)) = rest.split_once('`') else {
         return message.to_string();
@@ -558,7 +650,15 @@ impl Policy {
                 }
                 None => origin.to_string(),
             };
-            PolicyError(format!("{at}: {}", explain(e.message())))
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            PolicyError(format!("{at}: {}", explain(e.message(), key.as_deref())))
+        })?;
+        // Values each key must hold on its own, with the key's line.
+        policy.check_values().map_err(|e| {
+            let line = line_of(text, e.table, e.key)
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            PolicyError(format!("{origin}{line}: {}", e.message))
         })?;
         // Azure names a location both ways (`West Europe`, `westeurope`); one spelling, so the
         // checks below compare places, not spellings.
@@ -597,6 +697,7 @@ impl Policy {
                 )
             });
         }
+        self.check_durations()?;
         let name_ok = |n: &str| {
             !n.is_empty()
                 && n.chars()
@@ -721,6 +822,77 @@ impl Policy {
             }
         }
         self.check_snapshots()
+    }
+
+    /// Values a key may not hold whatever the rest says: an `rpo` or `verify-every` of no time
+    /// (never met), `copies = 0` (a policy that keeps nothing).
+    fn check_values(&self) -> Result<(), ValueError> {
+        for (key, span, example) in [
+            ("rpo", self.rpo, "26h"),
+            ("verify-every", self.verify_every, "7d"),
+        ] {
+            if let Some(s) = span.filter(Span::is_zero) {
+                return Err(ValueError {
+                    table: None,
+                    key,
+                    message: format!(
+                        "{key} = \"{s}\": no time can never be met; write how long may pass, such as {key} = \"{example}\""
+                    ),
+                });
+            }
+        }
+        if self.has_archives() && self.placement.copies == 0 {
+            return Err(ValueError {
+                table: Some("placement"),
+                key: "copies",
+                message: "copies = 0: a policy keeps at least one copy of each archive; write copies = 1 or more".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Durations that cannot mean what was written: a `min-age` above `max-age` in any
+    /// retention table.
+    fn check_durations(&self) -> Result<(), String> {
+        let mut tables: Vec<(String, &Retention)> = Vec::new();
+        tables.extend(
+            self.retention
+                .iter()
+                .map(|r| ("[retention]".to_string(), r)),
+        );
+        for d in &self.destinations {
+            tables.extend(
+                d.retention
+                    .iter()
+                    .map(|r| (format!("destination `{}` retention", d.name), r)),
+            );
+        }
+        for (i, sec) in self.snapshots.iter().enumerate() {
+            let at = format!("[[snapshots]] #{}", i + 1);
+            tables.extend(sec.retention.iter().map(|r| (format!("{at} retention"), r)));
+            for c in &sec.copy_to {
+                tables.extend(
+                    c.retention
+                        .iter()
+                        .map(|r| (format!("{at} copy-to {:?} retention", c.region), r)),
+                );
+            }
+        }
+        for (at, r) in tables {
+            if let (Some(min), Some(max)) = (r.min_age, r.max_age) {
+                // Compared over one fixed stretch of calendar: `1mo` and `30d` are close
+                // enough that either order is plausible, `1y` and `2d` are not.
+                let t0 = DateTime::<Utc>::UNIX_EPOCH;
+                if min.after(t0) > max.after(t0) {
+                    return Err(format!(
+                        "{at}: min-age = \"{min}\" ({}) is longer than max-age = \"{max}\" ({}): an archive would have to be deleted before it may be touched; lower min-age or raise max-age",
+                        min.words(),
+                        max.words()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the policy places archives (it has a `[[destination]]`); a policy of
@@ -1065,7 +1237,32 @@ mod tests {
             "p.toml:9:1: unknown key `keep-dayly`, did you mean `keep-daily`?"
         );
         let e = err(&base("[placement]\ncopies = \"three\"\n"));
-        assert!(e.starts_with("p.toml:9:10: wrong type"), "{e}");
+        assert_eq!(
+            e,
+            "p.toml:9:10: copies must be a whole number, at least 1 (not the text \"three\")"
+        );
+        let e = err(&base("[placement]\ncopies = \"3\"\n"));
+        assert_eq!(e, "p.toml:9:10: copies must be a whole number, at least 1 (not the text \"3\": write copies = 3, without quotes)");
+        let e = err(&base("[placement]\ncopies = -1\n"));
+        assert_eq!(
+            e,
+            "p.toml:9:10: copies must be a whole number, at least 1 (not -1)"
+        );
+        let e = err(&base("[placement]\nmedia = 1.5\n"));
+        assert_eq!(
+            e,
+            "p.toml:9:9: media must be a whole number, 0 or more (not 1.5)"
+        );
+        let e = err(&base("[retention]\nmin-age = 5\n"));
+        assert!(
+            e.starts_with("p.toml:9:11: min-age must be text in quotes (not 5)"),
+            "{e}"
+        );
+        let e = err(&base("[[destination]]\nname = \"b\"\nurl = \"s3://bkt\"\nretention = { keep-daily = 1, keep-weekly = \"4\" }\n"));
+        assert_eq!(e, "p.toml:11:45: keep-weekly: `4` is not a keep rule: write a whole number or \"unlimited\"");
+        // A value no key may hold names its line too.
+        let e = err(&base("[placement]\ncopies = 0\n"));
+        assert_eq!(e, "p.toml:9: copies = 0: a policy keeps at least one copy of each archive; write copies = 1 or more");
         let e = err(&base("").replacen("name = \"app\"", "name = \"app\"\nrpo = \"26x\"", 1));
         assert!(e.contains("`26x` is not a duration"), "{e}");
     }

@@ -9,7 +9,7 @@ use age::secrecy::ExposeSecret;
 use anyhow::Context;
 use clap::Args;
 
-use crate::report::{out, outln, usage, Output};
+use crate::report::{dataln, usage, Output};
 
 /// Arguments of `offsite keygen`.
 #[derive(Debug, Args)]
@@ -57,7 +57,7 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
             } else {
                 eprintln!("Identity written to {} (mode 0600). Keep a copy somewhere safe and off this machine:", path.display());
                 eprintln!("without it no archive encrypted to this key can be restored.");
-                outln!("{public}")?;
+                dataln!("{public}")?;
             }
         }
         None => {
@@ -66,7 +66,12 @@ pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
                     "keygen --json needs -o FILE: the secret key is not printed into JSON",
                 ));
             }
-            out!("{text}")?;
+            // The key itself, exactly: what was asked for, printed under --quiet too.
+            use std::io::Write as _;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(crate::report::stdout_failed)?;
             eprintln!("Public key: {public}");
         }
     }
@@ -107,7 +112,7 @@ fn signing(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
             "Signing key written to {} (mode 0600); it stays on this host. Its public line, for the trusted signers of every host that reads these archives:",
             path.display()
         );
-        outln!("{public}")?;
+        dataln!("{public}")?;
     }
     Ok(0)
 }

@@ -58,6 +58,16 @@ pub struct Global {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Errors and warnings only: no report on stdout (a key's recipient and --json are still
+    /// printed), no progress bar, no retry lines; for cron jobs and hooks.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "OFFSITE_QUIET",
+        conflicts_with = "verbose"
+    )]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,7 +271,8 @@ struct Failed {
 /// The program: parse, run, map the outcome to an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose);
+    crate::report::set_quiet(cli.global.quiet);
+    init_logging(cli.global.verbose, cli.global.quiet);
     let out = Output {
         json: cli.global.json,
     };
@@ -336,9 +347,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        0 if quiet => "error",
         0 => "warn",
         1 => "info",
         2 => "debug",

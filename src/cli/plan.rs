@@ -54,11 +54,16 @@ fn retention_words(r: &Retention) -> String {
     }
     for (name, s) in [
         ("keep-within", r.keep_within),
+        ("keep-within-hourly", r.keep_within_hourly),
+        ("keep-within-daily", r.keep_within_daily),
+        ("keep-within-weekly", r.keep_within_weekly),
+        ("keep-within-monthly", r.keep_within_monthly),
+        ("keep-within-yearly", r.keep_within_yearly),
         ("max-age", r.max_age),
         ("min-age", r.min_age),
     ] {
         if let Some(s) = s {
-            w.push(format!("{name} {s}"));
+            w.push(format!("{name} {}", span_words(s)));
         }
     }
     if w.is_empty() {
@@ -66,6 +71,12 @@ fn retention_words(r: &Retention) -> String {
     } else {
         w.join(", ")
     }
+}
+
+/// A duration as written and in words, so that no unit is misread: `26h (26 hours)`,
+/// `6mo (6 months)`.
+fn span_words(s: offsite_policies::duration::Span) -> String {
+    format!("{s} ({})", s.words())
 }
 
 /// One line per `[[snapshots]]` section: `aws us-east-1: volumes tagged backup=db; copy-to
@@ -335,7 +346,7 @@ fn print_text(f: &Found) -> Result<()> {
     use std::fmt::Write as _;
     let (policy, reach) = (f.policy, &f.reach);
     let mut text = String::new();
-    let rpo = policy.rpo.map_or("not set".into(), |s| s.to_string());
+    let rpo = policy.rpo.map_or("not set".into(), span_words);
     if policy.has_archives() {
         let _ = writeln!(
             text,
@@ -349,10 +360,8 @@ fn print_text(f: &Found) -> Result<()> {
         let _ = writeln!(
             text,
             "rpo {rpo}, verify-every {}, clock-tolerance {}",
-            policy
-                .verify_every
-                .map_or("not set".into(), |s| s.to_string()),
-            policy.tolerance()
+            policy.verify_every.map_or("not set".into(), span_words),
+            span_words(policy.tolerance())
         );
         destinations_text(&mut text, policy, &f.slots, reach);
     } else {

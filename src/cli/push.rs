@@ -280,6 +280,7 @@ async fn prepare(args: &PushArgs, out: &Output, m: &mut Metrics) -> Result<Prepa
     let urls: Vec<String> = named.iter().map(|(_, u)| u.clone()).collect();
     let destinations = crate::registry::open_all(&urls, prefix.as_deref()).await?;
     refuse_twice(&destinations)?;
+    refuse_long_name(&name, &destinations)?;
     let request = PushRequest {
         source,
         name,
@@ -348,16 +349,33 @@ fn open_source(args: &PushArgs) -> Result<(Source, String, Option<u64>)> {
     Ok((Source::File(file, path), name, Some(md.len())))
 }
 
-/// One destination given twice is a mistake: file:///x and file:///x/ are one directory.
-fn refuse_twice(destinations: &[Opened]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
+/// A name too long for a destination would fail there after the whole archive was read and
+/// encrypted: refused before, with the limit.
+fn refuse_long_name(name: &str, destinations: &[Opened]) -> Result<()> {
     for d in destinations {
-        let id = d
-            .local_root()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| d.url().to_string());
-        if !seen.insert(id) {
-            return Err(usage(format!("destination {} is given twice", d.url())));
+        let (limit, why) = d.longest_name();
+        if name.len() > limit {
+            return Err(usage(format!(
+                "the archive name is {} bytes, and {} takes names of at most {limit} bytes ({why}); give a shorter --name",
+                name.len(),
+                d.url()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One destination given twice is a mistake: file:///x and file:///x/ are one directory, and
+/// counting it twice would report two copies where there is one.
+fn refuse_twice(destinations: &[Opened]) -> Result<()> {
+    let mut seen: std::collections::HashMap<offsite_storage::Place, &str> =
+        std::collections::HashMap::new();
+    for d in destinations {
+        if let Some(first) = seen.insert(d.location.place(), d.url()) {
+            return Err(usage(format!(
+                "destinations {first} and {} are one location: each copy must be in a different place; remove one",
+                d.url()
+            )));
         }
     }
     Ok(())

@@ -84,6 +84,11 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
                 "--json cannot share standard output with -o -; write to a file",
             ));
         }
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(usage(
+                "-o - would write the archive's bytes onto this terminal; redirect standard output (> FILE, | tar x) or give -o FILE",
+            ));
+        }
         Target::Stdout
     } else {
         Target::File {
@@ -169,7 +174,7 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
         );
     }
     for why in &report.passed_over {
-        eprintln!("warning: passed over {why}: never chosen by --latest or --at");
+        eprintln!("warning: passed over {why}");
     }
     if out.json {
         #[derive(Serialize)]
@@ -190,6 +195,9 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
         .filter(|a| a.result != AttemptResult::Restored)
     {
         eprintln!("warning: {} {}: {}", a.result, a.url, a.detail);
+    }
+    if crate::report::quiet() {
+        return Ok(());
     }
     let dest = match &report.output {
         None => "standard output".to_string(),

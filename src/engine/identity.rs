@@ -47,9 +47,23 @@ impl std::fmt::Debug for IdentityFile {
     }
 }
 
+/// Whether an identity "path" is a secret key pasted in its place (any case): `AGE-SECRET-KEY-1...`,
+/// a plugin identity, or a PEM private key.
+fn pasted_key(path: &Path) -> bool {
+    let upper = path.as_os_str().to_string_lossy().to_ascii_uppercase();
+    upper.contains("AGE-SECRET-KEY-")
+        || upper.contains("AGE-PLUGIN-")
+        || upper.contains("-----BEGIN")
+}
+
 impl IdentityFile {
     /// Reads an identity file, and notes when others can read it.
     pub fn read(path: &Path) -> Result<IdentityFile> {
+        if pasted_key(path) {
+            bail!(
+                "--identity was given a key itself, not the file that holds it (refused, and not shown here): put the key in a file only you can read (umask 077; offsite keygen -o FILE makes one) and give -i FILE or OFFSITE_IDENTITY_FILE=FILE; a key typed on a command line can stay in shell history and be seen in the process list, so consider replacing it"
+            );
+        }
         let text = std::fs::read_to_string(path).with_context(|| {
             format!("cannot read identity file {}; check the path given with --identity or OFFSITE_IDENTITY_FILE", path.display())
         })?;

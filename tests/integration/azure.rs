@@ -353,8 +353,9 @@ fn a_sas_token_never_reaches_an_error_message() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = dead.local_addr().unwrap().port();
     drop(dead);
-    let url =
-        format!("az://{AZURITE_ACCOUNT}/c/app?endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
+    let url = format!(
+        "az://{AZURITE_ACCOUNT}/cont/app?endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    );
     let o = sb
         .cmd()
         .env(

@@ -21,6 +21,7 @@ mod examples;
 mod fake_api;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod faults;
+mod first_use;
 #[cfg(feature = "gcs")]
 mod gcs;
 mod interop;

@@ -255,7 +255,9 @@ async fn no_planted_secret_reaches_any_output_of_any_command_on_any_store() {
     for url in [
         format!("s3://{moto}/app?endpoint=http://127.0.0.1:{port}"),
         format!("gs://{gcs}/app?endpoint=http://127.0.0.1:{port}"),
-        format!("az://{AZURITE_ACCOUNT}/c/app?endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+        format!(
+            "az://{AZURITE_ACCOUNT}/cont/app?endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+        ),
     ] {
         for code in c.run(&["push", &src2, "-r", &rcpt, "--to", &url]) {
             assert_ne!(code, 0, "{url}");
@@ -276,8 +278,9 @@ async fn no_planted_secret_reaches_any_output_of_any_command_on_any_store() {
     for code in c.run(&["verify", &s3s_url]) {
         assert_ne!(code, 0);
     }
-    let sas_url =
-        format!("az://{AZURITE_ACCOUNT}/c/app?endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
+    let sas_url = format!(
+        "az://{AZURITE_ACCOUNT}/cont/app?endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    );
     for code in c.run_with(&["push", &src2, "-r", &rcpt, "--to", &sas_url], |cmd| {
         cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING").env(
             "AZURE_STORAGE_SAS_TOKEN",

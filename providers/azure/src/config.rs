@@ -239,12 +239,12 @@ mod tests {
 
     #[test]
     fn entra_id_needs_https() {
-        let loc = Location::parse("az://acct/c?endpoint=http://127.0.0.1:1").unwrap();
+        let loc = Location::parse("az://acct/cont?endpoint=http://127.0.0.1:1").unwrap();
         let e = AzureConfig::from_location_with(&loc, |_| None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("only sent over https"), "{e}");
-        let loc = Location::parse("az://acct/c").unwrap();
+        let loc = Location::parse("az://acct/cont").unwrap();
         let c = AzureConfig::from_location_with(&loc, |_| None).unwrap();
         assert_eq!(c.endpoint, "https://acct.blob.core.windows.net");
         assert_eq!(c.auth, AzureAuth::EntraId);

@@ -40,7 +40,10 @@ pub const LIMITS: PartLimits = PartLimits {
 };
 
 /// Access tiers offsite accepts.
-const TIERS: &[&str] = &["Hot", "Cool", "Cold", "Archive"];
+const TIERS: &[&str] = match offsite_storage::Scheme::Azure.storage_classes() {
+    Some((c, _)) => c,
+    None => &[],
+};
 
 /// Block id bytes: upload id (8) + block number (4, big-endian) + the block's SHA-256 (32).
 const BLOCK_ID_LEN: usize = 44;

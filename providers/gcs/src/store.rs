@@ -26,7 +26,10 @@ use crate::session::GcsDigest;
 const PROVIDER: &str = "gcs";
 
 /// Storage classes GCS accepts.
-const CLASSES: &[&str] = &["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"];
+const CLASSES: &[&str] = match offsite_storage::Scheme::Gcs.storage_classes() {
+    Some((c, _)) => c,
+    None => &[],
+};
 
 pub(crate) struct Inner {
     pub(crate) clients: Clients,

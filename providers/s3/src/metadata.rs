@@ -14,16 +14,10 @@ use offsite_storage::{Checksum, LockMode, ObjectMeta, PutOptions, Retention};
 use crate::store::{Inner, PROVIDER};
 
 /// Storage classes S3 accepts.
-const CLASSES: &[&str] = &[
-    "STANDARD",
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "INTELLIGENT_TIERING",
-    "GLACIER",
-    "GLACIER_IR",
-    "DEEP_ARCHIVE",
-    "REDUCED_REDUNDANCY",
-];
+const CLASSES: &[&str] = match offsite_storage::Scheme::S3.storage_classes() {
+    Some((c, _)) => c,
+    None => &[],
+};
 
 impl Inner {
     /// The storage class asked for, if S3 has it; any other is `InvalidConfig`.

@@ -31,7 +31,7 @@ pub mod conformance;
 
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use local::{LocalStore, Temporary};
-pub use location::{Location, Scheme};
+pub use location::{Location, Place, Scheme};
 pub use memory::MemoryStore;
 pub use multipart::{
     composite_sha256, part_size_for, Multipart, MultipartWriter, Part, PartLimits, PartReceipt,

@@ -181,6 +181,13 @@ fn meta_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{META_PREFIX}{name}.json"))
 }
 
+impl LocalStore {
+    /// The longest last key segment (file name) this store can hold, in bytes: a file name is
+    /// at most 255 bytes, and the temporary name a write goes through adds its prefix and a
+    /// 16-digit tag (the metadata file's name adds less).
+    pub const MAX_FILE_NAME: usize = 255 - (TMP_PREFIX.len() + 17);
+}
+
 fn tmp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()

@@ -36,6 +36,33 @@ impl Scheme {
         }
     }
 
+    /// The storage classes (Azure: access tiers) a cloud store takes for a data object, and
+    /// what they are called, so that a wrong one is refused when a URL or policy is read,
+    /// before a byte moves. `None` for stores without classes of their own.
+    pub const fn storage_classes(self) -> Option<(&'static [&'static str], &'static str)> {
+        match self {
+            Scheme::S3 => Some((
+                &[
+                    "STANDARD",
+                    "STANDARD_IA",
+                    "ONEZONE_IA",
+                    "INTELLIGENT_TIERING",
+                    "GLACIER",
+                    "GLACIER_IR",
+                    "DEEP_ARCHIVE",
+                    "REDUCED_REDUNDANCY",
+                ],
+                "an S3 storage class",
+            )),
+            Scheme::Gcs => Some((
+                &["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"],
+                "a GCS storage class",
+            )),
+            Scheme::Azure => Some((&["Hot", "Cool", "Cold", "Archive"], "an Azure access tier")),
+            Scheme::File | Scheme::Memory => None,
+        }
+    }
+
     /// Whether copies here count as off site by default (every remote store does).
     pub fn offsite_by_default(self) -> bool {
         matches!(self, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
@@ -64,6 +91,18 @@ pub struct Location {
     /// Query parameters (`region`, `endpoint`, ...), for the adapter to interpret.
     pub query: BTreeMap<String, String>,
     original: String,
+}
+
+/// Where a [`Location`] points: its scheme, endpoint, bucket (or account) and container, and
+/// its prefix or directory in one spelling. Two locations with one place are one destination;
+/// the query's placement options (storage class, lock) do not make another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Place {
+    scheme: Scheme,
+    endpoint: String,
+    bucket: String,
+    container: Option<String>,
+    path: String,
 }
 
 impl fmt::Display for Location {
@@ -263,6 +302,7 @@ impl Location {
                         "write az://ACCOUNT/CONTAINER/prefix",
                     ));
                 }
+                check_azure_names(input, account, container)?;
                 loc.bucket = account.to_string();
                 loc.container = Some(container.to_string());
                 loc.prefix = clean_prefix(input, &decode(input, it.next().unwrap_or(""))?)?;
@@ -274,6 +314,36 @@ impl Location {
     /// The URL as given.
     pub fn as_str(&self) -> &str {
         &self.original
+    }
+
+    /// What the location points at, for telling two spellings of one place apart
+    /// (`file:///x` and `file:///x/`, `file:///x/./y` and `file:///x//y`).
+    pub fn place(&self) -> Place {
+        let endpoint = ["endpoint", "connection-string-env"]
+            .iter()
+            .filter_map(|k| {
+                self.query
+                    .get(*k)
+                    .map(|v| format!("{k}={}", v.trim_end_matches('/').to_ascii_lowercase()))
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let path = match &self.path {
+            Some(p) => p
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect::<PathBuf>()
+                .display()
+                .to_string(),
+            None => self.prefix.clone(),
+        };
+        Place {
+            scheme: self.scheme,
+            endpoint,
+            bucket: self.bucket.to_ascii_lowercase(),
+            container: self.container.as_ref().map(|c| c.to_ascii_lowercase()),
+            path,
+        }
     }
 
     /// A copy with `sub` added under the prefix (the policy's `prefix`, `--prefix`).
@@ -363,6 +433,34 @@ fn clean_prefix(url: &str, prefix: &str) -> Result<String> {
     Ok(p.to_string())
 }
 
+/// Azure's naming rules, checked before any request: an account is 3-24 lowercase letters and
+/// digits; a container 3-63 lowercase letters, digits and single hyphens, starting and ending
+/// with a letter or digit (`$root` and `$web` are Azure's own).
+fn check_azure_names(url: &str, account: &str, container: &str) -> Result<()> {
+    let lower_digit = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !(3..=24).contains(&account.len()) || !account.chars().all(lower_digit) {
+        return Err(invalid(
+            url,
+            format!("{account:?} is not a valid Azure storage account name"),
+            "account names are 3-24 lowercase letters and digits",
+        ));
+    }
+    let special = matches!(container, "$root" | "$web");
+    let ok = (3..=63).contains(&container.len())
+        && container.chars().all(|c| lower_digit(c) || c == '-')
+        && container.starts_with(lower_digit)
+        && container.ends_with(lower_digit)
+        && !container.contains("--");
+    if !ok && !special {
+        return Err(invalid(
+            url,
+            format!("{container:?} is not a valid Azure container name"),
+            "container names are 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit (such as \"backups\" or \"dr-backups\")",
+        ));
+    }
+    Ok(())
+}
+
 fn check_bucket_name(url: &str, bucket: &str) -> Result<()> {
     let ok_chars = bucket
         .chars()
@@ -380,6 +478,38 @@ fn check_bucket_name(url: &str, bucket: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_place_in_two_spellings_is_one_place() {
+        let place = |u: &str| Location::parse(u).unwrap().place();
+        for (a, b) in [
+            ("file:///x", "file:///x/"),
+            ("file:///x/y", "file:///x/./y"),
+            ("file:///x/y", "file:///x//y/"),
+            ("/x", "file://localhost/x"),
+            (
+                "s3://bkt/p",
+                "s3://bkt/p/?region=us-east-1&storage-class=GLACIER",
+            ),
+            (
+                "s3://bkt/p?endpoint=http://h:9/",
+                "s3://bkt/p?endpoint=HTTP://H:9",
+            ),
+            ("gs://bkt", "gcs://bkt/"),
+            ("az://acct/cont/p", "azure://acct/cont/p/"),
+        ] {
+            assert_eq!(place(a), place(b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("file:///x", "file:///xy"),
+            ("s3://bkt/p", "s3://bkt/q"),
+            ("s3://bkt/p", "gs://bkt/p"),
+            ("s3://bkt/p", "s3://bkt/p?endpoint=http://h:9"),
+            ("az://acct/cont", "az://acct/dont"),
+        ] {
+            assert_ne!(place(a), place(b), "{a} {b}");
+        }
+    }
 
     #[test]
     fn parses_each_scheme() {
@@ -428,6 +558,24 @@ mod tests {
             ("ftp://x/y", "unknown scheme \"ftp\""),
             ("s3:///prefix", "bucket name is missing"),
             ("s3://Bad_Bucket!/x", "not a valid bucket name"),
+            ("az://acmebackups/dr", "not a valid Azure container name"),
+            (
+                "az://acmebackups/Backups",
+                "not a valid Azure container name",
+            ),
+            ("az://acmebackups/dr--x", "not a valid Azure container name"),
+            (
+                "az://acmebackups/-backups",
+                "not a valid Azure container name",
+            ),
+            (
+                "az://Acme/backups",
+                "not a valid Azure storage account name",
+            ),
+            (
+                "az://acme-backups/backups",
+                "not a valid Azure storage account name",
+            ),
             ("az://acct", "need an account and a container"),
             ("file://host/x", "has the host \"host\""),
             ("s3://bucket/a/../b", "'.' and '..'"),

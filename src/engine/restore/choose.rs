@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 
 use super::{Attempt, AttemptResult, Selector};
-use crate::archive::time_from_name;
+use crate::archive::{time_from_name, AGE_SUFFIX};
 use crate::engine::inventory::{Entry, Judge, Listing, ReadOptions, Reader, State};
 use crate::error::usage;
 use crate::registry::Opened;
@@ -24,8 +24,17 @@ pub struct Chosen {
     pub attempts: Vec<Attempt>,
     /// Per location: whether it could be listed.
     pub listed: Vec<bool>,
-    /// Newer archives `--latest` / `--at` passed over, each with why (untrusted), in words.
+    /// Newer names `--latest` / `--at` passed over, each with why (untrusted, future-dated,
+    /// damaged, no manifest) and what that means, in words.
     pub passed_over: Vec<String>,
+}
+
+/// A newer name `--latest` / `--at` did not take, in words.
+struct PassedOver {
+    /// `NAME (at URL: why; ...)`.
+    text: String,
+    /// Whether a copy was untrusted or future-dated (never chosen, however whole).
+    untrusted: bool,
 }
 
 /// Entries of one name, one per location.
@@ -105,11 +114,25 @@ impl<'a> Survey<'a> {
     /// else from a manifest (whose entries are kept, read once).
     async fn candidates(&self) -> Result<(Vec<(DateTime<Utc>, String)>, HashMap<String, Entries>)> {
         let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut data_only: BTreeSet<&str> = BTreeSet::new();
         for l in self.listings.iter().flatten() {
             names.extend(l.manifests.keys().map(String::as_str));
+            // Data that no manifest claims, so that one newer than the archive chosen is
+            // said to be passed over, not skipped in silence.
+            data_only.extend(
+                l.objects
+                    .keys()
+                    .map(|o| o.strip_suffix(AGE_SUFFIX).unwrap_or(o))
+                    .filter(|n| !l.manifests.contains_key(*n)),
+            );
         }
         let mut candidates = Vec::new();
         let mut known = HashMap::new();
+        for name in data_only.difference(&names) {
+            if let Some(t) = time_from_name(name) {
+                candidates.push((t, name.to_string()));
+            }
+        }
         for name in names {
             if let Some(t) = time_from_name(name) {
                 candidates.push((t, name.to_string()));
@@ -131,12 +154,14 @@ impl<'a> Survey<'a> {
     }
 
     /// The newest archive (created at or before `at`) with a complete copy somewhere, and the
-    /// newer untrusted archives passed over on the way.
+    /// newer names passed over on the way, each with why: untrusted, future-dated, damaged,
+    /// or data without a manifest.
     async fn newest(&self, at: Option<DateTime<Utc>>) -> Result<(String, Entries, Vec<String>)> {
         let (candidates, mut known) = self.candidates().await?;
         let split = candidates.partition_point(|(c, _)| at.is_none_or(|t| *c <= t));
         let mut reads = 0usize;
         let mut passed_over = Vec::new();
+        let mut untrusted = Vec::new();
         for (_, name) in candidates[..split].iter().rev() {
             let entries = match known.remove(name) {
                 Some(e) => e,
@@ -149,21 +174,27 @@ impl<'a> Survey<'a> {
                 tracing::info!(archive = %name, candidates_read = reads, "chose from the listing");
                 return Ok((name.clone(), entries, passed_over));
             }
-            if let Some(why) = self.untrusted(name, &entries) {
-                passed_over.push(why);
-                continue;
+            if let Some(why) = self.passed_over(name, &entries) {
+                let tail = if why.untrusted {
+                    untrusted.push(why.text.clone());
+                    "never chosen by --latest or --at"
+                } else {
+                    "no whole copy of it anywhere"
+                };
+                passed_over.push(format!("{}: {tail}", why.text));
             }
             tracing::info!(archive = %name, "no complete copy anywhere; trying the next older archive");
         }
         if let Some(t) = at {
             self.too_early(t, &candidates[split..]).await?;
         }
-        Err(self.nothing_complete(&passed_over))
+        Err(self.nothing_complete(&untrusted))
     }
 
-    /// For an archive whose only whole copies are untrusted or future-dated: its name and,
-    /// per location, why.
-    fn untrusted(&self, name: &str, entries: &Entries) -> Option<String> {
+    /// For a name with no complete copy: the name and, per location, why each copy there was
+    /// not taken.
+    fn passed_over(&self, name: &str, entries: &Entries) -> Option<PassedOver> {
+        let mut untrusted = false;
         let why: Vec<String> = self
             .locations
             .iter()
@@ -171,14 +202,30 @@ impl<'a> Survey<'a> {
             .filter_map(|(loc, e)| {
                 let e = e.as_ref()?;
                 let reason = match e.state {
-                    State::Untrusted => format!("untrusted: {}", e.signature.untrusted()?),
-                    State::FutureDated => format!("future-dated: {}", e.future?),
-                    _ => return None,
+                    State::Untrusted => {
+                        untrusted = true;
+                        format!("untrusted: {}", e.signature.untrusted()?)
+                    }
+                    State::FutureDated => {
+                        untrusted = true;
+                        format!("future-dated: {}", e.future?)
+                    }
+                    State::WrongSize => "damaged: its data object is not the size its manifest records (truncated or replaced)".into(),
+                    State::MissingData => "damaged: its manifest's data object is missing".into(),
+                    State::BadManifest => format!(
+                        "damaged: its manifest cannot be read ({})",
+                        e.manifest_error.as_deref().unwrap_or("unreadable")
+                    ),
+                    State::Incomplete => "data but no manifest: an upload not committed (a push still running, or one interrupted: push it again)".into(),
+                    State::Complete => return None,
                 };
                 Some(format!("at {}: {reason}", loc.url()))
             })
             .collect();
-        (!why.is_empty()).then(|| format!("{name} ({})", why.join("; ")))
+        (!why.is_empty()).then(|| PassedOver {
+            text: format!("{name} ({})", why.join("; ")),
+            untrusted,
+        })
     }
 
     /// Nothing at or before `--at`: names the oldest complete archive, so the user can see why.

@@ -49,6 +49,13 @@ pub enum Target {
         /// Replace it if it exists.
         force: bool,
     },
+    /// A character device or a FIFO (`/dev/null`, `/dev/tape`, a named pipe), written in
+    /// place as `cp` and `age -o` do: no temporary name, no rename, and what was written
+    /// cannot be taken back.
+    Device {
+        /// The device or FIFO.
+        path: PathBuf,
+    },
     /// Standard output.
     Stdout,
 }
@@ -113,7 +120,8 @@ pub struct RestoreReport {
     pub output: Option<PathBuf>,
     /// Every location tried, in order.
     pub attempts: Vec<Attempt>,
-    /// Newer archives `--latest` / `--at` passed over because they are untrusted, in words.
+    /// Newer names `--latest` / `--at` passed over (untrusted, future-dated, damaged, data
+    /// without a manifest), each with why, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub passed_over: Vec<String>,
     /// Partial files that killed restores to the same target had left, removed now.
@@ -369,8 +377,12 @@ async fn in_turn<'a>(
         if failed && written.any() {
             if let Candidate::Live { .. } = candidate {
                 let last = attempts.last().expect("just pushed");
+                let place = match &req.target {
+                    Target::Device { path } => path.display().to_string(),
+                    _ => "standard output".into(),
+                };
                 return Err(anyhow!(
-                    "{}; part of the archive may already have been written to standard output, discard it and restore to a file (-o PATH) to fall back to the next copy",
+                    "{}; part of the archive may already have been written to {place}, discard it and restore to a file (-o PATH) to fall back to the next copy",
                     last.detail
                 ));
             }
@@ -495,7 +507,7 @@ fn report(
         size: Some(proven.plaintext.size),
         sha256: Some(proven.plaintext.sha256),
         output: match target {
-            Target::File { path, .. } => Some(path),
+            Target::File { path, .. } | Target::Device { path } => Some(path),
             Target::Stdout => None,
         },
         attempts,

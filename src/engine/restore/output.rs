@@ -17,24 +17,41 @@ use crate::engine::readback::{read_copy, Proven, ReadbackError, StoredCopy};
 use crate::error::usage;
 
 /// `-o DIR` restores into the directory under the archive's name, as `cp` does; an existing
-/// file is never replaced without `--force`.
+/// file is never replaced without `--force`. A character device or a FIFO is written in place
+/// (`/dev/null` needs no `--force`: nothing is replaced); any other kind of file is refused.
 pub(super) fn resolve_target(target: &Target, name: &str) -> Result<Target> {
-    let target = match target {
-        Target::File { path, force } if path.is_dir() => Target::File {
-            path: path.join(name),
-            force: *force,
-        },
-        t => t.clone(),
+    let (path, force) = match target {
+        Target::File { path, force } if path.is_dir() => (path.join(name), *force),
+        Target::File { path, force } => (path.clone(), *force),
+        t => return Ok(t.clone()),
     };
-    if let Target::File { path, force: false } = &target {
-        if path.exists() {
-            return Err(usage(format!(
-                "{} already exists; restore never overwrites a file unless --force is given",
-                path.display()
-            )));
-        }
+    let Ok(md) = std::fs::metadata(&path) else {
+        return Ok(Target::File { path, force });
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let kind = md.file_type();
+    if kind.is_char_device() || kind.is_fifo() {
+        return Ok(Target::Device { path });
     }
-    Ok(target)
+    let what = if kind.is_file() {
+        if force {
+            return Ok(Target::File { path, force });
+        }
+        return Err(usage(format!(
+            "{} already exists; restore never overwrites a file unless --force is given",
+            path.display()
+        )));
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(usage(format!(
+        "{} is {what}; restore writes a new or regular file, a character device (such as /dev/null) or a FIFO: give another -o",
+        path.display()
+    )))
 }
 
 /// How many bytes reached standard output over every attempt: bytes written there cannot be
@@ -66,6 +83,23 @@ pub(super) async fn read_to(
             read_copy(copy, identities, out, pb, false)
                 .await
                 .map(|(p, _)| p)
+        }
+        Target::Device { path } => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| {
+                    ReadbackError::Output(format!("cannot open {}: {e}", path.display()))
+                })?;
+            let out = CountingWriter {
+                inner: std::io::BufWriter::with_capacity(1 << 20, file),
+                count: written.0.clone(),
+            };
+            let (proven, mut w) = read_copy(copy, identities, out, pb, false).await?;
+            w.flush().map_err(|e| {
+                ReadbackError::Output(format!("cannot write {}: {e}", path.display()))
+            })?;
+            Ok(proven)
         }
         Target::File { path, force } => {
             let tmp = TempFile::create(path)?;
