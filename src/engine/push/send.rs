@@ -213,13 +213,7 @@ impl Spool {
         {
             return DestinationReport::skipped(dest, keys, status, message);
         }
-        let source = SpoolSource {
-            path: self.path.clone(),
-            progress: self.progress.clone(),
-            journal: self.journal.clone(),
-            prior: self.journal.prior(dest.url()),
-            budget: self.budget.clone(),
-        };
+        let source = self.source_for(dest);
         // A new archive's data and manifest are written create-only (see `contest`).
         let create_only = matches!(step.action, Action::Upload | Action::Repair);
         let options = plan::put_options(dest, step.retention, self.size_hint, create_only);
@@ -259,6 +253,17 @@ impl Spool {
         r
     }
 
+    /// What `dest`'s transfer reads: the spool as it grows, and what an earlier run recorded.
+    fn source_for(&self, dest: &crate::registry::Opened) -> SpoolSource {
+        SpoolSource {
+            path: self.path.clone(),
+            progress: self.progress.clone(),
+            journal: self.journal.clone(),
+            prior: self.journal.prior(dest.url()),
+            budget: self.budget.clone(),
+        }
+    }
+
     /// The data key was taken when this push wrote create-only: another push's commit (the
     /// report: already stored, or lost to a different archive), or an upload that never
     /// committed, written over.
@@ -286,13 +291,7 @@ impl Spool {
             }
             contest::Taken::Stale => {
                 tracing::info!(url = %dest.url(), key = %keys.object, "data without a manifest in the way (an upload that never committed): written over");
-                let source = SpoolSource {
-                    path: self.path.clone(),
-                    progress: self.progress.clone(),
-                    journal: self.journal.clone(),
-                    prior: self.journal.prior(dest.url()),
-                    budget: self.budget.clone(),
-                };
+                let source = self.source_for(dest);
                 let options = plan::put_options(dest, step.retention, self.size_hint, false);
                 let route = Route::for_destination(dest, link);
                 transfer::transfer(dest, &keys.object, route, source, options)
