@@ -150,3 +150,58 @@ fn prune_without_retention_says_it_keeps_everything() {
     assert_code(&o, 0);
     assert!(!stdout(&o).contains("no retention"), "{}", stdout(&o));
 }
+
+#[test]
+fn recipient_errors_are_in_words_and_keygen_prints_a_files_recipient() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100, 4);
+    for bad in [
+        "ssh-ed25519",
+        "ssh-ed25519 AAAAbad",
+        "ssh-rsa AAAAB3NzaC1yc2E",
+    ] {
+        let o = sb
+            .cmd()
+            .arg("push")
+            .arg(&src)
+            .args(["-r", bad, "--to", &sb.url("a")])
+            .output()
+            .unwrap();
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains("not a whole SSH public key line"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("Invalid("), "{bad}: {}", stderr(&o));
+    }
+    // keygen -y -i FILE: the recipient of an existing identity, as age-keygen -y.
+    let o = sb
+        .cmd()
+        .args(["keygen", "-y", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), format!("{}\n", sb.recipient));
+    let o = sb
+        .cmd()
+        .args(["--json", "keygen", "-y", "-i"])
+        .arg(&sb.key)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["recipients"][0], sb.recipient.as_str());
+    // Nothing to read, or a key that is no identity: usage errors, the key never echoed.
+    let o = sb.cmd().args(["keygen", "-y"]).output().unwrap();
+    assert_code(&o, 2);
+    std::fs::write(sb.path("pub.txt"), format!("{}\n", sb.recipient)).unwrap();
+    let o = sb
+        .cmd()
+        .args(["keygen", "-y", "-i", "pub.txt"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("not an age identity"), "{}", stderr(&o));
+}
