@@ -7,11 +7,18 @@
 # backups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+demo="${DEMO_DIR:-/tmp/offsite-demo}"
+# The demo starts from a clean directory, but only removes one it made itself (marked by
+# .offsite-demo): a DEMO_DIR that holds anything else is refused and left as it is.
+if [ -e "$demo" ] && [ ! -e "$demo/.offsite-demo" ] && [ -n "$(ls -A "$demo" 2>/dev/null || echo x)" ]; then
+    echo "examples/demo.sh: $demo exists and was not made by this demo (no $demo/.offsite-demo): refusing to delete it; set DEMO_DIR to a new or empty directory" >&2
+    exit 1
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/offsite/target}"
 cargo build --release --quiet --bin offsite
 offsite="$CARGO_TARGET_DIR/release/offsite"
-demo="${DEMO_DIR:-/tmp/offsite-demo}"
-rm -rf "$demo" && mkdir -p "$demo/src" "$demo/metrics"
+if [ -e "$demo/.offsite-demo" ]; then rm -rf "$demo"; fi
+mkdir -p "$demo/src" "$demo/metrics" && touch "$demo/.offsite-demo"
 export OFFSITE_CACHE_DIR="$demo/cache"
 
 # The backup job.

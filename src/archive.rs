@@ -384,11 +384,13 @@ pub fn time_from_name(name: &str) -> Option<DateTime<Utc>> {
     offsite_policies::inventory::timestamp_in_name(name).map(|(_, t)| t)
 }
 
-/// Parses `--at`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` taken as UTC.
+/// Parses `--at`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` taken as UTC, or the compact form
+/// archive names carry, `YYYYMMDD[_HHMM[SS]]` (also with `T` for `_`).
 pub fn parse_time_arg(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
     for f in [
         "%Y-%m-%dT%H:%M:%S",
         "%Y-%m-%dT%H:%M",
@@ -399,12 +401,31 @@ pub fn parse_time_arg(s: &str) -> Result<DateTime<Utc>, String> {
             return Ok(t.and_utc());
         }
     }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+    // The compact forms, only where every field has its full width (chrono would read
+    // `2026125` as well).
+    if let Some((d, t)) = s.split_once(['_', 'T']) {
+        if d.len() == 8 && digits(d) && matches!(t.len(), 4 | 6) && digits(t) {
+            let f = if t.len() == 6 {
+                "%Y%m%d_%H%M%S"
+            } else {
+                "%Y%m%d_%H%M"
+            };
+            if let Ok(t) = NaiveDateTime::parse_from_str(&format!("{d}_{t}"), f) {
+                return Ok(t.and_utc());
+            }
+        }
+    }
+    let date = if s.len() == 8 && digits(s) {
+        NaiveDate::parse_from_str(s, "%Y%m%d")
+    } else {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    };
+    if let Ok(d) = date {
         // A bare date means the end of that day: "the state as of 2026-11-20".
         return Ok(d.and_hms_opt(23, 59, 59).expect("valid time").and_utc());
     }
     Err(format!(
-        "{s:?} is not a time: write RFC 3339 (2026-11-20T14:00:00Z) or YYYY-MM-DD[THH:MM] in UTC"
+        "{s:?} is not a time: write RFC 3339 (2026-11-20T14:00:00Z), YYYY-MM-DD[THH:MM] or YYYYMMDD[_HHMMSS] (as in archive names), in UTC"
     ))
 }
 
@@ -536,6 +557,19 @@ mod tests {
             parse_time_arg("2026-11-20").ok(),
             t(2026, 11, 20, 23, 59, 59)
         );
+        // The form archive names carry.
+        assert_eq!(parse_time_arg("20261205").ok(), t(2026, 12, 5, 23, 59, 59));
+        assert_eq!(
+            parse_time_arg("20261205_020000").ok(),
+            t(2026, 12, 5, 2, 0, 0)
+        );
+        assert_eq!(
+            parse_time_arg("20261205T0200").ok(),
+            t(2026, 12, 5, 2, 0, 0)
+        );
+        for bad in ["2026125", "20261305", "20261205_0200000", "20261205_2500"] {
+            assert!(parse_time_arg(bad).is_err(), "{bad}");
+        }
         assert!(parse_time_arg("yesterday")
             .unwrap_err()
             .contains("RFC 3339"));

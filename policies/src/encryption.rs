@@ -77,7 +77,7 @@ impl Recipient {
         if s.starts_with("ssh-") {
             return age::ssh::Recipient::from_str(s)
                 .map(Recipient::Ssh)
-                .map_err(|e| invalid(format!("{e:?}")));
+                .map_err(|e| invalid(ssh_words(e)));
         }
         Err(invalid("unknown key type".into()))
     }
@@ -88,6 +88,23 @@ impl Recipient {
             Recipient::X25519(r) => r,
             Recipient::Ssh(r) => r,
         }
+    }
+}
+
+/// Why age refused an SSH public key line, in words (its error has no `Display`).
+fn ssh_words(e: age::ssh::ParseRecipientKeyError) -> String {
+    use age::ssh::ParseRecipientKeyError as E;
+    match e {
+        // A cut or mistyped key of a supported type reads as "unsupported" to age.
+        E::Unsupported(kind) if kind == "ssh-rsa" || kind == "ssh-ed25519" => ssh_words(E::Ignore),
+        E::Ignore | E::Invalid(_) => {
+            "not a whole SSH public key line (`ssh-ed25519 AAAA... [comment]` or `ssh-rsa AAAA... [comment]`, as in a .pub file)".into()
+        }
+        E::RsaModulusTooLarge => "the RSA key is larger than age supports (at most 4096 bits)".into(),
+        E::RsaModulusTooSmall => "the RSA key is weaker than age accepts (at least 2048 bits)".into(),
+        E::Unsupported(kind) => format!(
+            "age cannot encrypt to {kind} keys; use an ssh-ed25519 or ssh-rsa key, or an age1... key"
+        ),
     }
 }
 

@@ -27,11 +27,25 @@ pub struct KeygenArgs {
     /// The comment ending the signing key's public line (default: offsite@HOSTNAME).
     #[arg(long, value_name = "TEXT", requires = "signing")]
     comment: Option<String>,
+    /// Print the recipient (age1... public key) of each identity in the file given with -i,
+    /// one a line, as `age-keygen -y` does; nothing is created.
+    #[arg(
+        short = 'y',
+        requires = "identity",
+        conflicts_with_all = ["output", "signing"]
+    )]
+    recipient: bool,
+    /// The identity file whose recipients -y prints.
+    #[arg(short, long, value_name = "FILE", requires = "recipient")]
+    identity: Option<PathBuf>,
 }
 
 pub(super) fn run(args: KeygenArgs, out: Output) -> anyhow::Result<u8> {
     if args.signing {
         return signing(args, out);
+    }
+    if let (true, Some(path)) = (args.recipient, &args.identity) {
+        return recipients_of(path, out);
     }
     let id = age::x25519::Identity::generate();
     let public = id.to_public().to_string();
@@ -159,4 +173,24 @@ fn write_new(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     f.sync_all()?;
     Ok(())
+}
+
+/// `keygen -y -i FILE`: the recipients of an existing identity file, on stdout.
+fn recipients_of(path: &std::path::Path, out: Output) -> anyhow::Result<u8> {
+    let ids = super::restore::identities(path)?;
+    if !ids.publics.iter().all(|p| p.starts_with("age1")) {
+        return Err(usage(format!(
+            "{} holds an SSH private key: its recipient is its public line, in the .pub file beside it or printed by ssh-keygen -y -f {}",
+            path.display(),
+            path.display()
+        )));
+    }
+    if out.json {
+        out.print_json(&serde_json::json!({ "recipients": ids.publics }))?;
+    } else {
+        for public in &ids.publics {
+            dataln!("{public}")?;
+        }
+    }
+    Ok(0)
 }

@@ -341,7 +341,14 @@ pub fn main() -> ExitCode {
                     let _ = out.print_json(&v);
                 }
             }
-            eprintln!("error: {e:#}");
+            if e.downcast_ref::<crate::engine::restore::ThawPending>()
+                .is_some()
+            {
+                // Waiting on the provider is not an error of anything the user did or has.
+                eprintln!("{e:#}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(code)
         }
     }

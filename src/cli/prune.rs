@@ -188,6 +188,17 @@ fn print_text(policy: &Policy, report: &Report, dry_run: bool) -> Result<()> {
     if report.refused() {
         return Ok(());
     }
+    if policy
+        .destinations
+        .iter()
+        .all(|d| policy.retention_of(d).is_none())
+    {
+        // Otherwise the run would print only "deleted 0", as if the rules had kept it all.
+        outln!(
+            "no retention at any destination of policy {:?}: every archive is kept; add [retention] to the policy (or retention to a destination) for prune to delete old archives.",
+            policy.name
+        )?;
+    }
     if dry_run {
         outln!(
             "dry run: would delete {} archive(s), {} orphan(s) and {} local spool(s); nothing changed.",

@@ -514,10 +514,11 @@ impl<'a> Shown<'a> {
 
     fn text(&self) -> Result<()> {
         let report = self.report;
+        // The size is unknown when nothing was read (every destination failed first).
         let size = report
             .plaintext
             .as_ref()
-            .map(|d| human_bytes(d.size))
+            .map(|d| format!("{}, ", human_bytes(d.size)))
             .unwrap_or_default();
         let how = if report.encrypted {
             "encrypted with age"
@@ -530,7 +531,7 @@ impl<'a> Shown<'a> {
             ""
         };
         outln!(
-            "{} ({size}, created {}, {how}){resumed}",
+            "{} ({size}created {}, {how}){resumed}",
             report.archive,
             time(&report.created),
         )?;

@@ -31,7 +31,8 @@ pub struct RestoreArgs {
     /// The newest complete archive.
     #[arg(long)]
     latest: bool,
-    /// The newest archive created at or before TIME (RFC 3339, or YYYY-MM-DD[THH:MM] in UTC).
+    /// The newest archive created at or before TIME (RFC 3339, YYYY-MM-DD[THH:MM], or
+    /// YYYYMMDD[_HHMMSS] as in archive names; UTC).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
     /// Where to write the archive: a file, an existing directory (the archive is written into
@@ -204,10 +205,10 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
         Some(path) => path.display().to_string(),
     };
     eprintln!(
-        "restored {} from {} to {dest}: {} bytes, SHA-256 {} verified{}",
+        "restored {} from {} to {dest}: {}, SHA-256 {} verified{}",
         report.archive,
         report.from.as_deref().unwrap_or("?"),
-        report.size.unwrap_or(0),
+        crate::units::human_bytes(report.size.unwrap_or(0)),
         report.sha256.as_deref().unwrap_or(""),
         if report.fell_back() {
             " (after falling back past a bad copy)"

@@ -299,9 +299,9 @@ async fn read_back(
         Ok((proven, _)) => (
             Verdict::Ok,
             format!(
-                "downloaded {} bytes, SHA-256 matches; decrypted {} bytes, SHA-256 matches",
-                proven.stored.map(|d| d.size).unwrap_or_default(),
-                proven.plaintext.size
+                "downloaded {}, SHA-256 matches; decrypted {}, SHA-256 matches",
+                crate::units::human_bytes(proven.stored.map(|d| d.size).unwrap_or_default()),
+                crate::units::human_bytes(proven.plaintext.size)
             ),
         ),
         Err(ReadbackError::Corrupt(m)) => (Verdict::Corrupt, m),

@@ -451,3 +451,37 @@ fn the_grafana_dashboard_uses_only_metrics_offsite_writes() {
         );
     }
 }
+
+#[test]
+fn the_demo_never_deletes_a_directory_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("important");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("thesis.txt"), "years of work").unwrap();
+    // A file where the directory would go is refused too.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "keep").unwrap();
+    for target in [&mine, &file] {
+        let o = std::process::Command::new("bash")
+            .arg(root().join("examples/demo.sh"))
+            .env("DEMO_DIR", target)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("refusing to delete it"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(mine.join("thesis.txt")).unwrap(),
+        "years of work"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+}

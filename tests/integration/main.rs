@@ -53,4 +53,5 @@ mod snapshots_ebs;
 #[cfg(feature = "gce-disk")]
 mod snapshots_gcp;
 mod trust;
+mod user_reads;
 mod verify;

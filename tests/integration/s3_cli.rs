@@ -439,7 +439,20 @@ async fn storage_class_is_set_on_data_and_glacier_restore_explains_and_thaws() {
         .output()
         .unwrap();
     assert_code(&o, 1);
-    assert!(stderr(&o).contains("thaw requested"), "{}", stderr(&o));
+    // The thaw leads, with when to run again; it is not reported as a bad copy.
+    assert!(
+        stderr(&o).starts_with(&format!("thaw requested for {NAME} at ")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("not restored yet"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("run this restore again"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("no healthy copy"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("error:"), "{}", stderr(&o));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -70,7 +70,22 @@ pub enum AttemptResult {
     Skipped,
     /// Reading failed (or the location could not be listed).
     Failed,
+    /// The copy is in an archive storage class and its thaw was requested (`--thaw`).
+    Thawing,
 }
+
+/// A restore that read no copy but asked the provider to thaw one (`--thaw`): nothing was
+/// restored yet (exit 1), and the message says when to run it again, not that copies are bad.
+#[derive(Debug)]
+pub struct ThawPending(pub String);
+
+impl std::fmt::Display for ThawPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ThawPending {}
 
 impl std::fmt::Display for AttemptResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,6 +93,7 @@ impl std::fmt::Display for AttemptResult {
             AttemptResult::Restored => "restored",
             AttemptResult::Skipped => "skipped",
             AttemptResult::Failed => "failed",
+            AttemptResult::Thawing => "thaw requested",
         })
     }
 }
@@ -292,20 +308,24 @@ impl<'a> Candidate<'a> {
         e: ReadbackError,
         object_key: &str,
         thaw: Option<u32>,
-    ) -> Result<String> {
+    ) -> Result<(AttemptResult, String)> {
+        let failed = |m: String| Ok((AttemptResult::Failed, m));
         match (self, e) {
-            (Candidate::Hidden { .. }, e) => Ok(format!("the version under a delete marker: {e}")),
+            (Candidate::Hidden { .. }, e) => failed(format!("the version under a delete marker: {e}")),
             (Candidate::Live { .. }, ReadbackError::Output(m)) => Err(anyhow!("{m}")),
-            (Candidate::Live { loc, .. }, ReadbackError::Archived(m)) => Ok(match thaw {
+            (Candidate::Live { loc, .. }, ReadbackError::Archived(m)) => match thaw {
                 Some(days) => match loc.store.thaw(object_key, days).await {
-                    Ok(()) => format!(
-                        "thaw requested: the copy is in an archive storage class and will be readable for {days} day(s) once the provider has restored it (minutes to 48 hours); run this restore again then"
-                    ),
-                    Err(e) => format!("{m}; requesting the thaw failed: {e}"),
+                    Ok(()) => Ok((
+                        AttemptResult::Thawing,
+                        format!(
+                            "the copy is in an archive storage class; the provider restores it in minutes to 48 hours and keeps it readable for {days} day(s) (S3; Azure moves it back to Hot): run this restore again then"
+                        ),
+                    )),
+                    Err(e) => failed(format!("{m}; requesting the thaw failed: {e}")),
                 },
-                None => m,
-            }),
-            (Candidate::Live { .. }, e) => Ok(e.to_string()),
+                None => failed(m),
+            },
+            (Candidate::Live { .. }, e) => failed(e.to_string()),
         }
     }
 }
@@ -480,16 +500,15 @@ async fn attempt(
             attempt: Attempt::new(loc, AttemptResult::Restored, candidate.restored(&proven)),
             restored: Some((target, manifest.created, proven)),
         },
-        Err(e) => Tried {
-            attempt: Attempt::new(
-                loc,
-                AttemptResult::Failed,
-                candidate
-                    .failed(e, &readable.object_key, req.thaw_days)
-                    .await?,
-            ),
-            restored: None,
-        },
+        Err(e) => {
+            let (result, detail) = candidate
+                .failed(e, &readable.object_key, req.thaw_days)
+                .await?;
+            Tried {
+                attempt: Attempt::new(loc, result, detail),
+                restored: None,
+            }
+        }
     })
 }
 
@@ -517,10 +536,26 @@ fn report(
 }
 
 /// Every copy tried and failed or skipped.
+/// Where a thaw was requested, that leads: the restore is waiting, not failing.
 fn no_healthy_copy(name: &str, attempts: &[Attempt]) -> anyhow::Error {
     let tried: Vec<String> = attempts
         .iter()
-        .map(|a| format!("{}: {}", a.url, a.detail))
+        .map(|a| match a.result {
+            AttemptResult::Thawing => format!("{}: {}: {}", a.url, a.result, a.detail),
+            _ => format!("{}: {}", a.url, a.detail),
+        })
         .collect();
-    anyhow!("no healthy copy of {name}:\n  {}", tried.join("\n  "))
+    let thawing: Vec<&str> = attempts
+        .iter()
+        .filter(|a| a.result == AttemptResult::Thawing)
+        .map(|a| a.url.as_str())
+        .collect();
+    if thawing.is_empty() {
+        return anyhow!("no healthy copy of {name}:\n  {}", tried.join("\n  "));
+    }
+    anyhow::Error::new(ThawPending(format!(
+        "thaw requested for {name} at {}: not restored yet; the provider makes it readable in minutes to 48 hours, run this restore again then (it exits 1 until a copy can be read):\n  {}",
+        thawing.join(", "),
+        tried.join("\n  ")
+    )))
 }
