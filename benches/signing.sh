@@ -5,7 +5,7 @@
 # F` (every manifest's signature checked, in process), against what a user would otherwise run
 # to check the same signatures with stock tools: a loop of `jq` (the signed text and the
 # signature out of each manifest) and `ssh-keygen -Y verify` over every manifest. Ratios are to
-# that loop.
+# that loop (how many times as long it takes).
 #
 # Usage:
 #   benches/signing.sh
@@ -105,6 +105,6 @@ declare -A DESC=(
 )
 print_table
 echo
-echo "ratios to the stock-tools loop, wall (CPU):"
-for l in ls-unchecked ls-trusted verify-trusted; do echo "  $(printf '%-16s' "$l") $(ratios "$l" stock)"; done
+echo "the stock-tools loop takes this many times as long, wall (CPU):"
+for l in ls-unchecked ls-trusted verify-trusted; do echo "  $(printf '%-16s' "$l") $(ratios stock "$l")"; done
 echo "checking every signature adds to ls: $(ratios ls-trusted ls-unchecked)"

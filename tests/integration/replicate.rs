@@ -123,6 +123,14 @@ async fn s3_to_s3_across_two_regions_on_moto_is_server_side_and_incremental() {
         .await
         .unwrap();
 
+    // A dry run reports the route the run takes: every copy server-side here.
+    let o = replicate(&sb, &[&src, &dst, "--dry-run"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("would copy 3 ("), "{text}");
+    assert!(text.contains(", 3 server-side)"), "{text}");
+    assert!(!text.contains("streamed"), "{text}");
+
     let before = proxy.forwarded();
     let o = replicate(&sb, &[&src, &dst]);
     assert_code(&o, 0);

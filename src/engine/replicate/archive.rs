@@ -54,7 +54,8 @@ pub(super) async fn archive(ctx: &Ctx<'_>, name: &str, keys: Vec<Decision>) -> O
         ArchiveAction::NoManifest => ItemReport::new(name, ItemAction::NotReplicated, why),
         ArchiveAction::Skip => ItemReport::new(name, ItemAction::Skipped, why),
         ArchiveAction::Copy if ctx.opts.dry_run => {
-            ItemReport::new(name, ItemAction::WouldCopy, why).with_bytes(m.stored.size)
+            let inside = copy::goes_server_side(ctx.src, ctx.dst, &placement(ctx, &m).0);
+            ItemReport::would_copy(name, why, m.stored.size, inside)
         }
         ArchiveAction::Copy => copy_archive(ctx, name, &m, &sides, why).await,
     })

@@ -143,6 +143,23 @@ pub async fn copy(
 
 /// The provider's own copy, when both ends are one provider's and the options allow it.
 #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+/// Whether a copy from `src` to `dst` with `options` goes inside the provider (the conditions
+/// of [`server_side`]): what a dry run reports as server-side.
+pub(super) fn goes_server_side(src: &Opened, dst: &Opened, options: &PutOptions) -> bool {
+    match (&src.native, &dst.native) {
+        #[cfg(feature = "s3")]
+        (Native::S3(a), Native::S3(b)) => b.same_service(a),
+        #[cfg(feature = "gcs")]
+        (Native::Gcs(a), Native::Gcs(b)) => b.same_service(a) && options.storage_class.is_none(),
+        #[cfg(feature = "azure")]
+        (Native::Azure(a), Native::Azure(b)) => b.same_service(a),
+        _ => {
+            let _ = options;
+            false
+        }
+    }
+}
+
 async fn server_side(
     src: &Opened,
     dst: &Opened,

@@ -23,11 +23,12 @@ async fn copy_object(ctx: &Ctx<'_>, d: Decision) -> ItemReport {
         Ok(go) => go,
         Err(skipped) => return skipped,
     };
-    if ctx.opts.dry_run {
-        return ItemReport::new(&d.key, ItemAction::WouldCopy, reason).with_bytes(s.size);
-    }
     let mut options = PutOptions::default();
     options.storage_class = ctx.dst.options.storage_class.clone();
+    if ctx.opts.dry_run {
+        let inside = copy::goes_server_side(ctx.src, ctx.dst, &options);
+        return ItemReport::would_copy(&d.key, reason, s.size, inside);
+    }
     let fingerprint = s.etag.clone().unwrap_or_default();
     let copied = match copy::copy(
         ctx.src,

@@ -135,6 +135,22 @@ impl ItemReport {
         self
     }
 
+    /// A dry run's copy, with the route the run would take.
+    pub(super) fn would_copy(
+        key: &str,
+        reason: impl std::fmt::Display,
+        bytes: u64,
+        server_side: bool,
+    ) -> ItemReport {
+        let mut r = ItemReport::new(key, ItemAction::WouldCopy, reason).with_bytes(bytes);
+        r.route = Some(if server_side {
+            Route::ServerSide
+        } else {
+            Route::Streamed
+        });
+        r
+    }
+
     /// `bytes` copied to `key` as `c` says, and checked `how`.
     pub(super) fn copied(
         key: &str,
