@@ -150,7 +150,7 @@ pub(crate) fn committed(entry: &Entry) -> Result<&Manifest, (Verdict, String)> {
         (State::WrongSize, Some(_)) => Err((
             Verdict::Corrupt,
             format!(
-                "{}; push the archive again with --overwrite, or restore from another copy",
+                "{}; push the same archive again to repair this copy (no --overwrite needed), or restore from another copy",
                 entry.size_problem().unwrap_or_default()
             ),
         )),
@@ -421,7 +421,18 @@ pub async fn run(req: &VerifyRequest<'_>) -> anyhow::Result<VerifyReport> {
                 continue;
             }
         };
-        if !selected.iter().any(|e| e.state == State::Complete) {
+        // A location with nothing whole to restore from is a finding of its own, unless a
+        // damaged copy there already says why (one line per problem).
+        let whole = selected
+            .iter()
+            .any(|e| matches!(e.state, State::Complete | State::FutureDated));
+        let said = selected.iter().any(|e| {
+            matches!(
+                e.state,
+                State::WrongSize | State::MissingData | State::BadManifest | State::Untrusted
+            )
+        });
+        if !whole && !said {
             report.locations.push(
                 req.place(
                     loc,

@@ -203,3 +203,31 @@ fn a_location_with_only_incomplete_uploads_is_missing() {
         stdout(&o)
     );
 }
+
+/// A truncated copy is one line, and its advice works: the same push again repairs it.
+#[test]
+fn a_truncated_copy_is_said_once_and_pushing_it_again_repairs_it() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 100_000, 4);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let data = sb.path(&format!("a/{NAME}.age"));
+    let f = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+    f.set_len(50_000).unwrap();
+    drop(f);
+    let o = verify(&sb, &[&sb.url("a")]);
+    assert_code(&o, 4);
+    let out = stdout(&o);
+    let problems: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("CORRUPT") || l.starts_with("MISSING"))
+        .collect();
+    assert_eq!(problems.len(), 1, "{out}");
+    assert!(
+        problems[0].contains("truncated or replaced")
+            && problems[0].contains("push the same archive again"),
+        "{out}"
+    );
+    // The advice, followed: the same push, no --overwrite.
+    assert_code(&sb.push(&src, &["a"]), 0);
+    assert_code(&verify(&sb, &[&sb.url("a")]), 0);
+}

@@ -237,7 +237,7 @@ async fn commit_one(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
             ..DestinationReport::new(dest, keys, Status::Stored)
         },
         Err(commit::NotCommitted::Contested(theirs)) => {
-            settle_contest(dest, keys, &theirs, &facts.plaintext)
+            settle_contest(dest, keys, &theirs, &facts.plaintext).await
         }
         Err(e) => DestinationReport::failed(dest, keys, e.to_string()),
     }
@@ -245,13 +245,27 @@ async fn commit_one(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
 
 /// Another push committed under this name first: the same plaintext is already stored, any
 /// other is this push's loss.
-fn settle_contest(
+/// Only a whole copy is "already stored": its data object there at the size its manifest
+/// records.
+async fn settle_contest(
     dest: &Opened,
     keys: &ArchiveKeys,
     theirs: &Manifest,
     ours: &Digest,
 ) -> DestinationReport {
     if theirs.plaintext.sha256 == ours.sha256 {
+        let object = offsite_storage::join_key(
+            crate::registry::key_prefix(&dest.location),
+            &theirs.stored.key,
+        );
+        let whole = matches!(dest.store.head(&object).await, Ok(h) if h.size == theirs.stored.size);
+        if !whole {
+            return DestinationReport::failed(
+                dest,
+                keys,
+                "another push committed the same archive here at the same moment, but its data is not whole yet; push again".into(),
+            );
+        }
         let mut r = DestinationReport::new(dest, keys, Status::AlreadyStored);
         r.message = Some("another push stored the same archive here at the same moment".into());
         return r;

@@ -214,8 +214,9 @@ impl Spool {
             return DestinationReport::skipped(dest, keys, status, message);
         }
         let source = self.source_for(dest);
-        // A new archive's data and manifest are written create-only (see `contest`).
-        let create_only = matches!(step.action, Action::Upload | Action::Repair);
+        // A new archive's data and manifest are written create-only (see `contest`); a repair
+        // writes over the data that is there, damaged, under the manifest it keeps.
+        let create_only = step.action == Action::Upload;
         let options = plan::put_options(dest, step.retention, self.size_hint, create_only);
         let route = Route::for_destination(dest, link);
         // Whether the data was written over an object there (`--overwrite`, or an upload that
@@ -287,7 +288,9 @@ impl Spool {
                         )))
                     }
                 };
-                Err(Box::new(super::settle_contest(dest, keys, &theirs, &ours)))
+                Err(Box::new(
+                    super::settle_contest(dest, keys, &theirs, &ours).await,
+                ))
             }
             contest::Taken::Stale => {
                 tracing::info!(url = %dest.url(), key = %keys.object, "data without a manifest in the way (an upload that never committed): written over");

@@ -130,7 +130,7 @@ impl Fanout {
                 early.push((i, DestinationReport::skipped(dest, k, status, message)));
                 continue;
             }
-            let create_only = matches!(step.action, Action::Upload | Action::Repair);
+            let create_only = step.action == Action::Upload;
             let options = plan::put_options(dest, step.retention, None, create_only);
             let writer = match dest.store.writer(&k.object, options).await {
                 Ok(w) => w,
