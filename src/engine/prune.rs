@@ -85,6 +85,20 @@ pub enum OrphanKind {
 }
 
 impl Orphan {
+    /// What `action` on this orphan came to: its reason when it went, else the error.
+    fn done(
+        &self,
+        policy: &Policy,
+        action: Action,
+        res: std::result::Result<(), offsite_storage::Error>,
+    ) -> Done {
+        let dest = &policy.destinations[self.destination].name;
+        match res {
+            Ok(()) => Done::new(dest, &self.key, action, self.reason(), true),
+            Err(e) => Done::new(dest, &self.key, action, e.to_string(), false),
+        }
+    }
+
     /// Why it is an orphan, in words.
     pub fn reason(&self) -> String {
         match &self.kind {
@@ -516,18 +530,7 @@ async fn remove_temporaries(
             modified: *modified,
         };
         let res = local.remove_temporary(&t).await;
-        let detail = match &res {
-            Ok(()) => o.reason(),
-            Err(e) => e.to_string(),
-        };
-        let dest = &policy.destinations[o.destination].name;
-        done.push(Done::new(
-            dest,
-            &o.key,
-            Action::RemoveTemporary,
-            detail,
-            res.is_ok(),
-        ));
+        done.push(o.done(policy, Action::RemoveTemporary, res));
     }
     done
 }
@@ -543,18 +546,7 @@ async fn abort_uploads(policy: &Policy, locations: &[Opened], orphans: &[Orphan]
             continue;
         };
         let res = mp.abort_upload(&o.key, id).await;
-        let detail = match &res {
-            Ok(()) => o.reason(),
-            Err(e) => e.to_string(),
-        };
-        let dest = &policy.destinations[o.destination].name;
-        done.push(Done::new(
-            dest,
-            &o.key,
-            Action::AbortUpload,
-            detail,
-            res.is_ok(),
-        ));
+        done.push(o.done(policy, Action::AbortUpload, res));
     }
     done
 }
