@@ -15,6 +15,8 @@
 //! Every request must carry the bearer token (here from OFFSITE_AZURE_ACCESS_TOKEN) and
 //! api-version 2024-03-02.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -417,5 +419,64 @@ fn contract_azure_snapshot_prune_by_policy_keeps_each_regions_own_retention() {
     assert_code(&o, 0);
     let out = stdout(&o);
     assert!(out.contains("2 snapshot(s) deleted, 3 kept"), "{out}");
+    api.finish();
+}
+
+/// A list that spans two pages (`nextLink`, Snapshots - List By Resource Group: "The uri to
+/// fetch the next page of snapshots"), and a delete that ARM accepts and finishes later,
+/// followed as Azure-AsyncOperation polling documents it: each poll no sooner than the
+/// `Retry-After` seconds of the answer before it, and a poll that fails transiently (a 500,
+/// a dropped connection) asked again rather than taken for the delete's failure.
+#[test]
+fn contract_azure_snapshot_prune_follows_next_link_and_waits_as_retry_after_says() {
+    let sb = Sandbox::new();
+    let policy = sb.snapshot_policy(
+        "db-azure",
+        "",
+        &format!(
+            "[[snapshots]]\nprovider = \"azure\"\nregion = \"eastus\"\nvolumes = [\"{}\"]\nretention = {{ keep-last = 1 }}\n",
+            disk_id()
+        ),
+    );
+    let item = |name: &str, created: &str| {
+        let mut s = snapshot(&snap_id(name), "eastus", "Succeeded", json!({}));
+        s["tags"]["offsite-policy"] = json!("db-azure");
+        s["tags"]["offsite-created"] = json!(created);
+        s
+    };
+    let list_path = format!("{RG}/providers/Microsoft.Compute/snapshots");
+    let page1 = json!({
+        "value": [item("e1", "20261201t020000z"), item("e2", "20261202t020000z")],
+        "nextLink": format!("{{base}}{list_path}?api-version={API}&$skiptoken=page-2"),
+    });
+    let page2 = json!({"value": [item("e3", "20261203t020000z")]});
+    let running = json!({"startTime": "2026-12-07T02:00:36.1+00:00", "status": "InProgress", "name": "del-e2"});
+    let second = Duration::from_secs(1);
+    let api = FakeApi::start(vec![
+        arm(SNAP_LIST, "GET", list_path.clone(), page1),
+        arm(SNAP_LIST, "GET", list_path.clone(), page2).query("$skiptoken", "page-2"),
+        arm(SNAP_DELETE, "DELETE", snap_id("e2"), json!({}))
+            .status(202)
+            .header("azure-asyncoperation", operation_url("eastus", "del-e2"))
+            .header("location", operation_url("eastus", "del-e2-location"))
+            .header("retry-after", "1"),
+        poll(operation_path("eastus", "del-e2"), running.clone())
+            .not_sooner_than(second)
+            .header("retry-after", "1"),
+        poll(operation_path("eastus", "del-e2"), running.clone()).not_sooner_than(second),
+        // ARM's own trouble while the delete runs: asked again, not the delete's failure
+        poll(operation_path("eastus", "del-e2"), json!({"error": {"code": "InternalServerError",
+            "message": "Encountered internal server error. Diagnostic information: timestamp '20261207T020040Z'."}}))
+            .status(500),
+        poll(operation_path("eastus", "del-e2"), json!({})).reset(),
+        poll(operation_path("eastus", "del-e2"), json!({"startTime": "2026-12-07T02:00:36.1+00:00",
+            "endTime": "2026-12-07T02:00:41.1+00:00", "status": "Succeeded", "name": "del-e2"})),
+        // a delete ARM finishes at once (200)
+        arm(SNAP_DELETE, "DELETE", snap_id("e1"), json!({})),
+    ]);
+    let o = policy_run(sb.azure_disk_cmd(&api), &["snapshot", "prune"], &policy);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("2 snapshot(s) deleted, 1 kept"), "{out}");
     api.finish();
 }
