@@ -113,17 +113,12 @@ pub fn check_exclusions(excluded: &[Exclusion], cases: &[&str]) {
     }
 }
 
-/// Deterministic, non-repeating test bytes.
+/// Deterministic, non-repeating test bytes: the same for the same `len` and `seed`, from a
+/// seeded generator.
 pub fn pattern(len: usize, seed: u64) -> Bytes {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
     v.into()
 }
 
