@@ -13,7 +13,7 @@
 //! the hour and at :59:59, across midnight and the turn of a month, and a leap day.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use offsite_policies::inventory::{Copy, CopyState, Destination, Inventory, Kind, Lock};
+use offsite_policies::inventory::{Copy, CopyState, Destination, Inventory, Lock};
 use offsite_policies::placement;
 use offsite_policies::policy::{Policy, Retention};
 use offsite_policies::replication::{self, Item, Options as ReplicationOptions};

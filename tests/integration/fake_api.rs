@@ -272,12 +272,11 @@ fn serve(conn: TcpStream, state: &Mutex<State>, base: &str) {
     }
 }
 
-/// The answer to `req`: status, headers and body; `None` to close the connection instead.
-fn answer(
-    req: &Request,
-    state: &Mutex<State>,
-    base: &str,
-) -> Option<(u16, Vec<(String, String)>, String)> {
+/// An answer: status, headers and body.
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// The answer to `req`; `None` to close the connection instead.
+fn answer(req: &Request, state: &Mutex<State>, base: &str) -> Option<Answer> {
     let mut s = state.lock().unwrap();
     let seen = format!("{} {}", req.method, req.path);
     s.served.push(seen.clone());

@@ -141,7 +141,7 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
     let id = format!("projects/{PROJECT}/global/snapshots/{name}");
     let op = "operation-1765101600000-5f1a2b3c4d5e6-abcd1234-ef567890";
     let ready = snapshot(
-        &name,
+        name,
         "READY",
         "2026-12-07T02:00:00.000-08:00",
         json!({
@@ -230,7 +230,7 @@ fn contract_gcp_snapshot_quota_error_in_the_operation_is_named() {
             GET,
             "GET",
             format!("{}/{name}", snapshots_path()),
-            not_found(&name),
+            not_found(name),
         )
         .status(404),
         call(INSERT, "POST", snapshots_path(), failed)
@@ -257,7 +257,7 @@ fn contract_gcp_snapshot_of_a_missing_disk_says_not_found() {
             GET,
             "GET",
             format!("{}/{name}", snapshots_path()),
-            not_found(&name),
+            not_found(name),
         )
         .status(404),
         call(INSERT, "POST", snapshots_path(), not_found(DISK))
