@@ -11,6 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use crate::azure::AZURITE_ACCOUNT;
 use crate::common::*;
 
@@ -27,22 +30,6 @@ fn archive_name(i: usize) -> String {
         1 + i / 24,
         i % 24
     )
-}
-
-/// splitmix64: a seeded, dependency-free generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 struct Setup {
@@ -126,7 +113,7 @@ async fn pushes_killed_at_random_moments_leave_only_complete_copies_or_none() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x0ff5_17e5_eed0_0001u64);
     println!("crash campaign seed {seed} (OFFSITE_CAMPAIGN_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
 
     let sb = Sandbox::new();
     let s3 = bucket("crash");
@@ -176,7 +163,7 @@ async fn pushes_killed_at_random_moments_leave_only_complete_copies_or_none() {
         // Over three quarters of a first push: reruns resume and finish sooner, and a kill
         // after the last commit does no harm but proves nothing.
         let span = whole.as_millis() as u64 * 3 / 4;
-        let delay = Duration::from_millis(rng.below(span));
+        let delay = Duration::from_millis(rng.gen_range(0..span.max(1)));
         let mut child = setup
             .push(&name)
             .stdout(std::process::Stdio::null())

@@ -197,14 +197,9 @@ pub fn bucket(tag: &str) -> String {
     format!("t-{tag}-{:08x}", rand_u32())
 }
 
+/// A random number for names that must not collide between tests and runs.
 pub fn rand_u32() -> u32 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    t ^ (std::process::id() << 16) ^ N.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
+    rand::random()
 }
 
 /// A 1 MiB tmpfs mounted at `path` (created), unmounted when dropped: a disk that fills up.

@@ -3,17 +3,36 @@
 //! providers that have no emulator (GCP and Azure disk snapshots). Not a mock of offsite's own
 //! traits: the real adapters, SDK clients and HTTP stacks talk to it over loopback TCP.
 //!
-//! Each [`Step`] names the method, the path, query pairs that must be there (`*`: any value),
-//! body fields that must be there with these values (a subset; `"*"`: present with any value),
-//! the `Authorization` header where the client sends one, and the answer. `{base}` in an
-//! answer's headers or body is the server's own URL (ARM's operation URLs are absolute).
+//! Each [`Step`] names the method, the path, the query, the body, the `Authorization` header
+//! where the client sends one, and the answer. `{base}` in an answer's headers or body is the
+//! server's own URL (ARM's operation URLs are absolute).
+//!
+//! Requests are compared exactly: the query's pairs as a multiset (every pair the client sends
+//! is named, none missing, none extra; a value `*` stands for one the test cannot know, such as
+//! a random request id), a JSON body as a JSON value (every key and element; a string `"*"`
+//! stands for a value the test cannot know, such as the time of the run), any other body byte
+//! for byte, and a step without a body expects none. The expectations are checked when the
+//! server is dropped, so a test that forgets [`FakeApi::finish`] still fails on a request that
+//! broke the contract, one that never came, or one nobody expected.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The body a step expects.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body (or an empty one).
+    Empty,
+    /// A JSON document, compared as a JSON value (`"*"`: any value there).
+    Json(Value),
+    /// Anything else, byte for byte.
+    Bytes(Vec<u8>),
+}
 
 /// One expected request and its answer.
 #[derive(Debug, Clone)]
@@ -23,15 +42,20 @@ pub struct Step {
     pub method: &'static str,
     pub path: String,
     pub query: Vec<(&'static str, String)>,
-    pub body: Option<Value>,
+    pub body: Body,
     pub auth: Option<String>,
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub answer: Value,
+    /// The request must come at least this long after the one before it (a `Retry-After`).
+    pub after: Option<Duration>,
+    /// Close the connection instead of answering (a connection reset).
+    pub reset: bool,
 }
 
 impl Step {
-    /// A request without query, body or auth checks, answered 200 with `answer`.
+    /// A request without a query or a body and without an auth check, answered 200 with
+    /// `answer`.
     pub fn new(
         doc: &'static str,
         method: &'static str,
@@ -43,11 +67,13 @@ impl Step {
             method,
             path: path.into(),
             query: vec![],
-            body: None,
+            body: Body::Empty,
             auth: None,
             status: 200,
             headers: vec![],
             answer,
+            after: None,
+            reset: false,
         }
     }
 
@@ -57,7 +83,13 @@ impl Step {
     }
 
     pub fn body(mut self, b: Value) -> Step {
-        self.body = Some(b);
+        self.body = Body::Json(b);
+        self
+    }
+
+    #[allow(dead_code)]
+    pub fn raw_body(mut self, b: impl Into<Vec<u8>>) -> Step {
+        self.body = Body::Bytes(b.into());
         self
     }
 
@@ -75,6 +107,20 @@ impl Step {
         self.headers.push((k, v.into()));
         self
     }
+
+    /// The request must come at least `d` after the previous one.
+    #[allow(dead_code)]
+    pub fn not_sooner_than(mut self, d: Duration) -> Step {
+        self.after = Some(d);
+        self
+    }
+
+    /// The server reads the request, then closes the connection without an answer.
+    #[allow(dead_code)]
+    pub fn reset(mut self) -> Step {
+        self.reset = true;
+        self
+    }
 }
 
 #[derive(Default)]
@@ -82,9 +128,11 @@ struct State {
     steps: VecDeque<Step>,
     served: Vec<String>,
     errors: Vec<String>,
+    last: Option<Instant>,
 }
 
-/// The server; stops accepting when dropped (its thread ends with the test process).
+/// The server; checks its expectations when dropped (see the module docs). Its thread ends
+/// with the test process.
 pub struct FakeApi {
     pub url: String,
     state: Arc<Mutex<State>>,
@@ -109,10 +157,11 @@ impl FakeApi {
         FakeApi { url, state }
     }
 
-    /// Asserts every step was served in order and every request matched its step.
+    /// Asserts every step was served in order and every request matched its step (dropping
+    /// the server asserts the same).
     #[track_caller]
     pub fn finish(&self) {
-        let s = self.state.lock().unwrap();
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         assert!(
             s.errors.is_empty(),
             "requests that broke the contract:\n{}\nserved:\n{}",
@@ -129,6 +178,15 @@ impl FakeApi {
                 .join("\n"),
             s.served.join("\n")
         );
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        // A test already failing says why; a second panic would abort the process.
+        if !std::thread::panicking() {
+            self.finish();
+        }
     }
 }
 
@@ -197,7 +255,9 @@ fn serve(conn: TcpStream, state: &Mutex<State>, base: &str) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
     while let Some(req) = read_request(&mut reader) {
-        let (status, headers, body) = answer(&req, state, base);
+        let Some((status, headers, body)) = answer(&req, state, base) else {
+            return;
+        };
         let mut out = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
             body.len()
@@ -212,26 +272,33 @@ fn serve(conn: TcpStream, state: &Mutex<State>, base: &str) {
     }
 }
 
-fn answer(req: &Request, state: &Mutex<State>, base: &str) -> (u16, Vec<(String, String)>, String) {
+/// An answer: status, headers and body.
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// The answer to `req`; `None` to close the connection instead.
+fn answer(req: &Request, state: &Mutex<State>, base: &str) -> Option<Answer> {
     let mut s = state.lock().unwrap();
     let seen = format!("{} {}", req.method, req.path);
     s.served.push(seen.clone());
+    let previous = s.last.replace(Instant::now());
     let Some(step) = s.steps.pop_front() else {
         s.errors.push(format!("{seen}: no request was expected"));
-        return (500, vec![], "{}".into());
+        return Some((500, vec![], "{}".into()));
     };
     let mut wrong = Vec::new();
+    if let (Some(after), Some(previous)) = (step.after, previous) {
+        let gap = previous.elapsed();
+        if gap < after {
+            wrong.push(format!(
+                "came {gap:?} after the request before it; expected at least {after:?}"
+            ));
+        }
+    }
     if req.method != step.method || req.path != step.path {
         wrong.push(format!("expected {} {}", step.method, step.path));
     }
-    for (k, v) in &step.query {
-        match req.query.iter().find(|(n, _)| n == k) {
-            Some((_, got)) if v == "*" || got == v => {}
-            got => wrong.push(format!(
-                "query {k}: expected {v:?}, got {:?}",
-                got.map(|g| &g.1)
-            )),
-        }
+    if let Err(e) = same_query(&step.query, &req.query) {
+        wrong.push(e);
     }
     let auth = req
         .headers
@@ -243,46 +310,164 @@ fn answer(req: &Request, state: &Mutex<State>, base: &str) -> (u16, Vec<(String,
             wrong.push(format!("authorization: expected {a:?}, got {auth:?}"));
         }
     }
-    if let Some(expected) = &step.body {
-        match serde_json::from_slice::<Value>(&req.body) {
-            Ok(got) => {
-                if let Err(e) = subset(expected, &got, "body") {
-                    wrong.push(e);
-                }
-            }
-            Err(e) => wrong.push(format!("body is not JSON: {e}")),
-        }
+    if let Err(e) = same_body(&step.body, &req.body) {
+        wrong.push(e);
     }
     if !wrong.is_empty() {
         s.errors
             .push(format!("{seen} ({}): {}", step.doc, wrong.join("; ")));
     }
+    if step.reset {
+        return None;
+    }
     let fill = |t: &str| t.replace("{base}", base);
-    (
+    Some((
         step.status,
         step.headers
             .iter()
             .map(|(k, v)| (k.to_string(), fill(v)))
             .collect(),
         fill(&step.answer.to_string()),
-    )
+    ))
 }
 
-/// `expected` is in `got`: every key of an object with an equal (or `"*"`: any) value; arrays
-/// and scalars equal.
-fn subset(expected: &Value, got: &Value, at: &str) -> Result<(), String> {
+/// The query's pairs as a multiset: each expected pair matched by one pair the client sent
+/// (`*`: any value), and nothing left over on either side.
+fn same_query(expected: &[(&'static str, String)], got: &[(String, String)]) -> Result<(), String> {
+    let mut left: Vec<&(String, String)> = got.iter().collect();
+    let mut missing = Vec::new();
+    // Exact pairs first, so that a `*` does not take the pair an exact one needs.
+    let (exact, any): (Vec<_>, Vec<_>) = expected.iter().partition(|(_, v)| v != "*");
+    for (k, v) in exact.into_iter().chain(any) {
+        match left
+            .iter()
+            .position(|(n, g)| n == k && (v == "*" || g == v))
+        {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => missing.push(format!("{k}={v}")),
+        }
+    }
+    if missing.is_empty() && left.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "query: expected {expected:?}, got {got:?} (missing {missing:?}, unexpected {:?})",
+        left.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+    ))
+}
+
+fn same_body(expected: &Body, got: &[u8]) -> Result<(), String> {
+    match expected {
+        Body::Empty if got.is_empty() => Ok(()),
+        Body::Empty => Err(format!(
+            "body: expected none, got {:?}",
+            String::from_utf8_lossy(got)
+        )),
+        Body::Bytes(b) if b == got => Ok(()),
+        Body::Bytes(b) => Err(format!(
+            "body: expected {:?}, got {:?}",
+            String::from_utf8_lossy(b),
+            String::from_utf8_lossy(got)
+        )),
+        Body::Json(e) => match serde_json::from_slice::<Value>(got) {
+            Ok(g) => same_json(e, &g, "body"),
+            Err(err) => Err(format!(
+                "body is not JSON ({err}): {:?}",
+                String::from_utf8_lossy(got)
+            )),
+        },
+    }
+}
+
+/// `got` is `expected`: objects with the same keys, arrays of the same length, scalars equal;
+/// the string `"*"` in `expected` matches any value.
+fn same_json(expected: &Value, got: &Value, at: &str) -> Result<(), String> {
     match (expected, got) {
         (Value::String(s), _) if s == "*" => Ok(()),
         (Value::Object(e), Value::Object(g)) => {
             for (k, v) in e {
                 match g.get(k) {
-                    Some(gv) => subset(v, gv, &format!("{at}.{k}"))?,
+                    Some(gv) => same_json(v, gv, &format!("{at}.{k}"))?,
                     None => return Err(format!("{at}.{k} is missing (got {got})")),
                 }
+            }
+            match g.keys().find(|k| !e.contains_key(*k)) {
+                Some(k) => Err(format!("{at}.{k} is not expected (got {got})")),
+                None => Ok(()),
+            }
+        }
+        (Value::Array(e), Value::Array(g)) if e.len() == g.len() => {
+            for (i, (ev, gv)) in e.iter().zip(g).enumerate() {
+                same_json(ev, gv, &format!("{at}[{i}]"))?;
             }
             Ok(())
         }
         (e, g) if e == g => Ok(()),
         (e, g) => Err(format!("{at}: expected {e}, got {g}")),
     }
+}
+
+#[test]
+fn fake_api_compares_queries_as_multisets_and_bodies_exactly() {
+    let q = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let want = vec![("a", "1".to_string()), ("id", "*".to_string())];
+    assert!(same_query(&want, &q(&[("id", "x"), ("a", "1")])).is_ok());
+    assert!(same_query(&want, &q(&[("a", "1")])).is_err(), "missing");
+    assert!(
+        same_query(&want, &q(&[("a", "1"), ("id", "x"), ("p", "1")])).is_err(),
+        "extra"
+    );
+    assert!(
+        same_query(&want, &q(&[("a", "1"), ("id", "x"), ("a", "1")])).is_err(),
+        "repeated"
+    );
+    assert!(same_query(&want, &q(&[("a", "2"), ("id", "x")])).is_err());
+    let body = Body::Json(serde_json::json!({"a": [1, {"t": "*"}], "b": "x"}));
+    assert!(same_body(&body, br#"{"b":"x","a":[1,{"t":"now"}]}"#).is_ok());
+    assert!(same_body(&body, br#"{"b":"x","a":[1,{"t":"now"}],"c":1}"#).is_err());
+    assert!(same_body(&body, br#"{"b":"x","a":[1,{"t":"now","u":2}]}"#).is_err());
+    assert!(same_body(&body, br#"{"b":"x","a":[1,{"t":"now"},3]}"#).is_err());
+    assert!(same_body(&body, br#"{"a":[1,{"t":"now"}]}"#).is_err());
+    assert!(same_body(&Body::Empty, b"").is_ok());
+    assert!(same_body(&Body::Empty, b"{}").is_err());
+    assert!(same_body(&Body::Bytes(b"ab".to_vec()), b"ab").is_ok());
+    assert!(same_body(&Body::Bytes(b"ab".to_vec()), b"abc").is_err());
+}
+
+#[test]
+fn fake_api_that_is_dropped_with_a_step_unserved_fails_the_test() {
+    let api = FakeApi::start(vec![Step::new("doc", "GET", "/x", Value::Null)]);
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(api)));
+    let msg = dropped.expect_err("dropping with a step unserved panics");
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("expected requests never came") && msg.contains("GET /x"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn fake_api_that_is_dropped_after_an_unexpected_request_fails_the_test() {
+    let api = FakeApi::start(vec![]);
+    let mut c = TcpStream::connect(api.url.trim_start_matches("http://")).unwrap();
+    c.write_all(b"GET /nobody HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .unwrap();
+    let mut status = String::new();
+    BufReader::new(c).read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 500"), "{status}");
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(api)));
+    let msg = dropped.expect_err("dropping after an unexpected request panics");
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("GET /nobody: no request was expected"),
+        "{msg}"
+    );
 }

@@ -15,6 +15,8 @@
 //! Every request must carry the bearer token (here from OFFSITE_AZURE_ACCESS_TOKEN) and
 //! api-version 2024-03-02.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -41,23 +43,31 @@ fn snap_id(name: &str) -> String {
     format!("{RG}/providers/Microsoft.Compute/snapshots/{name}")
 }
 
-/// The name offsite gives a snapshot made with `token` under `policy` in `region`.
-fn snapshot_name(policy: &str, region: &str, token: &str) -> String {
-    let t = offsite::engine::snapshot::token(&[policy, region, &disk_id(), token]);
-    offsite_storage::derived_name("offsite", &disk_id(), &t)
-}
-
-/// The name offsite gives the copy of `source` (in `from`) to `to`.
-fn copy_name(source: &str, from: &str, to: &str) -> String {
-    let t = offsite::engine::snapshot::token(&["copy", source, from, to]);
-    offsite_storage::derived_name("offsite", source, &t)
-}
+// The names offsite gives, written out (not computed by the code under test): a rerun finds
+// what an earlier run made by its name, so a change of naming would make every rerun after an
+// upgrade snapshot again, and these tests must fail when names change.
+/// `snapshot create --volume DISK --token run-N` (policy `adhoc`, region `default`).
+const RUN_1: &str = "offsite-db-data-950ba160fee1";
+const RUN_2: &str = "offsite-db-data-f4ce4ef23e2d";
+const RUN_4: &str = "offsite-db-data-3002b8b3954d";
+const RUN_5: &str = "offsite-db-data-cf36841de781";
+/// The token tag of RUN_1's snapshot.
+const RUN_1_TOKEN: &str = "14480e9e9a6178277f0631ae";
+/// The copies of RUN_1 and RUN_2 from eastus to westus2.
+const RUN_1_COPY: &str = "offsite-db-data-950ba160fee1-4c3a7bf4bdf2";
+const RUN_1_COPY_TOKEN: &str = "f1a0b73f431bdeaafef4cf34";
+const RUN_2_COPY: &str = "offsite-db-data-f4ce4ef23e2d-5a1652c17f28";
 
 /// A ARM request step: the token and the api-version checked on every one.
 fn arm(doc: &'static str, method: &'static str, path: impl Into<String>, answer: Value) -> Step {
     Step::new(doc, method, path, answer)
         .auth(format!("Bearer {TOKEN}"))
         .query("api-version", API)
+}
+
+/// A poll of an operation URL made by [`operation_url`] (its query kept as ARM gave it).
+fn poll(path: String, answer: Value) -> Step {
+    arm(ASYNC, "GET", path, answer).query("p", "1")
 }
 
 /// Snapshots - Get's example (an incremental snapshot), for `id` in `location`.
@@ -136,10 +146,9 @@ fn disk() -> Value {
 #[test]
 fn contract_azure_snapshot_create_polls_the_async_operation_and_copies_across_regions() {
     let sb = Sandbox::new();
-    let name = snapshot_name("adhoc", "default", "run-1");
-    let id = snap_id(&name);
-    let copy = copy_name(&id, "eastus", "westus2");
-    let copy_id = snap_id(&copy);
+    let (name, copy) = (RUN_1, RUN_1_COPY);
+    let id = snap_id(name);
+    let copy_id = snap_id(copy);
     let copy_of = |state: &str, extra: Value| {
         let mut s = snapshot(&copy_id, "westus2", state, extra);
         s["properties"]["creationData"] =
@@ -148,29 +157,30 @@ fn contract_azure_snapshot_create_polls_the_async_operation_and_copies_across_re
     };
     let api = FakeApi::start(vec![
         arm(DISK_GET, "GET", disk_id(), disk()),
-        arm(SNAP_GET, "GET", id.clone(), not_found("snapshots", &name)).status(404),
+        arm(SNAP_GET, "GET", id.clone(), not_found("snapshots", name)).status(404),
         arm(SNAP_PUT, "PUT", id.clone(), snapshot(&id, "eastus", "Updating", json!({})))
             .status(202)
             .header("azure-asyncoperation", operation_url("eastus", "op1"))
             .body(json!({
                 "location": "eastus",
-                "tags": {"offsite-tool": "offsite", "offsite-policy": "adhoc", "offsite-volume": disk_id(), "offsite-created": "*", "offsite-token": "*"},
+                "tags": {"offsite-tool": "offsite", "offsite-policy": "adhoc", "offsite-volume": disk_id(), "offsite-created": "*", "offsite-token": RUN_1_TOKEN},
                 "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk_id()}, "incremental": true}
             })),
-        arm(ASYNC, "GET", operation_path("eastus", "op1"), json!({"startTime": "2026-12-07T02:00:36.1+00:00", "status": "InProgress", "name": "op1"})),
-        arm(ASYNC, "GET", operation_path("eastus", "op1"), json!({"startTime": "2026-12-07T02:00:36.1+00:00", "endTime": "2026-12-07T02:01:06.1+00:00", "status": "Succeeded", "name": "op1"})),
+        poll(operation_path("eastus", "op1"), json!({"startTime": "2026-12-07T02:00:36.1+00:00", "status": "InProgress", "name": "op1"})),
+        poll(operation_path("eastus", "op1"), json!({"startTime": "2026-12-07T02:00:36.1+00:00", "endTime": "2026-12-07T02:01:06.1+00:00", "status": "Succeeded", "name": "op1"})),
         arm(SNAP_GET, "GET", id.clone(), snapshot(&id, "eastus", "Succeeded", json!({}))),
         // the copy: CopyStart in the target region, usable at completionPercent 100
-        arm(SNAP_GET, "GET", copy_id.clone(), not_found("snapshots", &copy)).status(404),
+        arm(SNAP_GET, "GET", copy_id.clone(), not_found("snapshots", copy)).status(404),
         arm(SNAP_PUT, "PUT", copy_id.clone(), copy_of("Updating", json!({})))
             .status(202)
             .header("azure-asyncoperation", operation_url("westus2", "op2"))
             .body(json!({
                 "location": "westus2",
-                "tags": {"offsite-source": id, "offsite-source-region": "eastus", "offsite-volume": disk_id(), "offsite-policy": "adhoc"},
+                "tags": {"offsite-source": id, "offsite-source-region": "eastus", "offsite-volume": disk_id(), "offsite-policy": "adhoc",
+                         "offsite-tool": "offsite", "offsite-created": "20261207t020000z", "offsite-token": RUN_1_COPY_TOKEN},
                 "properties": {"creationData": {"createOption": "CopyStart", "sourceResourceId": id}, "incremental": true}
             })),
-        arm(ASYNC, "GET", operation_path("westus2", "op2"), json!({"status": "Succeeded", "name": "op2"})),
+        poll(operation_path("westus2", "op2"), json!({"status": "Succeeded", "name": "op2"})),
         arm(SNAP_GET, "GET", copy_id.clone(), copy_of("Succeeded", json!({"completionPercent": 42.0}))),
         arm(SNAP_GET, "GET", copy_id.clone(), copy_of("Succeeded", json!({"completionPercent": 100.0}))),
     ]);
@@ -203,10 +213,9 @@ fn contract_azure_snapshot_create_polls_the_async_operation_and_copies_across_re
 #[test]
 fn contract_azure_snapshot_copy_that_fails_at_the_provider_exits_3_with_its_reason() {
     let sb = Sandbox::new();
-    let name = snapshot_name("adhoc", "default", "run-2");
-    let id = snap_id(&name);
-    let copy = copy_name(&id, "eastus", "westus2");
-    let copy_id = snap_id(&copy);
+    let (name, copy) = (RUN_2, RUN_2_COPY);
+    let id = snap_id(name);
+    let copy_id = snap_id(copy);
     let mut broken = snapshot(
         &copy_id,
         "westus2",
@@ -229,10 +238,15 @@ fn contract_azure_snapshot_copy_that_fails_at_the_provider_exits_3_with_its_reas
             SNAP_GET,
             "GET",
             copy_id.clone(),
-            not_found("snapshots", &copy),
+            not_found("snapshots", copy),
         )
         .status(404),
-        arm(SNAP_PUT, "PUT", copy_id.clone(), broken.clone()),
+        arm(SNAP_PUT, "PUT", copy_id.clone(), broken.clone()).body(json!({
+            "location": "westus2",
+            "tags": {"offsite-source": id, "offsite-source-region": "eastus", "offsite-volume": disk_id(), "offsite-policy": "adhoc",
+                     "offsite-tool": "offsite", "offsite-created": "20261207t020000z", "offsite-token": "*"},
+            "properties": {"creationData": {"createOption": "CopyStart", "sourceResourceId": id}, "incremental": true}
+        })),
     ]);
     let o = azure(
         &sb,
@@ -282,8 +296,7 @@ fn contract_azure_permission_denied_is_named_with_the_role_to_grant() {
 #[test]
 fn contract_azure_bearer_token_never_reaches_output_even_at_trace() {
     let sb = Sandbox::new();
-    let name = snapshot_name("adhoc", "default", "run-5");
-    let id = snap_id(&name);
+    let id = snap_id(RUN_5);
     let api = FakeApi::start(vec![
         arm(DISK_GET, "GET", disk_id(), disk()),
         arm(SNAP_GET, "GET", id.clone(), snapshot(&id, "eastus", "Succeeded", json!({}))),
@@ -330,17 +343,22 @@ fn contract_azure_bearer_token_never_reaches_output_even_at_trace() {
 #[test]
 fn contract_azure_operation_url_on_another_host_is_not_followed() {
     let sb = Sandbox::new();
-    let name = snapshot_name("adhoc", "default", "run-4");
-    let id = snap_id(&name);
+    let name = RUN_4;
+    let id = snap_id(name);
     let api = FakeApi::start(vec![
         arm(DISK_GET, "GET", disk_id(), disk()),
-        arm(SNAP_GET, "GET", id.clone(), not_found("snapshots", &name)).status(404),
+        arm(SNAP_GET, "GET", id.clone(), not_found("snapshots", name)).status(404),
         arm(
             SNAP_PUT,
             "PUT",
             id.clone(),
             snapshot(&id, "eastus", "Updating", json!({})),
         )
+        .body(json!({
+            "location": "eastus",
+            "tags": {"offsite-tool": "offsite", "offsite-policy": "adhoc", "offsite-volume": disk_id(), "offsite-created": "*", "offsite-token": "*"},
+            "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk_id()}, "incremental": true}
+        }))
         .status(202)
         .header(
             "azure-asyncoperation",
@@ -394,12 +412,71 @@ fn contract_azure_snapshot_prune_by_policy_keeps_each_regions_own_retention() {
         arm(SNAP_DELETE, "DELETE", snap_id("e1"), json!({}))
             .status(202)
             .header("location", operation_url("eastus", "del-e1")),
-        arm(ASYNC, "GET", operation_path("eastus", "del-e1"), json!({})).status(200),
+        poll(operation_path("eastus", "del-e1"), json!({})).status(200),
         arm(SNAP_DELETE, "DELETE", snap_id("w1"), json!({})),
     ]);
     let o = policy_run(sb.azure_disk_cmd(&api), &["snapshot", "prune"], &policy);
     assert_code(&o, 0);
     let out = stdout(&o);
     assert!(out.contains("2 snapshot(s) deleted, 3 kept"), "{out}");
+    api.finish();
+}
+
+/// A list that spans two pages (`nextLink`, Snapshots - List By Resource Group: "The uri to
+/// fetch the next page of snapshots"), and a delete that ARM accepts and finishes later,
+/// followed as Azure-AsyncOperation polling documents it: each poll no sooner than the
+/// `Retry-After` seconds of the answer before it, and a poll that fails transiently (a 500,
+/// a dropped connection) asked again rather than taken for the delete's failure.
+#[test]
+fn contract_azure_snapshot_prune_follows_next_link_and_waits_as_retry_after_says() {
+    let sb = Sandbox::new();
+    let policy = sb.snapshot_policy(
+        "db-azure",
+        "",
+        &format!(
+            "[[snapshots]]\nprovider = \"azure\"\nregion = \"eastus\"\nvolumes = [\"{}\"]\nretention = {{ keep-last = 1 }}\n",
+            disk_id()
+        ),
+    );
+    let item = |name: &str, created: &str| {
+        let mut s = snapshot(&snap_id(name), "eastus", "Succeeded", json!({}));
+        s["tags"]["offsite-policy"] = json!("db-azure");
+        s["tags"]["offsite-created"] = json!(created);
+        s
+    };
+    let list_path = format!("{RG}/providers/Microsoft.Compute/snapshots");
+    let page1 = json!({
+        "value": [item("e1", "20261201t020000z"), item("e2", "20261202t020000z")],
+        "nextLink": format!("{{base}}{list_path}?api-version={API}&$skiptoken=page-2"),
+    });
+    let page2 = json!({"value": [item("e3", "20261203t020000z")]});
+    let running = json!({"startTime": "2026-12-07T02:00:36.1+00:00", "status": "InProgress", "name": "del-e2"});
+    let second = Duration::from_secs(1);
+    let api = FakeApi::start(vec![
+        arm(SNAP_LIST, "GET", list_path.clone(), page1),
+        arm(SNAP_LIST, "GET", list_path.clone(), page2).query("$skiptoken", "page-2"),
+        arm(SNAP_DELETE, "DELETE", snap_id("e2"), json!({}))
+            .status(202)
+            .header("azure-asyncoperation", operation_url("eastus", "del-e2"))
+            .header("location", operation_url("eastus", "del-e2-location"))
+            .header("retry-after", "1"),
+        poll(operation_path("eastus", "del-e2"), running.clone())
+            .not_sooner_than(second)
+            .header("retry-after", "1"),
+        poll(operation_path("eastus", "del-e2"), running.clone()).not_sooner_than(second),
+        // ARM's own trouble while the delete runs: asked again, not the delete's failure
+        poll(operation_path("eastus", "del-e2"), json!({"error": {"code": "InternalServerError",
+            "message": "Encountered internal server error. Diagnostic information: timestamp '20261207T020040Z'."}}))
+            .status(500),
+        poll(operation_path("eastus", "del-e2"), json!({})).reset(),
+        poll(operation_path("eastus", "del-e2"), json!({"startTime": "2026-12-07T02:00:36.1+00:00",
+            "endTime": "2026-12-07T02:00:41.1+00:00", "status": "Succeeded", "name": "del-e2"})),
+        // a delete ARM finishes at once (200)
+        arm(SNAP_DELETE, "DELETE", snap_id("e1"), json!({})),
+    ]);
+    let o = policy_run(sb.azure_disk_cmd(&api), &["snapshot", "prune"], &policy);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("2 snapshot(s) deleted, 1 kept"), "{out}");
     api.finish();
 }

@@ -30,15 +30,38 @@ const DISK_INSERT: &str = "https://cloud.google.com/compute/docs/reference/rest/
 const DISK_AGGREGATED: &str =
     "https://cloud.google.com/compute/docs/reference/rest/v1/disks/aggregatedList";
 
+/// A Compute Engine request: every one the client sends carries the system parameters `$alt`
+/// (json) and `$apiVersion` (the API version the client was built for)
+/// (https://cloud.google.com/apis/docs/system-parameters).
+fn call(doc: &'static str, method: &'static str, path: impl Into<String>, answer: Value) -> Step {
+    Step::new(doc, method, path, answer)
+        .query("$alt", "json")
+        .query("$apiVersion", "2026-09-01")
+}
+
+/// globalOperations.get: the client sends `$alt` alone there.
+fn operation_call(
+    doc: &'static str,
+    method: &'static str,
+    path: impl Into<String>,
+    answer: Value,
+) -> Step {
+    Step::new(doc, method, path, answer).query("$alt", "json")
+}
+
 fn snapshots_path() -> String {
     format!("/compute/v1/projects/{PROJECT}/global/snapshots")
 }
 
-/// The name offsite gives the snapshot of `DISK` made with `token` under `policy` in `region`.
-fn snapshot_name(policy: &str, region: &str, token: &str) -> String {
-    let t = offsite::engine::snapshot::token(&[policy, region, DISK, token]);
-    offsite_storage::derived_name("offsite", DISK, &t)
-}
+// The names offsite gives, written out (not computed by the code under test): a rerun finds
+// what an earlier run made by its name, so a change of naming would make every rerun after an
+// upgrade snapshot again, and these tests must fail when names change.
+/// `snapshot create --region us --volume DISK --token run-1` (policy `adhoc`), and its token.
+const RUN_1: &str = "offsite-db-data-478da06dbf2c";
+const RUN_1_TOKEN: &str = "ab4f2405a0e3889b6ce39559";
+/// The same without `--region` (region `default`), tokens run-q and run-m.
+const RUN_Q: &str = "offsite-db-data-35a80f0281b9";
+const RUN_M: &str = "offsite-db-data-3c122bc63e18";
 
 /// A Snapshot resource as snapshots.get documents it.
 fn snapshot(name: &str, status: &str, created: &str, labels: Value) -> Value {
@@ -100,14 +123,25 @@ fn gcp(sb: &Sandbox, api: &FakeApi, sub: &str, args: &[&str]) -> std::process::O
         .unwrap()
 }
 
+/// The snapshots.insert body of `snapshot create --volume DISK` without a region or tags.
+fn insert_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "sourceDisk": DISK,
+        "labels": {"offsite_tool": "offsite", "offsite_policy": "adhoc", "offsite_created": "*",
+                   "offsite_token": "*", "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data"},
+        "description": "*",
+    })
+}
+
 #[test]
 fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_disk() {
     let sb = Sandbox::new();
-    let name = snapshot_name("adhoc", "us", "run-1");
+    let name = RUN_1;
     let id = format!("projects/{PROJECT}/global/snapshots/{name}");
     let op = "operation-1765101600000-5f1a2b3c4d5e6-abcd1234-ef567890";
     let ready = snapshot(
-        &name,
+        name,
         "READY",
         "2026-12-07T02:00:00.000-08:00",
         json!({
@@ -116,23 +150,24 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
     );
     let api = FakeApi::start(vec![
         // The token's name is looked for first: a rerun finds what the first run made.
-        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&id)).status(404),
-        Step::new(INSERT, "POST", snapshots_path(), operation(op, "RUNNING", 0, DISK))
+        call(GET, "GET", format!("{}/{name}", snapshots_path()), not_found(&id)).status(404),
+        call(INSERT, "POST", snapshots_path(), operation(op, "RUNNING", 0, DISK))
             .query("requestId", "*")
             .body(json!({
                 "name": name,
                 "sourceDisk": DISK,
                 "storageLocations": ["us"],
                 "labels": {"offsite_tool": "offsite", "offsite_policy": "adhoc", "offsite_created": "*",
-                           "offsite_token": "*", "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data",
+                           "offsite_token": RUN_1_TOKEN, "offsite_volume": "projects_acme-prod_zones_us-central1-a_disks_db-data",
                            "team": "db"},
+                "description": "*",
             })),
-        Step::new(OPERATION, "GET", format!("/compute/v1/projects/{PROJECT}/global/operations/{op}"), operation(op, "RUNNING", 40, DISK)),
-        Step::new(OPERATION, "GET", format!("/compute/v1/projects/{PROJECT}/global/operations/{op}"), operation(op, "DONE", 100, DISK)),
-        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), ready.clone()),
+        operation_call(OPERATION, "GET", format!("/compute/v1/projects/{PROJECT}/global/operations/{op}"), operation(op, "RUNNING", 40, DISK)),
+        operation_call(OPERATION, "GET", format!("/compute/v1/projects/{PROJECT}/global/operations/{op}"), operation(op, "DONE", 100, DISK)),
+        call(GET, "GET", format!("{}/{name}", snapshots_path()), ready.clone()),
         // restore: the snapshot is read (it must be READY), then a disk made from it
-        Step::new(GET, "GET", format!("{}/{name}", snapshots_path()), ready.clone()),
-        Step::new(DISK_INSERT, "POST", format!("/compute/v1/projects/{PROJECT}/zones/us-central1-a/disks"),
+        call(GET, "GET", format!("{}/{name}", snapshots_path()), ready.clone()),
+        call(DISK_INSERT, "POST", format!("/compute/v1/projects/{PROJECT}/zones/us-central1-a/disks"),
             json!({"kind": "compute#operation", "name": "operation-disk-1", "zone": "https://www.googleapis.com/compute/v1/projects/acme-prod/zones/us-central1-a", "status": "RUNNING", "progress": 0}))
             .query("requestId", "*")
             .body(json!({
@@ -184,21 +219,23 @@ fn contract_gcp_snapshot_create_follows_the_global_operation_then_restores_a_dis
 #[test]
 fn contract_gcp_snapshot_quota_error_in_the_operation_is_named() {
     let sb = Sandbox::new();
-    let name = snapshot_name("adhoc", "default", "run-q");
+    let name = RUN_Q;
     let op = "operation-quota";
     let mut failed = operation(op, "DONE", 100, DISK);
     failed["httpErrorStatusCode"] = json!(403);
     failed["httpErrorMessage"] = json!("FORBIDDEN");
     failed["error"] = json!({"errors": [{"code": "QUOTA_EXCEEDED", "message": "Quota 'SNAPSHOTS' exceeded.  Limit: 10.0 globally."}]});
     let api = FakeApi::start(vec![
-        Step::new(
+        call(
             GET,
             "GET",
             format!("{}/{name}", snapshots_path()),
-            not_found(&name),
+            not_found(name),
         )
         .status(404),
-        Step::new(INSERT, "POST", snapshots_path(), failed).query("requestId", "*"),
+        call(INSERT, "POST", snapshots_path(), failed)
+            .query("requestId", "*")
+            .body(insert_body(name)),
     ]);
     let o = gcp(&sb, &api, "create", &["--volume", DISK, "--token", "run-q"]);
     assert_code(&o, 1);
@@ -214,16 +251,19 @@ fn contract_gcp_snapshot_quota_error_in_the_operation_is_named() {
 #[test]
 fn contract_gcp_snapshot_of_a_missing_disk_says_not_found() {
     let sb = Sandbox::new();
-    let name = snapshot_name("adhoc", "default", "run-m");
+    let name = RUN_M;
     let api = FakeApi::start(vec![
-        Step::new(
+        call(
             GET,
             "GET",
             format!("{}/{name}", snapshots_path()),
-            not_found(&name),
+            not_found(name),
         )
         .status(404),
-        Step::new(INSERT, "POST", snapshots_path(), not_found(DISK)).status(404),
+        call(INSERT, "POST", snapshots_path(), not_found(DISK))
+            .status(404)
+            .query("requestId", "*")
+            .body(insert_body(name)),
     ]);
     let o = gcp(&sb, &api, "create", &["--volume", DISK, "--token", "run-m"]);
     assert_code(&o, 1);
@@ -267,20 +307,23 @@ fn contract_gcp_snapshot_prune_deletes_what_retention_drops_and_keeps_the_newest
         &format!("[[snapshots]]\nprovider = \"gcp\"\nregion = \"us\"\nvolumes = [\"{DISK}\"]\nretention = {{ keep-last = 1 }}\n"),
     );
     let api = FakeApi::start(vec![
-        Step::new(LIST, "GET", snapshots_path(), page1)
+        call(LIST, "GET", snapshots_path(), page1)
             .query("filter", "(labels.offsite_policy = \"db-gcp\")")
-            .query("maxResults", "500"),
-        Step::new(LIST, "GET", snapshots_path(), page2)
+            .query("maxResults", "500")
+            // the client names an empty page token on the first page
+            .query("pageToken", ""),
+        call(LIST, "GET", snapshots_path(), page2)
             .query("filter", "(labels.offsite_policy = \"db-gcp\")")
+            .query("maxResults", "500")
             .query("pageToken", "page-2"),
-        Step::new(
+        call(
             DELETE,
             "DELETE",
             format!("{}/offsite-db-data-bbbbbbbbbbbb", snapshots_path()),
             delete_op("b"),
         )
         .query("requestId", "*"),
-        Step::new(
+        call(
             DELETE,
             "DELETE",
             format!("{}/offsite-db-data-aaaaaaaaaaaa", snapshots_path()),
@@ -324,42 +367,52 @@ fn contract_gcp_policy_select_finds_disks_by_label_across_zones() {
         },
         "selfLink": "https://www.googleapis.com/compute/v1/projects/acme-prod/aggregated/disks",
     });
-    let name_of = |disk: &str| {
-        let t = offsite::engine::snapshot::token(&["db-gcp", "us", disk, "run-s"]);
-        offsite_storage::derived_name("offsite", disk, &t)
-    };
-    let mut steps = vec![Step::new(
+    // (disk, name, token, volume label), written out as above
+    let made = [
+        (
+            DISK,
+            "offsite-db-data-cbc3d517770c",
+            "6f83cb01e3738872ea257563",
+            "projects_acme-prod_zones_us-central1-a_disks_db-data",
+        ),
+        (
+            other,
+            "offsite-logs-89b2f0b4a847",
+            "8ce0e6a0f0edd1d32c0e97a5",
+            "projects_acme-prod_zones_us-east1-b_disks_logs",
+        ),
+    ];
+    let mut steps = vec![call(
         DISK_AGGREGATED,
         "GET",
         format!("/compute/v1/projects/{PROJECT}/aggregated/disks"),
         aggregated,
     )
-    .query("filter", "labels.backup = \"daily\"")];
+    .query("filter", "labels.backup = \"daily\"")
+    .query("pageToken", "")];
     // The disks in id order, each looked for by its token's name, then inserted; an operation
     // already DONE leaves nothing to follow without --wait.
-    for d in [DISK, other] {
-        let n = name_of(d);
+    for (d, n, token, volume) in made {
         steps.push(
-            Step::new(
+            call(
                 GET,
                 "GET",
                 format!("{}/{n}", snapshots_path()),
-                not_found(&n),
+                not_found(n),
             )
             .status(404),
         );
         steps.push(
-            Step::new(
+            call(
                 INSERT,
                 "POST",
                 snapshots_path(),
                 operation(&format!("operation-{n}"), "DONE", 100, d),
             )
             .query("requestId", "*")
-            .body(
-                json!({"name": n, "sourceDisk": d, "storageLocations": ["us"],
-                             "labels": {"offsite_policy": "db-gcp", "offsite_tool": "offsite"}}),
-            ),
+            .body(json!({"name": n, "sourceDisk": d, "storageLocations": ["us"], "description": "*",
+                         "labels": {"offsite_policy": "db-gcp", "offsite_tool": "offsite", "offsite_created": "*",
+                                    "offsite_token": token, "offsite_volume": volume}})),
         );
     }
     let api = FakeApi::start(steps);

@@ -31,6 +31,10 @@ pub const TOKEN_VAR: &str = "OFFSITE_AZURE_ACCESS_TOKEN";
 
 const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const LOCATION: HeaderName = HeaderName::from_static("location");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+
+/// The longest wait a `Retry-After` gets: a longer one is cut to this.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A Microsoft.Compute/snapshots resource (the fields offsite reads).
 #[derive(Debug, Clone, Deserialize)]
@@ -359,13 +363,17 @@ impl Arm {
         Ok((parse(&resp)?, lro))
     }
 
-    /// DELETE a resource: `Ok(false)` when ARM says there was nothing (204).
-    pub async fn delete(&self, path: &str) -> Result<(bool, Option<Lro>), ArmError> {
+    /// DELETE a resource: `Ok(false)` when ARM says there was nothing (204); else the
+    /// operation to follow, if any, and how long ARM asks to wait before the first poll.
+    pub async fn delete(
+        &self,
+        path: &str,
+    ) -> Result<(bool, Option<Lro>, Option<std::time::Duration>), ArmError> {
         let resp = self.send(Method::Delete, self.url(path), None).await?;
         if u16::from(resp.status()) == 204 {
-            return Ok((false, None));
+            return Ok((false, None, None));
         }
-        Ok((true, self.lro(&resp)?))
+        Ok((true, self.lro(&resp)?, retry_after(&resp)))
     }
 
     fn lro(&self, resp: &RawResponse) -> Result<Option<Lro>, ArmError> {
@@ -389,12 +397,17 @@ impl Arm {
         }
     }
 
-    /// Polls an operation once.
-    pub async fn poll(&self, lro: &Lro) -> Result<LroStatus, ArmError> {
+    /// Polls an operation once: its state, and how long ARM asks to wait before the next poll
+    /// (`Retry-After`).
+    pub async fn poll(
+        &self,
+        lro: &Lro,
+    ) -> Result<(LroStatus, Option<std::time::Duration>), ArmError> {
         match lro {
             Lro::AsyncOperation(url) => {
-                let op: AsyncOperation = parse(&self.send(Method::Get, url.clone(), None).await?)?;
-                Ok(match op.status.to_ascii_lowercase().as_str() {
+                let resp = self.send(Method::Get, url.clone(), None).await?;
+                let op: AsyncOperation = parse(&resp)?;
+                let status = match op.status.to_ascii_lowercase().as_str() {
                     "succeeded" => LroStatus::Succeeded,
                     "failed" | "canceled" | "cancelled" => LroStatus::Failed(match op.error {
                         Some(e) => format!(
@@ -405,18 +418,32 @@ impl Arm {
                         None => op.status,
                     }),
                     _ => LroStatus::Running(op.percent_complete),
-                })
+                };
+                Ok((status, retry_after(&resp)))
             }
             Lro::Location(url) => {
                 let resp = self.send(Method::Get, url.clone(), None).await?;
-                Ok(if u16::from(resp.status()) == 202 {
+                let status = if u16::from(resp.status()) == 202 {
                     LroStatus::Running(None)
                 } else {
                     LroStatus::Succeeded
-                })
+                };
+                Ok((status, retry_after(&resp)))
             }
         }
     }
+}
+
+/// `Retry-After` in its seconds form, at most [`MAX_RETRY_AFTER`]; ARM sends no date form
+/// (<https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations>).
+fn retry_after(resp: &RawResponse) -> Option<std::time::Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get_optional_str(&RETRY_AFTER)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(resp: &RawResponse) -> Result<T, ArmError> {

@@ -299,7 +299,7 @@ impl Snapshots for AzureDiskSnapshots {
                 .arm
                 .decode(op)
                 .map_err(|e| e.into_error(Operation::SnapshotWait, &snapshot.id))?;
-            let status = self
+            let (status, _) = self
                 .retry
                 .run(|| async {
                     self.arm
@@ -416,7 +416,7 @@ impl Snapshots for AzureDiskSnapshots {
 
     async fn delete(&self, id: &str) -> Result<()> {
         parse_id(id, "snapshots", Operation::SnapshotDelete)?;
-        let (existed, lro) = self
+        let (existed, lro, mut wait) = self
             .arm
             .delete(id)
             .await
@@ -430,16 +430,25 @@ impl Snapshots for AzureDiskSnapshots {
             )
             .with_key(id));
         }
-        // A delete ARM accepted (202) is followed to its end, so that "deleted" means it.
+        // A delete ARM accepted (202) is followed to its end, so that "deleted" means it: each
+        // poll after the wait ARM asked for (Retry-After), else half a second; a poll that
+        // fails transiently (5xx, a dropped connection) is retried a few times with backoff.
         if let Some(lro) = lro {
             let started = std::time::Instant::now();
             loop {
-                match self
-                    .arm
-                    .poll(&lro)
-                    .await
-                    .map_err(|e| e.into_error(Operation::SnapshotDelete, id))?
-                {
+                if let Some(w) = wait {
+                    tokio::time::sleep(w).await;
+                }
+                let (status, after) = self
+                    .retry
+                    .run(|| async {
+                        self.arm
+                            .poll(&lro)
+                            .await
+                            .map_err(|e| e.into_error(Operation::SnapshotDelete, id))
+                    })
+                    .await?;
+                match status {
                     LroStatus::Succeeded => break,
                     LroStatus::Failed(why) => {
                         return Err(Error::new(
@@ -460,7 +469,7 @@ impl Snapshots for AzureDiskSnapshots {
                         .with_key(id))
                     }
                     LroStatus::Running(_) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await
+                        wait = Some(after.unwrap_or(std::time::Duration::from_millis(500)));
                     }
                 }
             }

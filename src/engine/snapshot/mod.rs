@@ -262,24 +262,26 @@ pub fn new_tags(
     t
 }
 
-/// Starts the snapshots of one subject (reusing what the token already made): each with
-/// whether it was found already made.
-pub async fn start(
-    snaps: &dyn Snapshots,
+/// What to ask a provider for when `maker` snapshots `subject` in `region` with the token base
+/// `base`: the token and the name derived from it (which a rerun looks for), the tags and the
+/// description. A change here changes the names of snapshots made from now on, so that a rerun
+/// after an upgrade would not find what the earlier version made: the tests pin them.
+pub fn create_spec(
     maker: Maker<'_>,
     subject: &Subject,
+    region: &str,
     base: &str,
     now: DateTime<Utc>,
     extra: &[(String, String)],
-) -> Result<Vec<(Snapshot, bool)>, offsite_storage::Error> {
+) -> CreateSnapshot {
     // A section's name is part of the token, so two sections naming one volume each get a
     // snapshot; without one the token is what it always was.
     let policy = maker.policy;
     let token = match maker.section {
-        None => token(&[policy, snaps.region(), subject.id(), base]),
-        Some(n) => token(&[policy, n, snaps.region(), subject.id(), base]),
+        None => token(&[policy, region, subject.id(), base]),
+        Some(n) => token(&[policy, n, region, subject.id(), base]),
     };
-    let spec = CreateSnapshot {
+    CreateSnapshot {
         volume: subject.id().to_string(),
         name: derived_name("offsite", subject.id(), &token),
         token: token.clone(),
@@ -290,12 +292,45 @@ pub async fn start(
             subject.id(),
             crate::units::time(&now)
         ),
-    };
+    }
+}
+
+/// Starts the snapshots of one subject (reusing what the token already made): each with
+/// whether it was found already made.
+pub async fn start(
+    snaps: &dyn Snapshots,
+    maker: Maker<'_>,
+    subject: &Subject,
+    base: &str,
+    now: DateTime<Utc>,
+    extra: &[(String, String)],
+) -> Result<Vec<(Snapshot, bool)>, offsite_storage::Error> {
+    let spec = create_spec(maker, subject, snaps.region(), base, now, extra);
     let made = match subject {
         Subject::Volume(_) => vec![snaps.create(&spec).await?],
         Subject::Instance(i) => snaps.create_group(i, &spec).await?,
     };
     Ok(made.into_iter().map(|m| (m.snapshot, m.found)).collect())
+}
+
+/// What to ask a provider for when copying `source` into `region`: as [`create_spec`], the
+/// name and token a rerun looks for, pinned by the tests.
+pub fn copy_spec(source: &Snapshot, region: &str, kms_key: Option<&str>) -> CopySnapshot {
+    let token = token(&["copy", &source.id, &source.region, region]);
+    let mut t = source.tags.clone();
+    t.insert(tags::TOKEN.into(), token.clone());
+    t.insert(tags::SOURCE.into(), source.id.clone());
+    t.insert(tags::SOURCE_REGION.into(), source.region.clone());
+    t.insert(tags::VOLUME.into(), source.series());
+    t.entry(tags::CREATED.into())
+        .or_insert_with(|| tag_time(source.created));
+    CopySnapshot {
+        name: derived_name("offsite", &source.id, &token),
+        token,
+        tags: t,
+        kms_key: kms_key.map(str::to_string),
+        description: format!("offsite copy of {} from {}", source.id, source.region),
+    }
 }
 
 /// Starts a copy of `source` into `dest`'s region (reusing what the token already made).
@@ -304,22 +339,8 @@ pub async fn start_copy(
     source: &Snapshot,
     kms_key: Option<&str>,
 ) -> Result<Made, offsite_storage::Error> {
-    let token = token(&["copy", &source.id, &source.region, dest.region()]);
-    let mut t = source.tags.clone();
-    t.insert(tags::TOKEN.into(), token.clone());
-    t.insert(tags::SOURCE.into(), source.id.clone());
-    t.insert(tags::SOURCE_REGION.into(), source.region.clone());
-    t.insert(tags::VOLUME.into(), source.series());
-    t.entry(tags::CREATED.into())
-        .or_insert_with(|| tag_time(source.created));
-    let spec = CopySnapshot {
-        name: derived_name("offsite", &source.id, &token),
-        token,
-        tags: t,
-        kms_key: kms_key.map(str::to_string),
-        description: format!("offsite copy of {} from {}", source.id, source.region),
-    };
-    dest.copy(source, &spec).await
+    dest.copy(source, &copy_spec(source, dest.region(), kms_key))
+        .await
 }
 
 /// A progress observer for one wait, named by what is waited for (`region id`): the CLI draws
@@ -516,6 +537,86 @@ mod tests {
             Some("/subscriptions/0000/resourceGroups/rg-app")
         );
         assert_eq!(azure_resource_group("vol-0abc"), None);
+    }
+
+    /// The names and tokens of a scheduled run at 2026-11-26 02:00 UTC, one volume per
+    /// provider, written out: a rerun finds what an earlier run made by them (EBS by the token
+    /// tag, GCP and Azure by the name), so a change here would make every rerun after an upgrade
+    /// snapshot again. Change these only with a migration that still finds the old names.
+    #[test]
+    fn snapshot_names_are_pinned_per_provider() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let base = default_token_base(now);
+        assert_eq!(base, "2026112602");
+        let cases = [
+            (
+                "vol-0abc1234def567890",
+                "us-east-1",
+                "b4bd4d34a89cc621c49a6f97",
+                "offsite-vol-0abc1234def567890-0e3185976950",
+                "527bdd5c4499636508da7e3b",
+                "offsite-vol-0abc1234def567890-0a61ad37c0a2",
+            ),
+            (
+                "projects/acme-prod/zones/us-central1-a/disks/db-data",
+                "us",
+                "4b632fb437dc8da6722a13fb",
+                "offsite-db-data-c76e941edb8f",
+                "e47e3876999192bd9b19647d",
+                "offsite-db-data-85e918493e53",
+            ),
+            (
+                "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-app/providers/Microsoft.Compute/disks/db-data",
+                "eastus",
+                "07263cdd39be58d1a5156a90",
+                "offsite-db-data-1f0a780cdfa0",
+                "918e3e069eebd3e4309e4bde",
+                "offsite-db-data-0f5a8db7ad68",
+            ),
+        ];
+        for (volume, region, token, name, section_token, section_name) in cases {
+            let subject = Subject::Volume(volume.to_string());
+            let maker = Maker {
+                policy: "app",
+                section: None,
+            };
+            let spec = create_spec(maker, &subject, region, &base, now, &[]);
+            assert_eq!((spec.token.as_str(), spec.name.as_str()), (token, name));
+            assert_eq!(spec.tags[tags::TOKEN], token);
+            assert_eq!(spec.tags[tags::CREATED], "20261126t020000z");
+            let maker = Maker {
+                policy: "app",
+                section: Some("daily"),
+            };
+            let spec = create_spec(maker, &subject, region, &base, now, &[]);
+            assert_eq!(
+                (spec.token.as_str(), spec.name.as_str()),
+                (section_token, section_name)
+            );
+        }
+        // An EBS copy to a second region (CopySnapshot's client token).
+        let source = Snapshot {
+            id: "snap-0123456789abcdef0".into(),
+            region: "us-east-1".into(),
+            volume: Some("vol-0abc1234def567890".into()),
+            created: now,
+            state: SnapshotState::Completed,
+            progress: None,
+            size_gib: None,
+            tags: BTreeMap::new(),
+            operation: None,
+        };
+        let spec = copy_spec(&source, "us-west-2", None);
+        assert_eq!(
+            (spec.token.as_str(), spec.name.as_str()),
+            (
+                "8ee40b26b1c06a64012abb6c",
+                "offsite-snap-0123456789abcdef0-427b0534c4e7"
+            )
+        );
+        assert_eq!(spec.tags[tags::VOLUME], "vol-0abc1234def567890");
     }
 
     #[test]
