@@ -44,7 +44,7 @@ fn zst(bytes: &[u8]) -> Vec<u8> {
 
 /// Data that does not compress, so that a cut falls inside a member.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    offsite_storage::conformance::pattern(len, seed)
+    offsite_storage::conformance::pattern(len, seed).to_vec()
 }
 
 /// A site's tree: two files under src/patterns (one in a sub-directory), one beside it, a

@@ -224,7 +224,7 @@ impl Kind {
 
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Kind::File => "file",
             Kind::Dir => "dir",
             Kind::Symlink => "symlink",
