@@ -281,7 +281,11 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
     }
     if let Some(members) = &report.members {
         for m in members {
-            let link = m.link.as_deref().map(|l| format!(" -> {l}")).unwrap_or_default();
+            let link = m
+                .link
+                .as_deref()
+                .map(|l| format!(" -> {l}"))
+                .unwrap_or_default();
             crate::report::dataln!("{:<8} {:>12} {}{link}", m.kind, m.size, m.path)?;
         }
     }

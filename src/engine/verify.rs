@@ -301,7 +301,13 @@ pub async fn deep(
     CopyReport {
         contents: checked.contents,
         warning: checked.warning,
-        ..CopyReport::of(loc, &entry.name, why.depth(), checked.verdict, checked.detail)
+        ..CopyReport::of(
+            loc,
+            &entry.name,
+            why.depth(),
+            checked.verdict,
+            checked.detail,
+        )
     }
 }
 

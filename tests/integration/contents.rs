@@ -179,7 +179,11 @@ fn scenario(p: &Place<'_>) {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let c = &v["copies"][0]["contents"];
     assert_eq!(
-        (c["opened"].as_bool(), c["format"].as_str(), c["members"].as_u64()),
+        (
+            c["opened"].as_bool(),
+            c["format"].as_str(),
+            c["members"].as_u64()
+        ),
         (Some(true), Some("tar.zst"), Some(6)),
         "{v}"
     );
@@ -189,34 +193,75 @@ fn scenario(p: &Place<'_>) {
     let o = p.restore(&["--archive", SITE, "--metadata"]);
     assert_code(&o, 0);
     let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(shown, serde_json::json!({"version": "4.2.0", "host": "web1"}));
-    assert!(stderr(&o).contains("the archive was not downloaded"), "{}", stderr(&o));
+    assert_eq!(
+        shown,
+        serde_json::json!({"version": "4.2.0", "host": "web1"})
+    );
+    assert!(
+        stderr(&o).contains("the archive was not downloaded"),
+        "{}",
+        stderr(&o)
+    );
 
     // --list: every member, nothing written, the hash verified.
     let before = visible_files(sb.dir.path());
     let o = p.restore(&["--archive", SITE, "--list"]);
     assert_code(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains("file                9 src/patterns/deep/b.txt"), "{out}");
+    assert!(
+        out.contains("file                9 src/patterns/deep/b.txt"),
+        "{out}"
+    );
     assert!(out.contains("dir                 0 src/patterns/"), "{out}");
     assert_eq!(out.lines().count(), 6, "{out}");
-    assert!(stderr(&o).contains("verified; nothing was written"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("verified; nothing was written"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(visible_files(sb.dir.path()), before);
 
     // --extract one directory: only it, at its path in the archive.
     let x = sb.path("x");
-    let o = p.restore(&["--archive", SITE, "-o", x.to_str().unwrap(), "--extract", "./src/patterns/"]);
+    let o = p.restore(&[
+        "--archive",
+        SITE,
+        "-o",
+        x.to_str().unwrap(),
+        "--extract",
+        "./src/patterns/",
+    ]);
     assert_code(&o, 0);
-    assert_eq!(std::fs::read(x.join("src/patterns/a.txt")).unwrap(), b"pattern a");
-    assert_eq!(std::fs::read(x.join("src/patterns/deep/b.txt")).unwrap(), b"pattern b");
+    assert_eq!(
+        std::fs::read(x.join("src/patterns/a.txt")).unwrap(),
+        b"pattern a"
+    );
+    assert_eq!(
+        std::fs::read(x.join("src/patterns/deep/b.txt")).unwrap(),
+        b"pattern b"
+    );
     assert!(!x.join("src/other.txt").exists());
     assert!(!x.join("README").exists());
-    let left: Vec<_> = std::fs::read_dir(&x).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(left, vec![std::ffi::OsString::from("src")], "no staging directory is left");
-    assert!(stderr(&o).contains("extracted 3 member(s)"), "{}", stderr(&o));
+    let left: Vec<_> = std::fs::read_dir(&x)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("src")],
+        "no staging directory is left"
+    );
+    assert!(
+        stderr(&o).contains("extracted 3 member(s)"),
+        "{}",
+        stderr(&o)
+    );
 
     // A tar.gz cut short by the backup job: pushed as it is, so every hash matches.
-    let good = gz(&tar_of(&[("data/one", &noise(300_000, 1)), ("data/two", &noise(300_000, 2))]));
+    let good = gz(&tar_of(&[
+        ("data/one", &noise(300_000, 1)),
+        ("data/two", &noise(300_000, 2)),
+    ]));
     let broken = p.write(BROKEN, &good[..good.len() * 2 / 3]);
     p.push(&broken, &[]);
     let o = p.drill();
@@ -225,14 +270,25 @@ fn scenario(p: &Place<'_>) {
     assert!(stderr(&o).contains(want), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let copy = &v["copies"][0];
-    assert_eq!((copy["archive"].as_str(), copy["verdict"].as_str()), (Some(BROKEN), Some("corrupt")), "{v}");
+    assert_eq!(
+        (copy["archive"].as_str(), copy["verdict"].as_str()),
+        (Some(BROKEN), Some("corrupt")),
+        "{v}"
+    );
     assert_eq!(copy["contents"]["format"], "tar.gz", "{v}");
     let o = p.run(&["verify", "--deep", "--archive", BROKEN, &p.url]);
     assert_code(&o, 4);
     assert!(stdout(&o).contains(want), "{}", stdout(&o));
     // --extract of it: the same finding, nothing written.
     let y = sb.path("y");
-    let o = p.restore(&["--archive", BROKEN, "-o", y.to_str().unwrap(), "--extract", "data"]);
+    let o = p.restore(&[
+        "--archive",
+        BROKEN,
+        "-o",
+        y.to_str().unwrap(),
+        "--extract",
+        "data",
+    ]);
     assert_code(&o, 1);
     assert!(stderr(&o).contains(want), "{}", stderr(&o));
     assert!(!y.exists(), "nothing written");
@@ -244,7 +300,13 @@ fn scenario(p: &Place<'_>) {
     p.push(&random, &[]);
     let o = p.drill();
     assert_code(&o, 0);
-    assert!(stderr(&o).contains(&format!("warning: here: {RANDOM} is named like a tar.gz but its bytes are no tar")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "warning: here: {RANDOM} is named like a tar.gz but its bytes are no tar"
+        )),
+        "{}",
+        stderr(&o)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["copies"][0]["contents"]["opened"], false, "{v}");
     // --list of it: a clear usage error.
@@ -282,7 +344,11 @@ fn contents_on_local_disk() {
     std::fs::write(&obj, bytes).unwrap();
     let o = p.restore(&["--archive", SITE, "--metadata"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("\"version\": \"4.2.0\""), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("\"version\": \"4.2.0\""),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[cfg(feature = "s3")]
@@ -333,10 +399,26 @@ fn plain_tars_open_and_unsafe_members_are_refused() {
         env: Vec::new(),
     };
     let cases = [
-        ("up-20261101.tar", hostile_tar("src/../../evil", tar::EntryType::Regular, None), "member src/../../evil has an absolute path or climbs with `..`"),
-        ("abs-20261102.tar", hostile_tar("/src/evil", tar::EntryType::Regular, None), "member /src/evil has an absolute path"),
-        ("sym-20261103.tar", hostile_tar("src/link", tar::EntryType::Symlink, Some("../../outside")), "member src/link is a symbolic link to ../../outside, which points outside"),
-        ("hard-20261104.tar", hostile_tar("src/hard", tar::EntryType::Link, Some("../etc/passwd")), "member src/hard is a hard link to ../etc/passwd, which is outside"),
+        (
+            "up-20261101.tar",
+            hostile_tar("src/../../evil", tar::EntryType::Regular, None),
+            "member src/../../evil has an absolute path or climbs with `..`",
+        ),
+        (
+            "abs-20261102.tar",
+            hostile_tar("/src/evil", tar::EntryType::Regular, None),
+            "member /src/evil has an absolute path",
+        ),
+        (
+            "sym-20261103.tar",
+            hostile_tar("src/link", tar::EntryType::Symlink, Some("../../outside")),
+            "member src/link is a symbolic link to ../../outside, which points outside",
+        ),
+        (
+            "hard-20261104.tar",
+            hostile_tar("src/hard", tar::EntryType::Link, Some("../etc/passwd")),
+            "member src/hard is a hard link to ../etc/passwd, which is outside",
+        ),
     ];
     for (name, bytes, refusal) in &cases {
         let f = p.write(name, bytes);
@@ -348,16 +430,39 @@ fn plain_tars_open_and_unsafe_members_are_refused() {
         assert_eq!(v["copies"][0]["contents"]["members"], 2, "{v}");
 
         let x = sb.path("x");
-        let o = p.restore(&["--archive", name, "-o", x.to_str().unwrap(), "--extract", "src"]);
+        let o = p.restore(&[
+            "--archive",
+            name,
+            "-o",
+            x.to_str().unwrap(),
+            "--extract",
+            "src",
+        ]);
         assert_code(&o, 1);
         assert!(stderr(&o).contains(refusal), "{name}: {}", stderr(&o));
-        assert!(stderr(&o).contains("nothing was written under"), "{}", stderr(&o));
-        assert!(!x.exists(), "{name}: nothing written, not even the directory");
-        assert!(!sb.path("evil").exists() && !sb.dir.path().parent().unwrap().join("evil").exists());
+        assert!(
+            stderr(&o).contains("nothing was written under"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(
+            !x.exists(),
+            "{name}: nothing written, not even the directory"
+        );
+        assert!(
+            !sb.path("evil").exists() && !sb.dir.path().parent().unwrap().join("evil").exists()
+        );
     }
     // The safe member alone is extracted from the same archive.
     let x = sb.path("x");
-    let o = p.restore(&["--archive", "up-20261101.tar", "-o", x.to_str().unwrap(), "--extract", "src/fine.txt"]);
+    let o = p.restore(&[
+        "--archive",
+        "up-20261101.tar",
+        "-o",
+        x.to_str().unwrap(),
+        "--extract",
+        "src/fine.txt",
+    ]);
     assert_code(&o, 0);
     assert_eq!(std::fs::read(x.join("src/fine.txt")).unwrap(), b"ok");
 }
@@ -374,25 +479,50 @@ fn extract_names_what_matches_nothing_and_never_overwrites() {
     p.push(&f, &[]);
     let x = sb.path("x");
     let xs = x.to_str().unwrap();
-    let o = p.restore(&["--latest", "-o", xs, "--extract", "src/patterns", "--extract", "src/nope"]);
+    let o = p.restore(&[
+        "--latest",
+        "-o",
+        xs,
+        "--extract",
+        "src/patterns",
+        "--extract",
+        "src/nope",
+    ]);
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("no member of site-20261120_020000.tar.zst is at src/nope; nothing was written under"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "no member of site-20261120_020000.tar.zst is at src/nope; nothing was written under"
+        ),
+        "{}",
+        stderr(&o)
+    );
     assert!(!x.exists());
 
     std::fs::create_dir_all(x.join("src")).unwrap();
     std::fs::write(x.join("src/other.txt"), b"mine").unwrap();
     let o = p.restore(&["--latest", "-o", xs, "--extract", "src"]);
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("src/other.txt exists"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("src/other.txt exists"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(x.join("src/other.txt")).unwrap(), b"mine");
     assert!(!x.join("src/patterns").exists(), "nothing put in place");
     let o = p.restore(&["--latest", "-o", xs, "--extract", "src", "--force"]);
     assert_code(&o, 0);
     assert_eq!(std::fs::read(x.join("src/other.txt")).unwrap(), b"other");
-    assert_eq!(std::fs::read(x.join("src/patterns/a.txt")).unwrap(), b"pattern a");
+    assert_eq!(
+        std::fs::read(x.join("src/patterns/a.txt")).unwrap(),
+        b"pattern a"
+    );
 
     // --metadata of an archive pushed without it: said, exit 1.
     let o = p.restore(&["--latest", "--metadata"]);
     assert_code(&o, 1);
-    assert!(stderr(&o).contains("was pushed without --metadata"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was pushed without --metadata"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -191,8 +191,12 @@ impl Extract {
             return Err(PublishError::Conflict(conflicts));
         }
         let mut top = Vec::new();
-        move_into(&self.staging, dir, &mut top)
-            .map_err(|e| PublishError::Output(format!("cannot put the extracted members in place under {}: {e}", dir.display())))?;
+        move_into(&self.staging, dir, &mut top).map_err(|e| {
+            PublishError::Output(format!(
+                "cannot put the extracted members in place under {}: {e}",
+                dir.display()
+            ))
+        })?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }

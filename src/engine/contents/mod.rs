@@ -373,10 +373,7 @@ pub fn walk<'a, V: Visit>(input: impl Read + 'a, visitor: &mut V) -> Found {
         Err(e) => return Found::NotTar(format!("unreadable: {e}")),
     };
     let Some(format) = sniff(&first) else {
-        return Found::NotTar(
-            "no gzip, zstd or tar signature at its start (decided by the bytes, not the name)"
-                .into(),
-        );
+        return Found::NotTar("no gzip, zstd or tar signature at its start".into());
     };
     let raw = Cursor::new(first).chain(input);
     let mut decoded: Box<dyn Read + 'a> = match format {

@@ -390,7 +390,7 @@ pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
                 report.passed_over.clone_from(&c.passed_over);
             }
             report.swept = swept;
-            return Ok(report);
+            return Ok(*report);
         }
         Settled::Exhausted(attempts) => attempts,
     };
@@ -403,7 +403,7 @@ pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
 /// How trying the candidates ended.
 enum Settled {
     /// One restored.
-    Restored(RestoreReport),
+    Restored(Box<RestoreReport>),
     /// None did: every attempt.
     Exhausted(Vec<Attempt>),
 }
@@ -423,7 +423,7 @@ async fn in_turn<'a>(
         attempts.push(tried.attempt);
         if let Some(restored) = tried.restored {
             let report = report(&candidate, restored, attempts);
-            return Ok(Settled::Restored(report));
+            return Ok(Settled::Restored(Box::new(report)));
         }
         if failed && written.any() {
             if let Candidate::Live { .. } = candidate {
