@@ -619,6 +619,40 @@ mod tests {
     }
 
     #[test]
+    fn contents_are_recorded_and_a_shape_from_the_future_reads_as_none() {
+        let found = crate::engine::contents::Found::Tar {
+            format: crate::engine::contents::Format::TarGz,
+            members: 3,
+            bytes: 10,
+            damage: None,
+        };
+        let record = VerifiedRecord {
+            time: Utc::now(),
+            depth: RecordedDepth::Drill,
+            result: RecordedResult::Ok,
+            detail: None,
+            tool: tool_version(),
+            archive: None,
+            stored_sha256: None,
+            contents: Some(found.recorded()),
+        };
+        let v = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            v["contents"],
+            serde_json::json!({"opened": true, "format": "tar.gz", "members": 3, "bytes": 10})
+        );
+        let mut odd = v.clone();
+        odd["contents"] = serde_json::json!("opened by a newer build");
+        let back: VerifiedRecord = serde_json::from_value(odd).unwrap();
+        assert_eq!(back.contents, None);
+        assert_eq!(back.result, RecordedResult::Ok);
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("contents");
+        let back: VerifiedRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(back.contents, None);
+    }
+
+    #[test]
     fn reports_name_their_depth() {
         assert_eq!(serde_json::to_value(Depth::Quick).unwrap(), "quick");
         assert_eq!(Depth::Drill.to_string(), "drill");
