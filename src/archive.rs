@@ -319,6 +319,47 @@ pub struct VerifiedRecord {
     /// moved to another archive, nor outlive a replaced copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_sha256: Option<String>,
+    /// What the check found inside the plaintext: a tar's member count and size, or why the
+    /// contents were not opened. Older records have none; a form this build does not know
+    /// reads as none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_contents"
+    )]
+    pub contents: Option<RecordedContents>,
+}
+
+/// What a deep check or drill found inside an archive's plaintext, as recorded:
+/// `{"opened": true, "format": "tar.gz", "members": 12, "bytes": 3456}`, or
+/// `{"opened": false, "reason": "..."}` for bytes that are no tar; a tar that could not be read
+/// to its end also carries the `reason` (and the members read before it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RecordedContents {
+    /// Whether the plaintext was read as a tar.
+    pub opened: bool,
+    /// `tar`, `tar.gz` or `tar.zst` (decided by the bytes, not the name); `gzip` or `zstd`
+    /// for a compressed stream that broke before it could be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Members read (files, directories, links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<u64>,
+    /// The members' total size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Why the contents were not opened, or what made the tar unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Recorded contents in a form this build knows, else none (see [`VerifiedRecord`]).
+fn known_contents<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RecordedContents>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 impl VerifiedRecord {

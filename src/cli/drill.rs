@@ -67,6 +67,11 @@ pub(super) async fn run(args: &DrillArgs, out: Output, m: &mut Metrics) -> Resul
     {
         eprintln!("error: {}: {}", c.destination, c.copy.detail);
     }
+    for c in &report.copies {
+        if let Some(w) = &c.copy.warning {
+            eprintln!("warning: {}: {w}", c.destination);
+        }
+    }
     Ok(code)
 }
 

@@ -36,12 +36,33 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
     /// Where to write the archive: a file, an existing directory (the archive is written into
-    /// it under its name), or `-` for standard output.
-    #[arg(short, long, value_name = "PATH|-")]
-    output: String,
-    /// Replace PATH if it exists.
+    /// it under its name), or `-` for standard output. With --extract: the directory the
+    /// members are written into (created if missing). Not needed with --list or --metadata.
+    #[arg(
+        short,
+        long,
+        value_name = "PATH|-",
+        required_unless_present_any = ["list", "metadata"]
+    )]
+    output: Option<String>,
+    /// Replace PATH if it exists (with --extract: files that exist under the directory).
     #[arg(long)]
     force: bool,
+    /// Write only this member of a tar archive (plain, gzip or zstd), or everything under this
+    /// directory in it, into -o DIR at its path in the archive (`-o x --extract src/patterns`
+    /// writes x/src/patterns/...). Repeatable. The whole archive is still read and its SHA-256
+    /// verified before anything is put in place; a member that would land outside DIR (an
+    /// absolute path, `..`, a link pointing out) is refused by name and nothing is written.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["list", "metadata"])]
+    extract: Vec<String>,
+    /// Print the members of a tar archive (type, size, path) without writing anything; the
+    /// whole archive is still read and its SHA-256 verified before the list is printed.
+    #[arg(long, conflicts_with_all = ["output", "force", "metadata"])]
+    list: bool,
+    /// Print the chosen archive's `metadata` (the backup job's metadata.json, `push
+    /// --metadata`) from its manifest, without downloading the archive.
+    #[arg(long, conflicts_with_all = ["output", "force", "thaw"])]
+    metadata: bool,
     /// When a copy is in an archive tier (S3 GLACIER / DEEP_ARCHIVE, Azure Archive), ask the
     /// provider to bring it back (S3 RestoreObject; Azure rehydration to Hot) so that a later
     /// run can read it. GCS reads every class directly and needs no thaw.
@@ -79,7 +100,73 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         }
         _ => unreachable!("clap requires one of --archive, --latest, --at"),
     };
-    let target = if args.output == "-" {
+    let target = target(&args, out)?;
+    let identities = args
+        .identity
+        .identity
+        .as_deref()
+        .map(identities)
+        .transpose()?;
+    // A policy's destinations are tried in the order it lists them, replicas included.
+    let place = args
+        .policy
+        .resolve("restore", &args.urls, args.prefix.as_deref())?;
+    let judge = args.trust.judge(place.policy.as_ref())?;
+    let locations = place.open().await?;
+    let pb = (!args.metadata)
+        .then(|| out.progress(None, "restore"))
+        .flatten();
+    let request = RestoreRequest {
+        locations: &locations,
+        selector,
+        target,
+        identities,
+        thaw_days: args.thaw.then_some(args.thaw_days),
+        progress: crate::report::observer(&pb),
+        judge,
+        allow_untrusted: args.allow_untrusted,
+    };
+    if args.metadata {
+        return print_metadata(&restore::metadata(&request).await?, out);
+    }
+    let ran = signals.run(restore::run(&request)).await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let output = args.output.as_deref();
+    match ran {
+        Ran::Done(res) => {
+            print(&res?, out)?;
+            Ok(exit::OK)
+        }
+        Ran::Stopped(stop, removed) => Ok(stopped(output, stop, &removed, out)),
+    }
+}
+
+/// Where the restore goes: a file, a directory, standard output, the members of `--extract`,
+/// or nowhere (`--list`, `--metadata`).
+fn target(args: &RestoreArgs, out: Output) -> Result<Target> {
+    let output = args.output.as_deref();
+    if !args.extract.is_empty() {
+        return match output {
+            Some("-") | None => Err(usage(
+                "--extract writes members into a directory: give -o DIR (not -)",
+            )),
+            Some(dir) if Path::new(dir).exists() && !Path::new(dir).is_dir() => Err(usage(
+                format!("-o {dir} is not a directory; --extract writes members into a directory (created if missing)"),
+            )),
+            Some(dir) => Ok(Target::Extract {
+                dir: PathBuf::from(dir),
+                paths: args.extract.clone(),
+                force: args.force,
+            }),
+        };
+    }
+    if args.list || args.metadata {
+        return Ok(Target::List);
+    }
+    let output = output.expect("clap requires -o without --list or --metadata");
+    Ok(if output == "-" {
         if out.json {
             return Err(usage(
                 "--json cannot share standard output with -o -; write to a file",
@@ -93,48 +180,43 @@ pub(super) async fn run(args: RestoreArgs, out: Output) -> Result<u8> {
         Target::Stdout
     } else {
         Target::File {
-            path: PathBuf::from(&args.output),
+            path: PathBuf::from(output),
             force: args.force,
         }
+    })
+}
+
+/// `--metadata`: the manifest's `metadata` as JSON on standard output (`--json`: inside the
+/// report), the archive and where it was read on stderr. An archive pushed without
+/// `--metadata` has none: exit 1.
+fn print_metadata(report: &restore::MetadataReport, out: Output) -> Result<u8> {
+    let Some(metadata) = &report.metadata else {
+        return Err(anyhow::anyhow!(
+            "{} (from {}) was pushed without --metadata: its manifest holds no metadata",
+            report.archive,
+            report.from
+        ));
     };
-    let identities = args
-        .identity
-        .identity
-        .as_deref()
-        .map(identities)
-        .transpose()?;
-    // A policy's destinations are tried in the order it lists them, replicas included.
-    let place = args
-        .policy
-        .resolve("restore", &args.urls, args.prefix.as_deref())?;
-    let judge = args.trust.judge(place.policy.as_ref())?;
-    let locations = place.open().await?;
-    let pb = out.progress(None, "restore");
-    let request = RestoreRequest {
-        locations: &locations,
-        selector,
-        target,
-        identities,
-        thaw_days: args.thaw.then_some(args.thaw_days),
-        progress: crate::report::observer(&pb),
-        judge,
-        allow_untrusted: args.allow_untrusted,
-    };
-    let ran = signals.run(restore::run(&request)).await;
-    if let Some(pb) = pb {
-        pb.finish_and_clear();
+    if out.json {
+        let mut v = serde_json::to_value(report)?;
+        v["exit"] = exit::OK.into();
+        out.print_json(&v)?;
+        return Ok(exit::OK);
     }
-    match ran {
-        Ran::Done(res) => {
-            print(&res?, out)?;
-            Ok(exit::OK)
-        }
-        Ran::Stopped(stop, removed) => Ok(stopped(&args.output, stop, &removed, out)),
+    crate::report::dataln!("{}", serde_json::to_string_pretty(metadata)?)?;
+    if !crate::report::quiet() {
+        eprintln!(
+            "metadata of {} (created {}) from the manifest at {}; the archive was not downloaded",
+            report.archive,
+            report.created.format("%Y-%m-%dT%H:%M:%SZ"),
+            report.from
+        );
     }
+    Ok(exit::OK)
 }
 
 /// A restore stopped by a signal: its partial file is gone, nothing is at the target.
-fn stopped(output: &str, stop: Stop, removed: &[PathBuf], out: Output) -> u8 {
+fn stopped(output: Option<&str>, stop: Stop, removed: &[PathBuf], out: Output) -> u8 {
     if out.json {
         let v = serde_json::json!({
             "stopped": stop.name(),
@@ -143,10 +225,10 @@ fn stopped(output: &str, stop: Stop, removed: &[PathBuf], out: Output) -> u8 {
         });
         let _ = out.print_json(&v);
     }
-    let left = if output == "-" {
-        "standard output has part of the archive, which must not be used".to_string()
-    } else {
-        format!("nothing was written at {output}")
+    let left = match output {
+        Some("-") => "standard output has part of the archive, which must not be used".to_string(),
+        Some(output) => format!("nothing was written at {output}"),
+        None => "nothing was written".to_string(),
     };
     eprintln!(
         "restore stopped by {}{}; {left}: running the same restore again restores it from the start",
@@ -197,7 +279,43 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
     {
         eprintln!("warning: {} {}: {}", a.result, a.url, a.detail);
     }
+    if let Some(members) = &report.members {
+        for m in members {
+            let link = m
+                .link
+                .as_deref()
+                .map(|l| format!(" -> {l}"))
+                .unwrap_or_default();
+            crate::report::dataln!("{:<8} {:>12} {}{link}", m.kind, m.size, m.path)?;
+        }
+    }
     if crate::report::quiet() {
+        return Ok(());
+    }
+    let verified = format!(
+        "SHA-256 {} of the whole archive ({}) verified",
+        report.sha256.as_deref().unwrap_or(""),
+        crate::units::human_bytes(report.size.unwrap_or(0)),
+    );
+    let from = report.from.as_deref().unwrap_or("?");
+    if let Some(members) = &report.members {
+        eprintln!(
+            "listed {} member(s) of {} from {from}: {verified}; nothing was written",
+            members.len(),
+            report.archive
+        );
+        return Ok(());
+    }
+    if let Some(x) = &report.extracted {
+        let written: Vec<String> = x.written.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "extracted {} member(s) ({}) of {} from {from} into {}: {}; {verified} before they were put in place",
+            x.members,
+            crate::units::human_bytes(x.bytes),
+            report.archive,
+            report.output.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            written.join(", ")
+        );
         return Ok(());
     }
     let dest = match &report.output {

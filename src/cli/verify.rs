@@ -75,6 +75,11 @@ pub(super) async fn run(args: VerifyArgs, out: Output) -> Result<u8> {
         for r in problems {
             eprintln!("error: {} {}: {}", r.url, r.archive, r.detail);
         }
+        for r in &report.copies {
+            if let Some(w) = &r.warning {
+                eprintln!("warning: {} {}: {w}", r.url, r.archive);
+            }
+        }
     }
     Ok(code)
 }

@@ -72,13 +72,7 @@ pub async fn run(req: &DrillRequest<'_>) -> DrillReport {
 
 /// The drill at one destination: the newest trusted copy proven, then each untrusted one.
 async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> Vec<CopyReport> {
-    let failed = |verdict, detail: String| CopyReport {
-        url: loc.url().into(),
-        archive: String::new(),
-        depth: Depth::Drill,
-        verdict,
-        detail,
-    };
+    let failed = |verdict, detail: String| CopyReport::of(loc, "", Depth::Drill, verdict, detail);
     let entries = match scan(loc, &req.options).await {
         Ok(entries) => entries,
         Err(e) => {

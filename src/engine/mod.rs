@@ -3,6 +3,7 @@
 pub mod access;
 pub mod cache_dir;
 pub mod commit;
+pub mod contents;
 pub mod drill;
 pub mod hashing;
 pub mod hidden;

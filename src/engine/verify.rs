@@ -9,14 +9,16 @@ use futures::{stream, StreamExt};
 use offsite_storage::{PutOptions, StorageExt};
 use serde::Serialize;
 
+use super::contents::{read_through, Count};
 use super::hashing::object_digest;
 use super::identity::Identities;
 use offsite_policies::signing::SigningKey;
 
 use super::inventory::{one, scan, Entry, ReadOptions, Reader, State};
-use super::readback::{read_copy, ReadbackError, StoredCopy};
+use super::readback::{ReadbackError, StoredCopy};
 use crate::archive::{
-    tool_version, ArchiveKeys, Manifest, RecordedDepth, RecordedResult, VerifiedRecord,
+    tool_version, ArchiveKeys, Manifest, RecordedContents, RecordedDepth, RecordedResult,
+    VerifiedRecord,
 };
 use crate::error::usage;
 use crate::registry::{key_prefix, Opened};
@@ -110,16 +112,33 @@ pub struct CopyReport {
     pub verdict: Verdict,
     /// What was compared, or what went wrong.
     pub detail: String,
+    /// Deep checks and drills: what the plaintext holds (a tar's members and size, or why it
+    /// was not opened), as recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<RecordedContents>,
+    /// Something to look at that is not a failure: a name that promises a tar over bytes
+    /// that are no tar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl CopyReport {
-    fn of(loc: &Opened, archive: &str, depth: Depth, verdict: Verdict, detail: String) -> Self {
+    /// A report on a copy (or a location) with nothing to say about its contents.
+    pub(crate) fn of(
+        loc: &Opened,
+        archive: &str,
+        depth: Depth,
+        verdict: Verdict,
+        detail: String,
+    ) -> Self {
         CopyReport {
             url: loc.url().to_string(),
             archive: archive.to_string(),
             depth,
             verdict,
             detail,
+            contents: None,
+            warning: None,
         }
     }
 }
@@ -265,29 +284,60 @@ pub async fn deep(
     why: DeepCheck,
     recorder: Recorder<'_>,
 ) -> CopyReport {
-    let (verdict, detail) = match committed(entry) {
-        Ok(manifest) if manifest.encrypted() && identities.is_none() => (
+    let checked = match committed(entry) {
+        Ok(manifest) if manifest.encrypted() && identities.is_none() => Checked::plain(
             Verdict::Unchecked,
             "encrypted: deep verify needs --identity".into(),
         ),
         Ok(manifest) => {
             let found = read_back(loc, manifest, identities).await;
-            if matches!(found.0, Verdict::Ok | Verdict::Corrupt) {
+            if matches!(found.verdict, Verdict::Ok | Verdict::Corrupt) {
                 record((loc, entry, manifest), why, &found, recorder).await;
             }
             found
         }
-        Err(found) => found,
+        Err((verdict, detail)) => Checked::plain(verdict, detail),
     };
-    CopyReport::of(loc, &entry.name, why.depth(), verdict, detail)
+    CopyReport {
+        contents: checked.contents,
+        warning: checked.warning,
+        ..CopyReport::of(
+            loc,
+            &entry.name,
+            why.depth(),
+            checked.verdict,
+            checked.detail,
+        )
+    }
 }
 
-/// Reads the copy back whole, plaintext discarded.
+/// What reading a copy back found: the verdict, in words, and what the plaintext holds.
+struct Checked {
+    verdict: Verdict,
+    detail: String,
+    contents: Option<RecordedContents>,
+    warning: Option<String>,
+}
+
+impl Checked {
+    fn plain(verdict: Verdict, detail: String) -> Checked {
+        Checked {
+            verdict,
+            detail,
+            contents: None,
+            warning: None,
+        }
+    }
+}
+
+/// Reads the copy back whole and, in the same pass, reads a tar in it to its end; the
+/// plaintext is discarded. A tarball that cannot be read is damage although its hashes match:
+/// the backup job wrote it broken.
 async fn read_back(
     loc: &Opened,
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
-) -> (Verdict, String) {
+) -> Checked {
     let object_key = offsite_storage::join_key(key_prefix(&loc.location), &manifest.stored.key);
     let copy = StoredCopy {
         loc,
@@ -295,17 +345,32 @@ async fn read_back(
         version: None,
         manifest,
     };
-    match read_copy(&copy, identities, std::io::sink(), None, true).await {
-        Ok((proven, _)) => (
-            Verdict::Ok,
-            format!(
-                "downloaded {}, SHA-256 matches; decrypted {}, SHA-256 matches",
-                crate::units::human_bytes(proven.stored.map(|d| d.size).unwrap_or_default()),
-                crate::units::human_bytes(proven.plaintext.size)
-            ),
-        ),
-        Err(ReadbackError::Corrupt(m)) => (Verdict::Corrupt, m),
-        Err(e) => (Verdict::Unchecked, e.to_string()),
+    let (read, found, _) = read_through(&copy, identities, None, true, Count).await;
+    match read {
+        Ok(proven) => {
+            let contents = Some(found.recorded());
+            if let Some(damage) = found.damage() {
+                return Checked {
+                    verdict: Verdict::Corrupt,
+                    detail: format!("{}: {object_key}: {damage}", loc.url()),
+                    contents,
+                    warning: None,
+                };
+            }
+            Checked {
+                verdict: Verdict::Ok,
+                detail: format!(
+                    "downloaded {}, SHA-256 matches; decrypted {}, SHA-256 matches; {}",
+                    crate::units::human_bytes(proven.stored.map(|d| d.size).unwrap_or_default()),
+                    crate::units::human_bytes(proven.plaintext.size),
+                    found.summary()
+                ),
+                contents,
+                warning: found.misnamed(&manifest.archive),
+            }
+        }
+        Err(ReadbackError::Corrupt(m)) => Checked::plain(Verdict::Corrupt, m),
+        Err(e) => Checked::plain(Verdict::Unchecked, e.to_string()),
     }
 }
 
@@ -323,11 +388,11 @@ pub struct Recorder<'a> {
 async fn record(
     (loc, entry, manifest): (&Opened, &Entry, &Manifest),
     why: DeepCheck,
-    (verdict, detail): &(Verdict, String),
+    checked: &Checked,
     signer: Recorder<'_>,
 ) {
     let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());
-    let ok = *verdict == Verdict::Ok;
+    let ok = checked.verdict == Verdict::Ok;
     let record = VerifiedRecord {
         time: signer.now,
         depth: why.recorded(),
@@ -336,10 +401,11 @@ async fn record(
         } else {
             RecordedResult::Failed
         },
-        detail: (!ok).then(|| detail.clone()),
+        detail: (!ok).then(|| checked.detail.clone()),
         tool: tool_version(),
         archive: Some(entry.name.clone()),
         stored_sha256: Some(manifest.stored.sha256.clone()),
+        contents: checked.contents.clone(),
     };
     let bytes = record.to_bytes(signer.key);
     if let Err(e) = loc
@@ -538,6 +604,7 @@ mod tests {
             tool: tool_version(),
             archive: None,
             stored_sha256: None,
+            contents: None,
         };
         let v = serde_json::to_value(&record).unwrap();
         assert_eq!(v["depth"], "drill");
@@ -549,6 +616,40 @@ mod tests {
         let odd: VerifiedRecord = serde_json::from_value(odd).unwrap();
         assert_eq!(odd.depth, RecordedDepth::Unknown);
         assert_eq!(odd.result, RecordedResult::Unknown);
+    }
+
+    #[test]
+    fn contents_are_recorded_and_a_shape_from_the_future_reads_as_none() {
+        let found = crate::engine::contents::Found::Tar {
+            format: crate::engine::contents::Format::TarGz,
+            members: 3,
+            bytes: 10,
+            damage: None,
+        };
+        let record = VerifiedRecord {
+            time: Utc::now(),
+            depth: RecordedDepth::Drill,
+            result: RecordedResult::Ok,
+            detail: None,
+            tool: tool_version(),
+            archive: None,
+            stored_sha256: None,
+            contents: Some(found.recorded()),
+        };
+        let v = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            v["contents"],
+            serde_json::json!({"opened": true, "format": "tar.gz", "members": 3, "bytes": 10})
+        );
+        let mut odd = v.clone();
+        odd["contents"] = serde_json::json!("opened by a newer build");
+        let back: VerifiedRecord = serde_json::from_value(odd).unwrap();
+        assert_eq!(back.contents, None);
+        assert_eq!(back.result, RecordedResult::Ok);
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("contents");
+        let back: VerifiedRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(back.contents, None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod azure;
 mod campaign;
 mod clock;
 mod common;
+mod contents;
 mod endurance;
 mod examples;
 #[cfg(any(feature = "gce-disk", feature = "azure-disk"))]

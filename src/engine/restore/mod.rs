@@ -6,6 +6,7 @@
 //! (DESIGN.md "Locks"). One loop tries them in turn.
 
 mod choose;
+mod members;
 mod output;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use super::inventory::{Entry, Judge, State};
 use super::progress::Progress;
 use super::readback::{Proven, ReadbackError, StoredCopy};
 use crate::archive::Manifest;
+use crate::engine::contents::{Member, Published};
 use crate::error::usage;
 use crate::registry::{key_prefix, Opened};
 use output::{read_to, resolve_target, Written};
@@ -58,6 +60,29 @@ pub enum Target {
     },
     /// Standard output.
     Stdout,
+    /// `--extract`: the members under these paths of a tar, written into a directory at
+    /// their paths in the archive, put in place only when every check passed.
+    Extract {
+        /// The output directory (created if missing).
+        dir: PathBuf,
+        /// Members or directory prefixes, as the archive names them.
+        paths: Vec<String>,
+        /// Replace files that exist.
+        force: bool,
+    },
+    /// `--list`: a tar's members, nothing written.
+    List,
+}
+
+/// What a restore delivered besides the proven plaintext.
+#[derive(Debug, Clone)]
+pub enum Delivered {
+    /// The whole archive, to its target.
+    Whole,
+    /// `--list`: the members.
+    Listed(Vec<Member>),
+    /// `--extract`: what was put in place.
+    Extracted(Published),
 }
 
 /// What became of one attempt.
@@ -143,6 +168,12 @@ pub struct RestoreReport {
     /// Partial files that killed restores to the same target had left, removed now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub swept: Vec<PathBuf>,
+    /// `--list`: the tar's members, in archive order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<Member>>,
+    /// `--extract`: the members written and where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extracted: Option<Published>,
 }
 
 impl RestoreReport {
@@ -333,7 +364,7 @@ impl<'a> Candidate<'a> {
 /// One attempt's attempt record, and what it proved when it restored.
 struct Tried {
     attempt: Attempt,
-    restored: Option<(Target, DateTime<Utc>, Proven)>,
+    restored: Option<(Target, DateTime<Utc>, Proven, Delivered)>,
 }
 
 /// Restores the request's archive to its target from the first healthy copy.
@@ -359,7 +390,7 @@ pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
                 report.passed_over.clone_from(&c.passed_over);
             }
             report.swept = swept;
-            return Ok(report);
+            return Ok(*report);
         }
         Settled::Exhausted(attempts) => attempts,
     };
@@ -372,7 +403,7 @@ pub async fn run(req: &RestoreRequest<'_>) -> Result<RestoreReport> {
 /// How trying the candidates ended.
 enum Settled {
     /// One restored.
-    Restored(RestoreReport),
+    Restored(Box<RestoreReport>),
     /// None did: every attempt.
     Exhausted(Vec<Attempt>),
 }
@@ -390,9 +421,9 @@ async fn in_turn<'a>(
         let tried = attempt(req, &candidate, &written).await?;
         let failed = tried.attempt.result == AttemptResult::Failed;
         attempts.push(tried.attempt);
-        if let Some((target, created, proven)) = tried.restored {
-            let report = report(&candidate, target, created, proven, attempts);
-            return Ok(Settled::Restored(report));
+        if let Some(restored) = tried.restored {
+            let report = report(&candidate, restored, attempts);
+            return Ok(Settled::Restored(Box::new(report)));
         }
         if failed && written.any() {
             if let Candidate::Live { .. } = candidate {
@@ -487,18 +518,25 @@ async fn attempt(
         version: readable.version,
         manifest,
     };
-    let res = read_to(
-        &copy,
-        req.identities.clone(),
-        &target,
-        req.progress.clone(),
-        written,
-    )
-    .await;
+    let res = match &target {
+        Target::Extract { .. } | Target::List => {
+            members::read_members(&copy, req.identities.clone(), &target, req.progress.clone())
+                .await?
+        }
+        _ => read_to(
+            &copy,
+            req.identities.clone(),
+            &target,
+            req.progress.clone(),
+            written,
+        )
+        .await
+        .map(|proven| (proven, Delivered::Whole)),
+    };
     Ok(match res {
-        Ok(proven) => Tried {
+        Ok((proven, delivered)) => Tried {
             attempt: Attempt::new(loc, AttemptResult::Restored, candidate.restored(&proven)),
-            restored: Some((target, manifest.created, proven)),
+            restored: Some((target, manifest.created, proven, delivered)),
         },
         Err(e) => {
             let (result, detail) = candidate
@@ -514,11 +552,14 @@ async fn attempt(
 
 fn report(
     candidate: &Candidate<'_>,
-    target: Target,
-    created: DateTime<Utc>,
-    proven: Proven,
+    (target, created, proven, delivered): (Target, DateTime<Utc>, Proven, Delivered),
     attempts: Vec<Attempt>,
 ) -> RestoreReport {
+    let (members, extracted) = match delivered {
+        Delivered::Whole => (None, None),
+        Delivered::Listed(m) => (Some(m), None),
+        Delivered::Extracted(p) => (None, Some(p)),
+    };
     RestoreReport {
         archive: candidate.name().to_string(),
         created: Some(created),
@@ -527,12 +568,50 @@ fn report(
         sha256: Some(proven.plaintext.sha256),
         output: match target {
             Target::File { path, .. } | Target::Device { path } => Some(path),
-            Target::Stdout => None,
+            Target::Extract { dir, .. } => Some(dir),
+            Target::Stdout | Target::List => None,
         },
         attempts,
         passed_over: Vec::new(),
         swept: Vec::new(),
+        members,
+        extracted,
     }
+}
+
+/// What `restore --metadata` shows: the chosen archive's `metadata` from its manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetadataReport {
+    /// The archive chosen.
+    pub archive: String,
+    /// Its creation time.
+    pub created: DateTime<Utc>,
+    /// The location whose manifest was read.
+    pub from: String,
+    /// The backup job's `metadata.json` (`push --metadata`); `None` when it was pushed
+    /// without.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `restore --metadata`: chooses the archive as a restore does and reads the manifest of the
+/// first copy a restore would read, without downloading the archive.
+pub async fn metadata(req: &RestoreRequest<'_>) -> Result<MetadataReport> {
+    let chosen = choose(req.locations, &req.selector, &req.judge).await?;
+    let mut attempts = chosen.attempts.clone();
+    for candidate in live(req.locations, &chosen) {
+        match candidate.readable(req.allow_untrusted) {
+            Ok(r) => {
+                return Ok(MetadataReport {
+                    archive: chosen.name.clone(),
+                    created: r.manifest.created,
+                    from: candidate.loc().url().into(),
+                    metadata: r.manifest.metadata.clone(),
+                })
+            }
+            Err(why) => attempts.push(Attempt::new(candidate.loc(), AttemptResult::Skipped, why)),
+        }
+    }
+    Err(no_healthy_copy(&chosen.name, &attempts))
 }
 
 /// Every copy tried and failed or skipped.

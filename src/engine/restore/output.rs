@@ -101,6 +101,9 @@ pub(super) async fn read_to(
             })?;
             Ok(proven)
         }
+        Target::Extract { .. } | Target::List => {
+            unreachable!("--extract and --list read members (restore::members)")
+        }
         Target::File { path, force } => {
             let tmp = TempFile::create(path)?;
             let res = read_copy(copy, identities, tmp.writer, pb, false).await;
