@@ -842,7 +842,7 @@ impl Policy {
                     return Err(Semantic::at(&[Step::Key(at)], format!("{key}, and this policy has no [[destination]]: add destinations or remove it")));
                 }
             }
-            return Ok(self.check_snapshots()?);
+            return self.check_snapshots();
         }
         match &self.encryption {
             None => {
@@ -931,7 +931,7 @@ impl Policy {
                 }
             }
         }
-        Ok(self.check_snapshots()?)
+        self.check_snapshots()
     }
 
     /// Values a key may not hold whatever the rest says: an `rpo` or `verify-every` of no time
@@ -1023,7 +1023,9 @@ impl Policy {
     }
 
     /// The checks of the `[[snapshots]]` sections.
-    fn check_snapshots(&self) -> Result<(), String> {
+    fn check_snapshots(&self) -> Result<(), Semantic> {
+        // Each problem is told at its section's `[[snapshots]]` line.
+        let sec = |i: usize, m: String| Semantic::at(&[Step::Key("snapshots"), Step::Index(i)], m);
         let mut names = BTreeSet::new();
         for (i, s) in self.snapshots.iter().enumerate() {
             let Some(n) = &s.name else { continue };
@@ -1033,14 +1035,15 @@ impl Policy {
                     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')
                 });
             if !ok {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "[[snapshots]] #{}: name = {n:?}: lowercase letters, digits, '-' and '_', at most 63 (a tag value every provider takes as it is)",
                     i + 1
-                ));
+                )));
             }
             if !names.insert(n.as_str()) {
-                return Err(format!(
-                    "two [[snapshots]] sections are named `{n}`: names must differ"
+                return Err(sec(
+                    i,
+                    format!("two [[snapshots]] sections are named `{n}`: names must differ"),
                 ));
             }
         }
@@ -1052,10 +1055,10 @@ impl Policy {
         for (i, s) in self.snapshots.iter().enumerate() {
             if s.provider == SnapshotProvider::Azure && s.region.is_none() && !s.copy_to.is_empty()
             {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "[[snapshots]] #{}: copy-to needs region = \"...\" (the disks' location): without one the section's own listing takes in every location of the resource group, its copies too, and would prune them by its own retention",
                     i + 1
-                ));
+                )));
             }
             for (j, other) in self.snapshots.iter().enumerate().take(i) {
                 if other.provider != s.provider || (s.name.is_some() && other.name.is_some()) {
@@ -1079,7 +1082,7 @@ impl Policy {
                     })
                 });
                 if let Some(r) = shared {
-                    return Err(format!(
+                    return Err(sec(i, format!(
                         "[[snapshots]] #{} and #{} both keep {} snapshots in {r}{}: prune would judge each one's snapshots by the other's retention; give each section a name = \"...\" (its snapshots carry it, and each section judges only its own), or put their volumes in one section",
                         j + 1,
                         i + 1,
@@ -1089,7 +1092,7 @@ impl Policy {
                         } else {
                             ""
                         }
-                    ));
+                    )));
                 }
             }
         }
@@ -1099,68 +1102,83 @@ impl Policy {
                 + usize::from(s.select.is_some())
                 + usize::from(!s.instances.is_empty());
             if ways == 0 {
-                return Err(format!(
+                return Err(sec(
+                    i,
+                    format!(
                     "{at}: give volumes = [...], select = \"key=value\" or (aws) instances = [...]"
+                ),
                 ));
             }
             if ways > 1 {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "{at}: volumes, select and instances are three ways to choose volumes: choose one"
-                ));
+                )));
             }
             if let Some(sel) = &s.select {
                 if !sel.contains('=') || sel.starts_with('=') {
-                    return Err(format!(
-                        "{at}: select = {sel:?} is not a tag selector: write \"key=value\""
+                    return Err(sec(
+                        i,
+                        format!(
+                            "{at}: select = {sel:?} is not a tag selector: write \"key=value\""
+                        ),
                     ));
                 }
             }
             if !s.instances.is_empty() && s.provider != SnapshotProvider::Aws {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "{at}: instances = [...] snapshots an EBS instance's volumes together; for {} list the volumes",
                     s.provider.as_str()
-                ));
+                )));
             }
             match s.provider {
                 SnapshotProvider::Gcp if !s.copy_to.is_empty() => {
-                    return Err(format!(
+                    return Err(sec(i, format!(
                         "{at}: GCP standard snapshots cannot be copied between regions: each is stored where it is made; set region = \"us\" (a multi-region storage location) or the region it must live in, and remove copy-to"
-                    ));
+                    )));
                 }
                 SnapshotProvider::Gcp if s.select.is_some() && s.project.is_none() => {
-                    return Err(format!(
+                    return Err(sec(
+                        i,
+                        format!(
                         "{at}: select needs project = \"...\": the GCP project to look for disks in"
+                    ),
                     ));
                 }
                 SnapshotProvider::Azure if s.select.is_some() && s.resource_group.is_none() => {
-                    return Err(format!(
+                    return Err(sec(i, format!(
                         "{at}: select needs resource-group = \"/subscriptions/S/resourceGroups/RG\": where to look for disks"
-                    ));
+                    )));
                 }
                 _ => {}
             }
             if s.project.is_some() && s.provider != SnapshotProvider::Gcp {
-                return Err(format!("{at}: project is a GCP key; remove it"));
+                return Err(sec(i, format!("{at}: project is a GCP key; remove it")));
             }
             if s.resource_group.is_some() && s.provider != SnapshotProvider::Azure {
-                return Err(format!("{at}: resource-group is an Azure key; remove it"));
+                return Err(sec(
+                    i,
+                    format!("{at}: resource-group is an Azure key; remove it"),
+                ));
             }
             let mut seen = BTreeSet::new();
             for c in &s.copy_to {
                 if c.region.trim().is_empty() {
-                    return Err(format!("{at}: a copy-to region is empty"));
+                    return Err(sec(i, format!("{at}: a copy-to region is empty")));
                 }
                 if s.region.as_deref() == Some(c.region.as_str()) {
-                    return Err(format!(
-                        "{at}: copy-to {:?} is the snapshots' own region",
-                        c.region
+                    return Err(sec(
+                        i,
+                        format!("{at}: copy-to {:?} is the snapshots' own region", c.region),
                     ));
                 }
                 if !seen.insert(c.region.as_str()) {
-                    return Err(format!("{at}: copy-to names {:?} twice", c.region));
+                    return Err(sec(i, format!("{at}: copy-to names {:?} twice", c.region)));
                 }
                 if c.kms_key.is_some() && s.provider != SnapshotProvider::Aws {
-                    return Err(format!("{at}: kms-key in copy-to is for EBS; remove it"));
+                    return Err(sec(
+                        i,
+                        format!("{at}: kms-key in copy-to is for EBS; remove it"),
+                    ));
                 }
             }
         }
@@ -1545,6 +1563,8 @@ mod tests {
         ));
         assert!(e.contains("#1 and #2 both keep aws snapshots in r2"), "{e}");
         assert!(e.contains("give each section a name"), "{e}");
+        // Told at the second section's line (base's extra starts on line 8).
+        assert!(e.starts_with("p.toml:13: [[snapshots]] #1 and #2"), "{e}");
         // Named, they may share the region: each judges only the snapshots carrying its name.
         let named = base(
             "[[snapshots]]\nname = \"db\"\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\ncopy-to = [\"r2\"]\n\
