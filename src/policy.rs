@@ -21,14 +21,25 @@ pub fn load(path: &Path) -> Result<Policy> {
     })?;
     let policy = Policy::parse(&text, &path.display().to_string()).map_err(|e| usage(e.0))?;
     let mut places = std::collections::HashMap::new();
-    for d in &policy.destinations {
+    for (i, d) in policy.destinations.iter().enumerate() {
+        // `policy.toml:12`: where this destination's url is written.
+        let at = {
+            use offsite_policies::policy::{line_at, Step};
+            let line = line_at(
+                &text,
+                &[Step::Key("destination"), Step::Index(i), Step::Key("url")],
+            );
+            match line {
+                Some(l) => format!("{}:{l}", path.display()),
+                None => path.display().to_string(),
+            }
+        };
         let url = destination_url(d);
         let loc = Location::parse(&url)
-            .map_err(|e| usage(format!("{}: destination `{}`: {e}", path.display(), d.name)))?;
+            .map_err(|e| usage(format!("{at}: destination `{}`: {e}", d.name)))?;
         if let Some(first) = places.insert(loc.place(), d) {
             return Err(usage(format!(
-                "{}: destinations `{}` ({}) and `{}` ({}) are one location: each copy must be in a different place; remove one or change its url",
-                path.display(),
+                "{at}: destinations `{}` ({}) and `{}` ({}) are one location: each copy must be in a different place; remove one or change its url",
                 first.name,
                 first.url,
                 d.name,
@@ -38,14 +49,13 @@ pub fn load(path: &Path) -> Result<Policy> {
         if let Some(p) = &policy.prefix {
             loc.join_prefix(p).map_err(|e| {
                 usage(format!(
-                    "{}: prefix {p:?} under destination `{}`: {e}",
-                    path.display(),
+                    "{at}: prefix {p:?} under destination `{}`: {e}",
                     d.name
                 ))
             })?;
         }
         crate::registry::DestinationOptions::from_location(&loc)
-            .map_err(|e| usage(format!("{}: destination `{}`: {e}", path.display(), d.name)))?;
+            .map_err(|e| usage(format!("{at}: destination `{}`: {e}", d.name)))?;
     }
     Ok(policy)
 }

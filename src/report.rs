@@ -159,6 +159,11 @@ impl Output {
     pub fn print_json(&self, value: &serde_json::Value) -> anyhow::Result<()> {
         dataln!("{}", serde_json::to_string_pretty(value)?)
     }
+
+    /// Prints `value` as one line of JSON Lines (the shape of `ls` and `replicate`).
+    pub fn print_json_line(&self, value: &serde_json::Value) -> anyhow::Result<()> {
+        dataln!("{}", serde_json::to_string(value)?)
+    }
 }
 
 pub use crate::units::{human_bytes, time};

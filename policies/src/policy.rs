@@ -550,6 +550,83 @@ fn line_of(text: &str, table: Option<&str>, key: &str) -> Option<usize> {
     None
 }
 
+/// One step of the path to a key in a policy file: a key, or an index into an array (of
+/// tables: `[[destination]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// A key of a table.
+    Key(&'a str),
+    /// The Nth (0-based) element of an array, such as the Nth `[[destination]]`.
+    Index(usize),
+}
+
+/// The line (1-based) where the key at `path` is written in `text`, read from the TOML
+/// document's own spans (the key's, or an array element's: a `[[destination]]` table's); `None`
+/// when the path is not written there (a default) or the text does not parse.
+pub fn line_at(text: &str, path: &[Step<'_>]) -> Option<usize> {
+    use toml::de::{DeArray, DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut at: Option<std::ops::Range<usize>> = None;
+    let (mut table, mut array): (Option<&DeTable<'_>>, Option<&DeArray<'_>>) =
+        (Some(root.get_ref()), None);
+    for step in path {
+        let value = match (step, table, array) {
+            (Step::Key(k), Some(t), _) => {
+                let (key, v) = t.iter().find(|(key, _)| {
+                    let name: &str = key.get_ref();
+                    name == *k
+                })?;
+                at = Some(key.span());
+                v
+            }
+            (Step::Index(i), _, Some(a)) => {
+                let v = a.get(*i)?;
+                at = Some(v.span());
+                v
+            }
+            _ => return None,
+        };
+        (table, array) = match value.get_ref() {
+            DeValue::Table(t) => (Some(t), None),
+            DeValue::Array(a) => (None, Some(a)),
+            _ => (None, None),
+        };
+    }
+    at.map(|r| line_col(text, r.start).0)
+}
+
+/// A check across keys that failed: what is wrong and the fix, and the key it is told at.
+#[derive(Debug)]
+struct Semantic {
+    /// The key the message is about (empty: the file as a whole).
+    at: Vec<Step<'static>>,
+    message: String,
+}
+
+impl Semantic {
+    fn at(at: &[Step<'static>], message: impl Into<String>) -> Semantic {
+        Semantic {
+            at: at.to_vec(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Semantic {
+    fn from(message: String) -> Semantic {
+        Semantic {
+            at: Vec::new(),
+            message,
+        }
+    }
+}
+
+impl From<&str> for Semantic {
+    fn from(message: &str) -> Semantic {
+        Semantic::from(message.to_string())
+    }
+}
+
 /// serde's "wrong type: string \"3\", expected u32" for `key`, in words: "copies must be a
 /// whole number, at least 1 (not the text \"3\": write copies = 3, without quotes)".
 fn type_in_words(message: &str, key: &str) -> Option<String> {
@@ -673,9 +750,12 @@ impl Policy {
                 c.region = norm(&c.region);
             }
         }
-        policy
-            .check()
-            .map_err(|m| PolicyError(format!("{origin}: {m}")))?;
+        policy.check().map_err(|e| {
+            let line = line_at(text, &e.at)
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            PolicyError(format!("{origin}{line}: {}", e.message))
+        })?;
         // A lock without lock-days locks for the default period from the archive's creation.
         for d in policy.destinations.iter_mut() {
             if d.lock.is_some() && d.lock_days.is_none() {
@@ -685,17 +765,20 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The checks across keys.
-    fn check(&self) -> Result<(), String> {
+    /// The checks across keys, each failure with the key it is told at.
+    fn check(&self) -> Result<(), Semantic> {
         if self.version != POLICY_VERSION {
-            return Err(if self.version > POLICY_VERSION {
-                format!("version = {} is newer than this offsite understands ({POLICY_VERSION}); upgrade offsite", self.version)
-            } else {
-                format!(
-                    "version = {} is not a policy version; write version = {POLICY_VERSION}",
-                    self.version
-                )
-            });
+            return Err(Semantic::at(
+                &[Step::Key("version")],
+                if self.version > POLICY_VERSION {
+                    format!("version = {} is newer than this offsite understands ({POLICY_VERSION}); upgrade offsite", self.version)
+                } else {
+                    format!(
+                        "version = {} is not a policy version; write version = {POLICY_VERSION}",
+                        self.version
+                    )
+                },
+            ));
         }
         self.check_durations()?;
         let name_ok = |n: &str| {
@@ -704,16 +787,19 @@ impl Policy {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         };
         if !name_ok(&self.name) {
-            return Err(format!(
-                "name = {:?}: a policy name is letters, digits, '.', '_' and '-'",
-                self.name
+            return Err(Semantic::at(
+                &[Step::Key("name")],
+                format!(
+                    "name = {:?}: a policy name is letters, digits, '.', '_' and '-'",
+                    self.name
+                ),
             ));
         }
         if let Some(p) = &self.prefix {
             if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains("//") {
-                return Err(format!(
+                return Err(Semantic::at(&[Step::Key("prefix")], format!(
                     "prefix = {p:?}: write path segments without leading or trailing '/', such as \"app\""
-                ));
+                )));
             }
         }
         if self.destinations.is_empty() {
@@ -724,29 +810,36 @@ impl Policy {
                 );
             }
             if self.placement != Placement::default() {
-                return Err("[placement] counts copies of archives, and this policy has no [[destination]]: add destinations or remove [placement]".into());
+                return Err(Semantic::at(&[Step::Key("placement")], "[placement] counts copies of archives, and this policy has no [[destination]]: add destinations or remove [placement]"));
             }
             if self.replication.is_some() {
-                return Err("[replication] copies archives between destinations, and this policy has no [[destination]]: add destinations or remove [replication]".into());
+                return Err(Semantic::at(&[Step::Key("replication")], "[replication] copies archives between destinations, and this policy has no [[destination]]: add destinations or remove [replication]"));
             }
             // The archive keys, said where nothing reads them, are a mistake to point out.
-            for (given, key) in [
-                (self.encryption.is_some(), "[encryption] encrypts archives"),
+            for (given, at, key) in [
+                (
+                    self.encryption.is_some(),
+                    "encryption",
+                    "[encryption] encrypts archives",
+                ),
                 (
                     self.signing.is_some(),
+                    "signing",
                     "[signing] signs archives' manifests",
                 ),
                 (
                     self.prefix.is_some(),
+                    "prefix",
                     "prefix places archives under each destination",
                 ),
                 (
                     self.verify_every.is_some(),
+                    "verify-every",
                     "verify-every asks for proof of archives",
                 ),
             ] {
                 if given {
-                    return Err(format!("{key}, and this policy has no [[destination]]: add destinations or remove it"));
+                    return Err(Semantic::at(&[Step::Key(at)], format!("{key}, and this policy has no [[destination]]: add destinations or remove it")));
                 }
             }
             return self.check_snapshots();
@@ -758,66 +851,83 @@ impl Policy {
                 )
             }
             Some(e) if e.unencrypted && (!e.recipients.is_empty() || e.recipients_file.is_some()) => {
-                return Err("[encryption] has recipients and unencrypted = true: choose one".into())
+                return Err(Semantic::at(&[Step::Key("encryption"), Step::Key("unencrypted")], "[encryption] has recipients and unencrypted = true: choose one"))
             }
             Some(e) if !e.unencrypted && e.recipients.is_empty() && e.recipients_file.is_none() => {
-                return Err("[encryption] names no recipients: add recipients = [\"age1...\"] or recipients-file".into())
+                return Err(Semantic::at(&[Step::Key("encryption")], "[encryption] names no recipients: add recipients = [\"age1...\"] or recipients-file"))
             }
             Some(e) => {
                 for (i, r) in e.recipients.iter().enumerate() {
                     crate::encryption::Recipient::parse(r, &format!("[encryption] recipients[{i}]"))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Semantic::at(&[Step::Key("encryption"), Step::Key("recipients"), Step::Index(i)], e.to_string()))?;
                 }
             }
         }
         if let Some(sig) = &self.signing {
             if sig.key_file.is_none() && !sig.has_trust() {
-                return Err("[signing] is empty: give key-file (this host's signing key) and trusted or trusted-file (the keys readers trust)".into());
+                return Err(Semantic::at(&[Step::Key("signing")], "[signing] is empty: give key-file (this host's signing key) and trusted or trusted-file (the keys readers trust)"));
             }
             crate::signing::TrustedSigners::parse(&sig.trusted, "[signing] trusted", None)
-                .map_err(|e| e.0)?;
+                .map_err(|e| Semantic::at(&[Step::Key("signing"), Step::Key("trusted")], e.0))?;
         }
         let mut names = BTreeSet::new();
-        for d in &self.destinations {
+        for (i, d) in self.destinations.iter().enumerate() {
+            let name_at = [Step::Key("destination"), Step::Index(i), Step::Key("name")];
             if !name_ok(&d.name) {
-                return Err(format!(
-                    "destination name = {:?}: letters, digits, '.', '_' and '-'",
-                    d.name
+                return Err(Semantic::at(
+                    &name_at,
+                    format!(
+                        "destination name = {:?}: letters, digits, '.', '_' and '-'",
+                        d.name
+                    ),
                 ));
             }
             if !names.insert(d.name.as_str()) {
-                return Err(format!(
-                    "two destinations are named `{}`: names must differ",
-                    d.name
+                return Err(Semantic::at(
+                    &name_at,
+                    format!("two destinations are named `{}`: names must differ", d.name),
                 ));
             }
-            d.check()
-                .map_err(|m| format!("destination `{}`: {m}", d.name))?;
+            d.check().map_err(|m| {
+                Semantic::at(
+                    &[Step::Key("destination"), Step::Index(i)],
+                    format!("destination `{}`: {m}", d.name),
+                )
+            })?;
         }
         if let Some(r) = &self.replication {
             let known: Vec<&str> = names.iter().copied().collect();
-            let exists = |n: &str, what: &str| -> Result<(), String> {
+            let exists = |n: &str, what: &'static str| -> Result<(), Semantic> {
                 if names.contains(n) {
                     return Ok(());
                 }
-                Err(match nearest(n, &known) {
-                    Some(c) => format!(
-                        "[replication] {what} = `{n}` is no destination; did you mean `{c}`?"
-                    ),
-                    None => format!(
+                Err(Semantic::at(
+                    &[Step::Key("replication"), Step::Key(what)],
+                    match nearest(n, &known) {
+                        Some(c) => format!(
+                            "[replication] {what} = `{n}` is no destination; did you mean `{c}`?"
+                        ),
+                        None => format!(
                         "[replication] {what} = `{n}` is no destination; the destinations are {}",
                         known.join(", ")
                     ),
-                })
+                    },
+                ))
             };
             exists(&r.from, "from")?;
             if r.to.is_empty() {
-                return Err("[replication] to = []: name at least one replica".into());
+                return Err(Semantic::at(
+                    &[Step::Key("replication"), Step::Key("to")],
+                    "[replication] to = []: name at least one replica",
+                ));
             }
             for t in &r.to {
                 exists(t, "to")?;
                 if *t == r.from {
-                    return Err(format!("[replication] `{t}` is both from and to"));
+                    return Err(Semantic::at(
+                        &[Step::Key("replication"), Step::Key("to")],
+                        format!("[replication] `{t}` is both from and to"),
+                    ));
                 }
             }
         }
@@ -853,42 +963,53 @@ impl Policy {
 
     /// Durations that cannot mean what was written: a `min-age` above `max-age` in any
     /// retention table.
-    fn check_durations(&self) -> Result<(), String> {
-        let mut tables: Vec<(String, &Retention)> = Vec::new();
+    fn check_durations(&self) -> Result<(), Semantic> {
+        use Step::{Index, Key};
+        // (how the message names the table, where its min-age is written, the table)
+        type Table<'p> = (String, Vec<Step<'static>>, &'p Retention);
+        let mut tables: Vec<Table<'_>> = Vec::new();
         tables.extend(
             self.retention
                 .iter()
-                .map(|r| ("[retention]".to_string(), r)),
+                .map(|r| ("[retention]".to_string(), vec![Key("retention")], r)),
         );
-        for d in &self.destinations {
-            tables.extend(
-                d.retention
-                    .iter()
-                    .map(|r| (format!("destination `{}` retention", d.name), r)),
-            );
+        for (i, d) in self.destinations.iter().enumerate() {
+            tables.extend(d.retention.iter().map(|r| {
+                (
+                    format!("destination `{}` retention", d.name),
+                    vec![Key("destination"), Index(i), Key("retention")],
+                    r,
+                )
+            }));
         }
         for (i, sec) in self.snapshots.iter().enumerate() {
             let at = format!("[[snapshots]] #{}", i + 1);
-            tables.extend(sec.retention.iter().map(|r| (format!("{at} retention"), r)));
-            for c in &sec.copy_to {
-                tables.extend(
-                    c.retention
-                        .iter()
-                        .map(|r| (format!("{at} copy-to {:?} retention", c.region), r)),
-                );
+            let path = vec![Key("snapshots"), Index(i)];
+            tables.extend(sec.retention.iter().map(|r| {
+                let mut p = path.clone();
+                p.push(Key("retention"));
+                (format!("{at} retention"), p, r)
+            }));
+            for (j, c) in sec.copy_to.iter().enumerate() {
+                tables.extend(c.retention.iter().map(|r| {
+                    let mut p = path.clone();
+                    p.extend([Key("copy-to"), Index(j), Key("retention")]);
+                    (format!("{at} copy-to {:?} retention", c.region), p, r)
+                }));
             }
         }
-        for (at, r) in tables {
+        for (at, mut path, r) in tables {
+            path.push(Key("min-age"));
             if let (Some(min), Some(max)) = (r.min_age, r.max_age) {
                 // Compared over one fixed stretch of calendar: `1mo` and `30d` are close
                 // enough that either order is plausible, `1y` and `2d` are not.
                 let t0 = DateTime::<Utc>::UNIX_EPOCH;
                 if min.after(t0) > max.after(t0) {
-                    return Err(format!(
+                    return Err(Semantic::at(&path, format!(
                         "{at}: min-age = \"{min}\" ({}) is longer than max-age = \"{max}\" ({}): an archive would have to be deleted before it may be touched; lower min-age or raise max-age",
                         min.words(),
                         max.words()
-                    ));
+                    )));
                 }
             }
         }
@@ -902,7 +1023,9 @@ impl Policy {
     }
 
     /// The checks of the `[[snapshots]]` sections.
-    fn check_snapshots(&self) -> Result<(), String> {
+    fn check_snapshots(&self) -> Result<(), Semantic> {
+        // Each problem is told at its section's `[[snapshots]]` line.
+        let sec = |i: usize, m: String| Semantic::at(&[Step::Key("snapshots"), Step::Index(i)], m);
         let mut names = BTreeSet::new();
         for (i, s) in self.snapshots.iter().enumerate() {
             let Some(n) = &s.name else { continue };
@@ -912,14 +1035,15 @@ impl Policy {
                     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')
                 });
             if !ok {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "[[snapshots]] #{}: name = {n:?}: lowercase letters, digits, '-' and '_', at most 63 (a tag value every provider takes as it is)",
                     i + 1
-                ));
+                )));
             }
             if !names.insert(n.as_str()) {
-                return Err(format!(
-                    "two [[snapshots]] sections are named `{n}`: names must differ"
+                return Err(sec(
+                    i,
+                    format!("two [[snapshots]] sections are named `{n}`: names must differ"),
                 ));
             }
         }
@@ -931,10 +1055,10 @@ impl Policy {
         for (i, s) in self.snapshots.iter().enumerate() {
             if s.provider == SnapshotProvider::Azure && s.region.is_none() && !s.copy_to.is_empty()
             {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "[[snapshots]] #{}: copy-to needs region = \"...\" (the disks' location): without one the section's own listing takes in every location of the resource group, its copies too, and would prune them by its own retention",
                     i + 1
-                ));
+                )));
             }
             for (j, other) in self.snapshots.iter().enumerate().take(i) {
                 if other.provider != s.provider || (s.name.is_some() && other.name.is_some()) {
@@ -958,7 +1082,7 @@ impl Policy {
                     })
                 });
                 if let Some(r) = shared {
-                    return Err(format!(
+                    return Err(sec(i, format!(
                         "[[snapshots]] #{} and #{} both keep {} snapshots in {r}{}: prune would judge each one's snapshots by the other's retention; give each section a name = \"...\" (its snapshots carry it, and each section judges only its own), or put their volumes in one section",
                         j + 1,
                         i + 1,
@@ -968,7 +1092,7 @@ impl Policy {
                         } else {
                             ""
                         }
-                    ));
+                    )));
                 }
             }
         }
@@ -978,68 +1102,83 @@ impl Policy {
                 + usize::from(s.select.is_some())
                 + usize::from(!s.instances.is_empty());
             if ways == 0 {
-                return Err(format!(
+                return Err(sec(
+                    i,
+                    format!(
                     "{at}: give volumes = [...], select = \"key=value\" or (aws) instances = [...]"
+                ),
                 ));
             }
             if ways > 1 {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "{at}: volumes, select and instances are three ways to choose volumes: choose one"
-                ));
+                )));
             }
             if let Some(sel) = &s.select {
                 if !sel.contains('=') || sel.starts_with('=') {
-                    return Err(format!(
-                        "{at}: select = {sel:?} is not a tag selector: write \"key=value\""
+                    return Err(sec(
+                        i,
+                        format!(
+                            "{at}: select = {sel:?} is not a tag selector: write \"key=value\""
+                        ),
                     ));
                 }
             }
             if !s.instances.is_empty() && s.provider != SnapshotProvider::Aws {
-                return Err(format!(
+                return Err(sec(i, format!(
                     "{at}: instances = [...] snapshots an EBS instance's volumes together; for {} list the volumes",
                     s.provider.as_str()
-                ));
+                )));
             }
             match s.provider {
                 SnapshotProvider::Gcp if !s.copy_to.is_empty() => {
-                    return Err(format!(
+                    return Err(sec(i, format!(
                         "{at}: GCP standard snapshots cannot be copied between regions: each is stored where it is made; set region = \"us\" (a multi-region storage location) or the region it must live in, and remove copy-to"
-                    ));
+                    )));
                 }
                 SnapshotProvider::Gcp if s.select.is_some() && s.project.is_none() => {
-                    return Err(format!(
+                    return Err(sec(
+                        i,
+                        format!(
                         "{at}: select needs project = \"...\": the GCP project to look for disks in"
+                    ),
                     ));
                 }
                 SnapshotProvider::Azure if s.select.is_some() && s.resource_group.is_none() => {
-                    return Err(format!(
+                    return Err(sec(i, format!(
                         "{at}: select needs resource-group = \"/subscriptions/S/resourceGroups/RG\": where to look for disks"
-                    ));
+                    )));
                 }
                 _ => {}
             }
             if s.project.is_some() && s.provider != SnapshotProvider::Gcp {
-                return Err(format!("{at}: project is a GCP key; remove it"));
+                return Err(sec(i, format!("{at}: project is a GCP key; remove it")));
             }
             if s.resource_group.is_some() && s.provider != SnapshotProvider::Azure {
-                return Err(format!("{at}: resource-group is an Azure key; remove it"));
+                return Err(sec(
+                    i,
+                    format!("{at}: resource-group is an Azure key; remove it"),
+                ));
             }
             let mut seen = BTreeSet::new();
             for c in &s.copy_to {
                 if c.region.trim().is_empty() {
-                    return Err(format!("{at}: a copy-to region is empty"));
+                    return Err(sec(i, format!("{at}: a copy-to region is empty")));
                 }
                 if s.region.as_deref() == Some(c.region.as_str()) {
-                    return Err(format!(
-                        "{at}: copy-to {:?} is the snapshots' own region",
-                        c.region
+                    return Err(sec(
+                        i,
+                        format!("{at}: copy-to {:?} is the snapshots' own region", c.region),
                     ));
                 }
                 if !seen.insert(c.region.as_str()) {
-                    return Err(format!("{at}: copy-to names {:?} twice", c.region));
+                    return Err(sec(i, format!("{at}: copy-to names {:?} twice", c.region)));
                 }
                 if c.kms_key.is_some() && s.provider != SnapshotProvider::Aws {
-                    return Err(format!("{at}: kms-key in copy-to is for EBS; remove it"));
+                    return Err(sec(
+                        i,
+                        format!("{at}: kms-key in copy-to is for EBS; remove it"),
+                    ));
                 }
             }
         }
@@ -1185,6 +1324,77 @@ mod tests {
 
     fn err(text: &str) -> String {
         Policy::parse(text, "p.toml").unwrap_err().0
+    }
+
+    #[test]
+    fn a_check_across_keys_names_the_line_of_its_key() {
+        // base: the destination's url is line 7; `extra` starts on line 8.
+        let e = err(&base("[retention]\nmax-age = \"1d\"\nmin-age = \"2d\"\n"));
+        assert!(
+            e.starts_with(
+                "p.toml:10: [retention]: min-age = \"2d\" (2 days) is longer than max-age"
+            ),
+            "{e}"
+        );
+        let e = err(&base(
+            "retention = { max-age = \"1d\", min-age = \"2d\" }\n",
+        ));
+        assert!(
+            e.starts_with("p.toml:8: destination `local` retention: min-age"),
+            "{e}"
+        );
+        let e = err(&base(
+            "[[destination]]\nname = \"local\"\nurl = \"file:///x\"\n",
+        ));
+        assert_eq!(
+            e,
+            "p.toml:9: two destinations are named `local`: names must differ"
+        );
+        let e = err(&base(
+            "[[destination]]\nname = \"two\"\nurl = \"file:///x\"\n\n[replication]\nfrom = \"lcoal\"\nto = [\"two\"]\n",
+        ));
+        assert_eq!(
+            e,
+            "p.toml:13: [replication] from = `lcoal` is no destination; did you mean `local`?"
+        );
+        let e = err(&base("[replication]\nfrom = \"local\"\nto = []\n"));
+        assert_eq!(
+            e,
+            "p.toml:10: [replication] to = []: name at least one replica"
+        );
+        let e = err(&base("").replace("version = 1", "version = 9"));
+        assert!(e.starts_with("p.toml:1: version = 9 is newer"), "{e}");
+        let e = err(&base("").replace("name = \"app\"", "name = \"a b\""));
+        assert!(e.starts_with("p.toml:2: name = \"a b\""), "{e}");
+        // A table's own problem, at its header.
+        let e = err("version = 1\nname = \"app\"\n[encryption]\nrecipients = []\n[[destination]]\nname = \"l\"\nurl = \"file:///x\"\n");
+        assert!(
+            e.starts_with("p.toml:3: [encryption] names no recipients"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn line_at_follows_keys_and_arrays_of_tables() {
+        let text = "a = 1\n[t]\nb = 2\n[[d]]\nn = 1\n[[d]]\nn = 2\nm = { k = 3 }\n";
+        let at = |p: &[Step<'_>]| line_at(text, p);
+        assert_eq!(at(&[Step::Key("a")]), Some(1));
+        assert_eq!(at(&[Step::Key("t"), Step::Key("b")]), Some(3));
+        assert_eq!(
+            at(&[Step::Key("d"), Step::Index(1), Step::Key("n")]),
+            Some(7)
+        );
+        assert_eq!(
+            at(&[
+                Step::Key("d"),
+                Step::Index(1),
+                Step::Key("m"),
+                Step::Key("k")
+            ]),
+            Some(8)
+        );
+        assert_eq!(at(&[Step::Key("d"), Step::Index(2)]), None);
+        assert_eq!(at(&[Step::Key("zz")]), None);
     }
 
     #[test]
@@ -1353,6 +1563,8 @@ mod tests {
         ));
         assert!(e.contains("#1 and #2 both keep aws snapshots in r2"), "{e}");
         assert!(e.contains("give each section a name"), "{e}");
+        // Told at the second section's line (base's extra starts on line 8).
+        assert!(e.starts_with("p.toml:13: [[snapshots]] #1 and #2"), "{e}");
         // Named, they may share the region: each judges only the snapshots carrying its name.
         let named = base(
             "[[snapshots]]\nname = \"db\"\nprovider = \"aws\"\nregion = \"r1\"\nvolumes = [\"a\"]\ncopy-to = [\"r2\"]\n\

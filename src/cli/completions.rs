@@ -20,10 +20,11 @@ pub struct CompletionsArgs {
 /// Arguments of `offsite man`.
 #[derive(Debug, Args)]
 pub struct ManArgs {
-    /// The subcommand whose page to print (`offsite man push` is offsite-push(1)); without it,
+    /// The subcommand whose page to print (`offsite man push` is offsite-push(1); a nested one
+    /// as `snapshot-create` or `snapshot create`, offsite-snapshot-create(1)); without it,
     /// offsite(1), which lists the others.
-    #[arg(value_name = "COMMAND")]
-    command: Option<String>,
+    #[arg(value_name = "COMMAND", num_args = 0..)]
+    command: Vec<String>,
     /// Write every page (offsite.1, offsite-push.1, ...) into DIR instead of printing one,
     /// e.g. `offsite man --dir /usr/local/share/man/man1`.
     #[arg(long, value_name = "DIR", conflicts_with = "command")]
@@ -54,22 +55,24 @@ pub(super) fn man(args: ManArgs) -> anyhow::Result<u8> {
         eprintln!("wrote the man pages into {}", dir.display());
         return Ok(0);
     }
-    let page = match &args.command {
-        None => cmd,
-        Some(name) => cmd
-            .get_subcommands()
-            .find(|s| s.get_name() == name)
-            .cloned()
-            .ok_or_else(|| {
-                let known: Vec<_> = Cli::command()
-                    .get_subcommands()
-                    .map(|s| s.get_name().to_string())
-                    .collect();
-                usage(format!(
-                    "there is no subcommand {name:?}; pages exist for {}",
+    let page = if args.command.is_empty() {
+        cmd
+    } else {
+        // `snapshot create`, `snapshot-create` and `offsite-snapshot-create` name one page.
+        let wanted = args.command.join("-");
+        let wanted = wanted.strip_prefix("offsite-").unwrap_or(&wanted);
+        let pages = pages(&cmd);
+        match pages.iter().find(|(name, _)| name == wanted) {
+            Some((_, page)) => page.clone(),
+            None => {
+                let known: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(usage(format!(
+                    "there is no subcommand {:?}; pages exist for {}",
+                    args.command.join(" "),
                     known.join(", ")
-                ))
-            })?,
+                )));
+            }
+        }
     };
     let mut buf = Vec::new();
     clap_mangen::Man::new(page).render(&mut buf)?;
@@ -78,4 +81,17 @@ pub(super) fn man(args: ManArgs) -> anyhow::Result<u8> {
         .write_all(&buf)
         .map_err(stdout_failed)?;
     Ok(0)
+}
+
+/// Every page below `cmd` (built, so that each has its display name `offsite-snapshot-create`),
+/// as `--dir` writes them, depth first: (`snapshot-create`, its command).
+fn pages(cmd: &clap::Command) -> Vec<(String, clap::Command)> {
+    let mut out = Vec::new();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let display = sub.get_display_name().unwrap_or(sub.get_name());
+        let name = display.strip_prefix("offsite-").unwrap_or(display);
+        out.push((name.to_string(), sub.clone()));
+        out.extend(pages(sub));
+    }
+    out
 }

@@ -37,15 +37,25 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
         .inventory
         .options(args.trust.judge(place.policy.as_ref())?);
     let locations = place.open().await?;
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut summary = JsonSummary {
+        kind: "summary",
+        policy: place.policy.as_ref().map(|p| p.name.as_str()),
+        locations: locations.len(),
+        archives: 0,
+        errors: 0,
+        exit: exit::OK,
+    };
     if place.policy.is_none() {
         let loc = &locations[0];
         let entries = scan(loc, &options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", loc.url()))?;
         let left = stale(loc).await;
-        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+        summary.archives = entries.len();
         let res = if out.json {
-            write_json(&mut w, loc.url(), &entries, &left)
+            write_json(&mut w, loc.url(), None, &entries, &left)
+                .and_then(|()| json_line(&mut w, &summary))
         } else {
             write_text(&mut w, loc.url(), &entries, &left)
         };
@@ -54,23 +64,14 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
     }
     // A policy: every destination in its order, each listed on its own; one that cannot be
     // listed is reported and the others still are (exit 1).
-    let policy = place.policy.as_ref().expect("policy");
-    let mut code = exit::OK;
-    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-    if out.json {
-        writeln!(
-            w,
-            "{{\n\"policy\": {},\n\"locations\": [",
-            serde_json::Value::from(policy.name.as_str())
-        )
-        .map_err(stdout_failed)?;
-    }
     for (i, (loc, (name, _))) in locations.iter().zip(&place.named).enumerate() {
         let listed = scan(loc, &options).await;
         let left = stale(loc).await;
         let res = match (&listed, out.json) {
-            (Ok(entries), true) => write!(w, "{}", if i == 0 { "" } else { "," })
-                .and_then(|()| write_json(&mut w, loc.url(), entries, &left)),
+            (Ok(entries), true) => {
+                summary.archives += entries.len();
+                write_json(&mut w, loc.url(), Some(name), entries, &left)
+            }
             (Ok(entries), false) => writeln!(
                 w,
                 "{}== {name} ({})",
@@ -79,16 +80,20 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
             )
             .and_then(|()| write_text(&mut w, loc.url(), entries, &left)),
             (Err(e), true) => {
-                code = exit::FAILED;
-                let doc = serde_json::to_value(JsonError {
-                    url: loc.url(),
-                    error: e.to_string(),
-                })
-                .map_err(std::io::Error::from)?;
-                writeln!(w, "{}{doc}", if i == 0 { "" } else { "," })
+                summary.exit = exit::FAILED;
+                summary.errors += 1;
+                json_line(
+                    &mut w,
+                    &JsonError {
+                        kind: "error",
+                        url: loc.url(),
+                        destination: name,
+                        error: e.to_string(),
+                    },
+                )
             }
             (Err(e), false) => {
-                code = exit::FAILED;
+                summary.exit = exit::FAILED;
                 eprintln!("error: cannot list destination {name} ({}): {e}", loc.url());
                 Ok(())
             }
@@ -96,10 +101,10 @@ pub(super) async fn run(args: LsArgs, out: Output) -> Result<u8> {
         res.map_err(stdout_failed)?;
     }
     if out.json {
-        writeln!(w, "],\n\"exit\": {code}\n}}").map_err(stdout_failed)?;
+        json_line(&mut w, &summary).map_err(stdout_failed)?;
     }
     w.flush().map_err(stdout_failed)?;
-    Ok(code)
+    Ok(summary.exit)
 }
 
 /// What killed writes left at a location more than a day ago (a location whose uploads or
@@ -184,36 +189,77 @@ impl<'a> JsonArchive<'a> {
     }
 }
 
-/// A location that could not be listed, in `--json`.
+/// A destination that could not be listed: a `--json` line of its own.
 #[derive(Serialize)]
 struct JsonError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
     url: &'a str,
+    destination: &'a str,
     error: String,
 }
 
-/// The JSON document, written one archive a line as it goes rather than built in memory:
-/// `{"url": ..., "archives": [ {...}, ... ]}`.
+/// The last `--json` line of a listing that ran to its end.
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<&'a str>,
+    locations: usize,
+    archives: usize,
+    errors: usize,
+    exit: u8,
+}
+
+/// An archive or a leftover, as a `--json` line: its `type`, where it is, and its fields.
+#[derive(Serialize)]
+struct JsonItem<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<&'a str>,
+    #[serde(flatten)]
+    item: T,
+}
+
+/// One JSON object and a newline.
+fn json_line(w: &mut impl Write, line: &impl Serialize) -> std::io::Result<()> {
+    // Through a `Value`, as every other document: its keys in the map's order.
+    serde_json::to_writer(&mut *w, &serde_json::to_value(line)?)?;
+    writeln!(w)
+}
+
+/// JSON Lines, written as the listing goes rather than built in memory: one
+/// `{"type": "archive", "url", ...}` line an archive, then one `{"type": "leftover", ...}`
+/// line for each thing a killed write left.
 fn write_json(
     w: &mut impl Write,
     url: &str,
+    destination: Option<&str>,
     entries: &[Entry],
     left: &[Leftover],
 ) -> std::io::Result<()> {
-    writeln!(w, "{{")?;
-    writeln!(w, "  \"url\": {},", serde_json::Value::from(url))?;
-    write!(w, "  \"archives\": [")?;
-    for (i, e) in entries.iter().enumerate() {
-        write!(w, "{}\n    ", if i == 0 { "" } else { "," })?;
-        // Through a `Value`, as every other document: its keys in the map's order.
-        let item = serde_json::to_value(JsonArchive::of(e))?;
-        serde_json::to_writer(&mut *w, &item)?;
+    for e in entries {
+        let line = JsonItem {
+            kind: "archive",
+            url,
+            destination,
+            item: JsonArchive::of(e),
+        };
+        json_line(w, &line)?;
     }
-    write!(w, "{}]", if entries.is_empty() { "" } else { "\n  " })?;
-    if !left.is_empty() {
-        write!(w, ",\n  \"leftovers\": ")?;
-        serde_json::to_writer(&mut *w, &serde_json::to_value(left)?)?;
+    for l in left {
+        let line = JsonItem {
+            kind: "leftover",
+            url,
+            destination,
+            item: l,
+        };
+        json_line(w, &line)?;
     }
-    writeln!(w, "\n}}")
+    Ok(())
 }
 
 fn write_text(

@@ -52,10 +52,13 @@ pub struct Cli {
 /// Flags every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Print JSON on stdout instead of text (one document; ls and replicate: one per line).
+    /// Print JSON on stdout instead of text: one document with `exit` (ls and replicate: JSON
+    /// Lines, one object a line with a `type`, the last one carrying `exit`); a failure too.
     #[arg(long, global = true)]
     json: bool,
-    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    /// More of offsite's own logging on stderr (-v info, -vv debug, -vvv trace); the SDKs
+    /// underneath log only through RUST_LOG (such as RUST_LOG=aws_smithy_runtime=debug), which
+    /// replaces these levels.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Errors and warnings only: no report on stdout (a key's recipient and --json are still
@@ -261,9 +264,12 @@ impl Where {
     }
 }
 
-/// The `--json` document of a command that ended in an error.
+/// The `--json` document of a command that ended in an error; for the commands that print
+/// JSON lines (ls, replicate), one line with `"type": "error"`.
 #[derive(serde::Serialize)]
 struct Failed {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
     error: String,
     exit: u8,
 }
@@ -286,6 +292,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    let json_lines = matches!(cli.command, Command::Ls(_) | Command::Replicate(_));
     let result = runtime.block_on(async {
         match cli.command {
             Command::Push(a) => {
@@ -334,11 +341,16 @@ pub fn main() -> ExitCode {
             let code = exit::of(&e);
             if out.json {
                 let failed = Failed {
+                    kind: json_lines.then_some("error"),
                     error: format!("{e:#}"),
                     exit: code,
                 };
                 if let Ok(v) = serde_json::to_value(failed) {
-                    let _ = out.print_json(&v);
+                    let _ = if json_lines {
+                        out.print_json_line(&v)
+                    } else {
+                        out.print_json(&v)
+                    };
                 }
             }
             if e.downcast_ref::<crate::engine::restore::ThawPending>()
@@ -354,16 +366,27 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Logging on stderr. Without `-v`, offsite's own warnings; `-v` its info, `-vv` its debug,
+/// `-vvv` its trace: the cloud SDKs and HTTP stacks underneath (aws_*, hyper, reqwest,
+/// azure_*, gcloud...) log only through `RUST_LOG`, which replaces all of this. A retry is one
+/// short line of its own (`retrying s3://bucket/key (2 of 6): connection refused`), printed
+/// unless `-q`, never a log line.
 fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
+    if !quiet {
+        offsite_storage::on_retry(|r| eprintln!("{r}"));
+    }
+    let ours = match verbose {
         0 if quiet => "error",
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // `offsite` matches every target that starts with it: this crate, offsite_storage, the
+    // adapters and the policy engine.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("off,offsite={ours}")));
     // Colour only on a terminal: cron mail and journald get plain lines. NO_COLOR (any
     // non-empty value, https://no-color.org) turns it off on a terminal too.
     use std::io::IsTerminal;
@@ -373,6 +396,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr)
-        .with_target(false)
+        // Which crate said it, once there is detail to tell apart.
+        .with_target(verbose >= 2 || std::env::var_os("RUST_LOG").is_some())
         .try_init();
 }

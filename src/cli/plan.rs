@@ -403,8 +403,19 @@ fn access_text(text: &mut String, access: &[Access]) {
 /// The placement problems and the destinations that could not be checked, on stderr.
 fn print_problems(f: &Found) {
     let problems = &f.reach.problems;
+    // Each is a rule of `[placement]` against the destinations: told at the table's line.
+    let at = std::fs::read_to_string(f.file)
+        .ok()
+        .and_then(|text| {
+            offsite_policies::policy::line_at(
+                &text,
+                &[offsite_policies::policy::Step::Key("placement")],
+            )
+        })
+        .map(|l| format!("{}:{l}: ", f.file.display()))
+        .unwrap_or_default();
     for p in problems {
-        eprintln!("error: {p}");
+        eprintln!("error: {at}{p}");
     }
     for a in f.access.iter().flatten().filter(|a| !a.ok) {
         eprintln!(

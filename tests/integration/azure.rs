@@ -664,3 +664,83 @@ fn push_sets_the_lock_and_hold_through_upload_and_commit_requests_on_a_local_ser
         .filter(|r| r.line.contains("comp=block "))
         .all(|r| r.header("x-ms-immutability-policy-until-date").is_none()));
 }
+
+/// Two `azure-connection-string-env` variables that hold one account's connection string
+/// point at one place: plan and push refuse the second destination as the first's location,
+/// and neither message shows the key.
+#[test]
+fn two_connection_string_variables_for_one_account_are_one_location() {
+    let endpoint = emulator("OFFSITE_TEST_AZURITE");
+    let sb = Sandbox::new();
+    let src = sb.archive("app-20261126_020000.tar", 1000, 1);
+    let policy = |second_env: &str, second_prefix: &str| {
+        let p = sb.path("policy.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "version = 1\nname = \"app\"\n\n[encryption]\nrecipients = [\"{}\"]\n\n\
+                 [[destination]]\nname = \"dr-a\"\nurl = \"az://{AZURITE_ACCOUNT}/places/app\"\n\
+                 azure-connection-string-env = \"DR_A\"\n\n\
+                 [[destination]]\nname = \"dr-b\"\nurl = \"az://{AZURITE_ACCOUNT}/places/{second_prefix}\"\n\
+                 azure-connection-string-env = \"{second_env}\"\n\n\
+                 [placement]\ncopies = 2\nmedia = 1\noffsite = 0\n",
+                sb.recipient
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let cs = connection_string(&endpoint);
+    let with_env = || {
+        let mut c = sb.cmd();
+        c.env("DR_A", &cs)
+            .env("DR_B", &cs)
+            .env_remove("AZURE_STORAGE_CONNECTION_STRING");
+        c
+    };
+    let p = policy("DR_B", "app/");
+    for args in [vec!["plan"], vec!["push", src.to_str().unwrap()]] {
+        let o = policy_run(with_env(), &args, &p);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(
+            e.contains("destinations `dr-a`")
+                && e.contains("and `dr-b`")
+                && e.contains("are one location"),
+            "{args:?}: {e}"
+        );
+        assert!(!e.contains(AZURITE_KEY), "{e}");
+    }
+    // Another prefix in the same container is another place.
+    let p = policy("DR_B", "other");
+    let o = policy_run(with_env(), &["plan"], &p);
+    assert!(!stderr(&o).contains("are one location"), "{}", stderr(&o));
+}
+
+/// Azure with no credentials at all says which ways were tried (the variables, then Entra ID
+/// through the developer tools) and what to do, instead of the SDK's bare "Credential".
+#[test]
+fn no_azure_credentials_names_every_way_tried() {
+    let sb = Sandbox::new();
+    let empty = sb.path("no-tools");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = sb
+        .cmd()
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env_remove("AZURE_STORAGE_KEY")
+        .env_remove("AZURE_STORAGE_SAS_TOKEN")
+        .env_remove("AZURE_STORAGE_BLOB_ENDPOINT")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        // Neither az nor azd can be found.
+        .env("PATH", &empty)
+        .args(["ls", "az://offsiteacct/backups/app"])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(
+        e.contains("tried AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN (none set), then Microsoft Entra ID through the Azure CLI (az login) and the Azure Developer CLI (azd auth login), which gave no token"),
+        "{e}"
+    );
+    assert!(!e.contains(": Credential"), "{e}");
+}

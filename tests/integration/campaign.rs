@@ -78,7 +78,7 @@ impl Setup {
                 );
                 continue;
             }
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let v = ls_lines(&o.stdout);
             let mut here = false;
             for a in v["archives"].as_array().unwrap() {
                 let state = a["state"].as_str().unwrap();

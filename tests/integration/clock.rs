@@ -106,7 +106,7 @@ fn readers_see_future_dated(
 ) {
     let o = cmd().args(["ls", "--json", url]).output().unwrap();
     assert_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = ls_lines(&o.stdout);
     let of = |n: &str| {
         v["archives"]
             .as_array()

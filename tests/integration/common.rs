@@ -253,3 +253,34 @@ impl Sandbox {
         p
     }
 }
+
+/// `ls --json` output, JSON Lines, checked and grouped: every line one object with a `type`,
+/// the last one the `summary` (with `exit`) or, for a command that stopped, an `error` with
+/// `exit`. Returns `{"archives": [...], "leftovers": [...], "errors": [...], "end": LAST}`,
+/// each list in the order printed.
+pub fn ls_lines(out: &[u8]) -> serde_json::Value {
+    let text = std::str::from_utf8(out).unwrap();
+    let mut groups = serde_json::json!({"archives": [], "leftovers": [], "errors": []});
+    let mut last = serde_json::Value::Null;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object a line ({e}): {line:?}\n{text}"));
+        let group = match v["type"].as_str() {
+            Some("archive") => "archives",
+            Some("leftover") => "leftovers",
+            Some("error") => "errors",
+            Some("summary") => "summary",
+            other => panic!("a line of type {other:?}: {line}"),
+        };
+        if group != "summary" {
+            groups[group].as_array_mut().unwrap().push(v.clone());
+        }
+        last = v;
+    }
+    assert!(
+        matches!(last["type"].as_str(), Some("summary" | "error")) && last["exit"].is_u64(),
+        "the last line is the summary or the error, with exit: {text}"
+    );
+    groups["end"] = last;
+    groups
+}

@@ -58,10 +58,14 @@ fn one_location_spelled_two_ways_is_refused_naming_both() {
         .unwrap();
     assert_code(&o, 0);
 
-    // A policy: plan and push refuse it alike, naming both destinations.
+    // A policy: plan, push and status refuse it alike, naming both destinations.
     for other in [format!("{x}/"), format!("file://{dir}/./x")] {
         let p = two_destinations(&sb, &x, &other, "");
-        for args in [vec!["plan"], vec!["push", src.to_str().unwrap()]] {
+        for args in [
+            vec!["plan"],
+            vec!["push", src.to_str().unwrap()],
+            vec!["status"],
+        ] {
             let o = policy_run(sb.cmd(), &args, &p);
             assert_code(&o, 2);
             let e = stderr(&o);

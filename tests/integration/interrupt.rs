@@ -424,7 +424,7 @@ fn stale_temporary_files_are_shown_by_ls_and_status_and_removed_by_the_next_push
         .arg(sb.url("dest"))
         .output()
         .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let doc = ls_lines(&o.stdout);
     assert_eq!(doc["leftovers"][0]["kind"], "temporary", "{doc}");
     assert_eq!(doc["leftovers"][0]["size"], 4096, "{doc}");
 

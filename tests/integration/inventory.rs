@@ -51,7 +51,7 @@ fn listed(sb: &Sandbox, url: &str, extra: &[&str]) -> Vec<(String, String, Strin
         .output()
         .unwrap();
     assert_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = ls_lines(&o.stdout);
     v["archives"]
         .as_array()
         .unwrap()
@@ -475,7 +475,7 @@ async fn ten_thousand_archives_list_verify_and_restore_in_flat_memory_on_s3s() {
     ls.args(["ls", "--json", "-v", &url]);
     let (o, rss) = peak_rss_kib(ls);
     assert_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = ls_lines(&o.stdout);
     let archives = v["archives"].as_array().unwrap();
     assert_eq!(archives.len(), n);
     assert!(archives.iter().all(|a| a["state"] == "complete"));

@@ -108,6 +108,60 @@ fn there_is_a_man_page_for_every_page_the_main_page_names() {
     );
 }
 
+/// Every page `man --dir` writes, nested ones (offsite-snapshot-create.1) included, is what
+/// `offsite man NAME` prints, and a nested one is also named by its words (`snapshot create`).
+#[test]
+fn man_prints_every_page_nested_ones_too() {
+    let sb = Sandbox::new();
+    let dir = sb.path("man1");
+    let o = sb.cmd().args(["man", "--dir"]).arg(&dir).output().unwrap();
+    assert_code(&o, 0);
+    let mut nested = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let file = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(name) = file
+            .strip_suffix(".1")
+            .and_then(|f| f.strip_prefix("offsite-"))
+        else {
+            continue;
+        };
+        let page = std::fs::read_to_string(dir.join(&file)).unwrap();
+        let o = sb.cmd().args(["man", name]).output().unwrap();
+        assert_code(&o, 0);
+        assert_eq!(stdout(&o), page, "offsite man {name}");
+        if let Some((parent, child)) = name.split_once('-').filter(|(p, _)| *p == "snapshot") {
+            nested += 1;
+            let o = sb.cmd().args(["man", parent, child]).output().unwrap();
+            assert_code(&o, 0);
+            assert_eq!(stdout(&o), page, "offsite man {parent} {child}");
+        }
+    }
+    assert_eq!(
+        nested, 5,
+        "create, list, restore, delete and prune under snapshot"
+    );
+    // The page that points to them, and the one the issue could not print.
+    let snapshot = std::fs::read_to_string(dir.join("offsite-snapshot.1")).unwrap();
+    assert!(
+        snapshot.contains("offsite\\-snapshot\\-create(1)"),
+        "{snapshot}"
+    );
+    let o = sb.cmd().args(["man", "snapshot-create"]).output().unwrap();
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains(".TH offsite-snapshot-create 1"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sb
+        .cmd()
+        .args(["man", "snapshot", "nosuch"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("snapshot-create"), "{}", stderr(&o));
+}
+
 #[test]
 fn help_names_every_kind_of_location_and_what_thaw_thaws() {
     let sb = Sandbox::new();
@@ -203,7 +257,7 @@ fn ls_and_verify_call_a_copy_of_the_wrong_size_what_it_is() {
         .args(["--json", "ls", &sb.url("a")])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = ls_lines(&o.stdout);
     assert_eq!(v["archives"][0]["state"], "wrong-size");
     let o = sb.cmd().args(["verify", &sb.url("a")]).output().unwrap();
     assert_code(&o, 4);

@@ -81,16 +81,26 @@ fn a_rule_that_cannot_be_met_is_named_with_exit_3() {
         .filter(|l| !l.starts_with("lock"))
         .map(|l| format!("{l}\n"))
         .collect();
+    // Told at the line of [placement], the rules they break.
+    let line = 1 + text
+        .lines()
+        .position(|l| l.trim() == "[placement]")
+        .unwrap();
     std::fs::write(&p, text).unwrap();
     let o = policy_run(sb.cmd(), &["plan"], &p);
     assert_code(&o, 3);
     let e = stderr(&o);
+    let at = format!("{}:{line}", p.display());
     assert!(
-        e.contains("error: placement wants 4 copies; the policy has 3 destinations"),
+        e.contains(&format!(
+            "error: {at}: placement wants 4 copies; the policy has 3 destinations"
+        )),
         "{e}"
     );
     assert!(
-        e.contains("error: immutable = 1 but no destination has a lock"),
+        e.contains(&format!(
+            "error: {at}: immutable = 1 but no destination has a lock"
+        )),
         "{e}"
     );
 }

@@ -255,7 +255,7 @@ fn two_overwrites_at_once_never_leave_a_mixed_archive() {
             .args(["ls", "--json", &url])
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let v = ls_lines(&o.stdout);
         let complete = v["archives"]
             .as_array()
             .unwrap()

@@ -68,7 +68,7 @@ fn ls_json(
     }
     let o = cmd.output().unwrap();
     assert_code(&o, 0);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = ls_lines(&o.stdout);
     let mut by_name = std::collections::BTreeMap::new();
     for a in v["archives"].as_array().unwrap() {
         let name = a["archive"].as_str().unwrap();
@@ -974,7 +974,7 @@ fn a_retired_key_is_trusted_only_within_its_validity_at_the_signed_push_time() {
             .output()
             .unwrap();
         assert_code(&o, 0);
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let v = ls_lines(&o.stdout);
         v["archives"][0].clone()
     };
 

@@ -205,3 +205,189 @@ fn recipient_errors_are_in_words_and_keygen_prints_a_files_recipient() {
     assert_code(&o, 2);
     assert!(stderr(&o).contains("not an age identity"), "{}", stderr(&o));
 }
+
+/// The mode of `path`'s permission bits.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// One documented mode: every file a push or a replicate makes on a `file://` store, and the
+/// restored plaintext (also over an existing 0644 file with --force), is 0600.
+#[test]
+fn stored_copies_and_restored_files_are_mode_0600() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 5000, 4);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let o = sb
+        .cmd()
+        .args(["replicate", &sb.url("a"), &sb.url("b")])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let mut files = 0;
+    for dir in ["a", "b"] {
+        for e in std::fs::read_dir(sb.path(dir)).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 4, "data and manifest at both: {files}");
+    let out = sb.path("out");
+    std::fs::write(&out, b"old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for force in [false, true] {
+        let target = if force { "out" } else { "fresh" };
+        let mut c = sb.cmd();
+        c.args(["restore", &sb.url("a"), "--latest", "-o", target, "-i"])
+            .arg(&sb.key);
+        if force {
+            c.arg("--force");
+        }
+        let o = c.output().unwrap();
+        assert_code(&o, 0);
+        assert_eq!(mode(&sb.path(target)), 0o600, "{target}");
+        assert_eq!(
+            std::fs::read(sb.path(target)).unwrap(),
+            std::fs::read(&src).unwrap()
+        );
+    }
+}
+
+/// Retries without `-v`: one short line each on stderr, naming the location, the attempt and
+/// why, on a real refused connection; `-q` leaves them out; `-vv` is offsite's own detail
+/// (every log line from an offsite crate), never the SDK's.
+#[test]
+fn retries_are_one_short_line_each_and_sdk_logs_need_rust_log() {
+    let sb = Sandbox::new();
+    // A port nothing listens on: every connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("s3://bkt/app?endpoint=http://127.0.0.1:{port}&region=us-east-1");
+    let run = |flags: &[&str]| {
+        let o = sb
+            .cmd()
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .args(flags)
+            .args(["ls", &url])
+            .output()
+            .unwrap();
+        assert_code(&o, 1);
+        stderr(&o)
+    };
+    let e = run(&[]);
+    let retries: Vec<&str> = e.lines().filter(|l| l.starts_with("retrying")).collect();
+    assert_eq!(
+        retries,
+        (2..=6)
+            .map(|n| format!("retrying s3://bkt/app ({n} of 6): connection refused"))
+            .collect::<Vec<_>>(),
+        "{e}"
+    );
+    assert!(!e.contains("WARN") && !e.contains("attempt="), "{e}");
+    let last = e.lines().last().unwrap();
+    assert!(last.starts_with("error: cannot list s3://bkt/app"), "{e}");
+
+    let e = run(&["-q"]);
+    assert!(!e.contains("retrying"), "{e}");
+    assert!(e.starts_with("error: "), "{e}");
+
+    let e = run(&["-vv"]);
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("retrying")).count(),
+        5,
+        "{e}"
+    );
+    let mut logged = 0;
+    for l in e.lines() {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        if words.len() > 2 && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&words[1]) {
+            logged += 1;
+            assert!(words[2].starts_with("offsite"), "an SDK's line at -vv: {l}");
+        }
+    }
+    assert!(
+        logged >= 5,
+        "offsite's own debug lines, one per retry at least: {e}"
+    );
+}
+
+/// `ls --json` is JSON Lines as README says: an `archive` line each, a `summary` line last with
+/// `exit`; a destination that cannot be listed is an `error` line (exit 1); a command that
+/// stops before listing prints one `error` line with `exit`.
+#[test]
+fn ls_json_is_one_object_a_line_with_exit_in_every_form() {
+    let sb = Sandbox::new();
+    let src = sb.archive(NAME, 3000, 5);
+    assert_code(&sb.push(&src, &["a"]), 0);
+    let url = sb.url("a");
+    let o = sb.cmd().args(["--json", "ls", &url]).output().unwrap();
+    assert_code(&o, 0);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    assert_eq!(lines[0]["type"], "archive");
+    assert_eq!(lines[0]["url"], url.as_str());
+    assert_eq!(lines[0]["archive"], NAME);
+    assert_eq!(lines[0]["state"], "complete");
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"type": "summary", "locations": 1, "archives": 1, "errors": 0, "exit": 0})
+    );
+
+    // By policy, with a destination that cannot be listed (a file where a directory should be).
+    std::fs::write(sb.path("notadir"), b"x").unwrap();
+    let p = sb.path("two.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "version = 1\nname = \"app\"\n\n[encryption]\nrecipients = [\"{}\"]\n\n\
+             [[destination]]\nname = \"local\"\nurl = \"{url}\"\n\n\
+             [[destination]]\nname = \"broken\"\nurl = \"{}\"\n\n[placement]\ncopies = 1\n",
+            sb.recipient,
+            sb.url("notadir")
+        ),
+    )
+    .unwrap();
+    let o = policy_run(sb.cmd(), &["--json", "ls"], &p);
+    assert_code(&o, 1);
+    let v = ls_lines(&o.stdout);
+    assert_eq!(v["archives"][0]["destination"], "local", "{v}");
+    assert_eq!(v["errors"][0]["destination"], "broken", "{v}");
+    assert!(
+        v["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("notadir"),
+        "{v}"
+    );
+    assert_eq!(
+        v["end"],
+        serde_json::json!({"type": "summary", "policy": "app", "locations": 2, "archives": 1, "errors": 1, "exit": 1})
+    );
+
+    // Stopped before listing: one error line, with the exit status, and the error on stderr.
+    let o = sb
+        .cmd()
+        .args(["--json", "ls", &format!("{url}?bogus=1")])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["exit"], 2);
+    assert!(v["error"].as_str().unwrap().contains("bogus"), "{v}");
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+}

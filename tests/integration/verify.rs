@@ -171,7 +171,7 @@ fn ls_lists_archives_with_state() {
         .args(["--json", "ls", &sb.url("a")])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = ls_lines(&o.stdout);
     let archives = v["archives"].as_array().unwrap();
     assert_eq!(archives.len(), 2);
     let series: Vec<_> = archives.iter().map(|a| a["series"].clone()).collect();

@@ -1,7 +1,7 @@
 //! What an `az://account/container/prefix` location configures, and which credentials apply.
 
 use offsite_storage::adapter::ENGINE_KEYS;
-use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
+use offsite_storage::{AzureConnection, Error, ErrorKind, Location, Operation, Result, Scheme};
 
 /// Default block size.
 pub const DEFAULT_BLOCK: u64 = 4 << 20;
@@ -61,31 +61,6 @@ pub struct AzureConfig {
     pub concurrency: usize,
 }
 
-/// The parts of a connection string offsite uses.
-fn parse_connection_string(
-    cs: &str,
-) -> (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-) {
-    let (mut account, mut key, mut endpoint, mut sas) = (None, None, None, None);
-    for part in cs.split(';').filter(|p| !p.is_empty()) {
-        let Some((k, v)) = part.split_once('=') else {
-            continue;
-        };
-        match k.trim() {
-            "AccountName" => account = Some(v.to_string()),
-            "AccountKey" => key = Some(v.to_string()),
-            "BlobEndpoint" => endpoint = Some(v.trim_end_matches('/').to_string()),
-            "SharedAccessSignature" => sas = Some(v.trim_start_matches('?').to_string()),
-            _ => {}
-        }
-    }
-    (account, key, endpoint, sas)
-}
-
 impl AzureConfig {
     /// Reads a location and the environment's credentials.
     pub fn from_location(loc: &Location) -> Result<AzureConfig> {
@@ -109,7 +84,8 @@ impl AzureConfig {
             ));
         }
         let account = loc.bucket.clone();
-        let mut endpoint = env("AZURE_STORAGE_BLOB_ENDPOINT");
+        // One resolution of the endpoint, the one that tells places apart too.
+        let endpoint = loc.azure_endpoint(&env);
         let mut auth = None;
         // `connection-string-env=VAR` (a policy's `azure-connection-string-env`): this
         // destination's connection string is in VAR, not in AZURE_STORAGE_CONNECTION_STRING.
@@ -126,11 +102,13 @@ impl AzureConfig {
             None => "AZURE_STORAGE_CONNECTION_STRING",
         };
         if let Some(cs) = env(cs_var) {
-            let (acct, key, ep, sas) = parse_connection_string(&cs);
+            let AzureConnection {
+                account: acct,
+                key,
+                sas,
+                ..
+            } = AzureConnection::parse(&cs);
             if acct.as_deref().is_some_and(|a| a == account) || acct.is_none() {
-                if let Some(ep) = ep {
-                    endpoint = Some(ep);
-                }
                 auth = match (key, sas) {
                     (Some(key), _) => Some(AzureAuth::SharedKey { key }),
                     (None, Some(token)) => Some(AzureAuth::Sas { token }),
@@ -151,16 +129,14 @@ impl AzureConfig {
             account: account.clone(),
             container: loc.container.clone().unwrap_or_default(),
             prefix: loc.prefix.clone(),
-            endpoint: endpoint
-                .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net")),
+            endpoint,
             auth: auth.unwrap_or(AzureAuth::EntraId),
             block_size: DEFAULT_BLOCK,
             concurrency: 4,
         };
         for (k, v) in &loc.query {
             match k.as_str() {
-                "endpoint" => cfg.endpoint = v.trim_end_matches('/').to_string(),
-                "connection-string-env" => {}
+                "endpoint" | "connection-string-env" => {}
                 "block-size-mib" => {
                     let mib: u64 = v.parse().ok().filter(|m| (1..=4000).contains(m)).ok_or_else(|| {
                         bad(format!("block-size-mib={v:?} is out of range"), "give a whole number of MiB from 1 to 4000")

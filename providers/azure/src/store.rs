@@ -71,16 +71,45 @@ impl std::fmt::Debug for AzureStore {
 }
 
 fn entra_credential() -> azure_core::Result<Arc<dyn azure_core::credentials::TokenCredential>> {
-    // Kubernetes workload identity, then a managed identity where one is advertised, else the
-    // developer's az / azd login.
-    if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-        return Ok(azure_identity::WorkloadIdentityCredential::new(None)?);
+    Ok(match EntraSource::of_env() {
+        EntraSource::Workload => azure_identity::WorkloadIdentityCredential::new(None)?,
+        EntraSource::Managed => azure_identity::ManagedIdentityCredential::new(None)?,
+        EntraSource::DeveloperTools => azure_identity::DeveloperToolsCredential::new(None)?,
+    })
+}
+
+/// Where a Microsoft Entra ID token is asked for: Kubernetes workload identity, then a managed
+/// identity where one is advertised, else the developer's az / azd login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntraSource {
+    Workload,
+    Managed,
+    DeveloperTools,
+}
+
+impl EntraSource {
+    fn of_env() -> EntraSource {
+        if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+            EntraSource::Workload
+        } else if std::env::var_os("IDENTITY_ENDPOINT").is_some()
+            || std::env::var_os("MSI_ENDPOINT").is_some()
+        {
+            EntraSource::Managed
+        } else {
+            EntraSource::DeveloperTools
+        }
     }
-    if std::env::var_os("IDENTITY_ENDPOINT").is_some() || std::env::var_os("MSI_ENDPOINT").is_some()
-    {
-        return Ok(azure_identity::ManagedIdentityCredential::new(None)?);
+
+    /// The way tried, in words, for the error when it gave no token.
+    pub(crate) fn words(self) -> &'static str {
+        match self {
+            EntraSource::Workload => "workload identity (AZURE_FEDERATED_TOKEN_FILE)",
+            EntraSource::Managed => "the managed identity endpoint (IDENTITY_ENDPOINT)",
+            EntraSource::DeveloperTools => {
+                "the Azure CLI (az login) and the Azure Developer CLI (azd auth login)"
+            }
+        }
     }
-    Ok(azure_identity::DeveloperToolsCredential::new(None)?)
 }
 
 impl AzureStore {
@@ -116,7 +145,7 @@ impl AzureStore {
                 container,
                 cfg,
                 url: url.to_string(),
-                retry: RetryPolicy::default(),
+                retry: RetryPolicy::default().at(url),
             }),
         })
     }
@@ -292,6 +321,7 @@ impl Inner {
             container: &self.cfg.container,
             key,
             auth: self.cfg.auth.method(),
+            entra: (self.cfg.auth == AzureAuth::EntraId).then(EntraSource::of_env),
         }
     }
 
@@ -731,7 +761,7 @@ impl Storage for AzureStore {
             options,
             part,
             self.inner.cfg.concurrency,
-            self.inner.retry,
+            self.inner.retry.clone(),
         )))
     }
 

@@ -63,7 +63,7 @@ impl GcsStore {
                 clients,
                 cfg,
                 url: url.to_string(),
-                retry: RetryPolicy::default(),
+                retry: RetryPolicy::default().at(url),
             }),
         })
     }

@@ -70,7 +70,7 @@ impl S3Store {
                 cfg,
                 region,
                 url: url.to_string(),
-                retry: RetryPolicy::default(),
+                retry: RetryPolicy::default().at(url),
                 copy_part_threshold: COPY_OBJECT_MAX,
             }),
         }
@@ -93,7 +93,7 @@ impl S3Store {
                 cfg,
                 region,
                 url: url.to_string(),
-                retry: RetryPolicy::default(),
+                retry: RetryPolicy::default().at(url),
                 copy_part_threshold: COPY_OBJECT_MAX,
             }),
         }
@@ -291,7 +291,7 @@ impl Storage for S3Store {
             options,
             part_size,
             self.inner.cfg.concurrency,
-            self.inner.retry,
+            self.inner.retry.clone(),
         )))
     }
 

@@ -30,8 +30,8 @@ mod types;
 pub mod conformance;
 
 pub use error::{Error, ErrorKind, Operation, Result};
-pub use local::{LocalStore, Temporary};
-pub use location::{Location, Place, Scheme};
+pub use local::{LocalStore, Temporary, FILE_MODE};
+pub use location::{AzureConnection, Location, Place, Scheme};
 pub use memory::MemoryStore;
 pub use multipart::{
     composite_sha256, part_size_for, Multipart, MultipartWriter, Part, PartLimits, PartReceipt,
@@ -40,7 +40,7 @@ pub use resumable::{
     upload, Extent, InFlightBudget, ObjectSource, RangedSource, Upload, UploadRecord, Uploaded,
     DEFAULT_CONCURRENCY,
 };
-pub use retry::RetryPolicy;
+pub use retry::{on_retry, RetryPolicy, Retrying};
 pub use sequential::{ObjectDigest, Sequential, SessionState};
 pub use snapshots::{
     derived_name, parse_tag_time, snapshot_unsupported, tag_time, tags, CopySnapshot,

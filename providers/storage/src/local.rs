@@ -5,8 +5,13 @@
 //! fsynced, then renamed into place (or hard-linked, for create-only writes, which fails
 //! atomically when the name is taken), and the directory is fsynced: a reader sees the whole
 //! file or nothing. User metadata lives in a hidden sidecar (`.offsite-meta-NAME.json`).
+//!
+//! Every file the store makes (objects, sidecars, copies) has mode 0600, [`FILE_MODE`]: made
+//! with that mode, so the umask can only take bits away, and a copy or link is set to it.
+//! Manifests name archives and their hashes; a backup directory is often shared.
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -71,6 +76,7 @@ impl LocalStore {
             }
             let tmp = Scratch::register(&tmp_path(&dest))?;
             std::fs::hard_link(&src, tmp.path())?;
+            private(tmp.path())?;
             publish(tmp.path(), &dest, if_not_exists, &Metadata::new())
                 .map(|()| Receipt::new(k, size, None))
         })
@@ -210,6 +216,23 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The mode of every file a [`LocalStore`] makes: read and write for the owner only.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates a new file (never one that exists) with [`FILE_MODE`], less what the umask takes.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// Sets a file made some other way (a copy, a link) to [`FILE_MODE`].
+fn private(path: &Path) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))
+}
+
 /// Moves a finished temporary file into place: rename (replacing) or, for create-only writes,
 /// hard link (which fails with `AlreadyExists` atomically) then unlink the temporary name.
 /// Then writes or clears the metadata sidecar and fsyncs the directory.
@@ -233,7 +256,7 @@ fn publish(
         }
     } else {
         let meta_tmp = Scratch::register(&tmp_path(&meta))?;
-        let mut f = std::fs::File::create(meta_tmp.path())?;
+        let mut f = create_private(meta_tmp.path())?;
         f.write_all(&serde_json::to_vec(metadata).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
         std::fs::rename(meta_tmp.path(), &meta)?;
@@ -405,10 +428,7 @@ impl Storage for LocalStore {
             if let Some(dir) = d.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&t)
+            create_private(&t)
         })
         .await
         .map_err(|e| self.io_err(Operation::Put, key, e))?;
@@ -582,6 +602,8 @@ impl Storage for LocalStore {
             }
             let tmp = Scratch::register(&tmp_path(&dest))?;
             let size = std::fs::copy(&src, tmp.path())?;
+            // `fs::copy` carries the source's mode over; a copy gets the store's.
+            private(tmp.path())?;
             std::fs::File::open(tmp.path())?.sync_all()?;
             publish(tmp.path(), &dest, options.if_not_exists, &metadata)?;
             Ok(Receipt::new(to_key, size, None))

@@ -105,6 +105,52 @@ pub struct Place {
     path: String,
 }
 
+/// The parts of an Azure storage connection string
+/// (`DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...;BlobEndpoint=...`) that offsite
+/// uses. `Debug` shows the account and endpoint, never the key or the SAS.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AzureConnection {
+    /// `AccountName`.
+    pub account: Option<String>,
+    /// `AccountKey`, base64.
+    pub key: Option<String>,
+    /// `BlobEndpoint`, without a trailing `/`.
+    pub endpoint: Option<String>,
+    /// `SharedAccessSignature`, without a leading `?`.
+    pub sas: Option<String>,
+}
+
+impl fmt::Debug for AzureConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureConnection")
+            .field("account", &self.account)
+            .field("endpoint", &self.endpoint)
+            .field("has_key", &self.key.is_some())
+            .field("has_sas", &self.sas.is_some())
+            .finish()
+    }
+}
+
+impl AzureConnection {
+    /// Reads the `Key=Value;` pairs offsite uses; others are ignored.
+    pub fn parse(cs: &str) -> AzureConnection {
+        let mut c = AzureConnection::default();
+        for part in cs.split(';').filter(|p| !p.is_empty()) {
+            let Some((k, v)) = part.split_once('=') else {
+                continue;
+            };
+            match k.trim() {
+                "AccountName" => c.account = Some(v.to_string()),
+                "AccountKey" => c.key = Some(v.to_string()),
+                "BlobEndpoint" => c.endpoint = Some(v.trim_end_matches('/').to_string()),
+                "SharedAccessSignature" => c.sas = Some(v.trim_start_matches('?').to_string()),
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.original)
@@ -317,17 +363,29 @@ impl Location {
     }
 
     /// What the location points at, for telling two spellings of one place apart
-    /// (`file:///x` and `file:///x/`, `file:///x/./y` and `file:///x//y`).
+    /// (`file:///x` and `file:///x/`, `file:///x/./y` and `file:///x//y`). An Azure location's
+    /// endpoint is the one it resolves to (see [`Location::azure_endpoint`]), so two
+    /// `connection-string-env` variables that hold one account's connection string are one
+    /// place. Reads the process environment; [`Location::place_with`] takes another.
     pub fn place(&self) -> Place {
-        let endpoint = ["endpoint", "connection-string-env"]
-            .iter()
-            .filter_map(|k| {
-                self.query
-                    .get(*k)
-                    .map(|v| format!("{k}={}", v.trim_end_matches('/').to_ascii_lowercase()))
-            })
-            .collect::<Vec<_>>()
-            .join("&");
+        self.place_with(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// [`Location::place`] with an explicit environment (tests).
+    pub fn place_with(&self, env: impl Fn(&str) -> Option<String>) -> Place {
+        let endpoint = if self.scheme == Scheme::Azure {
+            format!("endpoint={}", self.azure_endpoint(env).to_ascii_lowercase())
+        } else {
+            ["endpoint", "connection-string-env"]
+                .iter()
+                .filter_map(|k| {
+                    self.query
+                        .get(*k)
+                        .map(|v| format!("{k}={}", v.trim_end_matches('/').to_ascii_lowercase()))
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        };
         let path = match &self.path {
             Some(p) => p
                 .components()
@@ -344,6 +402,30 @@ impl Location {
             container: self.container.as_ref().map(|c| c.to_ascii_lowercase()),
             path,
         }
+    }
+
+    /// The blob endpoint an `az://` location's requests go to, without a trailing `/`: the
+    /// URL's `endpoint=`, else the `BlobEndpoint` of the connection string in the variable
+    /// `connection-string-env=` names (default `AZURE_STORAGE_CONNECTION_STRING`) when that
+    /// string is for this account or names none, else `AZURE_STORAGE_BLOB_ENDPOINT`, else
+    /// `https://ACCOUNT.blob.core.windows.net`. Only the endpoint is read from the connection
+    /// string; its key never leaves [`AzureConnection`].
+    pub fn azure_endpoint(&self, env: impl Fn(&str) -> Option<String>) -> String {
+        if let Some(ep) = self.query.get("endpoint") {
+            return ep.trim_end_matches('/').to_string();
+        }
+        let var = self
+            .query
+            .get("connection-string-env")
+            .map_or("AZURE_STORAGE_CONNECTION_STRING", String::as_str);
+        env(var)
+            .map(|cs| AzureConnection::parse(&cs))
+            .filter(|c| c.account.as_deref().is_none_or(|a| a == self.bucket))
+            .and_then(|c| c.endpoint)
+            .or_else(|| {
+                env("AZURE_STORAGE_BLOB_ENDPOINT").map(|e| e.trim_end_matches('/').to_string())
+            })
+            .unwrap_or_else(|| format!("https://{}.blob.core.windows.net", self.bucket))
     }
 
     /// A copy with `sub` added under the prefix (the policy's `prefix`, `--prefix`).
@@ -509,6 +591,43 @@ mod tests {
         ] {
             assert_ne!(place(a), place(b), "{a} {b}");
         }
+    }
+
+    #[test]
+    fn two_connection_string_variables_for_one_account_are_one_place() {
+        const AZURITE: &str = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/;";
+        const OTHER: &str = "AccountName=devstoreaccount1;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:20000/devstoreaccount1";
+        let env = |k: &str| match k {
+            "A" | "B" => Some(AZURITE.to_string()),
+            "C" => Some(OTHER.to_string()),
+            _ => None,
+        };
+        let place = |u: &str| Location::parse(u).unwrap().place_with(env);
+        let a = place("az://devstoreaccount1/cont/p?connection-string-env=A");
+        assert_eq!(
+            a,
+            place("az://devstoreaccount1/cont/p/?connection-string-env=B")
+        );
+        assert_eq!(
+            a,
+            place("az://devstoreaccount1/cont/p?endpoint=http://127.0.0.1:10000/devstoreaccount1")
+        );
+        assert_ne!(
+            a,
+            place("az://devstoreaccount1/cont/p?connection-string-env=C")
+        );
+        assert_ne!(
+            a,
+            place("az://devstoreaccount1/cont/q?connection-string-env=B")
+        );
+        // Without a connection string, the account's public endpoint.
+        assert_eq!(
+            Location::parse("az://acct/cont")
+                .unwrap()
+                .azure_endpoint(|_| None),
+            "https://acct.blob.core.windows.net"
+        );
+        assert!(!format!("{:?}", AzureConnection::parse(AZURITE)).contains("c2VjcmV0"));
     }
 
     #[test]

@@ -211,7 +211,7 @@ impl MultipartWriter {
         })?;
         let part = Part::new(number, data);
         let store = Arc::clone(&self.store);
-        let retry = self.retry;
+        let retry = self.retry.clone();
         let key = self.key.clone();
         let id = self.upload_id.clone().expect("created above");
         self.in_flight.push(Box::pin(async move {

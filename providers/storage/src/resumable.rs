@@ -223,7 +223,7 @@ async fn upload_parts(
     source: &dyn RangedSource,
     record: &(dyn Fn(&UploadRecord) + Send + Sync),
 ) -> Result<Uploaded> {
-    let (key, options, retry) = (up.key, up.options, up.retry);
+    let (key, options, retry) = (up.key, up.options, &up.retry);
     let limits = mp.limits();
     let caps = up.store.capabilities();
     let preferred = caps.part_size.unwrap_or(limits.min_part_size);
@@ -392,7 +392,7 @@ async fn send_parts(
                 reused += 1;
             }
             _ => {
-                let (mp, key, retry) = (Arc::clone(mp), up.key, up.retry);
+                let (mp, key, retry) = (Arc::clone(mp), up.key, up.retry.clone());
                 in_flight.push(Box::pin(async move {
                     let _room = room;
                     retry.run(|| mp.upload_part(key, id, part.clone())).await
@@ -442,7 +442,7 @@ async fn upload_session(
     source: &dyn RangedSource,
     record: &(dyn Fn(&UploadRecord) + Send + Sync),
 ) -> Result<Uploaded> {
-    let (key, retry) = (up.key, up.retry);
+    let (key, retry) = (up.key, &up.retry);
     let chunk = seq.chunk_size().max(seq.granularity()).max(1);
     let mut resumed_from = None;
     let mut session = None;
@@ -507,7 +507,7 @@ async fn send_chunks(
     chunk: u64,
     start: u64,
 ) -> Result<(Receipt, Vec<Checksum>)> {
-    let (key, retry) = (up.key, up.retry);
+    let (key, retry) = (up.key, &up.retry);
     let mut offset = start;
     let mut digest = digest_prefix(seq, source, offset).await?;
     let mut failures = 0u32;

@@ -108,7 +108,7 @@ pub(super) async fn transfer(
                 options: &options,
                 prior,
                 budget: Some(&budget),
-                retry: RetryPolicy::default(),
+                retry: RetryPolicy::default().at(dest.store.url()),
             };
             let res = offsite_storage::upload(up, &spool, &|record| {
                 *started.lock().expect("record lock") = Some(record.clone());

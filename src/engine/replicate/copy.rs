@@ -254,7 +254,7 @@ async fn streamed_resumable(
         options: &options,
         prior,
         budget: Some(&shared.budget),
-        retry: RetryPolicy::default(),
+        retry: RetryPolicy::default().at(dst.store.url()),
     };
     let done = offsite_storage::upload(up, &source, &record).await?;
     let _ = std::fs::remove_file(&path);

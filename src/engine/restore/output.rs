@@ -3,6 +3,7 @@
 //! bytes already written.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -159,9 +160,12 @@ impl TempFile {
         let path = dir_of(target).join(format!("{}{:08x}", partial_prefix(target), rand_tag()));
         let create = || -> std::io::Result<(Scratch, std::fs::File)> {
             let scratch = Scratch::register(&path)?;
+            // The restored plaintext is private, as a stored copy is: mode 0600, less what the
+            // umask takes; renamed into place, it replaces the old file's mode with --force.
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(offsite_storage::FILE_MODE)
                 .open(&path)?;
             // Held while the file is open: what tells a running restore's file from a
             // killed one's.
