@@ -78,6 +78,7 @@ async fn drill_one(loc: &Opened, req: &DrillRequest<'_>) -> Vec<CopyReport> {
         depth: Depth::Drill,
         verdict,
         detail,
+        restore: None,
     };
     let entries = match scan(loc, &req.options).await {
         Ok(entries) => entries,

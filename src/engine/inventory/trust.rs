@@ -208,6 +208,7 @@ mod tests {
             tool: "offsite 0".into(),
             archive: Some(archive.into()),
             stored_sha256: Some(sha.into()),
+            restore: None,
         };
         let counts = |r: &VerifiedRecord, k: Option<&SigningKey>| {
             let (back, signed) = VerifiedRecord::parse(&r.to_bytes(k)).unwrap();
