@@ -18,6 +18,8 @@
 #   PIN               1: server on CPU 1, clients on CPU 0 (needs 2+ CPUs); 0: none (default 1)
 #   PROFILE           release (lib.sh's build_offsite) or debug (`cargo build`, for a quick
 #                     look; its numbers favour the stock tools)                   (default release)
+#   OFFSITE           a built offsite binary to measure instead of building one (PROFILE then
+#                     only names it in the report)
 #   BENCH_DIR         work directory; default a fresh `mktemp -d` under /tmp, removed on exit
 #   CARGO_TARGET_DIR  cargo target directory (default $HOME/.cache/offsite/target)
 #   OFFSITE_TOOLS_DIR where tests/emulators/install.sh keeps s3s-fs (default $HOME/.cache/offsite/tools)
@@ -44,7 +46,10 @@ S3S_FS=$(latest_tool 's3s-fs-*/bin/s3s-fs')
 [[ -n $S3S_FS && -x $S3S_FS ]] || die "no s3s-fs under $TOOLS after tests/emulators/install.sh"
 
 setup_pin s3s-fs
-if [[ $PROFILE == release ]]; then
+if [[ -n ${OFFSITE:-} ]]; then
+    [[ -x $OFFSITE ]] || die "OFFSITE=$OFFSITE is not an executable"
+    log "measuring the given binary $OFFSITE (no build)"
+elif [[ $PROFILE == release ]]; then
     build_offsite
 else
     log "building: nice -n 10 cargo build --bin offsite (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
