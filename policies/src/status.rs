@@ -408,11 +408,20 @@ impl<'a> Speeds<'a> {
                     reasons.join("; ")
                 ));
             }
-            None if !estimates.is_empty() => unjudged.push(format!(
-                "rto {span}: not judged for {series} yet: no drill has measured a restore at {}, and no other destination holding {} is within it; run offsite drill",
-                why(Reach::Unmeasured).join(", "),
-                newest.name
-            )),
+            None if !estimates.is_empty() => {
+                let unmeasured = why(Reach::Unmeasured).join(", ");
+                let others = if reaches.iter().all(|r| *r == Reach::Unmeasured) {
+                    String::new()
+                } else {
+                    format!(
+                        " (the other destinations holding {} cannot restore it within {span})",
+                        newest.name
+                    )
+                };
+                unjudged.push(format!(
+                    "rto {span}: not judged for {series} yet: no drill has measured a restore at {unmeasured}{others}; run offsite drill"
+                ))
+            }
             _ => {}
         }
         (met, estimates)
@@ -746,7 +755,7 @@ mod tests {
         assert!(s.ok(), "{:?}", s.unmet);
         assert_eq!(
             s.unjudged,
-            ["rto 30min: not judged for app-*.tar.gz yet: no drill has measured a restore at local, and no other destination holding app-20261126_020000.tar.gz is within it; run offsite drill"]
+            ["rto 30min: not judged for app-*.tar.gz yet: no drill has measured a restore at local (the other destinations holding app-20261126_020000.tar.gz cannot restore it within 30min); run offsite drill"]
         );
         let r = &s.series[0].restore;
         assert_eq!((r[0].rto, r[0].estimate), (Some(Reach::Unmeasured), None));

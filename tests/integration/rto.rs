@@ -81,7 +81,7 @@ fn rto_on_local_disk_is_not_judged_before_a_drill_then_met_and_missed() {
     let out = stdout(&o);
     assert!(out.contains("rto 30min, verify-every not set"), "{out}");
     assert!(
-        out.contains("note: rto 30min: not judged for app-backup-*.tar.gz yet: no drill has measured a restore at local"),
+        out.contains("note: rto 30min: not judged for app-backup-*.tar.gz yet: no drill has measured a restore at local; run offsite drill"),
         "{out}"
     );
     assert!(out.contains("not judged"), "{out}");
