@@ -148,8 +148,38 @@ pub struct Manifest {
     pub metadata: Option<serde_json::Value>,
     /// When this copy was committed.
     pub pushed: DateTime<Utc>,
+    /// How long the push took to store this copy, and its throughput (absent from manifests
+    /// of older builds and of replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushTiming>,
     /// `offsite X.Y.Z`.
     pub tool: String,
+}
+
+/// How long a push took to store one copy: from the push's start (reading, encrypting and
+/// sending overlap) until the provider held the whole data object, before the manifest.
+/// `{"seconds": 4.2, "bytes_per_second": 25000000.0}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PushTiming {
+    /// Seconds.
+    pub seconds: f64,
+    /// Stored bytes per second (absent for a copy too quick to time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<f64>,
+}
+
+// Measured times and JSON numbers are never NaN (JSON has none): equality is total.
+impl Eq for PushTiming {}
+
+impl PushTiming {
+    /// The timing of `bytes` stored in `took`.
+    pub fn of(bytes: u64, took: std::time::Duration) -> PushTiming {
+        let seconds = took.as_secs_f64();
+        PushTiming {
+            seconds,
+            bytes_per_second: (seconds > 0.0).then(|| bytes as f64 / seconds),
+        }
+    }
 }
 
 impl Manifest {
@@ -328,6 +358,9 @@ pub struct VerifiedRecord {
         deserialize_with = "known_contents"
     )]
     pub contents: Option<RecordedContents>,
+    /// How long a drill's restore took (absent from deep verifies and older builds' records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreTiming>,
 }
 
 /// What a deep check or drill found inside an archive's plaintext, as recorded:
@@ -360,6 +393,46 @@ fn known_contents<'de, D: serde::Deserializer<'de>>(
 ) -> Result<Option<RecordedContents>, D::Error> {
     let v = Option::<serde_json::Value>::deserialize(d)?;
     Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+
+/// A drill's restore, measured: the stored bytes read back, decrypted and hashed, and how
+/// long that took. `{"seconds": 12.3, "bytes": N, "bytes_per_second": X}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RestoreTiming {
+    /// Seconds.
+    pub seconds: f64,
+    /// Stored bytes restored.
+    pub bytes: u64,
+    /// Stored bytes per second (absent for a restore too quick to time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<f64>,
+}
+
+// Measured times and JSON numbers are never NaN (JSON has none): equality is total.
+impl Eq for RestoreTiming {}
+
+impl RestoreTiming {
+    /// The timing of `bytes` restored in `took`.
+    pub fn of(bytes: u64, took: std::time::Duration) -> RestoreTiming {
+        let seconds = took.as_secs_f64();
+        RestoreTiming {
+            seconds,
+            bytes,
+            bytes_per_second: (seconds > 0.0).then(|| bytes as f64 / seconds),
+        }
+    }
+
+    /// The measurement as status reads it, taken at `at`; `None` for a time no clock gives
+    /// (negative or not finite: a damaged or forged record).
+    pub fn measured(&self, at: DateTime<Utc>) -> Option<offsite_policies::rto::Measured> {
+        let took = std::time::Duration::try_from_secs_f64(self.seconds).ok()?;
+        Some(offsite_policies::rto::Measured {
+            at,
+            bytes: self.bytes,
+            took,
+        })
+    }
 }
 
 impl VerifiedRecord {
@@ -547,6 +620,7 @@ pub(crate) mod tests_support {
             retain_until: None,
             metadata: None,
             pushed: at,
+            push: None,
             tool: tool_version(),
         }
     }
@@ -716,6 +790,35 @@ mod tests {
     }
 
     #[test]
+    fn the_push_timing_is_optional_and_signed_with_the_manifest() {
+        let key = SigningKey::generate("host-a");
+        let m = Manifest {
+            push: Some(PushTiming::of(
+                10_000,
+                std::time::Duration::from_millis(2500),
+            )),
+            ..sample("app-20261126_020000.tgz")
+        };
+        let bytes = ManifestFile::signed_bytes(&m, &key);
+        let f = ManifestFile::parse(&bytes).unwrap();
+        assert_eq!(f.manifest, m);
+        let signed: serde_json::Value = serde_json::from_str(&f.signature.unwrap().signed).unwrap();
+        assert_eq!(
+            signed["push"],
+            serde_json::json!({"seconds": 2.5, "bytes_per_second": 4000.0})
+        );
+        // An older build's manifest has none, and says none.
+        let old = sample("app-20261126_020000.tgz");
+        assert_eq!(old.push, None);
+        let v = serde_json::to_value(&old).unwrap();
+        assert!(v.get("push").is_none(), "{v}");
+        assert_eq!(
+            PushTiming::of(5, std::time::Duration::ZERO).bytes_per_second,
+            None
+        );
+    }
+
+    #[test]
     fn signed_manifests_are_an_envelope_over_the_format_1_bytes() {
         let key = SigningKey::generate("host-a");
         let m = sample("app-20261126_020000.tgz");
@@ -819,6 +922,7 @@ mod tests {
                 retain_until: Some(t),
                 metadata: encrypted.then(|| serde_json::json!({"host": "db1", "size": 3})),
                 pushed: t,
+                push: None,
                 tool: tool_version(),
             };
             let json = serde_json::to_vec(&m).unwrap();

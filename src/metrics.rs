@@ -41,7 +41,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_last_proof_timestamp_seconds", "When a deep verify or drill last passed at the destination (Unix time)."),
     ("offsite_last_proof_age_seconds", "Age of the last passed deep verify or drill at the destination."),
     ("offsite_verify_every_seconds", "The policy's verify-every."),
-    ("offsite_rules_unmet", "Rules of the policy (placement, rpo, verify-every, snapshots) that do not hold."),
+    ("offsite_rules_unmet", "Rules of the policy (placement, rpo, rto, verify-every, snapshots) that do not hold."),
     ("offsite_drill_copies_proven", "Copies the last drill restored and proved."),
     ("offsite_drill_copies_failed", "Copies the last drill found damaged or could not read."),
     ("offsite_prune_archives_kept", "Archive copies the last prune kept, across destinations."),
@@ -67,6 +67,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("offsite_snapshot_prune_planned", "Snapshots the last snapshot prune's plan deletes, across regions."),
     ("offsite_snapshot_prune_deleted", "Snapshots the last snapshot prune deleted."),
     ("offsite_replicate_deletes_refused", "1 when a guard refused the last replication's deletions (nothing deleted), else 0."),
+    ("offsite_push_seconds", "How long the last push took to store the archive at the destination, from its start until the provider held the whole data object."),
+    ("offsite_push_bytes_per_second", "Stored bytes per second of the last push to the destination."),
+    ("offsite_restore_seconds", "How long the restore of a drill took at the destination (drill: this run's; status: the newest a passed drill recorded)."),
+    ("offsite_restore_bytes", "Stored bytes that restore read back."),
+    ("offsite_restore_bytes_per_second", "Stored bytes per second that restore reached."),
+    ("offsite_restore_estimate_seconds", "Estimated time to restore the newest complete archive of the series from the destination: the storage class's thaw time plus its size at the destination's last measured throughput."),
+    ("offsite_rto_seconds", "The policy's rto."),
+    ("offsite_rto_met", "1 when a destination holding the newest complete archive of the series can restore it within rto, else 0; absent while not judged (no drill measured a destination that could)."),
 ];
 
 /// Where a job's metrics go, shared by every job command.

@@ -20,3 +20,18 @@ pub fn human_bytes(n: u64) -> String {
 pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
+
+/// A throughput: `12.3 MiB/s`, or `-` for none (a transfer too quick to time).
+pub fn rate(bytes_per_second: Option<f64>) -> String {
+    match bytes_per_second {
+        Some(r) if r.is_finite() && r >= 0.0 => format!("{}/s", human_bytes(r as u64)),
+        _ => "-".into(),
+    }
+}
+
+/// A measured time in seconds: `0.4s`, `2m 5s` (see [`offsite_policies::rto::duration_words`]).
+pub fn seconds(s: f64) -> String {
+    std::time::Duration::try_from_secs_f64(s)
+        .map(offsite_policies::rto::duration_words)
+        .unwrap_or_else(|_| "-".into())
+}

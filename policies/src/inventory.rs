@@ -116,6 +116,8 @@ pub struct Proof {
     pub deep: bool,
     /// Whether it passed.
     pub passed: bool,
+    /// The restore a drill measured (how many bytes in how long), when it recorded one.
+    pub restore: Option<crate::rto::Measured>,
 }
 
 /// One copy of an archive at one destination.

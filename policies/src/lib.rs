@@ -10,7 +10,8 @@
 //! [`replication`], the streaming plan that `offsite replicate` carries out; and [`snapshots`],
 //! what `offsite snapshot prune` keeps of each volume's snapshots; and [`snapshot_status`], how
 //! each volume's snapshots stand region by region (what `status` reports and prune reads); and
-//! [`signing`], the keys that sign manifests and the signers a reader trusts.
+//! [`signing`], the keys that sign manifests and the signers a reader trusts; and [`rto`], how
+//! long a restore from each destination would take against the policy's `rto`.
 
 pub mod clock;
 pub mod duration;
@@ -20,6 +21,7 @@ pub mod placement;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod rto;
 pub mod signing;
 pub mod snapshot_status;
 pub mod snapshots;

@@ -4,7 +4,8 @@
 //! kind. An identity (a secret key) anywhere in the file is refused before the TOML is even
 //! parsed, and never echoed: a parse error message must not carry it either.
 //!
-//! Optional keys and their defaults: `prefix` (none), `rpo` and `verify-every` (not checked),
+//! Optional keys and their defaults: `prefix` (none), `rpo`, `rto` and `verify-every` (not
+//! checked),
 //! `[encryption]` (required, or `unencrypted = true`, when there is a destination), a destination's `offsite` (false for
 //! `file://` and `memory://`, true for clouds), `storage-class` (the provider's default), `lock`
 //! (none), `lock-days` (7 with a lock), `legal-hold` (false), `retention` (the policy's),
@@ -42,6 +43,11 @@ pub struct Policy {
     /// A deep verify or drill must have proven a copy this recently.
     #[serde(default)]
     pub verify_every: Option<Span>,
+    /// Some destination holding the newest archive of each series must be able to restore
+    /// it this fast, by what drills measured there and its storage class's thaw time
+    /// ([`crate::rto`]).
+    #[serde(default)]
+    pub rto: Option<Span>,
     /// How far an archive's creation time may run ahead of the clocks that judge it (this
     /// host's, the store's, the push time) before it is future-dated; default 1h.
     #[serde(default)]
@@ -837,6 +843,11 @@ impl Policy {
                     "verify-every",
                     "verify-every asks for proof of archives",
                 ),
+                (
+                    self.rto.is_some(),
+                    "rto",
+                    "rto asks how fast archives restore",
+                ),
             ] {
                 if given {
                     return Err(Semantic::at(&[Step::Key(at)], format!("{key}, and this policy has no [[destination]]: add destinations or remove it")));
@@ -934,11 +945,12 @@ impl Policy {
         self.check_snapshots()
     }
 
-    /// Values a key may not hold whatever the rest says: an `rpo` or `verify-every` of no time
-    /// (never met), `copies = 0` (a policy that keeps nothing).
+    /// Values a key may not hold whatever the rest says: an `rpo`, `rto` or `verify-every` of
+    /// no time (never met), `copies = 0` (a policy that keeps nothing).
     fn check_values(&self) -> Result<(), ValueError> {
         for (key, span, example) in [
             ("rpo", self.rpo, "26h"),
+            ("rto", self.rto, "30min"),
             ("verify-every", self.verify_every, "7d"),
         ] {
             if let Some(s) = span.filter(Span::is_zero) {
@@ -1403,6 +1415,33 @@ mod tests {
         assert_eq!(p.placement, Placement::default());
         assert!(!p.destinations[0].is_offsite());
         assert_eq!(p.push_destinations().count(), 1);
+    }
+
+    #[test]
+    fn rto_is_a_duration_whose_bare_m_and_zero_are_refused() {
+        let with = |rto: &str| {
+            base("").replacen(
+                "name = \"app\"",
+                &format!("name = \"app\"\nrto = \"{rto}\""),
+                1,
+            )
+        };
+        let p = Policy::parse(&with("30min"), "p.toml").unwrap();
+        assert_eq!(p.rto, Some(Span::parse("30min").unwrap()));
+        assert_eq!(Policy::parse(&base(""), "p.toml").unwrap().rto, None);
+        let e = err(&with("30m"));
+        assert!(
+            e.contains("30m could be 30 minutes or 30 months; write 30min or 30mo"),
+            "{e}"
+        );
+        let e = err(&with("0min"));
+        assert!(
+            e.contains("rto = \"0h\": no time can never be met; write how long may pass, such as rto = \"30min\""),
+            "{e}"
+        );
+        // A policy of snapshots alone restores no archives.
+        let only = "version = 1\nname = \"vols\"\nrto = \"1h\"\n[[snapshots]]\nprovider = \"aws\"\nvolumes = [\"vol-1\"]\n";
+        assert!(err(only).contains("rto asks how fast archives restore"));
     }
 
     #[test]

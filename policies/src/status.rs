@@ -8,6 +8,10 @@
 //!   local copy pruned after a week is not a failure; a cloud copy missing that the cloud's
 //!   retention would keep is.
 //! - **RPO**: the newest complete archive of each series is no older than `rpo`.
+//! - **RTO**: some destination holding a complete copy of the newest archive of each series can
+//!   restore it within `rto`, by the throughput its newest drill measured and its storage
+//!   class's thaw time ([`crate::rto`]); not judged (and said so in [`Status::unjudged`]) while
+//!   a destination no drill has measured could still be the one.
 //! - **verify-every** (the zero of 3-2-1-1-0): every destination holding a complete copy has
 //!   been proven by a deep verify or a drill that passed within `verify-every`.
 //! - **Damage**: a copy whose manifest has no data, whose data has the wrong size, whose
@@ -19,6 +23,7 @@ use serde::Serialize;
 use crate::inventory::{CopyState, Inventory};
 use crate::placement::{judge as judge_placement, Held, Slot, Verdict};
 use crate::policy::Policy;
+use crate::rto::{self, Measured, Reach, Thaw};
 
 /// The verdict on one series.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,6 +45,29 @@ pub struct SeriesStatus {
     /// Older complete archives that fall short of placement at the destinations whose
     /// retention still keeps them.
     pub older_unmet: usize,
+    /// Whether some destination holding the newest archive can restore it within `rto`
+    /// (`None` without an `rto`, or not judged yet: [`crate::rto::series_met`]).
+    pub rto_met: Option<bool>,
+    /// Each destination holding a complete copy of the newest archive, and how long a restore
+    /// from it would take.
+    pub restore: Vec<RestoreEstimate>,
+}
+
+/// How long restoring a series' newest archive from one destination would take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreEstimate {
+    /// The destination's name.
+    pub destination: String,
+    /// The copy's stored bytes there.
+    pub bytes: Option<u64>,
+    /// The thaw time and the size at the throughput the destination's newest drill measured
+    /// (`None` until a drill measured one there).
+    #[serde(rename = "estimate_seconds", serialize_with = "rto::as_seconds")]
+    pub estimate: Option<std::time::Duration>,
+    /// Its storage class's thaw time, for an archive class.
+    pub thaw: Option<Thaw>,
+    /// How it stands against `rto` (`None` without one).
+    pub rto: Option<Reach>,
 }
 
 /// The verdict on one destination.
@@ -65,6 +93,10 @@ pub struct DestinationStatus {
     pub last_proven: Option<DateTime<Utc>>,
     /// Whether `last_proven` is within `verify-every` (`None` without one, or with no copy).
     pub proven: Option<bool>,
+    /// The newest restore a drill that passed here measured.
+    pub restore_measured: Option<Measured>,
+    /// The thaw time of the destination's storage class, for an archive class.
+    pub thaw: Option<Thaw>,
 }
 
 /// The whole verdict.
@@ -76,8 +108,11 @@ pub struct Status {
     pub destinations: Vec<DestinationStatus>,
     /// Each damaged copy, in words.
     pub damage: Vec<String>,
-    /// Each rule that does not hold (placement, rpo, verify-every), in words.
+    /// Each rule that does not hold (placement, rpo, rto, verify-every), in words.
     pub unmet: Vec<String>,
+    /// Each rule that could not be judged yet (an `rto` before a drill measured a restore),
+    /// in words: said, but not a failure.
+    pub unjudged: Vec<String>,
 }
 
 impl Status {
@@ -91,7 +126,9 @@ impl Status {
 pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTime<Utc>) -> Status {
     let mut series_out = Vec::new();
     let mut unmet = Vec::new();
+    let mut unjudged = Vec::new();
     let mut damage = Vec::new();
+    let speeds = Speeds::of(policy, slots, inventory, now);
     for (series, archives) in inventory.series() {
         let complete: Vec<_> = archives.iter().filter(|a| a.is_complete()).collect();
         let newest = complete.last().copied();
@@ -131,6 +168,10 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
                 _ => format!("rpo {rpo}: {series} has no complete archive"),
             });
         }
+        let (rto_met, restore) = match newest {
+            Some(a) => speeds.judge(a, series, &mut unmet, &mut unjudged),
+            None => (None, Vec::new()),
+        };
         let older_unmet = judge_older(
             policy,
             slots,
@@ -149,6 +190,8 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
             placement,
             fresh,
             older_unmet,
+            rto_met,
+            restore,
         });
     }
     // A policy of snapshots alone places no archives, so none missing is no rule unmet.
@@ -159,7 +202,8 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
     let mut dests: Vec<DestinationStatus> = inventory
         .destinations
         .iter()
-        .map(|d| DestinationStatus {
+        .enumerate()
+        .map(|(i, d)| DestinationStatus {
             name: d.name.clone(),
             complete: 0,
             damaged: 0,
@@ -170,6 +214,8 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
             locked_until: None,
             last_proven: None,
             proven: None,
+            restore_measured: speeds.measured[i],
+            thaw: speeds.thaws[i],
         })
         .collect();
     for a in inventory.archives() {
@@ -249,6 +295,136 @@ pub fn judge(policy: &Policy, slots: &[Slot], inventory: &Inventory, now: DateTi
         destinations: dests,
         damage,
         unmet,
+        unjudged,
+    }
+}
+
+/// What decides how fast each destination restores: the newest restore a passed drill
+/// measured there, its storage class's thaw time, and the policy's `rto` from now.
+struct Speeds<'a> {
+    policy: &'a Policy,
+    measured: Vec<Option<Measured>>,
+    thaws: Vec<Option<Thaw>>,
+    rto: Option<std::time::Duration>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Speeds<'a> {
+    fn of(
+        policy: &'a Policy,
+        slots: &[Slot],
+        inventory: &'a Inventory,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut measured: Vec<Option<Measured>> = vec![None; inventory.destinations.len()];
+        for c in inventory.archives().flat_map(|a| &a.copies) {
+            let Some(m) = c
+                .proof
+                .filter(|p| p.deep && p.passed)
+                .and_then(|p| p.restore)
+            else {
+                continue;
+            };
+            let newest = &mut measured[c.destination];
+            if newest.is_none_or(|n| n.at < m.at) {
+                *newest = Some(m);
+            }
+        }
+        let thaws = (0..inventory.destinations.len())
+            .map(|i| {
+                let class = policy
+                    .destinations
+                    .get(i)
+                    .and_then(|d| d.storage_class.as_deref());
+                slots.get(i).and_then(|s| rto::thaw(s.kind, class))
+            })
+            .collect();
+        Speeds {
+            policy,
+            measured,
+            thaws,
+            rto: policy.rto.map(|r| rto::span_duration(r, now)),
+            names: inventory
+                .destinations
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect(),
+        }
+    }
+
+    /// The restore estimate at each destination holding `newest`, and the series' rto verdict;
+    /// a sentence in `unmet` when it is not met, in `unjudged` when it cannot be judged yet.
+    fn judge(
+        &self,
+        newest: &crate::inventory::Archive,
+        series: &str,
+        unmet: &mut Vec<String>,
+        unjudged: &mut Vec<String>,
+    ) -> (Option<bool>, Vec<RestoreEstimate>) {
+        let estimates: Vec<RestoreEstimate> = newest
+            .complete()
+            .map(|c| {
+                let (measured, thaw) = (self.measured[c.destination], self.thaws[c.destination]);
+                let estimate = c
+                    .size
+                    .and_then(|size| rto::estimate(size, measured.as_ref(), thaw));
+                RestoreEstimate {
+                    destination: self.names[c.destination].to_string(),
+                    bytes: c.size,
+                    estimate,
+                    thaw,
+                    rto: self.rto.map(|rto| rto::reach(estimate, thaw, rto)),
+                }
+            })
+            .collect();
+        let (Some(span), Some(_)) = (self.policy.rto, self.rto) else {
+            return (None, estimates);
+        };
+        let reaches: Vec<Reach> = estimates.iter().filter_map(|e| e.rto).collect();
+        let met = rto::series_met(&reaches);
+        let why = |want: Reach| -> Vec<String> {
+            estimates
+                .iter()
+                .filter(|e| e.rto == Some(want))
+                .map(|e| match (want, e.thaw, e.estimate) {
+                    (Reach::Never, Some(t), _) => format!("{}: {t}", e.destination),
+                    (_, _, Some(d)) => format!(
+                        "{} about {} by its last drill",
+                        e.destination,
+                        rto::duration_words(d)
+                    ),
+                    _ => e.destination.clone(),
+                })
+                .collect()
+        };
+        match met {
+            Some(false) => {
+                let mut reasons = why(Reach::Over);
+                reasons.extend(why(Reach::Never));
+                unmet.push(format!(
+                    "rto {span}: no destination holding {}, the newest of {series}, can restore it within {}: {}",
+                    newest.name,
+                    span.words(),
+                    reasons.join("; ")
+                ));
+            }
+            None if !estimates.is_empty() => {
+                let unmeasured = why(Reach::Unmeasured).join(", ");
+                let others = if reaches.iter().all(|r| *r == Reach::Unmeasured) {
+                    String::new()
+                } else {
+                    format!(
+                        " (the other destinations holding {} cannot restore it within {span})",
+                        newest.name
+                    )
+                };
+                unjudged.push(format!(
+                    "rto {span}: not judged for {series} yet: no drill has measured a restore at {unmeasured}{others}; run offsite drill"
+                ))
+            }
+            _ => {}
+        }
+        (met, estimates)
     }
 }
 
@@ -410,6 +586,7 @@ mod tests {
                 at,
                 deep: true,
                 passed: true,
+                restore: None,
             });
             inv.add(name, Some(created), c);
         }
@@ -490,6 +667,7 @@ mod tests {
             at: t(26, 4),
             deep: true,
             passed: false,
+            restore: None,
         });
         inv.add("db-20261125_020000.sql.gz", Some(t(25, 2)), bad);
         let s = judge(&p, &slots(&p), &inv, t(26, 5));
@@ -531,6 +709,138 @@ mod tests {
         );
     }
 
+    /// local (file), cold (S3 GLACIER), vault (Azure Archive); rto 30min.
+    fn rto_policy() -> Policy {
+        let text = format!(
+            "version = 1\nname = \"app\"\nrto = \"30min\"\n[encryption]\nrecipients = [\"{RECIPIENT}\"]\n\
+             [[destination]]\nname = \"local\"\nurl = \"file:///a\"\n\
+             [[destination]]\nname = \"cold\"\nurl = \"s3://b/app\"\nstorage-class = \"GLACIER\"\n\
+             [[destination]]\nname = \"vault\"\nurl = \"az://acct/c/app\"\nstorage-class = \"Archive\"\n"
+        );
+        Policy::parse(&text, "p.toml").unwrap()
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    /// A complete copy of `size` stored bytes, proven at `at` by a drill that measured
+    /// `measured` (bytes, seconds).
+    fn drilled(dest: usize, size: u64, at: DateTime<Utc>, measured: Option<(u64, u64)>) -> Copy {
+        Copy {
+            destination: dest,
+            state: CopyState::Complete,
+            size: Some(size),
+            lock: None,
+            proof: Some(Proof {
+                at,
+                deep: true,
+                passed: true,
+                restore: measured.map(|(bytes, secs)| rto::Measured {
+                    at,
+                    bytes,
+                    took: std::time::Duration::from_secs(secs),
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn rto_is_not_judged_before_a_drill_measured_a_restore_where_one_could_meet_it() {
+        let p = rto_policy();
+        let mut inv = inventory(&p);
+        let name = "app-20261126_020000.tar.gz";
+        inv.add(name, Some(t(26, 2)), copy(0, CopyState::Complete));
+        inv.add(name, Some(t(26, 2)), copy(1, CopyState::Complete));
+        let s = judge(&p, &slots(&p), &inv, t(26, 3));
+        assert_eq!(s.series[0].rto_met, None);
+        assert!(s.ok(), "{:?}", s.unmet);
+        assert_eq!(
+            s.unjudged,
+            ["rto 30min: not judged for app-*.tar.gz yet: no drill has measured a restore at local (the other destinations holding app-20261126_020000.tar.gz cannot restore it within 30min); run offsite drill"]
+        );
+        let r = &s.series[0].restore;
+        assert_eq!((r[0].rto, r[0].estimate), (Some(Reach::Unmeasured), None));
+        assert_eq!(r[1].rto, Some(Reach::Never));
+        assert_eq!(r[1].thaw.unwrap().hours, 5);
+        assert_eq!(s.destinations[2].thaw.unwrap().class, "Azure Archive");
+    }
+
+    #[test]
+    fn rto_is_met_by_one_fast_holder_and_missed_when_every_holder_is_slow_or_thawing() {
+        let p = rto_policy();
+        let name = "app-20261126_020000.tar.gz";
+        let older = "app-20261125_020000.tar.gz";
+        // An older archive measured slow at local, a newer drill fast: the newest counts.
+        let mut inv = inventory(&p);
+        inv.add(
+            older,
+            Some(t(25, 2)),
+            drilled(0, MIB, t(25, 3), Some((MIB, 600))),
+        );
+        inv.add(
+            name,
+            Some(t(26, 2)),
+            drilled(0, 100 * MIB, t(26, 3), Some((10 * MIB, 2))),
+        );
+        inv.add(name, Some(t(26, 2)), copy(1, CopyState::Complete));
+        let s = judge(&p, &slots(&p), &inv, t(26, 4));
+        assert_eq!(s.series[0].rto_met, Some(true), "{:?}", s.unmet);
+        assert_eq!(
+            s.series[0].restore[0].estimate,
+            Some(std::time::Duration::from_secs(20))
+        );
+        assert_eq!(s.destinations[0].restore_measured.unwrap().at, t(26, 3));
+        assert!(
+            s.ok() && s.unjudged.is_empty(),
+            "{:?} {:?}",
+            s.unmet,
+            s.unjudged
+        );
+
+        // Only the older, slow measurement: 100 MiB at 1 MiB per 10 min is over 16 hours.
+        let mut inv = inventory(&p);
+        inv.add(
+            older,
+            Some(t(25, 2)),
+            drilled(0, MIB, t(25, 3), Some((MIB, 600))),
+        );
+        inv.add(name, Some(t(26, 2)), drilled(0, 100 * MIB, t(26, 3), None));
+        inv.add(name, Some(t(26, 2)), copy(1, CopyState::Complete));
+        let s = judge(&p, &slots(&p), &inv, t(26, 4));
+        assert_eq!(s.series[0].rto_met, Some(false));
+        assert_eq!(
+            s.unmet,
+            ["rto 30min: no destination holding app-20261126_020000.tar.gz, the newest of app-*.tar.gz, can restore it within 30 minutes: local about 16h 40m by its last drill; cold: S3 GLACIER needs up to 5 hours to thaw"]
+        );
+    }
+
+    #[test]
+    fn rto_is_missed_without_a_drill_where_every_holder_is_an_archive_class() {
+        let p = rto_policy();
+        let mut inv = inventory(&p);
+        let name = "app-20261126_020000.tar.gz";
+        inv.add(name, Some(t(26, 2)), copy(1, CopyState::Complete));
+        inv.add(name, Some(t(26, 2)), copy(2, CopyState::Complete));
+        // A damaged copy at local holds nothing.
+        inv.add(name, Some(t(26, 2)), copy(0, CopyState::MissingData));
+        let s = judge(&p, &slots(&p), &inv, t(26, 3));
+        assert_eq!(s.series[0].rto_met, Some(false));
+        assert!(
+            s.unmet.iter().any(|u| u.ends_with(
+                "within 30 minutes: cold: S3 GLACIER needs up to 5 hours to thaw; vault: Azure Archive needs up to 15 hours to thaw"
+            )),
+            "{:?}",
+            s.unmet
+        );
+        // Without an rto nothing is judged, but the estimates are there.
+        let mut p = p;
+        p.rto = None;
+        let s = judge(&p, &slots(&p), &inv, t(26, 3));
+        assert_eq!(s.series[0].rto_met, None);
+        assert!(s.unjudged.is_empty());
+        assert_eq!(s.series[0].restore.len(), 2);
+        assert_eq!(s.series[0].restore[0].rto, None);
+    }
+
     #[test]
     fn nothing_stored_is_not_ok() {
         let p = policy();
@@ -563,7 +873,7 @@ mod tests {
                         state,
                         size: None,
                         lock: locked.then_some(Lock { until: Some(created + chrono::Duration::days(7)), legal_hold: false }),
-                        proof: proof.map(|d| Proof { at: created + chrono::Duration::hours(i64::from(d)), deep: true, passed: true }),
+                        proof: proof.map(|d| Proof { at: created + chrono::Duration::hours(i64::from(d)), deep: true, passed: true, restore: None }),
                     });
                 }
             }

@@ -1,6 +1,7 @@
 //! `offsite drill`: the restore drill behind the zero of 3-2-1-1-0. The newest complete
 //! archive at each of a policy's destinations is restored to nowhere (downloaded, hashed,
-//! decrypted, hashed again) and the proof recorded beside its manifest, where `status` reads it.
+//! decrypted, hashed again) and the proof recorded beside its manifest, where `status` reads it,
+//! with how long the restore took (what `status` estimates restore times and judges `rto` by).
 
 use anyhow::Result;
 use clap::Args;
@@ -11,6 +12,7 @@ use crate::engine::drill::{self, DrillCopy, DrillReport, DrillRequest};
 use crate::engine::verify::Verdict;
 use crate::metrics::{Metrics, MetricsArgs};
 use crate::report::{exit, outln, usage, Output};
+use crate::units;
 
 /// Arguments of `offsite drill`.
 #[derive(Debug, Args)]
@@ -75,7 +77,8 @@ pub(super) async fn run(args: &DrillArgs, out: Output, m: &mut Metrics) -> Resul
     Ok(code)
 }
 
-/// The drill's metrics: copies proven and failed, and each destination's reachability.
+/// The drill's metrics: copies proven and failed, each destination's reachability, and how
+/// long each proven restore took.
 fn measure(report: &DrillReport, m: &mut Metrics) {
     m.set("offsite_drill_copies_proven", &[], report.proven as f64);
     m.set(
@@ -84,11 +87,19 @@ fn measure(report: &DrillReport, m: &mut Metrics) {
         (report.failed + report.unchecked) as f64,
     );
     for c in &report.copies {
+        let l = [("destination", c.destination.as_str())];
         m.flag(
             "offsite_destination_up",
-            &[("destination", &c.destination)],
+            &l,
             c.copy.verdict != Verdict::Unchecked,
         );
+        if let Some(r) = c.copy.restore {
+            m.set("offsite_restore_seconds", &l, r.seconds);
+            m.set("offsite_restore_bytes", &l, r.bytes as f64);
+            if let Some(bps) = r.bytes_per_second {
+                m.set("offsite_restore_bytes_per_second", &l, bps);
+            }
+        }
     }
 }
 
@@ -103,8 +114,19 @@ fn print(report: &DrillReport) -> Result<()> {
             Verdict::Incomplete => "incomplete",
             Verdict::Untrusted => "UNTRUSTED",
         };
+        // A proven copy says how long its restore took, which status estimates from.
+        let timed = copy
+            .restore
+            .map(|r| {
+                format!(
+                    "; restored in {} at {}",
+                    units::seconds(r.seconds),
+                    units::rate(r.bytes_per_second)
+                )
+            })
+            .unwrap_or_default();
         outln!(
-            "{word:<10} {destination:<12} {} {}  {}",
+            "{word:<10} {destination:<12} {} {}  {}{timed}",
             copy.url,
             copy.archive,
             copy.detail

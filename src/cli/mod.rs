@@ -36,7 +36,7 @@ mod verify;
 )]
 #[command(
     after_help = "Exit codes: 0 success; 1 failed or could not read; 2 usage or configuration; \
-3 stored, created or valid, but a destination or a snapshot copy failed, or a rule (placement, rpo, verify-every) is not met; \
+3 stored, created or valid, but a destination or a snapshot copy failed, or a rule (placement, rpo, rto, verify-every) is not met; \
 4 a copy is missing or corrupt (or, for replicate, failed verification); 5 prune, snapshot prune \
 or replicate refused by a safety rail (nothing deleted); 130 / 143 push or restore stopped by SIGINT / SIGTERM \
 (what it was writing removed). \
@@ -85,11 +85,13 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Create the directory, bucket or container a URL points into.
     Create(create::CreateArgs),
-    /// Validate a policy: what its destinations can reach, and its [[snapshots]] sections.
+    /// Validate a policy: what its destinations can reach (placement, rto), and its
+    /// [[snapshots]] sections.
     Plan(plan::PlanArgs),
     /// Judge a policy's rules over its destinations and snapshots: a monitoring probe.
     Status(status::StatusArgs),
-    /// Restore the newest archive at each of a policy's destinations to nowhere, proving it.
+    /// Restore the newest archive at each of a policy's destinations to nowhere, proving it
+    /// and timing the restore (what status judges rto by).
     Drill(drill::DrillArgs),
     /// Delete what a policy's retention no longer keeps, behind safety rails; extend locks.
     Prune(prune::PruneArgs),

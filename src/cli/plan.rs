@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use offsite_policies::placement::{reach, slots, Reach, Slot};
 use offsite_policies::policy::{Keep, Policy, Retention};
+use offsite_policies::rto::{RtoPlan, Thaw};
 use serde::Serialize;
 
 use crate::engine::access::{probe, Access, ProbeRequest};
@@ -138,15 +139,21 @@ fn recipients_words(policy: &Policy) -> Result<String> {
     Ok(format!("age, {n} recipient(s)"))
 }
 
-/// The destination table, each destination's retention, and the placement line.
-fn destinations_text(text: &mut String, policy: &Policy, slots: &[Slot], reach: &Reach) {
+/// The destination table, each destination's retention and thaw time, and the placement line.
+fn destinations_text(
+    text: &mut String,
+    policy: &Policy,
+    slots: &[Slot],
+    reach: &Reach,
+    rto: &RtoPlan,
+) {
     use std::fmt::Write as _;
     let _ = writeln!(
         text,
         "{:<12} {:<6} {:<9} {:<14} {:<16} {:<8} URL",
         "DESTINATION", "KIND", "SITE", "CLASS", "LOCK", "ROLE"
     );
-    for (d, s) in policy.destinations.iter().zip(slots) {
+    for (i, (d, s)) in policy.destinations.iter().zip(slots).enumerate() {
         let lock = match (d.lock, d.lock_days) {
             (Some(l), Some(n)) => format!("{} {n}d", l.as_str()),
             _ => "-".into(),
@@ -170,6 +177,9 @@ fn destinations_text(text: &mut String, policy: &Policy, slots: &[Slot], reach: 
                 .retention_of(d)
                 .map_or("keep everything".into(), retention_words)
         );
+        if let Some(line) = restore_words(policy, rto, i) {
+            let _ = writeln!(text, "{:<12} restore: {line}", "");
+        }
     }
     let rule = policy.placement;
     let _ = writeln!(
@@ -179,6 +189,19 @@ fn destinations_text(text: &mut String, policy: &Policy, slots: &[Slot], reach: 
     );
 }
 
+/// A destination's thaw time in words, and whether that alone keeps it from the rto: `S3
+/// GLACIER needs up to 5 hours to thaw first`, or `can never restore within rto 1h (1 hour):
+/// ...`. `None` for a class read directly.
+fn restore_words(policy: &Policy, rto: &RtoPlan, i: usize) -> Option<String> {
+    let thaw: Thaw = rto.thaws[i]?;
+    Some(match policy.rto {
+        Some(span) if rto.never[i] => {
+            format!("can never restore within rto {}: {thaw}", span_words(span))
+        }
+        _ => format!("{thaw} first"),
+    })
+}
+
 /// What `plan` found: the policy read and judged, and each destination probed when asked.
 struct Found<'a> {
     policy: &'a Policy,
@@ -186,6 +209,8 @@ struct Found<'a> {
     encryption: String,
     slots: Vec<Slot>,
     reach: Reach,
+    /// Each destination's thaw time against the rto.
+    rto: RtoPlan,
     access: Option<Vec<Access>>,
     /// Whether readers check signatures (`[signing] trusted` or `trusted-file`).
     checks_signatures: bool,
@@ -206,6 +231,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     let checks_signatures = crate::policy::trusted_signers(Some(&policy), &[], &[])?.configured();
     let slots = slots(&policy);
     let reach = reach(&policy, &slots);
+    let rto = offsite_policies::rto::plan(&policy, &slots, chrono::Utc::now());
     let access = if args.check_access || args.create {
         let req = ProbeRequest {
             create: args.create,
@@ -218,7 +244,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
     };
     let code = if access.as_ref().is_some_and(|a| a.iter().any(|a| !a.ok)) {
         exit::FAILED
-    } else if reach.problems.is_empty() {
+    } else if reach.problems.is_empty() && rto.problem.is_none() {
         exit::OK
     } else {
         exit::PARTIAL
@@ -229,6 +255,7 @@ pub(super) async fn run(args: PlanArgs, out: Output) -> Result<u8> {
         encryption,
         slots,
         reach,
+        rto,
         access,
         checks_signatures,
     };
@@ -253,6 +280,9 @@ struct Json<'a> {
     /// without it, anyone who can write to a destination can plant an archive.
     signatures_checked: bool,
     rpo: Option<String>,
+    rto: Option<String>,
+    /// The rto cannot be met: every destination's thaw time alone is that long.
+    rto_problem: Option<&'a str>,
     verify_every: Option<String>,
     /// How far a creation time may run ahead of the clocks before it is future-dated.
     clock_tolerance: String,
@@ -275,6 +305,10 @@ struct JsonDestination<'a> {
     lock_days: Option<u32>,
     role: &'static str,
     retention: Option<String>,
+    /// The storage class's thaw time, for an archive class.
+    thaw: Option<Thaw>,
+    /// Whether its thaw time alone keeps it from restoring within the rto.
+    rto_never: bool,
 }
 
 /// The placement rule against what the destinations reach, in `--json`.
@@ -310,13 +344,16 @@ fn json<'a>(f: &'a Found<'a>, code: u8) -> Json<'a> {
             .map(|k| k.display().to_string()),
         signatures_checked: f.checks_signatures,
         rpo: policy.rpo.map(|s| s.to_string()),
+        rto: policy.rto.map(|s| s.to_string()),
+        rto_problem: f.rto.problem.as_deref(),
         verify_every: policy.verify_every.map(|s| s.to_string()),
         clock_tolerance: policy.tolerance().to_string(),
         destinations: policy
             .destinations
             .iter()
             .zip(&f.slots)
-            .map(|(d, s)| JsonDestination {
+            .enumerate()
+            .map(|(i, (d, s))| JsonDestination {
                 name: &d.name,
                 url: crate::policy::destination_url(d),
                 kind: s.kind.as_str(),
@@ -326,6 +363,8 @@ fn json<'a>(f: &'a Found<'a>, code: u8) -> Json<'a> {
                 lock_days: d.lock_days,
                 role: if s.replica { "replica" } else { "push" },
                 retention: policy.retention_of(d).map(retention_words),
+                thaw: f.rto.thaws[i],
+                rto_never: f.rto.never[i],
             })
             .collect(),
         placement: policy.has_archives().then(|| JsonPlacement {
@@ -359,11 +398,12 @@ fn print_text(f: &Found) -> Result<()> {
         let _ = writeln!(text, "{}", signing_words(policy, f.checks_signatures));
         let _ = writeln!(
             text,
-            "rpo {rpo}, verify-every {}, clock-tolerance {}",
+            "rpo {rpo}, rto {}, verify-every {}, clock-tolerance {}",
+            policy.rto.map_or("not set".into(), span_words),
             policy.verify_every.map_or("not set".into(), span_words),
             span_words(policy.tolerance())
         );
-        destinations_text(&mut text, policy, &f.slots, reach);
+        destinations_text(&mut text, policy, &f.slots, reach, &f.rto);
     } else {
         let _ = writeln!(
             text,
@@ -377,7 +417,7 @@ fn print_text(f: &Found) -> Result<()> {
     }
     if !policy.has_archives() {
         let _ = writeln!(text, "the policy is valid.");
-    } else if reach.problems.is_empty() {
+    } else if reach.problems.is_empty() && f.rto.problem.is_none() {
         let _ = writeln!(text, "the policy is valid and its placement can be met.");
     }
     access_text(&mut text, f.access.as_deref().unwrap_or_default());
@@ -428,6 +468,9 @@ fn print_problems(f: &Found) {
             "error: the policy is valid, but {} placement rule(s) cannot be met: add destinations or lower [placement]",
             problems.len()
         );
+    }
+    if let Some(p) = &f.rto.problem {
+        eprintln!("error: {p}");
     }
 }
 

@@ -394,11 +394,18 @@ fn record_metrics(
         m.set("offsite_archive_stored_bytes", &[], d.size as f64);
     }
     for (d, (dest_name, _)) in report.destinations.iter().zip(named) {
+        let l = [("destination", dest_name.as_str())];
         m.flag(
             "offsite_destination_up",
-            &[("destination", dest_name)],
+            &l,
             matches!(d.status, Status::Stored | Status::AlreadyStored),
         );
+        if let Some(t) = d.push {
+            m.set("offsite_push_seconds", &l, t.seconds);
+            if let Some(bps) = t.bytes_per_second {
+                m.set("offsite_push_bytes_per_second", &l, bps);
+            }
+        }
     }
     if let Some(pv) = verdict {
         m.flag("offsite_placement_met", &[], pv.verdict.met);
@@ -570,6 +577,14 @@ impl<'a> Shown<'a> {
         }
         if let Some(m) = &d.message {
             outln!("  {:<15} {m}", "")?;
+        }
+        if let Some(t) = d.push {
+            outln!(
+                "  {:<15} stored in {} at {}",
+                "",
+                crate::units::seconds(t.seconds),
+                crate::units::rate(t.bytes_per_second)
+            )?;
         }
         if let Some((reused, total)) = d.resumed_parts {
             outln!(

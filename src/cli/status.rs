@@ -110,12 +110,15 @@ struct Json<'a> {
     policy: &'a str,
     time: DateTime<Utc>,
     rpo: Option<String>,
+    rto: Option<String>,
     verify_every: Option<String>,
     series: &'a [SeriesStatus],
     destinations: Vec<JsonDestination<'a>>,
     unreadable: Vec<Unreadable<'a>>,
     damage: &'a [String],
     unmet: Vec<String>,
+    /// Rules that could not be judged yet (an rto before a drill measured a restore).
+    unjudged: &'a [String],
     snapshots: &'a [VolumeStatus],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     leftovers: Vec<JsonLeftover<'a>>,
@@ -182,6 +185,7 @@ fn json<'a>(f: &'a Found, code: u8) -> Json<'a> {
         policy: &policy.name,
         time: r.now,
         rpo: policy.rpo.map(|s| s.to_string()),
+        rto: policy.rto.map(|s| s.to_string()),
         verify_every: policy.verify_every.map(|s| s.to_string()),
         series: &status.series,
         destinations,
@@ -193,6 +197,7 @@ fn json<'a>(f: &'a Found, code: u8) -> Json<'a> {
             .cloned()
             .chain(snaps.unmet.iter().map(|u| u.to_string()))
             .collect(),
+        unjudged: &status.unjudged,
         snapshots: &snaps.rows,
         leftovers: r
             .leftovers
@@ -225,30 +230,36 @@ fn print_text(
             .and_then(|()| verdict(policy, status, snapshots_unmet));
     }
     outln!(
-        "policy {}: {} destination(s), {} series; rpo {rpo}, verify-every {}",
+        "policy {}: {} destination(s), {} series; rpo {rpo}, rto {}, verify-every {}",
         policy.name,
         named.len(),
         status.series.len(),
+        policy.rto.map_or("not set".into(), |s| s.to_string()),
         policy
             .verify_every
             .map_or("not set".into(), |s| s.to_string())
     )?;
     print_series(status, now)?;
     print_destinations(status)?;
+    print_restore(status)?;
     print_snapshots(snapshots, now)?;
+    for u in &status.unjudged {
+        outln!("note: {u}")?;
+    }
     verdict(policy, status, snapshots_unmet)
 }
 
-/// The series table: each series' newest complete archive, its age, placement and rpo.
+/// The series table: each series' newest complete archive, its age, placement, rpo and rto.
 fn print_series(status: &Status, now: DateTime<Utc>) -> Result<()> {
     if !status.series.is_empty() {
         outln!(
-            "{:<28} {:<40} {:>9} {:<10} {:<5}",
+            "{:<28} {:<40} {:>9} {:<10} {:<5} {}",
             "SERIES",
             "NEWEST COMPLETE",
             "AGE",
             "PLACEMENT",
-            "RPO"
+            "RPO",
+            "RTO"
         )?;
     }
     for s in &status.series {
@@ -257,8 +268,15 @@ fn print_series(status: &Status, now: DateTime<Utc>) -> Result<()> {
             Some(v) => format!("NOT MET ({})", v.copies),
             None => "-".into(),
         };
+        // Not judged (said in a note) where estimates exist but none decides.
+        let rto = match s.rto_met {
+            Some(true) => "ok",
+            Some(false) => "MISSED",
+            None if s.restore.iter().any(|e| e.rto.is_some()) => "not judged",
+            None => "-",
+        };
         outln!(
-            "{:<28} {:<40} {:>9} {:<10} {:<5}",
+            "{:<28} {:<40} {:>9} {:<10} {:<5} {}",
             s.series,
             s.newest.as_deref().unwrap_or("-"),
             s.newest_created
@@ -269,7 +287,8 @@ fn print_series(status: &Status, now: DateTime<Utc>) -> Result<()> {
                 Some(true) => "ok",
                 Some(false) => "LATE",
                 None => "-",
-            }
+            },
+            rto
         )?;
     }
     Ok(())
@@ -306,6 +325,56 @@ fn print_destinations(status: &Status) -> Result<()> {
                 (None, _) => "never".into(),
             }
         )?;
+    }
+    Ok(())
+}
+
+/// The restore table: per series and destination holding its newest archive, the estimated
+/// restore time, the throughput the destination's newest drill measured, the thaw time of an
+/// archive class, and how the estimate stands against rto.
+fn print_restore(status: &Status) -> Result<()> {
+    use offsite_policies::rto::{duration_words, Reach};
+    if status.series.iter().all(|s| s.restore.is_empty()) {
+        return Ok(());
+    }
+    outln!(
+        "{:<12} {:<28} {:>10} {:>14} {:>6} {}",
+        "RESTORE FROM",
+        "SERIES",
+        "ESTIMATE",
+        "MEASURED",
+        "THAW",
+        "RTO"
+    )?;
+    for s in &status.series {
+        for e in &s.restore {
+            let measured = status
+                .destinations
+                .iter()
+                .find(|d| d.name == e.destination)
+                .and_then(|d| d.restore_measured);
+            outln!(
+                "{:<12} {:<28} {:>10} {:>14} {:>6} {}",
+                e.destination,
+                s.series,
+                e.estimate
+                    .map(|d| format!("~{}", duration_words(d)))
+                    .unwrap_or_else(|| "-".into()),
+                measured
+                    .map(|m| crate::units::rate(m.bytes_per_second()))
+                    .unwrap_or_else(|| "never".into()),
+                e.thaw
+                    .map(|t| format!("{}h", t.hours))
+                    .unwrap_or_else(|| "-".into()),
+                match e.rto {
+                    Some(Reach::Within) => "within",
+                    Some(Reach::Over) => "OVER",
+                    Some(Reach::Never) => "NEVER",
+                    Some(Reach::Unmeasured) => "not measured",
+                    None => "-",
+                }
+            )?;
+        }
     }
     Ok(())
 }
@@ -432,6 +501,9 @@ fn metrics_of(m: &mut Metrics, policy: &Policy, r: &StatusReport) {
     if let Some(rpo) = policy.rpo {
         m.set("offsite_rpo_seconds", &[], span_seconds(rpo, now));
     }
+    if let Some(rto) = policy.rto {
+        m.set("offsite_rto_seconds", &[], span_seconds(rto, now));
+    }
     if let Some(every) = policy.verify_every {
         m.set(
             "offsite_verify_every_seconds",
@@ -455,6 +527,18 @@ fn metrics_of(m: &mut Metrics, policy: &Policy, r: &StatusReport) {
         if let Some(f) = s.fresh {
             m.flag("offsite_rpo_met", &l, f);
         }
+        if let Some(f) = s.rto_met {
+            m.flag("offsite_rto_met", &l, f);
+        }
+        for e in &s.restore {
+            if let Some(d) = e.estimate {
+                let l = [
+                    ("series", s.series.as_str()),
+                    ("destination", e.destination.as_str()),
+                ];
+                m.set("offsite_restore_estimate_seconds", &l, d.as_secs_f64());
+            }
+        }
         m.set("offsite_placement_older_unmet", &l, s.older_unmet as f64);
     }
     for d in &status.destinations {
@@ -468,6 +552,13 @@ fn metrics_of(m: &mut Metrics, policy: &Policy, r: &StatusReport) {
         m.set("offsite_copies_locked", &l, d.locked as f64);
         if let Some(t) = d.locked_until {
             m.time("offsite_locked_until_timestamp_seconds", &l, t);
+        }
+        if let Some(r) = d.restore_measured {
+            m.set("offsite_restore_seconds", &l, r.took.as_secs_f64());
+            m.set("offsite_restore_bytes", &l, r.bytes as f64);
+            if let Some(bps) = r.bytes_per_second() {
+                m.set("offsite_restore_bytes_per_second", &l, bps);
+            }
         }
         if let Some(t) = d.last_proven {
             m.time("offsite_last_proof_timestamp_seconds", &l, t);

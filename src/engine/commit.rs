@@ -10,8 +10,8 @@ use offsite_policies::signing::SigningKey;
 use offsite_storage::{Checksum, ErrorKind, PutOptions, Receipt, Retention, StorageExt};
 
 use crate::archive::{
-    tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, ManifestFile, Stored,
-    MANIFEST_FORMAT,
+    tool_version, ArchiveKeys, CreatedFrom, Digest, Encryption, Manifest, ManifestFile, PushTiming,
+    Stored, MANIFEST_FORMAT,
 };
 use crate::registry::Opened;
 
@@ -71,6 +71,9 @@ pub struct Finished<'a> {
     /// that never committed): a create-only commit then reads the data back even where the
     /// receipt has no ETag or checksum to compare (a local disk).
     pub overwrote: bool,
+    /// How long the push took to get the data object stored here, recorded in the manifest
+    /// with its throughput; `None` for a copy that is not a push's (a replica).
+    pub took: Option<std::time::Duration>,
 }
 
 /// Why a receipt does not match the spool, or `None` when every form the provider reported
@@ -127,6 +130,8 @@ pub struct Committed {
     pub provider_checksum: Option<Checksum>,
     /// The copy's retention lock, when it has one.
     pub retain_until: Option<DateTime<Utc>>,
+    /// How long the push took to store it, as its manifest records.
+    pub push: Option<PushTiming>,
 }
 
 /// Why a copy was not committed. The `Display` text is the message a report shows.
@@ -190,6 +195,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
         retention,
         create_only,
         overwrote,
+        took,
     } = done;
     let provider_checksum = match check_receipt(&receipt, &facts.stored, &computed) {
         Ok(None) => receipt.checksum.clone(),
@@ -204,7 +210,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
             None
         }
     };
-    let manifest = manifest(
+    let mut manifest = manifest(
         facts,
         keys,
         dest,
@@ -212,6 +218,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
         provider_checksum.clone(),
         retention,
     );
+    manifest.push = took.map(|t| PushTiming::of(facts.stored.size, t));
     let bytes = match &facts.annotations.signing {
         Some(key) => ManifestFile::signed_bytes(&manifest, key),
         None => ManifestFile::unsigned_bytes(&manifest),
@@ -241,6 +248,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
             Ok(Committed {
                 provider_checksum,
                 retain_until: manifest.retain_until,
+                push: manifest.push,
             })
         }
         Ok(_) => {
@@ -248,6 +256,7 @@ pub async fn commit(facts: &ArchiveFacts, done: Finished<'_>) -> Result<Committe
             Ok(Committed {
                 provider_checksum,
                 retain_until: manifest.retain_until,
+                push: manifest.push,
             })
         }
         Err(e) => Err(NotCommitted::ManifestNotWritten(e.to_string())),
@@ -290,6 +299,7 @@ fn manifest(
         retain_until: retention.map(|r| r.retain_until),
         metadata: facts.annotations.metadata.clone(),
         pushed: facts.pushed,
+        push: None,
         tool: tool_version(),
     }
 }

@@ -18,6 +18,7 @@ use super::inventory::{one, scan, Entry, ReadOptions, Reader, State};
 use super::readback::{ReadbackError, StoredCopy};
 use crate::archive::{
     tool_version, ArchiveKeys, Manifest, RecordedContents, RecordedDepth, RecordedResult,
+    RestoreTiming,
     VerifiedRecord,
 };
 use crate::error::usage;
@@ -120,6 +121,9 @@ pub struct CopyReport {
     /// that are no tar.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// How long a drill's restore took, for a copy it proved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreTiming>,
 }
 
 impl CopyReport {
@@ -139,6 +143,7 @@ impl CopyReport {
             detail,
             contents: None,
             warning: None,
+            restore: None,
         }
     }
 }
@@ -276,7 +281,8 @@ async fn rehash(loc: &Opened, object_key: &str, manifest: &Manifest) -> (Verdict
 }
 
 /// Deep check of one entry: download, hash, decrypt, hash again; a verdict on the bytes (good
-/// or damaged) is recorded beside the manifest, where `status` reads it.
+/// or damaged) is recorded beside the manifest, where `status` reads it. A drill that proves
+/// the copy records how long its restore took, which `status` estimates restore times from.
 pub async fn deep(
     loc: &Opened,
     entry: &Entry,
@@ -284,23 +290,30 @@ pub async fn deep(
     why: DeepCheck,
     recorder: Recorder<'_>,
 ) -> CopyReport {
-    let checked = match committed(entry) {
-        Ok(manifest) if manifest.encrypted() && identities.is_none() => Checked::plain(
-            Verdict::Unchecked,
-            "encrypted: deep verify needs --identity".into(),
+    let (checked, restore) = match committed(entry) {
+        Ok(manifest) if manifest.encrypted() && identities.is_none() => (
+            Checked::plain(
+                Verdict::Unchecked,
+                "encrypted: deep verify needs --identity".into(),
+            ),
+            None,
         ),
         Ok(manifest) => {
+            let started = std::time::Instant::now();
             let found = read_back(loc, manifest, identities).await;
+            let restore = (why == DeepCheck::Drill && found.verdict == Verdict::Ok)
+                .then(|| RestoreTiming::of(manifest.stored.size, started.elapsed()));
             if matches!(found.verdict, Verdict::Ok | Verdict::Corrupt) {
-                record((loc, entry, manifest), why, &found, recorder).await;
+                record((loc, entry, manifest), why, (&found, restore), recorder).await;
             }
-            found
+            (found, restore)
         }
-        Err((verdict, detail)) => Checked::plain(verdict, detail),
+        Err((verdict, detail)) => (Checked::plain(verdict, detail), None),
     };
     CopyReport {
         contents: checked.contents,
         warning: checked.warning,
+        restore,
         ..CopyReport::of(
             loc,
             &entry.name,
@@ -388,7 +401,7 @@ pub struct Recorder<'a> {
 async fn record(
     (loc, entry, manifest): (&Opened, &Entry, &Manifest),
     why: DeepCheck,
-    checked: &Checked,
+    (checked, restore): (&Checked, Option<RestoreTiming>),
     signer: Recorder<'_>,
 ) {
     let keys = ArchiveKeys::new(key_prefix(&loc.location), &entry.name, manifest.encrypted());
@@ -406,6 +419,7 @@ async fn record(
         archive: Some(entry.name.clone()),
         stored_sha256: Some(manifest.stored.sha256.clone()),
         contents: checked.contents.clone(),
+        restore,
     };
     let bytes = record.to_bytes(signer.key);
     if let Err(e) = loc
@@ -605,12 +619,37 @@ mod tests {
             archive: None,
             stored_sha256: None,
             contents: None,
+            restore: None,
         };
         let v = serde_json::to_value(&record).unwrap();
         assert_eq!(v["depth"], "drill");
         assert_eq!(v["result"], "failed");
+        assert!(v.get("restore").is_none(), "{v}");
         let back: VerifiedRecord = serde_json::from_value(v).unwrap();
         assert_eq!(back, record);
+        // A drill's measured restore, as status reads it back.
+        let timed = VerifiedRecord {
+            restore: Some(RestoreTiming::of(
+                3_000_000,
+                std::time::Duration::from_millis(1500),
+            )),
+            ..record.clone()
+        };
+        let v = serde_json::to_value(&timed).unwrap();
+        assert_eq!(
+            v["restore"],
+            serde_json::json!({"seconds": 1.5, "bytes": 3_000_000, "bytes_per_second": 2_000_000.0})
+        );
+        let back: VerifiedRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, timed);
+        let m = back.restore.unwrap().measured(back.time).unwrap();
+        assert_eq!((m.bytes, m.took.as_millis()), (3_000_000, 1500));
+        // A time no clock gives is no measurement.
+        let forged = RestoreTiming {
+            seconds: -1.0,
+            ..back.restore.unwrap()
+        };
+        assert!(forged.measured(back.time).is_none());
         let odd = serde_json::json!({"time": "2026-01-01T00:00:00Z", "depth": "quick",
             "result": "maybe", "tool": "offsite 9"});
         let odd: VerifiedRecord = serde_json::from_value(odd).unwrap();
@@ -635,6 +674,7 @@ mod tests {
             archive: None,
             stored_sha256: None,
             contents: Some(found.recorded()),
+            restore: None,
         };
         let v = serde_json::to_value(&record).unwrap();
         assert_eq!(

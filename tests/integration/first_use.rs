@@ -256,13 +256,13 @@ fn durations_cannot_be_misread() {
     );
     // Retention keeps restic's m; plan says every duration in words.
     let o = plan(
-        "rpo = \"30min\"\nverify-every = \"1w\"",
+        "rpo = \"30min\"\nrto = \"45min\"\nverify-every = \"1w\"",
         "[retention]\nkeep-within = \"6m\"\nmax-age = \"1y\"\nmin-age = \"90min\"",
     );
     assert_code(&o, 0);
     let out = stdout(&o);
     for want in [
-        "rpo 30min (30 minutes), verify-every 1w (1 week), clock-tolerance 1h (1 hour)",
+        "rpo 30min (30 minutes), rto 45min (45 minutes), verify-every 1w (1 week), clock-tolerance 1h (1 hour)",
         "keep-within 6mo (6 months), max-age 1y (1 year), min-age 90min (90 minutes)",
     ] {
         assert!(out.contains(want), "{want}: {out}");

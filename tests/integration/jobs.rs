@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Debian's Prometheus binaries (tests/emulators/install.sh unpacks them).
-fn prometheus_bin(name: &str) -> PathBuf {
+pub(crate) fn prometheus_bin(name: &str) -> PathBuf {
     let p = PathBuf::from(emulator("OFFSITE_TEST_PROMETHEUS_BIN")).join(name);
     assert!(
         p.exists(),

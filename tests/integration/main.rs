@@ -40,6 +40,7 @@ mod race;
 #[cfg(all(feature = "s3", feature = "gcs", feature = "azure"))]
 mod replicate;
 mod restore;
+mod rto;
 #[cfg(feature = "s3")]
 mod s3;
 #[cfg(feature = "s3")]

@@ -115,7 +115,8 @@ async fn scan_destination(loc: &Opened, d: &Destination, options: &ReadOptions) 
 }
 
 /// The verification records of a destination (one per proven copy): the latest passed proof
-/// is what verify-every needs, and every recorded failure is damage.
+/// is what verify-every needs, every recorded failure is damage, and the restores drills
+/// measured are what rto estimates from.
 /// Where keys are trusted, a record counts only when a trusted key signed it for this copy
 /// ([`Signers::record_counts`]): a bucket writer cannot forge a drill.
 async fn read_proofs(
@@ -149,6 +150,7 @@ async fn read_proofs(
             at: r.time,
             deep: matches!(r.depth, RecordedDepth::Deep | RecordedDepth::Drill),
             passed: r.result == RecordedResult::Ok,
+            restore: r.restore.and_then(|t| t.measured(r.time)),
         };
         // Every record is read: a failure recorded for an older archive is damage even when a
         // newer one passed.

@@ -209,6 +209,7 @@ mod tests {
             archive: Some(archive.into()),
             stored_sha256: Some(sha.into()),
             contents: None,
+            restore: None,
         };
         let counts = |r: &VerifiedRecord, k: Option<&SigningKey>| {
             let (back, signed) = VerifiedRecord::parse(&r.to_bytes(k)).unwrap();

@@ -166,6 +166,11 @@ impl Job {
         }
     }
 
+    /// How long the push has run.
+    pub(super) fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
     /// Now on the push's clock: its start plus the time since.
     pub(super) fn now(&self) -> DateTime<Utc> {
         self.clock.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()

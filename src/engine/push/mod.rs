@@ -124,6 +124,10 @@ pub struct DestinationReport {
     /// The copy's retention lock, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retain_until: Option<DateTime<Utc>>,
+    /// How long storing this copy took and its throughput, for a copy stored now (as its
+    /// manifest records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::archive::PushTiming>,
 }
 
 impl DestinationReport {
@@ -137,6 +141,7 @@ impl DestinationReport {
             stored: None,
             resumed_parts: None,
             retain_until: None,
+            push: None,
         }
     }
 
@@ -234,6 +239,7 @@ async fn commit_one(facts: &ArchiveFacts, done: Finished<'_>) -> DestinationRepo
             stored: Some(facts.stored.clone()),
             provider_checksum: c.provider_checksum,
             retain_until: c.retain_until,
+            push: c.push,
             ..DestinationReport::new(dest, keys, Status::Stored)
         },
         Err(commit::NotCommitted::Contested(theirs)) => {

@@ -328,6 +328,7 @@ mod tests {
             retain_until: None,
             metadata: None,
             pushed: Utc::now(),
+            push: None,
             tool: "t".into(),
         })
     }

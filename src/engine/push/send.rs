@@ -233,6 +233,8 @@ impl Spool {
             }
             Err(e) => return DestinationReport::failed(dest, keys, format!("{e:#}")),
         };
+        // The provider holds the whole data object now: the push's time for this copy.
+        let took = job.elapsed();
         let (plaintext, stored) = match wait_digests(self.digests.clone()).await {
             Ok(d) => d,
             Err(e) => return DestinationReport::failed(dest, keys, format!("{e:#}")),
@@ -248,6 +250,7 @@ impl Spool {
             // no other push's is, so two overwrites at once cannot both commit.
             create_only: matches!(step.action, Action::Upload | Action::Replace),
             overwrote,
+            took: Some(took),
         };
         let mut r = super::commit_one(&facts, done).await;
         r.resumed_parts = sent.resumed_parts;

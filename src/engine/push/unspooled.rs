@@ -57,6 +57,8 @@ pub(super) async fn run(job: Job, source: Source) -> Result<PushReport> {
         return Ok(report(&job, created, steps, outcome));
     }
     let streamed = fanout.stream(&job, source).await?;
+    // Every writer has finished: the push's time for each copy.
+    let took = job.elapsed();
     let facts = job.facts(created, streamed.plaintext.clone(), streamed.stored.clone());
     let mut results = early;
     for (i, sent) in streamed.sent {
@@ -72,6 +74,7 @@ pub(super) async fn run(job: Job, source: Source) -> Result<PushReport> {
                     retention: steps[i].retention,
                     create_only: matches!(steps[i].action, Action::Upload | Action::Replace),
                     overwrote: steps[i].action == Action::Replace,
+                    took: Some(took),
                 };
                 super::commit_one(&facts, done).await
             }

@@ -304,6 +304,7 @@ async fn commit_copy(
         retention,
         create_only: false,
         overwrote: false,
+        took: None,
     };
     match commit::commit(&facts, done).await {
         Ok(_) => Settled::Stored,
