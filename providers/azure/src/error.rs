@@ -3,6 +3,9 @@
 
 use offsite_storage::{Error, ErrorKind, Operation};
 
+/// What to do when Entra ID gives no credential.
+pub(crate) const ENTRA_HINT: &str = "run `az login`, use a workload or managed identity, set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or set AZURE_STORAGE_CONNECTION_STRING";
+
 /// Where a request went, for messages.
 pub(crate) struct Ctx<'a> {
     pub account: &'a str,
@@ -57,6 +60,11 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
         ),
         (_, Some("InvalidBlobTier" | "InvalidHeaderValue" | "InvalidQueryParameterValue")) | (Some(400), _) => (ErrorKind::InvalidConfig, None),
         (Some(s), _) if s >= 500 => (ErrorKind::Transient, None),
+        // The Entra ID chain gave no token: its message names every method it tried.
+        (None, _) if matches!(err.kind(), K::Credential) => (
+            ErrorKind::Unauthenticated,
+            Some(ENTRA_HINT.to_string()),
+        ),
         (None, _) if matches!(err.kind(), K::Io | K::Connection) => (
             ErrorKind::Transient,
             Some("cannot reach the Azure endpoint; check the network and the endpoint URL".into()),
@@ -71,6 +79,8 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
         (None, None) => match err.kind() {
             K::Io => "an I/O error on the connection".to_string(),
             K::Connection => "cannot connect".to_string(),
+            // Written by offsite-azure-auth: the methods tried, no secret, no URL.
+            K::Credential => err.to_string(),
             other => format!("{other:?}").chars().take(80).collect(),
         },
     };

@@ -18,25 +18,10 @@ use offsite_storage::{
     Retention, RetryPolicy, Sequential, SessionState, Storage, VersionStream,
 };
 
-use crate::client::{self, Clients};
+use crate::client::{self, Inner, PROVIDER};
 use crate::config::GcsConfig;
 use crate::error::from_crate;
 use crate::session::GcsDigest;
-
-const PROVIDER: &str = "gcs";
-
-/// Storage classes GCS accepts.
-const CLASSES: &[&str] = match offsite_storage::Scheme::Gcs.storage_classes() {
-    Some((c, _)) => c,
-    None => &[],
-};
-
-pub(crate) struct Inner {
-    pub(crate) clients: Clients,
-    pub(crate) cfg: GcsConfig,
-    pub(crate) url: String,
-    pub(crate) retry: RetryPolicy,
-}
 
 /// A bucket and prefix on Google Cloud Storage.
 #[derive(Clone)]
@@ -98,23 +83,6 @@ impl GcsStore {
     /// Places or releases a temporary hold.
     pub async fn set_hold(&self, key: &str, hold: bool) -> Result<()> {
         crate::session::set_hold(&self.inner, key, hold).await
-    }
-}
-
-impl Inner {
-    fn check(&self, key: &str, op: Operation) -> Result<String> {
-        offsite_storage::validate_key(key, PROVIDER, op)?;
-        Ok(self.cfg.full_key(key))
-    }
-
-    fn check_class(&self, options: &PutOptions, key: &str) -> Result<()> {
-        adapter::check_storage_class(
-            PROVIDER,
-            key,
-            options.storage_class.as_deref(),
-            CLASSES,
-            "a GCS storage class",
-        )
     }
 }
 

@@ -7,9 +7,10 @@ use aws_sdk_s3::types::{
 };
 use offsite_storage::{part_size_for, Error, Operation, PutOptions, Receipt};
 
+use crate::client::{exists, head, Inner, LIMITS};
+use crate::config::PROVIDER;
 use crate::error::map;
 use crate::metadata::{lock_mode, put_options, sha256_checksum, to_smithy_time};
-use crate::store::{exists, head, Inner, LIMITS, PROVIDER};
 
 /// Copies `src_bucket/src_full` (of `size` bytes) to `to` in `dst`'s bucket, server-side.
 pub(crate) async fn copy_between(
@@ -25,7 +26,7 @@ pub(crate) async fn copy_between(
         return Err(Error::already_exists(PROVIDER, to));
     }
     let copy_source = format!("{src_bucket}/{}", encode_key(src_full));
-    let class = dst.storage_class(&options, to)?;
+    let class = crate::metadata::storage_class(&options, to)?;
     if size > dst.copy_part_threshold {
         return copy_in_parts(dst, &copy_source, size, to, &dst_full, &options).await;
     }
