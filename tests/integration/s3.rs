@@ -36,7 +36,9 @@ mod moto {
         missing_keys_are_not_found, concurrent_writers, awkward_keys, metadata_round_trip,
         unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
         invalid_keys_are_rejected, receipts_match_content, aborted_multipart_upload_is_gone,
-        sequential_session_survives_the_writer, cancelled_session_leaves_nothing);
+        sequential_session_survives_the_writer, cancelled_session_leaves_nothing,
+        listing_is_in_key_order, thaw_is_declared, copy_from_store_inside_the_provider,
+        multipart_writer_bounds_bytes_in_flight);
 
     #[tokio::test]
     async fn moto_list_parts_is_still_unparseable() {
@@ -62,8 +64,9 @@ mod s3s_fs {
         ))
     }
 
-    // Every case but the two whose operations s3s-fs 0.17 does not implement
-    // (ListMultipartUploads, ListObjectVersions); they run on moto above, and the test below
+    // Every case but the three whose operations s3s-fs 0.17 does not implement
+    // (ListMultipartUploads, ListObjectVersions, and RestoreObject for thaw_is_declared);
+    // they run on moto above, and the test below
     // pins that s3s-fs answers them Unsupported (not a retryable failure).
     offsite_storage::conformance_suite!(@cases setup;
         round_trip_sizes, ranged_reads, list_paginates, prefix_boundaries, overwrite,
@@ -72,7 +75,9 @@ mod s3s_fs {
         unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
         invalid_keys_are_rejected, receipts_match_content, multipart_upload_survives_the_writer,
         aborted_multipart_upload_is_gone, sequential_session_survives_the_writer,
-        cancelled_session_leaves_nothing, create_location_is_idempotent);
+        cancelled_session_leaves_nothing, create_location_is_idempotent, listing_is_in_key_order,
+        copy_from_store_inside_the_provider,
+        multipart_writer_bounds_bytes_in_flight);
 
     #[tokio::test]
     async fn s3s_fs_answers_unimplemented_listings_unsupported() {
@@ -100,7 +105,8 @@ mod seaweedfs {
     // Every case but multipart_upload_survives_the_writer: SeaweedFS 4.48 lists parts without
     // their checksums, and a part whose bytes cannot be checked is sent again rather than
     // trusted, so a resumed upload there re-sends its parts (correct, not thrifty). The test
-    // below pins that; resuming by ListParts is proven on s3s-fs.
+    // below pins that; resuming by ListParts is proven on s3s-fs. And thaw_is_declared:
+    // SeaweedFS answers RestoreObject MethodNotAllowed (Unsupported); it runs on moto.
     offsite_storage::conformance_suite!(@cases setup;
         round_trip_sizes, ranged_reads, list_paginates, prefix_boundaries, overwrite,
         if_not_exists, aborted_writer_leaves_nothing, dropped_writer_leaves_nothing,
@@ -108,7 +114,9 @@ mod seaweedfs {
         unsupported_operations_answer_unsupported, copy_within_store, delete_removes,
         invalid_keys_are_rejected, receipts_match_content, aborted_multipart_upload_is_gone,
         sequential_session_survives_the_writer, cancelled_session_leaves_nothing,
-        create_location_is_idempotent, versions_are_listed_and_deleted, open_uploads_are_listed);
+        create_location_is_idempotent, versions_are_listed_and_deleted, open_uploads_are_listed,
+        listing_is_in_key_order, copy_from_store_inside_the_provider,
+        multipart_writer_bounds_bytes_in_flight);
 
     #[tokio::test(flavor = "multi_thread")]
     async fn list_parts_still_omits_part_checksums() {
@@ -121,6 +129,35 @@ mod seaweedfs {
         // When SeaweedFS reports part checksums this finds the part, and the case goes back in.
         assert!(mp.list_parts("k", &id).await.unwrap().is_empty());
         mp.abort_upload("k", &id).await.unwrap();
+    }
+
+    /// Why an S3-compatible server's listing order is not trusted (`ordered_listing` is off
+    /// with an endpoint, and replication sorts): SeaweedFS 4.48 lists a directory's entries
+    /// before keys that sort ahead of it (`a/b` before `a-b`). When it lists in byte order
+    /// this fails, and the S3 adapter may trust compatible servers' order again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn listing_is_not_in_byte_order() {
+        use offsite_storage::{PutOptions, StorageExt};
+        let s = store("OFFSITE_TEST_SEAWEEDFS", "conformance", "order", false).await;
+        let p = format!("walk-{:08x}", rand::random::<u32>());
+        for k in ["a/b", "a-b"] {
+            s.put_bytes(
+                &format!("{p}/{k}"),
+                bytes::Bytes::from_static(b"x"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let listed: Vec<String> = s
+            .list_all(&p)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(listed, [format!("{p}/a/b"), format!("{p}/a-b")]);
+        assert!(!offsite_storage::Storage::capabilities(&s).ordered_listing);
     }
 
     #[tokio::test(flavor = "multi_thread")]

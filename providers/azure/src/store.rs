@@ -547,6 +547,42 @@ impl Storage for AzureStore {
         PROVIDER
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
+        let _ = options;
+        source
+            .as_any()
+            .downcast_ref::<AzureStore>()
+            .is_some_and(|s| self.same_service(s))
+    }
+
+    async fn copy_from_store(
+        &self,
+        source: &dyn Storage,
+        from: &str,
+        size: Option<u64>,
+        to: &str,
+        options: PutOptions,
+    ) -> Result<Receipt> {
+        let same = source
+            .as_any()
+            .downcast_ref::<AzureStore>()
+            .filter(|s| self.same_service(s));
+        let Some(source) = same else {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Copy,
+                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
+            )
+            .with_key(to));
+        };
+        let _ = size;
+        self.copy_from(source, from, to, options).await
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::default();
         c.server_side_copy = true;
@@ -562,6 +598,9 @@ impl Storage for AzureStore {
         // Blob versions and uncommitted block lists are not listed (see the crate docs).
         c.versions = false;
         c.list_uploads = false;
+        // List Blobs lists in lexicographic (UTF-8 binary) name order.
+        c.ordered_listing = true;
+        c.thaw = true;
         c
     }
 

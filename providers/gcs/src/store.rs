@@ -234,6 +234,42 @@ impl Storage for GcsStore {
         PROVIDER
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
+        source
+            .as_any()
+            .downcast_ref::<GcsStore>()
+            .is_some_and(|s| self.same_service(s) && options.storage_class.is_none())
+    }
+
+    async fn copy_from_store(
+        &self,
+        source: &dyn Storage,
+        from: &str,
+        size: Option<u64>,
+        to: &str,
+        options: PutOptions,
+    ) -> Result<Receipt> {
+        let same = source
+            .as_any()
+            .downcast_ref::<GcsStore>()
+            .filter(|s| self.same_service(s) && options.storage_class.is_none());
+        let Some(source) = same else {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Copy,
+                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
+            )
+            .with_key(to));
+        };
+        // A rewrite keeps the source's storage class: a class asked for is streamed instead.
+        let _ = size;
+        self.copy_from(source, from, to, options).await
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::default();
         c.server_side_copy = true;
@@ -247,6 +283,8 @@ impl Storage for GcsStore {
         c.extend_retention = true;
         // GCS has resumable sessions, not multipart uploads: nothing to list.
         c.list_uploads = false;
+        // objects.list lists in lexicographic (UTF-8 binary) name order.
+        c.ordered_listing = true;
         c
     }
 

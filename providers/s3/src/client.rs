@@ -25,6 +25,9 @@ pub(crate) struct Inner {
     pub(crate) region: String,
     pub(crate) url: String,
     pub(crate) retry: RetryPolicy,
+    /// Whether the client talks to an S3-compatible server (an endpoint set), whose listing
+    /// order is not trusted: SeaweedFS lists in directory-walk order, not byte order.
+    pub(crate) compatible: bool,
     /// Objects larger than this are copied part by part (UploadPartCopy); CopyObject takes at
     /// most 5 GiB.
     pub(crate) copy_part_threshold: u64,
@@ -33,8 +36,9 @@ pub(crate) struct Inner {
 /// CopyObject's limit.
 pub(crate) const COPY_OBJECT_MAX: u64 = 5 << 30;
 
-/// A client from the AWS default chain, with the location's region and endpoint.
-pub async fn build(cfg: &S3Config) -> (Client, String) {
+/// A client from the AWS default chain, with the location's region and endpoint; the region,
+/// and whether an endpoint (an S3-compatible server) is set.
+pub async fn build(cfg: &S3Config) -> (Client, String, bool) {
     build_with(cfg, None).await
 }
 
@@ -42,7 +46,7 @@ pub async fn build(cfg: &S3Config) -> (Client, String) {
 pub async fn build_with(
     cfg: &S3Config,
     creds: Option<aws_sdk_s3::config::Credentials>,
-) -> (Client, String) {
+) -> (Client, String, bool) {
     let sdk = offsite_aws::sdk_config(
         cfg.region.as_deref(),
         cfg.endpoint.as_deref(),
@@ -59,7 +63,8 @@ pub async fn build_with(
         .region(Region::new(region.clone()))
         .force_path_style(path_style)
         .build();
-    (Client::from_conf(conf), region)
+    let compatible = sdk.endpoint_url().is_some();
+    (Client::from_conf(conf), region, compatible)
 }
 
 impl Inner {

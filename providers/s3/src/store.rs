@@ -39,12 +39,13 @@ impl std::fmt::Debug for S3Store {
 impl S3Store {
     /// Opens a location with credentials from the AWS default chain.
     pub async fn open(cfg: S3Config, url: &str) -> S3Store {
-        let (client, region) = crate::client::build(&cfg).await;
+        let (client, region, compatible) = crate::client::build(&cfg).await;
         S3Store {
             inner: Arc::new(Inner {
                 client,
                 cfg,
                 region,
+                compatible,
                 url: url.to_string(),
                 retry: RetryPolicy::default(),
                 copy_part_threshold: COPY_OBJECT_MAX,
@@ -62,12 +63,13 @@ impl S3Store {
     ) -> S3Store {
         let creds =
             aws_sdk_s3::config::Credentials::new(access_key, secret, None, None, "offsite-static");
-        let (client, region) = crate::client::build_with(&cfg, Some(creds)).await;
+        let (client, region, compatible) = crate::client::build_with(&cfg, Some(creds)).await;
         S3Store {
             inner: Arc::new(Inner {
                 client,
                 cfg,
                 region,
+                compatible,
                 url: url.to_string(),
                 retry: RetryPolicy::default(),
                 copy_part_threshold: COPY_OBJECT_MAX,
@@ -151,6 +153,44 @@ impl Storage for S3Store {
         PROVIDER
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
+        let _ = options;
+        source
+            .as_any()
+            .downcast_ref::<S3Store>()
+            .is_some_and(|s| self.same_service(s))
+    }
+
+    async fn copy_from_store(
+        &self,
+        source: &dyn Storage,
+        from: &str,
+        size: Option<u64>,
+        to: &str,
+        options: PutOptions,
+    ) -> offsite_storage::Result<Receipt> {
+        let same = source
+            .as_any()
+            .downcast_ref::<S3Store>()
+            .filter(|s| self.same_service(s));
+        let Some(source) = same else {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Copy,
+                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
+            )
+            .with_key(to));
+        };
+        match size {
+            Some(size) => self.copy_sized(source, from, size, to, options).await,
+            None => self.copy_from(source, from, to, options).await,
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::default();
         c.server_side_copy = true;
@@ -164,6 +204,11 @@ impl Storage for S3Store {
         c.versions = true;
         c.extend_retention = true;
         c.list_uploads = true;
+        // ListObjectsV2 on AWS lists in lexicographic (UTF-8 binary) key order; an
+        // S3-compatible server may not (SeaweedFS walks directories), so replication sorts
+        // its listing first.
+        c.ordered_listing = !self.inner.compatible;
+        c.thaw = true;
         c
     }
 

@@ -326,8 +326,16 @@ pub trait Snapshots: Send + Sync + Debug {
     async fn poll(&self, snapshot: &Snapshot) -> Result<Snapshot> {
         self.get(&snapshot.id).await
     }
+}
 
-    /// Waits until the snapshot is completed or failed, polling with [`Snapshots::poll`].
+/// What every [`Snapshots`] adapter gets from the trait's own operations, kept out of the
+/// trait so that no adapter overrides it (as [`StorageExt`](crate::StorageExt) is for
+/// [`Storage`](crate::Storage)).
+#[async_trait]
+pub trait SnapshotsExt: Snapshots {
+    /// Waits until the snapshot is completed or failed, polling with [`Snapshots::poll`]
+    /// every `options.interval` and telling `options.progress` each answer; a snapshot still
+    /// pending after `options.timeout` is a `Transient`, not retryable, error.
     async fn wait(&self, snapshot: &Snapshot, options: &WaitOptions<'_>) -> Result<Snapshot> {
         let started = std::time::Instant::now();
         let mut current = snapshot.clone();
@@ -357,6 +365,8 @@ pub trait Snapshots: Send + Sync + Debug {
         }
     }
 }
+
+impl<T: Snapshots + ?Sized> SnapshotsExt for T {}
 
 /// The error of a snapshot operation a provider does not have.
 pub fn snapshot_unsupported(provider: &'static str, operation: Operation, what: &str) -> Error {
