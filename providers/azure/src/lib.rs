@@ -27,6 +27,5 @@ mod config;
 mod error;
 mod store;
 
-pub use auth::{string_to_sign, SharedKeyPolicy};
 pub use config::{AzureAuth, AzureConfig};
 pub use store::AzureStore;
