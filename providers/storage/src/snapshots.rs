@@ -98,7 +98,7 @@ pub struct Snapshot {
     /// Its tags or labels.
     pub tags: BTreeMap<String, String>,
     /// The provider's handle on a long-running operation still running on it (a GCP operation
-    /// name, an Azure-AsyncOperation URL), which [`Snapshots::wait`] follows first.
+    /// name, an Azure-AsyncOperation URL), which [`SnapshotsExt::wait`] follows first.
     #[serde(skip)]
     pub operation: Option<String>,
 }
@@ -219,7 +219,7 @@ pub struct SnapshotCapabilities {
     pub group: bool,
 }
 
-/// How [`Snapshots::wait`] polls, and what it reports on the way.
+/// How [`SnapshotsExt::wait`] polls, and what it reports on the way.
 pub struct WaitOptions<'a> {
     /// Time between polls.
     pub interval: Duration,
@@ -251,7 +251,7 @@ impl Debug for WaitOptions<'_> {
 ///   so a rerun of a job that died after the provider accepted the request makes nothing twice.
 ///   `restore` passes the token as the provider's idempotency key where it has one.
 /// - **Asynchronous.** `create`, `copy` and `restore` return once the provider accepted the
-///   request; the snapshot is usually [`SnapshotState::Pending`]. [`Snapshots::wait`] follows
+///   request; the snapshot is usually [`SnapshotState::Pending`]. [`SnapshotsExt::wait`] follows
 ///   the provider's long-running operation, then the snapshot's own state, until it is
 ///   completed or failed. A failed snapshot is returned as such (with the provider's reason),
 ///   not as an error: the caller decides.
