@@ -20,25 +20,6 @@ pub struct Opened {
     pub local: Option<Arc<LocalStore>>,
     /// Placement options from the URL's query.
     pub options: DestinationOptions,
-    /// The concrete cloud store, for what only works between two stores of one provider
-    /// (replication's server-side copies).
-    pub native: Native,
-}
-
-/// The concrete store behind an [`Opened`] cloud location.
-#[derive(Debug, Clone)]
-pub enum Native {
-    /// file:// and memory://: nothing provider-specific.
-    Other,
-    /// s3://
-    #[cfg(feature = "s3")]
-    S3(Arc<offsite_s3::S3Store>),
-    /// gs://
-    #[cfg(feature = "gcs")]
-    Gcs(Arc<offsite_gcs::GcsStore>),
-    /// az://
-    #[cfg(feature = "azure")]
-    Azure(Arc<offsite_azure::AzureStore>),
 }
 
 /// The push-time lock when a destination sets `lock` without `lock-days`.
@@ -242,7 +223,6 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 store: local.clone(),
                 local: Some(local),
                 options,
-                native: Native::Other,
             })
         }
         Scheme::Memory => {
@@ -253,7 +233,6 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
                 store,
                 local: None,
                 options,
-                native: Native::Other,
             })
         }
         #[cfg(feature = "s3")]
@@ -262,10 +241,9 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
             let store = Arc::new(offsite_s3::S3Store::open(cfg, location.as_str()).await);
             Ok(Opened {
                 location,
-                store: store.clone(),
+                store,
                 local: None,
                 options,
-                native: Native::S3(store),
             })
         }
         #[cfg(feature = "gcs")]
@@ -274,10 +252,9 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
             let store = Arc::new(offsite_gcs::GcsStore::open(cfg, location.as_str()).await?);
             Ok(Opened {
                 location,
-                store: store.clone(),
+                store,
                 local: None,
                 options,
-                native: Native::Gcs(store),
             })
         }
         #[cfg(feature = "azure")]
@@ -286,10 +263,9 @@ async fn open_store(url: &str, prefix: Option<&str>) -> Result<Opened, Error> {
             let store = Arc::new(offsite_azure::AzureStore::open(cfg, location.as_str())?);
             Ok(Opened {
                 location,
-                store: store.clone(),
+                store,
                 local: None,
                 options,
-                native: Native::Azure(store),
             })
         }
         #[allow(unreachable_patterns)]

@@ -717,30 +717,114 @@ fn two_connection_string_variables_for_one_account_are_one_location() {
     assert!(!stderr(&o).contains("are one location"), "{}", stderr(&o));
 }
 
-/// Azure with no credentials at all says which ways were tried (the variables, then Entra ID
-/// through the developer tools) and what to do, instead of the SDK's bare "Credential".
-#[test]
-fn no_azure_credentials_names_every_way_tried() {
-    let sb = Sandbox::new();
-    let empty = sb.path("no-tools");
-    std::fs::create_dir_all(&empty).unwrap();
-    let o = sb
-        .cmd()
-        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-        .env_remove("AZURE_STORAGE_KEY")
-        .env_remove("AZURE_STORAGE_SAS_TOKEN")
-        .env_remove("AZURE_STORAGE_BLOB_ENDPOINT")
-        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
-        // Neither az nor azd can be found.
-        .env("PATH", &empty)
-        .args(["ls", "az://offsiteacct/backups/app"])
+/// Every variable the Azure credential chains read, so that a test starts from none.
+const AZURE_CREDENTIAL_VARS: [&str; 12] = [
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "OFFSITE_AZURE_ACCESS_TOKEN",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_AUTHORITY_HOST",
+    "OFFSITE_AZURE_MANAGED_IDENTITY",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+];
+
+/// `offsite ls` of an Azurite container with only the Entra ID chain to go on (no key, SAS or
+/// connection string), with no `az` / `azd` on the PATH.
+fn entra_ls(sb: &Sandbox, vars: &[(&str, String)]) -> std::process::Output {
+    let endpoint = emulator("OFFSITE_TEST_AZURITE");
+    let url = format!("az://{AZURITE_ACCOUNT}/entra/app?endpoint={endpoint}");
+    let empty_path = sb.path("no-tools");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let mut cmd = sb.cmd();
+    for v in AZURE_CREDENTIAL_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("PATH", &empty_path)
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["ls", &url])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Issue 30/31: with no credential at all, the error says which methods were tried, in words
+/// and in the chain's order (the README promises it; the whole reason used to be "Credential").
+#[test]
+fn azure_without_credentials_names_every_method_it_tried() {
+    let sb = Sandbox::new();
+    let o = entra_ls(&sb, &[]);
     assert_code(&o, 1);
-    let e = stderr(&o);
-    assert!(
-        e.contains("tried AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN (none set), then Microsoft Entra ID through the Azure CLI (az login) and the Azure Developer CLI (azd auth login), which gave no token"),
-        "{e}"
+    let err = stderr(&o);
+    let order = [
+        "OFFSITE_AZURE_ACCESS_TOKEN is not set",
+        "no workload identity (AZURE_FEDERATED_TOKEN_FILE is not set)",
+        "no service principal (AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are not all set)",
+        "no managed identity",
+        "the az / azd developer login failed",
+    ];
+    let mut at = 0;
+    for want in order {
+        let found = err[at..]
+            .find(want)
+            .unwrap_or_else(|| panic!("{want:?} (in order) in: {err}"));
+        at += found + want.len();
+    }
+    assert!(err.contains("az login"), "a way out: {err}");
+}
+
+/// One chain for blobs and disks: a service principal (which used to work for disk snapshots
+/// only) is what a blob request asks for a token. The authority host here accepts the
+/// connection and answers nothing (the SDK speaks only https to it), so the proof is the TLS
+/// handshake arriving there, and the error naming the service principal as the method used.
+#[test]
+fn a_service_principal_is_used_for_blobs_too() {
+    let sb = Sandbox::new();
+    let authority = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = authority.local_addr().unwrap().port();
+    let (tx, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        // Every attempt is taken and closed at once (the handshake fails, and the token
+        // request with it); the first byte of the first one is kept.
+        for conn in authority.incoming() {
+            let mut first = [0u8; 1];
+            if let Ok(mut conn) = conn {
+                if conn.read_exact(&mut first).is_ok() {
+                    let _ = tx.send(first[0]);
+                }
+            }
+        }
+    });
+    let o = entra_ls(
+        &sb,
+        &[
+            (
+                "AZURE_TENANT_ID",
+                "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            ),
+            (
+                "AZURE_CLIENT_ID",
+                "c0ffee00-0000-4000-8000-000000000001".into(),
+            ),
+            ("AZURE_CLIENT_SECRET", "SPSECRETVALUE".into()),
+            ("AZURE_AUTHORITY_HOST", format!("https://127.0.0.1:{port}")),
+        ],
     );
-    assert!(!e.contains(": Credential"), "{e}");
+    assert_code(&o, 1);
+    // 0x16: a TLS handshake record, the start of the token request.
+    assert_eq!(
+        seen.try_recv().ok(),
+        Some(0x16),
+        "no token request reached the authority"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("the service principal in AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET failed"),
+        "{err}"
+    );
+    assert!(!err.contains("SPSECRETVALUE"), "the secret leaked: {err}");
 }

@@ -511,3 +511,44 @@ async fn ten_thousand_archives_list_verify_and_restore_in_flat_memory_on_s3s() {
     assert_eq!(got, sha256_file(&src));
     assert_eq!(inventory_reads(&o), vec![(n as u64, 1, 0)]);
 }
+
+/// Push's memory is a function of part size and the in-flight budget (40 MiB shared by every
+/// destination), never of the archive: on s3s-fs, 8 MiB parts at concurrency 32 (five parts
+/// fill the budget) and 64 MiB parts (larger than the whole budget, sent one at a time) each
+/// peak within a few parts of a small push, for an archive of 320 MiB. Without the budget the
+/// first would hold 32 parts and the second all five at once.
+#[test]
+fn push_memory_is_bounded_by_the_in_flight_budget_not_the_archive() {
+    let sb = Sandbox::new();
+    let name = bucket("peak");
+    let endpoint = emulator("OFFSITE_TEST_S3S");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(crate::s3::store("OFFSITE_TEST_S3S", &name, "app", false));
+    let push = |file: &std::path::Path, query: &str| {
+        let url = format!("s3://{name}/app?endpoint={endpoint}&{query}");
+        let mut c = sb.std_cmd();
+        c.envs(emulator_credentials());
+        c.arg("push")
+            .arg(file)
+            .args(["-r", &sb.recipient, "--to", &url]);
+        let (o, rss) = peak_rss_kib(c);
+        assert_code(&o, 0);
+        rss
+    };
+    let small = sb.archive("app-backup-20261201_000000.tar.gz", 4000, 1);
+    let baseline = push(&small, "part-size-mib=8");
+    let big = sb.archive("app-backup-20261202_000000.tar.gz", 320 << 20, 2);
+    let mib = 1024u64;
+    let within = push(&big, "part-size-mib=8&concurrency=32");
+    assert!(
+        within < baseline + 40 * mib + 3 * 8 * mib,
+        "8 MiB parts peaked at {within} KiB, a small push at {baseline} KiB"
+    );
+    std::fs::rename(&big, sb.path("app-backup-20261203_000000.tar.gz")).unwrap();
+    let big = sb.path("app-backup-20261203_000000.tar.gz");
+    let over = push(&big, "part-size-mib=64&concurrency=32");
+    assert!(
+        over < baseline + 3 * 64 * mib,
+        "64 MiB parts peaked at {over} KiB, a small push at {baseline} KiB"
+    );
+}

@@ -31,6 +31,7 @@ mod interrupt;
 mod inventory;
 #[cfg(all(feature = "s3", feature = "gcs"))]
 mod jobs;
+mod layout;
 mod newuser;
 mod plan;
 mod proxy;

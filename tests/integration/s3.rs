@@ -74,6 +74,10 @@ mod s3s_fs {
             "s3s-fs does not implement ListObjectVersions (no versioning); the case passes on \
              moto and SeaweedFS",
         ),
+        (
+            "thaw_is_declared",
+            "s3s-fs does not implement RestoreObject; the case passes on moto",
+        ),
     ];
 
     offsite_storage::conformance_suite!(setup, except = EXCLUDED);
@@ -102,12 +106,18 @@ mod seaweedfs {
     }
 
     /// The cases SeaweedFS 4.48 fails, and why.
-    const EXCLUDED: &[offsite_storage::conformance::Exclusion] = &[(
-        "multipart_upload_survives_the_writer",
-        "SeaweedFS lists parts without their checksums, and a part whose bytes cannot be checked \
-         is sent again rather than trusted, so a resumed upload there re-sends its parts \
-         (correct, not thrifty; pinned below); resuming by ListParts is proven on s3s-fs",
-    )];
+    const EXCLUDED: &[offsite_storage::conformance::Exclusion] = &[
+        (
+            "multipart_upload_survives_the_writer",
+            "SeaweedFS lists parts without their checksums, and a part whose bytes cannot be \
+             checked is sent again rather than trusted, so a resumed upload there re-sends its \
+             parts (correct, not thrifty; pinned below); resuming by ListParts is proven on s3s-fs",
+        ),
+        (
+            "thaw_is_declared",
+            "SeaweedFS answers RestoreObject MethodNotAllowed (Unsupported); the case passes on moto",
+        ),
+    ];
 
     offsite_storage::conformance_suite!(setup, except = EXCLUDED);
 
@@ -122,6 +132,35 @@ mod seaweedfs {
         // When SeaweedFS reports part checksums this finds the part, and the case goes back in.
         assert!(mp.list_parts("k", &id).await.unwrap().is_empty());
         mp.abort_upload("k", &id).await.unwrap();
+    }
+
+    /// Why an S3-compatible server's listing order is not trusted (`ordered_listing` is off
+    /// with an endpoint, and replication sorts): SeaweedFS 4.48 lists a directory's entries
+    /// before keys that sort ahead of it (`a/b` before `a-b`). When it lists in byte order
+    /// this fails, and the S3 adapter may trust compatible servers' order again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn listing_is_not_in_byte_order() {
+        use offsite_storage::{PutOptions, StorageExt};
+        let s = store("OFFSITE_TEST_SEAWEEDFS", "conformance", "order", false).await;
+        let p = format!("walk-{:08x}", rand::random::<u32>());
+        for k in ["a/b", "a-b"] {
+            s.put_bytes(
+                &format!("{p}/{k}"),
+                bytes::Bytes::from_static(b"x"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let listed: Vec<String> = s
+            .list_all(&p)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(listed, [format!("{p}/a/b"), format!("{p}/a-b")]);
+        assert!(!offsite_storage::Storage::capabilities(&s).ordered_listing);
     }
 
     #[tokio::test(flavor = "multi_thread")]

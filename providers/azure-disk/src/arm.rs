@@ -5,29 +5,24 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
-use azure_core::http::headers::{HeaderName, AUTHORIZATION};
+use azure_core::credentials::TokenCredential;
+use azure_core::http::headers::HeaderName;
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
-use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::policies::Policy;
 use azure_core::http::{
     ClientOptions, Context, Method, Pipeline, PipelineSendOptions, RawResponse, Request,
     RetryOptions, Url,
 };
+use offsite_azure_auth::{is_loopback_http, Credential, LoopbackBearer};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::ArmError;
 
-/// Azure's public-cloud Resource Manager.
-pub const ARM_ENDPOINT: &str = "https://management.azure.com";
 /// The token scope for Resource Manager.
 pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
 /// The Compute API version every request names.
 pub const API_VERSION: &str = "2024-03-02";
-/// Replaces [`ARM_ENDPOINT`].
-pub const ENDPOINT_VAR: &str = "OFFSITE_AZURE_ARM_ENDPOINT";
-/// A bearer token for Resource Manager, got elsewhere.
-pub const TOKEN_VAR: &str = "OFFSITE_AZURE_ACCESS_TOKEN";
 
 const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const LOCATION: HeaderName = HeaderName::from_static("location");
@@ -144,103 +139,6 @@ pub enum LroStatus {
     Failed(String),
 }
 
-/// A bearer token from [`TOKEN_VAR`]: for jobs that got one elsewhere (and for tests).
-#[derive(Clone)]
-struct FixedToken(Secret);
-
-impl std::fmt::Debug for FixedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FixedToken(..)")
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenCredential for FixedToken {
-    async fn get_token(
-        &self,
-        _scopes: &[&str],
-        _options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        Ok(AccessToken::new(
-            self.0.clone(),
-            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
-        ))
-    }
-}
-
-/// The credential chain of the crate docs.
-pub fn credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(t) = env(TOKEN_VAR) {
-        return Ok(Arc::new(FixedToken(Secret::new(t))));
-    }
-    if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-        return Ok(azure_identity::WorkloadIdentityCredential::new(None)?);
-    }
-    if let (Some(tenant), Some(client), Some(secret)) = (
-        env("AZURE_TENANT_ID"),
-        env("AZURE_CLIENT_ID"),
-        env("AZURE_CLIENT_SECRET"),
-    ) {
-        return Ok(azure_identity::ClientSecretCredential::new(
-            &tenant,
-            client,
-            Secret::new(secret),
-            None,
-        )?);
-    }
-    if env("IDENTITY_ENDPOINT").is_some()
-        || env("MSI_ENDPOINT").is_some()
-        || env("OFFSITE_AZURE_MANAGED_IDENTITY").is_some()
-    {
-        let options =
-            env("AZURE_CLIENT_ID").map(|id| azure_identity::ManagedIdentityCredentialOptions {
-                user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
-                ..Default::default()
-            });
-        return Ok(azure_identity::ManagedIdentityCredential::new(options)?);
-    }
-    Ok(azure_identity::DeveloperToolsCredential::new(None)?)
-}
-
-/// Plain http to this machine (a local test server).
-fn is_loopback_http(url: &Url) -> bool {
-    url.scheme() == "http"
-        && match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
-        }
-}
-
-/// The SDK's bearer policy refuses every non-https URL; this one sends the token over http
-/// only to a loopback address.
-#[derive(Debug)]
-struct LoopbackBearer {
-    credential: Arc<dyn TokenCredential>,
-}
-
-#[async_trait::async_trait]
-impl Policy for LoopbackBearer {
-    async fn send(
-        &self,
-        ctx: &Context,
-        request: &mut Request,
-        next: &[Arc<dyn Policy>],
-    ) -> PolicyResult {
-        if !is_loopback_http(request.url()) {
-            return Err(azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Other,
-                "bearer tokens go over plain http only to a loopback address",
-            ));
-        }
-        let token = self.credential.get_token(&[ARM_SCOPE], None).await?;
-        request.insert_header(AUTHORIZATION, format!("Bearer {}", token.token.secret()));
-        next[0].send(ctx, request, &next[1..]).await
-    }
-}
-
 /// An ARM client: one pipeline, one endpoint.
 #[derive(Debug, Clone)]
 pub struct Arm {
@@ -251,13 +149,14 @@ pub struct Arm {
 impl Arm {
     /// A client for `endpoint` (https, or http to a loopback address). The SDK's retries are
     /// off: the adapter retries idempotent requests through `offsite_storage::RetryPolicy`.
-    pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>) -> Result<Arm, String> {
+    pub fn new(endpoint: &str, credential: Credential) -> Result<Arm, String> {
         let endpoint = Url::parse(endpoint.trim_end_matches('/'))
             .map_err(|e| format!("the ARM endpoint {endpoint:?} is not a URL: {e}"))?;
         let auth: Arc<dyn Policy> = if endpoint.scheme() == "https" {
+            let credential: Arc<dyn TokenCredential> = Arc::new(credential);
             Arc::new(BearerTokenAuthorizationPolicy::new(credential, [ARM_SCOPE]))
         } else if is_loopback_http(&endpoint) {
-            Arc::new(LoopbackBearer { credential })
+            Arc::new(LoopbackBearer::new(credential, ARM_SCOPE))
         } else {
             return Err(format!(
                 "the ARM endpoint {endpoint} must be https (or plain http to a loopback address)"

@@ -16,6 +16,8 @@
 //! `https://management.azure.com` (plain http only to a loopback address).
 
 mod arm;
+mod client;
+mod config;
 mod error;
 mod store;
 

@@ -12,6 +12,7 @@ use offsite_storage::{
 use serde_json::json;
 
 use crate::arm::{Arm, ArmDisk, ArmSnapshot, LroStatus};
+use crate::config::AzureDiskConfig;
 
 /// Azure managed-disk snapshots in one location.
 #[derive(Clone)]
@@ -143,22 +144,9 @@ impl AzureDiskSnapshots {
         location: Option<&str>,
         resource_group: Option<&str>,
     ) -> Result<AzureDiskSnapshots> {
-        let endpoint = std::env::var(crate::arm::ENDPOINT_VAR)
-            .ok()
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| crate::arm::ARM_ENDPOINT.to_string());
-        let credential = crate::arm::credential().map_err(|e| {
-            Error::new(
-                ErrorKind::Unauthenticated,
-                "azure-disk",
-                Operation::Open,
-                format!("no Microsoft Entra ID credential: {e}"),
-            )
-            .with_hint("run `az login`, use a workload or managed identity, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET")
-        })?;
-        let arm = Arm::new(&endpoint, credential)
-            .map_err(|e| Error::new(ErrorKind::InvalidConfig, "azure-disk", Operation::Open, e))?;
-        if let Some(rg) = resource_group {
+        let cfg = AzureDiskConfig::new(location, resource_group, |k| std::env::var(k).ok());
+        let arm = crate::client::build(&cfg)?;
+        if let Some(rg) = &cfg.resource_group {
             parse_id(
                 &format!("{rg}/providers/Microsoft.Compute/disks/x"),
                 "disks",
@@ -176,8 +164,8 @@ impl AzureDiskSnapshots {
         }
         Ok(AzureDiskSnapshots {
             arm,
-            location: location.map(norm),
-            resource_group: resource_group.map(str::to_string),
+            location: cfg.location.as_deref().map(norm),
+            resource_group: cfg.resource_group,
             retry: RetryPolicy::default(),
         })
     }

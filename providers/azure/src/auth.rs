@@ -9,7 +9,7 @@ use azure_core::http::{Context, Request};
 
 /// Signs every try of every request with the account key (`Authorization: SharedKey
 /// ACCOUNT:SIGNATURE`), after setting `x-ms-date`.
-pub struct SharedKeyPolicy {
+pub(crate) struct SharedKeyPolicy {
     account: String,
     key: Secret,
 }
@@ -24,7 +24,7 @@ impl std::fmt::Debug for SharedKeyPolicy {
 
 impl SharedKeyPolicy {
     /// A policy for `account` with its base64 key.
-    pub fn new(account: impl Into<String>, key: impl Into<String>) -> SharedKeyPolicy {
+    pub(crate) fn new(account: impl Into<String>, key: impl Into<String>) -> SharedKeyPolicy {
         SharedKeyPolicy {
             account: account.into(),
             key: Secret::new(key.into()),
@@ -35,7 +35,7 @@ impl SharedKeyPolicy {
 /// The string to sign for a request (the "Blob, Queue, and File services" form, version
 /// 2015-02-21 and later): the verb, eleven standard headers (Content-Length empty when zero),
 /// the canonicalized `x-ms-` headers and the canonicalized resource.
-pub fn string_to_sign(
+pub(crate) fn string_to_sign(
     method: &str,
     url: &url::Url,
     headers: &[(String, String)],

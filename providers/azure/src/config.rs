@@ -152,9 +152,11 @@ impl AzureConfig {
                 }
             }
         }
-        if cfg.auth == AzureAuth::EntraId && cfg.endpoint.starts_with("http://") {
+        let loopback =
+            url::Url::parse(&cfg.endpoint).is_ok_and(|u| offsite_azure_auth::is_loopback_http(&u));
+        if cfg.auth == AzureAuth::EntraId && cfg.endpoint.starts_with("http://") && !loopback {
             return Err(bad(
-                "Microsoft Entra ID tokens are only sent over https, and the endpoint is http".into(),
+                "Microsoft Entra ID tokens are only sent over https (or plain http to this machine), and the endpoint is http".into(),
                 "set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY for an emulator, or use an https endpoint",
             ));
         }
@@ -214,12 +216,15 @@ mod tests {
     }
 
     #[test]
-    fn entra_id_needs_https() {
-        let loc = Location::parse("az://acct/cont?endpoint=http://127.0.0.1:1").unwrap();
+    fn entra_id_needs_https_or_this_machine() {
+        let loc = Location::parse("az://acct/cont?endpoint=http://blob.example.net").unwrap();
         let e = AzureConfig::from_location_with(&loc, |_| None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("only sent over https"), "{e}");
+        let loc = Location::parse("az://acct/cont?endpoint=http://127.0.0.1:1").unwrap();
+        let c = AzureConfig::from_location_with(&loc, |_| None).unwrap();
+        assert_eq!(c.auth, AzureAuth::EntraId);
         let loc = Location::parse("az://acct/cont").unwrap();
         let c = AzureConfig::from_location_with(&loc, |_| None).unwrap();
         assert_eq!(c.endpoint, "https://acct.blob.core.windows.net");

@@ -3,14 +3,15 @@
 
 use offsite_storage::{Error, ErrorKind, Operation};
 
+/// What to do when Entra ID gives no credential.
+pub(crate) const ENTRA_HINT: &str = "run `az login`, use a workload or managed identity, set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or set AZURE_STORAGE_CONNECTION_STRING";
+
 /// Where a request went, for messages.
 pub(crate) struct Ctx<'a> {
     pub account: &'a str,
     pub container: &'a str,
     pub key: &'a str,
     pub auth: &'a str,
-    /// Where an Entra ID token was asked for, when the store authenticates with Entra ID.
-    pub entra: Option<crate::store::EntraSource>,
 }
 
 pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error {
@@ -59,15 +60,10 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
         ),
         (_, Some("InvalidBlobTier" | "InvalidHeaderValue" | "InvalidQueryParameterValue")) | (Some(400), _) => (ErrorKind::InvalidConfig, None),
         (Some(s), _) if s >= 500 => (ErrorKind::Transient, None),
-        // No token: which ways were tried, and what to do. The earlier ones in the chain (a
-        // connection string, an account key, a SAS) were not set, or this store would not ask
-        // Entra ID.
+        // The Entra ID chain gave no token: its message names every method it tried.
         (None, _) if matches!(err.kind(), K::Credential) => (
             ErrorKind::Unauthenticated,
-            Some(format!(
-                "tried AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN (none set), then Microsoft Entra ID through {}, which gave no token; set one of those variables, run `az login`, or give the host a managed or workload identity",
-                ctx.entra.map_or("its credential", |s| s.words())
-            )),
+            Some(ENTRA_HINT.to_string()),
         ),
         (None, _) if matches!(err.kind(), K::Io | K::Connection) => (
             ErrorKind::Transient,
@@ -83,7 +79,8 @@ pub(crate) fn map(err: azure_core::Error, op: Operation, ctx: &Ctx<'_>) -> Error
         (None, None) => match err.kind() {
             K::Io => "an I/O error on the connection".to_string(),
             K::Connection => "cannot connect".to_string(),
-            K::Credential => "no credentials".to_string(),
+            // Written by offsite-azure-auth: the methods tried, no secret, no URL.
+            K::Credential => err.to_string(),
             other => format!("{other:?}").chars().take(80).collect(),
         },
     };
@@ -122,7 +119,6 @@ mod tests {
             container: "c",
             key: "x.age",
             auth: "SAS token",
-            entra: None,
         };
         let e = map(sdk, Operation::Put, &ctx);
         assert_eq!(e.kind(), ErrorKind::Transient);
@@ -148,7 +144,6 @@ mod tests {
             container: "c",
             key: "",
             auth: "shared key",
-            entra: None,
         };
         let e = map(sdk, Operation::Open, &ctx);
         assert_eq!(e.code(), Some("ContainerAlreadyExists"));

@@ -8,9 +8,11 @@
 //! says so; `--deep` proves the bytes.
 //!
 //! Authentication, in this order: `AZURE_STORAGE_CONNECTION_STRING` (account key or SAS),
-//! `AZURE_STORAGE_KEY` (shared key, signed by [`SharedKeyPolicy`]), `AZURE_STORAGE_SAS_TOKEN`,
-//! else Microsoft Entra ID through `azure_identity` (workload identity, managed identity,
-//! developer tools).
+//! `AZURE_STORAGE_KEY` (shared key, signed by offsite's own policy), `AZURE_STORAGE_SAS_TOKEN`,
+//! else Microsoft Entra ID through the chain the managed-disk adapter uses too
+//! (`offsite-azure-auth`: a bearer token, workload identity, a service principal, a managed
+//! identity, the developer's `az` / `azd` login). A chain that gives no token says which
+//! methods it tried.
 //!
 //! `create_location` creates the container. Blob versioning (an account setting) and
 //! version-level immutability (a container made through the management plane) cannot be asked
@@ -20,10 +22,10 @@
 //! lists have no listing by prefix).
 
 mod auth;
+mod client;
 mod config;
 mod error;
 mod store;
 
-pub use auth::{string_to_sign, SharedKeyPolicy};
 pub use config::{AzureAuth, AzureConfig};
 pub use store::AzureStore;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use azure_core::http::{RequestContent, RetryOptions, Url};
+use azure_core::http::RequestContent;
 use azure_core::time::OffsetDateTime;
 use azure_storage_blob::models::{
     AccessTier, BlobClientDeleteOptions, BlobClientDownloadOptions,
@@ -13,7 +13,6 @@ use azure_storage_blob::models::{
     BlockBlobClientUploadOptions, BlockListType, BlockLookupList, CopyStatus, HttpRange,
     ImmutabilityPolicyMode, RehydratePriority,
 };
-use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -23,14 +22,12 @@ use offsite_storage::adapter;
 use offsite_storage::{
     Capabilities, Checksum, CreateOptions, Error, ErrorKind, GetRange, GetResult, ListStream,
     LockMode, Multipart, MultipartWriter, ObjectMeta, ObjectWriter, Operation, Part, PartLimits,
-    PartReceipt, PutOptions, Receipt, Result, Retention, RetryPolicy, Sequential, Storage,
+    PartReceipt, PutOptions, Receipt, Result, Retention, Sequential, Storage,
 };
 
-use crate::auth::SharedKeyPolicy;
-use crate::config::{AzureAuth, AzureConfig};
+use crate::client::{Inner, PROVIDER};
+use crate::config::AzureConfig;
 use crate::error::{map, Ctx};
-
-const PROVIDER: &str = "azure";
 
 /// Block blob limits.
 pub const LIMITS: PartLimits = PartLimits {
@@ -48,13 +45,6 @@ const TIERS: &[&str] = match offsite_storage::Scheme::Azure.storage_classes() {
 /// Block id bytes: upload id (8) + block number (4, big-endian) + the block's SHA-256 (32).
 const BLOCK_ID_LEN: usize = 44;
 
-pub(crate) struct Inner {
-    container: BlobContainerClient,
-    cfg: AzureConfig,
-    url: String,
-    retry: RetryPolicy,
-}
-
 /// A container and prefix on Azure Blob Storage.
 #[derive(Clone)]
 pub struct AzureStore {
@@ -70,83 +60,11 @@ impl std::fmt::Debug for AzureStore {
     }
 }
 
-fn entra_credential() -> azure_core::Result<Arc<dyn azure_core::credentials::TokenCredential>> {
-    Ok(match EntraSource::of_env() {
-        EntraSource::Workload => azure_identity::WorkloadIdentityCredential::new(None)?,
-        EntraSource::Managed => azure_identity::ManagedIdentityCredential::new(None)?,
-        EntraSource::DeveloperTools => azure_identity::DeveloperToolsCredential::new(None)?,
-    })
-}
-
-/// Where a Microsoft Entra ID token is asked for: Kubernetes workload identity, then a managed
-/// identity where one is advertised, else the developer's az / azd login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EntraSource {
-    Workload,
-    Managed,
-    DeveloperTools,
-}
-
-impl EntraSource {
-    fn of_env() -> EntraSource {
-        if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-            EntraSource::Workload
-        } else if std::env::var_os("IDENTITY_ENDPOINT").is_some()
-            || std::env::var_os("MSI_ENDPOINT").is_some()
-        {
-            EntraSource::Managed
-        } else {
-            EntraSource::DeveloperTools
-        }
-    }
-
-    /// The way tried, in words, for the error when it gave no token.
-    pub(crate) fn words(self) -> &'static str {
-        match self {
-            EntraSource::Workload => "workload identity (AZURE_FEDERATED_TOKEN_FILE)",
-            EntraSource::Managed => "the managed identity endpoint (IDENTITY_ENDPOINT)",
-            EntraSource::DeveloperTools => {
-                "the Azure CLI (az login) and the Azure Developer CLI (azd auth login)"
-            }
-        }
-    }
-}
-
 impl AzureStore {
     /// Opens a location with the credentials the environment provides (see the crate docs).
     pub fn open(cfg: AzureConfig, url: &str) -> Result<AzureStore> {
-        let bad = |e: String| {
-            Error::new(ErrorKind::InvalidConfig, PROVIDER, Operation::Open, e).with_key(url)
-        };
-        let mut container_url = Url::parse(&format!("{}/{}", cfg.endpoint, cfg.container))
-            .map_err(|e| bad(format!("the endpoint {:?} is not a URL: {e}", cfg.endpoint)))?;
-        let mut options = BlobContainerClientOptions::default();
-        // One retry layer: ours (offsite_storage::RetryPolicy), not the SDK's as well.
-        options.client_options.retry = RetryOptions::none();
-        let credential = match &cfg.auth {
-            AzureAuth::SharedKey { key } => {
-                options.client_options.per_try_policies.push(Arc::new(SharedKeyPolicy::new(&cfg.account, key)));
-                None
-            }
-            AzureAuth::Sas { token } => {
-                container_url.set_query(Some(token));
-                None
-            }
-            AzureAuth::EntraId => Some(entra_credential().map_err(|e| {
-                Error::new(ErrorKind::Unauthenticated, PROVIDER, Operation::Open, format!("no Microsoft Entra ID credential: {e}"))
-                    .with_key(url)
-                    .with_hint("run `az login`, use a workload or managed identity, or set AZURE_STORAGE_CONNECTION_STRING")
-            })?),
-        };
-        let container = BlobContainerClient::new(container_url, credential, Some(options))
-            .map_err(|e| bad(e.to_string()))?;
         Ok(AzureStore {
-            inner: Arc::new(Inner {
-                container,
-                cfg,
-                url: url.to_string(),
-                retry: RetryPolicy::default().at(url),
-            }),
+            inner: Arc::new(crate::client::build(cfg, url)?),
         })
     }
 
@@ -321,7 +239,6 @@ impl Inner {
             container: &self.cfg.container,
             key,
             auth: self.cfg.auth.method(),
-            entra: (self.cfg.auth == AzureAuth::EntraId).then(EntraSource::of_env),
         }
     }
 
@@ -630,6 +547,42 @@ impl Storage for AzureStore {
         PROVIDER
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
+        let _ = options;
+        source
+            .as_any()
+            .downcast_ref::<AzureStore>()
+            .is_some_and(|s| self.same_service(s))
+    }
+
+    async fn copy_from_store(
+        &self,
+        source: &dyn Storage,
+        from: &str,
+        size: Option<u64>,
+        to: &str,
+        options: PutOptions,
+    ) -> Result<Receipt> {
+        let same = source
+            .as_any()
+            .downcast_ref::<AzureStore>()
+            .filter(|s| self.same_service(s));
+        let Some(source) = same else {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Copy,
+                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
+            )
+            .with_key(to));
+        };
+        let _ = size;
+        self.copy_from(source, from, to, options).await
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::default();
         c.server_side_copy = true;
@@ -645,6 +598,9 @@ impl Storage for AzureStore {
         // Blob versions and uncommitted block lists are not listed (see the crate docs).
         c.versions = false;
         c.list_uploads = false;
+        // List Blobs lists in lexicographic (UTF-8 binary) name order.
+        c.ordered_listing = true;
+        c.thaw = true;
         c
     }
 

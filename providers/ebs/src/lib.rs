@@ -12,6 +12,7 @@
 //! for an emulator.
 
 mod client;
+mod config;
 mod error;
 mod store;
 

@@ -15,6 +15,7 @@ use offsite_storage::{
     Volume,
 };
 
+use crate::config::EbsConfig;
 use crate::error::map;
 
 /// EBS snapshots in one region.
@@ -46,7 +47,7 @@ impl std::fmt::Debug for EbsSnapshots {
 impl EbsSnapshots {
     /// Opens EC2 in `region`, else the default chain's (`AWS_REGION`, the profile's).
     pub async fn open(region: Option<&str>) -> Result<EbsSnapshots> {
-        let (client, region) = crate::client::build(region).await?;
+        let (client, region) = crate::client::build(&EbsConfig::new(region)?).await?;
         Ok(EbsSnapshots {
             client,
             region,

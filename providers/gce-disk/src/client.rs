@@ -3,19 +3,12 @@
 use google_cloud_compute_v1::client::{Disks, Snapshots};
 use offsite_storage::{Error, ErrorKind, Operation};
 
-/// The variable that replaces the Compute Engine endpoint (tests, private endpoints).
-pub const ENDPOINT_VAR: &str = "OFFSITE_GCP_COMPUTE_ENDPOINT";
+use crate::config::{GceConfig, PROVIDER};
 
 /// The snapshot and disk clients, with ADC credentials (none for a loopback endpoint).
-pub async fn build() -> Result<(Snapshots, Disks), Error> {
-    let endpoint = std::env::var(ENDPOINT_VAR).ok().filter(|e| !e.is_empty());
-    let loopback = endpoint.as_deref().is_some_and(|e| {
-        let rest = e
-            .trim_start_matches("http://")
-            .trim_start_matches("https://");
-        rest.starts_with("127.") || rest.starts_with("localhost") || rest.starts_with("[::1]")
-    });
-    let creds = if loopback {
+pub async fn build(cfg: &GceConfig) -> Result<(Snapshots, Disks), Error> {
+    let endpoint = &cfg.endpoint;
+    let creds = if cfg.loopback() {
         google_cloud_auth::credentials::anonymous::Builder::new().build()
     } else {
         google_cloud_auth::credentials::Builder::default()
@@ -23,7 +16,7 @@ pub async fn build() -> Result<(Snapshots, Disks), Error> {
             .map_err(|e| {
                 Error::new(
                     ErrorKind::Unauthenticated,
-                    "gce-disk",
+                    PROVIDER,
                     Operation::Open,
                     format!("no usable Google credentials: {e}"),
                 )
@@ -33,7 +26,7 @@ pub async fn build() -> Result<(Snapshots, Disks), Error> {
     let fail = |what: &str, e: google_cloud_gax::client_builder::Error| {
         Error::new(
             ErrorKind::InvalidConfig,
-            "gce-disk",
+            PROVIDER,
             Operation::Open,
             format!("cannot make the Compute Engine {what} client: {e}"),
         )

@@ -13,6 +13,7 @@
 //! `https://compute.googleapis.com` (a loopback endpoint is used without credentials).
 
 mod client;
+mod config;
 mod error;
 mod store;
 

@@ -12,6 +12,7 @@ use offsite_storage::{
     RetryPolicy, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots, Volume,
 };
 
+use crate::config::GceConfig;
 use crate::error::{map, of_operation};
 
 /// GCP persistent-disk snapshots stored in one location.
@@ -136,14 +137,13 @@ impl GceSnapshots {
     /// Opens the clients. `location` is the storage location of new snapshots (`us`,
     /// `europe-west1`); `project` the one listings look in (else `GOOGLE_CLOUD_PROJECT`).
     pub async fn open(location: Option<&str>, project: Option<&str>) -> Result<GceSnapshots> {
-        let (snaps, disks) = crate::client::build().await?;
+        let cfg = GceConfig::new(location, project, |k| std::env::var(k).ok());
+        let (snaps, disks) = crate::client::build(&cfg).await?;
         Ok(GceSnapshots {
             snaps,
             disks,
-            location: location.map(str::to_string),
-            project: project
-                .map(str::to_string)
-                .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok()),
+            location: cfg.location,
+            project: cfg.project,
             retry: RetryPolicy::default(),
         })
     }

@@ -4,11 +4,9 @@
 use offsite_storage::{CreateOptions, Error, ErrorKind, Operation, Result};
 use serde_json::{json, Value};
 
+use crate::client::{Inner, PROVIDER};
 use crate::error::{from_response, transport};
-use crate::session::enc;
-use crate::store::Inner;
-
-const PROVIDER: &str = "gcs";
+use crate::metadata::enc;
 
 /// The environment variable read for the project when none is given.
 pub(crate) const PROJECT_VAR: &str = "GOOGLE_CLOUD_PROJECT";

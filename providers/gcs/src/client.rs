@@ -1,13 +1,49 @@
-//! The only file that builds clients: `gcloud-storage` for reads, lists, deletes and rewrites,
+//! The only file that builds clients, and `Inner`, what every request needs (the clients,
+//! the location, key and storage-class checks). It builds `gcloud-storage` for reads, lists, deletes and rewrites,
 //! and a plain HTTP client (with the same token) for the JSON API calls that crate lacks.
 
 use std::sync::Arc;
 
 use gcloud_storage::client::google_cloud_auth;
 use gcloud_storage::client::{Client, ClientConfig};
+use offsite_storage::{adapter, Operation, PutOptions, Result, RetryPolicy};
 use token_source::{TokenSource, TokenSourceProvider};
 
 use crate::config::GcsConfig;
+
+/// The provider name in errors.
+pub(crate) const PROVIDER: &str = "gcs";
+
+/// Storage classes GCS accepts.
+const CLASSES: &[&str] = match offsite_storage::Scheme::Gcs.storage_classes() {
+    Some((c, _)) => c,
+    None => &[],
+};
+
+/// What every request needs; shared by the store, its writers, upload sessions and bucket calls.
+pub(crate) struct Inner {
+    pub(crate) clients: Clients,
+    pub(crate) cfg: GcsConfig,
+    pub(crate) url: String,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Inner {
+    pub(crate) fn check(&self, key: &str, op: Operation) -> Result<String> {
+        offsite_storage::validate_key(key, PROVIDER, op)?;
+        Ok(self.cfg.full_key(key))
+    }
+
+    pub(crate) fn check_class(&self, options: &PutOptions, key: &str) -> Result<()> {
+        adapter::check_storage_class(
+            PROVIDER,
+            key,
+            options.storage_class.as_deref(),
+            CLASSES,
+            "a GCS storage class",
+        )
+    }
+}
 
 /// Everything a store needs to talk to GCS.
 pub struct Clients {
@@ -22,7 +58,7 @@ pub struct Clients {
 }
 
 /// Builds the clients: anonymous against an endpoint, else application default credentials.
-pub async fn build(cfg: &GcsConfig) -> Result<Clients, String> {
+pub async fn build(cfg: &GcsConfig) -> std::result::Result<Clients, String> {
     let base = cfg.base();
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(20))

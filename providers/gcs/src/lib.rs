@@ -19,6 +19,7 @@ mod bucket;
 mod client;
 mod config;
 mod error;
+mod metadata;
 mod session;
 mod store;
 

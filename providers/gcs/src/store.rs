@@ -18,25 +18,10 @@ use offsite_storage::{
     Retention, RetryPolicy, Sequential, SessionState, Storage, VersionStream,
 };
 
-use crate::client::{self, Clients};
+use crate::client::{self, Inner, PROVIDER};
 use crate::config::GcsConfig;
 use crate::error::from_crate;
 use crate::session::GcsDigest;
-
-const PROVIDER: &str = "gcs";
-
-/// Storage classes GCS accepts.
-const CLASSES: &[&str] = match offsite_storage::Scheme::Gcs.storage_classes() {
-    Some((c, _)) => c,
-    None => &[],
-};
-
-pub(crate) struct Inner {
-    pub(crate) clients: Clients,
-    pub(crate) cfg: GcsConfig,
-    pub(crate) url: String,
-    pub(crate) retry: RetryPolicy,
-}
 
 /// A bucket and prefix on Google Cloud Storage.
 #[derive(Clone)]
@@ -98,23 +83,6 @@ impl GcsStore {
     /// Places or releases a temporary hold.
     pub async fn set_hold(&self, key: &str, hold: bool) -> Result<()> {
         crate::session::set_hold(&self.inner, key, hold).await
-    }
-}
-
-impl Inner {
-    fn check(&self, key: &str, op: Operation) -> Result<String> {
-        offsite_storage::validate_key(key, PROVIDER, op)?;
-        Ok(self.cfg.full_key(key))
-    }
-
-    fn check_class(&self, options: &PutOptions, key: &str) -> Result<()> {
-        adapter::check_storage_class(
-            PROVIDER,
-            key,
-            options.storage_class.as_deref(),
-            CLASSES,
-            "a GCS storage class",
-        )
     }
 }
 
@@ -266,6 +234,42 @@ impl Storage for GcsStore {
         PROVIDER
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
+        source
+            .as_any()
+            .downcast_ref::<GcsStore>()
+            .is_some_and(|s| self.same_service(s) && options.storage_class.is_none())
+    }
+
+    async fn copy_from_store(
+        &self,
+        source: &dyn Storage,
+        from: &str,
+        size: Option<u64>,
+        to: &str,
+        options: PutOptions,
+    ) -> Result<Receipt> {
+        let same = source
+            .as_any()
+            .downcast_ref::<GcsStore>()
+            .filter(|s| self.same_service(s) && options.storage_class.is_none());
+        let Some(source) = same else {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Copy,
+                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
+            )
+            .with_key(to));
+        };
+        // A rewrite keeps the source's storage class: a class asked for is streamed instead.
+        let _ = size;
+        self.copy_from(source, from, to, options).await
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::default();
         c.server_side_copy = true;
@@ -279,6 +283,8 @@ impl Storage for GcsStore {
         c.extend_retention = true;
         // GCS has resumable sessions, not multipart uploads: nothing to list.
         c.list_uploads = false;
+        // objects.list lists in lexicographic (UTF-8 binary) name order.
+        c.ordered_listing = true;
         c
     }
 

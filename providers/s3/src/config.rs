@@ -3,6 +3,9 @@
 use offsite_storage::adapter::ENGINE_KEYS;
 use offsite_storage::{Error, ErrorKind, Location, Operation, Result, Scheme};
 
+/// The provider name in errors.
+pub(crate) const PROVIDER: &str = "s3";
+
 /// Default part size: large enough to keep request overhead low, small enough for memory.
 pub const DEFAULT_PART_SIZE: u64 = 6 << 20;
 /// Parts in flight per upload.
@@ -37,7 +40,7 @@ impl S3Config {
     /// Reads an `s3://bucket/prefix?...` location.
     pub fn from_location(loc: &Location) -> Result<S3Config> {
         let bad = |msg: String, hint: &str| {
-            Error::new(ErrorKind::InvalidConfig, "s3", Operation::Open, msg)
+            Error::new(ErrorKind::InvalidConfig, PROVIDER, Operation::Open, msg)
                 .with_key(loc.as_str())
                 .with_hint(hint.to_string())
         };

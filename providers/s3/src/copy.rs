@@ -6,10 +6,12 @@ use aws_sdk_s3::types::{
     ObjectLockLegalHoldStatus, ServerSideEncryption,
 };
 use offsite_storage::{part_size_for, Error, Operation, PutOptions, Receipt};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use crate::client::{exists, head, Inner, LIMITS};
+use crate::config::PROVIDER;
 use crate::error::map;
 use crate::metadata::{lock_mode, put_options, sha256_checksum, to_smithy_time};
-use crate::store::{exists, head, Inner, LIMITS, PROVIDER};
 
 /// Copies `src_bucket/src_full` (of `size` bytes) to `to` in `dst`'s bucket, server-side.
 pub(crate) async fn copy_between(
@@ -25,7 +27,7 @@ pub(crate) async fn copy_between(
         return Err(Error::already_exists(PROVIDER, to));
     }
     let copy_source = format!("{src_bucket}/{}", encode_key(src_full));
-    let class = dst.storage_class(&options, to)?;
+    let class = crate::metadata::storage_class(&options, to)?;
     if size > dst.copy_part_threshold {
         return copy_in_parts(dst, &copy_source, size, to, &dst_full, &options).await;
     }
@@ -273,16 +275,28 @@ async fn copy_in_parts(
     }
 }
 
+/// What `x-amz-copy-source` escapes in a key: everything but RFC 3986's unreserved
+/// characters and `/`, the segment separator S3 reads unescaped.
+const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
 /// Percent-encodes a key for `x-amz-copy-source`, keeping `/`.
 fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
+    utf8_percent_encode(key, COPY_SOURCE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_source_keys_escape_all_but_unreserved_and_slash() {
+        assert_eq!(super::encode_key("app/a-b_c.d~e"), "app/a-b_c.d~e");
+        assert_eq!(
+            super::encode_key("app/a b+c%d\u{e9}?#&="),
+            "app/a%20b%2Bc%25d%C3%A9%3F%23%26%3D"
+        );
     }
-    out
 }

@@ -22,7 +22,4 @@ mod multipart;
 mod store;
 
 pub use config::S3Config;
-
-/// What the EBS adapter shares with this one: the SDK configuration and the reading of SDK
-/// errors that are not the service's (no credentials, a whole error chain on one line).
 pub use store::S3Store;

@@ -12,9 +12,10 @@ use offsite_storage::{
     Operation, Retention, UploadStream, VersionStream,
 };
 
+use crate::client::{head, Inner};
+use crate::config::PROVIDER;
 use crate::error::map;
 use crate::metadata::{from_smithy_time, lock_mode, to_smithy_time};
-use crate::store::{head, Inner, PROVIDER};
 
 impl Inner {
     fn location(&self) -> String {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use offsite_storage::adapter;
 use offsite_storage::{Checksum, LockMode, ObjectMeta, PutOptions, Retention};
 
-use crate::store::{Inner, PROVIDER};
+use crate::config::PROVIDER;
 
 /// Storage classes S3 accepts.
 const CLASSES: &[&str] = match offsite_storage::Scheme::S3.storage_classes() {
@@ -19,17 +19,14 @@ const CLASSES: &[&str] = match offsite_storage::Scheme::S3.storage_classes() {
     None => &[],
 };
 
-impl Inner {
-    /// The storage class asked for, if S3 has it; any other is `InvalidConfig`.
-    pub(crate) fn storage_class(
-        &self,
-        opts: &PutOptions,
-        key: &str,
-    ) -> offsite_storage::Result<Option<StorageClass>> {
-        let given = opts.storage_class.as_deref();
-        adapter::check_storage_class(PROVIDER, key, given, CLASSES, "an S3 storage class")?;
-        Ok(given.map(StorageClass::from))
-    }
+/// The storage class asked for, if S3 has it; any other is `InvalidConfig`.
+pub(crate) fn storage_class(
+    opts: &PutOptions,
+    key: &str,
+) -> offsite_storage::Result<Option<StorageClass>> {
+    let given = opts.storage_class.as_deref();
+    adapter::check_storage_class(PROVIDER, key, given, CLASSES, "an S3 storage class")?;
+    Ok(given.map(StorageClass::from))
 }
 
 pub(crate) fn to_smithy_time(t: &DateTime<Utc>) -> aws_smithy_types::DateTime {
@@ -64,7 +61,7 @@ pub(crate) fn lock_mode(m: LockMode) -> ObjectLockMode {
 /// Applies the options every write shares; a macro because each SDK builder is its own type.
 macro_rules! put_options {
     ($req:expr, $inner:expr, $opts:expr, $key:expr) => {{
-        let mut req = $req.set_storage_class($inner.storage_class($opts, $key)?);
+        let mut req = $req.set_storage_class($crate::metadata::storage_class($opts, $key)?);
         if let Some(k) = &$inner.cfg.sse_kms_key {
             req = req
                 .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)

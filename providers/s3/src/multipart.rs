@@ -15,9 +15,10 @@ use offsite_storage::{
     PartReceipt, PutOptions, Receipt,
 };
 
+use crate::client::{exists, head, Inner, LIMITS};
+use crate::config::PROVIDER;
 use crate::error::map;
 use crate::metadata::{put_options, sha256_checksum};
-use crate::store::{exists, head, Inner, LIMITS, PROVIDER};
 
 #[async_trait]
 impl Multipart for Inner {

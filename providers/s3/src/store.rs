@@ -5,45 +5,21 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_s3::types::{ChecksumMode, GlacierJobParameters, RestoreRequest, Tier};
-use aws_sdk_s3::Client;
+use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, Tier};
 use futures::stream::{self, StreamExt};
 use offsite_storage::adapter;
 use offsite_storage::{
     part_size_for, Capabilities, Error, ErrorKind, GetRange, GetResult, ListStream, Multipart,
-    MultipartWriter, ObjectMeta, ObjectWriter, Operation, PartLimits, PutOptions, Receipt,
-    RetryPolicy, Storage,
+    MultipartWriter, ObjectMeta, ObjectWriter, Operation, PutOptions, Receipt, RetryPolicy,
+    Storage,
 };
 use offsite_storage::{CreateOptions, Retention, UploadStream, VersionStream};
 
-use crate::config::S3Config;
+use crate::client::{head, Inner, COPY_OBJECT_MAX, LIMITS};
+use crate::config::{S3Config, PROVIDER};
 use crate::copy::copy_between;
-use crate::error::{map, Ctx};
-use crate::metadata::{from_smithy_time, meta_from_get, meta_from_head};
-
-pub(crate) const PROVIDER: &str = "s3";
-
-/// S3's multipart limits.
-pub const LIMITS: PartLimits = PartLimits {
-    min_part_size: 5 << 20,
-    max_part_size: 5 << 30,
-    max_parts: 10_000,
-};
-
-/// What every request needs; shared by the store, its writers and its copies.
-pub(crate) struct Inner {
-    pub(crate) client: Client,
-    pub(crate) cfg: S3Config,
-    pub(crate) region: String,
-    pub(crate) url: String,
-    pub(crate) retry: RetryPolicy,
-    /// Objects larger than this are copied part by part (UploadPartCopy); CopyObject takes at
-    /// most 5 GiB.
-    pub(crate) copy_part_threshold: u64,
-}
-
-/// CopyObject's limit.
-const COPY_OBJECT_MAX: u64 = 5 << 30;
+use crate::error::map;
+use crate::metadata::{from_smithy_time, meta_from_get, storage_class};
 
 /// A bucket and prefix on S3 or an S3-compatible server.
 #[derive(Clone)]
@@ -63,12 +39,13 @@ impl std::fmt::Debug for S3Store {
 impl S3Store {
     /// Opens a location with credentials from the AWS default chain.
     pub async fn open(cfg: S3Config, url: &str) -> S3Store {
-        let (client, region) = crate::client::build(&cfg).await;
+        let (client, region, compatible) = crate::client::build(&cfg).await;
         S3Store {
             inner: Arc::new(Inner {
                 client,
                 cfg,
                 region,
+                compatible,
                 url: url.to_string(),
                 retry: RetryPolicy::default().at(url),
                 copy_part_threshold: COPY_OBJECT_MAX,
@@ -86,12 +63,13 @@ impl S3Store {
     ) -> S3Store {
         let creds =
             aws_sdk_s3::config::Credentials::new(access_key, secret, None, None, "offsite-static");
-        let (client, region) = crate::client::build_with(&cfg, Some(creds)).await;
+        let (client, region, compatible) = crate::client::build_with(&cfg, Some(creds)).await;
         S3Store {
             inner: Arc::new(Inner {
                 client,
                 cfg,
                 region,
+                compatible,
                 url: url.to_string(),
                 retry: RetryPolicy::default().at(url),
                 copy_part_threshold: COPY_OBJECT_MAX,
@@ -165,50 +143,6 @@ impl S3Store {
     }
 }
 
-impl Inner {
-    pub(crate) fn ctx<'a>(&'a self, key: &'a str) -> Ctx<'a> {
-        Ctx {
-            bucket: &self.cfg.bucket,
-            region: &self.region,
-            key,
-        }
-    }
-
-    pub(crate) fn check_key(&self, key: &str, op: Operation) -> offsite_storage::Result<String> {
-        offsite_storage::validate_key(key, PROVIDER, op)?;
-        Ok(self.cfg.full_key(key))
-    }
-}
-
-/// Whether `key` exists (HeadObject).
-pub(crate) async fn exists(inner: &Inner, key: &str) -> offsite_storage::Result<bool> {
-    match head(inner, key).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// HeadObject, retried, as metadata.
-pub(crate) async fn head(inner: &Inner, key: &str) -> offsite_storage::Result<ObjectMeta> {
-    let full = inner.check_key(key, Operation::Head)?;
-    let out = inner
-        .retry
-        .run(|| async {
-            inner
-                .client
-                .head_object()
-                .bucket(&inner.cfg.bucket)
-                .key(&full)
-                .checksum_mode(ChecksumMode::Enabled)
-                .send()
-                .await
-                .map_err(|e| map(e, Operation::Head, &inner.ctx(key)))
-        })
-        .await?;
-    Ok(meta_from_head(key, &out))
-}
-
 #[async_trait]
 impl Storage for S3Store {
     fn url(&self) -> &str {
@@ -217,6 +151,44 @@ impl Storage for S3Store {
 
     fn provider(&self) -> &'static str {
         PROVIDER
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
+        let _ = options;
+        source
+            .as_any()
+            .downcast_ref::<S3Store>()
+            .is_some_and(|s| self.same_service(s))
+    }
+
+    async fn copy_from_store(
+        &self,
+        source: &dyn Storage,
+        from: &str,
+        size: Option<u64>,
+        to: &str,
+        options: PutOptions,
+    ) -> offsite_storage::Result<Receipt> {
+        let same = source
+            .as_any()
+            .downcast_ref::<S3Store>()
+            .filter(|s| self.same_service(s));
+        let Some(source) = same else {
+            return Err(offsite_storage::unsupported(
+                PROVIDER,
+                Operation::Copy,
+                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
+            )
+            .with_key(to));
+        };
+        match size {
+            Some(size) => self.copy_sized(source, from, size, to, options).await,
+            None => self.copy_from(source, from, to, options).await,
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -232,6 +204,11 @@ impl Storage for S3Store {
         c.versions = true;
         c.extend_retention = true;
         c.list_uploads = true;
+        // ListObjectsV2 on AWS lists in lexicographic (UTF-8 binary) key order; an
+        // S3-compatible server may not (SeaweedFS walks directories), so replication sorts
+        // its listing first.
+        c.ordered_listing = !self.inner.compatible;
+        c.thaw = true;
         c
     }
 
@@ -282,7 +259,7 @@ impl Storage for S3Store {
         options: PutOptions,
     ) -> offsite_storage::Result<Box<dyn ObjectWriter>> {
         self.inner.check_key(key, Operation::Put)?;
-        self.inner.storage_class(&options, key)?;
+        storage_class(&options, key)?;
         let part_size = part_size_for(options.size_hint, self.inner.cfg.part_size, LIMITS);
         Ok(Box::new(MultipartWriter::new(
             PROVIDER,

@@ -6,6 +6,7 @@
 //! Capabilities are asserted, never skipped: a store that lacks one must answer `Unsupported`.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,8 +14,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::error::ErrorKind;
-use crate::storage::{Storage, StorageExt};
-use crate::types::{Checksum, GetRange, LockMode, Metadata, PutOptions, Retention};
+use crate::multipart::{Multipart, MultipartWriter, Part, PartLimits, PartReceipt};
+use crate::retry::RetryPolicy;
+use crate::storage::{ObjectWriter, Storage, StorageExt};
+use crate::types::{Checksum, GetRange, LockMode, Metadata, PutOptions, Receipt, Retention};
 
 /// A store under test and whatever must live as long as it (a temp dir, a server handle).
 pub struct Fixture {
@@ -57,7 +60,9 @@ macro_rules! conformance_suite {
             invalid_keys_are_rejected, receipts_match_content, multipart_upload_survives_the_writer,
             aborted_multipart_upload_is_gone, sequential_session_survives_the_writer,
             cancelled_session_leaves_nothing, create_location_is_idempotent,
-            open_uploads_are_listed, versions_are_listed_and_deleted);
+            open_uploads_are_listed, versions_are_listed_and_deleted, listing_is_in_key_order,
+            thaw_is_declared, copy_from_store_inside_the_provider,
+            multipart_writer_bounds_bytes_in_flight);
     };
     (@cases $setup:path, $except:expr; $($case:ident),* $(,)?) => {
         $(
@@ -250,6 +255,82 @@ pub async fn list_paginates(store: &dyn Storage) {
     assert_eq!(keys, want);
     let metas = store.list_all(&p).await.expect("list");
     assert!(metas.iter().all(|m| m.size >= 1), "listing carries sizes");
+    if store.capabilities().ordered_listing {
+        let listed: Vec<String> = metas.into_iter().map(|m| m.key).collect();
+        assert!(
+            listed == want,
+            "an ordered listing stays in key order across its pages"
+        );
+    }
+}
+
+/// Every key is listed once; a store that declares `ordered_listing` lists them in ascending
+/// byte order (replication merges two listings as they stream on that promise), here on keys
+/// whose byte order differs from a directory walk's (`-` and `.` sort before `/`).
+pub async fn listing_is_in_key_order(store: &dyn Storage) {
+    let p = case_prefix("order");
+    let names = [
+        "a/b",
+        "a-b",
+        "a/c/d",
+        "a0",
+        "a.b",
+        "B",
+        "b~",
+        "\u{e9}t\u{e9}",
+        "a/b0",
+        "a/b-c",
+    ];
+    let mut want: Vec<String> = names.iter().map(|k| format!("{p}/{k}")).collect();
+    for (i, key) in want.iter().enumerate() {
+        store
+            .put_bytes(key, pattern(i + 1, i as u64), PutOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    }
+    want.sort();
+    let listed: Vec<String> = store
+        .list_all(&p)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    if store.capabilities().ordered_listing {
+        assert_eq!(
+            listed, want,
+            "declared ordered_listing: ascending byte order"
+        );
+    } else {
+        let mut sorted = listed;
+        sorted.sort();
+        assert_eq!(sorted, want, "every key listed once");
+    }
+}
+
+/// `thaw` is there exactly when declared (restore thaws an archived copy through it): a store
+/// that declares it sends the request (a missing key is `NotFound`); any other answers
+/// `Unsupported` for an object it holds.
+pub async fn thaw_is_declared(store: &dyn Storage) {
+    let p = case_prefix("thaw");
+    if store.capabilities().thaw {
+        assert_kind(
+            store.thaw(&format!("{p}/missing"), 1).await,
+            ErrorKind::NotFound,
+            "thaw of a missing key",
+        );
+    } else {
+        let key = format!("{p}/obj");
+        store
+            .put_bytes(&key, pattern(10, 3), PutOptions::default())
+            .await
+            .expect("put");
+        assert_kind(
+            store.thaw(&key, 1).await,
+            ErrorKind::Unsupported,
+            "thaw where it is not declared",
+        );
+    }
 }
 
 /// A prefix matches whole segments: `a/b` lists `a/b/...`, never `a/bc`.
@@ -586,6 +667,173 @@ pub async fn copy_within_store(store: &dyn Storage) {
         ErrorKind::NotFound,
         "copy of a missing key",
     );
+}
+
+/// A copy inside the provider through the contract (`copy_from_store`, what replication's
+/// server-side copies use; here from the store to itself, which any service can): identical
+/// bytes, create-only refused on a taken key, a missing source `NotFound`. A store whose
+/// `can_copy_from` says no answers `Unsupported` and makes nothing.
+pub async fn copy_from_store_inside_the_provider(store: &dyn Storage) {
+    let p = case_prefix("copy-from");
+    let data = pattern(part_size(store) + 5, 11);
+    let (src, dst) = (format!("{p}/src"), format!("{p}/dst/copy"));
+    store
+        .put_bytes(&src, data.clone(), PutOptions::default())
+        .await
+        .expect("put");
+    if !store.can_copy_from(store, &PutOptions::default()) {
+        assert_kind(
+            store
+                .copy_from_store(store, &src, None, &dst, PutOptions::default())
+                .await,
+            ErrorKind::Unsupported,
+            "copy_from_store where can_copy_from says no",
+        );
+        assert_kind(store.head(&dst).await, ErrorKind::NotFound, "no copy made");
+        return;
+    }
+    let size = Some(data.len() as u64);
+    let r = store
+        .copy_from_store(store, &src, size, &dst, PutOptions::default())
+        .await
+        .expect("copy_from_store");
+    assert_eq!(r.size, data.len() as u64);
+    assert_eq!(read_all(store, &dst, None).await, data);
+    let r = store
+        .copy_from_store(
+            store,
+            &src,
+            None,
+            &format!("{p}/dst/unsized"),
+            PutOptions::default(),
+        )
+        .await
+        .expect("copy_from_store, size asked");
+    assert_eq!(r.size, data.len() as u64);
+    assert_kind(
+        store
+            .copy_from_store(store, &src, size, &dst, PutOptions::create_new())
+            .await,
+        ErrorKind::AlreadyExists,
+        "create-only copy onto a taken key",
+    );
+    assert_kind(
+        store
+            .copy_from_store(
+                store,
+                &format!("{p}/missing"),
+                None,
+                &format!("{p}/x"),
+                PutOptions::default(),
+            )
+            .await,
+        ErrorKind::NotFound,
+        "copy of a missing key",
+    );
+}
+
+/// Counts the bytes inside [`Multipart::upload_part`] calls of a real store's primitives
+/// (which it calls unchanged), each held a moment so that parts in flight overlap.
+struct InFlightCounter {
+    inner: Arc<dyn Multipart>,
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Multipart for InFlightCounter {
+    fn limits(&self) -> PartLimits {
+        self.inner.limits()
+    }
+    async fn create_upload(&self, key: &str, options: &PutOptions) -> crate::Result<String> {
+        self.inner.create_upload(key, options).await
+    }
+    async fn upload_part(&self, key: &str, id: &str, part: Part) -> crate::Result<PartReceipt> {
+        let n = part.data.len() as u64;
+        let now = self.now.fetch_add(n, Ordering::SeqCst) + n;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = self.inner.upload_part(key, id, part).await;
+        self.now.fetch_sub(n, Ordering::SeqCst);
+        r
+    }
+    async fn list_parts(&self, key: &str, id: &str) -> crate::Result<Vec<PartReceipt>> {
+        self.inner.list_parts(key, id).await
+    }
+    async fn complete_upload(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<PartReceipt>,
+        options: &PutOptions,
+    ) -> crate::Result<Receipt> {
+        self.inner.complete_upload(key, id, parts, options).await
+    }
+    fn abort_discards_parts(&self) -> bool {
+        self.inner.abort_discards_parts()
+    }
+    async fn abort_upload(&self, key: &str, id: &str) -> crate::Result<()> {
+        self.inner.abort_upload(key, id).await
+    }
+    async fn put_whole(
+        &self,
+        key: &str,
+        part: Part,
+        options: &PutOptions,
+    ) -> crate::Result<Receipt> {
+        self.inner.put_whole(key, part, options).await
+    }
+}
+
+/// The shared multipart writer keeps the contract's memory bound: at most `concurrency`
+/// parts of the part size in flight, counted around the store's own `upload_part` while an
+/// object of three times that goes up in one large write (a write larger than the whole
+/// budget included). The peak stays within the bound and reaches more than one part (the
+/// parts overlap), and the object reads back whole. A store without multipart primitives
+/// writes one stream and has no parts in flight.
+pub async fn multipart_writer_bounds_bytes_in_flight(store: &dyn Storage) {
+    let Some(inner) = store.multipart() else {
+        assert!(
+            store.sequential().is_some() || store.capabilities().part_size.is_none(),
+            "a store with a part size has multipart primitives or sessions"
+        );
+        return;
+    };
+    let p = case_prefix("in-flight");
+    let part = part_size(store);
+    let concurrency = 3;
+    let counter = Arc::new(InFlightCounter {
+        inner,
+        now: AtomicU64::new(0),
+        peak: AtomicU64::new(0),
+    });
+    let key = format!("{p}/obj");
+    let data = pattern(part * concurrency * 3 + 7, 13);
+    let mut w = MultipartWriter::new(
+        store.provider(),
+        key.clone(),
+        counter.clone(),
+        PutOptions::default(),
+        part as u64,
+        concurrency,
+        RetryPolicy::default(),
+    );
+    w.write(data.clone())
+        .await
+        .expect("one write of the whole object");
+    let receipt = Box::new(w).finish().await.expect("finish");
+    assert_eq!(receipt.size, data.len() as u64);
+    let peak = counter.peak.load(Ordering::SeqCst);
+    let bound = (part * concurrency) as u64;
+    assert!(
+        peak <= bound,
+        "{peak} bytes in flight, over the bound of {bound}"
+    );
+    assert!(
+        peak > part as u64,
+        "parts went one at a time ({peak} bytes at most)"
+    );
+    assert_eq!(read_all(store, &key, None).await, data);
 }
 
 /// Delete removes the object from head, get and list.

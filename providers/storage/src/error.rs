@@ -105,7 +105,7 @@ pub enum Operation {
     SnapshotCopy,
     /// [`crate::Snapshots::delete`].
     SnapshotDelete,
-    /// [`crate::Snapshots::wait`] and [`crate::Snapshots::poll`].
+    /// [`crate::SnapshotsExt::wait`] and [`crate::Snapshots::poll`].
     SnapshotWait,
     /// [`crate::Snapshots::restore`] and [`crate::Snapshots::volumes`].
     Volume,

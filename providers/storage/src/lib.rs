@@ -45,7 +45,7 @@ pub use sequential::{ObjectDigest, Sequential, SessionState};
 pub use snapshots::{
     derived_name, parse_tag_time, snapshot_unsupported, tag_time, tags, CopySnapshot,
     CreateSnapshot, Made, RestoreVolume, Snapshot, SnapshotCapabilities, SnapshotState, Snapshots,
-    Volume, WaitOptions,
+    SnapshotsExt, Volume, WaitOptions,
 };
 pub use storage::{
     extended_retention, flatten_pages, unsupported, ByteStream, GetResult, ListStream,

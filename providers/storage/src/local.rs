@@ -307,6 +307,10 @@ impl Storage for LocalStore {
         PROVIDER
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             server_side_copy: true,
@@ -321,6 +325,8 @@ impl Storage for LocalStore {
             versions: false,
             extend_retention: false,
             list_uploads: false,
+            ordered_listing: false,
+            thaw: false,
         }
     }
 

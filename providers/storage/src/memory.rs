@@ -285,6 +285,10 @@ impl Storage for MemoryStore {
         PROVIDER
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             server_side_copy: true,
@@ -299,6 +303,8 @@ impl Storage for MemoryStore {
             versions: false,
             extend_retention: true,
             list_uploads: true,
+            ordered_listing: true,
+            thaw: false,
         }
     }
 

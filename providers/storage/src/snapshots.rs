@@ -98,7 +98,7 @@ pub struct Snapshot {
     /// Its tags or labels.
     pub tags: BTreeMap<String, String>,
     /// The provider's handle on a long-running operation still running on it (a GCP operation
-    /// name, an Azure-AsyncOperation URL), which [`Snapshots::wait`] follows first.
+    /// name, an Azure-AsyncOperation URL), which [`SnapshotsExt::wait`] follows first.
     #[serde(skip)]
     pub operation: Option<String>,
 }
@@ -219,7 +219,7 @@ pub struct SnapshotCapabilities {
     pub group: bool,
 }
 
-/// How [`Snapshots::wait`] polls, and what it reports on the way.
+/// How [`SnapshotsExt::wait`] polls, and what it reports on the way.
 pub struct WaitOptions<'a> {
     /// Time between polls.
     pub interval: Duration,
@@ -251,7 +251,7 @@ impl Debug for WaitOptions<'_> {
 ///   so a rerun of a job that died after the provider accepted the request makes nothing twice.
 ///   `restore` passes the token as the provider's idempotency key where it has one.
 /// - **Asynchronous.** `create`, `copy` and `restore` return once the provider accepted the
-///   request; the snapshot is usually [`SnapshotState::Pending`]. [`Snapshots::wait`] follows
+///   request; the snapshot is usually [`SnapshotState::Pending`]. [`SnapshotsExt::wait`] follows
 ///   the provider's long-running operation, then the snapshot's own state, until it is
 ///   completed or failed. A failed snapshot is returned as such (with the provider's reason),
 ///   not as an error: the caller decides.
@@ -326,8 +326,16 @@ pub trait Snapshots: Send + Sync + Debug {
     async fn poll(&self, snapshot: &Snapshot) -> Result<Snapshot> {
         self.get(&snapshot.id).await
     }
+}
 
-    /// Waits until the snapshot is completed or failed, polling with [`Snapshots::poll`].
+/// What every [`Snapshots`] adapter gets from the trait's own operations, kept out of the
+/// trait so that no adapter overrides it (as [`StorageExt`](crate::StorageExt) is for
+/// [`Storage`](crate::Storage)).
+#[async_trait]
+pub trait SnapshotsExt: Snapshots {
+    /// Waits until the snapshot is completed or failed, polling with [`Snapshots::poll`]
+    /// every `options.interval` and telling `options.progress` each answer; a snapshot still
+    /// pending after `options.timeout` is a `Transient`, not retryable, error.
     async fn wait(&self, snapshot: &Snapshot, options: &WaitOptions<'_>) -> Result<Snapshot> {
         let started = std::time::Instant::now();
         let mut current = snapshot.clone();
@@ -357,6 +365,8 @@ pub trait Snapshots: Send + Sync + Debug {
         }
     }
 }
+
+impl<T: Snapshots + ?Sized> SnapshotsExt for T {}
 
 /// The error of a snapshot operation a provider does not have.
 pub fn snapshot_unsupported(provider: &'static str, operation: Operation, what: &str) -> Error {

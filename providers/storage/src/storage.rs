@@ -112,6 +112,40 @@ pub trait Storage: Send + Sync + Debug {
     /// answers `Unsupported`.
     async fn copy(&self, from: &str, to: &str, options: PutOptions) -> Result<Receipt>;
 
+    /// Whether [`Storage::copy_from_store`] copies from `source`, another store, under
+    /// `options` without the bytes passing through this process (both on one service with
+    /// one set of credentials, and `options` something the provider's copy honours). A dry
+    /// run reports its route by it.
+    fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
+        let _ = (source, options);
+        false
+    }
+
+    /// Copies `from` in `source` (another store, or this one) to `to` here inside the
+    /// provider, when [`Storage::can_copy_from`] says it can; `Unsupported` otherwise, and the
+    /// caller streams the copy. `size` is the source object's size as its listing gave it
+    /// (`None`: the store asks). With `if_not_exists` a taken `to` is `AlreadyExists`.
+    async fn copy_from_store(
+        &self,
+        source: &dyn Storage,
+        from: &str,
+        size: Option<u64>,
+        to: &str,
+        options: PutOptions,
+    ) -> Result<Receipt> {
+        let _ = (source, from, size, options);
+        Err(unsupported(
+            self.provider(),
+            Operation::Copy,
+            "copy from that store inside the provider",
+        )
+        .with_key(to))
+    }
+
+    /// This store as [`Any`](std::any::Any): how an adapter recognises a store of its own kind
+    /// in [`Storage::copy_from_store`].
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// The store's multipart primitives, for uploads that must survive the process (push's
     /// resume after a crash); `None` for stores that write one stream (local files).
     fn multipart(&self) -> Option<std::sync::Arc<dyn crate::Multipart>>;

@@ -220,6 +220,15 @@ pub struct Capabilities {
     pub extend_retention: bool,
     /// [`Storage::list_uploads`](crate::Storage::list_uploads) works (S3 multipart uploads).
     pub list_uploads: bool,
+    /// [`Storage::list`](crate::Storage::list) gives keys in ascending byte-wise order (as
+    /// `str`'s `Ord`), across pages (S3 ListObjectsV2, GCS objects.list and Azure List Blobs
+    /// document it). Replication merges two listings as they stream when both are ordered,
+    /// and sorts a listing first when it is not. `false`: no order is promised.
+    pub ordered_listing: bool,
+    /// [`Storage::thaw`](crate::Storage::thaw) asks an archive tier for an object back (S3
+    /// Glacier restore, Azure rehydration); restore thaws an archived copy through it when
+    /// asked. `false`: nothing is ever archived out of reach, and `thaw` is `Unsupported`.
+    pub thaw: bool,
 }
 
 /// How to create a location ([`Storage::create_location`](crate::Storage::create_location)).

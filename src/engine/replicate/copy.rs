@@ -24,7 +24,6 @@ use sha2::{Digest as _, Sha256};
 use crate::engine::hashing::Hasher;
 
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
-use crate::registry::Native;
 use crate::registry::Opened;
 
 /// How a copy travelled.
@@ -141,27 +140,14 @@ pub async fn copy(
     }
 }
 
-/// The provider's own copy, when both ends are one provider's and the options allow it.
-#[cfg_attr(not(feature = "s3"), allow(unused_variables))]
-/// Whether a copy from `src` to `dst` with `options` goes inside the provider (the conditions
-/// of [`server_side`]): what a dry run reports as server-side.
+/// Whether a copy from `src` to `dst` with `options` goes inside the provider (the store's
+/// own answer, [`Storage::can_copy_from`]): what a dry run reports as server-side.
 pub(super) fn goes_server_side(src: &Opened, dst: &Opened, options: &PutOptions) -> bool {
-    match (&src.native, &dst.native) {
-        #[cfg(feature = "s3")]
-        (Native::S3(a), Native::S3(b)) => b.same_service(a),
-        #[cfg(feature = "gcs")]
-        (Native::Gcs(a), Native::Gcs(b)) => b.same_service(a) && options.storage_class.is_none(),
-        #[cfg(feature = "azure")]
-        (Native::Azure(a), Native::Azure(b)) => b.same_service(a),
-        _ => {
-            let _ = options;
-            false
-        }
-    }
+    dst.store.can_copy_from(&*src.store, options)
 }
 
-// `size` is S3's alone (its copy picks single or multipart by it).
-#[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+/// The provider's own copy, through the contract ([`Storage::copy_from_store`], which the
+/// conformance suite covers), when both ends are one service's and the options allow it.
 async fn server_side(
     src: &Opened,
     dst: &Opened,
@@ -169,24 +155,14 @@ async fn server_side(
     size: u64,
     options: &PutOptions,
 ) -> Option<Result<Receipt>> {
-    match (&src.native, &dst.native) {
-        #[cfg(feature = "s3")]
-        (Native::S3(a), Native::S3(b)) if b.same_service(a) => {
-            Some(b.copy_sized(a, key, size, key, options.clone()).await)
-        }
-        // A GCS rewrite keeps the source's storage class: a class asked for is streamed.
-        #[cfg(feature = "gcs")]
-        (Native::Gcs(a), Native::Gcs(b))
-            if b.same_service(a) && options.storage_class.is_none() =>
-        {
-            Some(b.copy_from(a, key, key, options.clone()).await)
-        }
-        #[cfg(feature = "azure")]
-        (Native::Azure(a), Native::Azure(b)) if b.same_service(a) => {
-            Some(b.copy_from(a, key, key, options.clone()).await)
-        }
-        _ => None,
+    if !goes_server_side(src, dst, options) {
+        return None;
     }
+    Some(
+        dst.store
+            .copy_from_store(&*src.store, key, Some(size), key, options.clone())
+            .await,
+    )
 }
 
 /// What a streamed copy keeps between runs (`<cache>/replicate/<sha256>.json`, private).

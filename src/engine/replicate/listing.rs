@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use offsite_policies::replication::{shard_of, Item};
-use offsite_storage::{ObjectMeta, Scheme, Storage};
+use offsite_storage::{ObjectMeta, Storage};
 use tokio::sync::mpsc;
 
 use crate::registry::Opened;
@@ -30,12 +30,6 @@ pub(super) struct Listing {
     pub task: tokio::task::JoinHandle<Listed>,
 }
 
-/// Whether a provider lists keys in byte-wise lexicographic order (S3 ListObjectsV2, GCS
-/// objects.list and Azure List Blobs all document it); others are sorted here first.
-fn lists_in_key_order(scheme: Scheme) -> bool {
-    matches!(scheme, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
-}
-
 /// Streams `at`'s listing into a bounded channel, keeping the shard's keys.
 pub(super) fn spawn(
     at: &Opened,
@@ -51,7 +45,9 @@ pub(super) fn spawn(
         shard,
         with_etag,
     };
-    let sorted = lists_in_key_order(at.location.scheme);
+    // The store says whether its listing is in key order (the contract's `ordered_listing`,
+    // checked by the conformance suite); one that does not is sorted here first.
+    let sorted = at.store.capabilities().ordered_listing;
     let task = tokio::spawn(async move {
         if sorted {
             lister.stream(tx).await

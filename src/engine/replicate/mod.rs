@@ -4,9 +4,10 @@
 //! Both listings stream in key order into the pure plan (`offsite_policies::replication`),
 //! which runs on a blocking thread between two bounded channels; its units (a plain object, or
 //! an archive's keys together) are carried out `jobs` at a time. Memory is bounded by the
-//! channels, the units in flight and the streamed copies' parts, never by the bucket. S3, GCS
-//! and Azure list in lexicographic (byte) key order, so their listings stream as they come;
-//! a local directory's walk is sorted first. A listing that breaks the order stops the run
+//! channels, the units in flight and the streamed copies' parts, never by the bucket. A store
+//! that declares `ordered_listing` (AWS S3, GCS and Azure list in lexicographic byte order;
+//! the conformance suite checks it) streams as it comes; any other (a local directory's walk,
+//! an S3-compatible server, whose order is not trusted) is sorted first. A listing that breaks the order stops the run
 //! (the plan says so) rather than producing a wrong plan.
 //!
 //! Archives stay archives: the data first, verified against the source manifest's SHA-256,

@@ -344,8 +344,9 @@ impl<'a> Candidate<'a> {
         match (self, e) {
             (Candidate::Hidden { .. }, e) => failed(format!("the version under a delete marker: {e}")),
             (Candidate::Live { .. }, ReadbackError::Output(m)) => Err(anyhow!("{m}")),
+            // Thawed only through a store that declares it (the contract's `thaw`).
             (Candidate::Live { loc, .. }, ReadbackError::Archived(m)) => match thaw {
-                Some(days) => match loc.store.thaw(object_key, days).await {
+                Some(days) if loc.store.capabilities().thaw => match loc.store.thaw(object_key, days).await {
                     Ok(()) => Ok((
                         AttemptResult::Thawing,
                         format!(
@@ -354,7 +355,7 @@ impl<'a> Candidate<'a> {
                     )),
                     Err(e) => failed(format!("{m}; requesting the thaw failed: {e}")),
                 },
-                None => failed(m),
+                Some(_) | None => failed(m),
             },
             (Candidate::Live { .. }, e) => failed(e.to_string()),
         }

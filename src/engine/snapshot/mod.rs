@@ -16,7 +16,7 @@ use offsite_policies::snapshot_status::{Listed, RegionListing};
 use offsite_policies::snapshots::State;
 use offsite_storage::{
     derived_name, tag_time, tags, CopySnapshot, CreateSnapshot, Made, Snapshot, SnapshotState,
-    Snapshots, WaitOptions,
+    Snapshots, SnapshotsExt, WaitOptions,
 };
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
