@@ -395,7 +395,6 @@ fn known_contents<'de, D: serde::Deserializer<'de>>(
     Ok(v.and_then(|v| serde_json::from_value(v).ok()))
 }
 
-
 /// A drill's restore, measured: the stored bytes read back, decrypted and hashed, and how
 /// long that took. `{"seconds": 12.3, "bytes": N, "bytes_per_second": X}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

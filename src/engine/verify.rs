@@ -18,8 +18,7 @@ use super::inventory::{one, scan, Entry, ReadOptions, Reader, State};
 use super::readback::{ReadbackError, StoredCopy};
 use crate::archive::{
     tool_version, ArchiveKeys, Manifest, RecordedContents, RecordedDepth, RecordedResult,
-    RestoreTiming,
-    VerifiedRecord,
+    RestoreTiming, VerifiedRecord,
 };
 use crate::error::usage;
 use crate::registry::{key_prefix, Opened};

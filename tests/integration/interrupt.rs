@@ -3,8 +3,8 @@
 //! SIGKILL leaves (temporary files, restore partials, old spools) is shown and swept; a push
 //! that fails keeps its spool and says so.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
