@@ -195,3 +195,77 @@ fn the_checker_sees_cycles_and_grouped_imports() {
     assert_eq!(c.first(), c.last());
     assert_eq!(c.len(), 4, "{c:?}");
 }
+
+/// The SDKs' crates, as a path in Rust code names them.
+const SDK_PATHS: &[&str] = &[
+    "aws_sdk_",
+    "aws_config::",
+    "aws_smithy_",
+    "aws_credential_types::",
+    "aws_types::",
+    "azure_core::",
+    "azure_identity::",
+    "azure_storage_blob::",
+    "google_cloud_",
+    "gcloud_storage::",
+    "gcloud_auth::",
+];
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The binary reaches the clouds only through the adapters' own types: no SDK type in what the
+/// adapters export to it, so none in its code (comments aside), and no SDK among its
+/// dependencies (only the adapter crates and the two shared helpers under providers/ hold them).
+#[test]
+fn the_binary_names_no_sdk_type() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    assert!(files.len() > 20, "src/ read: {files:?}");
+    let mut named = Vec::new();
+    for f in &files {
+        for (n, line) in std::fs::read_to_string(f).unwrap().lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            if let Some(p) = SDK_PATHS.iter().find(|p| code.contains(*p)) {
+                named.push(format!("{}:{}: {p}", f.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "SDK types named by the binary:\n{}",
+        named.join("\n")
+    );
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("\n[dependencies]\n")
+        .nth(1)
+        .and_then(|d| d.split("\n[").next())
+        .expect("the root Cargo.toml has [dependencies]");
+    for sdk in [
+        "aws-sdk",
+        "aws-config",
+        "aws-smithy",
+        "azure_",
+        "google-cloud",
+        "gcloud",
+    ] {
+        assert!(
+            !deps.lines().any(|l| l.trim_start().starts_with(sdk)),
+            "the binary depends on {sdk} directly"
+        );
+    }
+}

@@ -23,7 +23,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::engine::hashing::Hasher;
 
-#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 use crate::registry::Opened;
 
 /// How a copy travelled.
