@@ -553,10 +553,7 @@ impl Storage for AzureStore {
 
     fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
         let _ = options;
-        source
-            .as_any()
-            .downcast_ref::<AzureStore>()
-            .is_some_and(|s| self.same_service(s))
+        adapter::own_kind(source, |s: &AzureStore| self.same_service(s)).is_some()
     }
 
     async fn copy_from_store(
@@ -567,17 +564,8 @@ impl Storage for AzureStore {
         to: &str,
         options: PutOptions,
     ) -> Result<Receipt> {
-        let same = source
-            .as_any()
-            .downcast_ref::<AzureStore>()
-            .filter(|s| self.same_service(s));
-        let Some(source) = same else {
-            return Err(offsite_storage::unsupported(
-                PROVIDER,
-                Operation::Copy,
-                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
-            )
-            .with_key(to));
+        let Some(source) = adapter::own_kind(source, |s: &AzureStore| self.same_service(s)) else {
+            return Err(adapter::no_copy_from(PROVIDER, to));
         };
         let _ = size;
         self.copy_from(source, from, to, options).await

@@ -239,10 +239,10 @@ impl Storage for GcsStore {
     }
 
     fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
-        source
-            .as_any()
-            .downcast_ref::<GcsStore>()
-            .is_some_and(|s| self.same_service(s) && options.storage_class.is_none())
+        adapter::own_kind(source, |s: &GcsStore| {
+            self.same_service(s) && options.storage_class.is_none()
+        })
+        .is_some()
     }
 
     async fn copy_from_store(
@@ -253,17 +253,10 @@ impl Storage for GcsStore {
         to: &str,
         options: PutOptions,
     ) -> Result<Receipt> {
-        let same = source
-            .as_any()
-            .downcast_ref::<GcsStore>()
-            .filter(|s| self.same_service(s) && options.storage_class.is_none());
-        let Some(source) = same else {
-            return Err(offsite_storage::unsupported(
-                PROVIDER,
-                Operation::Copy,
-                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
-            )
-            .with_key(to));
+        let Some(source) = adapter::own_kind(source, |s: &GcsStore| {
+            self.same_service(s) && options.storage_class.is_none()
+        }) else {
+            return Err(adapter::no_copy_from(PROVIDER, to));
         };
         // A rewrite keeps the source's storage class: a class asked for is streamed instead.
         let _ = size;

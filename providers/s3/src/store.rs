@@ -159,10 +159,7 @@ impl Storage for S3Store {
 
     fn can_copy_from(&self, source: &dyn Storage, options: &PutOptions) -> bool {
         let _ = options;
-        source
-            .as_any()
-            .downcast_ref::<S3Store>()
-            .is_some_and(|s| self.same_service(s))
+        adapter::own_kind(source, |s: &S3Store| self.same_service(s)).is_some()
     }
 
     async fn copy_from_store(
@@ -173,17 +170,8 @@ impl Storage for S3Store {
         to: &str,
         options: PutOptions,
     ) -> offsite_storage::Result<Receipt> {
-        let same = source
-            .as_any()
-            .downcast_ref::<S3Store>()
-            .filter(|s| self.same_service(s));
-        let Some(source) = same else {
-            return Err(offsite_storage::unsupported(
-                PROVIDER,
-                Operation::Copy,
-                "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
-            )
-            .with_key(to));
+        let Some(source) = adapter::own_kind(source, |s: &S3Store| self.same_service(s)) else {
+            return Err(adapter::no_copy_from(PROVIDER, to));
         };
         match size {
             Some(size) => self.copy_sized(source, from, size, to, options).await,

@@ -11,7 +11,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 
 use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::storage::GetResult;
+use crate::storage::{GetResult, Storage};
 use crate::types::ObjectMeta;
 
 /// Location query keys that belong to the engine (per-destination placement options), not to
@@ -174,6 +174,24 @@ fn strip_queries(text: &str) -> String {
         }
     }
     out
+}
+
+/// `source` as the adapter's own store type `T`, when it is one and `fits` holds (the same
+/// service and credentials, options its copy can honour): the one test behind an adapter's
+/// `Storage::can_copy_from` and `Storage::copy_from_store`.
+pub fn own_kind<T: 'static>(source: &dyn Storage, fits: impl FnOnce(&T) -> bool) -> Option<&T> {
+    source.as_any().downcast_ref::<T>().filter(|s| fits(s))
+}
+
+/// The error of a `copy_from_store` from a store [`own_kind`] turned down: `Unsupported`, so
+/// the caller streams the copy instead.
+pub fn no_copy_from(provider: &'static str, to: &str) -> Error {
+    crate::unsupported(
+        provider,
+        Operation::Copy,
+        "copy inside the provider from that store (another service, other credentials, or options its copy cannot honour)",
+    )
+    .with_key(to)
 }
 
 #[cfg(test)]
