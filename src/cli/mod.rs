@@ -85,13 +85,11 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Create the directory, bucket or container a URL points into.
     Create(create::CreateArgs),
-    /// Validate a policy: what its destinations can reach (placement, rto), and its
-    /// [[snapshots]] sections.
+    /// Validate a policy: what its destinations can reach (placement, rto) and its snapshots.
     Plan(plan::PlanArgs),
     /// Judge a policy's rules over its destinations and snapshots: a monitoring probe.
     Status(status::StatusArgs),
-    /// Restore the newest archive at each of a policy's destinations to nowhere, proving it
-    /// and timing the restore (what status judges rto by).
+    /// Restore each destination's newest archive to nowhere: prove it and time the restore.
     Drill(drill::DrillArgs),
     /// Delete what a policy's retention no longer keeps, behind safety rails; extend locks.
     Prune(prune::PruneArgs),
