@@ -284,9 +284,9 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
             let link = m
                 .link
                 .as_deref()
-                .map(|l| format!(" -> {l}"))
+                .map(|l| format!(" -> {}", escaped(l)))
                 .unwrap_or_default();
-            crate::report::dataln!("{:<8} {:>12} {}{link}", m.kind, m.size, m.path)?;
+            crate::report::dataln!("{:<8} {:>12} {}{link}", m.kind, m.size, escaped(&m.path))?;
         }
     }
     if crate::report::quiet() {
@@ -335,4 +335,32 @@ fn print(report: &RestoreReport, out: Output) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// A member's path as one line: control characters (a newline in a file name would forge a
+/// row) written as escapes (`\n`, `\t`, `\u{1b}`), as `tar -t` escapes them.
+fn escaped(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.chars().any(char::is_control) {
+        return path.into();
+    }
+    path.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listed_paths_are_one_line_each() {
+        assert_eq!(super::escaped("a/b.txt"), "a/b.txt");
+        assert_eq!(super::escaped("a\nfake 0 row"), "a\\nfake 0 row");
+        assert_eq!(super::escaped("x\u{1b}[2J"), "x\\u{1b}[2J");
+    }
 }
